@@ -1,0 +1,20 @@
+use thiserror::Error;
+
+/// Why a backend could not serve a request, in the backend's terms.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum BackendError {
+    #[error("prompt is too long: {tokens} tokens > {max} maximum")]
+    PromptTooLong { tokens: u32, max: u32 },
+    /// The request asks for something this model cannot do (images on a text-only model).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The request is inconsistent in a way only the backend can see.
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the model's queue is full")]
+    QueueFull,
+    #[error("the model is shutting down")]
+    ShuttingDown,
+    #[error("generation failed: {0}")]
+    Generation(String),
+}

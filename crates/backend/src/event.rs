@@ -1,0 +1,39 @@
+/// How the prompt's tokens were served: the three parts always sum to the prompt length.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PromptUsage {
+    pub input_tokens: u32,
+    pub cache_read_input_tokens: u32,
+    pub cache_creation_5m_input_tokens: u32,
+    pub cache_creation_1h_input_tokens: u32,
+}
+
+impl PromptUsage {
+    /// A prompt served with no cache involvement.
+    pub fn uncached(tokens: u32) -> Self {
+        Self {
+            input_tokens: tokens,
+            ..Self::default()
+        }
+    }
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishReason {
+    EndTurn,
+    MaxTokens,
+    StopSequence(String),
+}
+
+/// One step of a generation, in order: `Started`, then output, then `Finished`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendEvent {
+    /// The prompt has been processed; output follows.
+    Started { prompt: PromptUsage },
+    /// Visible text. Always whole UTF-8 characters; never part of a stop sequence.
+    Text(String),
+    Finished {
+        reason: FinishReason,
+        output_tokens: u32,
+    },
+}

@@ -1,0 +1,165 @@
+//! A deterministic backend for tests of our own code (HTTP, SSE, errors, cancellation).
+//! It never stands in for a model in a test about model behaviour.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use missive_protocol::models::ModelCapabilities;
+
+use crate::{
+    Backend, BackendError, BackendEvent, EventStream, FinishReason, GenerateRequest,
+    ModelDescriptor, PromptUsage,
+};
+
+/// Replies with a fixed list of pieces, one piece per output token.
+#[derive(Debug, Clone)]
+pub struct ScriptedBackend {
+    descriptor: ModelDescriptor,
+    pieces: Vec<String>,
+    delay: Duration,
+    fail_after: Option<usize>,
+    /// Generations whose stream is still alive; tests watch it fall on disconnect.
+    live: Arc<AtomicUsize>,
+}
+
+impl ScriptedBackend {
+    pub fn new(id: &str, pieces: &[&str]) -> Self {
+        Self {
+            descriptor: ModelDescriptor {
+                id: id.to_owned(),
+                display_name: format!("Scripted {id}"),
+                created_at: "2026-01-01T00:00:00Z".to_owned(),
+                max_input_tokens: 1000,
+                max_output_tokens: 4096,
+                capabilities: ModelCapabilities::default(),
+            },
+            pieces: pieces.iter().map(|p| (*p).to_owned()).collect(),
+            delay: Duration::ZERO,
+            fail_after: None,
+            live: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Waits this long before each piece, so a test can disconnect mid-stream.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Fails with a generation error after this many pieces.
+    pub fn failing_after(mut self, pieces: usize) -> Self {
+        self.fail_after = Some(pieces);
+        self
+    }
+
+    pub fn with_context_window(mut self, tokens: u32) -> Self {
+        self.descriptor.max_input_tokens = tokens;
+        self
+    }
+
+    /// How many generations are still running.
+    pub fn live_generations(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.live)
+    }
+
+    /// One token per whitespace-separated word of the prompt, plus one per turn.
+    fn prompt_tokens(request: &GenerateRequest) -> u32 {
+        let words = request.system_text().split_whitespace().count()
+            + request
+                .turns
+                .iter()
+                .map(|turn| turn.text().split_whitespace().count() + 1)
+                .sum::<usize>();
+        u32::try_from(words).unwrap_or(u32::MAX)
+    }
+}
+
+/// Decrements the live count when the generation's stream is dropped.
+struct LiveGuard(Arc<AtomicUsize>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for ScriptedBackend {
+    fn descriptor(&self) -> &ModelDescriptor {
+        &self.descriptor
+    }
+
+    async fn count_tokens(&self, request: &GenerateRequest) -> Result<u32, BackendError> {
+        Ok(Self::prompt_tokens(request))
+    }
+
+    async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
+        let tokens = Self::prompt_tokens(&request);
+        if tokens > self.descriptor.max_input_tokens {
+            return Err(BackendError::PromptTooLong {
+                tokens,
+                max: self.descriptor.max_input_tokens,
+            });
+        }
+        self.live.fetch_add(1, Ordering::SeqCst);
+        let guard = LiveGuard(Arc::clone(&self.live));
+        let this = self.clone();
+        let stream = async_stream_events(this, request, tokens, guard);
+        Ok(stream)
+    }
+}
+
+fn async_stream_events(
+    backend: ScriptedBackend,
+    request: GenerateRequest,
+    prompt_tokens: u32,
+    guard: LiveGuard,
+) -> EventStream {
+    let limit = request.max_tokens as usize;
+    let mut events: Vec<Result<BackendEvent, BackendError>> = vec![Ok(BackendEvent::Started {
+        prompt: PromptUsage::uncached(prompt_tokens),
+    })];
+    let mut text = String::new();
+    let mut reason = FinishReason::EndTurn;
+    let mut produced = 0u32;
+    for (i, piece) in backend.pieces.iter().enumerate() {
+        if backend.fail_after == Some(i) {
+            events.push(Err(BackendError::Generation("scripted failure".into())));
+            break;
+        }
+        if i >= limit {
+            reason = FinishReason::MaxTokens;
+            break;
+        }
+        text.push_str(piece);
+        produced += 1;
+        if let Some(stop) = request.stop_sequences.iter().find(|s| text.contains(s.as_str())) {
+            let visible = piece.split(stop.as_str()).next().unwrap_or_default();
+            if !visible.is_empty() {
+                events.push(Ok(BackendEvent::Text(visible.to_owned())));
+            }
+            reason = FinishReason::StopSequence(stop.clone());
+            break;
+        }
+        events.push(Ok(BackendEvent::Text(piece.clone())));
+    }
+    if !matches!(events.last(), Some(Err(_))) {
+        events.push(Ok(BackendEvent::Finished {
+            reason,
+            output_tokens: produced,
+        }));
+    }
+    let delay = backend.delay;
+    let stream = futures::stream::iter(events).then(move |event| {
+        let _keep = &guard;
+        async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            event
+        }
+    });
+    Box::pin(stream)
+}

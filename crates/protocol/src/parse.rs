@@ -1,0 +1,182 @@
+//! Parsing and validating request bodies, with messages that name the offending field the
+//! way the Claude API does (`max_tokens: Field required`, `messages.0.role: …`).
+
+use serde::de::DeserializeOwned;
+
+use crate::content::ContentBlockParam;
+use crate::messages::{CountTokensRequest, MessageContent, MessagesRequest, Role};
+
+/// A request body that cannot be served as written. Always a client error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RequestError(pub String);
+
+/// Parses and validates a `POST /v1/messages` body.
+pub fn parse_messages_request(body: &[u8]) -> Result<MessagesRequest, RequestError> {
+    let request: MessagesRequest = parse_json(body)?;
+    validate_messages(&request)?;
+    Ok(request)
+}
+
+/// Parses and validates a `POST /v1/messages/count_tokens` body.
+pub fn parse_count_tokens_request(body: &[u8]) -> Result<CountTokensRequest, RequestError> {
+    let request: CountTokensRequest = parse_json(body)?;
+    validate_messages(&request.clone().into_messages_request())?;
+    Ok(request)
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(RequestError("request body is empty: expected a JSON object".into()));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return RequestError(format!("invalid JSON in request body: {inner}"));
+        }
+        RequestError(describe(&path, &inner.to_string()))
+    })
+}
+
+/// Turns serde's wording into the Claude API's `path: problem` form.
+fn describe(path: &str, serde_message: &str) -> String {
+    // serde appends " at line L column C"; the path already says where.
+    let message = serde_message
+        .rsplit_once(" at line ")
+        .map_or(serde_message, |(head, _)| head);
+    let field = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'));
+    let prefix = if path == "." { String::new() } else { path.to_owned() };
+    match field {
+        Some(field) if prefix.is_empty() => format!("{field}: Field required"),
+        Some(field) => format!("{prefix}.{field}: Field required"),
+        None if prefix.is_empty() => message.to_owned(),
+        None => format!("{prefix}: {message}"),
+    }
+}
+
+fn validate_messages(request: &MessagesRequest) -> Result<(), RequestError> {
+    if request.model.trim().is_empty() {
+        return Err(RequestError("model: String should have at least 1 character".into()));
+    }
+    if request.messages.is_empty() {
+        return Err(RequestError("messages: at least one message is required".into()));
+    }
+    if let Some(t) = request.temperature {
+        if !(0.0..=1.0).contains(&t) {
+            return Err(RequestError(format!(
+                "temperature: Input should be less than or equal to 1 and greater than or equal to 0 (got {t})"
+            )));
+        }
+    }
+    if let Some(p) = request.top_p {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(RequestError(format!(
+                "top_p: Input should be less than or equal to 1 and greater than or equal to 0 (got {p})"
+            )));
+        }
+    }
+    if let Some(stops) = &request.stop_sequences {
+        if let Some(i) = stops.iter().position(String::is_empty) {
+            return Err(RequestError(format!(
+                "stop_sequences.{i}: stop sequences must be non-empty"
+            )));
+        }
+    }
+    for (i, message) in request.messages.iter().enumerate() {
+        if let MessageContent::Blocks(blocks) = &message.content {
+            if blocks.is_empty() && i + 1 < request.messages.len() {
+                return Err(RequestError(format!(
+                    "messages.{i}.content: all messages must have non-empty content except for the optional final assistant message"
+                )));
+            }
+            for (j, block) in blocks.iter().enumerate() {
+                if let ContentBlockParam::Text { text, .. } = block {
+                    if text.is_empty() {
+                        return Err(RequestError(format!(
+                            "messages.{i}.content.{j}.text: text content blocks must be non-empty"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(last) = request.messages.last() {
+        if last.role == Role::Assistant && final_text(&last.content).ends_with(char::is_whitespace) {
+            return Err(RequestError(
+                "final assistant content cannot end with trailing whitespace".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn final_text(content: &MessageContent) -> &str {
+    match content {
+        MessageContent::Text(text) => text,
+        MessageContent::Blocks(blocks) => match blocks.last() {
+            Some(ContentBlockParam::Text { text, .. }) => text,
+            _ => "",
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> String {
+        parse_messages_request(body.as_bytes()).unwrap_err().0
+    }
+
+    #[test]
+    fn missing_max_tokens_is_named() {
+        assert_eq!(
+            err(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#),
+            "max_tokens: Field required"
+        );
+    }
+
+    #[test]
+    fn bad_role_names_the_path() {
+        let e = err(r#"{"model":"m","max_tokens":5,"messages":[{"role":"bot","content":"hi"}]}"#);
+        assert!(e.starts_with("messages[0].role: unknown variant `bot`"), "{e}");
+    }
+
+    #[test]
+    fn empty_messages_rejected() {
+        assert_eq!(
+            err(r#"{"model":"m","max_tokens":5,"messages":[]}"#),
+            "messages: at least one message is required"
+        );
+    }
+
+    #[test]
+    fn temperature_out_of_range_rejected() {
+        let e = err(r#"{"model":"m","max_tokens":5,"temperature":1.5,"messages":[{"role":"user","content":"hi"}]}"#);
+        assert!(e.starts_with("temperature:"), "{e}");
+    }
+
+    #[test]
+    fn malformed_json_says_so() {
+        assert!(err("{\"model\":").starts_with("invalid JSON"));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let r = parse_messages_request(
+            br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"extra_thing":{"a":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.max_tokens, 5);
+    }
+
+    #[test]
+    fn trailing_whitespace_in_prefill_rejected() {
+        let e = err(r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Sure "}]}"#);
+        assert_eq!(e, "final assistant content cannot end with trailing whitespace");
+    }
+}

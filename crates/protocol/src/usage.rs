@@ -1,0 +1,57 @@
+//! Token accounting as the Claude API reports it.
+
+use serde::{Deserialize, Serialize};
+
+/// `usage` on a `Message`. Every field is always written: SDK types mark them required.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    #[serde(default)]
+    pub cache_creation_input_tokens: u32,
+    #[serde(default)]
+    pub cache_read_input_tokens: u32,
+    #[serde(default)]
+    pub cache_creation: CacheCreation,
+    #[serde(default)]
+    pub service_tier: ServiceTier,
+}
+
+/// The split of cache writes by TTL.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CacheCreation {
+    pub ephemeral_5m_input_tokens: u32,
+    pub ephemeral_1h_input_tokens: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceTier {
+    #[default]
+    Standard,
+    Priority,
+    Batch,
+}
+
+/// `usage` on `message_delta`: cumulative totals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessageDeltaUsage {
+    pub output_tokens: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation_input_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_input_tokens: Option<u32>,
+}
+
+impl From<&Usage> for MessageDeltaUsage {
+    fn from(u: &Usage) -> Self {
+        Self {
+            output_tokens: u.output_tokens,
+            input_tokens: Some(u.input_tokens),
+            cache_creation_input_tokens: Some(u.cache_creation_input_tokens),
+            cache_read_input_tokens: Some(u.cache_read_input_tokens),
+        }
+    }
+}
