@@ -23,6 +23,8 @@ pub enum FinishReason {
     EndTurn,
     MaxTokens,
     StopSequence(String),
+    /// The context window filled before the reply ended.
+    ContextWindowExceeded,
 }
 
 /// One step of a generation, in order: `Started`, then output, then `Finished`.

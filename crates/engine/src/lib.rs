@@ -1,1 +1,131 @@
-pub use llama_cpp_2;
+//! The embedded engine: serves GGUF models with llama.cpp. The only crate that links it.
+//!
+//! Handlers render the prompt with the model's own chat template and tokenise it on their
+//! own task; one OS thread per model (`engine-<name>`) owns the llama.cpp context and runs
+//! the generation loop, fed by a bounded queue (full: `QueueFull`, a 529). Each request
+//! reads its events from its own channel; when that channel's receiver is dropped (the
+//! client went away), the loop sees it at its next step and stops the generation.
+
+mod error;
+mod model;
+pub mod output;
+mod prompt;
+mod scheduler;
+pub mod template;
+
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use missive_backend::{Backend, BackendError, EventStream, GenerateRequest, ModelDescriptor};
+use missive_protocol::models::{ModelCapabilities, Supported};
+
+pub use error::Error;
+pub use model::ModelConfig;
+
+use crate::scheduler::{ContextSettings, Job};
+use crate::template::ChatTemplate;
+
+/// A loaded GGUF model behind the [`Backend`] trait.
+pub struct EngineBackend {
+    model: Arc<LlamaModel>,
+    template: ChatTemplate,
+    descriptor: ModelDescriptor,
+    jobs: SyncSender<Job>,
+    add_bos: bool,
+}
+
+impl EngineBackend {
+    /// Loads the model and starts its engine thread.
+    pub fn load(config: &ModelConfig) -> Result<Self, Error> {
+        let model = Arc::new(model::load(&config.path)?);
+        let template = model::chat_template(&model)?;
+        let n_ctx = config.context_size.min(model.n_ctx_train()).max(256);
+        let settings = ContextSettings {
+            n_ctx,
+            n_batch: 2048,
+            threads: i32::try_from(config.threads.max(1)).unwrap_or(1),
+        };
+        let jobs = scheduler::spawn(&config.name, Arc::clone(&model), settings, config.queue_depth)?;
+        let descriptor = ModelDescriptor {
+            id: config.name.clone(),
+            display_name: model::display_name(&model, &config.name),
+            created_at: "2026-01-01T00:00:00Z".to_owned(),
+            max_input_tokens: n_ctx,
+            max_output_tokens: config.max_output_tokens.min(n_ctx),
+            capabilities: ModelCapabilities {
+                batch: Supported::from(false),
+                citations: Supported::from(false),
+                code_execution: Supported::from(false),
+                image_input: Supported::from(false),
+                pdf_input: Supported::from(false),
+                structured_outputs: Supported::from(false),
+                thinking: Default::default(),
+            },
+        };
+        let add_bos = model.vocab().should_add_bos();
+        Ok(Self {
+            model,
+            template,
+            descriptor,
+            jobs,
+            add_bos,
+        })
+    }
+
+    /// Renders and tokenises the request's prompt exactly as generation feeds it.
+    fn prompt_tokens(&self, request: &GenerateRequest) -> Result<Vec<LlamaToken>, BackendError> {
+        let parts = prompt::prompt_parts(request)?;
+        let mut text = self
+            .template
+            .render(&parts.messages, &parts.tools, true)
+            .map_err(|err| BackendError::InvalidRequest(err.to_string()))?;
+        if let Some(prefill) = &parts.prefill {
+            text.push_str(prefill);
+        }
+        let vocab = self.model.vocab();
+        let mut tokens = Vec::with_capacity(text.len() / 3 + 1);
+        let bos = vocab.bos();
+        let rendered = vocab.tokenize(text.as_bytes(), false, true);
+        if self.add_bos && rendered.first() != Some(&bos) {
+            tokens.push(bos);
+        }
+        tokens.extend(rendered);
+        Ok(tokens)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for EngineBackend {
+    fn descriptor(&self) -> &ModelDescriptor {
+        &self.descriptor
+    }
+
+    async fn count_tokens(&self, request: &GenerateRequest) -> Result<u32, BackendError> {
+        let tokens = self.prompt_tokens(request)?;
+        Ok(u32::try_from(tokens.len()).unwrap_or(u32::MAX))
+    }
+
+    async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
+        let tokens = self.prompt_tokens(&request)?;
+        let count = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+        let max = self.descriptor.max_input_tokens;
+        if count >= max {
+            return Err(BackendError::PromptTooLong { tokens: count, max });
+        }
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let job = Job {
+            tokens,
+            max_tokens: request.max_tokens,
+            stop_sequences: request.stop_sequences,
+            sampling: request.sampling,
+            events,
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(Box::pin(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver))),
+            Err(TrySendError::Full(_)) => Err(BackendError::QueueFull),
+            Err(TrySendError::Disconnected(_)) => Err(BackendError::ShuttingDown),
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Loading a GGUF: llama.cpp's process-wide backend, the model weights, its chat template
+//! and what the model can do.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::error::Error;
+use crate::template::{ChatTemplate, GEMMA_TEMPLATE};
+
+/// How to serve one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// The id clients name in `model`.
+    pub name: String,
+    pub path: PathBuf,
+    /// Context window in tokens; capped at the model's training context.
+    pub context_size: u32,
+    /// CPU threads for prefill and decode.
+    pub threads: u32,
+    /// Largest `max_tokens` one reply may ask for.
+    pub max_output_tokens: u32,
+    /// Requests that may wait for the engine before new ones get 529.
+    pub queue_depth: usize,
+}
+
+static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+
+/// llama.cpp's backend, initialised once per process.
+pub(crate) fn llama_backend() -> Result<&'static LlamaBackend, Error> {
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|err| err.to_string())
+        })
+        .as_ref()
+        .map_err(|err| Error::BackendInit(err.clone()))
+}
+
+pub(crate) fn load(path: &Path) -> Result<LlamaModel, Error> {
+    if !path.exists() {
+        return Err(Error::ModelMissing(path.to_owned()));
+    }
+    let backend = llama_backend()?;
+    LlamaModel::load_from_file(backend, path, &LlamaModelParams::default()).map_err(|err| {
+        Error::ModelLoad {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        }
+    })
+}
+
+/// The model's own chat template, or the family's built-in one when the GGUF has none.
+pub(crate) fn chat_template(model: &LlamaModel) -> Result<ChatTemplate, Error> {
+    let vocab = model.vocab();
+    let token_text = |token: LlamaToken| {
+        String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned()
+    };
+    let bos = token_text(vocab.bos());
+    let eos = token_text(vocab.eos());
+    let source = match model.meta_val_str("tokenizer.chat_template") {
+        Ok(source) => source,
+        Err(_) => {
+            let arch = model.meta_val_str("general.architecture").unwrap_or_default();
+            if arch.starts_with("gemma") {
+                tracing::info!(%arch, "the GGUF has no chat template: using the built-in Gemma template");
+                GEMMA_TEMPLATE.to_owned()
+            } else {
+                return Err(Error::ModelLoad {
+                    path: PathBuf::new(),
+                    reason: format!(
+                        "the GGUF carries no chat template and Missive has none built in for architecture `{arch}`"
+                    ),
+                });
+            }
+        }
+    };
+    Ok(ChatTemplate::new(source, bos, eos)?)
+}
+
+/// `general.name` of the GGUF, for `display_name`.
+pub(crate) fn display_name(model: &LlamaModel, fallback: &str) -> String {
+    model
+        .meta_val_str("general.name")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| fallback.to_owned())
+}

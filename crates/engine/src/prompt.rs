@@ -1,0 +1,183 @@
+//! From a normalised request to the messages and tools a chat template renders.
+
+use missive_backend::{BackendError, GenerateRequest};
+use missive_protocol::content::{ContentBlockParam, DocumentSource, ToolResultContent};
+use missive_protocol::messages::Role;
+use serde_json::{json, Value};
+
+use crate::template::TemplateMessage;
+
+/// The template's inputs for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromptParts {
+    pub messages: Vec<TemplateMessage>,
+    pub tools: Vec<Value>,
+    /// Text of a final assistant turn: appended after the generation prompt.
+    pub prefill: Option<String>,
+}
+
+/// Builds template messages, refusing input this text-only engine cannot read.
+pub fn prompt_parts(request: &GenerateRequest) -> Result<PromptParts, BackendError> {
+    let mut messages = Vec::with_capacity(request.turns.len() + 1);
+    let system = request.system_text();
+    if !system.is_empty() {
+        messages.push(plain("system", system));
+    }
+    let prefill = request.prefill();
+    let history_len = request.turns.len() - usize::from(prefill.is_some());
+    for (i, turn) in request.turns[..history_len].iter().enumerate() {
+        match turn.role {
+            Role::User => user_messages(&request.model, i, &turn.blocks, &mut messages)?,
+            Role::Assistant => messages.push(assistant_message(&turn.blocks)),
+        }
+    }
+    let tools = request
+        .tools
+        .iter()
+        .filter_map(|tool| {
+            let schema = tool.input_schema.as_ref()?;
+            let mut function = json!({"name": tool.name});
+            if let Some(description) = &tool.description {
+                function["description"] = json!(description);
+            }
+            function["parameters"] = schema.clone();
+            Some(json!({"type": "function", "function": function}))
+        })
+        .collect();
+    Ok(PromptParts {
+        messages,
+        tools,
+        prefill,
+    })
+}
+
+fn plain(role: &str, content: String) -> TemplateMessage {
+    TemplateMessage {
+        role: role.to_owned(),
+        content,
+        tool_calls: Vec::new(),
+    }
+}
+
+fn user_messages(
+    model: &str,
+    turn: usize,
+    blocks: &[ContentBlockParam],
+    out: &mut Vec<TemplateMessage>,
+) -> Result<(), BackendError> {
+    let mut text = Vec::new();
+    for (j, block) in blocks.iter().enumerate() {
+        let at = || format!("messages.{turn}.content.{j}");
+        match block {
+            ContentBlockParam::Text { text: t, .. } => text.push(t.clone()),
+            ContentBlockParam::Image { .. } => {
+                return Err(BackendError::Unsupported(format!(
+                    "{}: model `{model}` does not accept image input; it reads text only",
+                    at()
+                )))
+            }
+            ContentBlockParam::Document {
+                source,
+                title,
+                context,
+                ..
+            } => text.push(document_text(source, title.as_deref(), context.as_deref(), model, &at())?),
+            ContentBlockParam::ToolResult {
+                content, is_error, ..
+            } => {
+                let mut result = match content {
+                    None => String::new(),
+                    Some(ToolResultContent::Text(t)) => t.clone(),
+                    Some(ToolResultContent::Blocks(inner)) => {
+                        let mut parts = Vec::new();
+                        for b in inner {
+                            match b {
+                                ContentBlockParam::Text { text: t, .. } => parts.push(t.clone()),
+                                ContentBlockParam::Image { .. } => {
+                                    return Err(BackendError::Unsupported(format!(
+                                        "{}: model `{model}` does not accept image input; it reads text only",
+                                        at()
+                                    )))
+                                }
+                                _ => {}
+                            }
+                        }
+                        parts.join("\n")
+                    }
+                };
+                if *is_error == Some(true) {
+                    result = format!("Error: {result}");
+                }
+                out.push(plain("tool", result));
+            }
+            // Assistant-side blocks in a user turn carry nothing the model should read.
+            ContentBlockParam::ToolUse { .. }
+            | ContentBlockParam::Thinking { .. }
+            | ContentBlockParam::RedactedThinking { .. } => {}
+        }
+    }
+    if !text.is_empty() {
+        out.push(plain("user", text.join("\n")));
+    }
+    Ok(())
+}
+
+fn document_text(
+    source: &DocumentSource,
+    title: Option<&str>,
+    context: Option<&str>,
+    model: &str,
+    at: &str,
+) -> Result<String, BackendError> {
+    let body = match source {
+        DocumentSource::Text { data, .. } => data.clone(),
+        DocumentSource::Content { content } => match content {
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|item| item.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => String::new(),
+        },
+        DocumentSource::Base64 { media_type, .. } => {
+            return Err(BackendError::Unsupported(format!(
+                "{at}: model `{model}` cannot read `{media_type}` documents yet; send the text as a `text` document source"
+            )))
+        }
+        DocumentSource::Url { .. } | DocumentSource::File { .. } => {
+            return Err(BackendError::Unsupported(format!(
+                "{at}: URL and file document sources are not supported by model `{model}` yet"
+            )))
+        }
+    };
+    let mut parts = Vec::new();
+    if let Some(title) = title {
+        parts.push(format!("Document: {title}"));
+    }
+    if let Some(context) = context {
+        parts.push(context.to_owned());
+    }
+    parts.push(body);
+    Ok(parts.join("\n"))
+}
+
+fn assistant_message(blocks: &[ContentBlockParam]) -> TemplateMessage {
+    let mut text = Vec::new();
+    let mut tool_calls = Vec::new();
+    for block in blocks {
+        match block {
+            ContentBlockParam::Text { text: t, .. } => text.push(t.clone()),
+            ContentBlockParam::ToolUse { name, input, .. } => tool_calls.push(json!({
+                "type": "function",
+                "function": {"name": name, "arguments": input},
+            })),
+            _ => {}
+        }
+    }
+    TemplateMessage {
+        role: "assistant".to_owned(),
+        content: text.join("\n"),
+        tool_calls,
+    }
+}

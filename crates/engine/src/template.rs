@@ -1,0 +1,175 @@
+//! Chat templates: the model's own Jinja template from the GGUF, rendered with minijinja
+//! the way Hugging Face's `apply_chat_template` renders it.
+
+use minijinja::value::Value;
+use minijinja::{Environment, Error as JinjaError, ErrorKind};
+use serde::Serialize;
+
+/// Used when a GGUF carries no template (base models such as Gemma 3 270M): the Gemma
+/// family's turn format, so the model is still served instead of failing to load.
+pub const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}\
+{% if message.role == 'assistant' %}{% set role = 'model' %}{% else %}{% set role = message.role %}{% endif %}\
+{% if role == 'system' %}{{ '<start_of_turn>user\\n' + message.content + '\\n\\n' }}\
+{% else %}{{ '<start_of_turn>' + role + '\\n' + message.content + '<end_of_turn>\\n' }}{% endif %}\
+{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}";
+
+/// A message as chat templates expect it (`role`, `content`, optional `tool_calls`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TemplateMessage {
+    pub role: String,
+    pub content: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("chat template: {0}")]
+pub struct TemplateError(String);
+
+impl From<JinjaError> for TemplateError {
+    fn from(err: JinjaError) -> Self {
+        TemplateError(err.to_string())
+    }
+}
+
+/// A compiled chat template with the special tokens it may reference.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate").finish_non_exhaustive()
+    }
+}
+
+impl ChatTemplate {
+    pub fn new(source: String, bos_token: String, eos_token: String) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_trim_blocks(false);
+        env.add_filter("tojson", python_tojson);
+        env.add_function("raise_exception", raise_exception);
+        env.add_template_owned("chat", source)?;
+        Ok(Self {
+            env,
+            bos_token,
+            eos_token,
+        })
+    }
+
+    /// Renders the conversation. `tools` are the Claude tool definitions converted to the
+    /// OpenAI-style `{"type":"function","function":{…}}` objects templates are trained on.
+    pub fn render(
+        &self,
+        messages: &[TemplateMessage],
+        tools: &[serde_json::Value],
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
+        let template = self.env.get_template("chat")?;
+        let tools = if tools.is_empty() {
+            Value::from(())
+        } else {
+            Value::from_serialize(tools)
+        };
+        let rendered = template.render(minijinja::context! {
+            messages => Value::from_serialize(messages),
+            tools => tools,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token.as_str(),
+            eos_token => self.eos_token.as_str(),
+        })?;
+        Ok(rendered)
+    }
+}
+
+fn raise_exception(message: String) -> Result<Value, JinjaError> {
+    Err(JinjaError::new(ErrorKind::InvalidOperation, message))
+}
+
+/// `tojson` as transformers defines it for chat templates: `json.dumps` with Python's
+/// default separators (`", "`, `": "`), keys in insertion order, no HTML escaping.
+fn python_tojson(value: Value) -> Result<Value, JinjaError> {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    value
+        .serialize(&mut ser)
+        .map_err(|err| JinjaError::new(ErrorKind::InvalidOperation, err.to_string()))?;
+    let text = String::from_utf8(out)
+        .map_err(|err| JinjaError::new(ErrorKind::InvalidOperation, err.to_string()))?;
+    Ok(Value::from_safe_string(text))
+}
+
+/// Writes `, ` between items and `: ` after keys, as Python's `json.dumps` does.
+struct PythonFormatter;
+
+impl serde_json::ser::Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        writer.write_all(b": ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+    fn msg(role: &str, content: &str) -> TemplateMessage {
+        TemplateMessage {
+            role: role.into(),
+            content: content.into(),
+            tool_calls: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn renders_chatml_with_generation_prompt() {
+        let t = ChatTemplate::new(CHATML.into(), String::new(), String::new()).unwrap();
+        let out = t.render(&[msg("system", "S"), msg("user", "hi")], &[], true).unwrap();
+        assert_eq!(out, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    }
+
+    #[test]
+    fn tojson_matches_python_json_dumps() {
+        let t = ChatTemplate::new("{{ x | tojson }}".into(), String::new(), String::new()).unwrap();
+        let env_out = t
+            .env
+            .render_str("{{ x | tojson }}", minijinja::context! { x => Value::from_serialize(serde_json::json!({"b": [1, "<a>"], "a": null})) })
+            .unwrap();
+        assert_eq!(env_out, r#"{"b": [1, "<a>"], "a": null}"#);
+    }
+
+    #[test]
+    fn gemma_fallback_renders_turns() {
+        let t = ChatTemplate::new(GEMMA_TEMPLATE.into(), "<bos>".into(), "<eos>".into()).unwrap();
+        let out = t.render(&[msg("user", "hi"), msg("assistant", "yo"), msg("user", "q")], &[], true).unwrap();
+        assert_eq!(out, "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\nyo<end_of_turn>\n<start_of_turn>user\nq<end_of_turn>\n<start_of_turn>model\n");
+    }
+}
