@@ -1,1 +1,22 @@
+//! The HTTP face of Missive: the Claude API's routes, auth, and streaming.
+//!
+//! Data flows one way: request bytes → `missive_protocol` types → [`model_router`] picks a
+//! `Backend` → `BackendEvent`s → [`sse`] turns them into Claude events or one `Message`.
+//! Depends on `protocol`, `backend` and `store`; never on the engine, so its tests build
+//! without llama.cpp. Only this crate knows the mapping from failures to Claude errors.
 
+mod auth;
+mod error;
+mod extract;
+pub mod ids;
+pub mod model_router;
+mod request_id;
+mod routes;
+mod sse;
+mod state;
+
+pub use auth::Auth;
+pub use error::ApiError;
+pub use model_router::ModelRouter;
+pub use routes::app;
+pub use state::AppState;

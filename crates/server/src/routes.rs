@@ -1,0 +1,39 @@
+//! The router: every path of the Claude API that Missive serves.
+
+mod messages;
+mod models;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/messages", post(messages::create))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{model_id}", get(models::retrieve))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::middleware));
+    Router::new()
+        .merge(api)
+        .route("/health", get(|| async { "ok" }))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(crate::request_id::middleware))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("Not found: {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let err = ApiError::invalid(format!("Method {method} not allowed for {}", uri.path()));
+    let mut response = err.into_response();
+    *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    response
+}

@@ -1,0 +1,56 @@
+//! `POST /v1/messages` and `POST /v1/messages/count_tokens`.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use missive_backend::GenerateRequest;
+use missive_protocol::{parse_count_tokens_request, parse_messages_request, CountTokensResponse};
+
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::sse::{self, Assembler};
+use crate::state::AppState;
+
+pub async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+    let request = parse_messages_request(&body)?;
+    let backend = state.models.resolve(&request.model)?;
+    let descriptor = backend.descriptor();
+    if request.max_tokens > descriptor.max_output_tokens {
+        return Err(ApiError::invalid(format!(
+            "max_tokens: {} > {}, which is the maximum allowed number of output tokens for {}",
+            request.max_tokens, descriptor.max_output_tokens, descriptor.id
+        )));
+    }
+    let stream = request.stream.unwrap_or(false);
+    // Responses name the model as the client asked for it, as the Claude API echoes aliases.
+    let model_name = request.model.clone();
+    let generate = GenerateRequest::new(descriptor.id.clone(), request);
+    let events = backend.generate(generate).await?;
+    let assembler = Assembler::new(crate::ids::new_id("msg"), model_name);
+    let events = sse::events(events, assembler);
+    if stream {
+        let body = events.map(|event| Ok::<_, std::convert::Infallible>(Bytes::from(event.to_sse())));
+        return Ok((
+            [(CONTENT_TYPE, "text/event-stream; charset=utf-8"), (CACHE_CONTROL, "no-cache")],
+            Body::from_stream(body),
+        )
+            .into_response());
+    }
+    let message = sse::collect(events).await?;
+    Ok(Json(message).into_response())
+}
+
+pub async fn count_tokens(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<CountTokensResponse>, ApiError> {
+    let request = parse_count_tokens_request(&body)?;
+    let backend = state.models.resolve(&request.model)?;
+    let id = backend.descriptor().id.clone();
+    let generate = GenerateRequest::new(id, request.into_messages_request());
+    let input_tokens = backend.count_tokens(&generate).await?;
+    Ok(Json(CountTokensResponse { input_tokens }))
+}

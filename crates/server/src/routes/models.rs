@@ -1,0 +1,59 @@
+//! `GET /v1/models` and `GET /v1/models/{model_id}`.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use missive_backend::ModelDescriptor;
+use missive_protocol::models::{ModelInfo, ModelTag, Page};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    limit: Option<String>,
+    after_id: Option<String>,
+    before_id: Option<String>,
+}
+
+fn info(d: &ModelDescriptor) -> ModelInfo {
+    ModelInfo {
+        kind: ModelTag::Model,
+        id: d.id.clone(),
+        display_name: d.display_name.clone(),
+        created_at: d.created_at.clone(),
+        max_input_tokens: Some(d.max_input_tokens),
+        max_tokens: Some(d.max_output_tokens),
+        capabilities: Some(d.capabilities.clone()),
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Page<ModelInfo>>, ApiError> {
+    let limit = match params.limit.as_deref() {
+        None => 20,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| ApiError::invalid(format!("limit: must be an integer from 1 to 1000 (got `{raw}`)")))?,
+    };
+    let models: Vec<ModelInfo> = state.models.models().iter().map(|m| info(m.descriptor())).collect();
+    Ok(Json(Page::paginate(
+        models,
+        |m| m.id.as_str(),
+        limit,
+        params.after_id.as_deref(),
+        params.before_id.as_deref(),
+    )))
+}
+
+pub async fn retrieve(
+    State(state): State<AppState>,
+    Path(model_id): Path<String>,
+) -> Result<Json<ModelInfo>, ApiError> {
+    let backend = state.models.resolve(&model_id)?;
+    Ok(Json(info(backend.descriptor())))
+}

@@ -1,0 +1,167 @@
+//! From backend events to the Claude API's stream events, and from those to one `Message`.
+//! Non-streaming responses are built by folding the same events a stream would send, so
+//! the two can never disagree.
+
+use futures::{Stream, StreamExt};
+use missive_backend::{BackendError, BackendEvent, EventStream, FinishReason};
+use missive_protocol::content::ContentBlock;
+use missive_protocol::stream::{ContentBlockDelta, MessageDelta, StreamEvent};
+use missive_protocol::{ErrorDetail, Message, StopReason, Usage};
+
+use crate::error::ApiError;
+
+/// Turns backend events into Claude stream events, tracking block indices and usage.
+pub struct Assembler {
+    id: String,
+    model: String,
+    usage: Usage,
+    started: bool,
+    open_block: Option<usize>,
+    next_index: usize,
+}
+
+impl Assembler {
+    pub fn new(id: String, model: String) -> Self {
+        Self {
+            id,
+            model,
+            usage: Usage::default(),
+            started: false,
+            open_block: None,
+            next_index: 0,
+        }
+    }
+
+    fn start(&mut self, out: &mut Vec<StreamEvent>) {
+        if !self.started {
+            self.started = true;
+            out.push(StreamEvent::MessageStart {
+                message: Message::started(self.id.clone(), self.model.clone(), self.usage.clone()),
+            });
+        }
+    }
+
+    /// The stream events one backend event produces.
+    pub fn push(&mut self, event: Result<BackendEvent, BackendError>) -> Vec<StreamEvent> {
+        let mut out = Vec::with_capacity(2);
+        match event {
+            Ok(BackendEvent::Started { prompt }) => {
+                self.usage.input_tokens = prompt.input_tokens;
+                self.usage.cache_read_input_tokens = prompt.cache_read_input_tokens;
+                self.usage.cache_creation.ephemeral_5m_input_tokens = prompt.cache_creation_5m_input_tokens;
+                self.usage.cache_creation.ephemeral_1h_input_tokens = prompt.cache_creation_1h_input_tokens;
+                self.usage.cache_creation_input_tokens =
+                    prompt.cache_creation_5m_input_tokens + prompt.cache_creation_1h_input_tokens;
+                self.start(&mut out);
+            }
+            Ok(BackendEvent::Text(text)) => {
+                self.start(&mut out);
+                let index = match self.open_block {
+                    Some(index) => index,
+                    None => {
+                        let index = self.next_index;
+                        self.next_index += 1;
+                        self.open_block = Some(index);
+                        out.push(StreamEvent::ContentBlockStart {
+                            index,
+                            content_block: ContentBlock::text(""),
+                        });
+                        if index == 0 {
+                            out.push(StreamEvent::Ping);
+                        }
+                        index
+                    }
+                };
+                out.push(StreamEvent::ContentBlockDelta {
+                    index,
+                    delta: ContentBlockDelta::TextDelta { text },
+                });
+            }
+            Ok(BackendEvent::Finished {
+                reason,
+                output_tokens,
+            }) => {
+                self.start(&mut out);
+                if let Some(index) = self.open_block.take() {
+                    out.push(StreamEvent::ContentBlockStop { index });
+                }
+                self.usage.output_tokens = output_tokens;
+                let (stop_reason, stop_sequence) = match reason {
+                    FinishReason::EndTurn => (StopReason::EndTurn, None),
+                    FinishReason::MaxTokens => (StopReason::MaxTokens, None),
+                    FinishReason::StopSequence(s) => (StopReason::StopSequence, Some(s)),
+                    FinishReason::ContextWindowExceeded => (StopReason::ModelContextWindowExceeded, None),
+                };
+                out.push(StreamEvent::MessageDelta {
+                    delta: MessageDelta {
+                        stop_reason: Some(stop_reason),
+                        stop_sequence,
+                        stop_details: None,
+                    },
+                    usage: (&self.usage).into(),
+                });
+                out.push(StreamEvent::MessageStop);
+            }
+            Err(err) => {
+                let api = ApiError::from(err);
+                out.push(StreamEvent::Error {
+                    error: ErrorDetail {
+                        error_type: api.error_type,
+                        message: api.message,
+                    },
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The stream of Claude events for a generation; ends after `message_stop` or `error`.
+pub fn events(events: EventStream, mut assembler: Assembler) -> impl Stream<Item = StreamEvent> + Send {
+    events
+        .flat_map(move |event| futures::stream::iter(assembler.push(event)))
+        .scan(false, |done, event| {
+            if *done {
+                return futures::future::ready(None);
+            }
+            *done = matches!(event, StreamEvent::MessageStop | StreamEvent::Error { .. });
+            futures::future::ready(Some(event))
+        })
+}
+
+/// Folds stream events into the final `Message`, as the SDKs' accumulators do.
+pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message, ApiError> {
+    futures::pin_mut!(stream);
+    let mut message: Option<Message> = None;
+    while let Some(event) = stream.next().await {
+        match event {
+            StreamEvent::MessageStart { message: start } => message = Some(start),
+            StreamEvent::ContentBlockStart { content_block, .. } => {
+                if let Some(m) = message.as_mut() {
+                    m.content.push(content_block);
+                }
+            }
+            StreamEvent::ContentBlockDelta { index, delta } => {
+                if let Some(ContentBlock::Text { text, .. }) = message.as_mut().and_then(|m| m.content.get_mut(index)) {
+                    if let ContentBlockDelta::TextDelta { text: piece } = delta {
+                        text.push_str(&piece);
+                    }
+                }
+            }
+            StreamEvent::MessageDelta { delta, usage } => {
+                if let Some(m) = message.as_mut() {
+                    m.stop_reason = delta.stop_reason;
+                    m.stop_sequence = delta.stop_sequence;
+                    m.usage.output_tokens = usage.output_tokens;
+                }
+            }
+            StreamEvent::Error { error } => return Err(ApiError::new(error.error_type, error.message)),
+            StreamEvent::MessageStop => break,
+            StreamEvent::Ping | StreamEvent::ContentBlockStop { .. } => {}
+        }
+    }
+    match message {
+        Some(m) if m.stop_reason.is_some() => Ok(m),
+        _ => Err(ApiError::internal("the backend ended without finishing the message")),
+    }
+}

@@ -1,0 +1,9 @@
+//! The server's HTTP behaviour over real sockets, with the scripted backend.
+
+mod api {
+    pub mod common;
+    mod errors;
+    mod messages;
+    mod models;
+    mod streaming;
+}

@@ -1,0 +1,91 @@
+use std::sync::Arc;
+
+use missive_backend::scripted::ScriptedBackend;
+use missive_server::{app, AppState, Auth, ModelRouter};
+use missive_store::{SqliteStore, Store};
+
+pub const KEY: &str = "sk-ant-api03-test-key";
+
+/// A live server on an ephemeral port, backed by scripted models and a temp SQLite store.
+pub struct TestServer {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub store: Arc<SqliteStore>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start(backend: ScriptedBackend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("missive.db")).unwrap());
+        let id = missive_backend::Backend::descriptor(&backend).id.clone();
+        let router = ModelRouter::new()
+            .with_model(Arc::new(backend))
+            .with_alias("claude-*", &id);
+        let auth = Auth::new(&[KEY.to_owned()], Some(Arc::clone(&store) as Arc<dyn Store>));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = app(AppState::new(router, auth));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            url: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            store,
+            _dir: dir,
+        }
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{path}", self.url))
+            .header("x-api-key", KEY)
+            .header("anthropic-version", "2023-06-01")
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(format!("{}{path}", self.url)).header("x-api-key", KEY)
+    }
+
+    pub async fn messages(&self, body: serde_json::Value) -> reqwest::Response {
+        self.post("/v1/messages").json(&body).send().await.unwrap()
+    }
+}
+
+pub fn hello() -> ScriptedBackend {
+    ScriptedBackend::new("scripted-1", &["Hello", " there", ", friend", "!"])
+}
+
+pub fn user(text: &str) -> serde_json::Value {
+    serde_json::json!([{"role": "user", "content": text}])
+}
+
+/// Parses an SSE body into (event name, data JSON) pairs.
+pub fn parse_sse(body: &str) -> Vec<(String, serde_json::Value)> {
+    body.split("\n\n")
+        .filter(|frame| !frame.trim().is_empty())
+        .map(|frame| {
+            let mut name = String::new();
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    name = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            (name, serde_json::from_str(&data).unwrap())
+        })
+        .collect()
+}
+
+/// Asserts the error envelope, its status and that `request_id` equals the header.
+pub async fn assert_error(response: reqwest::Response, status: u16, error_type: &str) -> String {
+    assert_eq!(response.status().as_u16(), status);
+    let header = response.headers().get("request-id").unwrap().to_str().unwrap().to_owned();
+    assert!(header.starts_with("req_"), "{header}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], error_type, "{body}");
+    assert_eq!(body["request_id"], header.as_str(), "{body}");
+    body["error"]["message"].as_str().unwrap().to_owned()
+}
