@@ -1,0 +1,38 @@
+//! The subcommands.
+
+pub mod chat;
+pub mod keys;
+pub mod pull;
+pub mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "missive", version, about = "The Claude API, self-hosted")]
+pub struct Cli {
+    /// Config file (TOML). Every value can also be set by a MISSIVE_* variable.
+    #[arg(long, global = true, env = "MISSIVE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Claude API on the configured models, pulling them first if absent.
+    Serve(serve::Args),
+    /// Fetch a model: a catalog name, an http(s) URL, or a local GGUF path.
+    Pull {
+        /// What to pull. Without it, the catalog is listed.
+        source: Option<String>,
+    },
+    /// Chat with a running server from the terminal, streaming replies.
+    Chat(chat::Args),
+    /// Manage API keys in the store (works while the server runs).
+    Keys {
+        #[command(subcommand)]
+        command: keys::Command,
+    },
+}

@@ -1,0 +1,85 @@
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+use missive_engine::{EngineBackend, ModelConfig};
+use missive_server::{app, AppState, Auth, ModelRouter};
+use missive_store::{SqliteStore, Store};
+
+use crate::config::Config;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub host: Option<String>,
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
+    if let Some(host) = args.host {
+        config.server.host = host;
+    }
+    if let Some(port) = args.port {
+        config.server.port = port;
+    }
+    if args.print_config {
+        write!(std::io::stdout(), "{}", config.printable()?)?;
+        return Ok(());
+    }
+    let home = config.home()?;
+    let store = Arc::new(SqliteStore::open(&home.join("missive.db"))?);
+    if config.api_keys.is_empty() && store.list_api_keys()?.is_empty() {
+        let created = store.create_api_key("first-start", "default")?;
+        writeln!(
+            std::io::stdout(),
+            "Created API key {} (shown once, only its hash is stored):\n{}",
+            created.key.id,
+            created.secret
+        )?;
+    }
+    let mut router = ModelRouter::new();
+    for entry in &config.models {
+        let models_dir = home.join("models");
+        let source = entry.source().to_owned();
+        let path = tokio::task::spawn_blocking(move || crate::cli::pull::ensure(&models_dir, &source)).await??;
+        let model_config = ModelConfig {
+            name: entry.name.clone(),
+            path,
+            context_size: entry.context_size,
+            threads: entry.threads.unwrap_or_else(default_threads),
+            max_output_tokens: entry.max_output_tokens,
+            queue_depth: entry.queue_depth,
+        };
+        tracing::info!(model = %entry.name, path = %model_config.path.display(), "loading model");
+        let backend = tokio::task::spawn_blocking(move || EngineBackend::load(&model_config))
+            .await?
+            .with_context(|| format!("loading model {}", entry.name))?;
+        router = router.with_model(Arc::new(backend));
+    }
+    for (pattern, target) in &config.aliases {
+        router = router.with_alias(pattern, target);
+    }
+    let auth = Auth::new(&config.api_keys, Some(store as Arc<dyn Store>));
+    let addr = format!("{}:{}", config.server.host, config.server.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    tracing::info!(%addr, "listening");
+    eprintln!("Missive listening on http://{addr}");
+    axum::serve(listener, app(AppState::new(router, auth)))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+fn default_threads() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(1))
+        .unwrap_or(1)
+}

@@ -1,0 +1,204 @@
+//! `missive.toml`, with every value overridable by a `MISSIVE_*` environment variable.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::DEFAULT_MODEL;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Data directory: models, the SQLite store. Default: `MISSIVE_HOME`, else the user's
+    /// data directory.
+    #[serde(default)]
+    pub home: Option<PathBuf>,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default = "default_models")]
+    pub models: Vec<ModelEntry>,
+    /// Alias pattern (exact, or a prefix ending in `*`) → model name. Default: every
+    /// `claude-*` name goes to the first model.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// API keys accepted besides those in the store. Prefer `missive keys create`.
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: default_host(),
+            port: default_port(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// The id clients use.
+    pub name: String,
+    /// A catalog name, a local GGUF path or an http(s) URL. Default: `name`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Context window in tokens. The default holds Claude Code's first request (~20k).
+    #[serde(default = "default_context")]
+    pub context_size: u32,
+    /// CPU threads; default: all available cores.
+    #[serde(default)]
+    pub threads: Option<u32>,
+    #[serde(default = "default_max_output")]
+    pub max_output_tokens: u32,
+    /// Requests that may wait for the model; past this, 529.
+    #[serde(default = "default_queue_depth")]
+    pub queue_depth: usize,
+}
+
+impl ModelEntry {
+    pub fn source(&self) -> &str {
+        self.source.as_deref().unwrap_or(&self.name)
+    }
+}
+
+fn default_host() -> String {
+    "127.0.0.1".to_owned()
+}
+fn default_port() -> u16 {
+    8080
+}
+fn default_context() -> u32 {
+    32768
+}
+fn default_max_output() -> u32 {
+    8192
+}
+fn default_queue_depth() -> usize {
+    64
+}
+fn default_models() -> Vec<ModelEntry> {
+    vec![ModelEntry {
+        name: DEFAULT_MODEL.to_owned(),
+        source: None,
+        context_size: default_context(),
+        threads: None,
+        max_output_tokens: default_max_output(),
+        queue_depth: default_queue_depth(),
+    }]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            home: None,
+            server: ServerConfig::default(),
+            models: default_models(),
+            aliases: BTreeMap::new(),
+            api_keys: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file (if given), then applies `MISSIVE_*` overrides.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env()?;
+        if config.models.is_empty() {
+            anyhow::bail!("the config names no models");
+        }
+        if config.aliases.is_empty() {
+            config
+                .aliases
+                .insert("claude-*".to_owned(), config.models[0].name.clone());
+        }
+        Ok(config)
+    }
+
+    fn apply_env(&mut self) -> anyhow::Result<()> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(home) = var("MISSIVE_HOME") {
+            self.home = Some(PathBuf::from(home));
+        }
+        if let Some(host) = var("MISSIVE_HOST") {
+            self.server.host = host;
+        }
+        if let Some(port) = var("MISSIVE_PORT") {
+            self.server.port = port.parse().context("MISSIVE_PORT must be a port number")?;
+        }
+        if let Some(key) = var("MISSIVE_API_KEY") {
+            self.api_keys.push(key);
+        }
+        if let Some(first) = self.models.first_mut() {
+            if let Some(source) = var("MISSIVE_MODEL") {
+                first.source = Some(source);
+            }
+            if let Some(ctx) = var("MISSIVE_CONTEXT_SIZE") {
+                first.context_size = ctx.parse().context("MISSIVE_CONTEXT_SIZE must be a number")?;
+            }
+            if let Some(threads) = var("MISSIVE_THREADS") {
+                first.threads = Some(threads.parse().context("MISSIVE_THREADS must be a number")?);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn home(&self) -> anyhow::Result<PathBuf> {
+        match &self.home {
+            Some(home) => Ok(home.clone()),
+            None => dirs::data_dir()
+                .map(|d| d.join("missive"))
+                .context("no data directory for this user: set MISSIVE_HOME"),
+        }
+    }
+
+    /// The effective config as TOML, secrets masked.
+    pub fn printable(&self) -> anyhow::Result<String> {
+        let mut shown = self.clone();
+        shown.api_keys = shown.api_keys.iter().map(|_| "sk-…(masked)".to_owned()).collect();
+        Ok(toml::to_string_pretty(&shown)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_file_gets_defaults_and_claude_alias() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missive.toml");
+        std::fs::write(&path, "[[models]]\nname = \"m\"\nsource = \"/tmp/m.gguf\"\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.models[0].context_size, 32768);
+        assert_eq!(config.aliases.get("claude-*").map(String::as_str), Some("m"));
+        assert_eq!(config.server.port, 8080);
+    }
+
+    #[test]
+    fn unknown_config_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missive.toml");
+        std::fs::write(&path, "[server]\nprot = 1\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err());
+    }
+}
