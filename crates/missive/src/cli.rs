@@ -27,6 +27,9 @@ pub enum Command {
     Pull {
         /// What to pull. Without it, the catalog is listed.
         source: Option<String>,
+        /// Fetch again even if the model is already cached.
+        #[arg(long)]
+        force: bool,
     },
     /// Chat with a running server from the terminal, streaming replies.
     Chat(chat::Args),

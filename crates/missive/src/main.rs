@@ -4,6 +4,8 @@ mod catalog;
 mod cli;
 mod config;
 
+use std::io::Write;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -25,15 +27,18 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(cli::serve::run(config, args)),
-        Command::Pull { source: None } => {
+        Command::Pull { source: None, .. } => {
             for entry in catalog::entries()? {
                 eprintln!("{:32} {}", entry.name, entry.description);
             }
             Ok(())
         }
-        Command::Pull { source: Some(source) } => {
-            let path = cli::pull::pull(&config.home()?.join("models"), &source)?;
-            eprintln!("{}", path.display());
+        Command::Pull {
+            source: Some(source),
+            force,
+        } => {
+            let path = cli::pull::pull(&config.home()?.join("models"), &source, force)?;
+            writeln!(std::io::stdout(), "{}", path.display())?;
             Ok(())
         }
         Command::Chat(args) => runtime.block_on(cli::chat::run(args)),

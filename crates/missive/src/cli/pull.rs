@@ -33,7 +33,7 @@ pub fn ensure(models_dir: &Path, source: &str) -> anyhow::Result<PathBuf> {
         if dest.is_file() {
             return Ok(dest);
         }
-        return pull(models_dir, source);
+        return pull(models_dir, source, false);
     }
     bail!(
         "`{source}` is not a file, a URL, or a model in the catalog ({})",
@@ -41,10 +41,16 @@ pub fn ensure(models_dir: &Path, source: &str) -> anyhow::Result<PathBuf> {
     )
 }
 
-/// Fetches `source` (again, for a catalog name or URL) and returns its cached path.
-pub fn pull(models_dir: &Path, source: &str) -> anyhow::Result<PathBuf> {
+/// Fetches `source` and returns its cached path. A catalog model already cached whole is
+/// kept unless `force`.
+pub fn pull(models_dir: &Path, source: &str, force: bool) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(models_dir).with_context(|| format!("creating {}", models_dir.display()))?;
     if let Some(entry) = catalog::find(source)? {
+        let dest = models_dir.join(format!("{}.gguf", entry.name));
+        if !force && is_complete(&dest, &entry)? {
+            eprintln!("{} is already cached", entry.name);
+            return Ok(dest);
+        }
         return pull_entry(models_dir, &entry);
     }
     if is_url(source) {
