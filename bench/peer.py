@@ -1,0 +1,207 @@
+"""Side-by-side single-stream benchmark: Missive vs llama-server. See bench/peer."""
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+
+import httpx
+
+PARAGRAPH = (
+    "The history of computing is a story of abstraction layered upon abstraction. Early machines were "
+    "programmed by rewiring panels; later, stored programs allowed instructions to live in memory beside "
+    "data. Assemblers gave names to opcodes, compilers translated structured languages into machine code, "
+    "and operating systems multiplexed scarce hardware among many users. "
+)
+QUESTION = "Summarise the text above in a detailed essay of at least five paragraphs."
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url, proc, log_path, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {open(log_path).read()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not become healthy")
+
+
+def prompt(repeats):
+    return PARAGRAPH * repeats + "\n\n" + QUESTION
+
+
+def run_anthropic(url, system, user, max_tokens):
+    body = {"model": "bench", "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "system": system, "messages": [{"role": "user", "content": user}]}
+    headers = {"x-api-key": "bench-key", "anthropic-version": "2023-06-01"}
+    t0 = time.perf_counter()
+    first = last = None
+    n_in = n_out = 0
+    with httpx.stream("POST", f"{url}/v1/messages", json=body, headers=headers, timeout=600) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            event = json.loads(line[6:])
+            if event["type"] == "message_start":
+                n_in = event["message"]["usage"]["input_tokens"]
+            elif event["type"] == "content_block_delta":
+                now = time.perf_counter()
+                first = first or now
+                last = now
+            elif event["type"] == "message_delta":
+                n_out = event["usage"]["output_tokens"]
+    return t0, first, last, n_in, n_out
+
+
+def run_openai(url, system, user, max_tokens):
+    body = {"model": "bench", "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+    t0 = time.perf_counter()
+    first = last = None
+    n_in = n_out = 0
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
+                now = time.perf_counter()
+                first = first or now
+                last = now
+            if chunk.get("usage"):
+                n_in = chunk["usage"]["prompt_tokens"]
+                n_out = chunk["usage"]["completion_tokens"]
+    return t0, first, last, n_in, n_out
+
+
+def measure(name, run, url, args):
+    rows = []
+    for i in range(args.runs + 1):
+        # A fresh system prompt per run defeats both servers' prefix caches, so every
+        # run measures a full prefill.
+        system = f"Session {uuid.uuid4()}. You are a helpful assistant."
+        t0, first, last, n_in, n_out = run(url, system, prompt(args.repeats), args.max_tokens)
+        row = {
+            "server": name,
+            "run": i,
+            "prompt_tokens": n_in,
+            "output_tokens": n_out,
+            "ttft_s": first - t0,
+            "prefill_tps": n_in / (first - t0),
+            "decode_tps": (n_out - 1) / (last - first) if n_out > 1 and last > first else 0.0,
+        }
+        if i == 0:
+            continue  # warm-up: page in the weights
+        rows.append(row)
+        print(f"  {name:13} run {i}: prompt {n_in} tok, prefill {row['prefill_tps']:.1f} tok/s, "
+              f"decode {row['decode_tps']:.1f} tok/s over {n_out} tok", flush=True)
+    return rows
+
+
+def start(cmd, env, url, label):
+    log = tempfile.NamedTemporaryFile("w", prefix=f"bench-{label}-", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wait_healthy(url, proc, log.name)
+    return proc
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--missive", required=True)
+    p.add_argument("--llama-server", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--ctx", type=int, default=4096)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=7, help="paragraph repeats (7: ~474 prompt tokens)")
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+
+    rows = []
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    print(f"llama-server ({args.threads} threads, ctx {args.ctx})", flush=True)
+    proc = start([args.llama_server, "-m", args.model, "--port", str(port), "--ctx-size", str(args.ctx),
+                  "--", "-t", str(args.threads), "-tb", str(args.threads), "-np", "1"], os.environ, url, "llama")
+    try:
+        rows += measure("llama-server", run_openai, url, args)
+    finally:
+        stop(proc)
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    print(f"missive ({args.threads} threads, ctx {args.ctx})", flush=True)
+    env = dict(os.environ, MISSIVE_HOME=tempfile.mkdtemp(prefix="missive-bench-"), MISSIVE_MODEL=args.model,
+               MISSIVE_API_KEY="bench-key", MISSIVE_PORT=str(port), MISSIVE_THREADS=str(args.threads),
+               MISSIVE_CONTEXT_SIZE=str(args.ctx))
+    proc = start([args.missive, "serve"], env, url, "missive")
+    try:
+        rows += measure("missive", run_anthropic, url, args)
+    finally:
+        stop(proc)
+
+    def median(server, key):
+        return statistics.median(r[key] for r in rows if r["server"] == server)
+
+    summary = {key: (median("missive", key), median("llama-server", key)) for key in ("prefill_tps", "decode_tps", "prompt_tokens")}
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    lines = [
+        f"# Single stream: Missive vs llama-server ({datetime.date.today()})",
+        "",
+        f"Machine: {cpu}, {os.cpu_count()} cores; {args.threads} threads each; ctx {args.ctx}; "
+        f"model {os.path.basename(args.model)}; commit {commit}; median of {args.runs} runs after a warm-up.",
+        "",
+        "| metric | Missive | llama-server | ratio |",
+        "|---|---|---|---|",
+    ]
+    for key, label in (("prefill_tps", "prefill tokens/s"), ("decode_tps", "decode tokens/s")):
+        ours, theirs = summary[key]
+        lines.append(f"| {label} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |")
+    lines.append(f"| prompt tokens | {summary['prompt_tokens'][0]:.0f} | {summary['prompt_tokens'][1]:.0f} | |")
+    text = "\n".join(lines)
+    print("\n" + text)
+
+    out = args.out or os.path.join("bench", "runs", f"{datetime.date.today()}-{platform.node()}")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(out, "raw.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"\nwritten to {out}/")
+
+
+if __name__ == "__main__":
+    main()
