@@ -1,7 +1,9 @@
 //! The normalised request every backend receives.
 
 use missive_protocol::content::ContentBlockParam;
-use missive_protocol::messages::{MessagesRequest, Role, SystemBlock, SystemBlockType, SystemPrompt};
+use missive_protocol::messages::{
+    MessagesRequest, Role, SystemBlock, SystemBlockType, SystemPrompt,
+};
 use missive_protocol::tools::{OutputFormat, ThinkingConfig, Tool, ToolChoice};
 
 /// One conversation turn. Consecutive same-role messages of the request are merged into

@@ -135,7 +135,11 @@ fn async_stream_events(
         }
         text.push_str(piece);
         produced += 1;
-        if let Some(stop) = request.stop_sequences.iter().find(|s| text.contains(s.as_str())) {
+        if let Some(stop) = request
+            .stop_sequences
+            .iter()
+            .find(|s| text.contains(s.as_str()))
+        {
             let visible = piece.split(stop.as_str()).next().unwrap_or_default();
             if !visible.is_empty() {
                 events.push(Ok(BackendEvent::Text(visible.to_owned())));

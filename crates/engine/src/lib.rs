@@ -47,7 +47,12 @@ impl EngineBackend {
             n_batch: 2048,
             threads: i32::try_from(config.threads.max(1)).unwrap_or(1),
         };
-        let jobs = scheduler::spawn(&config.name, Arc::clone(&model), settings, config.queue_depth)?;
+        let jobs = scheduler::spawn(
+            &config.name,
+            Arc::clone(&model),
+            settings,
+            config.queue_depth,
+        )?;
         let descriptor = ModelDescriptor {
             id: config.name.clone(),
             display_name: model::display_name(&model, &config.name),
@@ -123,7 +128,9 @@ impl Backend for EngineBackend {
             events,
         };
         match self.jobs.try_send(job) {
-            Ok(()) => Ok(Box::pin(tokio_stream::wrappers::UnboundedReceiverStream::new(receiver))),
+            Ok(()) => Ok(Box::pin(
+                tokio_stream::wrappers::UnboundedReceiverStream::new(receiver),
+            )),
             Err(TrySendError::Full(_)) => Err(BackendError::QueueFull),
             Err(TrySendError::Disconnected(_)) => Err(BackendError::ShuttingDown),
         }

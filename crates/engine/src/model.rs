@@ -65,7 +65,9 @@ pub(crate) fn chat_template(model: &LlamaModel) -> Result<ChatTemplate, Error> {
     let source = match model.meta_val_str("tokenizer.chat_template") {
         Ok(source) => source,
         Err(_) => {
-            let arch = model.meta_val_str("general.architecture").unwrap_or_default();
+            let arch = model
+                .meta_val_str("general.architecture")
+                .unwrap_or_default();
             if arch.starts_with("gemma") {
                 tracing::info!(%arch, "the GGUF has no chat template: using the built-in Gemma template");
                 GEMMA_TEMPLATE.to_owned()

@@ -81,7 +81,13 @@ fn user_messages(
                 title,
                 context,
                 ..
-            } => text.push(document_text(source, title.as_deref(), context.as_deref(), model, &at())?),
+            } => text.push(document_text(
+                source,
+                title.as_deref(),
+                context.as_deref(),
+                model,
+                &at(),
+            )?),
             ContentBlockParam::ToolResult {
                 content, is_error, ..
             } => {

@@ -50,7 +50,9 @@ pub(crate) fn spawn(
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(jobs_tx),
         Ok(Err(err)) => Err(err),
-        Err(_) => Err(Error::Thread("the engine thread exited during start-up".into())),
+        Err(_) => Err(Error::Thread(
+            "the engine thread exited during start-up".into(),
+        )),
     }
 }
 
@@ -145,7 +147,8 @@ impl Engine<'_> {
             }
             output_tokens += 1;
             let step = decoder.push(&vocab.token_to_piece(token, false, None));
-            if !step.text.is_empty() && job.events.send(Ok(BackendEvent::Text(step.text))).is_err() {
+            if !step.text.is_empty() && job.events.send(Ok(BackendEvent::Text(step.text))).is_err()
+            {
                 return Ok(());
             }
             if let Some(stop) = step.stop {

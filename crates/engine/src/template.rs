@@ -46,7 +46,11 @@ impl std::fmt::Debug for ChatTemplate {
 }
 
 impl ChatTemplate {
-    pub fn new(source: String, bos_token: String, eos_token: String) -> Result<Self, TemplateError> {
+    pub fn new(
+        source: String,
+        bos_token: String,
+        eos_token: String,
+    ) -> Result<Self, TemplateError> {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_trim_blocks(false);
@@ -130,7 +134,10 @@ impl serde_json::ser::Formatter for PythonFormatter {
         }
     }
 
-    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
         writer.write_all(b": ")
     }
 }
@@ -152,7 +159,9 @@ mod tests {
     #[test]
     fn renders_chatml_with_generation_prompt() {
         let t = ChatTemplate::new(CHATML.into(), String::new(), String::new()).unwrap();
-        let out = t.render(&[msg("system", "S"), msg("user", "hi")], &[], true).unwrap();
+        let out = t
+            .render(&[msg("system", "S"), msg("user", "hi")], &[], true)
+            .unwrap();
         assert_eq!(out, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
     }
 
@@ -169,7 +178,13 @@ mod tests {
     #[test]
     fn gemma_fallback_renders_turns() {
         let t = ChatTemplate::new(GEMMA_TEMPLATE.into(), "<bos>".into(), "<eos>".into()).unwrap();
-        let out = t.render(&[msg("user", "hi"), msg("assistant", "yo"), msg("user", "q")], &[], true).unwrap();
+        let out = t
+            .render(
+                &[msg("user", "hi"), msg("assistant", "yo"), msg("user", "q")],
+                &[],
+                true,
+            )
+            .unwrap();
         assert_eq!(out, "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\nyo<end_of_turn>\n<start_of_turn>user\nq<end_of_turn>\n<start_of_turn>model\n");
     }
 }

@@ -1,136 +1,152 @@
 //! The engine on the real default model. Skips, saying why, when MISSIVE_TEST_MODEL does
 //! not name a GGUF (scripts/test always sets it).
 
-use std::sync::OnceLock;
+#[cfg(test)]
+mod real_model {
+    use std::sync::OnceLock;
 
-use futures::StreamExt;
-use missive_backend::{Backend, BackendError, BackendEvent, FinishReason, GenerateRequest};
-use missive_engine::{EngineBackend, ModelConfig};
-use missive_protocol::parse_messages_request;
+    use futures::StreamExt;
+    use missive_backend::{Backend, BackendError, BackendEvent, FinishReason, GenerateRequest};
+    use missive_engine::{EngineBackend, ModelConfig};
+    use missive_protocol::parse_messages_request;
 
-fn config(queue_depth: usize) -> Option<ModelConfig> {
-    let Some(path) = std::env::var_os("MISSIVE_TEST_MODEL").filter(|p| std::path::Path::new(p).is_file()) else {
-        eprintln!("skipping: MISSIVE_TEST_MODEL does not name a GGUF file");
-        return None;
-    };
-    Some(ModelConfig {
-        name: "test-model".into(),
-        path: path.into(),
-        context_size: 4096,
-        threads: 2,
-        max_output_tokens: 1024,
-        queue_depth,
-    })
-}
-
-fn engine() -> Option<&'static EngineBackend> {
-    static ENGINE: OnceLock<Option<EngineBackend>> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| config(16).map(|c| EngineBackend::load(&c).unwrap()))
-        .as_ref()
-}
-
-fn request(body: serde_json::Value) -> GenerateRequest {
-    let parsed = parse_messages_request(body.to_string().as_bytes()).unwrap();
-    GenerateRequest::new("test-model".into(), parsed)
-}
-
-async fn run(engine: &EngineBackend, req: GenerateRequest) -> (u32, String, FinishReason, u32) {
-    let mut events = engine.generate(req).await.unwrap();
-    let mut prompt = 0;
-    let mut text = String::new();
-    while let Some(event) = events.next().await {
-        match event.unwrap() {
-            BackendEvent::Started { prompt: p } => prompt = p.input_tokens,
-            BackendEvent::Text(t) => text.push_str(&t),
-            BackendEvent::Finished { reason, output_tokens } => return (prompt, text, reason, output_tokens),
-        }
+    fn config(queue_depth: usize) -> Option<ModelConfig> {
+        let Some(path) =
+            std::env::var_os("MISSIVE_TEST_MODEL").filter(|p| std::path::Path::new(p).is_file())
+        else {
+            eprintln!("skipping: MISSIVE_TEST_MODEL does not name a GGUF file");
+            return None;
+        };
+        Some(ModelConfig {
+            name: "test-model".into(),
+            path: path.into(),
+            context_size: 4096,
+            threads: 2,
+            max_output_tokens: 1024,
+            queue_depth,
+        })
     }
-    panic!("stream ended without Finished");
-}
 
-#[tokio::test]
-async fn greedy_generation_is_repeatable_with_prefix_reuse_and_counts_match() {
-    let Some(engine) = engine() else { return };
-    let body = serde_json::json!({"model": "m", "max_tokens": 12, "temperature": 0,
+    fn engine() -> Option<&'static EngineBackend> {
+        static ENGINE: OnceLock<Option<EngineBackend>> = OnceLock::new();
+        ENGINE
+            .get_or_init(|| config(16).map(|c| EngineBackend::load(&c).unwrap()))
+            .as_ref()
+    }
+
+    fn request(body: serde_json::Value) -> GenerateRequest {
+        let parsed = parse_messages_request(body.to_string().as_bytes()).unwrap();
+        GenerateRequest::new("test-model".into(), parsed)
+    }
+
+    async fn run(engine: &EngineBackend, req: GenerateRequest) -> (u32, String, FinishReason, u32) {
+        let mut events = engine.generate(req).await.unwrap();
+        let mut prompt = 0;
+        let mut text = String::new();
+        while let Some(event) = events.next().await {
+            match event.unwrap() {
+                BackendEvent::Started { prompt: p } => prompt = p.input_tokens,
+                BackendEvent::Text(t) => text.push_str(&t),
+                BackendEvent::Finished {
+                    reason,
+                    output_tokens,
+                } => return (prompt, text, reason, output_tokens),
+            }
+        }
+        panic!("stream ended without Finished");
+    }
+
+    #[tokio::test]
+    async fn greedy_generation_is_repeatable_with_prefix_reuse_and_counts_match() {
+        let Some(engine) = engine() else { return };
+        let body = serde_json::json!({"model": "m", "max_tokens": 12, "temperature": 0,
         "messages": [{"role": "user", "content": "List the first five prime numbers."}]});
-    let counted = engine.count_tokens(&request(body.clone())).await.unwrap();
-    let (prompt_a, text_a, _, out_a) = run(engine, request(body.clone())).await;
-    // The second run reuses the first's KV cells for the shared prefix.
-    let (prompt_b, text_b, _, out_b) = run(engine, request(body)).await;
-    assert_eq!(counted, prompt_a);
-    assert_eq!(prompt_a, prompt_b);
-    assert_eq!(text_a, text_b);
-    assert_eq!(out_a, out_b);
-    assert!(text_a.contains('2') && text_a.contains('3'), "{text_a}");
-}
+        let counted = engine.count_tokens(&request(body.clone())).await.unwrap();
+        let (prompt_a, text_a, _, out_a) = run(engine, request(body.clone())).await;
+        // The second run reuses the first's KV cells for the shared prefix.
+        let (prompt_b, text_b, _, out_b) = run(engine, request(body)).await;
+        assert_eq!(counted, prompt_a);
+        assert_eq!(prompt_a, prompt_b);
+        assert_eq!(text_a, text_b);
+        assert_eq!(out_a, out_b);
+        assert!(text_a.contains('2') && text_a.contains('3'), "{text_a}");
+    }
 
-#[tokio::test]
-async fn stop_sequence_on_real_tokens_is_not_emitted() {
-    let Some(engine) = engine() else { return };
-    let body = serde_json::json!({"model": "m", "max_tokens": 60, "temperature": 0, "stop_sequences": ["4"],
+    #[tokio::test]
+    async fn stop_sequence_on_real_tokens_is_not_emitted() {
+        let Some(engine) = engine() else { return };
+        let body = serde_json::json!({"model": "m", "max_tokens": 60, "temperature": 0, "stop_sequences": ["4"],
         "messages": [{"role": "user", "content": "Count from 1 to 9 separated by spaces. Only numbers."}]});
-    let (_, text, reason, _) = run(engine, request(body)).await;
-    assert_eq!(reason, FinishReason::StopSequence("4".into()));
-    assert!(text.contains('3') && !text.contains('4'), "{text}");
-}
-
-#[tokio::test]
-async fn zero_max_tokens_only_prefills() {
-    let Some(engine) = engine() else { return };
-    let body = serde_json::json!({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "hi"}]});
-    let (prompt, text, reason, out) = run(engine, request(body)).await;
-    assert!(prompt > 0);
-    assert_eq!((text.as_str(), reason, out), ("", FinishReason::MaxTokens, 0));
-}
-
-#[tokio::test]
-async fn prompt_over_the_window_is_refused_before_generation() {
-    let Some(engine) = engine() else { return };
-    let long = "word ".repeat(5000);
-    let body = serde_json::json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": long.trim()}]});
-    match engine.generate(request(body)).await {
-        Err(BackendError::PromptTooLong { tokens, max }) => assert!(tokens > max && max == 4096),
-        Err(other) => panic!("unexpected error {other}"),
-        Ok(_) => panic!("a prompt over the window was accepted"),
+        let (_, text, reason, _) = run(engine, request(body)).await;
+        assert_eq!(reason, FinishReason::StopSequence("4".into()));
+        assert!(text.contains('3') && !text.contains('4'), "{text}");
     }
-}
 
-#[tokio::test]
-async fn full_queue_is_reported_and_cancelled_jobs_are_skipped() {
-    let Some(config) = config(1) else { return };
-    let engine = EngineBackend::load(&config).unwrap();
-    let body = serde_json::json!({"model": "m", "max_tokens": 500,
-        "messages": [{"role": "user", "content": "Write a long poem."}]});
-    let mut held = Vec::new();
-    let mut saw_full = false;
-    for _ in 0..4 {
-        match engine.generate(request(body.clone())).await {
-            Ok(stream) => held.push(stream),
-            Err(BackendError::QueueFull) => saw_full = true,
-            Err(other) => panic!("unexpected error {other}"),
-        }
+    #[tokio::test]
+    async fn zero_max_tokens_only_prefills() {
+        let Some(engine) = engine() else { return };
+        let body = serde_json::json!({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "hi"}]});
+        let (prompt, text, reason, out) = run(engine, request(body)).await;
+        assert!(prompt > 0);
+        assert_eq!(
+            (text.as_str(), reason, out),
+            ("", FinishReason::MaxTokens, 0)
+        );
     }
-    assert!(saw_full, "four 500-token jobs fit a queue of one");
-    // Dropping every stream cancels the running job and the queued one; the engine is free.
-    drop(held);
-    let quick = serde_json::json!({"model": "m", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]});
-    // The cancelled jobs leave the queue at the engine's next step; until then a new
-    // request may still see it full (a 529 the SDKs retry), so retry as they would.
-    let started = std::time::Instant::now();
-    let mut events = loop {
-        match engine.generate(request(quick.clone())).await {
-            Ok(events) => break events,
-            Err(BackendError::QueueFull) if started.elapsed().as_secs() < 20 => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    #[tokio::test]
+    async fn prompt_over_the_window_is_refused_before_generation() {
+        let Some(engine) = engine() else { return };
+        let long = "word ".repeat(5000);
+        let body = serde_json::json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": long.trim()}]});
+        match engine.generate(request(body)).await {
+            Err(BackendError::PromptTooLong { tokens, max }) => {
+                assert!(tokens > max && max == 4096)
             }
             Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("a prompt over the window was accepted"),
         }
-    };
-    let mut finished = false;
-    while let Some(event) = events.next().await {
-        finished |= matches!(event.unwrap(), BackendEvent::Finished { .. });
     }
-    assert!(finished);
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "cancelled jobs kept the engine busy");
+
+    #[tokio::test]
+    async fn full_queue_is_reported_and_cancelled_jobs_are_skipped() {
+        let Some(config) = config(1) else { return };
+        let engine = EngineBackend::load(&config).unwrap();
+        let body = serde_json::json!({"model": "m", "max_tokens": 500,
+        "messages": [{"role": "user", "content": "Write a long poem."}]});
+        let mut held = Vec::new();
+        let mut saw_full = false;
+        for _ in 0..4 {
+            match engine.generate(request(body.clone())).await {
+                Ok(stream) => held.push(stream),
+                Err(BackendError::QueueFull) => saw_full = true,
+                Err(other) => panic!("unexpected error {other}"),
+            }
+        }
+        assert!(saw_full, "four 500-token jobs fit a queue of one");
+        // Dropping every stream cancels the running job and the queued one; the engine is free.
+        drop(held);
+        let quick = serde_json::json!({"model": "m", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]});
+        // The cancelled jobs leave the queue at the engine's next step; until then a new
+        // request may still see it full (a 529 the SDKs retry), so retry as they would.
+        let started = std::time::Instant::now();
+        let mut events = loop {
+            match engine.generate(request(quick.clone())).await {
+                Ok(events) => break events,
+                Err(BackendError::QueueFull) if started.elapsed().as_secs() < 20 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(other) => panic!("unexpected error {other}"),
+            }
+        };
+        let mut finished = false;
+        while let Some(event) = events.next().await {
+            finished |= matches!(event.unwrap(), BackendEvent::Finished { .. });
+        }
+        assert!(finished);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "cancelled jobs kept the engine busy"
+        );
+    }
 }

@@ -118,7 +118,8 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading config {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config {}", path.display()))?
             }
             None => Config::default(),
         };
@@ -153,10 +154,16 @@ impl Config {
                 first.source = Some(source);
             }
             if let Some(ctx) = var("MISSIVE_CONTEXT_SIZE") {
-                first.context_size = ctx.parse().context("MISSIVE_CONTEXT_SIZE must be a number")?;
+                first.context_size = ctx
+                    .parse()
+                    .context("MISSIVE_CONTEXT_SIZE must be a number")?;
             }
             if let Some(threads) = var("MISSIVE_THREADS") {
-                first.threads = Some(threads.parse().context("MISSIVE_THREADS must be a number")?);
+                first.threads = Some(
+                    threads
+                        .parse()
+                        .context("MISSIVE_THREADS must be a number")?,
+                );
             }
         }
         Ok(())
@@ -174,7 +181,11 @@ impl Config {
     /// The effective config as TOML, secrets masked.
     pub fn printable(&self) -> anyhow::Result<String> {
         let mut shown = self.clone();
-        shown.api_keys = shown.api_keys.iter().map(|_| "sk-…(masked)".to_owned()).collect();
+        shown.api_keys = shown
+            .api_keys
+            .iter()
+            .map(|_| "sk-…(masked)".to_owned())
+            .collect();
         Ok(toml::to_string_pretty(&shown)?)
     }
 }
@@ -187,10 +198,17 @@ mod tests {
     fn minimal_file_gets_defaults_and_claude_alias() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missive.toml");
-        std::fs::write(&path, "[[models]]\nname = \"m\"\nsource = \"/tmp/m.gguf\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "[[models]]\nname = \"m\"\nsource = \"/tmp/m.gguf\"\n",
+        )
+        .unwrap();
         let config = Config::load(Some(&path)).unwrap();
         assert_eq!(config.models[0].context_size, 32768);
-        assert_eq!(config.aliases.get("claude-*").map(String::as_str), Some("m"));
+        assert_eq!(
+            config.aliases.get("claude-*").map(String::as_str),
+            Some("m")
+        );
         assert_eq!(config.server.port, 8080);
     }
 

@@ -16,7 +16,9 @@ fn main() -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("MISSIVE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,llama_cpp_2=warn,llama-cpp-2=warn"));
     let json = std::env::var("MISSIVE_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         subscriber.json().init();
     } else {
@@ -24,7 +26,9 @@ fn main() -> anyhow::Result<()> {
     }
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(cli::serve::run(config, args)),
         Command::Pull { source: None, .. } => {

@@ -81,7 +81,11 @@ pub enum ErrorEnvelopeTag {
 }
 
 impl ErrorBody {
-    pub fn new(error_type: ErrorType, message: impl Into<String>, request_id: Option<String>) -> Self {
+    pub fn new(
+        error_type: ErrorType,
+        message: impl Into<String>,
+        request_id: Option<String>,
+    ) -> Self {
         Self {
             kind: ErrorEnvelopeTag::Error,
             error: ErrorDetail {

@@ -27,7 +27,9 @@ pub fn parse_count_tokens_request(body: &[u8]) -> Result<CountTokensRequest, Req
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(RequestError("request body is empty: expected a JSON object".into()));
+        return Err(RequestError(
+            "request body is empty: expected a JSON object".into(),
+        ));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|err| {
@@ -49,7 +51,11 @@ fn describe(path: &str, serde_message: &str) -> String {
     let field = message
         .strip_prefix("missing field `")
         .and_then(|rest| rest.strip_suffix('`'));
-    let prefix = if path == "." { String::new() } else { path.to_owned() };
+    let prefix = if path == "." {
+        String::new()
+    } else {
+        path.to_owned()
+    };
     match field {
         Some(field) if prefix.is_empty() => format!("{field}: Field required"),
         Some(field) => format!("{prefix}.{field}: Field required"),
@@ -60,10 +66,14 @@ fn describe(path: &str, serde_message: &str) -> String {
 
 fn validate_messages(request: &MessagesRequest) -> Result<(), RequestError> {
     if request.model.trim().is_empty() {
-        return Err(RequestError("model: String should have at least 1 character".into()));
+        return Err(RequestError(
+            "model: String should have at least 1 character".into(),
+        ));
     }
     if request.messages.is_empty() {
-        return Err(RequestError("messages: at least one message is required".into()));
+        return Err(RequestError(
+            "messages: at least one message is required".into(),
+        ));
     }
     if let Some(t) = request.temperature {
         if !(0.0..=1.0).contains(&t) {
@@ -105,7 +115,8 @@ fn validate_messages(request: &MessagesRequest) -> Result<(), RequestError> {
         }
     }
     if let Some(last) = request.messages.last() {
-        if last.role == Role::Assistant && final_text(&last.content).ends_with(char::is_whitespace) {
+        if last.role == Role::Assistant && final_text(&last.content).ends_with(char::is_whitespace)
+        {
             return Err(RequestError(
                 "final assistant content cannot end with trailing whitespace".into(),
             ));
@@ -143,7 +154,10 @@ mod tests {
     #[test]
     fn bad_role_names_the_path() {
         let e = err(r#"{"model":"m","max_tokens":5,"messages":[{"role":"bot","content":"hi"}]}"#);
-        assert!(e.starts_with("messages[0].role: unknown variant `bot`"), "{e}");
+        assert!(
+            e.starts_with("messages[0].role: unknown variant `bot`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -156,7 +170,9 @@ mod tests {
 
     #[test]
     fn temperature_out_of_range_rejected() {
-        let e = err(r#"{"model":"m","max_tokens":5,"temperature":1.5,"messages":[{"role":"user","content":"hi"}]}"#);
+        let e = err(
+            r#"{"model":"m","max_tokens":5,"temperature":1.5,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
         assert!(e.starts_with("temperature:"), "{e}");
     }
 
@@ -176,7 +192,12 @@ mod tests {
 
     #[test]
     fn trailing_whitespace_in_prefill_rejected() {
-        let e = err(r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Sure "}]}"#);
-        assert_eq!(e, "final assistant content cannot end with trailing whitespace");
+        let e = err(
+            r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Sure "}]}"#,
+        );
+        assert_eq!(
+            e,
+            "final assistant content cannot end with trailing whitespace"
+        );
     }
 }

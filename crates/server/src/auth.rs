@@ -44,7 +44,9 @@ impl Auth {
         let configured = self
             .configured
             .iter()
-            .fold(subtle::Choice::from(0), |acc, known| acc | known.as_bytes().ct_eq(hash.as_bytes()));
+            .fold(subtle::Choice::from(0), |acc, known| {
+                acc | known.as_bytes().ct_eq(hash.as_bytes())
+            });
         if bool::from(configured) {
             return Ok(Principal {
                 key_id: "apikey_configured".to_owned(),
@@ -72,11 +74,18 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
 }
 
-pub async fn middleware(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn middleware(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     match state.auth.authenticate(request.headers()) {
         Ok(principal) => {
             request.extensions_mut().insert(principal);

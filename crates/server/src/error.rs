@@ -44,7 +44,11 @@ impl ApiError {
 
     /// The envelope, with the current request's id.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody::new(self.error_type, self.message.clone(), crate::request_id::current())
+        ErrorBody::new(
+            self.error_type,
+            self.message.clone(),
+            crate::request_id::current(),
+        )
     }
 }
 
@@ -80,7 +84,10 @@ impl From<BackendError> for ApiError {
             },
             BackendError::ShuttingDown => ApiError {
                 retry_after: Some(5),
-                ..ApiError::new(ErrorType::OverloadedError, "Overloaded: the model is shutting down")
+                ..ApiError::new(
+                    ErrorType::OverloadedError,
+                    "Overloaded: the model is shutting down",
+                )
             },
             BackendError::Generation(detail) => ApiError::internal(detail),
         }
@@ -90,7 +97,9 @@ impl From<BackendError> for ApiError {
 impl From<missive_store::Error> for ApiError {
     fn from(err: missive_store::Error) -> Self {
         match err {
-            missive_store::Error::KeyNotFound(id) => ApiError::not_found(format!("api key {id} not found")),
+            missive_store::Error::KeyNotFound(id) => {
+                ApiError::not_found(format!("api key {id} not found"))
+            }
             missive_store::Error::Database(_)
             | missive_store::Error::DataDir { .. }
             | missive_store::Error::Poisoned => ApiError::internal(err),

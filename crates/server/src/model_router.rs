@@ -60,7 +60,10 @@ impl ModelRouter {
         if let Some(model) = self.by_id(name) {
             return Ok(Arc::clone(model));
         }
-        let exact = self.aliases.iter().find(|a| !a.pattern.ends_with('*') && a.matches(name));
+        let exact = self
+            .aliases
+            .iter()
+            .find(|a| !a.pattern.ends_with('*') && a.matches(name));
         let alias = exact.or_else(|| self.aliases.iter().find(|a| a.matches(name)));
         alias
             .and_then(|a| self.by_id(&a.target))

@@ -15,7 +15,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{model_id}", get(models::retrieve))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::middleware));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::middleware,
+        ));
     Router::new()
         .merge(api)
         .route("/health", get(|| async { "ok" }))
@@ -30,7 +33,10 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("Not found: {}", uri.path()))
 }
 
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let err = ApiError::invalid(format!("Method {method} not allowed for {}", uri.path()));
     let mut response = err.into_response();

@@ -48,8 +48,10 @@ impl Assembler {
             Ok(BackendEvent::Started { prompt }) => {
                 self.usage.input_tokens = prompt.input_tokens;
                 self.usage.cache_read_input_tokens = prompt.cache_read_input_tokens;
-                self.usage.cache_creation.ephemeral_5m_input_tokens = prompt.cache_creation_5m_input_tokens;
-                self.usage.cache_creation.ephemeral_1h_input_tokens = prompt.cache_creation_1h_input_tokens;
+                self.usage.cache_creation.ephemeral_5m_input_tokens =
+                    prompt.cache_creation_5m_input_tokens;
+                self.usage.cache_creation.ephemeral_1h_input_tokens =
+                    prompt.cache_creation_1h_input_tokens;
                 self.usage.cache_creation_input_tokens =
                     prompt.cache_creation_5m_input_tokens + prompt.cache_creation_1h_input_tokens;
                 self.start(&mut out);
@@ -90,7 +92,9 @@ impl Assembler {
                     FinishReason::EndTurn => (StopReason::EndTurn, None),
                     FinishReason::MaxTokens => (StopReason::MaxTokens, None),
                     FinishReason::StopSequence(s) => (StopReason::StopSequence, Some(s)),
-                    FinishReason::ContextWindowExceeded => (StopReason::ModelContextWindowExceeded, None),
+                    FinishReason::ContextWindowExceeded => {
+                        (StopReason::ModelContextWindowExceeded, None)
+                    }
                 };
                 out.push(StreamEvent::MessageDelta {
                     delta: MessageDelta {
@@ -117,7 +121,10 @@ impl Assembler {
 }
 
 /// The stream of Claude events for a generation; ends after `message_stop` or `error`.
-pub fn events(events: EventStream, mut assembler: Assembler) -> impl Stream<Item = StreamEvent> + Send {
+pub fn events(
+    events: EventStream,
+    mut assembler: Assembler,
+) -> impl Stream<Item = StreamEvent> + Send {
     events
         .flat_map(move |event| futures::stream::iter(assembler.push(event)))
         .scan(false, |done, event| {
@@ -142,7 +149,9 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
                 }
             }
             StreamEvent::ContentBlockDelta { index, delta } => {
-                if let Some(ContentBlock::Text { text, .. }) = message.as_mut().and_then(|m| m.content.get_mut(index)) {
+                if let Some(ContentBlock::Text { text, .. }) =
+                    message.as_mut().and_then(|m| m.content.get_mut(index))
+                {
                     if let ContentBlockDelta::TextDelta { text: piece } = delta {
                         text.push_str(&piece);
                     }
@@ -155,13 +164,17 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
                     m.usage.output_tokens = usage.output_tokens;
                 }
             }
-            StreamEvent::Error { error } => return Err(ApiError::new(error.error_type, error.message)),
+            StreamEvent::Error { error } => {
+                return Err(ApiError::new(error.error_type, error.message))
+            }
             StreamEvent::MessageStop => break,
             StreamEvent::Ping | StreamEvent::ContentBlockStop { .. } => {}
         }
     }
     match message {
         Some(m) if m.stop_reason.is_some() => Ok(m),
-        _ => Err(ApiError::internal("the backend ended without finishing the message")),
+        _ => Err(ApiError::internal(
+            "the backend ended without finishing the message",
+        )),
     }
 }

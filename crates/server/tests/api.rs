@@ -1,5 +1,6 @@
 //! The server's HTTP behaviour over real sockets, with the scripted backend.
 
+#[cfg(test)]
 mod api {
     pub mod common;
     mod errors;

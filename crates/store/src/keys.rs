@@ -59,6 +59,13 @@ pub(crate) fn generate_secret() -> String {
 
 pub(crate) fn hint(secret: &str) -> String {
     let head: String = secret.chars().take(16).collect();
-    let tail: String = secret.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = secret
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("{head}...{tail}")
 }

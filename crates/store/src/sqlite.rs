@@ -27,16 +27,27 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+        for (i, migration) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
             conn.execute_batch(migration)?;
-            conn.pragma_update(None, "user_version", i64::try_from(i + 1).unwrap_or(i64::MAX))?;
+            conn.pragma_update(
+                None,
+                "user_version",
+                i64::try_from(i + 1).unwrap_or(i64::MAX),
+            )?;
         }
         Ok(Self {
             conn: Mutex::new(conn),
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>) -> Result<T, Error> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, Error> {
         let conn = self.conn.lock().map_err(|_| Error::Poisoned)?;
         Ok(f(&conn)?)
     }
@@ -91,15 +102,22 @@ impl Store for SqliteStore {
 
     fn list_api_keys(&self) -> Result<Vec<ApiKey>, Error> {
         self.with(|conn| {
-            let mut stmt = conn.prepare(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"))?;
-            let keys = stmt.query_map([], row_to_key)?.collect::<Result<Vec<_>, _>>()?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+            ))?;
+            let keys = stmt
+                .query_map([], row_to_key)?
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(keys)
         })
     }
 
     fn set_api_key_status(&self, id: &str, status: KeyStatus) -> Result<(), Error> {
         let changed = self.with(|conn| {
-            conn.execute("UPDATE api_keys SET status = ?1 WHERE id = ?2", params![status.as_str(), id])
+            conn.execute(
+                "UPDATE api_keys SET status = ?1 WHERE id = ?2",
+                params![status.as_str(), id],
+            )
         })?;
         if changed == 0 {
             return Err(Error::KeyNotFound(id.to_owned()));
@@ -121,11 +139,19 @@ mod tests {
         assert!(new.secret.starts_with("sk-ant-api03-"));
         let found = store.find_api_key(&hash_key(&new.secret)).unwrap().unwrap();
         assert_eq!(found.id, new.key.id);
-        store.set_api_key_status(&new.key.id, KeyStatus::Inactive).unwrap();
+        store
+            .set_api_key_status(&new.key.id, KeyStatus::Inactive)
+            .unwrap();
         drop(store);
         let reopened = SqliteStore::open(&path).unwrap();
-        let found = reopened.find_api_key(&hash_key(&new.secret)).unwrap().unwrap();
+        let found = reopened
+            .find_api_key(&hash_key(&new.secret))
+            .unwrap()
+            .unwrap();
         assert_eq!(found.status, KeyStatus::Inactive);
-        assert!(reopened.find_api_key(&hash_key("sk-ant-api03-wrong")).unwrap().is_none());
+        assert!(reopened
+            .find_api_key(&hash_key("sk-ant-api03-wrong"))
+            .unwrap()
+            .is_none());
     }
 }

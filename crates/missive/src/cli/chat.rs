@@ -9,7 +9,11 @@ use serde_json::json;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "ANTHROPIC_BASE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub url: String,
     #[arg(long, env = "ANTHROPIC_API_KEY")]
     pub api_key: String,
@@ -80,7 +84,9 @@ async fn stream_reply(response: reqwest::Response, out: &mut impl Write) -> anyh
                     out.flush()?;
                     reply.push_str(&text);
                 }
-                Ok(StreamEvent::Error { error }) => bail!("{}: {}", error.error_type.as_str(), error.message),
+                Ok(StreamEvent::Error { error }) => {
+                    bail!("{}: {}", error.error_type.as_str(), error.message)
+                }
                 _ => {}
             }
         }

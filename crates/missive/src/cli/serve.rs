@@ -45,7 +45,9 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     for entry in &config.models {
         let models_dir = home.join("models");
         let source = entry.source().to_owned();
-        let path = tokio::task::spawn_blocking(move || crate::cli::pull::ensure(&models_dir, &source)).await??;
+        let path =
+            tokio::task::spawn_blocking(move || crate::cli::pull::ensure(&models_dir, &source))
+                .await??;
         let model_config = ModelConfig {
             name: entry.name.clone(),
             path,

@@ -14,7 +14,10 @@ use crate::extract::JsonBody;
 use crate::sse::{self, Assembler};
 use crate::state::AppState;
 
-pub async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     let request = parse_messages_request(&body)?;
     let backend = state.models.resolve(&request.model)?;
     let descriptor = backend.descriptor();
@@ -32,9 +35,13 @@ pub async fn create(State(state): State<AppState>, JsonBody(body): JsonBody) -> 
     let assembler = Assembler::new(crate::ids::new_id("msg"), model_name);
     let events = sse::events(events, assembler);
     if stream {
-        let body = events.map(|event| Ok::<_, std::convert::Infallible>(Bytes::from(event.to_sse())));
+        let body =
+            events.map(|event| Ok::<_, std::convert::Infallible>(Bytes::from(event.to_sse())));
         return Ok((
-            [(CONTENT_TYPE, "text/event-stream; charset=utf-8"), (CACHE_CONTROL, "no-cache")],
+            [
+                (CONTENT_TYPE, "text/event-stream; charset=utf-8"),
+                (CACHE_CONTROL, "no-cache"),
+            ],
             Body::from_stream(body),
         )
             .into_response());

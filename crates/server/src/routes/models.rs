@@ -38,9 +38,18 @@ pub async fn list(
             .parse::<usize>()
             .ok()
             .filter(|l| (1..=1000).contains(l))
-            .ok_or_else(|| ApiError::invalid(format!("limit: must be an integer from 1 to 1000 (got `{raw}`)")))?,
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "limit: must be an integer from 1 to 1000 (got `{raw}`)"
+                ))
+            })?,
     };
-    let models: Vec<ModelInfo> = state.models.models().iter().map(|m| info(m.descriptor())).collect();
+    let models: Vec<ModelInfo> = state
+        .models
+        .models()
+        .iter()
+        .map(|m| info(m.descriptor()))
+        .collect();
     Ok(Json(Page::paginate(
         models,
         |m| m.id.as_str(),

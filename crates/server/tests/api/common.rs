@@ -22,7 +22,10 @@ impl TestServer {
         let router = ModelRouter::new()
             .with_model(Arc::new(backend))
             .with_alias("claude-*", &id);
-        let auth = Auth::new(&[KEY.to_owned()], Some(Arc::clone(&store) as Arc<dyn Store>));
+        let auth = Auth::new(
+            &[KEY.to_owned()],
+            Some(Arc::clone(&store) as Arc<dyn Store>),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = app(AppState::new(router, auth));
@@ -43,7 +46,9 @@ impl TestServer {
     }
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client.get(format!("{}{path}", self.url)).header("x-api-key", KEY)
+        self.client
+            .get(format!("{}{path}", self.url))
+            .header("x-api-key", KEY)
     }
 
     pub async fn messages(&self, body: serde_json::Value) -> reqwest::Response {
@@ -81,7 +86,13 @@ pub fn parse_sse(body: &str) -> Vec<(String, serde_json::Value)> {
 /// Asserts the error envelope, its status and that `request_id` equals the header.
 pub async fn assert_error(response: reqwest::Response, status: u16, error_type: &str) -> String {
     assert_eq!(response.status().as_u16(), status);
-    let header = response.headers().get("request-id").unwrap().to_str().unwrap().to_owned();
+    let header = response
+        .headers()
+        .get("request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(header.starts_with("req_"), "{header}");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["type"], "error", "{body}");

@@ -9,7 +9,14 @@ async fn missing_and_wrong_keys_get_401() {
     let url = format!("{}/v1/messages", server.url);
     let none = server.client.post(&url).json(&body).send().await.unwrap();
     assert_error(none, 401, "authentication_error").await;
-    let wrong = server.client.post(&url).header("x-api-key", "sk-ant-api03-nope").json(&body).send().await.unwrap();
+    let wrong = server
+        .client
+        .post(&url)
+        .header("x-api-key", "sk-ant-api03-nope")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_error(wrong, 401, "authentication_error").await;
 }
 
@@ -17,15 +24,33 @@ async fn missing_and_wrong_keys_get_401() {
 async fn invalid_bodies_get_400_naming_the_field() {
     let server = TestServer::start(hello()).await;
     let cases = [
-        (json!({"model": "scripted-1", "messages": user("hi")}), "max_tokens: Field required"),
-        (json!({"model": "scripted-1", "max_tokens": 5, "messages": []}), "messages: at least one message is required"),
-        (json!({"model": "scripted-1", "max_tokens": 5, "messages": [{"role": "robot", "content": "x"}]}), "messages[0].role"),
-        (json!({"model": "scripted-1", "max_tokens": 5, "temperature": 2.0, "messages": user("hi")}), "temperature"),
-        (json!({"model": "scripted-1", "max_tokens": 99999, "messages": user("hi")}), "max_tokens"),
+        (
+            json!({"model": "scripted-1", "messages": user("hi")}),
+            "max_tokens: Field required",
+        ),
+        (
+            json!({"model": "scripted-1", "max_tokens": 5, "messages": []}),
+            "messages: at least one message is required",
+        ),
+        (
+            json!({"model": "scripted-1", "max_tokens": 5, "messages": [{"role": "robot", "content": "x"}]}),
+            "messages[0].role",
+        ),
+        (
+            json!({"model": "scripted-1", "max_tokens": 5, "temperature": 2.0, "messages": user("hi")}),
+            "temperature",
+        ),
+        (
+            json!({"model": "scripted-1", "max_tokens": 99999, "messages": user("hi")}),
+            "max_tokens",
+        ),
     ];
     for (body, expected) in cases {
         let msg = assert_error(server.messages(body).await, 400, "invalid_request_error").await;
-        assert!(msg.starts_with(expected), "{msg} should start with {expected}");
+        assert!(
+            msg.starts_with(expected),
+            "{msg} should start with {expected}"
+        );
     }
 }
 
@@ -55,17 +80,34 @@ async fn malformed_json_and_wrong_content_type_get_400() {
 #[tokio::test]
 async fn unknown_model_path_and_method_get_404_and_405() {
     let server = TestServer::start(hello()).await;
-    let unknown = server.messages(json!({"model": "gpt-4o", "max_tokens": 5, "messages": user("hi")})).await;
-    assert_eq!(assert_error(unknown, 404, "not_found_error").await, "model: gpt-4o");
-    assert_error(server.get("/v1/nothing-here").send().await.unwrap(), 404, "not_found_error").await;
-    assert_error(server.get("/v1/messages").send().await.unwrap(), 405, "invalid_request_error").await;
+    let unknown = server
+        .messages(json!({"model": "gpt-4o", "max_tokens": 5, "messages": user("hi")}))
+        .await;
+    assert_eq!(
+        assert_error(unknown, 404, "not_found_error").await,
+        "model: gpt-4o"
+    );
+    assert_error(
+        server.get("/v1/nothing-here").send().await.unwrap(),
+        404,
+        "not_found_error",
+    )
+    .await;
+    assert_error(
+        server.get("/v1/messages").send().await.unwrap(),
+        405,
+        "invalid_request_error",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn oversized_body_gets_413() {
     let server = TestServer::start(hello()).await;
     let big = "x".repeat(33 * 1024 * 1024);
-    let body = format!(r#"{{"model":"scripted-1","max_tokens":5,"messages":[{{"role":"user","content":"{big}"}}]}}"#);
+    let body = format!(
+        r#"{{"model":"scripted-1","max_tokens":5,"messages":[{{"role":"user","content":"{big}"}}]}}"#
+    );
     let response = server
         .post("/v1/messages")
         .header("content-type", "application/json")
@@ -81,7 +123,11 @@ async fn prompt_over_the_context_window_gets_the_claude_wording() {
     let server = TestServer::start(hello().with_context_window(10)).await;
     let long = "word ".repeat(20);
     let msg = assert_error(
-        server.messages(json!({"model": "scripted-1", "max_tokens": 5, "messages": user(long.trim())})).await,
+        server
+            .messages(
+                json!({"model": "scripted-1", "max_tokens": 5, "messages": user(long.trim())}),
+            )
+            .await,
         400,
         "invalid_request_error",
     )
@@ -110,15 +156,40 @@ mod fuzz {
             Just(serde_json::Value::Null),
             any::<bool>().prop_map(serde_json::Value::from),
             any::<i64>().prop_map(serde_json::Value::from),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
             "[a-z_]{0,12}".prop_map(serde_json::Value::from),
-            prop::sample::select(vec!["user", "assistant", "text", "image", "tool_use", "scripted-1", "claude-x"]).prop_map(serde_json::Value::from),
+            prop::sample::select(vec![
+                "user",
+                "assistant",
+                "text",
+                "image",
+                "tool_use",
+                "scripted-1",
+                "claude-x"
+            ])
+            .prop_map(serde_json::Value::from),
         ];
         leaf.prop_recursive(4, 32, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
                 prop::collection::btree_map(
-                    prop::sample::select(vec!["model", "max_tokens", "messages", "role", "content", "type", "text", "system", "stream", "stop_sequences", "temperature", "source"]).prop_map(String::from),
+                    prop::sample::select(vec![
+                        "model",
+                        "max_tokens",
+                        "messages",
+                        "role",
+                        "content",
+                        "type",
+                        "text",
+                        "system",
+                        "stream",
+                        "stop_sequences",
+                        "temperature",
+                        "source"
+                    ])
+                    .prop_map(String::from),
                     inner,
                     0..6
                 )
@@ -153,6 +224,9 @@ mod fuzz {
 async fn every_response_has_a_request_id() {
     let server = TestServer::start(hello()).await;
     let ok = server.get("/v1/models").send().await.unwrap();
-    assert!(ok.headers()["request-id"].to_str().unwrap().starts_with("req_"));
+    assert!(ok.headers()["request-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("req_"));
     let _ = KEY;
 }

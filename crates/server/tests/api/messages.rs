@@ -9,12 +9,18 @@ async fn create_returns_a_complete_message_with_ids_and_usage() {
         .messages(json!({"model": "scripted-1", "max_tokens": 50, "messages": user("hi there")}))
         .await;
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["request-id"].to_str().unwrap().starts_with("req_"));
+    assert!(response.headers()["request-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("req_"));
     let m: serde_json::Value = response.json().await.unwrap();
     assert!(m["id"].as_str().unwrap().starts_with("msg_"));
     assert_eq!(m["type"], "message");
     assert_eq!(m["role"], "assistant");
-    assert_eq!(m["content"], json!([{"type": "text", "text": "Hello there, friend!", "citations": null}]));
+    assert_eq!(
+        m["content"],
+        json!([{"type": "text", "text": "Hello there, friend!", "citations": null}])
+    );
     assert_eq!(m["stop_reason"], "end_turn");
     assert_eq!(m["stop_sequence"], json!(null));
     assert_eq!(m["usage"]["input_tokens"], 3);
@@ -82,7 +88,8 @@ async fn beta_query_and_bearer_auth_are_accepted() {
 #[tokio::test]
 async fn count_tokens_equals_usage_of_a_real_call() {
     let server = TestServer::start(hello()).await;
-    let body = json!({"model": "scripted-1", "system": "be brief", "messages": user("one two three")});
+    let body =
+        json!({"model": "scripted-1", "system": "be brief", "messages": user("one two three")});
     let counted: serde_json::Value = server
         .post("/v1/messages/count_tokens")
         .json(&body)
@@ -113,6 +120,9 @@ async fn stored_key_works_until_revoked() {
             .send()
     };
     assert_eq!(send().await.unwrap().status(), 200);
-    server.store.set_api_key_status(&key.key.id, KeyStatus::Inactive).unwrap();
+    server
+        .store
+        .set_api_key_status(&key.key.id, KeyStatus::Inactive)
+        .unwrap();
     super::common::assert_error(send().await.unwrap(), 401, "authentication_error").await;
 }

@@ -5,14 +5,24 @@ use super::common::{assert_error, hello, TestServer};
 #[tokio::test]
 async fn list_and_retrieve_by_id_and_alias() {
     let server = TestServer::start(hello()).await;
-    let page: serde_json::Value = server.get("/v1/models").send().await.unwrap().json().await.unwrap();
+    let page: serde_json::Value = server
+        .get("/v1/models")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["has_more"], false);
     assert_eq!(page["first_id"], "scripted-1");
     assert_eq!(page["last_id"], "scripted-1");
     let model = &page["data"][0];
     assert_eq!(model["type"], "model");
     assert_eq!(model["max_input_tokens"], 1000);
-    assert_eq!(model["capabilities"]["image_input"], json!({"supported": false}));
+    assert_eq!(
+        model["capabilities"]["image_input"],
+        json!({"supported": false})
+    );
     let by_alias: serde_json::Value = server
         .get("/v1/models/claude-opus-4-8")
         .send()
@@ -27,7 +37,17 @@ async fn list_and_retrieve_by_id_and_alias() {
 #[tokio::test]
 async fn unknown_model_and_bad_limit_are_rejected() {
     let server = TestServer::start(hello()).await;
-    assert_error(server.get("/v1/models/gpt-4").send().await.unwrap(), 404, "not_found_error").await;
-    let msg = assert_error(server.get("/v1/models?limit=0").send().await.unwrap(), 400, "invalid_request_error").await;
+    assert_error(
+        server.get("/v1/models/gpt-4").send().await.unwrap(),
+        404,
+        "not_found_error",
+    )
+    .await;
+    let msg = assert_error(
+        server.get("/v1/models?limit=0").send().await.unwrap(),
+        400,
+        "invalid_request_error",
+    )
+    .await;
     assert!(msg.starts_with("limit"), "{msg}");
 }

@@ -13,7 +13,10 @@ async fn stream_sends_events_in_claude_order_with_type_equal_to_event_name() {
         .messages(json!({"model": "scripted-1", "max_tokens": 50, "stream": true, "messages": user("hi")}))
         .await;
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
     let events = parse_sse(&response.text().await.unwrap());
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
@@ -38,7 +41,10 @@ async fn stream_sends_events_in_claude_order_with_type_equal_to_event_name() {
     assert_eq!(start["content"], json!([]));
     assert_eq!(start["stop_reason"], json!(null));
     assert_eq!(start["usage"]["input_tokens"], 2);
-    assert_eq!(events[1].1["content_block"], json!({"type": "text", "text": "", "citations": null}));
+    assert_eq!(
+        events[1].1["content_block"],
+        json!({"type": "text", "text": "", "citations": null})
+    );
     let text: String = events
         .iter()
         .filter(|(n, _)| n == "content_block_delta")
@@ -61,7 +67,10 @@ async fn failure_after_the_200_becomes_an_error_event() {
     let events = parse_sse(&response.text().await.unwrap());
     let (name, data) = events.last().unwrap();
     assert_eq!(name, "error");
-    assert_eq!(data, &json!({"type": "error", "error": {"type": "api_error", "message": "Internal server error"}}));
+    assert_eq!(
+        data,
+        &json!({"type": "error", "error": {"type": "api_error", "message": "Internal server error"}})
+    );
 }
 
 #[tokio::test]
