@@ -1,6 +1,7 @@
 """Side-by-side single-stream benchmark: Missive vs llama-server. See bench/peer."""
 
 import argparse
+import concurrent.futures
 import csv
 import datetime
 import json
@@ -49,7 +50,7 @@ def prompt(repeats):
 
 
 def run_anthropic(url, system, user, max_tokens):
-    body = {"model": "bench", "max_tokens": max_tokens, "temperature": 0, "stream": True,
+    body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "system": system, "messages": [{"role": "user", "content": user}]}
     headers = {"x-api-key": "bench-key", "anthropic-version": "2023-06-01"}
     t0 = time.perf_counter()
@@ -73,7 +74,7 @@ def run_anthropic(url, system, user, max_tokens):
 
 
 def run_openai(url, system, user, max_tokens):
-    body = {"model": "bench", "max_tokens": max_tokens, "temperature": 0, "stream": True,
+    body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True},
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
     t0 = time.perf_counter()
@@ -119,6 +120,28 @@ def measure(name, run, url, args):
     return rows
 
 
+SHORT_PROMPT = "Write a detailed essay about the history of the printing press."
+
+
+def measure_concurrent(name, run, url, levels, max_tokens):
+    """Aggregate decode throughput: all output tokens of N simultaneous streams over the
+    wall time from the first token to the last."""
+    rows = []
+    run(url, f"warm-up {uuid.uuid4()}", SHORT_PROMPT, 8)
+    for n in levels:
+        def one(_):
+            return run(url, f"Session {uuid.uuid4()}. You are a helpful assistant.", SHORT_PROMPT, max_tokens)
+        with concurrent.futures.ThreadPoolExecutor(n) as pool:
+            results = list(pool.map(one, range(n)))
+        first = min(r[1] for r in results)
+        last = max(r[2] for r in results)
+        total = sum(r[4] for r in results)
+        tps = total / (last - first)
+        rows.append({"server": name, "streams": n, "output_tokens": total, "wall_s": last - first, "aggregate_tps": tps})
+        print(f"  {name:13} {n} streams: {total} tokens in {last - first:.1f} s = {tps:.1f} tok/s", flush=True)
+    return rows
+
+
 def start(cmd, env, url, label):
     log = tempfile.NamedTemporaryFile("w", prefix=f"bench-{label}-", suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -145,6 +168,7 @@ def main():
     p.add_argument("--repeats", type=int, default=7, help="paragraph repeats (7: ~474 prompt tokens)")
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--out", default=None)
+    p.add_argument("--concurrency", default="1,4,8", help="stream counts for the aggregate test; empty to skip")
     args = p.parse_args()
 
     rows = []
@@ -170,6 +194,31 @@ def main():
     finally:
         stop(proc)
 
+    levels = [int(x) for x in args.concurrency.split(",") if x]
+    crows = []
+    if levels:
+        slots = max(levels)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        print(f"llama-server, {slots} slots (-np {slots}, continuous batching)", flush=True)
+        proc = start([args.llama_server, "-m", args.model, "--port", str(port), "--ctx-size", str(args.ctx * slots),
+                      "--", "-t", str(args.threads), "-tb", str(args.threads), "-np", str(slots)], os.environ, url, "llama")
+        try:
+            crows += measure_concurrent("llama-server", run_openai, url, levels, args.max_tokens)
+        finally:
+            stop(proc)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        print(f"missive, {slots} slots", flush=True)
+        env = dict(os.environ, MISSIVE_HOME=tempfile.mkdtemp(prefix="missive-bench-"), MISSIVE_MODEL=args.model,
+                   MISSIVE_API_KEY="bench-key", MISSIVE_PORT=str(port), MISSIVE_THREADS=str(args.threads),
+                   MISSIVE_CONTEXT_SIZE=str(args.ctx * slots), MISSIVE_PARALLEL=str(slots))
+        proc = start([args.missive, "serve"], env, url, "missive")
+        try:
+            crows += measure_concurrent("missive", run_anthropic, url, levels, args.max_tokens)
+        finally:
+            stop(proc)
+
     def median(server, key):
         return statistics.median(r[key] for r in rows if r["server"] == server)
 
@@ -189,6 +238,10 @@ def main():
         ours, theirs = summary[key]
         lines.append(f"| {label} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |")
     lines.append(f"| prompt tokens | {summary['prompt_tokens'][0]:.0f} | {summary['prompt_tokens'][1]:.0f} | |")
+    for n in levels:
+        ours = next(r["aggregate_tps"] for r in crows if r["server"] == "missive" and r["streams"] == n)
+        theirs = next(r["aggregate_tps"] for r in crows if r["server"] == "llama-server" and r["streams"] == n)
+        lines.append(f"| aggregate decode tokens/s, {n} streams | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |")
     text = "\n".join(lines)
     print("\n" + text)
 
@@ -200,6 +253,11 @@ def main():
         writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
         writer.writeheader()
         writer.writerows(rows)
+    if crows:
+        with open(os.path.join(out, "concurrent.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(crows[0].keys()))
+            writer.writeheader()
+            writer.writerows(crows)
     print(f"\nwritten to {out}/")
 
 

@@ -2,7 +2,8 @@
 //!
 //! Handlers render the prompt with the model's own chat template and tokenise it on their
 //! own task; one OS thread per model (`engine-<name>`) owns the llama.cpp context and runs
-//! the generation loop, fed by a bounded queue (full: `QueueFull`, a 529). Each request
+//! the generation loop with continuous batching, fed by a bounded queue (full:
+//! `QueueFull`, a 529). Each request
 //! reads its events from its own channel; when that channel's receiver is dropped (the
 //! client went away), the loop sees it at its next step and stops the generation.
 
@@ -45,7 +46,9 @@ impl EngineBackend {
         let settings = ContextSettings {
             n_ctx,
             n_batch: 2048,
+            prefill_chunk: 256,
             threads: i32::try_from(config.threads.max(1)).unwrap_or(1),
+            slots: config.parallel.max(1),
         };
         let jobs = scheduler::spawn(
             &config.name,
@@ -114,6 +117,11 @@ impl Backend for EngineBackend {
 
     async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
         let tokens = self.prompt_tokens(&request)?;
+        if tokens.is_empty() {
+            return Err(BackendError::InvalidRequest(
+                "the prompt renders to no tokens".into(),
+            ));
+        }
         let count = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
         let max = self.descriptor.max_input_tokens;
         if count >= max {

@@ -26,6 +26,8 @@ pub struct ModelConfig {
     pub max_output_tokens: u32,
     /// Requests that may wait for the engine before new ones get 529.
     pub queue_depth: usize,
+    /// Sequences decoded together (continuous batching). They share the context's KV cells.
+    pub parallel: u32,
 }
 
 static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();

@@ -1,21 +1,25 @@
-//! The engine thread: owns the llama.cpp context (which is not thread-safe) and runs jobs
-//! sent over a bounded queue. Prompts that share a prefix with the previous one reuse its
-//! KV cells, so a conversation's next turn only prefills what is new.
+//! The engine thread: owns the llama.cpp context (which is not thread-safe) and runs
+//! jobs with continuous batching. Each step decodes one batch holding the next token of
+//! every running sequence plus a chunk of pending prefill, then samples per sequence; a
+//! new job joins at the next step. Sequences share one unified KV pool; each slot keeps
+//! its tokens after a job ends, so a later prompt with the same prefix only prefills what
+//! is new.
 
-use std::sync::mpsc::{Receiver, SyncSender};
+mod slot;
+
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
-use missive_backend::{BackendError, BackendEvent, FinishReason, PromptUsage, Sampling};
+use missive_backend::{BackendError, BackendEvent, Sampling};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::error::Error;
-use crate::output::TextDecoder;
+use slot::{Slot, StepOutcome};
 
 /// One generation, as the engine thread sees it: token ids, limits and where events go.
 pub(crate) struct Job {
@@ -29,9 +33,15 @@ pub(crate) struct Job {
 /// Context settings for the engine thread.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ContextSettings {
+    /// KV cells shared by all sequences; also the longest one prompt may be.
     pub n_ctx: u32,
+    /// Tokens per decode call.
     pub n_batch: u32,
+    /// Prefill tokens per step while other sequences are decoding, so they keep flowing.
+    pub prefill_chunk: u32,
     pub threads: i32,
+    /// Sequences decoded together.
+    pub slots: u32,
 }
 
 /// Starts the engine thread for `model` and returns its job queue.
@@ -73,6 +83,8 @@ fn run(
         .with_n_ctx(std::num::NonZeroU32::new(settings.n_ctx))
         .with_n_batch(settings.n_batch)
         .with_n_ubatch(settings.n_batch.min(512))
+        .with_n_seq_max(settings.slots)
+        .with_kv_unified(true)
         .with_n_threads(settings.threads)
         .with_n_threads_batch(settings.threads);
     let mut ctx = match model.new_context(backend, params) {
@@ -83,164 +95,159 @@ fn run(
         }
     };
     let _ = ready.send(Ok(()));
-    let mut engine = Engine {
+    let mut scheduler = Scheduler {
         model: &model,
         batch: LlamaBatch::new(settings.n_batch as usize, 1),
-        n_batch: settings.n_batch as usize,
-        cached: Vec::new(),
+        settings,
+        slots: (0..settings.slots).map(Slot::new).collect(),
+        tick: 0,
     };
-    // The loop ends when every sender is gone: the backend was dropped.
-    while let Ok(job) = jobs.recv() {
-        if job.events.is_closed() {
-            continue;
-        }
-        let events = job.events.clone();
-        if let Err(err) = engine.generate(&mut ctx, job) {
-            tracing::error!(error = %err, "generation failed");
-            // The KV state is unknown after a failed decode: start clean.
-            let _ = ctx.clear_kv_cache_seq(None, None, None);
-            engine.cached.clear();
-            let _ = events.send(Err(err));
-        }
-    }
+    scheduler.run(&mut ctx, &jobs);
 }
 
-/// Per-thread state: the KV cache's token contents and a reusable batch.
-struct Engine<'m> {
+struct Scheduler<'m> {
     model: &'m LlamaModel,
     batch: LlamaBatch<'static>,
-    n_batch: usize,
-    /// The tokens whose KV cells sequence 0 holds, in position order.
-    cached: Vec<LlamaToken>,
+    settings: ContextSettings,
+    slots: Vec<Slot>,
+    /// Steps taken; orders slots by last use for eviction.
+    tick: u64,
 }
 
-enum Outcome {
-    Finished,
-    Cancelled,
-}
-
-impl Engine<'_> {
-    fn generate(&mut self, ctx: &mut LlamaContext<'_>, job: Job) -> Result<(), BackendError> {
-        let Outcome::Finished = self.prefill(ctx, &job)? else {
-            return Ok(());
-        };
-        let prompt_tokens = u32::try_from(job.tokens.len()).unwrap_or(u32::MAX);
-        let _ = job.events.send(Ok(BackendEvent::Started {
-            prompt: PromptUsage::uncached(prompt_tokens),
-        }));
-        if job.max_tokens == 0 {
-            let _ = job.events.send(Ok(BackendEvent::Finished {
-                reason: FinishReason::MaxTokens,
-                output_tokens: 0,
-            }));
-            return Ok(());
+impl Scheduler<'_> {
+    fn run(&mut self, ctx: &mut LlamaContext<'_>, jobs: &Receiver<Job>) {
+        loop {
+            if !self.admit(ctx, jobs) {
+                return;
+            }
+            self.tick += 1;
+            for slot in &mut self.slots {
+                slot.drop_if_cancelled(self.tick);
+            }
+            if !self.fill_batch(ctx) {
+                continue;
+            }
+            if let Err(err) = ctx.decode(&mut self.batch) {
+                self.fail_batch(ctx, &BackendError::Generation(err.to_string()));
+                continue;
+            }
+            let vocab = self.model.vocab();
+            for slot in &mut self.slots {
+                if let StepOutcome::Finished = slot.sample(ctx, &vocab) {
+                    slot.release(self.tick);
+                }
+            }
         }
-        let mut sampler = build_sampler(job.sampling);
-        let mut decoder = TextDecoder::new(job.stop_sequences.clone());
-        let vocab = self.model.vocab();
-        let n_ctx = ctx.n_ctx() as usize;
-        let mut output_tokens = 0u32;
-        let reason = loop {
-            let token = sampler.sample(ctx, self.batch.n_tokens() - 1);
-            if vocab.is_eog(token) {
-                break FinishReason::EndTurn;
-            }
-            output_tokens += 1;
-            let step = decoder.push(&vocab.token_to_piece(token, false, None));
-            if !step.text.is_empty() && job.events.send(Ok(BackendEvent::Text(step.text))).is_err()
-            {
-                return Ok(());
-            }
-            if let Some(stop) = step.stop {
-                break FinishReason::StopSequence(stop);
-            }
-            if output_tokens >= job.max_tokens {
-                break FinishReason::MaxTokens;
-            }
-            if self.cached.len() + 1 >= n_ctx {
-                break FinishReason::ContextWindowExceeded;
-            }
-            self.decode(ctx, &[token], true)?;
-            if job.events.is_closed() {
-                return Ok(());
-            }
-        };
-        let rest = decoder.finish();
-        if !rest.is_empty() && !matches!(reason, FinishReason::StopSequence(_)) {
-            let _ = job.events.send(Ok(BackendEvent::Text(rest)));
-        }
-        let _ = job.events.send(Ok(BackendEvent::Finished {
-            reason,
-            output_tokens,
-        }));
-        Ok(())
     }
 
-    /// Brings the KV cache to `job.tokens`, reusing the longest cached prefix. At least the
-    /// last prompt token is always decoded, since its logits start sampling.
-    fn prefill(&mut self, ctx: &mut LlamaContext<'_>, job: &Job) -> Result<Outcome, BackendError> {
-        let common = self
-            .cached
-            .iter()
-            .zip(&job.tokens)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(job.tokens.len().saturating_sub(1));
-        if common < self.cached.len() {
-            let from = u32::try_from(common).unwrap_or(u32::MAX);
-            ctx.clear_kv_cache_seq(Some(0), Some(from), None)
-                .map_err(|err| BackendError::Generation(err.to_string()))?;
-            self.cached.truncate(common);
-        }
-        let pending = &job.tokens[common..];
-        let chunks = pending.len().div_ceil(self.n_batch);
-        for (i, chunk) in pending.chunks(self.n_batch).enumerate() {
-            if job.events.is_closed() {
-                return Ok(Outcome::Cancelled);
+    /// Takes new jobs into free slots: blocks while nothing runs, else only takes what is
+    /// waiting. Returns false when the queue is closed and nothing runs.
+    fn admit(&mut self, ctx: &mut LlamaContext<'_>, jobs: &Receiver<Job>) -> bool {
+        loop {
+            let busy = self.slots.iter().any(Slot::is_active);
+            if self.slots.iter().all(Slot::is_active) {
+                return true;
             }
-            self.decode(ctx, chunk, i + 1 == chunks)?;
+            let job = if busy {
+                match jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => return true,
+                }
+            } else {
+                match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => return false,
+                }
+            };
+            if job.events.is_closed() {
+                continue;
+            }
+            // The free slot whose cache shares the longest prefix with the prompt; among
+            // equals, the least recently used.
+            let best = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !s.is_active())
+                .max_by_key(|(_, s)| (s.common_prefix(&job.tokens), std::cmp::Reverse(s.last_used)))
+                .map(|(i, _)| i);
+            if let Some(i) = best {
+                if let Err(err) = self.slots[i].start(ctx, job) {
+                    tracing::error!(error = %err, "starting a sequence failed");
+                }
+            }
         }
-        Ok(Outcome::Finished)
     }
 
-    /// Decodes `tokens` at the end of the cache; logits only for the last when asked.
-    fn decode(
-        &mut self,
-        ctx: &mut LlamaContext<'_>,
-        tokens: &[LlamaToken],
-        last_logits: bool,
-    ) -> Result<(), BackendError> {
+    /// Fills the batch: one token per decoding sequence, then prefill chunks. Returns false
+    /// when there is nothing to decode.
+    fn fill_batch(&mut self, ctx: &mut LlamaContext<'_>) -> bool {
         self.batch.clear();
-        let start = self.cached.len();
-        for (i, token) in tokens.iter().enumerate() {
-            let pos = i32::try_from(start + i).unwrap_or(i32::MAX);
-            let logits = last_logits && i + 1 == tokens.len();
-            self.batch
-                .add(*token, pos, &[0], logits)
-                .map_err(|err| BackendError::Generation(err.to_string()))?;
+        let n_ctx = self.settings.n_ctx as usize;
+        let mut used: usize = self.slots.iter().map(Slot::cached_len).sum();
+        let decoding = self.slots.iter().filter(|s| s.is_decoding()).count();
+        for i in 0..self.slots.len() {
+            if !self.slots[i].is_decoding() {
+                continue;
+            }
+            if used + 1 > n_ctx && !self.evict(ctx, &mut used, 1) {
+                self.slots[i].finish_context_full(self.tick);
+                continue;
+            }
+            if self.slots[i].add_pending(&mut self.batch).is_ok() {
+                used += 1;
+            }
         }
-        ctx.decode(&mut self.batch)
-            .map_err(|err| BackendError::Generation(err.to_string()))?;
-        self.cached.extend_from_slice(tokens);
-        Ok(())
+        let mut budget = if decoding > 0 {
+            self.settings.prefill_chunk as usize
+        } else {
+            self.settings.n_batch as usize
+        }
+        .min(self.settings.n_batch as usize - self.batch.n_tokens() as usize);
+        for i in 0..self.slots.len() {
+            if budget == 0 {
+                break;
+            }
+            let want = self.slots[i].prefill_remaining().min(budget);
+            if want == 0 {
+                continue;
+            }
+            if used + want > n_ctx && !self.evict(ctx, &mut used, want) {
+                self.slots[i].fail(ctx, BackendError::Generation("the KV cache is full".into()));
+                continue;
+            }
+            if let Ok(added) = self.slots[i].add_prefill(&mut self.batch, want) {
+                used += added;
+                budget -= added;
+            }
+        }
+        self.batch.n_tokens() > 0
     }
-}
 
-/// The llama.cpp sampler chain for a request. Temperature 0 is greedy; otherwise top-k,
-/// top-p, temperature, then a random draw, as the Claude API documents these parameters.
-fn build_sampler(sampling: Sampling) -> LlamaSampler {
-    let temperature = sampling.temperature.unwrap_or(1.0);
-    if temperature <= 0.0 {
-        return LlamaSampler::greedy();
+    /// Frees KV cells held by idle slots' caches, least recently used first, until `need`
+    /// more cells fit. Returns whether they do.
+    fn evict(&mut self, ctx: &mut LlamaContext<'_>, used: &mut usize, need: usize) -> bool {
+        let n_ctx = self.settings.n_ctx as usize;
+        while *used + need > n_ctx {
+            let victim = self
+                .slots
+                .iter_mut()
+                .filter(|s| !s.is_active() && s.cached_len() > 0)
+                .min_by_key(|s| s.last_used);
+            match victim {
+                Some(slot) => *used -= slot.clear_cache(ctx),
+                None => return false,
+            }
+        }
+        true
     }
-    let mut chain = Vec::with_capacity(4);
-    if let Some(k) = sampling.top_k.filter(|k| *k > 0) {
-        chain.push(LlamaSampler::top_k(i32::try_from(k).unwrap_or(i32::MAX)));
+
+    fn fail_batch(&mut self, ctx: &mut LlamaContext<'_>, err: &BackendError) {
+        tracing::error!(error = %err, "decode failed");
+        for slot in &mut self.slots {
+            if slot.in_batch() {
+                slot.fail(ctx, err.clone());
+            }
+        }
     }
-    if let Some(p) = sampling.top_p.filter(|p| *p < 1.0) {
-        chain.push(LlamaSampler::top_p(p, 1));
-    }
-    chain.push(LlamaSampler::temp(temperature));
-    chain.push(LlamaSampler::dist(rand::random()));
-    LlamaSampler::chain_simple(chain)
 }

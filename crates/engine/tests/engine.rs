@@ -24,6 +24,7 @@ mod real_model {
             threads: 2,
             max_output_tokens: 1024,
             queue_depth,
+            parallel: 2,
         })
     }
 
@@ -147,6 +148,42 @@ mod real_model {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(20),
             "cancelled jobs kept the engine busy"
+        );
+    }
+
+    #[tokio::test]
+    async fn two_concurrent_streams_both_progress_before_either_ends() {
+        let Some(engine) = engine() else { return };
+        let body = |topic: &str| {
+            serde_json::json!({"model": "m", "max_tokens": 24, "temperature": 0,
+                "messages": [{"role": "user", "content": format!("Write a long paragraph about {topic}.")}]})
+        };
+        let a = engine.generate(request(body("the sea"))).await.unwrap();
+        let b = engine.generate(request(body("mountains"))).await.unwrap();
+        // Record the order in which the two streams produce text and finish.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for (name, mut stream) in [("a", a), ("b", b)] {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(event) = stream.next().await {
+                    match event.unwrap() {
+                        BackendEvent::Text(_) => tx.send((name, false)).unwrap(),
+                        BackendEvent::Finished { .. } => tx.send((name, true)).unwrap(),
+                        BackendEvent::Started { .. } => {}
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut log = Vec::new();
+        while let Some(entry) = rx.recv().await {
+            log.push(entry);
+        }
+        let first_finish = log.iter().position(|(_, done)| *done).unwrap();
+        let before: Vec<_> = log[..first_finish].iter().map(|(n, _)| *n).collect();
+        assert!(
+            before.contains(&"a") && before.contains(&"b"),
+            "one stream ran alone first: {log:?}"
         );
     }
 }

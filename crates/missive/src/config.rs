@@ -65,6 +65,9 @@ pub struct ModelEntry {
     /// Requests that may wait for the model; past this, 529.
     #[serde(default = "default_queue_depth")]
     pub queue_depth: usize,
+    /// Sequences decoded together; they share the context's KV cells.
+    #[serde(default = "default_parallel")]
+    pub parallel: u32,
 }
 
 impl ModelEntry {
@@ -88,6 +91,9 @@ fn default_max_output() -> u32 {
 fn default_queue_depth() -> usize {
     64
 }
+fn default_parallel() -> u32 {
+    8
+}
 fn default_models() -> Vec<ModelEntry> {
     vec![ModelEntry {
         name: DEFAULT_MODEL.to_owned(),
@@ -96,6 +102,7 @@ fn default_models() -> Vec<ModelEntry> {
         threads: None,
         max_output_tokens: default_max_output(),
         queue_depth: default_queue_depth(),
+        parallel: default_parallel(),
     }]
 }
 
@@ -157,6 +164,11 @@ impl Config {
                 first.context_size = ctx
                     .parse()
                     .context("MISSIVE_CONTEXT_SIZE must be a number")?;
+            }
+            if let Some(parallel) = var("MISSIVE_PARALLEL") {
+                first.parallel = parallel
+                    .parse()
+                    .context("MISSIVE_PARALLEL must be a number")?;
             }
             if let Some(threads) = var("MISSIVE_THREADS") {
                 first.threads = Some(

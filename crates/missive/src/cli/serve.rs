@@ -55,6 +55,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             threads: entry.threads.unwrap_or_else(default_threads),
             max_output_tokens: entry.max_output_tokens,
             queue_depth: entry.queue_depth,
+            parallel: entry.parallel,
         };
         tracing::info!(model = %entry.name, path = %model_config.path.display(), "loading model");
         let backend = tokio::task::spawn_blocking(move || EngineBackend::load(&model_config))
