@@ -130,7 +130,7 @@ impl Config {
             }
             None => Config::default(),
         };
-        config.apply_env()?;
+        config.apply_env(path.is_none())?;
         if config.models.is_empty() {
             anyhow::bail!("the config names no models");
         }
@@ -142,7 +142,9 @@ impl Config {
         Ok(config)
     }
 
-    fn apply_env(&mut self) -> anyhow::Result<()> {
+    /// `rename_model`: without a config file, the model's id follows `MISSIVE_MODEL` (its
+    /// catalog name, or the GGUF's file stem) instead of keeping the default model's id.
+    fn apply_env(&mut self, rename_model: bool) -> anyhow::Result<()> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         if let Some(home) = var("MISSIVE_HOME") {
             self.home = Some(PathBuf::from(home));
@@ -158,6 +160,9 @@ impl Config {
         }
         if let Some(first) = self.models.first_mut() {
             if let Some(source) = var("MISSIVE_MODEL") {
+                if rename_model {
+                    first.name = model_name(&source);
+                }
                 first.source = Some(source);
             }
             if let Some(ctx) = var("MISSIVE_CONTEXT_SIZE") {
@@ -202,8 +207,29 @@ impl Config {
     }
 }
 
+/// The id a model source is served under: a catalog name as is, a path or URL by its file
+/// stem (`…/qwen2.5-coder-0.5b-instruct.gguf` → `qwen2.5-coder-0.5b-instruct`).
+fn model_name(source: &str) -> String {
+    let file = source.rsplit(['/', '\\']).next().unwrap_or(source);
+    let file = file.split(['?', '#']).next().unwrap_or(file);
+    file.strip_suffix(".gguf").unwrap_or(file).to_owned()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn model_names_follow_their_source() {
+        assert_eq!(super::model_name("gemma-3-270m"), "gemma-3-270m");
+        assert_eq!(
+            super::model_name("/m/qwen2.5-coder-0.5b-instruct.gguf"),
+            "qwen2.5-coder-0.5b-instruct"
+        );
+        assert_eq!(
+            super::model_name("https://h/x/tiny.gguf?download=1"),
+            "tiny"
+        );
+    }
+
     use super::*;
 
     #[test]

