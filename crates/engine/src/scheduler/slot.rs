@@ -255,10 +255,12 @@ fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
 
 /// The llama.cpp sampler chain for a request. Temperature 0 is greedy; otherwise top-k,
 /// top-p, temperature, then a random draw, as the Claude API documents these parameters.
+/// Always a chain, even of one: only a chain keeps its full-vocabulary candidate buffer
+/// between tokens; a bare sampler allocates it (1.8 MB here) on every call.
 fn build_sampler(sampling: Sampling) -> LlamaSampler {
     let temperature = sampling.temperature.unwrap_or(1.0);
     if temperature <= 0.0 {
-        return LlamaSampler::greedy();
+        return LlamaSampler::chain_simple([LlamaSampler::greedy()]);
     }
     let mut chain = Vec::with_capacity(4);
     if let Some(k) = sampling.top_k.filter(|k| *k > 0) {
