@@ -157,6 +157,32 @@ def stop(proc):
         proc.kill()
 
 
+def with_llama_server(args, slots, ctx, body):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    print(f"llama-server: {args.threads} threads, ctx {ctx}, -np {slots}", flush=True)
+    proc = start([args.llama_server, "-m", args.model, "--port", str(port), "--ctx-size", str(ctx),
+                  "--", "-t", str(args.threads), "-tb", str(args.threads), "-np", str(slots)], os.environ, url, "llama")
+    try:
+        return body(url)
+    finally:
+        stop(proc)
+
+
+def with_missive(args, slots, ctx, body):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    print(f"missive: {args.threads} threads, ctx {ctx}, {slots} slots", flush=True)
+    env = dict(os.environ, MISSIVE_HOME=tempfile.mkdtemp(prefix="missive-bench-"), MISSIVE_MODEL=args.model,
+               MISSIVE_API_KEY="bench-key", MISSIVE_PORT=str(port), MISSIVE_THREADS=str(args.threads),
+               MISSIVE_CONTEXT_SIZE=str(ctx), MISSIVE_PARALLEL=str(slots))
+    proc = start([args.missive, "serve"], env, url, "missive")
+    try:
+        return body(url)
+    finally:
+        stop(proc)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--missive", required=True)
@@ -164,60 +190,27 @@ def main():
     p.add_argument("--model", required=True)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ctx", type=int, default=4096)
-    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs", type=int, default=3, help="single-stream runs per round")
+    p.add_argument("--rounds", type=int, default=2, help="alternations of the two servers")
     p.add_argument("--repeats", type=int, default=7, help="paragraph repeats (7: ~474 prompt tokens)")
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--out", default=None)
     p.add_argument("--concurrency", default="1,4,8", help="stream counts for the aggregate test; empty to skip")
     args = p.parse_args()
 
-    rows = []
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    print(f"llama-server ({args.threads} threads, ctx {args.ctx})", flush=True)
-    proc = start([args.llama_server, "-m", args.model, "--port", str(port), "--ctx-size", str(args.ctx),
-                  "--", "-t", str(args.threads), "-tb", str(args.threads), "-np", "1"], os.environ, url, "llama")
-    try:
-        rows += measure("llama-server", run_openai, url, args)
-    finally:
-        stop(proc)
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    print(f"missive ({args.threads} threads, ctx {args.ctx})", flush=True)
-    env = dict(os.environ, MISSIVE_HOME=tempfile.mkdtemp(prefix="missive-bench-"), MISSIVE_MODEL=args.model,
-               MISSIVE_API_KEY="bench-key", MISSIVE_PORT=str(port), MISSIVE_THREADS=str(args.threads),
-               MISSIVE_CONTEXT_SIZE=str(args.ctx))
-    proc = start([args.missive, "serve"], env, url, "missive")
-    try:
-        rows += measure("missive", run_anthropic, url, args)
-    finally:
-        stop(proc)
-
     levels = [int(x) for x in args.concurrency.split(",") if x]
-    crows = []
-    if levels:
-        slots = max(levels)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        print(f"llama-server, {slots} slots (-np {slots}, continuous batching)", flush=True)
-        proc = start([args.llama_server, "-m", args.model, "--port", str(port), "--ctx-size", str(args.ctx * slots),
-                      "--", "-t", str(args.threads), "-tb", str(args.threads), "-np", str(slots)], os.environ, url, "llama")
-        try:
-            crows += measure_concurrent("llama-server", run_openai, url, levels, args.max_tokens)
-        finally:
-            stop(proc)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        print(f"missive, {slots} slots", flush=True)
-        env = dict(os.environ, MISSIVE_HOME=tempfile.mkdtemp(prefix="missive-bench-"), MISSIVE_MODEL=args.model,
-                   MISSIVE_API_KEY="bench-key", MISSIVE_PORT=str(port), MISSIVE_THREADS=str(args.threads),
-                   MISSIVE_CONTEXT_SIZE=str(args.ctx * slots), MISSIVE_PARALLEL=str(slots))
-        proc = start([args.missive, "serve"], env, url, "missive")
-        try:
-            crows += measure_concurrent("missive", run_anthropic, url, levels, args.max_tokens)
-        finally:
-            stop(proc)
+    slots = max(levels) if levels else 1
+    rows, crows = [], []
+    # Rounds alternate the servers, so drift on a shared machine hits both alike.
+    for round_no in range(1, args.rounds + 1):
+        print(f"round {round_no}/{args.rounds}", flush=True)
+        rows += with_llama_server(args, 1, args.ctx, lambda url: measure("llama-server", run_openai, url, args))
+        rows += with_missive(args, 1, args.ctx, lambda url: measure("missive", run_anthropic, url, args))
+        if levels:
+            crows += with_llama_server(args, slots, args.ctx * slots,
+                                       lambda url: measure_concurrent("llama-server", run_openai, url, levels, args.max_tokens))
+            crows += with_missive(args, slots, args.ctx * slots,
+                                  lambda url: measure_concurrent("missive", run_anthropic, url, levels, args.max_tokens))
 
     def median(server, key):
         return statistics.median(r[key] for r in rows if r["server"] == server)
@@ -226,10 +219,12 @@ def main():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [
-        f"# Single stream: Missive vs llama-server ({datetime.date.today()})",
+        f"# Missive vs llama-server ({datetime.date.today()})",
         "",
         f"Machine: {cpu}, {os.cpu_count()} cores; {args.threads} threads each; ctx {args.ctx}; "
-        f"model {os.path.basename(args.model)}; commit {commit}; median of {args.runs} runs after a warm-up.",
+        f"model {os.path.basename(args.model)}; commit {commit}; medians over {args.rounds} alternating rounds "
+        f"({args.runs} single-stream runs each, after a warm-up); aggregate: {args.max_tokens} tokens per stream, "
+        f"{slots} slots (llama-server -np {slots}).",
         "",
         "| metric | Missive | llama-server | ratio |",
         "|---|---|---|---|",
@@ -239,8 +234,8 @@ def main():
         lines.append(f"| {label} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |")
     lines.append(f"| prompt tokens | {summary['prompt_tokens'][0]:.0f} | {summary['prompt_tokens'][1]:.0f} | |")
     for n in levels:
-        ours = next(r["aggregate_tps"] for r in crows if r["server"] == "missive" and r["streams"] == n)
-        theirs = next(r["aggregate_tps"] for r in crows if r["server"] == "llama-server" and r["streams"] == n)
+        ours = statistics.median(r["aggregate_tps"] for r in crows if r["server"] == "missive" and r["streams"] == n)
+        theirs = statistics.median(r["aggregate_tps"] for r in crows if r["server"] == "llama-server" and r["streams"] == n)
         lines.append(f"| aggregate decode tokens/s, {n} streams | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |")
     text = "\n".join(lines)
     print("\n" + text)

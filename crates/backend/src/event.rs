@@ -25,6 +25,8 @@ pub enum FinishReason {
     StopSequence(String),
     /// The context window filled before the reply ended.
     ContextWindowExceeded,
+    /// The reply ended with tool calls for the client to run.
+    ToolUse,
 }
 
 /// One step of a generation, in order: `Started`, then output, then `Finished`.
@@ -34,6 +36,11 @@ pub enum BackendEvent {
     Started { prompt: PromptUsage },
     /// Visible text. Always whole UTF-8 characters; never part of a stop sequence.
     Text(String),
+    /// One complete tool call; the server gives it its `toolu_` id.
+    ToolUse {
+        name: String,
+        input: serde_json::Value,
+    },
     Finished {
         reason: FinishReason,
         output_tokens: u32,

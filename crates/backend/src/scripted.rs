@@ -20,6 +20,7 @@ pub struct ScriptedBackend {
     pieces: Vec<String>,
     delay: Duration,
     fail_after: Option<usize>,
+    tool_call: Option<(String, serde_json::Value)>,
     /// Generations whose stream is still alive; tests watch it fall on disconnect.
     live: Arc<AtomicUsize>,
 }
@@ -38,6 +39,7 @@ impl ScriptedBackend {
             pieces: pieces.iter().map(|p| (*p).to_owned()).collect(),
             delay: Duration::ZERO,
             fail_after: None,
+            tool_call: None,
             live: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -51,6 +53,12 @@ impl ScriptedBackend {
     /// Fails with a generation error after this many pieces.
     pub fn failing_after(mut self, pieces: usize) -> Self {
         self.fail_after = Some(pieces);
+        self
+    }
+
+    /// Ends the reply with this tool call (`stop_reason: tool_use`).
+    pub fn calling_tool(mut self, name: &str, input: serde_json::Value) -> Self {
+        self.tool_call = Some((name.to_owned(), input));
         self
     }
 
@@ -148,6 +156,14 @@ fn async_stream_events(
             break;
         }
         events.push(Ok(BackendEvent::Text(piece.clone())));
+    }
+    if let (FinishReason::EndTurn, Some((name, input))) = (&reason, &backend.tool_call) {
+        events.push(Ok(BackendEvent::ToolUse {
+            name: name.clone(),
+            input: input.clone(),
+        }));
+        produced += 1;
+        reason = FinishReason::ToolUse;
     }
     if !matches!(events.last(), Some(Err(_))) {
         events.push(Ok(BackendEvent::Finished {

@@ -13,6 +13,8 @@ pub enum Error {
     Context(String),
     #[error(transparent)]
     Template(#[from] crate::template::TemplateError),
+    #[error("preparing constrained decoding: {0}")]
+    Grammar(String),
     #[error("starting the engine thread: {0}")]
     Thread(String),
 }

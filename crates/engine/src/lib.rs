@@ -7,6 +7,7 @@
 //! reads its events from its own channel; when that channel's receiver is dropped (the
 //! client went away), the loop sees it at its next step and stops the generation.
 
+mod constraint;
 mod error;
 mod model;
 pub mod output;
@@ -25,13 +26,15 @@ use missive_protocol::models::{ModelCapabilities, Supported};
 pub use error::Error;
 pub use model::ModelConfig;
 
-use crate::scheduler::{ContextSettings, Job};
+use crate::constraint::Grammars;
+use crate::scheduler::{ContextSettings, Job, ToolParsing};
 use crate::template::ChatTemplate;
 
 /// A loaded GGUF model behind the [`Backend`] trait.
 pub struct EngineBackend {
     model: Arc<LlamaModel>,
     template: ChatTemplate,
+    grammars: Grammars,
     descriptor: ModelDescriptor,
     jobs: SyncSender<Job>,
     add_bos: bool,
@@ -42,6 +45,7 @@ impl EngineBackend {
     pub fn load(config: &ModelConfig) -> Result<Self, Error> {
         let model = Arc::new(model::load(&config.path)?);
         let template = model::chat_template(&model)?;
+        let grammars = Grammars::new(&model).map_err(Error::Grammar)?;
         let n_ctx = config.context_size.min(model.n_ctx_train()).max(256);
         let settings = ContextSettings {
             n_ctx,
@@ -68,7 +72,7 @@ impl EngineBackend {
                 code_execution: Supported::from(false),
                 image_input: Supported::from(false),
                 pdf_input: Supported::from(false),
-                structured_outputs: Supported::from(false),
+                structured_outputs: Supported::from(true),
                 thinking: Default::default(),
             },
         };
@@ -76,21 +80,42 @@ impl EngineBackend {
         Ok(Self {
             model,
             template,
+            grammars,
             descriptor,
             jobs,
             add_bos,
         })
     }
 
-    /// Renders and tokenises the request's prompt exactly as generation feeds it.
-    fn prompt_tokens(&self, request: &GenerateRequest) -> Result<Vec<LlamaToken>, BackendError> {
-        let parts = prompt::prompt_parts(request)?;
+    /// Renders and tokenises the request's prompt exactly as generation feeds it, and
+    /// says how its output is to be scanned for tool calls.
+    fn prompt_tokens(
+        &self,
+        request: &GenerateRequest,
+    ) -> Result<(Vec<LlamaToken>, ToolParsing), BackendError> {
+        let mut parts = prompt::prompt_parts(request)?;
+        let grammar_calls = self.grammars.tool_open_token().is_some();
+        let tools = prompt::tool_parsing(request, &parts, grammar_calls);
+        if tools.enabled && !self.template.has_tool_calls() {
+            return Err(BackendError::Unsupported(format!(
+                "tools: model `{}` has no tool-call format in its chat template",
+                self.descriptor.id
+            )));
+        }
+        if !tools.enabled {
+            // `tool_choice: none`, or no tools: the model is not told about them.
+            parts.tools.clear();
+        }
         let mut text = self
             .template
             .render(&parts.messages, &parts.tools, true)
             .map_err(|err| BackendError::InvalidRequest(err.to_string()))?;
         if let Some(prefill) = &parts.prefill {
             text.push_str(prefill);
+        }
+        if let Some(partial) = &tools.forced_partial {
+            text.push_str(crate::output::tool_calls::OPEN);
+            text.push_str(partial);
         }
         let vocab = self.model.vocab();
         let mut tokens = Vec::with_capacity(text.len() / 3 + 1);
@@ -100,7 +125,7 @@ impl EngineBackend {
             tokens.push(bos);
         }
         tokens.extend(rendered);
-        Ok(tokens)
+        Ok((tokens, tools))
     }
 }
 
@@ -111,12 +136,12 @@ impl Backend for EngineBackend {
     }
 
     async fn count_tokens(&self, request: &GenerateRequest) -> Result<u32, BackendError> {
-        let tokens = self.prompt_tokens(request)?;
+        let (tokens, _) = self.prompt_tokens(request)?;
         Ok(u32::try_from(tokens.len()).unwrap_or(u32::MAX))
     }
 
     async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
-        let tokens = self.prompt_tokens(&request)?;
+        let (tokens, tools) = self.prompt_tokens(&request)?;
         if tokens.is_empty() {
             return Err(BackendError::InvalidRequest(
                 "the prompt renders to no tokens".into(),
@@ -127,12 +152,15 @@ impl Backend for EngineBackend {
         if count >= max {
             return Err(BackendError::PromptTooLong { tokens: count, max });
         }
+        let constraint = self.grammars.for_request(&request, tools.enabled)?;
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let job = Job {
             tokens,
             max_tokens: request.max_tokens,
             stop_sequences: request.stop_sequences,
             sampling: request.sampling,
+            tools,
+            constraint,
             events,
         };
         match self.jobs.try_send(job) {

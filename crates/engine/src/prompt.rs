@@ -3,8 +3,10 @@
 use missive_backend::{BackendError, GenerateRequest};
 use missive_protocol::content::{ContentBlockParam, DocumentSource, ToolResultContent};
 use missive_protocol::messages::Role;
+use missive_protocol::tools::ToolChoice;
 use serde_json::{json, Value};
 
+use crate::scheduler::ToolParsing;
 use crate::template::TemplateMessage;
 
 /// The template's inputs for one request.
@@ -49,6 +51,51 @@ pub fn prompt_parts(request: &GenerateRequest) -> Result<PromptParts, BackendErr
         tools,
         prefill,
     })
+}
+
+/// How the reply is scanned for tool calls, and the prefill that forces one. For
+/// `tool_choice` `any` or `tool` the prompt ends inside a call: after the opening marker
+/// when a grammar then constrains the call (`grammar_calls`), otherwise also after the
+/// call's first words (`{"name": "`, or the named tool's whole head), so that the model
+/// cannot answer without calling it.
+pub(crate) fn tool_parsing(
+    request: &GenerateRequest,
+    parts: &PromptParts,
+    grammar_calls: bool,
+) -> ToolParsing {
+    if parts.tools.is_empty() {
+        return ToolParsing::default();
+    }
+    let forced_partial = match &request.tool_choice {
+        Some(ToolChoice::None) => return ToolParsing::default(),
+        None | Some(ToolChoice::Auto { .. }) => None,
+        Some(_) if grammar_calls => Some(String::new()),
+        Some(ToolChoice::Any { .. }) => Some("\n{\"name\": \"".to_owned()),
+        Some(ToolChoice::Tool { name, .. }) => Some(format!(
+            "\n{{\"name\": {}, \"arguments\": ",
+            Value::from(name.as_str())
+        )),
+    };
+    let single = match &request.tool_choice {
+        Some(
+            ToolChoice::Auto {
+                disable_parallel_tool_use,
+            }
+            | ToolChoice::Any {
+                disable_parallel_tool_use,
+            }
+            | ToolChoice::Tool {
+                disable_parallel_tool_use,
+                ..
+            },
+        ) => *disable_parallel_tool_use == Some(true),
+        _ => false,
+    };
+    ToolParsing {
+        enabled: true,
+        forced_partial,
+        single,
+    }
 }
 
 fn plain(role: &str, content: String) -> TemplateMessage {

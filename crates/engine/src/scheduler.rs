@@ -18,6 +18,7 @@ use llama_cpp_2::token::LlamaToken;
 use missive_backend::{BackendError, BackendEvent, Sampling};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::constraint::Constraint;
 use crate::error::Error;
 use slot::{Slot, StepOutcome};
 
@@ -27,7 +28,21 @@ pub(crate) struct Job {
     pub max_tokens: u32,
     pub stop_sequences: Vec<String>,
     pub sampling: Sampling,
+    pub tools: ToolParsing,
+    pub constraint: Constraint,
     pub events: UnboundedSender<Result<BackendEvent, BackendError>>,
+}
+
+/// How a job's output is scanned for tool calls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ToolParsing {
+    /// Tools were offered and may be called.
+    pub enabled: bool,
+    /// The prompt was prefilled into a call (forced tool choice); this is the call's text
+    /// so far, after the opening marker.
+    pub forced_partial: Option<String>,
+    /// `disable_parallel_tool_use`: end the reply after the first call.
+    pub single: bool,
 }
 
 /// Context settings for the engine thread.

@@ -35,6 +35,8 @@ impl From<JinjaError> for TemplateError {
 /// A compiled chat template with the special tokens it may reference.
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// The template teaches the Hermes/Qwen `<tool_call>` format.
+    tool_calls: bool,
     bos_token: String,
     eos_token: String,
 }
@@ -56,12 +58,18 @@ impl ChatTemplate {
         env.set_trim_blocks(false);
         env.add_filter("tojson", python_tojson);
         env.add_function("raise_exception", raise_exception);
+        let tool_calls = source.contains(crate::output::tool_calls::OPEN);
         env.add_template_owned("chat", source)?;
         Ok(Self {
             env,
+            tool_calls,
             bos_token,
             eos_token,
         })
+    }
+
+    pub fn has_tool_calls(&self) -> bool {
+        self.tool_calls
     }
 
     /// Renders the conversation. `tools` are the Claude tool definitions converted to the

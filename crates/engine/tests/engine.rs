@@ -41,17 +41,46 @@ mod real_model {
     }
 
     async fn run(engine: &EngineBackend, req: GenerateRequest) -> (u32, String, FinishReason, u32) {
+        let outcome = run_full(engine, req).await;
+        assert!(outcome.tool_calls.is_empty(), "{:?}", outcome.tool_calls);
+        (
+            outcome.prompt,
+            outcome.text,
+            outcome.reason,
+            outcome.output_tokens,
+        )
+    }
+
+    struct Outcome {
+        prompt: u32,
+        text: String,
+        tool_calls: Vec<(String, serde_json::Value)>,
+        reason: FinishReason,
+        output_tokens: u32,
+    }
+
+    async fn run_full(engine: &EngineBackend, req: GenerateRequest) -> Outcome {
         let mut events = engine.generate(req).await.unwrap();
         let mut prompt = 0;
         let mut text = String::new();
+        let mut tool_calls = Vec::new();
         while let Some(event) = events.next().await {
             match event.unwrap() {
                 BackendEvent::Started { prompt: p } => prompt = p.input_tokens,
                 BackendEvent::Text(t) => text.push_str(&t),
+                BackendEvent::ToolUse { name, input } => tool_calls.push((name, input)),
                 BackendEvent::Finished {
                     reason,
                     output_tokens,
-                } => return (prompt, text, reason, output_tokens),
+                } => {
+                    return Outcome {
+                        prompt,
+                        text,
+                        tool_calls,
+                        reason,
+                        output_tokens,
+                    }
+                }
             }
         }
         panic!("stream ended without Finished");
@@ -169,7 +198,7 @@ mod real_model {
                     match event.unwrap() {
                         BackendEvent::Text(_) => tx.send((name, false)).unwrap(),
                         BackendEvent::Finished { .. } => tx.send((name, true)).unwrap(),
-                        BackendEvent::Started { .. } => {}
+                        BackendEvent::Started { .. } | BackendEvent::ToolUse { .. } => {}
                     }
                 }
             });
@@ -185,5 +214,117 @@ mod real_model {
             before.contains(&"a") && before.contains(&"b"),
             "one stream ran alone first: {log:?}"
         );
+    }
+
+    fn weather_tools() -> serde_json::Value {
+        serde_json::json!([
+            {"name": "get_weather", "description": "Get the current weather in a given location",
+             "input_schema": {"type": "object", "properties": {
+                 "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"}},
+                 "required": ["location"]}},
+            {"name": "get_time", "description": "Get the current time in a given time zone",
+             "input_schema": {"type": "object", "properties": {"timezone": {"type": "string"}},
+                 "required": ["timezone"]}}
+        ])
+    }
+
+    #[tokio::test]
+    async fn auto_tool_choice_yields_a_parsed_call() {
+        let Some(engine) = engine() else { return };
+        let body = serde_json::json!({"model": "m", "max_tokens": 80, "temperature": 0,
+            "tools": weather_tools(),
+            "messages": [{"role": "user", "content": "What is the weather like in Paris, France right now?"}]});
+        let outcome = run_full(engine, request(body)).await;
+        assert_eq!(outcome.reason, FinishReason::ToolUse, "{}", outcome.text);
+        let (name, input) = &outcome.tool_calls[0];
+        assert_eq!(name, "get_weather");
+        assert!(
+            input["location"].as_str().unwrap().contains("Paris"),
+            "{input}"
+        );
+        assert!(!outcome.text.contains("<tool_call>"), "{}", outcome.text);
+    }
+
+    #[tokio::test]
+    async fn named_tool_choice_forces_that_tool() {
+        let Some(engine) = engine() else { return };
+        // A greeting gives the model no reason to call a tool; the choice forces one.
+        let body = serde_json::json!({"model": "m", "max_tokens": 60, "temperature": 0,
+            "tools": weather_tools(), "tool_choice": {"type": "tool", "name": "get_time"},
+            "messages": [{"role": "user", "content": "Hello there!"}]});
+        let outcome = run_full(engine, request(body)).await;
+        assert_eq!(outcome.reason, FinishReason::ToolUse, "{}", outcome.text);
+        assert_eq!(outcome.tool_calls[0].0, "get_time");
+        assert!(outcome.tool_calls[0].1.is_object());
+    }
+
+    #[tokio::test]
+    async fn any_tool_choice_forces_some_call_and_none_forbids_calls() {
+        let Some(engine) = engine() else { return };
+        let forced = serde_json::json!({"model": "m", "max_tokens": 60, "temperature": 0,
+            "tools": weather_tools(), "tool_choice": {"type": "any"},
+            "messages": [{"role": "user", "content": "Hello there!"}]});
+        let outcome = run_full(engine, request(forced)).await;
+        assert_eq!(outcome.reason, FinishReason::ToolUse, "{}", outcome.text);
+        let name = outcome.tool_calls[0].0.as_str();
+        assert!(["get_weather", "get_time"].contains(&name), "{name}");
+
+        let none = serde_json::json!({"model": "m", "max_tokens": 60, "temperature": 0,
+            "tools": weather_tools(), "tool_choice": {"type": "none"},
+            "messages": [{"role": "user", "content": "What is the weather like in Paris, France right now?"}]});
+        let outcome = run_full(engine, request(none)).await;
+        assert!(outcome.tool_calls.is_empty());
+        assert_ne!(outcome.reason, FinishReason::ToolUse);
+        assert!(!outcome.text.is_empty());
+    }
+
+    #[tokio::test]
+    async fn structured_output_always_validates_against_its_schema() {
+        let Some(engine) = engine() else { return };
+        let schema = serde_json::json!({"type": "object",
+            "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0},
+                           "languages": {"type": "array", "maxItems": 3, "items": {"enum": ["rust", "python", "go"]}}},
+            "required": ["name", "age", "languages"], "additionalProperties": false});
+        // Sampled, not greedy: validity must not depend on the model's best guess.
+        let body = serde_json::json!({"model": "m", "max_tokens": 120, "temperature": 1.0,
+            "output_config": {"format": {"type": "json_schema", "schema": schema}},
+            "messages": [{"role": "user", "content": "Invent a programmer."}]});
+        for _ in 0..2 {
+            let outcome = run_full(engine, request(body.clone())).await;
+            assert_eq!(outcome.reason, FinishReason::EndTurn, "{}", outcome.text);
+            let value: serde_json::Value = serde_json::from_str(&outcome.text).unwrap();
+            assert!(jsonschema::is_valid(&schema, &value), "{value}");
+        }
+    }
+
+    #[tokio::test]
+    async fn strict_tool_input_validates_and_unenforceable_schemas_are_refused() {
+        let Some(engine) = engine() else { return };
+        let schema = serde_json::json!({"type": "object",
+            "properties": {"city": {"type": "string", "minLength": 2},
+                           "unit": {"enum": ["celsius", "fahrenheit"]},
+                           "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+            "required": ["city", "unit", "days"], "additionalProperties": false});
+        let body = serde_json::json!({"model": "m", "max_tokens": 80, "temperature": 1.0,
+            "tools": [{"name": "forecast", "description": "Weather forecast", "strict": true, "input_schema": schema}],
+            "tool_choice": {"type": "any"},
+            "messages": [{"role": "user", "content": "Will it rain in Oslo this week?"}]});
+        let outcome = run_full(engine, request(body)).await;
+        assert_eq!(outcome.reason, FinishReason::ToolUse, "{}", outcome.text);
+        let (name, input) = &outcome.tool_calls[0];
+        assert_eq!(name, "forecast");
+        assert!(jsonschema::is_valid(&schema, input), "{input}");
+
+        let unenforceable = serde_json::json!({"model": "m", "max_tokens": 8,
+            "tools": [{"name": "t", "strict": true, "input_schema": {"type": "object",
+                "if": {"required": ["a"]}, "then": {"required": ["b"]}}}],
+            "messages": [{"role": "user", "content": "hi"}]});
+        match engine.generate(request(unenforceable)).await {
+            Err(BackendError::Unsupported(message)) => {
+                assert!(message.contains("tools.0.input_schema"), "{message}")
+            }
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("an unenforceable strict schema was accepted"),
+        }
     }
 }

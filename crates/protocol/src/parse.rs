@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 
 use crate::content::ContentBlockParam;
 use crate::messages::{CountTokensRequest, MessageContent, MessagesRequest, Role};
+use crate::tools::{OutputFormat, ToolChoice};
 
 /// A request body that cannot be served as written. Always a client error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,12 +115,148 @@ fn validate_messages(request: &MessagesRequest) -> Result<(), RequestError> {
             }
         }
     }
+    validate_tools(request)?;
+    validate_tool_pairs(request)?;
     if let Some(last) = request.messages.last() {
         if last.role == Role::Assistant && final_text(&last.content).ends_with(char::is_whitespace)
         {
             return Err(RequestError(
                 "final assistant content cannot end with trailing whitespace".into(),
             ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_tools(request: &MessagesRequest) -> Result<(), RequestError> {
+    let tools = request.tools.as_deref().unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
+    for (i, tool) in tools.iter().enumerate() {
+        if !seen.insert(tool.name.as_str()) {
+            return Err(RequestError(format!(
+                "tools.{i}.name: tool names must be unique (`{}` appears more than once)",
+                tool.name
+            )));
+        }
+        let custom = tool.kind.as_deref().is_none_or(|k| k == "custom");
+        match &tool.input_schema {
+            None if custom => {
+                return Err(RequestError(format!(
+                    "tools.{i}.input_schema: Field required"
+                )))
+            }
+            Some(schema) if !schema.is_object() => {
+                return Err(RequestError(format!(
+                    "tools.{i}.input_schema: must be a JSON Schema object"
+                )))
+            }
+            Some(schema) => check_schema(schema, &format!("tools.{i}.input_schema"))?,
+            None => {}
+        }
+    }
+    let format = request
+        .output_config
+        .as_ref()
+        .and_then(|config| config.format.as_ref())
+        .map(|format| ("output_config.format.schema", format))
+        .or(request
+            .output_format
+            .as_ref()
+            .map(|format| ("output_format.schema", format)));
+    if let Some((path, OutputFormat::JsonSchema { schema })) = format {
+        check_schema(schema, path)?;
+    }
+    match &request.tool_choice {
+        Some(ToolChoice::Tool { name, .. }) if !tools.iter().any(|t| &t.name == name) => Err(RequestError(format!(
+            "tool_choice.name: tool `{name}` is not among the request's tools"
+        ))),
+        Some(ToolChoice::Any { .. } | ToolChoice::Tool { .. }) if tools.is_empty() => Err(RequestError(
+            "tool_choice: a tool must be provided in `tools` when `tool_choice` is `any` or `tool`".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A schema the client sends must itself be valid JSON Schema (checked against the
+/// draft it declares, 2020-12 when it declares none).
+fn check_schema(schema: &serde_json::Value, path: &str) -> Result<(), RequestError> {
+    if !schema.is_object() {
+        return Err(RequestError(format!(
+            "{path}: must be a JSON Schema object"
+        )));
+    }
+    jsonschema::meta::validate(schema)
+        .map_err(|err| RequestError(format!("{path}: invalid JSON Schema: {err}")))
+}
+
+fn blocks(content: &MessageContent) -> &[ContentBlockParam] {
+    match content {
+        MessageContent::Text(_) => &[],
+        MessageContent::Blocks(blocks) => blocks,
+    }
+}
+
+/// Every `tool_result` answers a `tool_use` of the message just before it, and every
+/// `tool_use` followed by a message is answered there, as the Claude API requires.
+fn validate_tool_pairs(request: &MessagesRequest) -> Result<(), RequestError> {
+    let messages = &request.messages;
+    for (i, message) in messages.iter().enumerate() {
+        let uses: Vec<&str> = blocks(&message.content)
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlockParam::ToolUse { id, .. } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let answered: Vec<&str> = messages
+            .get(i + 1)
+            .map(|next| blocks(&next.content))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlockParam::ToolResult { tool_use_id, .. } => Some(tool_use_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        if i + 1 < messages.len() {
+            let missing: Vec<&str> = uses
+                .iter()
+                .copied()
+                .filter(|id| !answered.contains(id))
+                .collect();
+            if !missing.is_empty() {
+                return Err(RequestError(format!(
+                    "messages.{}: `tool_use` ids were found without `tool_result` blocks immediately after: {}. Each `tool_use` block must have a corresponding `tool_result` block in the next message.",
+                    i + 1,
+                    missing.join(", ")
+                )));
+            }
+        }
+        if i + 1 < messages.len() {
+            for (j, id) in answered.iter().enumerate() {
+                if !uses.contains(id) {
+                    let at = blocks(&messages[i + 1].content)
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, b)| matches!(b, ContentBlockParam::ToolResult { .. }))
+                        .nth(j)
+                        .map_or(0, |(k, _)| k);
+                    return Err(RequestError(format!(
+                        "messages.{}.content.{at}: unexpected `tool_use_id` found in `tool_result` blocks: {id}. Each `tool_result` block must have a corresponding `tool_use` block in the previous message.",
+                        i + 1
+                    )));
+                }
+            }
+        }
+    }
+    if let Some(first) = messages.first() {
+        if let Some(j) = blocks(&first.content)
+            .iter()
+            .position(|b| matches!(b, ContentBlockParam::ToolResult { .. }))
+        {
+            return Err(RequestError(format!(
+                "messages.0.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks. Each `tool_result` block must have a corresponding `tool_use` block in the previous message."
+            )));
         }
     }
     Ok(())
@@ -188,6 +325,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.max_tokens, 5);
+    }
+
+    #[test]
+    fn tool_mistakes_are_named() {
+        let tool = r#"{"name":"w","input_schema":{"type":"object"}}"#;
+        let dup = format!(
+            r#"{{"model":"m","max_tokens":5,"tools":[{tool},{tool}],"messages":[{{"role":"user","content":"x"}}]}}"#
+        );
+        assert!(err(&dup).starts_with("tools.1.name: tool names must be unique"));
+        let unknown = format!(
+            r#"{{"model":"m","max_tokens":5,"tools":[{tool}],"tool_choice":{{"type":"tool","name":"nope"}},"messages":[{{"role":"user","content":"x"}}]}}"#
+        );
+        assert!(err(&unknown).starts_with("tool_choice.name: tool `nope`"));
+        let orphan = r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"},{"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"w","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_2","content":"r"}]}]}"#;
+        assert!(
+            err(orphan).starts_with("messages.2: `tool_use` ids were found without `tool_result`"),
+            "{}",
+            err(orphan)
+        );
+        let paired = r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"},{"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"w","input":{}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"r"}]}]}"#;
+        assert!(parse_messages_request(paired.as_bytes()).is_ok());
     }
 
     #[test]

@@ -79,6 +79,33 @@ impl Assembler {
                     delta: ContentBlockDelta::TextDelta { text },
                 });
             }
+            Ok(BackendEvent::ToolUse { name, input }) => {
+                self.start(&mut out);
+                if let Some(index) = self.open_block.take() {
+                    out.push(StreamEvent::ContentBlockStop { index });
+                }
+                let index = self.next_index;
+                self.next_index += 1;
+                out.push(StreamEvent::ContentBlockStart {
+                    index,
+                    content_block: ContentBlock::ToolUse {
+                        id: crate::ids::new_id("toolu"),
+                        name,
+                        input: serde_json::json!({}),
+                        caller: None,
+                    },
+                });
+                if index == 0 {
+                    out.push(StreamEvent::Ping);
+                }
+                for partial_json in json_chunks(&input) {
+                    out.push(StreamEvent::ContentBlockDelta {
+                        index,
+                        delta: ContentBlockDelta::InputJsonDelta { partial_json },
+                    });
+                }
+                out.push(StreamEvent::ContentBlockStop { index });
+            }
             Ok(BackendEvent::Finished {
                 reason,
                 output_tokens,
@@ -95,6 +122,7 @@ impl Assembler {
                     FinishReason::ContextWindowExceeded => {
                         (StopReason::ModelContextWindowExceeded, None)
                     }
+                    FinishReason::ToolUse => (StopReason::ToolUse, None),
                 };
                 out.push(StreamEvent::MessageDelta {
                     delta: MessageDelta {
@@ -120,6 +148,26 @@ impl Assembler {
     }
 }
 
+/// A tool input as `input_json_delta` pieces: an empty first piece, as the Claude API
+/// sends, then the serialised JSON in short runs split at character boundaries, so every
+/// concatenated prefix is a valid JSON prefix.
+fn json_chunks(input: &serde_json::Value) -> Vec<String> {
+    const RUN: usize = 24;
+    let text = input.to_string();
+    let mut chunks = vec![String::new()];
+    let mut current = String::new();
+    for ch in text.chars() {
+        current.push(ch);
+        if current.len() >= RUN {
+            chunks.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
 /// The stream of Claude events for a generation; ends after `message_stop` or `error`.
 pub fn events(
     events: EventStream,
@@ -140,20 +188,40 @@ pub fn events(
 pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message, ApiError> {
     futures::pin_mut!(stream);
     let mut message: Option<Message> = None;
+    let mut tool_json: Vec<String> = Vec::new();
     while let Some(event) = stream.next().await {
         match event {
             StreamEvent::MessageStart { message: start } => message = Some(start),
             StreamEvent::ContentBlockStart { content_block, .. } => {
                 if let Some(m) = message.as_mut() {
                     m.content.push(content_block);
+                    tool_json.push(String::new());
                 }
             }
-            StreamEvent::ContentBlockDelta { index, delta } => {
-                if let Some(ContentBlock::Text { text, .. }) =
+            StreamEvent::ContentBlockDelta { index, delta } => match delta {
+                ContentBlockDelta::TextDelta { text: piece } => {
+                    if let Some(ContentBlock::Text { text, .. }) =
+                        message.as_mut().and_then(|m| m.content.get_mut(index))
+                    {
+                        text.push_str(&piece);
+                    }
+                }
+                ContentBlockDelta::InputJsonDelta { partial_json } => {
+                    if let Some(buffer) = tool_json.get_mut(index) {
+                        buffer.push_str(&partial_json);
+                    }
+                }
+                ContentBlockDelta::ThinkingDelta { .. }
+                | ContentBlockDelta::SignatureDelta { .. }
+                | ContentBlockDelta::CitationsDelta { .. } => {}
+            },
+            StreamEvent::ContentBlockStop { index } => {
+                if let Some(ContentBlock::ToolUse { input, .. }) =
                     message.as_mut().and_then(|m| m.content.get_mut(index))
                 {
-                    if let ContentBlockDelta::TextDelta { text: piece } = delta {
-                        text.push_str(&piece);
+                    let json = tool_json.get(index).map_or("", String::as_str);
+                    if !json.is_empty() {
+                        *input = serde_json::from_str(json).map_err(ApiError::internal)?;
                     }
                 }
             }
@@ -168,7 +236,7 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
                 return Err(ApiError::new(error.error_type, error.message))
             }
             StreamEvent::MessageStop => break,
-            StreamEvent::Ping | StreamEvent::ContentBlockStop { .. } => {}
+            StreamEvent::Ping => {}
         }
     }
     match message {

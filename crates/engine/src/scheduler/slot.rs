@@ -8,8 +8,11 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::vocab::LlamaVocab;
 use missive_backend::{BackendError, BackendEvent, FinishReason, PromptUsage, Sampling};
 
+use llguidance::Matcher;
+
 use super::Job;
-use crate::output::TextDecoder;
+use crate::constraint::Constraint;
+use crate::output::{tool_calls, Piece, TextDecoder, ToolCallParser};
 
 pub(super) enum StepOutcome {
     Running,
@@ -29,7 +32,13 @@ struct Active {
     /// Prompt tokens already in the KV cache.
     prefilled: usize,
     sampler: LlamaSampler,
+    /// The tool-call grammar, waiting for the model to open a call.
+    lazy_grammar: Option<(Matcher, LlamaToken)>,
     decoder: TextDecoder,
+    /// Present when tools may be called.
+    tool_parser: Option<ToolCallParser>,
+    tool_calls: u32,
+    emitted_text: bool,
     output_tokens: u32,
     /// Sampled and emitted, but not yet decoded.
     pending: Option<LlamaToken>,
@@ -82,7 +91,7 @@ impl Slot {
             .min(tokens.len().saturating_sub(1))
     }
 
-    pub fn start(&mut self, ctx: &mut LlamaContext<'_>, job: Job) -> Result<(), BackendError> {
+    pub fn start(&mut self, ctx: &mut LlamaContext<'_>, mut job: Job) -> Result<(), BackendError> {
         let common = self.common_prefix(&job.tokens);
         if common < self.cached.len() {
             let from = u32::try_from(common).unwrap_or(u32::MAX);
@@ -90,9 +99,25 @@ impl Slot {
                 .map_err(|err| BackendError::Generation(err.to_string()))?;
             self.cached.truncate(common);
         }
+        let tool_parser = match (&job.tools.enabled, &job.tools.forced_partial) {
+            (_, Some(partial)) => Some(ToolCallParser::inside_call(partial)),
+            (true, None) => Some(ToolCallParser::default()),
+            (false, None) => None,
+        };
+        let (sampler, lazy_grammar) = match std::mem::take(&mut job.constraint) {
+            Constraint::Free => (build_sampler(job.sampling, None), None),
+            Constraint::FromStart(matcher) => (build_sampler(job.sampling, Some(matcher)), None),
+            Constraint::AfterToolOpen { matcher, open } => {
+                (build_sampler(job.sampling, None), Some((matcher, open)))
+            }
+        };
         self.active = Some(Active {
-            sampler: build_sampler(job.sampling),
+            sampler,
+            lazy_grammar,
             decoder: TextDecoder::new(job.stop_sequences.clone()),
+            tool_parser,
+            tool_calls: 0,
+            emitted_text: false,
             job,
             prefilled: common,
             output_tokens: 0,
@@ -189,22 +214,33 @@ impl Slot {
                 return finish(active, FinishReason::MaxTokens);
             }
         }
-        let token = active.sampler.sample(ctx, index);
+        let mut token = active.sampler.sample(ctx, index);
         if vocab.is_eog(token) {
             return finish(active, FinishReason::EndTurn);
         }
         active.output_tokens += 1;
-        let step = active
-            .decoder
-            .push(&vocab.token_to_piece(token, false, None));
-        if !step.text.is_empty()
-            && active
-                .job
-                .events
-                .send(Ok(BackendEvent::Text(step.text)))
-                .is_err()
-        {
-            return StepOutcome::Finished;
+        let mut piece = visible_piece(vocab, token, active.tool_parser.is_some());
+        if let Some(open) = active.lazy_grammar.as_ref().map(|(_, open)| *open) {
+            // Small models often write a call's JSON without the opening marker; a reply
+            // that starts with `{` while tools are offered is taken as a call and gets one.
+            let bare_call = !active.emitted_text
+                && active.tool_calls == 0
+                && String::from_utf8_lossy(&piece)
+                    .trim_start()
+                    .starts_with('{');
+            if token == open || bare_call {
+                if let Some((matcher, _)) = active.lazy_grammar.take() {
+                    active.sampler = build_sampler(active.job.sampling, Some(matcher));
+                }
+                token = open;
+                piece = visible_piece(vocab, token, true);
+            }
+        }
+        let step = active.decoder.push(&piece);
+        match emit(active, &step.text) {
+            Emitted::Continue => {}
+            Emitted::ClientGone => return StepOutcome::Finished,
+            Emitted::ToolCallDone => return finish(active, FinishReason::ToolUse),
         }
         if let Some(stop) = step.stop {
             return finish(active, FinishReason::StopSequence(stop));
@@ -241,11 +277,95 @@ impl Slot {
     }
 }
 
-fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
-    let rest = active.decoder.finish();
-    if !rest.is_empty() && !matches!(reason, FinishReason::StopSequence(_)) {
-        let _ = active.job.events.send(Ok(BackendEvent::Text(rest)));
+/// The token's text. Control tokens render as nothing, except the tool-call markers when
+/// tools may be called: Qwen's `<tool_call>` is a control token, and without it a call
+/// would be indistinguishable from JSON the model writes as text.
+fn visible_piece(vocab: &LlamaVocab<'_>, token: LlamaToken, tool_markers: bool) -> Vec<u8> {
+    let piece = vocab.token_to_piece(token, false, None);
+    if !piece.is_empty() || !tool_markers {
+        return piece;
     }
+    let special = vocab.token_to_piece(token, true, None);
+    let is_marker = [tool_calls::OPEN, tool_calls::CLOSE]
+        .iter()
+        .any(|marker| special == marker.as_bytes());
+    if is_marker {
+        special
+    } else {
+        piece
+    }
+}
+
+enum Emitted {
+    Continue,
+    ClientGone,
+    /// A tool call completed and only one was allowed.
+    ToolCallDone,
+}
+
+/// Sends decoded text on, through the tool-call parser when tools may be called.
+fn emit(active: &mut Active, text: &str) -> Emitted {
+    if text.is_empty() {
+        return Emitted::Continue;
+    }
+    let pieces = match active.tool_parser.as_mut() {
+        Some(parser) => parser.push(text),
+        None => vec![Piece::Text(text.to_owned())],
+    };
+    send_pieces(active, pieces)
+}
+
+fn send_pieces(active: &mut Active, pieces: Vec<Piece>) -> Emitted {
+    for piece in pieces {
+        let event = match piece {
+            // Whitespace before any text or around tool calls is layout, not content.
+            Piece::Text(t)
+                if t.trim().is_empty() && (!active.emitted_text || active.tool_calls > 0) =>
+            {
+                continue
+            }
+            Piece::Text(t) => {
+                active.emitted_text = true;
+                BackendEvent::Text(t)
+            }
+            Piece::ToolCall { name, input } => {
+                active.tool_calls += 1;
+                BackendEvent::ToolUse { name, input }
+            }
+        };
+        let is_call = matches!(event, BackendEvent::ToolUse { .. });
+        if active.job.events.send(Ok(event)).is_err() {
+            return Emitted::ClientGone;
+        }
+        if is_call && active.job.tools.single {
+            return Emitted::ToolCallDone;
+        }
+    }
+    Emitted::Continue
+}
+
+fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
+    let mut pieces = Vec::new();
+    let rest = active.decoder.finish();
+    let stopped = matches!(
+        reason,
+        FinishReason::StopSequence(_) | FinishReason::ToolUse
+    );
+    if let Some(parser) = active.tool_parser.as_mut() {
+        if !stopped {
+            pieces.extend(parser.push(&rest));
+        }
+        pieces.extend(parser.finish());
+    } else if !rest.is_empty() && !stopped {
+        pieces.push(Piece::Text(rest));
+    }
+    if let Emitted::ClientGone = send_pieces(active, pieces) {
+        return StepOutcome::Finished;
+    }
+    let reason = match reason {
+        FinishReason::EndTurn if active.tool_calls > 0 => FinishReason::ToolUse,
+        other => other,
+    };
     let _ = active.job.events.send(Ok(BackendEvent::Finished {
         reason,
         output_tokens: active.output_tokens,
@@ -257,12 +377,15 @@ fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
 /// top-p, temperature, then a random draw, as the Claude API documents these parameters.
 /// Always a chain, even of one: only a chain keeps its full-vocabulary candidate buffer
 /// between tokens; a bare sampler allocates it (1.8 MB here) on every call.
-fn build_sampler(sampling: Sampling) -> LlamaSampler {
+/// A grammar, when given, masks the candidates first.
+fn build_sampler(sampling: Sampling, grammar: Option<Matcher>) -> LlamaSampler {
+    let mut chain = Vec::with_capacity(5);
+    chain.extend(grammar.map(LlamaSampler::from));
     let temperature = sampling.temperature.unwrap_or(1.0);
     if temperature <= 0.0 {
-        return LlamaSampler::chain_simple([LlamaSampler::greedy()]);
+        chain.push(LlamaSampler::greedy());
+        return LlamaSampler::chain_simple(chain);
     }
-    let mut chain = Vec::with_capacity(4);
     if let Some(k) = sampling.top_k.filter(|k| *k > 0) {
         chain.push(LlamaSampler::top_k(i32::try_from(k).unwrap_or(i32::MAX)));
     }

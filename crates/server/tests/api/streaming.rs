@@ -94,3 +94,45 @@ async fn disconnected_stream_stops_its_generation() {
     }
     panic!("the generation kept running after the client left");
 }
+
+#[tokio::test]
+async fn tool_use_streams_input_json_deltas_that_concatenate_to_the_input() {
+    let input = json!({"location": "San Francisco, CA", "unit": "celsius", "note": "ünïcödé ✓"});
+    let backend = super::common::hello().calling_tool("get_weather", input.clone());
+    let server = TestServer::start(backend).await;
+    let body = json!({"model": "scripted-1", "max_tokens": 50, "stream": true, "messages": user("weather?"),
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}]});
+    let events = parse_sse(&server.messages(body.clone()).await.text().await.unwrap());
+    let start = events
+        .iter()
+        .find(|(n, d)| n == "content_block_start" && d["content_block"]["type"] == "tool_use")
+        .unwrap();
+    let index = start.1["index"].as_u64().unwrap();
+    assert_eq!(index, 1, "text block first, then the tool call");
+    assert!(start.1["content_block"]["id"]
+        .as_str()
+        .unwrap()
+        .starts_with("toolu_"));
+    assert_eq!(start.1["content_block"]["input"], json!({}));
+    let mut partial = String::new();
+    for (_, d) in events
+        .iter()
+        .filter(|(n, d)| n == "content_block_delta" && d["index"] == index)
+    {
+        partial.push_str(d["delta"]["partial_json"].as_str().unwrap());
+    }
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&partial).unwrap(),
+        input
+    );
+    let delta = events.iter().find(|(n, _)| n == "message_delta").unwrap();
+    assert_eq!(delta.1["delta"]["stop_reason"], "tool_use");
+
+    let mut plain = body;
+    plain["stream"] = json!(false);
+    let m: serde_json::Value = server.messages(plain).await.json().await.unwrap();
+    assert_eq!(m["stop_reason"], "tool_use");
+    assert_eq!(m["content"][1]["type"], "tool_use");
+    assert_eq!(m["content"][1]["name"], "get_weather");
+    assert_eq!(m["content"][1]["input"], input);
+}

@@ -1,0 +1,204 @@
+//! Tool calls in the Hermes/Qwen format the default model's chat template teaches:
+//! `<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>`. Text outside calls passes
+//! through; only a suffix that may start the opening marker is held back.
+
+use serde_json::Value;
+
+pub const OPEN: &str = "<tool_call>";
+pub const CLOSE: &str = "</tool_call>";
+
+/// What the parser hands on: visible text, or one complete tool call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Piece {
+    Text(String),
+    ToolCall { name: String, input: Value },
+}
+
+#[derive(Debug, Default)]
+pub struct ToolCallParser {
+    buf: String,
+    in_call: bool,
+}
+
+impl ToolCallParser {
+    /// A parser already inside a call whose text so far is `partial` (after the opening
+    /// marker), for generations that were prefilled into a forced tool call.
+    pub fn inside_call(partial: &str) -> Self {
+        Self {
+            buf: partial.to_owned(),
+            in_call: true,
+        }
+    }
+
+    pub fn is_in_call(&self) -> bool {
+        self.in_call
+    }
+
+    pub fn push(&mut self, text: &str) -> Vec<Piece> {
+        self.buf.push_str(text);
+        let mut out = Vec::new();
+        loop {
+            if self.in_call {
+                let Some(end) = self.buf.find(CLOSE) else {
+                    return out;
+                };
+                let body: String = self.buf.drain(..end + CLOSE.len()).collect();
+                out.push(parse_call(&body[..end]));
+                self.in_call = false;
+            } else if let Some(start) = self.buf.find(OPEN) {
+                if start > 0 {
+                    out.push(Piece::Text(self.buf[..start].to_owned()));
+                }
+                self.buf.drain(..start + OPEN.len());
+                self.in_call = true;
+            } else {
+                let keep = partial_marker_len(&self.buf);
+                let cut = self.buf.len() - keep;
+                if cut > 0 {
+                    out.push(Piece::Text(self.buf.drain(..cut).collect()));
+                }
+                return out;
+            }
+        }
+    }
+
+    /// At the end of generation: an unterminated call is parsed if its JSON is complete
+    /// (models often stop right after the object), else returned as text.
+    pub fn finish(&mut self) -> Vec<Piece> {
+        let rest = std::mem::take(&mut self.buf);
+        if self.in_call {
+            self.in_call = false;
+            return match parse_call(&rest) {
+                call @ Piece::ToolCall { .. } => vec![call],
+                Piece::Text(_) => vec![Piece::Text(format!("{OPEN}{rest}"))],
+            };
+        }
+        if rest.is_empty() {
+            Vec::new()
+        } else {
+            vec![Piece::Text(rest)]
+        }
+    }
+}
+
+fn parse_call(body: &str) -> Piece {
+    let parsed: Option<(String, Value)> =
+        serde_json::from_str::<Value>(body.trim())
+            .ok()
+            .and_then(|v| {
+                let name = v.get("name")?.as_str()?.to_owned();
+                let input = match v.get("arguments").or_else(|| v.get("parameters")) {
+                    Some(Value::String(s)) => serde_json::from_str(s).ok()?,
+                    Some(args @ Value::Object(_)) => args.clone(),
+                    None | Some(Value::Null) => Value::Object(Default::default()),
+                    Some(_) => return None,
+                };
+                Some((name, input))
+            });
+    match parsed {
+        Some((name, input)) => Piece::ToolCall { name, input },
+        None => Piece::Text(format!("{OPEN}{body}{CLOSE}")),
+    }
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of the opening marker.
+fn partial_marker_len(text: &str) -> usize {
+    (1..OPEN.len())
+        .rev()
+        .find(|&n| {
+            text.len() >= n
+                && text.is_char_boundary(text.len() - n)
+                && OPEN.starts_with(&text[text.len() - n..])
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn feed(parser: &mut ToolCallParser, chunks: &[&str]) -> Vec<Piece> {
+        let mut out: Vec<Piece> = chunks.iter().flat_map(|c| parser.push(c)).collect();
+        out.extend(parser.finish());
+        // Adjacent text pieces are one text for comparison.
+        let mut merged: Vec<Piece> = Vec::new();
+        for piece in out {
+            match (merged.last_mut(), piece) {
+                (Some(Piece::Text(a)), Piece::Text(b)) => a.push_str(&b),
+                (_, p) => merged.push(p),
+            }
+        }
+        merged
+    }
+
+    #[test]
+    fn call_split_across_chunks_is_parsed() {
+        let mut p = ToolCallParser::default();
+        let out = feed(
+            &mut p,
+            &[
+                "I'll check. <to",
+                "ol_call>\n{\"name\": \"get_weather\", \"argu",
+                "ments\": {\"location\": \"Paris\"}}\n</tool",
+                "_call>",
+            ],
+        );
+        assert_eq!(
+            out,
+            vec![
+                Piece::Text("I'll check. ".into()),
+                Piece::ToolCall {
+                    name: "get_weather".into(),
+                    input: json!({"location": "Paris"})
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn text_resembling_a_marker_is_released() {
+        let mut p = ToolCallParser::default();
+        assert_eq!(
+            feed(&mut p, &["a <to", "p> b"]),
+            vec![Piece::Text("a <top> b".into())]
+        );
+    }
+
+    #[test]
+    fn unterminated_complete_call_is_accepted_and_garbage_is_text() {
+        let mut p = ToolCallParser::inside_call("\n{\"name\": \"f\", \"arguments\": ");
+        assert_eq!(
+            feed(&mut p, &["{\"x\": 1}}"]),
+            vec![Piece::ToolCall {
+                name: "f".into(),
+                input: json!({"x": 1})
+            }]
+        );
+        let mut q = ToolCallParser::default();
+        assert_eq!(
+            feed(&mut q, &["<tool_call>not json</tool_call>"]),
+            vec![Piece::Text("<tool_call>not json</tool_call>".into())]
+        );
+    }
+
+    #[test]
+    fn two_calls_in_a_row() {
+        let mut p = ToolCallParser::default();
+        let out = feed(&mut p, &["<tool_call>{\"name\":\"a\",\"arguments\":{}}</tool_call>\n<tool_call>{\"name\":\"b\",\"arguments\":\"{\\\"k\\\":2}\"}</tool_call>"]);
+        assert_eq!(
+            out,
+            vec![
+                Piece::ToolCall {
+                    name: "a".into(),
+                    input: json!({})
+                },
+                Piece::Text("\n".into()),
+                Piece::ToolCall {
+                    name: "b".into(),
+                    input: json!({"k": 2})
+                },
+            ]
+        );
+    }
+}
