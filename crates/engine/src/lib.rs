@@ -117,6 +117,8 @@ impl EngineBackend {
             text.push_str(crate::output::tool_calls::OPEN);
             text.push_str(partial);
         }
+        // Prompt content is logged only when asked for, at trace level.
+        tracing::trace!(prompt = %text, "rendered prompt");
         let vocab = self.model.vocab();
         let mut tokens = Vec::with_capacity(text.len() / 3 + 1);
         let bos = vocab.bos();

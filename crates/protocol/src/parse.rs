@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 
 use crate::content::ContentBlockParam;
 use crate::messages::{CountTokensRequest, MessageContent, MessagesRequest, Role};
-use crate::tools::{OutputFormat, ToolChoice};
+use crate::tools::{OutputFormat, ThinkingConfig, ToolChoice};
 
 /// A request body that cannot be served as written. Always a client error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +117,7 @@ fn validate_messages(request: &MessagesRequest) -> Result<(), RequestError> {
     }
     validate_tools(request)?;
     validate_tool_pairs(request)?;
+    validate_thinking(request)?;
     if let Some(last) = request.messages.last() {
         if last.role == Role::Assistant && final_text(&last.content).ends_with(char::is_whitespace)
         {
@@ -175,6 +176,20 @@ fn validate_tools(request: &MessagesRequest) -> Result<(), RequestError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// The Claude API's floor on a thinking budget. (Its `budget_tokens < max_tokens` rule is
+/// lifted by the interleaved-thinking beta, so it is not enforced here.)
+fn validate_thinking(request: &MessagesRequest) -> Result<(), RequestError> {
+    if let Some(ThinkingConfig::Enabled { budget_tokens, .. }) = &request.thinking {
+        if *budget_tokens < 1024 {
+            return Err(RequestError(
+                "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A schema the client sends must itself be valid JSON Schema (checked against the

@@ -63,13 +63,16 @@ impl ToolCallParser {
     }
 
     /// At the end of generation: an unterminated call is parsed if its JSON is complete
-    /// (models often stop right after the object), else returned as text.
-    pub fn finish(&mut self) -> Vec<Piece> {
+    /// (models often stop right after the object). An incomplete one is dropped when the
+    /// reply was cut short (`truncated`: a call interrupted by `max_tokens` is not text
+    /// the model meant to show), else returned as the text it is.
+    pub fn finish(&mut self, truncated: bool) -> Vec<Piece> {
         let rest = std::mem::take(&mut self.buf);
         if self.in_call {
             self.in_call = false;
             return match parse_call(&rest) {
                 call @ Piece::ToolCall { .. } => vec![call],
+                Piece::Text(_) if truncated => Vec::new(),
                 Piece::Text(_) => vec![Piece::Text(format!("{OPEN}{rest}"))],
             };
         }
@@ -120,7 +123,7 @@ mod tests {
 
     fn feed(parser: &mut ToolCallParser, chunks: &[&str]) -> Vec<Piece> {
         let mut out: Vec<Piece> = chunks.iter().flat_map(|c| parser.push(c)).collect();
-        out.extend(parser.finish());
+        out.extend(parser.finish(false));
         // Adjacent text pieces are one text for comparison.
         let mut merged: Vec<Piece> = Vec::new();
         for piece in out {

@@ -38,6 +38,8 @@ struct Active {
     /// Present when tools may be called.
     tool_parser: Option<ToolCallParser>,
     tool_calls: u32,
+    /// The calls sent so far, to stop a model that repeats one.
+    sent_calls: Vec<(String, serde_json::Value)>,
     emitted_text: bool,
     output_tokens: u32,
     /// Sampled and emitted, but not yet decoded.
@@ -117,6 +119,7 @@ impl Slot {
             decoder: TextDecoder::new(job.stop_sequences.clone()),
             tool_parser,
             tool_calls: 0,
+            sent_calls: Vec::new(),
             emitted_text: false,
             job,
             prefilled: common,
@@ -329,6 +332,16 @@ fn send_pieces(active: &mut Active, pieces: Vec<Piece>) -> Emitted {
                 BackendEvent::Text(t)
             }
             Piece::ToolCall { name, input } => {
+                // Small models loop on a call; an identical second call is never useful,
+                // so it ends the reply instead of being sent.
+                if active
+                    .sent_calls
+                    .iter()
+                    .any(|(n, i)| *n == name && *i == input)
+                {
+                    return Emitted::ToolCallDone;
+                }
+                active.sent_calls.push((name.clone(), input.clone()));
                 active.tool_calls += 1;
                 BackendEvent::ToolUse { name, input }
             }
@@ -351,11 +364,15 @@ fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
         reason,
         FinishReason::StopSequence(_) | FinishReason::ToolUse
     );
+    let truncated = matches!(
+        reason,
+        FinishReason::MaxTokens | FinishReason::ContextWindowExceeded
+    );
     if let Some(parser) = active.tool_parser.as_mut() {
         if !stopped {
             pieces.extend(parser.push(&rest));
         }
-        pieces.extend(parser.finish());
+        pieces.extend(parser.finish(truncated));
     } else if !rest.is_empty() && !stopped {
         pieces.push(Piece::Text(rest));
     }

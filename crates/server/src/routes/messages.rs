@@ -3,16 +3,21 @@
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use missive_backend::GenerateRequest;
+use missive_protocol::tools::ThinkingConfig;
 use missive_protocol::{parse_count_tokens_request, parse_messages_request, CountTokensResponse};
 
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::sse::{self, Assembler};
 use crate::state::AppState;
+
+/// Set when a request asked for thinking from a model that cannot reason.
+pub const THINKING_HEADER: &str = "x-missive-thinking";
 
 pub async fn create(
     State(state): State<AppState>,
@@ -27,6 +32,18 @@ pub async fn create(
             request.max_tokens, descriptor.max_output_tokens, descriptor.id
         )));
     }
+    // Claude Code sends thinking to any model it takes for Claude; a model that cannot
+    // reason answers anyway and says so in a header, rather than failing the request.
+    let thinking_ignored = matches!(
+        request.thinking,
+        Some(ThinkingConfig::Enabled { .. } | ThinkingConfig::Adaptive { .. })
+    ) && !descriptor.capabilities.thinking.supported;
+    let extra_headers = thinking_ignored.then(|| {
+        (
+            HeaderName::from_static(THINKING_HEADER),
+            HeaderValue::from_static("ignored; the model cannot reason"),
+        )
+    });
     let stream = request.stream.unwrap_or(false);
     // Responses name the model as the client asked for it, as the Claude API echoes aliases.
     let model_name = request.model.clone();
@@ -37,17 +54,21 @@ pub async fn create(
     if stream {
         let body =
             events.map(|event| Ok::<_, std::convert::Infallible>(Bytes::from(event.to_sse())));
-        return Ok((
+        let mut response = (
             [
                 (CONTENT_TYPE, "text/event-stream; charset=utf-8"),
                 (CACHE_CONTROL, "no-cache"),
             ],
             Body::from_stream(body),
         )
-            .into_response());
+            .into_response();
+        response.headers_mut().extend(extra_headers);
+        return Ok(response);
     }
     let message = sse::collect(events).await?;
-    Ok(Json(message).into_response())
+    let mut response = Json(message).into_response();
+    response.headers_mut().extend(extra_headers);
+    Ok(response)
 }
 
 pub async fn count_tokens(

@@ -126,3 +126,39 @@ async fn stored_key_works_until_revoked() {
         .unwrap();
     super::common::assert_error(send().await.unwrap(), 401, "authentication_error").await;
 }
+
+#[tokio::test]
+async fn thinking_on_a_model_that_cannot_reason_runs_and_says_it_was_ignored() {
+    let server = TestServer::start(hello()).await;
+    let response = server
+        .messages(
+            json!({"model": "scripted-1", "max_tokens": 2048, "messages": user("hi"),
+            "thinking": {"type": "enabled", "budget_tokens": 1024}}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["x-missive-thinking"]
+        .to_str()
+        .unwrap()
+        .starts_with("ignored"));
+    let m: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(m["content"][0]["type"], "text");
+
+    let plain = server
+        .messages(json!({"model": "scripted-1", "max_tokens": 20, "messages": user("hi")}))
+        .await;
+    assert!(plain.headers().get("x-missive-thinking").is_none());
+
+    let too_small = server
+        .messages(
+            json!({"model": "scripted-1", "max_tokens": 2048, "messages": user("hi"),
+            "thinking": {"type": "enabled", "budget_tokens": 100}}),
+        )
+        .await;
+    assert_eq!(too_small.status(), 400);
+    let body: serde_json::Value = too_small.json().await.unwrap();
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("budget_tokens"));
+}
