@@ -36,6 +36,8 @@ pub enum BackendEvent {
     Started { prompt: PromptUsage },
     /// Visible text. Always whole UTF-8 characters; never part of a stop sequence.
     Text(String),
+    /// Part of the model's thought, before its answer (extended thinking).
+    Thinking(String),
     /// One complete tool call; the server gives it its `toolu_` id.
     ToolUse {
         name: String,
@@ -44,5 +46,7 @@ pub enum BackendEvent {
     Finished {
         reason: FinishReason,
         output_tokens: u32,
+        /// Of `output_tokens`, those spent thinking.
+        thinking_tokens: u32,
     },
 }

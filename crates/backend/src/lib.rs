@@ -8,6 +8,7 @@
 
 mod error;
 mod event;
+pub mod reasoning;
 mod request;
 #[cfg(feature = "scripted")]
 pub mod scripted;

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use missive_protocol::models::ModelCapabilities;
+use missive_protocol::tools::ThinkingConfig;
+
+use crate::reasoning::{Segment, ThinkSplitter};
 
 use crate::{
     Backend, BackendError, BackendEvent, EventStream, FinishReason, GenerateRequest,
@@ -21,6 +24,8 @@ pub struct ScriptedBackend {
     delay: Duration,
     fail_after: Option<usize>,
     tool_call: Option<(String, serde_json::Value)>,
+    /// The pieces hold a `<think>…</think>` thought, as a reasoning model writes one.
+    reasoning: bool,
     /// Generations whose stream is still alive; tests watch it fall on disconnect.
     live: Arc<AtomicUsize>,
 }
@@ -40,6 +45,7 @@ impl ScriptedBackend {
             delay: Duration::ZERO,
             fail_after: None,
             tool_call: None,
+            reasoning: false,
             live: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -53,6 +59,26 @@ impl ScriptedBackend {
     /// Fails with a generation error after this many pieces.
     pub fn failing_after(mut self, pieces: usize) -> Self {
         self.fail_after = Some(pieces);
+        self
+    }
+
+    /// A reasoning model: its pieces open with a `<think>` thought, split into thinking
+    /// events when thinking is asked for (and cut at the budget), dropped otherwise.
+    pub fn reasoning(mut self) -> Self {
+        self.reasoning = true;
+        self.descriptor.capabilities.thinking.supported = true;
+        self.descriptor
+            .capabilities
+            .thinking
+            .types
+            .enabled
+            .supported = true;
+        self.descriptor
+            .capabilities
+            .thinking
+            .types
+            .adaptive
+            .supported = true;
         self
     }
 
@@ -132,30 +158,61 @@ fn async_stream_events(
     let mut text = String::new();
     let mut reason = FinishReason::EndTurn;
     let mut produced = 0u32;
+    let mut thinking_tokens = 0u32;
+    let (show_thinking, budget) = match &request.thinking {
+        Some(ThinkingConfig::Enabled { budget_tokens, .. }) => (true, Some(*budget_tokens)),
+        Some(ThinkingConfig::Adaptive { .. }) => (true, None),
+        _ => (false, None),
+    };
+    let mut splitter = backend.reasoning.then(|| ThinkSplitter::new(false));
+    // Once the budget closes the thought, the rest of the scripted thought is never written.
+    let mut cut = false;
     for (i, piece) in backend.pieces.iter().enumerate() {
         if backend.fail_after == Some(i) {
             events.push(Err(BackendError::Generation("scripted failure".into())));
             break;
         }
-        if i >= limit {
+        if produced as usize >= limit {
             reason = FinishReason::MaxTokens;
             break;
         }
-        text.push_str(piece);
+        let segments = match splitter.as_mut() {
+            Some(splitter) => splitter.push(piece),
+            None => vec![Segment::Text(piece.clone())],
+        };
+        let mut answer = String::new();
+        for segment in segments {
+            match segment {
+                Segment::Thinking(_) if cut || !show_thinking => {}
+                Segment::Thinking(thought) => {
+                    thinking_tokens += 1;
+                    produced += 1;
+                    events.push(Ok(BackendEvent::Thinking(thought)));
+                    if budget.is_some_and(|b| thinking_tokens >= b) {
+                        cut = true;
+                    }
+                }
+                Segment::Text(t) => answer.push_str(&t),
+            }
+        }
+        if answer.is_empty() {
+            continue;
+        }
+        text.push_str(&answer);
         produced += 1;
         if let Some(stop) = request
             .stop_sequences
             .iter()
             .find(|s| text.contains(s.as_str()))
         {
-            let visible = piece.split(stop.as_str()).next().unwrap_or_default();
+            let visible = answer.split(stop.as_str()).next().unwrap_or_default();
             if !visible.is_empty() {
                 events.push(Ok(BackendEvent::Text(visible.to_owned())));
             }
             reason = FinishReason::StopSequence(stop.clone());
             break;
         }
-        events.push(Ok(BackendEvent::Text(piece.clone())));
+        events.push(Ok(BackendEvent::Text(answer)));
     }
     if let (FinishReason::EndTurn, Some((name, input))) = (&reason, &backend.tool_call) {
         events.push(Ok(BackendEvent::ToolUse {
@@ -169,6 +226,7 @@ fn async_stream_events(
         events.push(Ok(BackendEvent::Finished {
             reason,
             output_tokens: produced,
+            thinking_tokens,
         }));
     }
     let delay = backend.delay;

@@ -67,11 +67,12 @@ mod real_model {
         while let Some(event) = events.next().await {
             match event.unwrap() {
                 BackendEvent::Started { prompt: p } => prompt = p.input_tokens,
-                BackendEvent::Text(t) => text.push_str(&t),
+                BackendEvent::Text(t) | BackendEvent::Thinking(t) => text.push_str(&t),
                 BackendEvent::ToolUse { name, input } => tool_calls.push((name, input)),
                 BackendEvent::Finished {
                     reason,
                     output_tokens,
+                    ..
                 } => {
                     return Outcome {
                         prompt,
@@ -198,7 +199,9 @@ mod real_model {
                     match event.unwrap() {
                         BackendEvent::Text(_) => tx.send((name, false)).unwrap(),
                         BackendEvent::Finished { .. } => tx.send((name, true)).unwrap(),
-                        BackendEvent::Started { .. } | BackendEvent::ToolUse { .. } => {}
+                        BackendEvent::Started { .. }
+                        | BackendEvent::ToolUse { .. }
+                        | BackendEvent::Thinking(_) => {}
                     }
                 }
             });

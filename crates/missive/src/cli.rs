@@ -1,5 +1,6 @@
 //! The subcommands.
 
+pub mod bench;
 pub mod chat;
 pub mod keys;
 pub mod pull;
@@ -33,6 +34,11 @@ pub enum Command {
     },
     /// Chat with a running server from the terminal, streaming replies.
     Chat(chat::Args),
+    /// Measure a running server (and optionally a peer beside it).
+    Bench {
+        #[command(subcommand)]
+        command: bench::Command,
+    },
     /// Manage API keys in the store (works while the server runs).
     Keys {
         #[command(subcommand)]

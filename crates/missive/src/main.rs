@@ -47,5 +47,6 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Chat(args) => runtime.block_on(cli::chat::run(args)),
         Command::Keys { command } => cli::keys::run(&config, command),
+        Command::Bench { command } => cli::bench::run(command),
     }
 }

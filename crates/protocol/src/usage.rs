@@ -15,6 +15,14 @@ pub struct Usage {
     pub cache_creation: CacheCreation,
     #[serde(default)]
     pub service_tier: ServiceTier,
+    /// Present when the reply thought (extended thinking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_details: Option<OutputTokensDetails>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputTokensDetails {
+    pub thinking_tokens: u32,
 }
 
 /// The split of cache writes by TTL.
@@ -43,6 +51,8 @@ pub struct MessageDeltaUsage {
     pub cache_creation_input_tokens: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_read_input_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens_details: Option<OutputTokensDetails>,
 }
 
 impl From<&Usage> for MessageDeltaUsage {
@@ -52,6 +62,7 @@ impl From<&Usage> for MessageDeltaUsage {
             input_tokens: Some(u.input_tokens),
             cache_creation_input_tokens: Some(u.cache_creation_input_tokens),
             cache_read_input_tokens: Some(u.cache_read_input_tokens),
+            output_tokens_details: u.output_tokens_details,
         }
     }
 }

@@ -14,6 +14,7 @@ mod request_id;
 mod routes;
 mod sse;
 mod state;
+pub mod thinking;
 
 pub use auth::Auth;
 pub use error::ApiError;

@@ -6,9 +6,11 @@ use futures::{Stream, StreamExt};
 use missive_backend::{BackendError, BackendEvent, EventStream, FinishReason};
 use missive_protocol::content::ContentBlock;
 use missive_protocol::stream::{ContentBlockDelta, MessageDelta, StreamEvent};
+use missive_protocol::usage::OutputTokensDetails;
 use missive_protocol::{ErrorDetail, Message, StopReason, Usage};
 
 use crate::error::ApiError;
+use crate::thinking::ThinkingSigner;
 
 /// Turns backend events into Claude stream events, tracking block indices and usage.
 pub struct Assembler {
@@ -18,6 +20,11 @@ pub struct Assembler {
     started: bool,
     open_block: Option<usize>,
     next_index: usize,
+    signer: Option<ThinkingSigner>,
+    /// The open thinking block's text, signed when the block closes.
+    thought: Option<String>,
+    /// `thinking.display: "omitted"`: thinking blocks carry no text, only a signature.
+    omit_thinking: bool,
 }
 
 impl Assembler {
@@ -29,7 +36,52 @@ impl Assembler {
             started: false,
             open_block: None,
             next_index: 0,
+            signer: None,
+            thought: None,
+            omit_thinking: false,
         }
+    }
+
+    /// Thinking blocks get signatures from `signer`; `omit` leaves their text out.
+    pub fn with_thinking(mut self, signer: ThinkingSigner, omit: bool) -> Self {
+        self.signer = Some(signer);
+        self.omit_thinking = omit;
+        self
+    }
+
+    /// Opens a block at the next index.
+    fn open(&mut self, content_block: ContentBlock, out: &mut Vec<StreamEvent>) -> usize {
+        let index = self.next_index;
+        self.next_index += 1;
+        self.open_block = Some(index);
+        out.push(StreamEvent::ContentBlockStart {
+            index,
+            content_block,
+        });
+        if index == 0 {
+            out.push(StreamEvent::Ping);
+        }
+        index
+    }
+
+    /// Closes the open block; a thinking block first gets its signature.
+    fn close(&mut self, out: &mut Vec<StreamEvent>) {
+        let Some(index) = self.open_block.take() else {
+            return;
+        };
+        if let Some(thought) = self.thought.take() {
+            let signed = if self.omit_thinking { "" } else { &thought };
+            let signature = self
+                .signer
+                .as_ref()
+                .map(|s| s.sign(signed))
+                .unwrap_or_default();
+            out.push(StreamEvent::ContentBlockDelta {
+                index,
+                delta: ContentBlockDelta::SignatureDelta { signature },
+            });
+        }
+        out.push(StreamEvent::ContentBlockStop { index });
     }
 
     fn start(&mut self, out: &mut Vec<StreamEvent>) {
@@ -58,46 +110,54 @@ impl Assembler {
             }
             Ok(BackendEvent::Text(text)) => {
                 self.start(&mut out);
+                if self.thought.is_some() {
+                    self.close(&mut out);
+                }
                 let index = match self.open_block {
                     Some(index) => index,
-                    None => {
-                        let index = self.next_index;
-                        self.next_index += 1;
-                        self.open_block = Some(index);
-                        out.push(StreamEvent::ContentBlockStart {
-                            index,
-                            content_block: ContentBlock::text(""),
-                        });
-                        if index == 0 {
-                            out.push(StreamEvent::Ping);
-                        }
-                        index
-                    }
+                    None => self.open(ContentBlock::text(""), &mut out),
                 };
                 out.push(StreamEvent::ContentBlockDelta {
                     index,
                     delta: ContentBlockDelta::TextDelta { text },
                 });
             }
+            Ok(BackendEvent::Thinking(thinking)) => {
+                self.start(&mut out);
+                if self.thought.is_none() {
+                    self.close(&mut out);
+                    self.open(
+                        ContentBlock::Thinking {
+                            thinking: String::new(),
+                            signature: String::new(),
+                        },
+                        &mut out,
+                    );
+                    self.thought = Some(String::new());
+                }
+                if let (Some(index), Some(thought)) = (self.open_block, self.thought.as_mut()) {
+                    thought.push_str(&thinking);
+                    if !self.omit_thinking {
+                        out.push(StreamEvent::ContentBlockDelta {
+                            index,
+                            delta: ContentBlockDelta::ThinkingDelta { thinking },
+                        });
+                    }
+                }
+            }
             Ok(BackendEvent::ToolUse { name, input }) => {
                 self.start(&mut out);
-                if let Some(index) = self.open_block.take() {
-                    out.push(StreamEvent::ContentBlockStop { index });
-                }
-                let index = self.next_index;
-                self.next_index += 1;
-                out.push(StreamEvent::ContentBlockStart {
-                    index,
-                    content_block: ContentBlock::ToolUse {
+                self.close(&mut out);
+                let index = self.open(
+                    ContentBlock::ToolUse {
                         id: crate::ids::new_id("toolu"),
                         name,
                         input: serde_json::json!({}),
                         caller: None,
                     },
-                });
-                if index == 0 {
-                    out.push(StreamEvent::Ping);
-                }
+                    &mut out,
+                );
+                self.open_block = None;
                 for partial_json in json_chunks(&input) {
                     out.push(StreamEvent::ContentBlockDelta {
                         index,
@@ -109,12 +169,15 @@ impl Assembler {
             Ok(BackendEvent::Finished {
                 reason,
                 output_tokens,
+                thinking_tokens,
             }) => {
                 self.start(&mut out);
-                if let Some(index) = self.open_block.take() {
-                    out.push(StreamEvent::ContentBlockStop { index });
-                }
+                self.close(&mut out);
                 self.usage.output_tokens = output_tokens;
+                if thinking_tokens > 0 {
+                    self.usage.output_tokens_details =
+                        Some(OutputTokensDetails { thinking_tokens });
+                }
                 let (stop_reason, stop_sequence) = match reason {
                     FinishReason::EndTurn => (StopReason::EndTurn, None),
                     FinishReason::MaxTokens => (StopReason::MaxTokens, None),
@@ -211,9 +274,21 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
                         buffer.push_str(&partial_json);
                     }
                 }
-                ContentBlockDelta::ThinkingDelta { .. }
-                | ContentBlockDelta::SignatureDelta { .. }
-                | ContentBlockDelta::CitationsDelta { .. } => {}
+                ContentBlockDelta::ThinkingDelta { thinking: piece } => {
+                    if let Some(ContentBlock::Thinking { thinking, .. }) =
+                        message.as_mut().and_then(|m| m.content.get_mut(index))
+                    {
+                        thinking.push_str(&piece);
+                    }
+                }
+                ContentBlockDelta::SignatureDelta { signature: value } => {
+                    if let Some(ContentBlock::Thinking { signature, .. }) =
+                        message.as_mut().and_then(|m| m.content.get_mut(index))
+                    {
+                        *signature = value;
+                    }
+                }
+                ContentBlockDelta::CitationsDelta { .. } => {}
             },
             StreamEvent::ContentBlockStop { index } => {
                 if let Some(ContentBlock::ToolUse { input, .. }) =
@@ -230,6 +305,7 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
                     m.stop_reason = delta.stop_reason;
                     m.stop_sequence = delta.stop_sequence;
                     m.usage.output_tokens = usage.output_tokens;
+                    m.usage.output_tokens_details = usage.output_tokens_details;
                 }
             }
             StreamEvent::Error { error } => {

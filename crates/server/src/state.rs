@@ -2,12 +2,14 @@ use std::sync::Arc;
 
 use crate::auth::Auth;
 use crate::model_router::ModelRouter;
+use crate::thinking::ThinkingSigner;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub models: Arc<ModelRouter>,
     pub auth: Arc<Auth>,
+    pub signer: ThinkingSigner,
 }
 
 impl AppState {
@@ -15,6 +17,13 @@ impl AppState {
         Self {
             models: Arc::new(models),
             auth: Arc::new(auth),
+            signer: ThinkingSigner::ephemeral(),
         }
+    }
+
+    /// Signs thinking blocks under a persistent key, so they verify after a restart.
+    pub fn with_thinking_key(mut self, key: Vec<u8>) -> Self {
+        self.signer = ThinkingSigner::new(key);
+        self
     }
 }

@@ -7,4 +7,5 @@ mod api {
     mod messages;
     mod models;
     mod streaming;
+    mod thinking;
 }

@@ -32,4 +32,6 @@ pub trait Store: Send + Sync {
     fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>, Error>;
     fn list_api_keys(&self) -> Result<Vec<ApiKey>, Error>;
     fn set_api_key_status(&self, id: &str, status: KeyStatus) -> Result<(), Error>;
+    /// The named secret, created (`len` random bytes) on first use and kept thereafter.
+    fn secret(&self, name: &str, len: usize) -> Result<Vec<u8>, Error>;
 }

@@ -6,7 +6,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::keys::{generate_secret, hash_key, hint, ApiKey, KeyStatus, NewApiKey};
 use crate::{Error, Store};
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_api_keys.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_api_keys.sql"),
+    include_str!("../migrations/sqlite/0002_secrets.sql"),
+];
 
 /// The default store: one SQLite file in WAL mode, so the CLI can change keys while the
 /// server runs.
@@ -124,6 +127,22 @@ impl Store for SqliteStore {
         }
         Ok(())
     }
+
+    fn secret(&self, name: &str, len: usize) -> Result<Vec<u8>, Error> {
+        let fresh: Vec<u8> = (0..len).map(|_| rand::random::<u8>()).collect();
+        self.with(|conn| {
+            // First writer wins; every later caller (and restart) reads the same value.
+            conn.execute(
+                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)",
+                params![name, fresh],
+            )?;
+            conn.query_row(
+                "SELECT value FROM secrets WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )
+        })
+    }
 }
 
 #[cfg(test)]
@@ -153,5 +172,19 @@ mod tests {
             .find_api_key(&hash_key("sk-ant-api03-wrong"))
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn a_secret_is_created_once_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missive.db");
+        let first = SqliteStore::open(&path).unwrap().secret("s", 32).unwrap();
+        assert_eq!(first.len(), 32);
+        let again = SqliteStore::open(&path).unwrap().secret("s", 32).unwrap();
+        assert_eq!(first, again);
+        assert_ne!(
+            first,
+            SqliteStore::open(&path).unwrap().secret("t", 32).unwrap()
+        );
     }
 }

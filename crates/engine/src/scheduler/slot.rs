@@ -386,6 +386,7 @@ fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
     let _ = active.job.events.send(Ok(BackendEvent::Finished {
         reason,
         output_tokens: active.output_tokens,
+        thinking_tokens: 0,
     }));
     StepOutcome::Finished
 }

@@ -66,6 +66,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     for (pattern, target) in &config.aliases {
         router = router.with_alias(pattern, target);
     }
+    let thinking_key = store.secret("thinking-signature", 32)?;
     let auth = Auth::new(&config.api_keys, Some(store as Arc<dyn Store>));
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -73,7 +74,8 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "listening");
     eprintln!("Missive listening on http://{addr}");
-    axum::serve(listener, app(AppState::new(router, auth)))
+    let state = AppState::new(router, auth).with_thinking_key(thinking_key);
+    axum::serve(listener, app(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -24,6 +24,7 @@ pub async fn create(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let request = parse_messages_request(&body)?;
+    state.signer.verify_history(&request)?;
     let backend = state.models.resolve(&request.model)?;
     let descriptor = backend.descriptor();
     if request.max_tokens > descriptor.max_output_tokens {
@@ -44,12 +45,19 @@ pub async fn create(
             HeaderValue::from_static("ignored; the model cannot reason"),
         )
     });
+    let omit_thinking = match &request.thinking {
+        Some(ThinkingConfig::Enabled { display, .. } | ThinkingConfig::Adaptive { display }) => {
+            display.as_deref() == Some("omitted")
+        }
+        _ => false,
+    };
     let stream = request.stream.unwrap_or(false);
     // Responses name the model as the client asked for it, as the Claude API echoes aliases.
     let model_name = request.model.clone();
     let generate = GenerateRequest::new(descriptor.id.clone(), request);
     let events = backend.generate(generate).await?;
-    let assembler = Assembler::new(crate::ids::new_id("msg"), model_name);
+    let assembler = Assembler::new(crate::ids::new_id("msg"), model_name)
+        .with_thinking(state.signer.clone(), omit_thinking);
     let events = sse::events(events, assembler);
     if stream {
         let body =
