@@ -1,6 +1,6 @@
 //! The normalised request every backend receives.
 
-use missive_protocol::content::ContentBlockParam;
+use missive_protocol::content::{CacheControl, ContentBlockParam};
 use missive_protocol::messages::{
     MessagesRequest, Role, SystemBlock, SystemBlockType, SystemPrompt,
 };
@@ -53,6 +53,8 @@ pub struct GenerateRequest {
     pub tool_choice: Option<ToolChoice>,
     pub thinking: Option<ThinkingConfig>,
     pub output_format: Option<OutputFormat>,
+    /// The automatic top-level `cache_control` breakpoint.
+    pub cache_control: Option<CacheControl>,
 }
 
 impl GenerateRequest {
@@ -98,6 +100,7 @@ impl GenerateRequest {
             tool_choice: request.tool_choice,
             thinking: request.thinking,
             output_format,
+            cache_control: request.cache_control,
         }
     }
 

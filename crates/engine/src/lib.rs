@@ -12,6 +12,7 @@ mod error;
 mod model;
 pub mod output;
 mod prompt;
+pub mod prompt_cache;
 mod scheduler;
 pub mod template;
 
@@ -27,6 +28,7 @@ pub use error::Error;
 pub use model::ModelConfig;
 
 use crate::constraint::Grammars;
+use crate::prompt_cache::{Breakpoint, CacheLedger, Clock};
 use crate::scheduler::{ContextSettings, Job, ToolParsing};
 use crate::template::ChatTemplate;
 
@@ -35,6 +37,7 @@ pub struct EngineBackend {
     model: Arc<LlamaModel>,
     template: ChatTemplate,
     grammars: Grammars,
+    cache_ledger: CacheLedger,
     descriptor: ModelDescriptor,
     jobs: SyncSender<Job>,
     add_bos: bool,
@@ -43,6 +46,11 @@ pub struct EngineBackend {
 impl EngineBackend {
     /// Loads the model and starts its engine thread.
     pub fn load(config: &ModelConfig) -> Result<Self, Error> {
+        Self::load_with_clock(config, Arc::new(prompt_cache::SystemClock))
+    }
+
+    /// As [`EngineBackend::load`], with prompt-cache TTLs measured by `clock`.
+    pub fn load_with_clock(config: &ModelConfig, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         let model = Arc::new(model::load(&config.path)?);
         let template = model::chat_template(&model)?;
         let grammars = Grammars::new(&model).map_err(Error::Grammar)?;
@@ -81,6 +89,7 @@ impl EngineBackend {
             model,
             template,
             grammars,
+            cache_ledger: CacheLedger::new(clock, config.cache_min_tokens),
             descriptor,
             jobs,
             add_bos,
@@ -88,11 +97,13 @@ impl EngineBackend {
     }
 
     /// Renders and tokenises the request's prompt exactly as generation feeds it, and
-    /// says how its output is to be scanned for tool calls.
+    /// says how its output is to be scanned for tool calls and where its cache
+    /// breakpoints fall (when `breakpoints` is asked for).
     fn prompt_tokens(
         &self,
         request: &GenerateRequest,
-    ) -> Result<(Vec<LlamaToken>, ToolParsing), BackendError> {
+        breakpoints: bool,
+    ) -> Result<(Vec<LlamaToken>, ToolParsing, Vec<Breakpoint>), BackendError> {
         let mut parts = prompt::prompt_parts(request)?;
         let grammar_calls = self.grammars.tool_open_token().is_some();
         let tools = prompt::tool_parsing(request, &parts, grammar_calls);
@@ -110,6 +121,11 @@ impl EngineBackend {
             .template
             .render(&parts.messages, &parts.tools, true)
             .map_err(|err| BackendError::InvalidRequest(err.to_string()))?;
+        let needles = match breakpoints {
+            true => prompt::cache_needles(request),
+            false => Vec::new(),
+        };
+        let offsets = prompt::needle_offsets(&text, &request.system_text(), &needles);
         if let Some(prefill) = &parts.prefill {
             text.push_str(prefill);
         }
@@ -127,7 +143,18 @@ impl EngineBackend {
             tokens.push(bos);
         }
         tokens.extend(rendered);
-        Ok((tokens, tools))
+        let breakpoints = offsets
+            .into_iter()
+            .map(|(end, ttl)| {
+                let prefix = vocab.tokenize(&text.as_bytes()[..end], false, true);
+                let with_bos = usize::from(self.add_bos && prefix.first() != Some(&bos));
+                Breakpoint {
+                    tokens: (prefix.len() + with_bos).min(tokens.len()),
+                    ttl,
+                }
+            })
+            .collect();
+        Ok((tokens, tools, breakpoints))
     }
 }
 
@@ -138,12 +165,12 @@ impl Backend for EngineBackend {
     }
 
     async fn count_tokens(&self, request: &GenerateRequest) -> Result<u32, BackendError> {
-        let (tokens, _) = self.prompt_tokens(request)?;
+        let (tokens, _, _) = self.prompt_tokens(request, false)?;
         Ok(u32::try_from(tokens.len()).unwrap_or(u32::MAX))
     }
 
     async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
-        let (tokens, tools) = self.prompt_tokens(&request)?;
+        let (tokens, tools, breakpoints) = self.prompt_tokens(&request, true)?;
         if tokens.is_empty() {
             return Err(BackendError::InvalidRequest(
                 "the prompt renders to no tokens".into(),
@@ -155,6 +182,7 @@ impl Backend for EngineBackend {
             return Err(BackendError::PromptTooLong { tokens: count, max });
         }
         let constraint = self.grammars.for_request(&request, tools.enabled)?;
+        let usage = self.cache_ledger.account(&tokens, &breakpoints);
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let job = Job {
             tokens,
@@ -163,6 +191,7 @@ impl Backend for EngineBackend {
             sampling: request.sampling,
             tools,
             constraint,
+            usage,
             events,
         };
         match self.jobs.try_send(job) {

@@ -28,6 +28,8 @@ pub struct ModelConfig {
     pub queue_depth: usize,
     /// Sequences decoded together (continuous batching). They share the context's KV cells.
     pub parallel: u32,
+    /// Shortest prefix a `cache_control` breakpoint caches, in tokens.
+    pub cache_min_tokens: usize,
 }
 
 static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();

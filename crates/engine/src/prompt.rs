@@ -6,6 +6,7 @@ use missive_protocol::messages::Role;
 use missive_protocol::tools::ToolChoice;
 use serde_json::{json, Value};
 
+use crate::prompt_cache::Ttl;
 use crate::scheduler::ToolParsing;
 use crate::template::TemplateMessage;
 
@@ -233,4 +234,127 @@ fn assistant_message(blocks: &[ContentBlockParam]) -> TemplateMessage {
         content: text.join("\n"),
         tool_calls,
     }
+}
+
+/// Where a `cache_control` breakpoint falls in the rendered prompt: just after `text`
+/// (through the end of its line for a tool or tool call, which templates render as one
+/// JSON line), searched among the messages or in the system/tools preamble.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CacheNeedle {
+    pub text: String,
+    pub to_line_end: bool,
+    pub in_messages: bool,
+    pub ttl: Ttl,
+}
+
+/// The request's breakpoints in prompt order. The automatic top-level `cache_control`
+/// marks the last block of the conversation before any prefill.
+pub(crate) fn cache_needles(request: &GenerateRequest) -> Vec<CacheNeedle> {
+    let mut needles = Vec::new();
+    for tool in &request.tools {
+        if let Some(control) = &tool.cache_control {
+            needles.push(CacheNeedle {
+                text: format!("\"name\": {}", Value::from(tool.name.as_str())),
+                to_line_end: true,
+                in_messages: false,
+                ttl: Ttl::parse(control.ttl.as_deref()),
+            });
+        }
+    }
+    for block in &request.system {
+        if let Some(control) = &block.cache_control {
+            needles.push(CacheNeedle {
+                text: block.text.clone(),
+                to_line_end: false,
+                in_messages: false,
+                ttl: Ttl::parse(control.ttl.as_deref()),
+            });
+        }
+    }
+    let history = request.turns.len() - usize::from(request.prefill().is_some());
+    for turn in &request.turns[..history] {
+        for block in &turn.blocks {
+            if let Some(control) = block.cache_control() {
+                if let Some((text, to_line_end)) = block_needle(block) {
+                    needles.push(CacheNeedle {
+                        text,
+                        to_line_end,
+                        in_messages: true,
+                        ttl: Ttl::parse(control.ttl.as_deref()),
+                    });
+                }
+            }
+        }
+    }
+    if let Some(control) = &request.cache_control {
+        let last = request.turns[..history]
+            .iter()
+            .rev()
+            .flat_map(|turn| turn.blocks.iter().rev())
+            .find_map(block_needle);
+        if let Some((text, to_line_end)) = last {
+            needles.push(CacheNeedle {
+                text,
+                to_line_end,
+                in_messages: true,
+                ttl: Ttl::parse(control.ttl.as_deref()),
+            });
+        }
+    }
+    needles
+}
+
+fn block_needle(block: &ContentBlockParam) -> Option<(String, bool)> {
+    match block {
+        ContentBlockParam::Text { text, .. } => Some((text.clone(), false)),
+        ContentBlockParam::ToolUse { name, .. } => {
+            Some((format!("\"name\": {}", Value::from(name.as_str())), true))
+        }
+        ContentBlockParam::ToolResult {
+            content: Some(ToolResultContent::Text(text)),
+            ..
+        } => Some((text.clone(), false)),
+        ContentBlockParam::ToolResult {
+            content: Some(ToolResultContent::Blocks(blocks)),
+            ..
+        } => blocks.iter().rev().find_map(block_needle),
+        ContentBlockParam::Document {
+            source: DocumentSource::Text { data, .. },
+            ..
+        } => Some((data.clone(), false)),
+        _ => None,
+    }
+}
+
+/// The byte offsets in `rendered` where each needle's breakpoint falls; needles not found
+/// (a template that rewrites the text) set no breakpoint.
+pub(crate) fn needle_offsets(
+    rendered: &str,
+    system: &str,
+    needles: &[CacheNeedle],
+) -> Vec<(usize, Ttl)> {
+    // Messages come after the system prompt; searching past it keeps a message needle
+    // from matching the same words in the system text.
+    let mut cursor = match system.is_empty() {
+        true => 0,
+        false => rendered.find(system).map_or(0, |at| at + system.len()),
+    };
+    let mut offsets = Vec::new();
+    for needle in needles {
+        let from = if needle.in_messages { cursor } else { 0 };
+        let Some(at) = rendered[from..].find(&needle.text).map(|i| from + i) else {
+            continue;
+        };
+        let mut end = at + needle.text.len();
+        if needle.to_line_end {
+            end = rendered[end..]
+                .find('\n')
+                .map_or(rendered.len(), |i| end + i);
+        }
+        if needle.in_messages {
+            cursor = end;
+        }
+        offsets.push((end, needle.ttl));
+    }
+    offsets
 }

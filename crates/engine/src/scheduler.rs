@@ -15,7 +15,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
-use missive_backend::{BackendError, BackendEvent, Sampling};
+use missive_backend::{BackendError, BackendEvent, PromptUsage, Sampling};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::constraint::Constraint;
@@ -30,6 +30,8 @@ pub(crate) struct Job {
     pub sampling: Sampling,
     pub tools: ToolParsing,
     pub constraint: Constraint,
+    /// What the prompt is billed, as the cache ledger decided.
+    pub usage: PromptUsage,
     pub events: UnboundedSender<Result<BackendEvent, BackendError>>,
 }
 

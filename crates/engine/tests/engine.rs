@@ -25,6 +25,7 @@ mod real_model {
             max_output_tokens: 1024,
             queue_depth,
             parallel: 2,
+            cache_min_tokens: 64,
         })
     }
 
@@ -329,5 +330,86 @@ mod real_model {
             Err(other) => panic!("unexpected error {other}"),
             Ok(_) => panic!("an unenforceable strict schema was accepted"),
         }
+    }
+
+    struct FakeClock(std::sync::Mutex<std::time::Instant>);
+
+    impl missive_engine::prompt_cache::Clock for FakeClock {
+        fn now(&self) -> std::time::Instant {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    async fn started_usage(
+        engine: &EngineBackend,
+        req: GenerateRequest,
+    ) -> missive_backend::PromptUsage {
+        let mut events = engine.generate(req).await.unwrap();
+        while let Some(event) = events.next().await {
+            if let BackendEvent::Started { prompt } = event.unwrap() {
+                return prompt;
+            }
+        }
+        panic!("no Started event");
+    }
+
+    #[tokio::test]
+    async fn cache_control_bills_a_write_then_reads_until_the_ttl_expires() {
+        let Some(config) = config(16) else { return };
+        let clock =
+            std::sync::Arc::new(FakeClock(std::sync::Mutex::new(std::time::Instant::now())));
+        let engine = EngineBackend::load_with_clock(&config, clock.clone()).unwrap();
+        let policy = "You are the support assistant of Example Corp. ".repeat(20);
+        let body = |question: &str| {
+            serde_json::json!({"model": "m", "max_tokens": 1, "temperature": 0,
+                "system": [{"type": "text", "text": policy, "cache_control": {"type": "ephemeral"}}],
+                "messages": [{"role": "user", "content": question}]})
+        };
+        let total = engine
+            .count_tokens(&request(body("How do I reset my password?")))
+            .await
+            .unwrap();
+        let sum = |u: &missive_backend::PromptUsage| {
+            u.input_tokens
+                + u.cache_read_input_tokens
+                + u.cache_creation_5m_input_tokens
+                + u.cache_creation_1h_input_tokens
+        };
+        let first = started_usage(&engine, request(body("How do I reset my password?"))).await;
+        assert!(first.cache_creation_5m_input_tokens > 100, "{first:?}");
+        assert_eq!(first.cache_read_input_tokens, 0);
+        assert_eq!(sum(&first), total);
+        // Another question after the same system prompt reads what the first wrote.
+        let second_body = body("Where is my invoice?");
+        let second_total = engine
+            .count_tokens(&request(second_body.clone()))
+            .await
+            .unwrap();
+        let second = started_usage(&engine, request(second_body.clone())).await;
+        assert_eq!(
+            second.cache_read_input_tokens, first.cache_creation_5m_input_tokens,
+            "{second:?}"
+        );
+        assert_eq!(second.cache_creation_5m_input_tokens, 0);
+        assert_eq!(sum(&second), second_total);
+        // Past the 5-minute TTL the prefix is written again.
+        *clock.0.lock().unwrap() += std::time::Duration::from_secs(301);
+        let third = started_usage(&engine, request(second_body)).await;
+        assert_eq!(third.cache_read_input_tokens, 0, "{third:?}");
+        assert_eq!(
+            third.cache_creation_5m_input_tokens,
+            first.cache_creation_5m_input_tokens
+        );
+        // Without cache_control nothing is billed as cached, whatever the KV reuse.
+        let plain = serde_json::json!({"model": "m", "max_tokens": 1, "system": policy,
+            "messages": [{"role": "user", "content": "Where is my invoice?"}]});
+        let usage = started_usage(&engine, request(plain)).await;
+        assert_eq!(
+            (
+                usage.cache_read_input_tokens,
+                usage.cache_creation_5m_input_tokens
+            ),
+            (0, 0)
+        );
     }
 }

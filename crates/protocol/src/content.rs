@@ -66,6 +66,20 @@ pub enum ContentBlockParam {
     },
 }
 
+impl ContentBlockParam {
+    /// The block's cache breakpoint, if it sets one.
+    pub fn cache_control(&self) -> Option<&CacheControl> {
+        match self {
+            Self::Text { cache_control, .. }
+            | Self::Image { cache_control, .. }
+            | Self::Document { cache_control, .. }
+            | Self::ToolUse { cache_control, .. }
+            | Self::ToolResult { cache_control, .. } => cache_control.as_ref(),
+            Self::Thinking { .. } | Self::RedactedThinking { .. } => None,
+        }
+    }
+}
+
 /// `tool_result.content`: a string or a list of blocks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]

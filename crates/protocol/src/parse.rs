@@ -3,8 +3,9 @@
 
 use serde::de::DeserializeOwned;
 
+use crate::content::CacheControl;
 use crate::content::ContentBlockParam;
-use crate::messages::{CountTokensRequest, MessageContent, MessagesRequest, Role};
+use crate::messages::{CountTokensRequest, MessageContent, MessagesRequest, Role, SystemPrompt};
 use crate::tools::{OutputFormat, ThinkingConfig, ToolChoice};
 
 /// A request body that cannot be served as written. Always a client error.
@@ -118,6 +119,7 @@ fn validate_messages(request: &MessagesRequest) -> Result<(), RequestError> {
     validate_tools(request)?;
     validate_tool_pairs(request)?;
     validate_thinking(request)?;
+    validate_cache_control(request)?;
     if let Some(last) = request.messages.last() {
         if last.role == Role::Assistant && final_text(&last.content).ends_with(char::is_whitespace)
         {
@@ -176,6 +178,57 @@ fn validate_tools(request: &MessagesRequest) -> Result<(), RequestError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// `cache_control` as the Claude API accepts it: `ephemeral`, a `5m` or `1h` TTL, and at
+/// most four breakpoints in all (the automatic top-level form counts as one).
+fn validate_cache_control(request: &MessagesRequest) -> Result<(), RequestError> {
+    let mut found: Vec<(String, &CacheControl)> = Vec::new();
+    if let Some(c) = &request.cache_control {
+        found.push(("cache_control".into(), c));
+    }
+    for (i, tool) in request.tools.iter().flatten().enumerate() {
+        if let Some(c) = &tool.cache_control {
+            found.push((format!("tools.{i}.cache_control"), c));
+        }
+    }
+    if let Some(SystemPrompt::Blocks(blocks)) = &request.system {
+        for (i, block) in blocks.iter().enumerate() {
+            if let Some(c) = &block.cache_control {
+                found.push((format!("system.{i}.cache_control"), c));
+            }
+        }
+    }
+    for (i, message) in request.messages.iter().enumerate() {
+        for (j, block) in blocks(&message.content).iter().enumerate() {
+            if let Some(c) = block.cache_control() {
+                found.push((format!("messages.{i}.content.{j}.cache_control"), c));
+            }
+        }
+    }
+    for (path, control) in &found {
+        if control.kind != "ephemeral" {
+            return Err(RequestError(format!(
+                "{path}.type: Input should be 'ephemeral'"
+            )));
+        }
+        if let Some(ttl) = control
+            .ttl
+            .as_deref()
+            .filter(|t| !matches!(*t, "5m" | "1h"))
+        {
+            return Err(RequestError(format!(
+                "{path}.ttl: Input should be '5m' or '1h' (got '{ttl}')"
+            )));
+        }
+    }
+    if found.len() > 4 {
+        return Err(RequestError(format!(
+            "A maximum of 4 blocks with cache_control may be provided. Found {}.",
+            found.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The Claude API's floor on a thinking budget. (Its `budget_tokens < max_tokens` rule is
@@ -372,5 +425,26 @@ mod tests {
             e,
             "final assistant content cannot end with trailing whitespace"
         );
+    }
+
+    #[test]
+    fn at_most_four_cache_breakpoints_with_known_ttls() {
+        let cc = r#"{"type":"ephemeral"}"#;
+        let block = format!(r#"{{"type":"text","text":"x","cache_control":{cc}}}"#);
+        let four = format!(
+            r#"{{"model":"m","max_tokens":1,"cache_control":{cc},"system":[{block},{block}],"messages":[{{"role":"user","content":[{block}]}}]}}"#
+        );
+        assert!(parse_messages_request(four.as_bytes()).is_ok());
+        let five = four.replacen(r#""content":["#, &format!(r#""content":[{block},"#), 1);
+        assert_eq!(
+            err(&five),
+            "A maximum of 4 blocks with cache_control may be provided. Found 5."
+        );
+        let bad_ttl = four.replacen(
+            r#""cache_control":{"type":"ephemeral"}"#,
+            r#""cache_control":{"type":"ephemeral","ttl":"2h"}"#,
+            1,
+        );
+        assert!(err(&bad_ttl).contains("ttl"), "{}", err(&bad_ttl));
     }
 }

@@ -6,7 +6,7 @@ use llama_cpp_2::llama_batch::{BatchAddError, LlamaBatch};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::vocab::LlamaVocab;
-use missive_backend::{BackendError, BackendEvent, FinishReason, PromptUsage, Sampling};
+use missive_backend::{BackendError, BackendEvent, FinishReason, Sampling};
 
 use llguidance::Matcher;
 
@@ -209,9 +209,8 @@ impl Slot {
         };
         if !active.started {
             active.started = true;
-            let prompt = u32::try_from(active.job.tokens.len()).unwrap_or(u32::MAX);
             let _ = active.job.events.send(Ok(BackendEvent::Started {
-                prompt: PromptUsage::uncached(prompt),
+                prompt: active.job.usage,
             }));
             if active.job.max_tokens == 0 {
                 return finish(active, FinishReason::MaxTokens);

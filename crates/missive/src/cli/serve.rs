@@ -56,6 +56,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             max_output_tokens: entry.max_output_tokens,
             queue_depth: entry.queue_depth,
             parallel: entry.parallel,
+            cache_min_tokens: missive_engine::prompt_cache::DEFAULT_MIN_TOKENS,
         };
         tracing::info!(model = %entry.name, path = %model_config.path.display(), "loading model");
         let backend = tokio::task::spawn_blocking(move || EngineBackend::load(&model_config))
