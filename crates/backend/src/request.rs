@@ -70,6 +70,7 @@ impl GenerateRequest {
             }],
             Some(SystemPrompt::Blocks(blocks)) => blocks,
         };
+        let system = system.into_iter().map(without_billing_nonce).collect();
         let mut turns: Vec<Turn> = Vec::with_capacity(request.messages.len());
         for message in request.messages {
             let blocks = message.content.into_blocks();
@@ -119,6 +120,24 @@ impl GenerateRequest {
     }
 }
 
+/// Claude Code starts its system prompt with `x-anthropic-billing-header: …; cch=<nonce>;`,
+/// a value that changes on every request. Left in, it would make every prompt's prefix
+/// unique and defeat the prefix cache; it means nothing to a model, so it is dropped.
+fn without_billing_nonce(mut block: SystemBlock) -> SystemBlock {
+    if !block.text.starts_with("x-anthropic-billing-header") {
+        return block;
+    }
+    if let Some(start) = block.text.find("cch=") {
+        let end = block.text[start..]
+            .find(';')
+            .map_or(block.text.len(), |i| start + i + 1);
+        block.text.replace_range(start..end, "");
+        let trimmed = block.text.trim_end().len();
+        block.text.truncate(trimmed);
+    }
+    block
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +155,27 @@ mod tests {
         assert_eq!(normalised.turns.len(), 2);
         assert_eq!(normalised.turns[0].text(), "a\nb");
         assert_eq!(normalised.prefill().as_deref(), Some("Sure"));
+    }
+
+    #[test]
+    fn claude_code_billing_nonce_is_dropped_so_prefixes_match() {
+        let block = |text: &str| SystemBlock {
+            kind: SystemBlockType::Text,
+            text: text.to_owned(),
+            cache_control: None,
+        };
+        let a = without_billing_nonce(block(
+            "x-anthropic-billing-header: cc_version=2.1.3; cc_entrypoint=cli; cch=1a2b3;",
+        ));
+        let b = without_billing_nonce(block(
+            "x-anthropic-billing-header: cc_version=2.1.3; cc_entrypoint=cli; cch=9f8e7;",
+        ));
+        assert_eq!(
+            a.text,
+            "x-anthropic-billing-header: cc_version=2.1.3; cc_entrypoint=cli;"
+        );
+        assert_eq!(a, b);
+        let other = block("You are helpful. cch=keep;");
+        assert_eq!(without_billing_nonce(other.clone()), other);
     }
 }

@@ -26,6 +26,8 @@ pub struct ScriptedBackend {
     tool_call: Option<(String, serde_json::Value)>,
     /// The pieces hold a `<think>…</think>` thought, as a reasoning model writes one.
     reasoning: bool,
+    /// Generations that may run at once; past it, `QueueFull`.
+    capacity: Option<usize>,
     /// Generations whose stream is still alive; tests watch it fall on disconnect.
     live: Arc<AtomicUsize>,
 }
@@ -46,6 +48,7 @@ impl ScriptedBackend {
             fail_after: None,
             tool_call: None,
             reasoning: false,
+            capacity: None,
             live: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -79,6 +82,12 @@ impl ScriptedBackend {
             .types
             .adaptive
             .supported = true;
+        self
+    }
+
+    /// At most `generations` run at once; another is refused as a full queue.
+    pub fn with_capacity(mut self, generations: usize) -> Self {
+        self.capacity = Some(generations);
         self
     }
 
@@ -137,7 +146,11 @@ impl Backend for ScriptedBackend {
                 max: self.descriptor.max_input_tokens,
             });
         }
-        self.live.fetch_add(1, Ordering::SeqCst);
+        let running = self.live.fetch_add(1, Ordering::SeqCst);
+        if self.capacity.is_some_and(|cap| running >= cap) {
+            self.live.fetch_sub(1, Ordering::SeqCst);
+            return Err(BackendError::QueueFull);
+        }
         let guard = LiveGuard(Arc::clone(&self.live));
         let this = self.clone();
         let stream = async_stream_events(this, request, tokens, guard);

@@ -230,3 +230,21 @@ async fn every_response_has_a_request_id() {
         .starts_with("req_"));
     let _ = KEY;
 }
+
+#[tokio::test]
+async fn a_full_queue_answers_529_overloaded_with_retry_after() {
+    let backend = super::common::hello()
+        .with_delay(std::time::Duration::from_millis(300))
+        .with_capacity(1);
+    let server = super::common::TestServer::start(backend).await;
+    let body = serde_json::json!({"model": "scripted-1", "max_tokens": 50, "stream": true,
+        "messages": super::common::user("hi")});
+    // The first stream holds the only place until it ends.
+    let running = server.messages(body.clone()).await;
+    assert_eq!(running.status(), 200);
+    let refused = server.messages(body).await;
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let message = super::common::assert_error(refused, 529, "overloaded_error").await;
+    assert!(message.contains("Overloaded"));
+    drop(running);
+}
