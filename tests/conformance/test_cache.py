@@ -35,3 +35,22 @@ def test_first_call_writes_the_prefix_and_the_next_reads_it(client):
         messages=[{"role": "user", "content": "How long do refunds take?"}],
     )
     assert total(second.usage) == counted.input_tokens
+
+
+def test_metrics_report_the_engine_and_the_cache(client, server):
+    import httpx
+
+    ask(client, "Do you ship abroad?")
+    ask(client, "Do you ship abroad?")
+    text = httpx.get(f"{server}/metrics").text
+    for name in (
+        "missive_time_to_first_token_seconds_bucket",
+        "missive_queue_depth",
+        "missive_running_sequences",
+        "missive_output_tokens_total",
+        "missive_prompt_cache_read_tokens_total",
+        "missive_prompt_cache_entries",
+    ):
+        assert name in text, name
+    reads = [line for line in text.splitlines() if line.startswith("missive_prompt_cache_read_tokens_total")]
+    assert float(reads[0].rsplit(" ", 1)[1]) > 1024

@@ -14,6 +14,7 @@ pub mod output;
 mod prompt;
 pub mod prompt_cache;
 mod scheduler;
+mod telemetry;
 pub mod template;
 
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -38,6 +39,8 @@ pub struct EngineBackend {
     template: ChatTemplate,
     grammars: Grammars,
     cache_ledger: CacheLedger,
+    /// The model id, shared with jobs for their metrics labels.
+    name: Arc<str>,
     descriptor: ModelDescriptor,
     jobs: SyncSender<Job>,
     add_bos: bool,
@@ -90,6 +93,7 @@ impl EngineBackend {
             template,
             grammars,
             cache_ledger: CacheLedger::new(clock, config.cache_min_tokens),
+            name: Arc::from(config.name.as_str()),
             descriptor,
             jobs,
             add_bos,
@@ -183,6 +187,7 @@ impl Backend for EngineBackend {
         }
         let constraint = self.grammars.for_request(&request, tools.enabled)?;
         let usage = self.cache_ledger.account(&tokens, &breakpoints);
+        telemetry::prompt_billed(&self.descriptor.id, &usage, self.cache_ledger.len());
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let job = Job {
             tokens,
@@ -192,12 +197,17 @@ impl Backend for EngineBackend {
             tools,
             constraint,
             usage,
+            model: Arc::clone(&self.name),
+            enqueued: std::time::Instant::now(),
             events,
         };
         match self.jobs.try_send(job) {
-            Ok(()) => Ok(Box::pin(
-                tokio_stream::wrappers::UnboundedReceiverStream::new(receiver),
-            )),
+            Ok(()) => {
+                telemetry::job_queued(&self.descriptor.id);
+                Ok(Box::pin(
+                    tokio_stream::wrappers::UnboundedReceiverStream::new(receiver),
+                ))
+            }
             Err(TrySendError::Full(_)) => Err(BackendError::QueueFull),
             Err(TrySendError::Disconnected(_)) => Err(BackendError::ShuttingDown),
         }

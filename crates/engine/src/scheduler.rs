@@ -32,6 +32,9 @@ pub(crate) struct Job {
     pub constraint: Constraint,
     /// What the prompt is billed, as the cache ledger decided.
     pub usage: PromptUsage,
+    /// The model id, for metrics labels.
+    pub model: Arc<str>,
+    pub enqueued: std::time::Instant,
     pub events: UnboundedSender<Result<BackendEvent, BackendError>>,
 }
 
@@ -72,7 +75,10 @@ pub(crate) fn spawn(
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), Error>>();
     std::thread::Builder::new()
         .name(format!("engine-{name}"))
-        .spawn(move || run(model, settings, jobs_rx, ready_tx))
+        .spawn({
+            let name: Arc<str> = Arc::from(name);
+            move || run(name, model, settings, jobs_rx, ready_tx)
+        })
         .map_err(|err| Error::Thread(err.to_string()))?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(jobs_tx),
@@ -84,6 +90,7 @@ pub(crate) fn spawn(
 }
 
 fn run(
+    name: Arc<str>,
     model: Arc<LlamaModel>,
     settings: ContextSettings,
     jobs: Receiver<Job>,
@@ -113,6 +120,7 @@ fn run(
     };
     let _ = ready.send(Ok(()));
     let mut scheduler = Scheduler {
+        name,
         model: &model,
         batch: LlamaBatch::new(settings.n_batch as usize, 1),
         settings,
@@ -123,6 +131,7 @@ fn run(
 }
 
 struct Scheduler<'m> {
+    name: Arc<str>,
     model: &'m LlamaModel,
     batch: LlamaBatch<'static>,
     settings: ContextSettings,
@@ -154,6 +163,8 @@ impl Scheduler<'_> {
                     slot.release(self.tick);
                 }
             }
+            let running = self.slots.iter().filter(|s| s.is_active()).count();
+            crate::telemetry::running_sequences(&self.name, running);
         }
     }
 
@@ -176,6 +187,7 @@ impl Scheduler<'_> {
                     Err(_) => return false,
                 }
             };
+            crate::telemetry::job_dequeued(&job.model);
             if job.events.is_closed() {
                 continue;
             }

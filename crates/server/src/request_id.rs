@@ -24,6 +24,11 @@ pub async fn middleware(request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("request-id", value);
     }
+    crate::metrics::request_finished(
+        &path,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     tracing::info!(
         request_id = %id,
         %method,

@@ -22,6 +22,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(crate::metrics::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::disable())

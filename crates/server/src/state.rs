@@ -10,6 +10,7 @@ pub struct AppState {
     pub models: Arc<ModelRouter>,
     pub auth: Arc<Auth>,
     pub signer: ThinkingSigner,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl AppState {
@@ -18,6 +19,7 @@ impl AppState {
             models: Arc::new(models),
             auth: Arc::new(auth),
             signer: ThinkingSigner::ephemeral(),
+            metrics: crate::metrics::handle(),
         }
     }
 

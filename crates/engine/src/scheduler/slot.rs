@@ -220,6 +220,10 @@ impl Slot {
         if vocab.is_eog(token) {
             return finish(active, FinishReason::EndTurn);
         }
+        if active.output_tokens == 0 {
+            crate::telemetry::first_token(&active.job.model, active.job.enqueued.elapsed());
+        }
+        crate::telemetry::output_token(&active.job.model);
         active.output_tokens += 1;
         let mut piece = visible_piece(vocab, token, active.tool_parser.is_some());
         if let Some(open) = active.lazy_grammar.as_ref().map(|(_, open)| *open) {

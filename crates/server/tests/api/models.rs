@@ -51,3 +51,26 @@ async fn unknown_model_and_bad_limit_are_rejected() {
     .await;
     assert!(msg.starts_with("limit"), "{msg}");
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_text_format() {
+    let server = super::common::TestServer::start(super::common::hello()).await;
+    let _ = server
+        .messages(serde_json::json!({"model": "scripted-1", "max_tokens": 5,
+            "messages": super::common::user("hi")}))
+        .await;
+    let response = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("missive_http_requests_total{route=\"messages\",status=\"200\"}"),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE missive_http_request_duration_seconds histogram"));
+}

@@ -1,0 +1,39 @@
+//! The engine's Prometheus metrics, labelled by model. Names follow Prometheus
+//! conventions; `/metrics` on the server renders them.
+
+use std::time::Duration;
+
+use missive_backend::PromptUsage;
+
+pub(crate) fn job_queued(model: &str) {
+    metrics::gauge!("missive_queue_depth", "model" => model.to_owned()).increment(1.0);
+}
+
+pub(crate) fn job_dequeued(model: &str) {
+    metrics::gauge!("missive_queue_depth", "model" => model.to_owned()).decrement(1.0);
+}
+
+pub(crate) fn running_sequences(model: &str, running: usize) {
+    metrics::gauge!("missive_running_sequences", "model" => model.to_owned()).set(running as f64);
+}
+
+pub(crate) fn first_token(model: &str, since_enqueued: Duration) {
+    metrics::histogram!("missive_time_to_first_token_seconds", "model" => model.to_owned())
+        .record(since_enqueued.as_secs_f64());
+}
+
+pub(crate) fn output_token(model: &str) {
+    metrics::counter!("missive_output_tokens_total", "model" => model.to_owned()).increment(1);
+}
+
+pub(crate) fn prompt_billed(model: &str, usage: &PromptUsage, cache_entries: usize) {
+    let label = || ("model", model.to_owned());
+    let written = usage.cache_creation_5m_input_tokens + usage.cache_creation_1h_input_tokens;
+    let total = usage.input_tokens + usage.cache_read_input_tokens + written;
+    metrics::counter!("missive_prompt_tokens_total", &[label()]).increment(u64::from(total));
+    metrics::counter!("missive_prompt_cache_read_tokens_total", &[label()])
+        .increment(u64::from(usage.cache_read_input_tokens));
+    metrics::counter!("missive_prompt_cache_write_tokens_total", &[label()])
+        .increment(u64::from(written));
+    metrics::gauge!("missive_prompt_cache_entries", &[label()]).set(cache_entries as f64);
+}
