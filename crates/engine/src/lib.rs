@@ -30,8 +30,11 @@ pub use model::ModelConfig;
 
 use crate::constraint::Grammars;
 use crate::prompt_cache::{Breakpoint, CacheLedger, Clock};
-use crate::scheduler::{ContextSettings, Job, ToolParsing};
+use crate::scheduler::{ContextSettings, Job, Reasoning, ToolParsing};
 use crate::template::ChatTemplate;
+use missive_backend::reasoning::ThinkSplitter;
+use missive_protocol::models::{ThinkingCapability, ThinkingTypes};
+use missive_protocol::tools::ThinkingConfig;
 
 /// A loaded GGUF model behind the [`Backend`] trait.
 pub struct EngineBackend {
@@ -41,6 +44,8 @@ pub struct EngineBackend {
     cache_ledger: CacheLedger,
     /// The model id, shared with jobs for their metrics labels.
     name: Arc<str>,
+    /// The single token `</think>`, for closing a thought at its budget.
+    think_close: Option<LlamaToken>,
     descriptor: ModelDescriptor,
     jobs: SyncSender<Job>,
     add_bos: bool,
@@ -84,16 +89,25 @@ impl EngineBackend {
                 image_input: Supported::from(false),
                 pdf_input: Supported::from(false),
                 structured_outputs: Supported::from(true),
-                thinking: Default::default(),
+                thinking: thinking_capability(template.reasons()),
             },
         };
         let add_bos = model.vocab().should_add_bos();
+        let think_close = match model
+            .vocab()
+            .tokenize(ThinkSplitter::CLOSE.as_bytes(), false, true)
+            .as_slice()
+        {
+            [token] => Some(*token),
+            _ => None,
+        };
         Ok(Self {
             model,
             template,
             grammars,
             cache_ledger: CacheLedger::new(clock, config.cache_min_tokens),
             name: Arc::from(config.name.as_str()),
+            think_close,
             descriptor,
             jobs,
             add_bos,
@@ -107,7 +121,7 @@ impl EngineBackend {
         &self,
         request: &GenerateRequest,
         breakpoints: bool,
-    ) -> Result<(Vec<LlamaToken>, ToolParsing, Vec<Breakpoint>), BackendError> {
+    ) -> Result<PromptTokens, BackendError> {
         let mut parts = prompt::prompt_parts(request)?;
         let grammar_calls = self.grammars.tool_open_token().is_some();
         let tools = prompt::tool_parsing(request, &parts, grammar_calls);
@@ -123,13 +137,27 @@ impl EngineBackend {
         }
         let mut text = self
             .template
-            .render(&parts.messages, &parts.tools, true)
+            .render(
+                &parts.messages,
+                &parts.tools,
+                true,
+                thinking_requested(request),
+            )
             .map_err(|err| BackendError::InvalidRequest(err.to_string()))?;
         let needles = match breakpoints {
             true => prompt::cache_needles(request),
             false => Vec::new(),
         };
         let offsets = prompt::needle_offsets(&text, &request.system_text(), &needles);
+        let reasoning = self.template.reasons().then(|| Reasoning {
+            starts_inside: text.trim_end().ends_with(ThinkSplitter::OPEN),
+            show: thinking_requested(request),
+            budget: match &request.thinking {
+                Some(ThinkingConfig::Enabled { budget_tokens, .. }) => Some(*budget_tokens),
+                _ => None,
+            },
+            close_token: self.think_close,
+        });
         if let Some(prefill) = &parts.prefill {
             text.push_str(prefill);
         }
@@ -158,7 +186,12 @@ impl EngineBackend {
                 }
             })
             .collect();
-        Ok((tokens, tools, breakpoints))
+        Ok(PromptTokens {
+            tokens,
+            tools,
+            breakpoints,
+            reasoning,
+        })
     }
 }
 
@@ -169,12 +202,17 @@ impl Backend for EngineBackend {
     }
 
     async fn count_tokens(&self, request: &GenerateRequest) -> Result<u32, BackendError> {
-        let (tokens, _, _) = self.prompt_tokens(request, false)?;
+        let tokens = self.prompt_tokens(request, false)?.tokens;
         Ok(u32::try_from(tokens.len()).unwrap_or(u32::MAX))
     }
 
     async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
-        let (tokens, tools, breakpoints) = self.prompt_tokens(&request, true)?;
+        let PromptTokens {
+            tokens,
+            tools,
+            breakpoints,
+            reasoning,
+        } = self.prompt_tokens(&request, true)?;
         if tokens.is_empty() {
             return Err(BackendError::InvalidRequest(
                 "the prompt renders to no tokens".into(),
@@ -195,6 +233,7 @@ impl Backend for EngineBackend {
             stop_sequences: request.stop_sequences,
             sampling: request.sampling,
             tools,
+            reasoning,
             constraint,
             usage,
             model: Arc::clone(&self.name),
@@ -211,5 +250,30 @@ impl Backend for EngineBackend {
             Err(TrySendError::Full(_)) => Err(BackendError::QueueFull),
             Err(TrySendError::Disconnected(_)) => Err(BackendError::ShuttingDown),
         }
+    }
+}
+
+/// A rendered, tokenised prompt and how its output is to be read.
+struct PromptTokens {
+    tokens: Vec<LlamaToken>,
+    tools: ToolParsing,
+    breakpoints: Vec<Breakpoint>,
+    reasoning: Option<Reasoning>,
+}
+
+fn thinking_requested(request: &GenerateRequest) -> bool {
+    matches!(
+        request.thinking,
+        Some(ThinkingConfig::Enabled { .. } | ThinkingConfig::Adaptive { .. })
+    )
+}
+
+fn thinking_capability(reasons: bool) -> ThinkingCapability {
+    ThinkingCapability {
+        supported: reasons,
+        types: ThinkingTypes {
+            enabled: Supported::from(reasons),
+            adaptive: Supported::from(reasons),
+        },
     }
 }

@@ -29,6 +29,8 @@ pub(crate) struct Job {
     pub stop_sequences: Vec<String>,
     pub sampling: Sampling,
     pub tools: ToolParsing,
+    /// Present for models whose template reasons in `<think>` tags.
+    pub reasoning: Option<Reasoning>,
     pub constraint: Constraint,
     /// What the prompt is billed, as the cache ledger decided.
     pub usage: PromptUsage,
@@ -36,6 +38,19 @@ pub(crate) struct Job {
     pub model: Arc<str>,
     pub enqueued: std::time::Instant,
     pub events: UnboundedSender<Result<BackendEvent, BackendError>>,
+}
+
+/// How a reasoning model's thought is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reasoning {
+    /// The prompt already opened the thought.
+    pub starts_inside: bool,
+    /// Thinking was asked for: the thought is sent as thinking events (else dropped).
+    pub show: bool,
+    /// Thinking tokens allowed before the thought is closed.
+    pub budget: Option<u32>,
+    /// The single token that closes a thought, if the vocabulary has one.
+    pub close_token: Option<LlamaToken>,
 }
 
 /// How a job's output is scanned for tool calls.

@@ -37,6 +37,8 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     /// The template teaches the Hermes/Qwen `<tool_call>` format.
     tool_calls: bool,
+    /// The template reasons in `<think>` tags (and may honour `enable_thinking`).
+    reasons: bool,
     bos_token: String,
     eos_token: String,
 }
@@ -59,10 +61,12 @@ impl ChatTemplate {
         env.add_filter("tojson", python_tojson);
         env.add_function("raise_exception", raise_exception);
         let tool_calls = source.contains(crate::output::tool_calls::OPEN);
+        let reasons = source.contains(missive_backend::reasoning::ThinkSplitter::OPEN);
         env.add_template_owned("chat", source)?;
         Ok(Self {
             env,
             tool_calls,
+            reasons,
             bos_token,
             eos_token,
         })
@@ -72,6 +76,10 @@ impl ChatTemplate {
         self.tool_calls
     }
 
+    pub fn reasons(&self) -> bool {
+        self.reasons
+    }
+
     /// Renders the conversation. `tools` are the Claude tool definitions converted to the
     /// OpenAI-style `{"type":"function","function":{…}}` objects templates are trained on.
     pub fn render(
@@ -79,6 +87,7 @@ impl ChatTemplate {
         messages: &[TemplateMessage],
         tools: &[serde_json::Value],
         add_generation_prompt: bool,
+        enable_thinking: bool,
     ) -> Result<String, TemplateError> {
         let template = self.env.get_template("chat")?;
         let tools = if tools.is_empty() {
@@ -90,6 +99,7 @@ impl ChatTemplate {
             messages => Value::from_serialize(messages),
             tools => tools,
             add_generation_prompt => add_generation_prompt,
+            enable_thinking => enable_thinking,
             bos_token => self.bos_token.as_str(),
             eos_token => self.eos_token.as_str(),
         })?;
@@ -168,7 +178,7 @@ mod tests {
     fn renders_chatml_with_generation_prompt() {
         let t = ChatTemplate::new(CHATML.into(), String::new(), String::new()).unwrap();
         let out = t
-            .render(&[msg("system", "S"), msg("user", "hi")], &[], true)
+            .render(&[msg("system", "S"), msg("user", "hi")], &[], true, true)
             .unwrap();
         assert_eq!(out, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
     }
@@ -184,12 +194,25 @@ mod tests {
     }
 
     #[test]
+    fn enable_thinking_reaches_the_template_and_think_tags_mark_a_reasoner() {
+        let source = "{% if not enable_thinking %}<think>\n\n</think>\n\n{% endif %}A";
+        let t = ChatTemplate::new(source.into(), String::new(), String::new()).unwrap();
+        assert!(t.reasons());
+        assert_eq!(t.render(&[], &[], true, true).unwrap(), "A");
+        assert_eq!(
+            t.render(&[], &[], true, false).unwrap(),
+            "<think>\n\n</think>\n\nA"
+        );
+    }
+
+    #[test]
     fn gemma_fallback_renders_turns() {
         let t = ChatTemplate::new(GEMMA_TEMPLATE.into(), "<bos>".into(), "<eos>".into()).unwrap();
         let out = t
             .render(
                 &[msg("user", "hi"), msg("assistant", "yo"), msg("user", "q")],
                 &[],
+                true,
                 true,
             )
             .unwrap();

@@ -9,6 +9,7 @@ use llama_cpp_2::vocab::LlamaVocab;
 use missive_backend::{BackendError, BackendEvent, FinishReason, Sampling};
 
 use llguidance::Matcher;
+use missive_backend::reasoning::{Segment, ThinkSplitter};
 
 use super::Job;
 use crate::constraint::Constraint;
@@ -37,6 +38,9 @@ struct Active {
     decoder: TextDecoder,
     /// Present when tools may be called.
     tool_parser: Option<ToolCallParser>,
+    /// Present for a reasoning model: splits its thought from its answer.
+    think: Option<ThinkSplitter>,
+    thinking_tokens: u32,
     tool_calls: u32,
     /// The calls sent so far, to stop a model that repeats one.
     sent_calls: Vec<(String, serde_json::Value)>,
@@ -118,6 +122,8 @@ impl Slot {
             lazy_grammar,
             decoder: TextDecoder::new(job.stop_sequences.clone()),
             tool_parser,
+            think: job.reasoning.map(|r| ThinkSplitter::new(r.starts_inside)),
+            thinking_tokens: 0,
             tool_calls: 0,
             sent_calls: Vec::new(),
             emitted_text: false,
@@ -223,6 +229,22 @@ impl Slot {
         if active.output_tokens == 0 {
             crate::telemetry::first_token(&active.job.model, active.job.enqueued.elapsed());
         }
+        if active
+            .think
+            .as_ref()
+            .is_some_and(ThinkSplitter::is_thinking)
+        {
+            active.thinking_tokens += 1;
+            // At the budget, the thought is closed for the model: its next token is the
+            // closing tag, whatever it sampled.
+            let reasoning = active.job.reasoning;
+            let spent = reasoning
+                .and_then(|r| r.budget)
+                .is_some_and(|budget| active.thinking_tokens > budget);
+            if let (true, Some(close)) = (spent, reasoning.and_then(|r| r.close_token)) {
+                token = close;
+            }
+        }
         crate::telemetry::output_token(&active.job.model);
         active.output_tokens += 1;
         let mut piece = visible_piece(vocab, token, active.tool_parser.is_some());
@@ -243,7 +265,7 @@ impl Slot {
             }
         }
         let step = active.decoder.push(&piece);
-        match emit(active, &step.text) {
+        match route(active, &step.text) {
             Emitted::Continue => {}
             Emitted::ClientGone => return StepOutcome::Finished,
             Emitted::ToolCallDone => return finish(active, FinishReason::ToolUse),
@@ -309,7 +331,42 @@ enum Emitted {
     ToolCallDone,
 }
 
-/// Sends decoded text on, through the tool-call parser when tools may be called.
+/// Sends decoded text on: a reasoning model's thought as thinking (or nowhere, when
+/// thinking was not asked for), the rest through the tool-call parser.
+fn route(active: &mut Active, text: &str) -> Emitted {
+    let Some(splitter) = active.think.as_mut() else {
+        return emit(active, text);
+    };
+    let segments = splitter.push(text);
+    send_segments(active, segments)
+}
+
+fn send_segments(active: &mut Active, segments: Vec<Segment>) -> Emitted {
+    for segment in segments {
+        let outcome = match segment {
+            Segment::Thinking(thought) => {
+                let show = active.job.reasoning.is_some_and(|r| r.show);
+                match show
+                    && active
+                        .job
+                        .events
+                        .send(Ok(BackendEvent::Thinking(thought)))
+                        .is_err()
+                {
+                    true => Emitted::ClientGone,
+                    false => Emitted::Continue,
+                }
+            }
+            Segment::Text(text) => emit(active, &text),
+        };
+        if !matches!(outcome, Emitted::Continue) {
+            return outcome;
+        }
+    }
+    Emitted::Continue
+}
+
+/// Sends answer text on, through the tool-call parser when tools may be called.
 fn emit(active: &mut Active, text: &str) -> Emitted {
     if text.is_empty() {
         return Emitted::Continue;
@@ -362,7 +419,6 @@ fn send_pieces(active: &mut Active, pieces: Vec<Piece>) -> Emitted {
 
 fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
     let mut pieces = Vec::new();
-    let rest = active.decoder.finish();
     let stopped = matches!(
         reason,
         FinishReason::StopSequence(_) | FinishReason::ToolUse
@@ -371,6 +427,27 @@ fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
         reason,
         FinishReason::MaxTokens | FinishReason::ContextWindowExceeded
     );
+    // Text held back for a possible stop sequence is released only if none matched.
+    let mut rest = match stopped {
+        true => String::new(),
+        false => active.decoder.finish(),
+    };
+    if let Some(mut splitter) = active.think.take() {
+        // The thought's tail goes out as thinking; what follows it is answer text.
+        let mut segments = splitter.push(&rest);
+        segments.extend(splitter.finish());
+        rest.clear();
+        for segment in segments {
+            match segment {
+                Segment::Text(text) => rest.push_str(&text),
+                thought => {
+                    if let Emitted::ClientGone = send_segments(active, vec![thought]) {
+                        return StepOutcome::Finished;
+                    }
+                }
+            }
+        }
+    }
     if let Some(parser) = active.tool_parser.as_mut() {
         if !stopped {
             pieces.extend(parser.push(&rest));
@@ -389,7 +466,10 @@ fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
     let _ = active.job.events.send(Ok(BackendEvent::Finished {
         reason,
         output_tokens: active.output_tokens,
-        thinking_tokens: 0,
+        thinking_tokens: match active.job.reasoning {
+            Some(r) if r.show => active.thinking_tokens,
+            _ => 0,
+        },
     }));
     StepOutcome::Finished
 }
