@@ -30,6 +30,7 @@ pub use model::ModelConfig;
 
 use crate::constraint::Grammars;
 use crate::prompt_cache::{Breakpoint, CacheLedger, Clock};
+pub use crate::scheduler::CacheStats;
 use crate::scheduler::{ContextSettings, Job, Reasoning, ToolParsing};
 use crate::template::ChatTemplate;
 use missive_backend::reasoning::ThinkSplitter;
@@ -46,6 +47,7 @@ pub struct EngineBackend {
     name: Arc<str>,
     /// The single token `</think>`, for closing a thought at its budget.
     think_close: Option<LlamaToken>,
+    cache_stats: Arc<CacheStats>,
     descriptor: ModelDescriptor,
     jobs: SyncSender<Job>,
     add_bos: bool,
@@ -55,6 +57,11 @@ impl EngineBackend {
     /// Loads the model and starts its engine thread.
     pub fn load(config: &ModelConfig) -> Result<Self, Error> {
         Self::load_with_clock(config, Arc::new(prompt_cache::SystemClock))
+    }
+
+    /// Host-memory prefix cache counters (bytes, entries, spills, restores).
+    pub fn cache_stats(&self) -> &CacheStats {
+        &self.cache_stats
     }
 
     /// As [`EngineBackend::load`], with prompt-cache TTLs measured by `clock`.
@@ -69,12 +76,16 @@ impl EngineBackend {
             prefill_chunk: 256,
             threads: i32::try_from(config.threads.max(1)).unwrap_or(1),
             slots: config.parallel.max(1),
+            host_cache_bytes: config.host_cache_bytes,
+            spill_min_tokens: config.cache_min_tokens,
         };
+        let cache_stats = Arc::new(CacheStats::default());
         let jobs = scheduler::spawn(
             &config.name,
             Arc::clone(&model),
             settings,
             config.queue_depth,
+            Arc::clone(&cache_stats),
         )?;
         let descriptor = ModelDescriptor {
             id: config.name.clone(),
@@ -108,6 +119,7 @@ impl EngineBackend {
             cache_ledger: CacheLedger::new(clock, config.cache_min_tokens),
             name: Arc::from(config.name.as_str()),
             think_close,
+            cache_stats,
             descriptor,
             jobs,
             add_bos,
@@ -226,6 +238,7 @@ impl Backend for EngineBackend {
         let constraint = self.grammars.for_request(&request, tools.enabled)?;
         let usage = self.cache_ledger.account(&tokens, &breakpoints);
         telemetry::prompt_billed(&self.descriptor.id, &usage, self.cache_ledger.len());
+        telemetry::host_cache(&self.descriptor.id, &self.cache_stats);
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let job = Job {
             tokens,

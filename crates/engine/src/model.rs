@@ -28,8 +28,11 @@ pub struct ModelConfig {
     pub queue_depth: usize,
     /// Sequences decoded together (continuous batching). They share the context's KV cells.
     pub parallel: u32,
-    /// Shortest prefix a `cache_control` breakpoint caches, in tokens.
+    /// Shortest prefix a `cache_control` breakpoint caches (and the host cache keeps), in
+    /// tokens.
     pub cache_min_tokens: usize,
+    /// Host memory for prefixes evicted from the KV cells, in bytes.
+    pub host_cache_bytes: usize,
 }
 
 static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();

@@ -5,7 +5,10 @@
 //! its tokens after a job ends, so a later prompt with the same prefix only prefills what
 //! is new.
 
+mod host_cache;
 mod slot;
+
+pub use host_cache::HostCacheStats as CacheStats;
 
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::constraint::Constraint;
 use crate::error::Error;
+use host_cache::{HostCache, HostCacheStats};
 use slot::{Slot, StepOutcome};
 
 /// One generation, as the engine thread sees it: token ids, limits and where events go.
@@ -77,6 +81,10 @@ pub(crate) struct ContextSettings {
     pub threads: i32,
     /// Sequences decoded together.
     pub slots: u32,
+    /// Host memory for prefixes evicted from the KV cells, in bytes.
+    pub host_cache_bytes: usize,
+    /// Shorter prefixes are not worth keeping in host memory.
+    pub spill_min_tokens: usize,
 }
 
 /// Starts the engine thread for `model` and returns its job queue.
@@ -85,6 +93,7 @@ pub(crate) fn spawn(
     model: Arc<LlamaModel>,
     settings: ContextSettings,
     queue_depth: usize,
+    stats: Arc<HostCacheStats>,
 ) -> Result<SyncSender<Job>, Error> {
     let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<Job>(queue_depth);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), Error>>();
@@ -92,7 +101,7 @@ pub(crate) fn spawn(
         .name(format!("engine-{name}"))
         .spawn({
             let name: Arc<str> = Arc::from(name);
-            move || run(name, model, settings, jobs_rx, ready_tx)
+            move || run(name, model, settings, stats, jobs_rx, ready_tx)
         })
         .map_err(|err| Error::Thread(err.to_string()))?;
     match ready_rx.recv() {
@@ -108,6 +117,7 @@ fn run(
     name: Arc<str>,
     model: Arc<LlamaModel>,
     settings: ContextSettings,
+    stats: Arc<HostCacheStats>,
     jobs: Receiver<Job>,
     ready: std::sync::mpsc::Sender<Result<(), Error>>,
 ) {
@@ -140,6 +150,7 @@ fn run(
         batch: LlamaBatch::new(settings.n_batch as usize, 1),
         settings,
         slots: (0..settings.slots).map(Slot::new).collect(),
+        host: HostCache::new(settings.host_cache_bytes, stats),
         tick: 0,
     };
     scheduler.run(&mut ctx, &jobs);
@@ -151,6 +162,7 @@ struct Scheduler<'m> {
     batch: LlamaBatch<'static>,
     settings: ContextSettings,
     slots: Vec<Slot>,
+    host: HostCache,
     /// Steps taken; orders slots by last use for eviction.
     tick: u64,
 }
@@ -216,6 +228,7 @@ impl Scheduler<'_> {
                 .max_by_key(|(_, s)| (s.common_prefix(&job.tokens), std::cmp::Reverse(s.last_used)))
                 .map(|(i, _)| i);
             if let Some(i) = best {
+                self.prepare_slot(ctx, i, &job.tokens);
                 if let Err(err) = self.slots[i].start(ctx, job) {
                     tracing::error!(error = %err, "starting a sequence failed");
                 }
@@ -268,8 +281,29 @@ impl Scheduler<'_> {
         self.batch.n_tokens() > 0
     }
 
+    /// Before slot `i` takes a prompt: a host-memory prefix that covers more of it than
+    /// the slot does is restored into the slot; a slot cache the prompt would mostly
+    /// overwrite is first kept in host memory.
+    fn prepare_slot(&mut self, ctx: &mut LlamaContext<'_>, i: usize, prompt: &[LlamaToken]) {
+        let min = self.settings.spill_min_tokens;
+        let in_slot = self.slots[i].common_prefix(prompt);
+        // Taken out first: keeping the slot's cache may evict host entries.
+        let restore = self
+            .host
+            .best(prompt)
+            .filter(|(_, common)| *common >= in_slot + min.max(1))
+            .and_then(|(index, _)| self.host.take(index));
+        let replaced = in_slot < min && self.slots[i].cached_len() >= min;
+        if restore.is_some() || replaced {
+            self.slots[i].spill(ctx, &mut self.host, min, self.tick);
+        }
+        if let Some(entry) = restore {
+            self.slots[i].restore(ctx, entry);
+        }
+    }
+
     /// Frees KV cells held by idle slots' caches, least recently used first, until `need`
-    /// more cells fit. Returns whether they do.
+    /// more cells fit (the caches go to host memory). Returns whether they do.
     fn evict(&mut self, ctx: &mut LlamaContext<'_>, used: &mut usize, need: usize) -> bool {
         let n_ctx = self.settings.n_ctx as usize;
         while *used + need > n_ctx {
@@ -279,7 +313,14 @@ impl Scheduler<'_> {
                 .filter(|s| !s.is_active() && s.cached_len() > 0)
                 .min_by_key(|s| s.last_used);
             match victim {
-                Some(slot) => *used -= slot.clear_cache(ctx),
+                Some(slot) => {
+                    *used -= slot.spill(
+                        ctx,
+                        &mut self.host,
+                        self.settings.spill_min_tokens,
+                        self.tick,
+                    )
+                }
                 None => return false,
             }
         }

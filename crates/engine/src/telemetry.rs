@@ -37,3 +37,12 @@ pub(crate) fn prompt_billed(model: &str, usage: &PromptUsage, cache_entries: usi
         .increment(u64::from(written));
     metrics::gauge!("missive_prompt_cache_entries", &[label()]).set(cache_entries as f64);
 }
+
+pub(crate) fn host_cache(model: &str, stats: &crate::CacheStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let label = || ("model", model.to_owned());
+    metrics::gauge!("missive_prompt_cache_host_bytes", &[label()])
+        .set(stats.bytes.load(Relaxed) as f64);
+    metrics::gauge!("missive_prompt_cache_host_entries", &[label()])
+        .set(stats.entries.load(Relaxed) as f64);
+}

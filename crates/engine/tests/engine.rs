@@ -26,6 +26,7 @@ mod real_model {
             queue_depth,
             parallel: 2,
             cache_min_tokens: 64,
+            host_cache_bytes: 64 << 20,
         })
     }
 
@@ -411,5 +412,43 @@ mod real_model {
             ),
             (0, 0)
         );
+    }
+
+    #[tokio::test]
+    async fn evicted_prefixes_go_to_host_memory_within_budget_and_come_back_exact() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(mut config) = config(16) else { return };
+        // One slot, so every new prefix evicts the last; room in host memory for about
+        // three ~300-token prefixes (12 KiB of KV per token for this model).
+        config.parallel = 1;
+        config.host_cache_bytes = 12 << 20;
+        let engine = EngineBackend::load(&config).unwrap();
+        let body = |topic: usize| {
+            let context = format!("Reference {topic}: ").repeat(60);
+            serde_json::json!({"model": "m", "max_tokens": 8, "temperature": 0,
+                "system": context, "messages": [{"role": "user", "content": "Say the reference number."}]})
+        };
+        let stats = engine.cache_stats();
+        let mut outputs = Vec::new();
+        let mut peak = 0;
+        for topic in 0..8 {
+            outputs.push(run(&engine, request(body(topic))).await.1);
+            peak = peak.max(stats.bytes.load(Relaxed));
+        }
+        assert!(stats.spills.load(Relaxed) >= 7, "{stats:?}");
+        assert!(
+            peak <= 12 << 20 && peak > 0,
+            "host cache grew to {peak} bytes"
+        );
+        assert!(
+            stats.entries.load(Relaxed) < 7,
+            "nothing was dropped: {stats:?}"
+        );
+        // Prefix 6 was evicted from the slot by 7 and kept in host memory: it is restored,
+        // and greedy decoding on the restored cells gives exactly what it gave at first.
+        let restores = stats.restores.load(Relaxed);
+        let (_, restored, _, _) = run(&engine, request(body(6))).await;
+        assert_eq!(stats.restores.load(Relaxed), restores + 1, "{stats:?}");
+        assert_eq!(restored, outputs[6]);
     }
 }

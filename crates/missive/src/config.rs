@@ -68,6 +68,9 @@ pub struct ModelEntry {
     /// Sequences decoded together; they share the context's KV cells.
     #[serde(default = "default_parallel")]
     pub parallel: u32,
+    /// Host memory for prefixes evicted from the KV cells (restored on reuse), in MiB.
+    #[serde(default = "default_host_cache_mb")]
+    pub host_cache_mb: usize,
 }
 
 impl ModelEntry {
@@ -94,6 +97,9 @@ fn default_queue_depth() -> usize {
 fn default_parallel() -> u32 {
     8
 }
+fn default_host_cache_mb() -> usize {
+    2048
+}
 fn default_models() -> Vec<ModelEntry> {
     vec![ModelEntry {
         name: DEFAULT_MODEL.to_owned(),
@@ -103,6 +109,7 @@ fn default_models() -> Vec<ModelEntry> {
         max_output_tokens: default_max_output(),
         queue_depth: default_queue_depth(),
         parallel: default_parallel(),
+        host_cache_mb: default_host_cache_mb(),
     }]
 }
 
@@ -174,6 +181,11 @@ impl Config {
                 first.parallel = parallel
                     .parse()
                     .context("MISSIVE_PARALLEL must be a number")?;
+            }
+            if let Some(mb) = var("MISSIVE_HOST_CACHE_MB") {
+                first.host_cache_mb = mb
+                    .parse()
+                    .context("MISSIVE_HOST_CACHE_MB must be a number")?;
             }
             if let Some(threads) = var("MISSIVE_THREADS") {
                 first.threads = Some(

@@ -6,11 +6,13 @@ use llama_cpp_2::llama_batch::{BatchAddError, LlamaBatch};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::vocab::LlamaVocab;
+use llama_cpp_2::LlamaStateSeqFlags;
 use missive_backend::{BackendError, BackendEvent, FinishReason, Sampling};
 
 use llguidance::Matcher;
 use missive_backend::reasoning::{Segment, ThinkSplitter};
 
+use super::host_cache::{HostCache, Spilled};
 use super::Job;
 use crate::constraint::Constraint;
 use crate::output::{tool_calls, Piece, TextDecoder, ToolCallParser};
@@ -294,6 +296,38 @@ impl Slot {
             let _ = active.job.events.send(Err(err));
         }
         self.clear_cache(ctx);
+    }
+
+    /// Moves this idle slot's cache to host memory as a sequence state (when it is at
+    /// least `min_tokens` long) and frees its KV cells; returns how many it held.
+    pub fn spill(
+        &mut self,
+        ctx: &mut LlamaContext<'_>,
+        host: &mut HostCache,
+        min_tokens: usize,
+        tick: u64,
+    ) -> usize {
+        if self.active.is_none() && self.cached.len() >= min_tokens.max(1) {
+            let seq = self.seq_ids()[0];
+            match ctx.state_seq_get(seq, LlamaStateSeqFlags::empty()) {
+                Ok(state) => host.save(self.cached.clone(), state, tick),
+                Err(err) => tracing::warn!(error = %err, "saving a prefix to host memory failed"),
+            }
+        }
+        self.clear_cache(ctx)
+    }
+
+    /// Loads a spilled prefix into this idle slot's sequence.
+    pub fn restore(&mut self, ctx: &mut LlamaContext<'_>, entry: Spilled) {
+        self.clear_cache(ctx);
+        let seq = self.seq_ids()[0];
+        match ctx.state_seq_set(&entry.state, seq) {
+            Ok(()) => self.cached = entry.tokens,
+            Err(err) => {
+                tracing::warn!(error = %err, "restoring a prefix from host memory failed");
+                self.clear_cache(ctx);
+            }
+        }
     }
 
     /// Frees this slot's KV cells; returns how many it held.
