@@ -13,7 +13,8 @@ import uuid
 import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from peer import PARAGRAPH, with_llama_server, with_missive  # noqa: E402
+from peer import PARAGRAPH, free_port, start, stop, with_llama_server, with_missive  # noqa: E402
+import tempfile  # noqa: E402
 
 QUESTIONS = ["What is the main idea?", "Name one machine mentioned.", "Who used the systems?",
              "What came after assemblers?", "Summarise in five words.", "What did compilers do?"]
@@ -76,6 +77,43 @@ def measure(name, run, url, runs):
     return rows
 
 
+def rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def memory_run(args):
+    """RSS of Missive over requests with distinct prefixes, with a small host-cache budget:
+    every request evicts the last prefix into host memory, so without the budget RSS would
+    grow by each prefix's KV state."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, MISSIVE_HOME=tempfile.mkdtemp(prefix="missive-bench-"), MISSIVE_MODEL=args.model,
+               MISSIVE_API_KEY="bench-key", MISSIVE_PORT=str(port), MISSIVE_THREADS=str(args.threads),
+               MISSIVE_CONTEXT_SIZE=str(args.ctx), MISSIVE_PARALLEL="2",
+               MISSIVE_HOST_CACHE_MB=str(args.host_cache_mb))
+    proc = start([args.missive, "serve"], env, url, "missive")
+    try:
+        headers = {"x-api-key": "bench-key", "anthropic-version": "2023-06-01"}
+        body = lambda i: {"model": "claude-sonnet-4-5", "max_tokens": 1, "temperature": 0,
+                          "system": f"Document {i}. " + PARAGRAPH * 17,
+                          "messages": [{"role": "user", "content": "Title?"}]}
+        httpx.post(f"{url}/v1/messages", json=body(-1), headers=headers, timeout=600).raise_for_status()
+        base = rss_mib(proc.pid)
+        peak = base
+        for i in range(args.memory_requests):
+            httpx.post(f"{url}/v1/messages", json=body(i), headers=headers, timeout=600).raise_for_status()
+            peak = max(peak, rss_mib(proc.pid))
+        metrics = httpx.get(f"{url}/metrics").text
+        host = next((float(l.rsplit(" ", 1)[1]) for l in metrics.splitlines()
+                     if l.startswith("missive_prompt_cache_host_bytes")), 0.0) / (1 << 20)
+    finally:
+        stop(proc)
+    return base, peak, host
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--missive", required=True)
@@ -85,6 +123,8 @@ def main():
     p.add_argument("--ctx", type=int, default=4096)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--out", default=None)
+    p.add_argument("--memory-requests", type=int, default=200)
+    p.add_argument("--host-cache-mb", type=int, default=64)
     args = p.parse_args()
     rows = with_llama_server(args, 1, args.ctx, lambda url: measure("llama-server", ttft_openai, url, args.runs))
     rows += with_missive(args, 1, args.ctx, lambda url: measure("missive", ttft_anthropic, url, args.runs))
@@ -105,6 +145,11 @@ def main():
                  f"not reported / {l['cold']['read']} | |")
     lines.append(f"| warm usage: written / read | {m['warm']['written']} / {m['warm']['read']} | "
                  f"not reported / {l['warm']['read']} | |")
+    if args.memory_requests:
+        base, peak, host = memory_run(args)
+        lines += ["", f"## Memory over {args.memory_requests} requests with distinct ~1,100-token prefixes", "",
+                  f"Host-cache budget {args.host_cache_mb} MiB, 2 slots: RSS after warm-up {base:.0f} MiB, "
+                  f"peak {peak:.0f} MiB (growth {peak - base:.0f} MiB); host cache at the end {host:.1f} MiB."]
     text = "\n".join(lines)
     print("\n" + text)
     out = args.out or os.path.join("bench", "runs", f"{datetime.date.today()}-vm")
