@@ -98,7 +98,7 @@ def memory_run(args):
     try:
         headers = {"x-api-key": "bench-key", "anthropic-version": "2023-06-01"}
         body = lambda i: {"model": "claude-sonnet-4-5", "max_tokens": 1, "temperature": 0,
-                          "system": f"Document {i}. " + PARAGRAPH * 17,
+                          "system": f"Document {i}. " + PARAGRAPH * 4,
                           "messages": [{"role": "user", "content": "Title?"}]}
         httpx.post(f"{url}/v1/messages", json=body(-1), headers=headers, timeout=600).raise_for_status()
         base = rss_mib(proc.pid)
@@ -147,7 +147,7 @@ def main():
                  f"not reported / {l['warm']['read']} | |")
     if args.memory_requests:
         base, peak, host = memory_run(args)
-        lines += ["", f"## Memory over {args.memory_requests} requests with distinct ~1,100-token prefixes", "",
+        lines += ["", f"## Memory over {args.memory_requests} requests with distinct ~300-token prefixes", "",
                   f"Host-cache budget {args.host_cache_mb} MiB, 2 slots: RSS after warm-up {base:.0f} MiB, "
                   f"peak {peak:.0f} MiB (growth {peak - base:.0f} MiB); host cache at the end {host:.1f} MiB."]
     text = "\n".join(lines)

@@ -77,7 +77,8 @@ impl EngineBackend {
             threads: i32::try_from(config.threads.max(1)).unwrap_or(1),
             slots: config.parallel.max(1),
             host_cache_bytes: config.host_cache_bytes,
-            spill_min_tokens: config.cache_min_tokens,
+            // Worth a state save and restore from a few hundred tokens of prefill on.
+            spill_min_tokens: config.cache_min_tokens.min(256),
         };
         let cache_stats = Arc::new(CacheStats::default());
         let jobs = scheduler::spawn(
