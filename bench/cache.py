@@ -1,20 +1,19 @@
 """Time to first token with a cached ~2,000-token system prompt vs cold, Missive beside
 llama-server. See bench/cache."""
 
-import argparse
 import datetime
 import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 
 import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from peer import PARAGRAPH, free_port, start, stop, with_llama_server, with_missive  # noqa: E402
-import tempfile  # noqa: E402
+from peer import PARAGRAPH, anthropic_events, server_args, free_port, start, stop, with_llama_server, with_missive  # noqa: E402
 
 QUESTIONS = ["What is the main idea?", "Name one machine mentioned.", "Who used the systems?",
              "What came after assemblers?", "Summarise in five words.", "What did compilers do?"]
@@ -26,22 +25,16 @@ def system_prompt(nonce):
 
 
 def ttft_anthropic(url, system, question):
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 4, "temperature": 0, "stream": True,
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 4, "temperature": 0,
             "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
             "messages": [{"role": "user", "content": question}]}
-    headers = {"x-api-key": "bench-key", "anthropic-version": "2023-06-01"}
     t0 = time.perf_counter()
     first, usage = None, {}
-    with httpx.stream("POST", f"{url}/v1/messages", json=body, headers=headers, timeout=600) as r:
-        r.raise_for_status()
-        for line in r.iter_lines():
-            if not line.startswith("data: "):
-                continue
-            event = json.loads(line[6:])
-            if event["type"] == "message_start":
-                usage = event["message"]["usage"]
-            elif event["type"] == "content_block_delta" and first is None:
-                first = time.perf_counter() - t0
+    for now, event in anthropic_events(url, body):
+        if event["type"] == "message_start":
+            usage = event["message"]["usage"]
+        elif event["type"] == "content_block_delta" and first is None:
+            first = now - t0
     return first, {"prompt": usage["input_tokens"] + usage["cache_read_input_tokens"] + usage["cache_creation_input_tokens"],
                    "read": usage["cache_read_input_tokens"], "written": usage["cache_creation_input_tokens"]}
 
@@ -115,14 +108,8 @@ def memory_run(args):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--missive", required=True)
-    p.add_argument("--llama-server", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--ctx", type=int, default=4096)
+    p = server_args(4096)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--out", default=None)
     p.add_argument("--memory-requests", type=int, default=200)
     p.add_argument("--host-cache-mb", type=int, default=64)
     args = p.parse_args()

@@ -49,27 +49,31 @@ def prompt(repeats):
     return PARAGRAPH * repeats + "\n\n" + QUESTION
 
 
-def run_anthropic(url, system, user, max_tokens):
-    body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": 0, "stream": True,
-            "system": system, "messages": [{"role": "user", "content": user}]}
+def anthropic_events(url, body):
+    """Streams a Messages request; yields (arrival time, event)."""
     headers = {"x-api-key": "bench-key", "anthropic-version": "2023-06-01"}
+    with httpx.stream("POST", f"{url}/v1/messages", json=dict(body, stream=True), headers=headers,
+                      timeout=600) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                yield time.perf_counter(), json.loads(line[6:])
+
+
+def run_anthropic(url, system, user, max_tokens):
+    body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": 0,
+            "system": system, "messages": [{"role": "user", "content": user}]}
     t0 = time.perf_counter()
     first = last = None
     n_in = n_out = 0
-    with httpx.stream("POST", f"{url}/v1/messages", json=body, headers=headers, timeout=600) as r:
-        r.raise_for_status()
-        for line in r.iter_lines():
-            if not line.startswith("data: "):
-                continue
-            event = json.loads(line[6:])
-            if event["type"] == "message_start":
-                n_in = event["message"]["usage"]["input_tokens"]
-            elif event["type"] == "content_block_delta":
-                now = time.perf_counter()
-                first = first or now
-                last = now
-            elif event["type"] == "message_delta":
-                n_out = event["usage"]["output_tokens"]
+    for now, event in anthropic_events(url, body):
+        if event["type"] == "message_start":
+            n_in = event["message"]["usage"]["input_tokens"]
+        elif event["type"] == "content_block_delta":
+            first = first or now
+            last = now
+        elif event["type"] == "message_delta":
+            n_out = event["usage"]["output_tokens"]
     return t0, first, last, n_in, n_out
 
 
@@ -183,18 +187,24 @@ def with_missive(args, slots, ctx, body):
         stop(proc)
 
 
-def main():
+def server_args(ctx):
+    """The arguments every side-by-side bench takes: the two servers, the GGUF, threads."""
     p = argparse.ArgumentParser()
     p.add_argument("--missive", required=True)
     p.add_argument("--llama-server", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--ctx", type=int, default=4096)
+    p.add_argument("--ctx", type=int, default=ctx)
+    p.add_argument("--out", default=None)
+    return p
+
+
+def main():
+    p = server_args(4096)
     p.add_argument("--runs", type=int, default=3, help="single-stream runs per round")
     p.add_argument("--rounds", type=int, default=2, help="alternations of the two servers")
     p.add_argument("--repeats", type=int, default=7, help="paragraph repeats (7: ~474 prompt tokens)")
     p.add_argument("--max-tokens", type=int, default=128)
-    p.add_argument("--out", default=None)
     p.add_argument("--concurrency", default="1,4,8", help="stream counts for the aggregate test; empty to skip")
     args = p.parse_args()
 

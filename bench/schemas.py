@@ -1,25 +1,18 @@
 """Structured-output validity, Missive beside llama-server. See bench/schemas."""
 
-import argparse
 import datetime
 import os
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from peer import with_llama_server, with_missive  # noqa: E402
+from peer import server_args, with_llama_server, with_missive  # noqa: E402
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--missive", required=True)
-    p.add_argument("--llama-server", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--ctx", type=int, default=8192)
+    p = server_args(8192)
     p.add_argument("--slots", type=int, default=8)
     p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--out", default=None)
     args = p.parse_args()
 
     def measure(missive_url):

@@ -105,8 +105,9 @@ impl ThinkSplitter {
     }
 }
 
-/// Length of the longest suffix of `text` that is a proper prefix of `tag`.
-fn partial_suffix(text: &str, tag: &str) -> usize {
+/// Length of the longest suffix of `text` that is a proper prefix of `tag`: what a
+/// streaming parser must hold back because the next chunk may complete the tag.
+pub fn partial_suffix(text: &str, tag: &str) -> usize {
     (1..tag.len())
         .rev()
         .find(|&n| {

@@ -134,7 +134,10 @@ impl Grammars {
         for (i, tool) in request.tools.iter().enumerate() {
             calls.push(self.call_rule(i, tool)?);
         }
-        let single = request.tool_choice.as_ref().is_some_and(disables_parallel);
+        let single = request
+            .tool_choice
+            .as_ref()
+            .is_some_and(ToolChoice::disables_parallel_tool_use);
         let lark = tool_calls_grammar(&calls, first_call(request, &calls), single);
         let matcher = self
             .matcher(&lark)
@@ -172,22 +175,6 @@ impl Grammars {
         let head = serde_json::to_string(&format!("{{\"name\": {name}, \"arguments\": "))
             .unwrap_or_default();
         Ok(format!("{head} {arguments} \"}}\""))
-    }
-}
-
-fn disables_parallel(choice: &ToolChoice) -> bool {
-    match choice {
-        ToolChoice::Auto {
-            disable_parallel_tool_use,
-        }
-        | ToolChoice::Any {
-            disable_parallel_tool_use,
-        }
-        | ToolChoice::Tool {
-            disable_parallel_tool_use,
-            ..
-        } => *disable_parallel_tool_use == Some(true),
-        ToolChoice::None => false,
     }
 }
 

@@ -77,21 +77,10 @@ pub(crate) fn tool_parsing(
             Value::from(name.as_str())
         )),
     };
-    let single = match &request.tool_choice {
-        Some(
-            ToolChoice::Auto {
-                disable_parallel_tool_use,
-            }
-            | ToolChoice::Any {
-                disable_parallel_tool_use,
-            }
-            | ToolChoice::Tool {
-                disable_parallel_tool_use,
-                ..
-            },
-        ) => *disable_parallel_tool_use == Some(true),
-        _ => false,
-    };
+    let single = request
+        .tool_choice
+        .as_ref()
+        .is_some_and(ToolChoice::disables_parallel_tool_use);
     ToolParsing {
         enabled: true,
         forced_partial,

@@ -41,6 +41,25 @@ pub enum ToolChoice {
     None,
 }
 
+impl ToolChoice {
+    /// `disable_parallel_tool_use: true`: at most one tool call per reply.
+    pub fn disables_parallel_tool_use(&self) -> bool {
+        match self {
+            Self::Auto {
+                disable_parallel_tool_use,
+            }
+            | Self::Any {
+                disable_parallel_tool_use,
+            }
+            | Self::Tool {
+                disable_parallel_tool_use,
+                ..
+            } => *disable_parallel_tool_use == Some(true),
+            Self::None => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ThinkingConfig {

@@ -2,6 +2,7 @@
 //! `<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>`. Text outside calls passes
 //! through; only a suffix that may start the opening marker is held back.
 
+use missive_backend::reasoning::partial_suffix;
 use serde_json::Value;
 
 pub const OPEN: &str = "<tool_call>";
@@ -52,7 +53,7 @@ impl ToolCallParser {
                 self.buf.drain(..start + OPEN.len());
                 self.in_call = true;
             } else {
-                let keep = partial_marker_len(&self.buf);
+                let keep = partial_suffix(&self.buf, OPEN);
                 let cut = self.buf.len() - keep;
                 if cut > 0 {
                     out.push(Piece::Text(self.buf.drain(..cut).collect()));
@@ -102,18 +103,6 @@ fn parse_call(body: &str) -> Piece {
         Some((name, input)) => Piece::ToolCall { name, input },
         None => Piece::Text(format!("{OPEN}{body}{CLOSE}")),
     }
-}
-
-/// Length of the longest suffix of `text` that is a proper prefix of the opening marker.
-fn partial_marker_len(text: &str) -> usize {
-    (1..OPEN.len())
-        .rev()
-        .find(|&n| {
-            text.len() >= n
-                && text.is_char_boundary(text.len() - n)
-                && OPEN.starts_with(&text[text.len() - n..])
-        })
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
