@@ -148,15 +148,20 @@ fn schemas(args: &SchemasArgs) -> anyhow::Result<()> {
             sum.failed_requests += tally.failed_requests;
         }
     }
-    println!("\n| way | valid | share |");
-    println!("|---|---|---|");
+    // Truncated outputs (`max_tokens` reached mid-document) are reported apart: the API
+    // says so in `stop_reason`; the guarantee is about every output that completed.
+    println!("\n| way | valid | invalid | truncated by max_tokens | valid of completed |");
+    println!("|---|---|---|---|---|");
     for (way, tally) in ways.iter().zip(&totals) {
-        let share = 100.0 * tally.valid as f64 / tally.total().max(1) as f64;
+        let completed = tally.total() - tally.truncated;
+        let share = 100.0 * tally.valid as f64 / completed.max(1) as f64;
         println!(
-            "| {} | {}/{} | {share:.1}% |",
+            "| {} | {}/{} | {} | {} | {share:.1}% |",
             way.label(),
             tally.valid,
-            tally.total()
+            tally.total(),
+            tally.invalid + tally.unparsable - tally.truncated,
+            tally.truncated
         );
     }
     overhead(&client, args, &cases)?;
