@@ -26,6 +26,41 @@ pub struct Config {
     /// API keys accepted besides those in the store. Prefer `missive keys create`.
     #[serde(default)]
     pub api_keys: Vec<String>,
+    /// Per-workspace rate limits: defaults, and overrides by workspace name.
+    #[serde(default)]
+    pub rate_limits: RateLimitsConfig,
+}
+
+/// Per-minute limits; a field left out keeps the default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub requests_per_minute: Option<u32>,
+    pub input_tokens_per_minute: Option<u32>,
+    pub output_tokens_per_minute: Option<u32>,
+}
+
+impl LimitsConfig {
+    pub fn over(&self, base: missive_server::limits::Limits) -> missive_server::limits::Limits {
+        missive_server::limits::Limits {
+            requests_per_minute: self.requests_per_minute.unwrap_or(base.requests_per_minute),
+            input_tokens_per_minute: self
+                .input_tokens_per_minute
+                .unwrap_or(base.input_tokens_per_minute),
+            output_tokens_per_minute: self
+                .output_tokens_per_minute
+                .unwrap_or(base.output_tokens_per_minute),
+        }
+    }
+}
+
+// No `deny_unknown_fields` here: serde does not support it beside `flatten`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RateLimitsConfig {
+    #[serde(flatten)]
+    pub defaults: LimitsConfig,
+    #[serde(default)]
+    pub workspaces: BTreeMap<String, LimitsConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +156,7 @@ impl Default for Config {
             models: default_models(),
             aliases: BTreeMap::new(),
             api_keys: Vec::new(),
+            rate_limits: RateLimitsConfig::default(),
         }
     }
 }

@@ -9,6 +9,7 @@ mod auth;
 mod error;
 mod extract;
 pub mod ids;
+pub mod limits;
 pub mod metrics;
 pub mod model_router;
 mod request_id;

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use crate::auth::Auth;
+use crate::limits::{Limits, RateLimiter};
 use crate::model_router::ModelRouter;
 use crate::thinking::ThinkingSigner;
 
@@ -11,6 +12,7 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub signer: ThinkingSigner,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub limits: Arc<RateLimiter>,
 }
 
 impl AppState {
@@ -20,7 +22,13 @@ impl AppState {
             auth: Arc::new(auth),
             signer: ThinkingSigner::ephemeral(),
             metrics: crate::metrics::handle(),
+            limits: Arc::new(RateLimiter::new(Limits::default(), Default::default())),
         }
+    }
+
+    pub fn with_rate_limits(mut self, limits: RateLimiter) -> Self {
+        self.limits = Arc::new(limits);
+        self
     }
 
     /// Signs thinking blocks under a persistent key, so they verify after a restart.

@@ -4,6 +4,7 @@
 mod api {
     pub mod common;
     mod errors;
+    mod limits;
     mod messages;
     mod models;
     mod streaming;

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use missive_engine::{EngineBackend, ModelConfig};
+use missive_server::limits::{Limits, RateLimiter};
 use missive_server::{app, AppState, Auth, ModelRouter};
 use missive_store::{SqliteStore, Store};
 
@@ -76,7 +77,16 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "listening");
     eprintln!("Missive listening on http://{addr}");
-    let state = AppState::new(router, auth).with_thinking_key(thinking_key);
+    let defaults = config.rate_limits.defaults.over(Limits::default());
+    let overrides = config
+        .rate_limits
+        .workspaces
+        .iter()
+        .map(|(name, limits)| (name.clone(), limits.over(defaults)))
+        .collect();
+    let state = AppState::new(router, auth)
+        .with_thinking_key(thinking_key)
+        .with_rate_limits(RateLimiter::new(defaults, overrides));
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

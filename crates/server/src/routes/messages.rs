@@ -5,12 +5,17 @@ use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures::StreamExt;
 use missive_backend::GenerateRequest;
 use missive_protocol::tools::ThinkingConfig;
 use missive_protocol::{parse_count_tokens_request, parse_messages_request, CountTokensResponse};
 
+use std::sync::Arc;
+
+use missive_protocol::stream::StreamEvent;
+
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::sse::{self, Assembler};
@@ -21,6 +26,7 @@ pub const THINKING_HEADER: &str = "x-missive-thinking";
 
 pub async fn create(
     State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let request = parse_messages_request(&body)?;
@@ -52,13 +58,34 @@ pub async fn create(
         _ => false,
     };
     let stream = request.stream.unwrap_or(false);
+    let workspace = principal.map_or_else(|| "default".to_owned(), |p| p.0.workspace);
+    // About four bytes of JSON per token: a cheap estimate, settled against the usage.
+    let estimate = u32::try_from(body.len() / 4).unwrap_or(u32::MAX);
+    let reservation = state
+        .limits
+        .reserve(&workspace, estimate, request.max_tokens)?;
+    let limit_headers = |state: &AppState| state.limits.headers(&workspace);
     // Responses name the model as the client asked for it, as the Claude API echoes aliases.
     let model_name = request.model.clone();
     let generate = GenerateRequest::new(descriptor.id.clone(), request);
-    let events = backend.generate(generate).await?;
+    let events = match backend.generate(generate).await {
+        Ok(events) => events,
+        Err(err) => {
+            state.limits.settle(&reservation, 0, 0);
+            return Err(err.into());
+        }
+    };
     let assembler = Assembler::new(crate::ids::new_id("msg"), model_name)
         .with_thinking(state.signer.clone(), omit_thinking);
-    let events = sse::events(events, assembler);
+    let limiter = Arc::clone(&state.limits);
+    let settlement = reservation.clone();
+    let events = sse::events(events, assembler).inspect(move |event| {
+        if let StreamEvent::MessageDelta { usage, .. } = event {
+            let uncached =
+                usage.input_tokens.unwrap_or(0) + usage.cache_creation_input_tokens.unwrap_or(0);
+            limiter.settle(&settlement, uncached, usage.output_tokens);
+        }
+    });
     if stream {
         let body =
             events.map(|event| Ok::<_, std::convert::Infallible>(Bytes::from(event.to_sse())));
@@ -71,11 +98,13 @@ pub async fn create(
         )
             .into_response();
         response.headers_mut().extend(extra_headers);
+        response.headers_mut().extend(limit_headers(&state));
         return Ok(response);
     }
     let message = sse::collect(events).await?;
     let mut response = Json(message).into_response();
     response.headers_mut().extend(extra_headers);
+    response.headers_mut().extend(limit_headers(&state));
     Ok(response)
 }
 

@@ -16,6 +16,14 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(backend: ScriptedBackend) -> Self {
+        Self::start_with(backend, |state| state).await
+    }
+
+    /// As `start`, with the state adjusted (rate limits, keys) before serving.
+    pub async fn start_with(
+        backend: ScriptedBackend,
+        adjust: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("missive.db")).unwrap());
         let id = missive_backend::Backend::descriptor(&backend).id.clone();
@@ -28,7 +36,7 @@ impl TestServer {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = app(AppState::new(router, auth));
+        let app = app(adjust(AppState::new(router, auth)));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self {
             url: format!("http://{addr}"),

@@ -1,0 +1,332 @@
+//! Per-workspace rate limits as the Claude API applies them: requests, input tokens and
+//! output tokens per minute, each a token bucket that refills continuously. A request
+//! reserves an estimate before it runs (its prompt's size, its `max_tokens`) and settles
+//! the difference when its usage is known; cache reads do not count as input tokens.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use missive_protocol::ErrorType;
+
+use crate::error::ApiError;
+
+/// Per-minute limits of one workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub requests_per_minute: u32,
+    pub input_tokens_per_minute: u32,
+    pub output_tokens_per_minute: u32,
+}
+
+impl Default for Limits {
+    /// Generous defaults (the Claude API's higher tiers), so a local server is not throttled
+    /// until an operator says so.
+    fn default() -> Self {
+        Self {
+            requests_per_minute: 4_000,
+            input_tokens_per_minute: 2_000_000,
+            output_tokens_per_minute: 400_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    capacity: f64,
+    level: f64,
+    updated: Instant,
+}
+
+impl Bucket {
+    fn new(capacity: u32, now: Instant) -> Self {
+        Self {
+            capacity: f64::from(capacity),
+            level: f64::from(capacity),
+            updated: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.level = (self.level + elapsed * self.capacity / 60.0).min(self.capacity);
+        self.updated = now;
+    }
+
+    /// Time until `amount` would be available.
+    fn wait_for(&self, amount: f64) -> Duration {
+        let missing = (amount.min(self.capacity) - self.level).max(0.0);
+        Duration::from_secs_f64(missing * 60.0 / self.capacity.max(1.0))
+    }
+
+    fn until_full(&self) -> Duration {
+        self.wait_for(self.capacity)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Buckets {
+    requests: Bucket,
+    input: Bucket,
+    output: Bucket,
+}
+
+/// What a request holds until it settles.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    workspace: Arc<str>,
+    input: u32,
+    output: u32,
+}
+
+/// Where time comes from; tests inject their own.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Instant;
+}
+
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+pub struct RateLimiter {
+    defaults: Limits,
+    overrides: HashMap<String, Limits>,
+    buckets: Mutex<HashMap<String, Buckets>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl RateLimiter {
+    pub fn new(defaults: Limits, overrides: HashMap<String, Limits>) -> Self {
+        Self::with_clock(defaults, overrides, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(
+        defaults: Limits,
+        overrides: HashMap<String, Limits>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            defaults,
+            overrides,
+            buckets: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
+    fn limits(&self, workspace: &str) -> Limits {
+        self.overrides
+            .get(workspace)
+            .copied()
+            .unwrap_or(self.defaults)
+    }
+
+    fn with_buckets<T>(&self, workspace: &str, f: impl FnOnce(&mut Buckets) -> T) -> T {
+        let now = self.clock.now();
+        let limits = self.limits(workspace);
+        let mut all = match self.buckets.lock() {
+            Ok(all) => all,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let buckets = all.entry(workspace.to_owned()).or_insert_with(|| Buckets {
+            requests: Bucket::new(limits.requests_per_minute, now),
+            input: Bucket::new(limits.input_tokens_per_minute, now),
+            output: Bucket::new(limits.output_tokens_per_minute, now),
+        });
+        for bucket in [
+            &mut buckets.requests,
+            &mut buckets.input,
+            &mut buckets.output,
+        ] {
+            bucket.refill(now);
+        }
+        f(buckets)
+    }
+
+    /// Takes one request and the estimated tokens, or refuses with a 429 that names the
+    /// limit and says when to retry.
+    pub fn reserve(
+        &self,
+        workspace: &str,
+        input_estimate: u32,
+        max_tokens: u32,
+    ) -> Result<Reservation, ApiError> {
+        let limits = self.limits(workspace);
+        self.with_buckets(workspace, |b| {
+            let checks = [
+                (&b.requests, 1.0, "requests per minute", limits.requests_per_minute),
+                (
+                    &b.input,
+                    f64::from(input_estimate),
+                    "input tokens per minute",
+                    limits.input_tokens_per_minute,
+                ),
+                (
+                    &b.output,
+                    f64::from(max_tokens),
+                    "output tokens per minute",
+                    limits.output_tokens_per_minute,
+                ),
+            ];
+            for (bucket, amount, name, limit) in checks {
+                if bucket.level < amount.min(bucket.capacity) {
+                    let retry = bucket.wait_for(amount).as_secs_f64().ceil().max(1.0) as u64;
+                    return Err(ApiError {
+                        retry_after: Some(retry),
+                        ..ApiError::new(
+                            ErrorType::RateLimitError,
+                            format!(
+                                "This request would exceed the rate limit for workspace `{workspace}` of {limit} {name}. Retry after {retry} s, or ask the operator to raise the limit."
+                            ),
+                        )
+                    });
+                }
+            }
+            b.requests.level -= 1.0;
+            b.input.level -= f64::from(input_estimate);
+            b.output.level -= f64::from(max_tokens);
+            Ok(Reservation {
+                workspace: Arc::from(workspace),
+                input: input_estimate,
+                output: max_tokens,
+            })
+        })
+    }
+
+    /// Replaces the estimate with what the request used: uncached input (cache reads do
+    /// not count) and output tokens. Unused reservation flows back.
+    pub fn settle(&self, reservation: &Reservation, uncached_input: u32, output: u32) {
+        self.with_buckets(&reservation.workspace, |b| {
+            b.input.level = (b.input.level + f64::from(reservation.input)
+                - f64::from(uncached_input))
+            .min(b.input.capacity);
+            b.output.level = (b.output.level + f64::from(reservation.output) - f64::from(output))
+                .min(b.output.capacity);
+        });
+    }
+
+    /// The `anthropic-ratelimit-*` headers for a workspace as of now.
+    pub fn headers(&self, workspace: &str) -> HeaderMap {
+        let limits = self.limits(workspace);
+        let now = SystemTime::now();
+        let snapshot = self.with_buckets(workspace, |b| *b);
+        let reset = |bucket: &Bucket| {
+            let at = now + bucket.until_full();
+            humantime::format_rfc3339_seconds(at).to_string()
+        };
+        let mut headers = HeaderMap::new();
+        let mut put = |name: &str, value: String| {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                headers.insert(name, value);
+            }
+        };
+        let remaining = |bucket: &Bucket| (bucket.level.max(0.0).floor() as u64).to_string();
+        for (prefix, bucket, limit) in [
+            ("requests", &snapshot.requests, limits.requests_per_minute),
+            (
+                "input-tokens",
+                &snapshot.input,
+                limits.input_tokens_per_minute,
+            ),
+            (
+                "output-tokens",
+                &snapshot.output,
+                limits.output_tokens_per_minute,
+            ),
+        ] {
+            put(
+                &format!("anthropic-ratelimit-{prefix}-limit"),
+                limit.to_string(),
+            );
+            put(
+                &format!("anthropic-ratelimit-{prefix}-remaining"),
+                remaining(bucket),
+            );
+            put(
+                &format!("anthropic-ratelimit-{prefix}-reset"),
+                reset(bucket),
+            );
+        }
+        // `tokens-*` is the most restrictive of the token limits in effect.
+        let (tight, limit) = if snapshot.input.level / snapshot.input.capacity.max(1.0)
+            <= snapshot.output.level / snapshot.output.capacity.max(1.0)
+        {
+            (&snapshot.input, limits.input_tokens_per_minute)
+        } else {
+            (&snapshot.output, limits.output_tokens_per_minute)
+        };
+        put("anthropic-ratelimit-tokens-limit", limit.to_string());
+        put("anthropic-ratelimit-tokens-remaining", remaining(tight));
+        put("anthropic-ratelimit-tokens-reset", reset(tight));
+        headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FakeClock(Mutex<Instant>);
+
+    impl Clock for FakeClock {
+        fn now(&self) -> Instant {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    fn limiter(rpm: u32, itpm: u32, otpm: u32) -> (Arc<FakeClock>, RateLimiter) {
+        let clock = Arc::new(FakeClock(Mutex::new(Instant::now())));
+        let limits = Limits {
+            requests_per_minute: rpm,
+            input_tokens_per_minute: itpm,
+            output_tokens_per_minute: otpm,
+        };
+        let limiter = RateLimiter::with_clock(limits, HashMap::new(), clock.clone());
+        (clock, limiter)
+    }
+
+    #[test]
+    fn requests_past_the_limit_wait_for_the_refill() {
+        let (clock, limiter) = limiter(2, 1000, 1000);
+        limiter.reserve("w", 1, 1).unwrap();
+        limiter.reserve("w", 1, 1).unwrap();
+        let refused = limiter.reserve("w", 1, 1).unwrap_err();
+        assert_eq!(refused.retry_after, Some(30));
+        assert!(
+            refused.message.contains("2 requests per minute"),
+            "{}",
+            refused.message
+        );
+        *clock.0.lock().unwrap() += Duration::from_secs(30);
+        assert!(limiter.reserve("w", 1, 1).is_ok());
+        // Another workspace has its own buckets.
+        assert!(limiter.reserve("other", 1, 1).is_ok());
+    }
+
+    #[test]
+    fn settling_returns_unused_output_and_ignores_cache_reads() {
+        let (_, limiter) = limiter(100, 1000, 1000);
+        let held = limiter.reserve("w", 600, 800).unwrap();
+        assert!(
+            limiter.reserve("w", 600, 1).is_err(),
+            "input estimate not held"
+        );
+        // The prompt was mostly read from cache: 100 uncached tokens, 50 output.
+        limiter.settle(&held, 100, 50);
+        let headers = limiter.headers("w");
+        assert_eq!(headers["anthropic-ratelimit-input-tokens-remaining"], "900");
+        assert_eq!(
+            headers["anthropic-ratelimit-output-tokens-remaining"],
+            "950"
+        );
+        assert_eq!(headers["anthropic-ratelimit-requests-remaining"], "99");
+        assert!(limiter.reserve("w", 600, 1).is_ok());
+    }
+}
