@@ -24,8 +24,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server():
+def start_server(config=None):
+    """Starts `missive serve` on the default model (optionally with a config file's text);
+    yields its URL, and stops it afterwards."""
     binary = os.environ.get("MISSIVE_BIN", "missive")
     model = os.environ.get("MISSIVE_TEST_MODEL")
     if not model:
@@ -39,6 +40,11 @@ def server():
         MISSIVE_API_KEY=API_KEY,
         MISSIVE_PORT=str(port),
     )
+    if config is not None:
+        path = os.path.join(home, "missive.toml")
+        with open(path, "w") as f:
+            f.write(config)
+        env["MISSIVE_CONFIG"] = path
     log = open(os.path.join(home, "serve.log"), "w")
     proc = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -60,6 +66,11 @@ def server():
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def server():
+    yield from start_server()
 
 
 @pytest.fixture(scope="session")
