@@ -1,0 +1,114 @@
+"""An agent-style trace, replayed against Missive and llama-server: a ~20k-token system
+prompt and tools sent with every turn (as Claude Code sends them), a history that grows by
+a reply and a new message each turn. See bench/trace."""
+
+import datetime
+import json
+import os
+import sys
+import time
+
+import httpx
+
+sys.path.insert(0, os.path.dirname(__file__))
+from peer import PARAGRAPH, anthropic_events, server_args, with_llama_server, with_missive  # noqa: E402
+
+TOOLS = [
+    {"name": name, "description": f"{name.replace('_', ' ')} in the workspace",
+     "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
+    for name in ("read_file", "write_file", "list_directory", "search_code", "run_tests")
+]
+REQUESTS = ["Summarise the guide above in one line.", "What does chapter two cover?",
+            "Name one tool you could use.", "List two risks.", "What came first?",
+            "Rephrase your last answer.", "Give one example.", "What is missing?",
+            "One more detail, please.", "Conclude in one sentence."]
+
+
+def system_prompt(repeats):
+    return "You are a coding agent. Reference guide follows.\n" + PARAGRAPH * repeats
+
+
+def turn_anthropic(url, system, history, max_tokens):
+    body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": 0,
+            "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+            "tools": TOOLS, "cache_control": {"type": "ephemeral"},
+            "messages": history}
+    t0 = time.perf_counter()
+    first, text, usage = None, "", {}
+    for now, event in anthropic_events(url, body):
+        if event["type"] == "message_start":
+            usage = event["message"]["usage"]
+        elif event["type"] == "content_block_delta":
+            first = first or now - t0
+            text += event["delta"].get("text", "")
+    return first, time.perf_counter() - t0, text, usage
+
+
+def turn_openai(url, system, history, max_tokens):
+    tools = [{"type": "function", "function": {"name": t["name"], "description": t["description"],
+                                               "parameters": t["input_schema"]}} for t in TOOLS]
+    body = {"model": "x", "max_tokens": max_tokens, "temperature": 0, "stream": True, "tools": tools,
+            "messages": [{"role": "system", "content": system}] + history}
+    t0 = time.perf_counter()
+    first, text = None, ""
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=1800) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            delta = (event.get("choices") or [{}])[0].get("delta", {}).get("content")
+            if delta:
+                first = first or time.perf_counter() - t0
+                text += delta
+    return first, time.perf_counter() - t0, text, {}
+
+
+def replay(name, turn, url, args):
+    system = system_prompt(args.repeats)
+    history, rows = [], []
+    for i in range(args.turns):
+        history.append({"role": "user", "content": REQUESTS[i % len(REQUESTS)]})
+        ttft, total, text, usage = turn(url, system, history, args.max_tokens)
+        history.append({"role": "assistant", "content": text.strip() or "(no answer)"})
+        rows.append({"server": name, "turn": i + 1, "ttft": ttft or total, "total": total, "usage": usage})
+        print(f"  {name} turn {i + 1}: ttft {rows[-1]['ttft']:.2f} s, total {total:.2f} s {usage}", flush=True)
+    return rows
+
+
+def main():
+    p = server_args(24576)
+    p.add_argument("--turns", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=300, help="guide paragraphs (300: ~20k tokens)")
+    p.add_argument("--max-tokens", type=int, default=32)
+    args = p.parse_args()
+    rows = with_llama_server(args, 1, args.ctx, lambda url: replay("llama-server", turn_openai, url, args))
+    rows += with_missive(args, 1, args.ctx, lambda url: replay("missive", turn_anthropic, url, args))
+
+    def get(server, key, turn=None):
+        picked = [r[key] for r in rows if r["server"] == server and (turn is None or r["turn"] == turn)]
+        return sum(picked)
+
+    first = next(r for r in rows if r["server"] == "missive")["usage"]
+    prompt = first.get("input_tokens", 0) + first.get("cache_creation_input_tokens", 0) + first.get("cache_read_input_tokens", 0)
+    lines = [f"# Agent trace ({datetime.date.today()})", "",
+             f"{args.turns} turns, a {prompt}-token first prompt (system prompt and {len(TOOLS)} tools resent every "
+             f"turn, history growing), {args.max_tokens} output tokens a turn, {args.threads} threads each, 1 slot.", "",
+             "| metric | Missive | llama-server | ratio |", "|---|---|---|---|"]
+    for label, key, turn in (("total time (s)", "total", None), ("first turn time to first token (s)", "ttft", 1),
+                             ("second turn time to first token (s)", "ttft", 2)):
+        ours, theirs = get("missive", key, turn), get("llama-server", key, turn)
+        lines.append(f"| {label} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f}x |")
+    second = next(r for r in rows if r["server"] == "missive" and r["turn"] == 2)["usage"]
+    lines.append(f"| second turn usage (Missive) | read {second.get('cache_read_input_tokens')}, "
+                 f"written {second.get('cache_creation_input_tokens')}, uncached {second.get('input_tokens')} | | |")
+    text = "\n".join(lines)
+    print("\n" + text)
+    out = args.out or os.path.join("bench", "runs", f"{datetime.date.today()}-vm")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "trace.md"), "w") as f:
+        f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
