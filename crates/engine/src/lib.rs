@@ -31,7 +31,7 @@ pub use model::ModelConfig;
 use crate::constraint::Grammars;
 use crate::prompt_cache::{Breakpoint, CacheLedger, Clock};
 pub use crate::scheduler::CacheStats;
-use crate::scheduler::{ContextSettings, Job, Reasoning, ToolParsing};
+use crate::scheduler::{CacheTouch, ContextSettings, Job, Reasoning, ToolParsing};
 use crate::template::ChatTemplate;
 use missive_backend::reasoning::ThinkSplitter;
 use missive_protocol::models::{ThinkingCapability, ThinkingTypes};
@@ -42,7 +42,7 @@ pub struct EngineBackend {
     model: Arc<LlamaModel>,
     template: ChatTemplate,
     grammars: Grammars,
-    cache_ledger: CacheLedger,
+    cache_ledger: Arc<CacheLedger>,
     /// The model id, shared with jobs for their metrics labels.
     name: Arc<str>,
     /// The single token `</think>`, for closing a thought at its budget.
@@ -117,7 +117,7 @@ impl EngineBackend {
             model,
             template,
             grammars,
-            cache_ledger: CacheLedger::new(clock, config.cache_min_tokens),
+            cache_ledger: Arc::new(CacheLedger::new(clock, config.cache_min_tokens)),
             name: Arc::from(config.name.as_str()),
             think_close,
             cache_stats,
@@ -237,7 +237,11 @@ impl Backend for EngineBackend {
             return Err(BackendError::PromptTooLong { tokens: count, max });
         }
         let constraint = self.grammars.for_request(&request, tools.enabled)?;
-        let usage = self.cache_ledger.account(&tokens, &breakpoints);
+        let (usage, cache_keys) = self.cache_ledger.account(&tokens, &breakpoints);
+        let cache_touch = (!cache_keys.is_empty()).then(|| CacheTouch {
+            ledger: Arc::clone(&self.cache_ledger),
+            keys: cache_keys,
+        });
         telemetry::prompt_billed(&self.descriptor.id, &usage, self.cache_ledger.len());
         telemetry::host_cache(&self.descriptor.id, &self.cache_stats);
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
@@ -250,6 +254,7 @@ impl Backend for EngineBackend {
             reasoning,
             constraint,
             usage,
+            cache_touch,
             model: Arc::clone(&self.name),
             enqueued: std::time::Instant::now(),
             events,

@@ -79,8 +79,14 @@ impl CacheLedger {
         }
     }
 
-    /// Bills one prompt and records its breakpoints.
-    pub fn account<T: Hash>(&self, prompt: &[T], breakpoints: &[Breakpoint]) -> PromptUsage {
+    /// Bills one prompt and records its breakpoints. The returned keys are to be
+    /// [`touch`](Self::touch)ed when the prefix is actually in the cache (after prefill), so
+    /// a long prefill does not eat into the TTL.
+    pub fn account<T: Hash>(
+        &self,
+        prompt: &[T],
+        breakpoints: &[Breakpoint],
+    ) -> (PromptUsage, Vec<(u64, Ttl)>) {
         let total = prompt.len();
         let mut points: Vec<Breakpoint> = breakpoints
             .iter()
@@ -90,7 +96,7 @@ impl CacheLedger {
         points.sort_by_key(|b| b.tokens);
         points.dedup_by_key(|b| b.tokens);
         let Ok(mut entries) = self.entries.lock() else {
-            return PromptUsage::uncached(count(total));
+            return (PromptUsage::uncached(count(total)), Vec::new());
         };
         let now = self.clock.now();
         entries.retain(|_, entry| entry.expires > now);
@@ -128,11 +134,25 @@ impl CacheLedger {
                 },
             );
         }
-        PromptUsage {
+        let usage = PromptUsage {
             input_tokens: count(total - from.max(read)),
             cache_read_input_tokens: count(read),
             cache_creation_5m_input_tokens: count(written_5m),
             cache_creation_1h_input_tokens: count(written_1h),
+        };
+        let touched = keys.into_iter().zip(points.iter().map(|p| p.ttl)).collect();
+        (usage, touched)
+    }
+
+    /// Restarts the TTL of these entries from now.
+    pub fn touch(&self, keys: &[(u64, Ttl)]) {
+        let now = self.clock.now();
+        if let Ok(mut entries) = self.entries.lock() {
+            for (key, ttl) in keys {
+                if let Some(entry) = entries.get_mut(key) {
+                    entry.expires = now + ttl.duration();
+                }
+            }
         }
     }
 
@@ -200,7 +220,7 @@ mod tests {
     fn first_call_writes_second_reads_and_the_parts_sum_to_the_prompt() {
         let (_, ledger) = ledger();
         let prompt: Vec<u32> = (0..100).collect();
-        let first = ledger.account(&prompt, &[AT_60]);
+        let first = ledger.account(&prompt, &[AT_60]).0;
         assert_eq!(
             (
                 first.cache_creation_5m_input_tokens,
@@ -209,7 +229,7 @@ mod tests {
             ),
             (60, 0, 40)
         );
-        let second = ledger.account(&prompt, &[AT_60]);
+        let second = ledger.account(&prompt, &[AT_60]).0;
         assert_eq!(
             (
                 second.cache_creation_5m_input_tokens,
@@ -228,7 +248,10 @@ mod tests {
         ledger.account(&prompt, &[AT_60]);
         let mut edited = prompt.clone();
         edited[3] = 999;
-        assert_eq!(ledger.account(&edited, &[AT_60]).cache_read_input_tokens, 0);
+        assert_eq!(
+            ledger.account(&edited, &[AT_60]).0.cache_read_input_tokens,
+            0
+        );
         let two = [
             AT_60,
             Breakpoint {
@@ -236,7 +259,7 @@ mod tests {
                 ttl: Ttl::OneHour,
             },
         ];
-        let usage = ledger.account(&prompt, &two);
+        let usage = ledger.account(&prompt, &two).0;
         assert_eq!(
             (
                 usage.cache_read_input_tokens,
@@ -254,17 +277,17 @@ mod tests {
         ledger.account(&prompt, &[AT_60]);
         clock.advance(Duration::from_secs(4 * 60));
         assert_eq!(
-            ledger.account(&prompt, &[AT_60]).cache_read_input_tokens,
+            ledger.account(&prompt, &[AT_60]).0.cache_read_input_tokens,
             60
         );
         // The hit refreshed the TTL: four more minutes is still within it.
         clock.advance(Duration::from_secs(4 * 60));
         assert_eq!(
-            ledger.account(&prompt, &[AT_60]).cache_read_input_tokens,
+            ledger.account(&prompt, &[AT_60]).0.cache_read_input_tokens,
             60
         );
         clock.advance(Duration::from_secs(5 * 60 + 1));
-        let expired = ledger.account(&prompt, &[AT_60]);
+        let expired = ledger.account(&prompt, &[AT_60]).0;
         assert_eq!(
             (
                 expired.cache_read_input_tokens,
@@ -279,7 +302,10 @@ mod tests {
         let fresh: Vec<u32> = (1000..1100).collect();
         ledger.account(&fresh, &[hour]);
         clock.advance(Duration::from_secs(30 * 60));
-        assert_eq!(ledger.account(&fresh, &[hour]).cache_read_input_tokens, 60);
+        assert_eq!(
+            ledger.account(&fresh, &[hour]).0.cache_read_input_tokens,
+            60
+        );
     }
 
     #[test]
@@ -291,9 +317,24 @@ mod tests {
             ttl: Ttl::FiveMinutes,
         };
         assert_eq!(
-            ledger.account(&prompt, &[short]),
+            ledger.account(&prompt, &[short]).0,
             PromptUsage::uncached(100)
         );
         assert!(ledger.is_empty());
+    }
+
+    #[test]
+    fn the_ttl_runs_from_when_the_prefix_was_computed() {
+        let (clock, ledger) = ledger();
+        let prompt: Vec<u32> = (0..100).collect();
+        let (_, keys) = ledger.account(&prompt, &[AT_60]);
+        // A prefill longer than the TTL: the entry is touched when it ends.
+        clock.advance(Duration::from_secs(6 * 60));
+        ledger.touch(&keys);
+        clock.advance(Duration::from_secs(4 * 60));
+        assert_eq!(
+            ledger.account(&prompt, &[AT_60]).0.cache_read_input_tokens,
+            60
+        );
     }
 }

@@ -23,6 +23,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::constraint::Constraint;
 use crate::error::Error;
+use crate::prompt_cache::{CacheLedger, Ttl};
 use host_cache::{HostCache, HostCacheStats};
 use slot::{Slot, StepOutcome};
 
@@ -38,10 +39,26 @@ pub(crate) struct Job {
     pub constraint: Constraint,
     /// What the prompt is billed, as the cache ledger decided.
     pub usage: PromptUsage,
+    /// Cache entries to refresh once the prompt is in the KV cells.
+    pub cache_touch: Option<CacheTouch>,
     /// The model id, for metrics labels.
     pub model: Arc<str>,
     pub enqueued: std::time::Instant,
     pub events: UnboundedSender<Result<BackendEvent, BackendError>>,
+}
+
+/// The prompt-cache entries a job's prefill makes real.
+pub(crate) struct CacheTouch {
+    pub ledger: Arc<CacheLedger>,
+    pub keys: Vec<(u64, Ttl)>,
+}
+
+impl std::fmt::Debug for CacheTouch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheTouch")
+            .field("keys", &self.keys)
+            .finish()
+    }
 }
 
 /// How a reasoning model's thought is handled.
@@ -229,6 +246,7 @@ impl Scheduler<'_> {
                 .map(|(i, _)| i);
             if let Some(i) = best {
                 self.prepare_slot(ctx, i, &job.tokens);
+                self.park_idle_caches(ctx, i);
                 if let Err(err) = self.slots[i].start(ctx, job) {
                     tracing::error!(error = %err, "starting a sequence failed");
                 }
@@ -299,6 +317,18 @@ impl Scheduler<'_> {
         }
         if let Some(entry) = restore {
             self.slots[i].restore(ctx, entry);
+        }
+    }
+
+    /// While sequences run, idle slots' caches move to host memory: attention in a decode
+    /// step spans every KV cell up to the highest in use, so cells kept for possible reuse
+    /// would slow every running stream. (llama-server's `--cache-idle-slots` does the same.)
+    fn park_idle_caches(&mut self, ctx: &mut LlamaContext<'_>, starting: usize) {
+        let min = self.settings.spill_min_tokens;
+        for (j, slot) in self.slots.iter_mut().enumerate() {
+            if j != starting && !slot.is_active() && slot.cached_len() > 0 {
+                slot.spill(ctx, &mut self.host, min, self.tick);
+            }
         }
     }
 

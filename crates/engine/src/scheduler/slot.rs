@@ -217,6 +217,9 @@ impl Slot {
         };
         if !active.started {
             active.started = true;
+            if let Some(touch) = &active.job.cache_touch {
+                touch.ledger.touch(&touch.keys);
+            }
             let _ = active.job.events.send(Ok(BackendEvent::Started {
                 prompt: active.job.usage,
             }));
