@@ -26,7 +26,7 @@ use missive_backend::{Backend, BackendError, EventStream, GenerateRequest, Model
 use missive_protocol::models::{ModelCapabilities, Supported};
 
 pub use error::Error;
-pub use model::ModelConfig;
+pub use model::{KvLayout, ModelConfig};
 
 use crate::constraint::Grammars;
 use crate::prompt_cache::{Breakpoint, CacheLedger, Clock};
@@ -70,12 +70,22 @@ impl EngineBackend {
         let template = model::chat_template(&model)?;
         let grammars = Grammars::new(&model).map_err(Error::Grammar)?;
         let n_ctx = config.context_size.min(model.n_ctx_train()).max(256);
+        let slots = config.parallel.max(1);
+        let per_slot_kv = config.kv_layout == KvLayout::PerSlot;
+        tracing::info!(
+            model = %config.name,
+            per_slot_kv,
+            context = n_ctx,
+            slots,
+            "KV layout"
+        );
         let settings = ContextSettings {
             n_ctx,
+            per_slot_kv,
             n_batch: 2048,
             prefill_chunk: 256,
             threads: i32::try_from(config.threads.max(1)).unwrap_or(1),
-            slots: config.parallel.max(1),
+            slots,
             host_cache_bytes: config.host_cache_bytes,
             // Worth a state save and restore from a few hundred tokens of prefill on.
             spill_min_tokens: config.cache_min_tokens.min(256),

@@ -33,6 +33,18 @@ pub struct ModelConfig {
     pub cache_min_tokens: usize,
     /// Host memory for prefixes evicted from the KV cells, in bytes.
     pub host_cache_bytes: usize,
+    pub kv_layout: KvLayout,
+}
+
+/// How the KV cache is laid out across slots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KvLayout {
+    /// One pool of `context` cells shared by all slots: any one request may use it all.
+    #[default]
+    Unified,
+    /// Each slot its own stream of `context` cells (`parallel` times the memory): slots
+    /// never evict each other. Measured here, batched decoding is no faster than unified.
+    PerSlot,
 }
 
 static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();

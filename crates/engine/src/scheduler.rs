@@ -86,11 +86,25 @@ pub(crate) struct ToolParsing {
     pub single: bool,
 }
 
+impl ContextSettings {
+    pub fn total_cells(&self) -> u32 {
+        match self.per_slot_kv {
+            true => self.n_ctx.saturating_mul(self.slots),
+            false => self.n_ctx,
+        }
+    }
+}
+
 /// Context settings for the engine thread.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ContextSettings {
-    /// KV cells shared by all sequences; also the longest one prompt may be.
+    /// The longest one sequence (prompt and reply) may be.
     pub n_ctx: u32,
+    /// Each sequence has its own KV stream of `n_ctx` cells (llama.cpp's non-unified
+    /// cache), rather than all sharing one pool of `n_ctx` cells. Attention then spans
+    /// only a sequence's own cells, which is what makes batched decoding fast; it costs
+    /// `slots` times the KV memory.
+    pub per_slot_kv: bool,
     /// Tokens per decode call.
     pub n_batch: u32,
     /// Prefill tokens per step while other sequences are decoding, so they keep flowing.
@@ -146,11 +160,11 @@ fn run(
         }
     };
     let params = LlamaContextParams::default()
-        .with_n_ctx(std::num::NonZeroU32::new(settings.n_ctx))
+        .with_n_ctx(std::num::NonZeroU32::new(settings.total_cells()))
         .with_n_batch(settings.n_batch)
         .with_n_ubatch(settings.n_batch.min(512))
         .with_n_seq_max(settings.slots)
-        .with_kv_unified(true)
+        .with_kv_unified(!settings.per_slot_kv)
         .with_n_threads(settings.threads)
         .with_n_threads_batch(settings.threads);
     let mut ctx = match model.new_context(backend, params) {
@@ -246,7 +260,9 @@ impl Scheduler<'_> {
                 .map(|(i, _)| i);
             if let Some(i) = best {
                 self.prepare_slot(ctx, i, &job.tokens);
-                self.park_idle_caches(ctx, i);
+                if !self.settings.per_slot_kv {
+                    self.park_idle_caches(ctx, i);
+                }
                 if let Err(err) = self.slots[i].start(ctx, job) {
                     tracing::error!(error = %err, "starting a sequence failed");
                 }
@@ -265,7 +281,11 @@ impl Scheduler<'_> {
             if !self.slots[i].is_decoding() {
                 continue;
             }
-            if used + 1 > n_ctx && !self.evict(ctx, &mut used, 1) {
+            let full = match self.settings.per_slot_kv {
+                true => self.slots[i].cached_len() + 1 > n_ctx,
+                false => used + 1 > n_ctx && !self.evict(ctx, &mut used, 1),
+            };
+            if full {
                 self.slots[i].finish_context_full(self.tick);
                 continue;
             }
@@ -287,7 +307,11 @@ impl Scheduler<'_> {
             if want == 0 {
                 continue;
             }
-            if used + want > n_ctx && !self.evict(ctx, &mut used, want) {
+            let full = match self.settings.per_slot_kv {
+                true => self.slots[i].cached_len() + want > n_ctx,
+                false => used + want > n_ctx && !self.evict(ctx, &mut used, want),
+            };
+            if full {
                 self.slots[i].fail(ctx, BackendError::Generation("the KV cache is full".into()));
                 continue;
             }

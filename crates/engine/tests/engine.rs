@@ -27,6 +27,7 @@ mod real_model {
             parallel: 2,
             cache_min_tokens: 64,
             host_cache_bytes: 64 << 20,
+            kv_layout: missive_engine::KvLayout::PerSlot,
         })
     }
 

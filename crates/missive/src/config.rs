@@ -106,6 +106,27 @@ pub struct ModelEntry {
     /// Host memory for prefixes evicted from the KV cells (restored on reuse), in MiB.
     #[serde(default = "default_host_cache_mb")]
     pub host_cache_mb: usize,
+    /// `unified` (one KV pool for all slots) or `per_slot` (a stream of `context_size`
+    /// cells per slot, `parallel` times the memory).
+    #[serde(default)]
+    pub kv_layout: KvLayoutName,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvLayoutName {
+    #[default]
+    Unified,
+    PerSlot,
+}
+
+impl KvLayoutName {
+    pub fn layout(self) -> missive_engine::KvLayout {
+        match self {
+            KvLayoutName::Unified => missive_engine::KvLayout::Unified,
+            KvLayoutName::PerSlot => missive_engine::KvLayout::PerSlot,
+        }
+    }
 }
 
 impl ModelEntry {
@@ -145,6 +166,7 @@ fn default_models() -> Vec<ModelEntry> {
         queue_depth: default_queue_depth(),
         parallel: default_parallel(),
         host_cache_mb: default_host_cache_mb(),
+        kv_layout: KvLayoutName::default(),
     }]
 }
 
@@ -217,6 +239,15 @@ impl Config {
                 first.parallel = parallel
                     .parse()
                     .context("MISSIVE_PARALLEL must be a number")?;
+            }
+            if let Some(layout) = var("MISSIVE_KV_LAYOUT") {
+                first.kv_layout = match layout.as_str() {
+                    "unified" => KvLayoutName::Unified,
+                    "per_slot" => KvLayoutName::PerSlot,
+                    other => {
+                        anyhow::bail!("MISSIVE_KV_LAYOUT must be unified or per_slot (got {other})")
+                    }
+                };
             }
             if let Some(mb) = var("MISSIVE_HOST_CACHE_MB") {
                 first.host_cache_mb = mb

@@ -59,6 +59,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             parallel: entry.parallel,
             cache_min_tokens: missive_engine::prompt_cache::DEFAULT_MIN_TOKENS,
             host_cache_bytes: entry.host_cache_mb.saturating_mul(1 << 20),
+            kv_layout: entry.kv_layout.layout(),
         };
         tracing::info!(model = %entry.name, path = %model_config.path.display(), "loading model");
         let backend = tokio::task::spawn_blocking(move || EngineBackend::load(&model_config))
