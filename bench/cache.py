@@ -13,7 +13,7 @@ import uuid
 import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from peer import PARAGRAPH, anthropic_events, server_args, free_port, start, stop, with_llama_server, with_missive  # noqa: E402
+from peer import PARAGRAPH, anthropic_events, server_args, write_report, free_port, start, stop, with_llama_server, with_missive  # noqa: E402
 
 QUESTIONS = ["What is the main idea?", "Name one machine mentioned.", "Who used the systems?",
              "What came after assemblers?", "Summarise in five words.", "What did compilers do?"]
@@ -137,12 +137,7 @@ def main():
         lines += ["", f"## Memory over {args.memory_requests} requests with distinct ~300-token prefixes", "",
                   f"Host-cache budget {args.host_cache_mb} MiB, 2 slots: RSS after warm-up {base:.0f} MiB, "
                   f"peak {peak:.0f} MiB (growth {peak - base:.0f} MiB); host cache at the end {host:.1f} MiB."]
-    text = "\n".join(lines)
-    print("\n" + text)
-    out = args.out or os.path.join("bench", "runs", f"{datetime.date.today()}-vm")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "cache.md"), "w") as f:
-        f.write(text + "\n")
+    write_report(args, "cache.md", lines)
 
 
 if __name__ == "__main__":

@@ -187,6 +187,16 @@ def with_missive(args, slots, ctx, body):
         stop(proc)
 
 
+def write_report(args, name, lines):
+    """Prints a report and writes it to bench/runs/<date>-vm/<name> (or --out)."""
+    text = "\n".join(lines)
+    print("\n" + text)
+    out = args.out or os.path.join("bench", "runs", f"{datetime.date.today()}-vm")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, name), "w") as f:
+        f.write(text + "\n")
+
+
 def server_args(ctx):
     """The arguments every side-by-side bench takes: the two servers, the GGUF, threads."""
     p = argparse.ArgumentParser()

@@ -11,7 +11,7 @@ import time
 import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from peer import PARAGRAPH, anthropic_events, server_args, with_llama_server, with_missive  # noqa: E402
+from peer import PARAGRAPH, anthropic_events, server_args, write_report, with_llama_server, with_missive  # noqa: E402
 
 TOOLS = [
     {"name": name, "description": f"{name.replace('_', ' ')} in the workspace",
@@ -102,12 +102,7 @@ def main():
     second = next(r for r in rows if r["server"] == "missive" and r["turn"] == 2)["usage"]
     lines.append(f"| second turn usage (Missive) | read {second.get('cache_read_input_tokens')}, "
                  f"written {second.get('cache_creation_input_tokens')}, uncached {second.get('input_tokens')} | | |")
-    text = "\n".join(lines)
-    print("\n" + text)
-    out = args.out or os.path.join("bench", "runs", f"{datetime.date.today()}-vm")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "trace.md"), "w") as f:
-        f.write(text + "\n")
+    write_report(args, "trace.md", lines)
 
 
 if __name__ == "__main__":
