@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use missive_protocol::models::ModelCapabilities;
+use missive_protocol::models::{ModelCapabilities, ThinkingCapability};
 use missive_protocol::tools::ThinkingConfig;
 
 use crate::reasoning::{Segment, ThinkSplitter};
@@ -69,19 +69,7 @@ impl ScriptedBackend {
     /// events when thinking is asked for (and cut at the budget), dropped otherwise.
     pub fn reasoning(mut self) -> Self {
         self.reasoning = true;
-        self.descriptor.capabilities.thinking.supported = true;
-        self.descriptor
-            .capabilities
-            .thinking
-            .types
-            .enabled
-            .supported = true;
-        self.descriptor
-            .capabilities
-            .thinking
-            .types
-            .adaptive
-            .supported = true;
+        self.descriptor.capabilities.thinking = ThinkingCapability::all(true);
         self
     }
 
@@ -172,11 +160,11 @@ fn async_stream_events(
     let mut reason = FinishReason::EndTurn;
     let mut produced = 0u32;
     let mut thinking_tokens = 0u32;
-    let (show_thinking, budget) = match &request.thinking {
-        Some(ThinkingConfig::Enabled { budget_tokens, .. }) => (true, Some(*budget_tokens)),
-        Some(ThinkingConfig::Adaptive { .. }) => (true, None),
-        _ => (false, None),
-    };
+    let show_thinking = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on);
+    let budget = request
+        .thinking
+        .as_ref()
+        .and_then(ThinkingConfig::budget_tokens);
     let mut splitter = backend.reasoning.then(|| ThinkSplitter::new(false));
     // Once the budget closes the thought, the rest of the scripted thought is never written.
     let mut cut = false;

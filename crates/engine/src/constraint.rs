@@ -65,20 +65,42 @@ impl Grammars {
         let tok_env = LlamaSampler::llguidance_tok_env(model);
         let mut factory = ParserFactory::new_simple(&tok_env).map_err(|e| e.to_string())?;
         factory.quiet();
-        let marker = model.vocab().tokenize(OPEN.as_bytes(), false, true);
-        let tool_open = match marker.as_slice() {
-            [token] => Some(*token),
-            _ => None,
-        };
         Ok(Self {
             factory,
             compiled: Mutex::new(HashMap::new()),
-            tool_open,
+            tool_open: crate::model::single_token(model, OPEN),
         })
     }
 
     pub fn tool_open_token(&self) -> Option<LlamaToken> {
         self.tool_open
+    }
+
+    /// Compiles a Lark grammar and keeps it (outside the lock: compiling can take a while).
+    fn compile(&self, lark: &str) -> Result<TokenParser, String> {
+        let parser = self
+            .factory
+            .create_parser(TopLevelGrammar::from_lark(lark.to_owned()))
+            .map_err(|e| e.to_string())?;
+        if let Ok(mut cache) = self.compiled.lock() {
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(lark.to_owned(), parser.deep_clone());
+        }
+        Ok(parser)
+    }
+
+    /// Whether a grammar compiles, without building a matcher for it.
+    fn compiles(&self, lark: &str) -> Result<(), String> {
+        let cached = self
+            .compiled
+            .lock()
+            .is_ok_and(|cache| cache.contains_key(lark));
+        match cached {
+            true => Ok(()),
+            false => self.compile(lark).map(drop),
+        }
     }
 
     /// A fresh matcher for a Lark grammar, compiling it on first use.
@@ -90,19 +112,7 @@ impl Grammars {
             .and_then(|cache| cache.get(lark).map(TokenParser::deep_clone));
         let parser = match cached {
             Some(parser) => parser,
-            None => {
-                let parser = self
-                    .factory
-                    .create_parser(TopLevelGrammar::from_lark(lark.to_owned()))
-                    .map_err(|e| e.to_string())?;
-                if let Ok(mut cache) = self.compiled.lock() {
-                    if cache.len() >= CACHE_LIMIT {
-                        cache.clear();
-                    }
-                    cache.insert(lark.to_owned(), parser.deep_clone());
-                }
-                parser
-            }
+            None => self.compile(lark)?,
         };
         let matcher = Matcher::new(Ok(parser));
         match matcher.is_error() {
@@ -160,7 +170,7 @@ impl Grammars {
             .input_schema
             .clone()
             .unwrap_or_else(|| json!({"type": "object"}));
-        let enforceable = self.matcher(&format!("start: {}\n", json_rule(&schema)));
+        let enforceable = self.compiles(&format!("start: {}\n", json_rule(&schema)));
         let arguments = match (enforceable, tool.strict == Some(true)) {
             (Ok(_), _) => json_rule(&schema),
             (Err(err), true) => {

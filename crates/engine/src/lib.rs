@@ -34,7 +34,7 @@ pub use crate::scheduler::CacheStats;
 use crate::scheduler::{CacheTouch, ContextSettings, Job, Reasoning, ToolParsing};
 use crate::template::ChatTemplate;
 use missive_backend::reasoning::ThinkSplitter;
-use missive_protocol::models::{ThinkingCapability, ThinkingTypes};
+use missive_protocol::models::ThinkingCapability;
 use missive_protocol::tools::ThinkingConfig;
 
 /// A loaded GGUF model behind the [`Backend`] trait.
@@ -111,18 +111,11 @@ impl EngineBackend {
                 image_input: Supported::from(false),
                 pdf_input: Supported::from(false),
                 structured_outputs: Supported::from(true),
-                thinking: thinking_capability(template.reasons()),
+                thinking: ThinkingCapability::all(template.reasons()),
             },
         };
         let add_bos = model.vocab().should_add_bos();
-        let think_close = match model
-            .vocab()
-            .tokenize(ThinkSplitter::CLOSE.as_bytes(), false, true)
-            .as_slice()
-        {
-            [token] => Some(*token),
-            _ => None,
-        };
+        let think_close = model::single_token(&model, ThinkSplitter::CLOSE);
         Ok(Self {
             model,
             template,
@@ -158,14 +151,10 @@ impl EngineBackend {
             // `tool_choice: none`, or no tools: the model is not told about them.
             parts.tools.clear();
         }
+        let thinking = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on);
         let mut text = self
             .template
-            .render(
-                &parts.messages,
-                &parts.tools,
-                true,
-                thinking_requested(request),
-            )
+            .render(&parts.messages, &parts.tools, true, thinking)
             .map_err(|err| BackendError::InvalidRequest(err.to_string()))?;
         let needles = match breakpoints {
             true => prompt::cache_needles(request),
@@ -174,11 +163,8 @@ impl EngineBackend {
         let offsets = prompt::needle_offsets(&text, &request.system_text(), &needles);
         let reasoning = self.template.reasons().then(|| Reasoning {
             starts_inside: text.trim_end().ends_with(ThinkSplitter::OPEN),
-            show: thinking_requested(request),
-            budget: match &request.thinking {
-                Some(ThinkingConfig::Enabled { budget_tokens, .. }) => Some(*budget_tokens),
-                _ => None,
-            },
+            show: thinking,
+            budget: request.thinking.as_ref().and_then(|t| t.budget_tokens()),
             close_token: self.think_close,
         });
         if let Some(prefill) = &parts.prefill {
@@ -288,21 +274,4 @@ struct PromptTokens {
     tools: ToolParsing,
     breakpoints: Vec<Breakpoint>,
     reasoning: Option<Reasoning>,
-}
-
-fn thinking_requested(request: &GenerateRequest) -> bool {
-    matches!(
-        request.thinking,
-        Some(ThinkingConfig::Enabled { .. } | ThinkingConfig::Adaptive { .. })
-    )
-}
-
-fn thinking_capability(reasons: bool) -> ThinkingCapability {
-    ThinkingCapability {
-        supported: reasons,
-        types: ThinkingTypes {
-            enabled: Supported::from(reasons),
-            adaptive: Supported::from(reasons),
-        },
-    }
 }

@@ -104,6 +104,19 @@ pub(crate) fn chat_template(model: &LlamaModel) -> Result<ChatTemplate, Error> {
 }
 
 /// `general.name` of the GGUF, for `display_name`.
+/// The token that is exactly `text` (a marker such as `<tool_call>`), if the vocabulary
+/// has one.
+pub(crate) fn single_token(model: &LlamaModel, text: &str) -> Option<LlamaToken> {
+    match model
+        .vocab()
+        .tokenize(text.as_bytes(), false, true)
+        .as_slice()
+    {
+        [token] => Some(*token),
+        _ => None,
+    }
+}
+
 pub(crate) fn display_name(model: &LlamaModel, fallback: &str) -> String {
     model
         .meta_val_str("general.name")

@@ -260,9 +260,6 @@ impl Scheduler<'_> {
                 .map(|(i, _)| i);
             if let Some(i) = best {
                 self.prepare_slot(ctx, i, &job.tokens);
-                if !self.settings.per_slot_kv {
-                    self.park_idle_caches(ctx, i);
-                }
                 if let Err(err) = self.slots[i].start(ctx, job) {
                     tracing::error!(error = %err, "starting a sequence failed");
                 }
@@ -341,18 +338,6 @@ impl Scheduler<'_> {
         }
         if let Some(entry) = restore {
             self.slots[i].restore(ctx, entry);
-        }
-    }
-
-    /// While sequences run, idle slots' caches move to host memory: attention in a decode
-    /// step spans every KV cell up to the highest in use, so cells kept for possible reuse
-    /// would slow every running stream. (llama-server's `--cache-idle-slots` does the same.)
-    fn park_idle_caches(&mut self, ctx: &mut LlamaContext<'_>, starting: usize) {
-        let min = self.settings.spill_min_tokens;
-        for (j, slot) in self.slots.iter_mut().enumerate() {
-            if j != starting && !slot.is_active() && slot.cached_len() > 0 {
-                slot.spill(ctx, &mut self.host, min, self.tick);
-            }
         }
     }
 

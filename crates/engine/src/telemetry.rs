@@ -22,8 +22,9 @@ pub(crate) fn first_token(model: &str, since_enqueued: Duration) {
         .record(since_enqueued.as_secs_f64());
 }
 
-pub(crate) fn output_token(model: &str) {
-    metrics::counter!("missive_output_tokens_total", "model" => model.to_owned()).increment(1);
+pub(crate) fn output_tokens(model: &str, tokens: u32) {
+    metrics::counter!("missive_output_tokens_total", "model" => model.to_owned())
+        .increment(u64::from(tokens));
 }
 
 pub(crate) fn prompt_billed(model: &str, usage: &PromptUsage, cache_entries: usize) {

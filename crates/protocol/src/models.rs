@@ -50,6 +50,19 @@ pub struct ThinkingCapability {
     pub types: ThinkingTypes,
 }
 
+impl ThinkingCapability {
+    /// Both thinking types supported, or neither.
+    pub fn all(supported: bool) -> Self {
+        Self {
+            supported,
+            types: ThinkingTypes {
+                enabled: Supported::from(supported),
+                adaptive: Supported::from(supported),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ThinkingTypes {
     pub enabled: Supported,

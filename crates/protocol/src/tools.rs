@@ -75,6 +75,31 @@ pub enum ThinkingConfig {
     Disabled,
 }
 
+impl ThinkingConfig {
+    /// Thinking was asked for (`enabled` or `adaptive`).
+    pub fn is_on(&self) -> bool {
+        !matches!(self, Self::Disabled)
+    }
+
+    /// The `enabled` form's budget; `adaptive` has none.
+    pub fn budget_tokens(&self) -> Option<u32> {
+        match self {
+            Self::Enabled { budget_tokens, .. } => Some(*budget_tokens),
+            _ => None,
+        }
+    }
+
+    /// `display: "omitted"`: thinking blocks carry a signature but no text.
+    pub fn omits_text(&self) -> bool {
+        match self {
+            Self::Enabled { display, .. } | Self::Adaptive { display } => {
+                display.as_deref() == Some("omitted")
+            }
+            Self::Disabled => false,
+        }
+    }
+}
+
 /// `output_config`: effort and the structured-output format.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OutputConfig {

@@ -43,8 +43,7 @@ struct Active {
     /// Present for a reasoning model: splits its thought from its answer.
     think: Option<ThinkSplitter>,
     thinking_tokens: u32,
-    tool_calls: u32,
-    /// The calls sent so far, to stop a model that repeats one.
+    /// The calls sent so far (also how many), to stop a model that repeats one.
     sent_calls: Vec<(String, serde_json::Value)>,
     emitted_text: bool,
     output_tokens: u32,
@@ -126,7 +125,6 @@ impl Slot {
             tool_parser,
             think: job.reasoning.map(|r| ThinkSplitter::new(r.starts_inside)),
             thinking_tokens: 0,
-            tool_calls: 0,
             sent_calls: Vec::new(),
             emitted_text: false,
             job,
@@ -152,7 +150,10 @@ impl Slot {
     }
 
     pub fn release(&mut self, tick: u64) {
-        self.active = None;
+        // Counted once per job rather than per token: this runs on the engine loop.
+        if let Some(active) = self.active.take() {
+            crate::telemetry::output_tokens(&active.job.model, active.output_tokens);
+        }
         self.last_used = tick;
     }
 
@@ -250,14 +251,13 @@ impl Slot {
                 token = close;
             }
         }
-        crate::telemetry::output_token(&active.job.model);
         active.output_tokens += 1;
         let mut piece = visible_piece(vocab, token, active.tool_parser.is_some());
         if let Some(open) = active.lazy_grammar.as_ref().map(|(_, open)| *open) {
             // Small models often write a call's JSON without the opening marker; a reply
             // that starts with `{` while tools are offered is taken as a call and gets one.
             let bare_call = !active.emitted_text
-                && active.tool_calls == 0
+                && active.sent_calls.is_empty()
                 && String::from_utf8_lossy(&piece)
                     .trim_start()
                     .starts_with('{');
@@ -420,7 +420,8 @@ fn send_pieces(active: &mut Active, pieces: Vec<Piece>) -> Emitted {
         let event = match piece {
             // Whitespace before any text or around tool calls is layout, not content.
             Piece::Text(t)
-                if t.trim().is_empty() && (!active.emitted_text || active.tool_calls > 0) =>
+                if t.trim().is_empty()
+                    && (!active.emitted_text || !active.sent_calls.is_empty()) =>
             {
                 continue
             }
@@ -439,7 +440,6 @@ fn send_pieces(active: &mut Active, pieces: Vec<Piece>) -> Emitted {
                     return Emitted::ToolCallDone;
                 }
                 active.sent_calls.push((name.clone(), input.clone()));
-                active.tool_calls += 1;
                 BackendEvent::ToolUse { name, input }
             }
         };
@@ -497,7 +497,7 @@ fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
         return StepOutcome::Finished;
     }
     let reason = match reason {
-        FinishReason::EndTurn if active.tool_calls > 0 => FinishReason::ToolUse,
+        FinishReason::EndTurn if !active.sent_calls.is_empty() => FinishReason::ToolUse,
         other => other,
     };
     let _ = active.job.events.send(Ok(BackendEvent::Finished {

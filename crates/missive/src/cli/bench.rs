@@ -84,6 +84,14 @@ struct Tally {
 }
 
 impl Tally {
+    fn add(&mut self, other: &Tally) {
+        self.valid += other.valid;
+        self.unparsable += other.unparsable;
+        self.invalid += other.invalid;
+        self.truncated += other.truncated;
+        self.failed_requests += other.failed_requests;
+    }
+
     fn total(&self) -> usize {
         self.valid + self.unparsable + self.invalid + self.failed_requests
     }
@@ -140,12 +148,7 @@ fn schemas(args: &SchemasArgs) -> anyhow::Result<()> {
                 tally.truncated,
                 tally.failed_requests
             );
-            let sum = &mut totals[w];
-            sum.valid += tally.valid;
-            sum.unparsable += tally.unparsable;
-            sum.invalid += tally.invalid;
-            sum.truncated += tally.truncated;
-            sum.failed_requests += tally.failed_requests;
+            totals[w].add(&tally);
         }
     }
     // Truncated outputs (`max_tokens` reached mid-document) are reported apart: the API

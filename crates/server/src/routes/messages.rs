@@ -41,22 +41,18 @@ pub async fn create(
     }
     // Claude Code sends thinking to any model it takes for Claude; a model that cannot
     // reason answers anyway and says so in a header, rather than failing the request.
-    let thinking_ignored = matches!(
-        request.thinking,
-        Some(ThinkingConfig::Enabled { .. } | ThinkingConfig::Adaptive { .. })
-    ) && !descriptor.capabilities.thinking.supported;
+    let thinking_ignored = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on)
+        && !descriptor.capabilities.thinking.supported;
     let extra_headers = thinking_ignored.then(|| {
         (
             HeaderName::from_static(THINKING_HEADER),
             HeaderValue::from_static("ignored; the model cannot reason"),
         )
     });
-    let omit_thinking = match &request.thinking {
-        Some(ThinkingConfig::Enabled { display, .. } | ThinkingConfig::Adaptive { display }) => {
-            display.as_deref() == Some("omitted")
-        }
-        _ => false,
-    };
+    let omit_thinking = request
+        .thinking
+        .as_ref()
+        .is_some_and(ThinkingConfig::omits_text);
     let stream = request.stream.unwrap_or(false);
     let workspace = principal.map_or_else(|| "default".to_owned(), |p| p.0.workspace);
     // About four bytes of JSON per token: a cheap estimate, settled against the usage.
@@ -64,7 +60,6 @@ pub async fn create(
     let reservation = state
         .limits
         .reserve(&workspace, estimate, request.max_tokens)?;
-    let limit_headers = |state: &AppState| state.limits.headers(&workspace);
     // Responses name the model as the client asked for it, as the Claude API echoes aliases.
     let model_name = request.model.clone();
     let generate = GenerateRequest::new(descriptor.id.clone(), request);
@@ -77,34 +72,33 @@ pub async fn create(
     };
     let assembler = Assembler::new(crate::ids::new_id("msg"), model_name)
         .with_thinking(state.signer.clone(), omit_thinking);
+    // Streaming or not, the final `message_delta` carries the usage the limits settle on.
     let limiter = Arc::clone(&state.limits);
-    let settlement = reservation.clone();
     let events = sse::events(events, assembler).inspect(move |event| {
         if let StreamEvent::MessageDelta { usage, .. } = event {
             let uncached =
                 usage.input_tokens.unwrap_or(0) + usage.cache_creation_input_tokens.unwrap_or(0);
-            limiter.settle(&settlement, uncached, usage.output_tokens);
+            limiter.settle(&reservation, uncached, usage.output_tokens);
         }
     });
-    if stream {
+    let mut response = if stream {
         let body =
             events.map(|event| Ok::<_, std::convert::Infallible>(Bytes::from(event.to_sse())));
-        let mut response = (
+        (
             [
                 (CONTENT_TYPE, "text/event-stream; charset=utf-8"),
                 (CACHE_CONTROL, "no-cache"),
             ],
             Body::from_stream(body),
         )
-            .into_response();
-        response.headers_mut().extend(extra_headers);
-        response.headers_mut().extend(limit_headers(&state));
-        return Ok(response);
-    }
-    let message = sse::collect(events).await?;
-    let mut response = Json(message).into_response();
+            .into_response()
+    } else {
+        Json(sse::collect(events).await?).into_response()
+    };
     response.headers_mut().extend(extra_headers);
-    response.headers_mut().extend(limit_headers(&state));
+    response
+        .headers_mut()
+        .extend(state.limits.headers(&workspace));
     Ok(response)
 }
 
