@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod chat;
 pub mod keys;
+pub mod org;
 pub mod pull;
 pub mod serve;
 
@@ -43,5 +44,17 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: keys::Command,
+    },
+    /// Manage the organization's users (works while the server runs).
+    Users {
+        #[command(subcommand)]
+        command: org::UsersCommand,
+    },
+    /// Stop (or restart) traffic for a workspace, a model, or everything, at once.
+    KillSwitch(org::KillSwitchArgs),
+    /// Print the audit log of admin actions, newest first.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
     },
 }

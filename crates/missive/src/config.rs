@@ -26,9 +26,108 @@ pub struct Config {
     /// API keys accepted besides those in the store. Prefer `missive keys create`.
     #[serde(default)]
     pub api_keys: Vec<String>,
+    /// Admin API keys (`sk-ant-admin01-…`) accepted besides those in the store. Prefer
+    /// `missive keys create --admin`.
+    #[serde(default)]
+    pub admin_keys: Vec<String>,
     /// Per-workspace rate limits: defaults, and overrides by workspace name.
     #[serde(default)]
     pub rate_limits: RateLimitsConfig,
+    /// USD per million tokens, by model id, for the cost report and spend limits.
+    #[serde(default)]
+    pub prices: PricesConfig,
+    /// Monthly caps in USD.
+    #[serde(default)]
+    pub spend_limits: SpendLimitsConfig,
+    #[serde(default)]
+    pub governance: GovernanceConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceConfig {
+    /// Keys, rate limits, spend limits, the usage ledger and the Admin API. Off only to
+    /// measure what they cost (`bench/governance`): anyone can then call the server.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for GovernanceConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One model's prices in USD per million tokens; cache prices default to the Claude API's
+/// multipliers of the input price (1.25x, 2x, 0.1x).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceEntry {
+    pub input: f64,
+    pub output: f64,
+    pub cache_write_5m: Option<f64>,
+    pub cache_write_1h: Option<f64>,
+    pub cache_read: Option<f64>,
+}
+
+impl PriceEntry {
+    fn price(&self) -> missive_server::spend::Price {
+        let base = missive_server::spend::Price::new(self.input, self.output);
+        missive_server::spend::Price {
+            cache_write_5m: self.cache_write_5m.unwrap_or(base.cache_write_5m),
+            cache_write_1h: self.cache_write_1h.unwrap_or(base.cache_write_1h),
+            cache_read: self.cache_read.unwrap_or(base.cache_read),
+            ..base
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricesConfig {
+    /// For models without their own entry; without it they are free.
+    pub default: Option<PriceEntry>,
+    #[serde(default)]
+    pub models: BTreeMap<String, PriceEntry>,
+}
+
+impl PricesConfig {
+    pub fn prices(&self) -> missive_server::spend::Prices {
+        missive_server::spend::Prices {
+            default: self.default.as_ref().map(PriceEntry::price),
+            models: self
+                .models
+                .iter()
+                .map(|(name, entry)| (name.clone(), entry.price()))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendLimitsConfig {
+    pub organization_monthly_usd: Option<f64>,
+    /// By workspace name.
+    #[serde(default)]
+    pub workspaces: BTreeMap<String, f64>,
+}
+
+impl SpendLimitsConfig {
+    pub fn limits(&self) -> missive_server::spend::SpendLimits {
+        missive_server::spend::SpendLimits {
+            organization: self.organization_monthly_usd,
+            workspaces: self
+                .workspaces
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+        }
+    }
 }
 
 /// Per-minute limits; a field left out keeps the default.
@@ -178,7 +277,11 @@ impl Default for Config {
             models: default_models(),
             aliases: BTreeMap::new(),
             api_keys: Vec::new(),
+            admin_keys: Vec::new(),
             rate_limits: RateLimitsConfig::default(),
+            prices: PricesConfig::default(),
+            spend_limits: SpendLimitsConfig::default(),
+            governance: GovernanceConfig::default(),
         }
     }
 }
@@ -222,6 +325,16 @@ impl Config {
         }
         if let Some(key) = var("MISSIVE_API_KEY") {
             self.api_keys.push(key);
+        }
+        if let Some(key) = var("MISSIVE_ADMIN_KEY") {
+            self.admin_keys.push(key);
+        }
+        if let Some(on) = var("MISSIVE_GOVERNANCE") {
+            self.governance.enabled = match on.as_str() {
+                "on" | "true" | "1" => true,
+                "off" | "false" | "0" => false,
+                other => anyhow::bail!("MISSIVE_GOVERNANCE must be on or off (got {other})"),
+            };
         }
         if let Some(first) = self.models.first_mut() {
             if let Some(source) = var("MISSIVE_MODEL") {
@@ -281,6 +394,11 @@ impl Config {
             .api_keys
             .iter()
             .map(|_| "sk-…(masked)".to_owned())
+            .collect();
+        shown.admin_keys = shown
+            .admin_keys
+            .iter()
+            .map(|_| "sk-ant-admin01-…(masked)".to_owned())
             .collect();
         Ok(toml::to_string_pretty(&shown)?)
     }

@@ -47,6 +47,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Chat(args) => runtime.block_on(cli::chat::run(args)),
         Command::Keys { command } => cli::keys::run(&config, command),
+        Command::Users { command } => cli::org::users(&config, command),
+        Command::KillSwitch(args) => cli::org::kill_switch(&config, args),
+        Command::Audit { limit } => cli::org::audit_log(&config, limit),
         Command::Bench { command } => cli::bench::run(command),
     }
 }

@@ -1,6 +1,7 @@
 //! API key authentication: `x-api-key` or `Authorization: Bearer`. Keys are compared by
 //! SHA-256 hash, configured keys in constant time, stored keys by indexed lookup of the
-//! hash (which reveals nothing about the secret).
+//! hash (which reveals nothing about the secret). Standard keys call the Messages API in
+//! their workspace; admin keys call the Admin API and nothing else.
 
 use std::sync::Arc;
 
@@ -8,7 +9,8 @@ use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use missive_store::{hash_key, KeyStatus, Store};
+use missive_protocol::ErrorType;
+use missive_store::{hash_key, KeyKind, Store, DEFAULT_WORKSPACE_ID};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -18,47 +20,91 @@ use crate::state::AppState;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub key_id: String,
+    pub kind: KeyKind,
+    /// Empty for admin keys.
+    pub workspace_id: String,
+    /// The workspace's name, which config (rate and spend limits) refers to.
     pub workspace: String,
 }
 
+impl Principal {
+    /// A key from config or the environment (and everyone, when auth is off).
+    pub fn configured(kind: KeyKind) -> Self {
+        let (workspace_id, workspace) = match kind {
+            KeyKind::Standard => (DEFAULT_WORKSPACE_ID, "default"),
+            KeyKind::Admin => ("", ""),
+        };
+        Self {
+            key_id: format!("apikey_configured_{}", kind.as_str()),
+            kind,
+            workspace_id: workspace_id.to_owned(),
+            workspace: workspace.to_owned(),
+        }
+    }
+}
+
 pub struct Auth {
-    /// Hashes of keys given in config or `MISSIVE_API_KEY`.
-    configured: Vec<String>,
+    /// Hashes of keys given in config or the environment, with their kind.
+    configured: Vec<(String, KeyKind)>,
     store: Option<Arc<dyn Store>>,
+    /// Governance off: every request is the default workspace's.
+    open: bool,
 }
 
 impl Auth {
     pub fn new(configured_keys: &[String], store: Option<Arc<dyn Store>>) -> Self {
         Self {
-            configured: configured_keys.iter().map(|k| hash_key(k)).collect(),
+            configured: configured_keys
+                .iter()
+                .map(|k| (hash_key(k), KeyKind::Standard))
+                .collect(),
             store,
+            open: false,
+        }
+    }
+
+    /// Adds configured admin keys (`sk-ant-admin01-…`).
+    pub fn with_admin_keys(mut self, admin_keys: &[String]) -> Self {
+        self.configured
+            .extend(admin_keys.iter().map(|k| (hash_key(k), KeyKind::Admin)));
+        self
+    }
+
+    /// No authentication at all: for measuring what governance costs, never for serving.
+    pub fn open() -> Self {
+        Self {
+            configured: Vec::new(),
+            store: None,
+            open: true,
         }
     }
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        if self.open {
+            return Ok(Principal::configured(KeyKind::Standard));
+        }
         let Some(secret) = presented_key(headers) else {
             return Err(ApiError::unauthenticated("x-api-key header is required"));
         };
         let hash = hash_key(secret);
         // Check every configured key, so the time taken does not depend on which matched.
-        let configured = self
-            .configured
-            .iter()
-            .fold(subtle::Choice::from(0), |acc, known| {
-                acc | known.as_bytes().ct_eq(hash.as_bytes())
-            });
-        if bool::from(configured) {
-            return Ok(Principal {
-                key_id: "apikey_configured".to_owned(),
-                workspace: "default".to_owned(),
-            });
+        let mut matched = None;
+        for (known, kind) in &self.configured {
+            if bool::from(known.as_bytes().ct_eq(hash.as_bytes())) {
+                matched = Some(*kind);
+            }
+        }
+        if let Some(kind) = matched {
+            return Ok(Principal::configured(kind));
         }
         if let Some(store) = &self.store {
             if let Some(key) = store.find_api_key(&hash)? {
-                if key.status == KeyStatus::Active {
+                if key.usable() {
                     return Ok(Principal {
                         key_id: key.id,
-                        workspace: key.workspace,
+                        kind: key.kind,
+                        workspace_id: key.workspace_id.unwrap_or_default(),
+                        workspace: key.workspace_name.unwrap_or_default(),
                     });
                 }
             }
@@ -81,16 +127,38 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-pub async fn middleware(
-    State(state): State<AppState>,
+async fn authenticate_as(
+    state: &AppState,
+    wanted: KeyKind,
     mut request: Request,
     next: Next,
 ) -> Response {
-    match state.auth.authenticate(request.headers()) {
-        Ok(principal) => {
-            request.extensions_mut().insert(principal);
-            next.run(request).await
-        }
-        Err(err) => err.into_response(),
+    let principal = match state.auth.authenticate(request.headers()) {
+        Ok(principal) => principal,
+        Err(err) => return err.into_response(),
+    };
+    if principal.kind != wanted {
+        let message = match wanted {
+            KeyKind::Admin => "This endpoint requires an admin API key (sk-ant-admin01-…); the key used is a workspace API key.",
+            KeyKind::Standard => "Admin API keys can only call the Admin API (/v1/organizations/…); use a workspace API key for this endpoint.",
+        };
+        return ApiError::new(ErrorType::PermissionError, message).into_response();
     }
+    crate::access::note_principal(&request, &principal);
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+/// The Messages API and everything beside it: workspace keys.
+pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    authenticate_as(&state, KeyKind::Standard, request, next).await
+}
+
+/// The Admin API: admin keys only.
+pub async fn admin_middleware(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    authenticate_as(&state, KeyKind::Admin, request, next).await
 }

@@ -97,9 +97,10 @@ impl From<BackendError> for ApiError {
 impl From<missive_store::Error> for ApiError {
     fn from(err: missive_store::Error) -> Self {
         match err {
-            missive_store::Error::KeyNotFound(id) => {
-                ApiError::not_found(format!("api key {id} not found"))
+            missive_store::Error::NotFound { kind, id } => {
+                ApiError::not_found(format!("{kind} {id} not found"))
             }
+            missive_store::Error::Conflict(message) => ApiError::invalid(message),
             missive_store::Error::Database(_)
             | missive_store::Error::DataDir { .. }
             | missive_store::Error::Poisoned => ApiError::internal(err),

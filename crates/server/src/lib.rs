@@ -5,15 +5,18 @@
 //! Depends on `protocol`, `backend` and `store`; never on the engine, so its tests build
 //! without llama.cpp. Only this crate knows the mapping from failures to Claude errors.
 
+mod access;
 mod auth;
 mod error;
 mod extract;
 pub mod ids;
+pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod model_router;
 mod request_id;
 mod routes;
+pub mod spend;
 mod sse;
 mod state;
 pub mod thinking;

@@ -98,6 +98,8 @@ pub struct RateLimiter {
     overrides: HashMap<String, Limits>,
     buckets: Mutex<HashMap<String, Buckets>>,
     clock: Arc<dyn Clock>,
+    /// Off only when governance is off: no buckets, no headers.
+    enabled: bool,
 }
 
 impl RateLimiter {
@@ -115,6 +117,15 @@ impl RateLimiter {
             overrides,
             buckets: Mutex::new(HashMap::new()),
             clock,
+            enabled: true,
+        }
+    }
+
+    /// Limits nothing (governance off).
+    pub fn unlimited() -> Self {
+        Self {
+            enabled: false,
+            ..Self::new(Limits::default(), HashMap::new())
         }
     }
 
@@ -155,6 +166,13 @@ impl RateLimiter {
         input_estimate: u32,
         max_tokens: u32,
     ) -> Result<Reservation, ApiError> {
+        if !self.enabled {
+            return Ok(Reservation {
+                workspace: Arc::from(workspace),
+                input: 0,
+                output: 0,
+            });
+        }
         let limits = self.limits(workspace);
         self.with_buckets(workspace, |b| {
             let checks = [
@@ -200,6 +218,9 @@ impl RateLimiter {
     /// Replaces the estimate with what the request used: uncached input (cache reads do
     /// not count) and output tokens. Unused reservation flows back.
     pub fn settle(&self, reservation: &Reservation, uncached_input: u32, output: u32) {
+        if !self.enabled {
+            return;
+        }
         self.with_buckets(&reservation.workspace, |b| {
             b.input.level = (b.input.level + f64::from(reservation.input)
                 - f64::from(uncached_input))
@@ -211,6 +232,9 @@ impl RateLimiter {
 
     /// The `anthropic-ratelimit-*` headers for a workspace as of now.
     pub fn headers(&self, workspace: &str) -> HeaderMap {
+        if !self.enabled {
+            return HeaderMap::new();
+        }
         let limits = self.limits(workspace);
         let now = SystemTime::now();
         let snapshot = self.with_buckets(workspace, |b| *b);

@@ -55,3 +55,32 @@ pub fn request_finished(path: &str, status: u16, seconds: f64) {
         .increment(1);
     metrics::histogram!("missive_http_request_duration_seconds", "route" => route).record(seconds);
 }
+
+/// One finished request of a workspace on a model, with the tokens it used.
+pub fn workspace_request(
+    workspace: &str,
+    model: &str,
+    status: u16,
+    tokens: &[(&'static str, u64)],
+) {
+    let workspace = workspace.to_owned();
+    let model = model.to_owned();
+    metrics::counter!(
+        "missive_workspace_requests_total",
+        "workspace" => workspace.clone(),
+        "model" => model.clone(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    for (kind, count) in tokens {
+        if *count > 0 {
+            metrics::counter!(
+                "missive_workspace_tokens_total",
+                "workspace" => workspace.clone(),
+                "model" => model.clone(),
+                "type" => *kind
+            )
+            .increment(*count);
+        }
+    }
+}

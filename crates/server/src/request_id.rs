@@ -15,27 +15,14 @@ pub fn current() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
-pub async fn middleware(request: Request, next: Next) -> Response {
+pub async fn middleware(mut request: Request, next: Next) -> Response {
     let id = crate::ids::new_id("req");
-    let started = std::time::Instant::now();
-    let method = request.method().clone();
+    let method = request.method().to_string();
     let path = request.uri().path().to_owned();
+    let (slot, started) = crate::access::start(&mut request);
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("request-id", value);
     }
-    crate::metrics::request_finished(
-        &path,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    tracing::info!(
-        request_id = %id,
-        %method,
-        %path,
-        status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
-    response
+    crate::access::finish(response, id, method, path, started, slot)
 }

@@ -1,5 +1,6 @@
 //! The router: every path of the Claude API that Missive serves.
 
+mod admin;
 mod messages;
 mod models;
 
@@ -21,6 +22,7 @@ pub fn app(state: AppState) -> Router {
         ));
     Router::new()
         .merge(api)
+        .merge(admin::routes(state.clone()))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(crate::metrics::render))
         .fallback(not_found)

@@ -1,8 +1,12 @@
 use std::sync::Arc;
 
+use missive_store::Store;
+
 use crate::auth::Auth;
+use crate::ledger::Ledger;
 use crate::limits::{Limits, RateLimiter};
 use crate::model_router::ModelRouter;
+use crate::spend::{Prices, SpendLimits, SpendTracker};
 use crate::thinking::ThinkingSigner;
 
 /// What every handler can reach.
@@ -13,6 +17,10 @@ pub struct AppState {
     pub signer: ThinkingSigner,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub limits: Arc<RateLimiter>,
+    /// Organization, workspaces, keys, ledger; `None` serves without an Admin API.
+    pub store: Option<Arc<dyn Store>>,
+    pub ledger: Ledger,
+    pub spend: Arc<SpendTracker>,
 }
 
 impl AppState {
@@ -23,6 +31,9 @@ impl AppState {
             signer: ThinkingSigner::ephemeral(),
             metrics: crate::metrics::handle(),
             limits: Arc::new(RateLimiter::new(Limits::default(), Default::default())),
+            store: None,
+            ledger: Ledger::disabled(),
+            spend: Arc::new(SpendTracker::new(Prices::default(), SpendLimits::default())),
         }
     }
 
@@ -35,5 +46,21 @@ impl AppState {
     pub fn with_thinking_key(mut self, key: Vec<u8>) -> Self {
         self.signer = ThinkingSigner::new(key);
         self
+    }
+
+    /// Serves the Admin API from `store`, records usage there (durably, before each
+    /// response completes) and enforces spend caps seeded from it.
+    pub fn with_store(
+        mut self,
+        store: Arc<dyn Store>,
+        prices: Prices,
+        spend_limits: SpendLimits,
+    ) -> Result<Self, missive_store::Error> {
+        let spend = SpendTracker::new(prices, spend_limits);
+        spend.load(store.as_ref())?;
+        self.spend = Arc::new(spend);
+        self.ledger = Ledger::spawn(Arc::clone(&store));
+        self.store = Some(store);
+        Ok(self)
     }
 }

@@ -1,11 +1,13 @@
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 
+/// A key's status as the Admin API reports it. `Expired` is derived from `expires_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyStatus {
     Active,
     Inactive,
     Archived,
+    Expired,
 }
 
 impl KeyStatus {
@@ -14,6 +16,7 @@ impl KeyStatus {
             KeyStatus::Active => "active",
             KeyStatus::Inactive => "inactive",
             KeyStatus::Archived => "archived",
+            KeyStatus::Expired => "expired",
         }
     }
 
@@ -22,7 +25,39 @@ impl KeyStatus {
             "active" => Some(KeyStatus::Active),
             "inactive" => Some(KeyStatus::Inactive),
             "archived" => Some(KeyStatus::Archived),
+            "expired" => Some(KeyStatus::Expired),
             _ => None,
+        }
+    }
+}
+
+/// What a key may call: the Messages API in one workspace, or the Admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Standard,
+    Admin,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Standard => "standard",
+            KeyKind::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "standard" => Some(KeyKind::Standard),
+            "admin" => Some(KeyKind::Admin),
+            _ => None,
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            KeyKind::Standard => "sk-ant-api03-",
+            KeyKind::Admin => "sk-ant-admin01-",
         }
     }
 }
@@ -32,11 +67,23 @@ impl KeyStatus {
 pub struct ApiKey {
     pub id: String,
     pub name: String,
-    pub workspace: String,
+    pub kind: KeyKind,
+    /// `None` for admin keys, which belong to the organization.
+    pub workspace_id: Option<String>,
+    pub workspace_name: Option<String>,
     /// The secret's first and last characters, for people to recognise it.
     pub hint: String,
     pub status: KeyStatus,
+    /// Unix seconds.
     pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+impl ApiKey {
+    /// Whether the key may be used now: active, not expired, its workspace not archived.
+    pub fn usable(&self) -> bool {
+        self.status == KeyStatus::Active
+    }
 }
 
 /// A key just created: the only time its secret exists outside the client.
@@ -52,9 +99,9 @@ pub fn hash_key(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-pub(crate) fn generate_secret() -> String {
+pub(crate) fn generate_secret(kind: KeyKind) -> String {
     let body = Alphanumeric.sample_string(&mut rand::rng(), 86);
-    format!("sk-ant-api03-{body}AA")
+    format!("{}{body}AA", kind.prefix())
 }
 
 pub(crate) fn hint(secret: &str) -> String {

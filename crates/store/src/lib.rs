@@ -3,10 +3,17 @@
 //! the server converts between these types and the Claude API's.
 
 mod keys;
+mod ledger;
 mod sqlite;
+mod tenancy;
 
-pub use keys::{hash_key, ApiKey, KeyStatus, NewApiKey};
+pub use keys::{hash_key, ApiKey, KeyKind, KeyStatus, NewApiKey};
+pub use ledger::{Dimension, TokenCounts, UsageQuery, UsageRecord, UsageRow};
 pub use sqlite::SqliteStore;
+pub use tenancy::{
+    AuditEntry, Member, Organization, User, Workspace, DEFAULT_WORKSPACE_ID, ORG_ROLES,
+    WORKSPACE_ROLES,
+};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -18,20 +25,111 @@ pub enum Error {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("no API key with id {0}")]
-    KeyNotFound(String),
+    #[error("no {kind} with id {id}")]
+    NotFound { kind: &'static str, id: String },
+    /// A uniqueness rule would break (a second workspace of the same name, a user added twice).
+    #[error("{0}")]
+    Conflict(String),
     #[error("the store's lock was poisoned by a panic")]
     Poisoned,
 }
 
+impl Error {
+    pub(crate) fn not_found(kind: &'static str, id: &str) -> Self {
+        Error::NotFound {
+            kind,
+            id: id.to_owned(),
+        }
+    }
+}
+
 /// Everything Missive keeps across restarts.
 pub trait Store: Send + Sync {
-    /// Creates a key; the secret is returned once and only its hash is stored.
-    fn create_api_key(&self, name: &str, workspace: &str) -> Result<NewApiKey, Error>;
+    fn organization(&self) -> Result<Organization, Error>;
+
+    fn create_workspace(&self, name: &str) -> Result<Workspace, Error>;
+    fn workspace(&self, id: &str) -> Result<Option<Workspace>, Error>;
+    fn workspace_by_name(&self, name: &str) -> Result<Option<Workspace>, Error>;
+    /// Oldest first.
+    fn list_workspaces(&self, include_archived: bool) -> Result<Vec<Workspace>, Error>;
+    fn rename_workspace(&self, id: &str, name: &str) -> Result<Workspace, Error>;
+    /// Archives the workspace and every key in it, at once.
+    fn archive_workspace(&self, id: &str) -> Result<Workspace, Error>;
+
+    /// Creates a key; the secret is returned once and only its hash is stored. Standard keys
+    /// need a workspace; admin keys have none.
+    fn create_api_key(
+        &self,
+        name: &str,
+        kind: KeyKind,
+        workspace_id: Option<&str>,
+    ) -> Result<NewApiKey, Error>;
     /// The key whose secret hashes to `key_hash`, whatever its status.
     fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>, Error>;
+    fn api_key(&self, id: &str) -> Result<Option<ApiKey>, Error>;
+    /// Oldest first.
     fn list_api_keys(&self) -> Result<Vec<ApiKey>, Error>;
-    fn set_api_key_status(&self, id: &str, status: KeyStatus) -> Result<(), Error>;
+    fn update_api_key(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        status: Option<KeyStatus>,
+    ) -> Result<ApiKey, Error>;
+
+    fn add_user(&self, email: &str, name: &str, role: &str) -> Result<User, Error>;
+    fn user(&self, id: &str) -> Result<Option<User>, Error>;
+    fn list_users(&self, email: Option<&str>) -> Result<Vec<User>, Error>;
+    fn set_user_role(&self, id: &str, role: &str) -> Result<User, Error>;
+    /// Removes the user and their workspace memberships.
+    fn remove_user(&self, id: &str) -> Result<(), Error>;
+
+    fn add_member(&self, workspace_id: &str, user_id: &str, role: &str) -> Result<Member, Error>;
+    fn member(&self, workspace_id: &str, user_id: &str) -> Result<Option<Member>, Error>;
+    fn list_members(&self, workspace_id: &str) -> Result<Vec<Member>, Error>;
+    fn set_member_role(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+        role: &str,
+    ) -> Result<Member, Error>;
+    fn remove_member(&self, workspace_id: &str, user_id: &str) -> Result<(), Error>;
+
+    /// Writes the records in one transaction: all are durable when this returns.
+    fn record_usage(&self, records: &[UsageRecord]) -> Result<(), Error>;
+    /// Billed (`messages`) usage, bucketed and grouped as asked; empty combinations omitted.
+    fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, Error>;
+
+    fn audit(&self, entry: &AuditEntry) -> Result<(), Error>;
+    /// Newest first.
+    fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, Error>;
+
+    /// Turns traffic off (or back on) for a workspace, a model, or a model in a workspace;
+    /// `None` for both stops everything.
+    fn set_kill_switch(
+        &self,
+        workspace_id: Option<&str>,
+        model: Option<&str>,
+        on: bool,
+    ) -> Result<(), Error>;
+    /// Whether any switch covers this workspace and model.
+    fn is_killed(&self, workspace_id: &str, model: &str) -> Result<bool, Error>;
+    /// `(workspace_id, model)` pairs; `None` means every.
+    fn kill_switches(&self) -> Result<Vec<(Option<String>, Option<String>)>, Error>;
+
     /// The named secret, created (`len` random bytes) on first use and kept thereafter.
     fn secret(&self, name: &str, len: usize) -> Result<Vec<u8>, Error>;
+}
+
+pub(crate) fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }

@@ -1,6 +1,7 @@
 use std::io::Write;
 
-use missive_store::{KeyStatus, SqliteStore, Store};
+use anyhow::Context;
+use missive_store::{AuditEntry, KeyKind, KeyStatus, SqliteStore, Store};
 
 use crate::config::Config;
 
@@ -10,8 +11,12 @@ pub enum Command {
     Create {
         #[arg(long, default_value = "cli")]
         name: String,
-        #[arg(long, default_value = "default")]
+        /// The workspace's name; created if it does not exist.
+        #[arg(long, default_value = "default", conflicts_with = "admin")]
         workspace: String,
+        /// An Admin API key (`sk-ant-admin01-…`) instead of a workspace key.
+        #[arg(long)]
+        admin: bool,
     },
     /// List keys (never their secrets).
     List,
@@ -19,33 +24,96 @@ pub enum Command {
     Revoke { id: String },
 }
 
+pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    Ok(SqliteStore::open(&config.home()?.join("missive.db"))?)
+}
+
+/// Records a CLI change in the audit log.
+pub fn audit(store: &dyn Store, action: &str, target: &str, detail: String) -> anyhow::Result<()> {
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    store.audit(&AuditEntry {
+        at_ms,
+        actor: "cli".to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        detail,
+    })?;
+    Ok(())
+}
+
+/// The workspace of that name, created on first use.
+pub fn ensure_workspace(store: &dyn Store, name: &str) -> anyhow::Result<String> {
+    if let Some(existing) = store.workspace_by_name(name)? {
+        anyhow::ensure!(
+            existing.archived_at.is_none(),
+            "workspace {name} is archived"
+        );
+        return Ok(existing.id);
+    }
+    let created = store.create_workspace(name)?;
+    audit(
+        store,
+        "workspace.create",
+        &created.id,
+        format!("{{\"name\":{name:?}}}"),
+    )?;
+    Ok(created.id)
+}
+
 pub fn run(config: &Config, command: Command) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&config.home()?.join("missive.db"))?;
+    let store = open_store(config)?;
     let mut out = std::io::stdout();
     match command {
-        Command::Create { name, workspace } => {
-            let created = store.create_api_key(&name, &workspace)?;
+        Command::Create {
+            name,
+            workspace,
+            admin,
+        } => {
+            let created = if admin {
+                store.create_api_key(&name, KeyKind::Admin, None)?
+            } else {
+                let workspace_id = ensure_workspace(&store, &workspace)?;
+                store.create_api_key(&name, KeyKind::Standard, Some(&workspace_id))?
+            };
+            audit(
+                &store,
+                "api_key.create",
+                &created.key.id,
+                format!("{{\"name\":{name:?}}}"),
+            )?;
             writeln!(out, "{}", created.secret)?;
             eprintln!(
-                "created {} in workspace {}",
-                created.key.id, created.key.workspace
+                "created {} ({}) in {}",
+                created.key.id,
+                created.key.kind.as_str(),
+                created
+                    .key
+                    .workspace_name
+                    .as_deref()
+                    .unwrap_or("the organization")
             );
         }
         Command::List => {
             for key in store.list_api_keys()? {
                 writeln!(
                     out,
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     key.id,
+                    key.kind.as_str(),
                     key.status.as_str(),
-                    key.workspace,
+                    key.workspace_name.as_deref().unwrap_or("-"),
                     key.name,
                     key.hint
                 )?;
             }
         }
         Command::Revoke { id } => {
-            store.set_api_key_status(&id, KeyStatus::Inactive)?;
+            store
+                .update_api_key(&id, None, Some(KeyStatus::Inactive))
+                .with_context(|| format!("revoking {id}"))?;
+            audit(&store, "api_key.revoke", &id, "{}".to_owned())?;
             eprintln!("revoked {id}");
         }
     }

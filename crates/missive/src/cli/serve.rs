@@ -5,7 +5,7 @@ use anyhow::Context;
 use missive_engine::{EngineBackend, ModelConfig};
 use missive_server::limits::{Limits, RateLimiter};
 use missive_server::{app, AppState, Auth, ModelRouter};
-use missive_store::{SqliteStore, Store};
+use missive_store::{KeyKind, SqliteStore, Store};
 
 use crate::config::Config;
 
@@ -33,8 +33,9 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     }
     let home = config.home()?;
     let store = Arc::new(SqliteStore::open(&home.join("missive.db"))?);
-    if config.api_keys.is_empty() && store.list_api_keys()?.is_empty() {
-        let created = store.create_api_key("first-start", "default")?;
+    if config.governance.enabled && config.api_keys.is_empty() && store.list_api_keys()?.is_empty()
+    {
+        let created = store.create_api_key("first-start", KeyKind::Standard, None)?;
         writeln!(
             std::io::stdout(),
             "Created API key {} (shown once, only its hash is stored):\n{}",
@@ -71,7 +72,14 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         router = router.with_alias(pattern, target);
     }
     let thinking_key = store.secret("thinking-signature", 32)?;
-    let auth = Auth::new(&config.api_keys, Some(store as Arc<dyn Store>));
+    let store: Arc<dyn Store> = store;
+    let governed = config.governance.enabled;
+    let auth = if governed {
+        Auth::new(&config.api_keys, Some(Arc::clone(&store))).with_admin_keys(&config.admin_keys)
+    } else {
+        tracing::warn!("governance is off: no authentication, limits or usage ledger");
+        Auth::open()
+    };
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -85,9 +93,14 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|(name, limits)| (name.clone(), limits.over(defaults)))
         .collect();
-    let state = AppState::new(router, auth)
-        .with_thinking_key(thinking_key)
-        .with_rate_limits(RateLimiter::new(defaults, overrides));
+    let mut state = AppState::new(router, auth).with_thinking_key(thinking_key);
+    if governed {
+        state = state
+            .with_rate_limits(RateLimiter::new(defaults, overrides))
+            .with_store(store, config.prices.prices(), config.spend_limits.limits())?;
+    } else {
+        state = state.with_rate_limits(RateLimiter::unlimited());
+    }
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -8,13 +8,15 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::StreamExt;
 use missive_backend::GenerateRequest;
-use missive_protocol::tools::ThinkingConfig;
-use missive_protocol::{parse_count_tokens_request, parse_messages_request, CountTokensResponse};
-
-use std::sync::Arc;
-
 use missive_protocol::stream::StreamEvent;
+use missive_protocol::tools::ThinkingConfig;
+use missive_protocol::usage::CacheCreation;
+use missive_protocol::{
+    parse_count_tokens_request, parse_messages_request, CountTokensResponse, ErrorType,
+};
+use missive_store::{KeyKind, TokenCounts, UsageRecord};
 
+use crate::access::AccessSlot;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -24,21 +26,58 @@ use crate::state::AppState;
 /// Set when a request asked for thinking from a model that cannot reason.
 pub const THINKING_HEADER: &str = "x-missive-thinking";
 
+/// Refuses traffic an operator switched off, for the model as asked or as resolved.
+fn check_kill_switch(
+    state: &AppState,
+    principal: &Principal,
+    models: [&str; 2],
+) -> Result<(), ApiError> {
+    let Some(store) = &state.store else {
+        return Ok(());
+    };
+    for model in models {
+        if store.is_killed(&principal.workspace_id, model)? {
+            return Err(ApiError::new(
+                ErrorType::PermissionError,
+                format!(
+                    "Traffic to model `{model}` from workspace `{}` is switched off by the operator (kill switch).",
+                    principal.workspace
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 pub async fn create(
     State(state): State<AppState>,
     principal: Option<Extension<Principal>>,
+    access: Option<Extension<AccessSlot>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    let principal = principal.map_or_else(|| Principal::configured(KeyKind::Standard), |p| p.0);
+    let access = access.map(|a| a.0).unwrap_or_default();
     let request = parse_messages_request(&body)?;
     state.signer.verify_history(&request)?;
     let backend = state.models.resolve(&request.model)?;
     let descriptor = backend.descriptor();
+    access.model(&descriptor.id);
     if request.max_tokens > descriptor.max_output_tokens {
         return Err(ApiError::invalid(format!(
             "max_tokens: {} > {}, which is the maximum allowed number of output tokens for {}",
             request.max_tokens, descriptor.max_output_tokens, descriptor.id
         )));
     }
+    check_kill_switch(&state, &principal, [&request.model, &descriptor.id])?;
+    state
+        .spend
+        .check(&principal.workspace_id, &principal.workspace)?;
     // Claude Code sends thinking to any model it takes for Claude; a model that cannot
     // reason answers anyway and says so in a header, rather than failing the request.
     let thinking_ignored = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on)
@@ -54,14 +93,14 @@ pub async fn create(
         .as_ref()
         .is_some_and(ThinkingConfig::omits_text);
     let stream = request.stream.unwrap_or(false);
-    let workspace = principal.map_or_else(|| "default".to_owned(), |p| p.0.workspace);
     // About four bytes of JSON per token: a cheap estimate, settled against the usage.
     let estimate = u32::try_from(body.len() / 4).unwrap_or(u32::MAX);
     let reservation = state
         .limits
-        .reserve(&workspace, estimate, request.max_tokens)?;
+        .reserve(&principal.workspace, estimate, request.max_tokens)?;
     // Responses name the model as the client asked for it, as the Claude API echoes aliases.
     let model_name = request.model.clone();
+    let model_id = descriptor.id.clone();
     let generate = GenerateRequest::new(descriptor.id.clone(), request);
     let events = match backend.generate(generate).await {
         Ok(events) => events,
@@ -72,13 +111,43 @@ pub async fn create(
     };
     let assembler = Assembler::new(crate::ids::new_id("msg"), model_name)
         .with_thinking(state.signer.clone(), omit_thinking);
-    // Streaming or not, the final `message_delta` carries the usage the limits settle on.
-    let limiter = Arc::clone(&state.limits);
-    let events = sse::events(events, assembler).inspect(move |event| {
-        if let StreamEvent::MessageDelta { usage, .. } = event {
-            let uncached =
-                usage.input_tokens.unwrap_or(0) + usage.cache_creation_input_tokens.unwrap_or(0);
-            limiter.settle(&reservation, uncached, usage.output_tokens);
+    // Streaming or not, the final `message_delta` carries the usage that the limits settle
+    // on and the ledger records; it is sent only once the record is durable.
+    let billing = Billing {
+        state: state.clone(),
+        reservation,
+        access,
+        record: UsageRecord {
+            request_id: crate::request_id::current().unwrap_or_default(),
+            at_ms: 0,
+            endpoint: "messages".into(),
+            api_key_id: principal.key_id.clone(),
+            workspace_id: principal.workspace_id.clone(),
+            model: model_id,
+            service_tier: "standard".into(),
+            tokens: TokenCounts::default(),
+        },
+    };
+    let mut cache_split = CacheCreation::default();
+    let events = sse::events(events, assembler).then(move |event| {
+        if let StreamEvent::MessageStart { message } = &event {
+            cache_split = message.usage.cache_creation.clone();
+        }
+        // Only the final delta bills; other events pass through untouched.
+        let billing = matches!(event, StreamEvent::MessageDelta { .. })
+            .then(|| (billing.clone(), cache_split.clone()));
+        async move {
+            match (event, billing) {
+                (StreamEvent::MessageDelta { delta, usage }, Some((billing, split))) => {
+                    match billing.settle(&usage, &split).await {
+                        Ok(()) => StreamEvent::MessageDelta { delta, usage },
+                        Err(err) => StreamEvent::Error {
+                            error: err.body().error,
+                        },
+                    }
+                }
+                (other, _) => other,
+            }
         }
     });
     let mut response = if stream {
@@ -98,18 +167,93 @@ pub async fn create(
     response.headers_mut().extend(extra_headers);
     response
         .headers_mut()
-        .extend(state.limits.headers(&workspace));
+        .extend(state.limits.headers(&principal.workspace));
     Ok(response)
+}
+
+/// What a generation owes once its usage is known.
+#[derive(Clone)]
+struct Billing {
+    state: AppState,
+    reservation: crate::limits::Reservation,
+    access: AccessSlot,
+    record: UsageRecord,
+}
+
+impl Billing {
+    async fn settle(
+        self,
+        usage: &missive_protocol::usage::MessageDeltaUsage,
+        split: &CacheCreation,
+    ) -> Result<(), ApiError> {
+        let input = usage.input_tokens.unwrap_or(0);
+        let cache_read = usage.cache_read_input_tokens.unwrap_or(0);
+        let cache_creation = usage.cache_creation_input_tokens.unwrap_or(0);
+        // Cache reads do not count against the input-token limit.
+        self.state.limits.settle(
+            &self.reservation,
+            input + cache_creation,
+            usage.output_tokens,
+        );
+        self.access
+            .usage(input, usage.output_tokens, cache_read, cache_creation);
+        let mut record = self.record;
+        record.at_ms = now_ms();
+        record.tokens = TokenCounts {
+            uncached_input: input.into(),
+            cache_creation_5m: split.ephemeral_5m_input_tokens.into(),
+            cache_creation_1h: split.ephemeral_1h_input_tokens.into(),
+            cache_read: cache_read.into(),
+            output: usage.output_tokens.into(),
+        };
+        self.state.spend.add(
+            &record.workspace_id,
+            &record.model,
+            &record.service_tier,
+            &record.tokens,
+        );
+        self.state.ledger.record(record).await
+    }
 }
 
 pub async fn count_tokens(
     State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    access: Option<Extension<AccessSlot>>,
     JsonBody(body): JsonBody,
-) -> Result<Json<CountTokensResponse>, ApiError> {
+) -> Result<Response, ApiError> {
+    let principal = principal.map_or_else(|| Principal::configured(KeyKind::Standard), |p| p.0);
     let request = parse_count_tokens_request(&body)?;
     let backend = state.models.resolve(&request.model)?;
     let id = backend.descriptor().id.clone();
-    let generate = GenerateRequest::new(id, request.into_messages_request());
+    if let Some(access) = &access {
+        access.model(&id);
+    }
+    check_kill_switch(&state, &principal, [&request.model, &id])?;
+    // Token counting has its own request budget, apart from message creation, as on the
+    // Claude API.
+    let bucket = format!("{}/count_tokens", principal.workspace);
+    state.limits.reserve(&bucket, 0, 0)?;
+    let generate = GenerateRequest::new(id.clone(), request.into_messages_request());
     let input_tokens = backend.count_tokens(&generate).await?;
-    Ok(Json(CountTokensResponse { input_tokens }))
+    // Counted calls are in the ledger (who called what) but never billed.
+    state
+        .ledger
+        .record(UsageRecord {
+            request_id: crate::request_id::current().unwrap_or_default(),
+            at_ms: now_ms(),
+            endpoint: "count_tokens".into(),
+            api_key_id: principal.key_id,
+            workspace_id: principal.workspace_id,
+            model: id,
+            service_tier: "standard".into(),
+            tokens: TokenCounts {
+                uncached_input: input_tokens.into(),
+                ..TokenCounts::default()
+            },
+        })
+        .await?;
+    let mut response = Json(CountTokensResponse { input_tokens }).into_response();
+    response.headers_mut().extend(state.limits.headers(&bucket));
+    Ok(response)
 }

@@ -5,6 +5,7 @@ use missive_server::{app, AppState, Auth, ModelRouter};
 use missive_store::{SqliteStore, Store};
 
 pub const KEY: &str = "sk-ant-api03-test-key";
+pub const ADMIN_KEY: &str = "sk-ant-admin01-test-key";
 
 /// A live server on an ephemeral port, backed by scripted models and a temp SQLite store.
 pub struct TestServer {
@@ -33,10 +34,18 @@ impl TestServer {
         let auth = Auth::new(
             &[KEY.to_owned()],
             Some(Arc::clone(&store) as Arc<dyn Store>),
-        );
+        )
+        .with_admin_keys(&[ADMIN_KEY.to_owned()]);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = app(adjust(AppState::new(router, auth)));
+        let state = AppState::new(router, auth)
+            .with_store(
+                Arc::clone(&store) as Arc<dyn Store>,
+                Default::default(),
+                Default::default(),
+            )
+            .unwrap();
+        let app = app(adjust(state));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self {
             url: format!("http://{addr}"),

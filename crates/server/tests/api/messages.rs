@@ -108,9 +108,12 @@ async fn count_tokens_equals_usage_of_a_real_call() {
 
 #[tokio::test]
 async fn stored_key_works_until_revoked() {
-    use missive_store::{KeyStatus, Store};
+    use missive_store::{KeyKind, KeyStatus, Store};
     let server = TestServer::start(hello()).await;
-    let key = server.store.create_api_key("t", "default").unwrap();
+    let key = server
+        .store
+        .create_api_key("t", KeyKind::Standard, None)
+        .unwrap();
     let send = || {
         server
             .client
@@ -122,7 +125,7 @@ async fn stored_key_works_until_revoked() {
     assert_eq!(send().await.unwrap().status(), 200);
     server
         .store
-        .set_api_key_status(&key.key.id, KeyStatus::Inactive)
+        .update_api_key(&key.key.id, None, Some(KeyStatus::Inactive))
         .unwrap();
     super::common::assert_error(send().await.unwrap(), 401, "authentication_error").await;
 }

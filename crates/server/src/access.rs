@@ -1,0 +1,156 @@
+//! One structured log line per request (`target: "missive::access"`; JSON with
+//! `MISSIVE_LOG_FORMAT=json`): request id, key, workspace, model, tokens, latency, status.
+//! Never prompt content. Streamed responses are logged when their body ends or the client
+//! goes away, so the line carries the final usage and the full latency. The same moment
+//! feeds the per-workspace, per-model metrics.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::Response;
+use futures::StreamExt;
+
+use crate::auth::Principal;
+
+#[derive(Debug, Default, Clone)]
+struct Fields {
+    key_id: Option<String>,
+    workspace: Option<String>,
+    model: Option<String>,
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_read_input_tokens: u64,
+    cache_creation_input_tokens: u64,
+}
+
+/// What handlers learn about a request, for its log line.
+#[derive(Debug, Clone, Default)]
+pub struct AccessSlot(Arc<Mutex<Fields>>);
+
+impl AccessSlot {
+    fn update(&self, f: impl FnOnce(&mut Fields)) {
+        let mut fields = match self.0.lock() {
+            Ok(fields) => fields,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut fields);
+    }
+
+    pub fn model(&self, model: &str) {
+        self.update(|f| f.model = Some(model.to_owned()));
+    }
+
+    pub fn usage(&self, input: u32, output: u32, cache_read: u32, cache_creation: u32) {
+        self.update(|f| {
+            f.input_tokens = input.into();
+            f.output_tokens = output.into();
+            f.cache_read_input_tokens = cache_read.into();
+            f.cache_creation_input_tokens = cache_creation.into();
+        });
+    }
+
+    fn snapshot(&self) -> Fields {
+        match self.0.lock() {
+            Ok(fields) => fields.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// Records who is calling, once auth knows.
+pub fn note_principal(request: &Request, principal: &Principal) {
+    if let Some(slot) = request.extensions().get::<AccessSlot>() {
+        slot.update(|f| {
+            f.key_id = Some(principal.key_id.clone());
+            f.workspace = Some(principal.workspace.clone());
+        });
+    }
+}
+
+struct Line {
+    request_id: String,
+    method: String,
+    path: String,
+    status: u16,
+    started: Instant,
+    slot: AccessSlot,
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        let f = self.slot.snapshot();
+        let latency = self.started.elapsed().as_secs_f64();
+        crate::metrics::request_finished(&self.path, self.status, latency);
+        if let (Some(workspace), Some(model)) = (&f.workspace, &f.model) {
+            crate::metrics::workspace_request(
+                workspace,
+                model,
+                self.status,
+                &[
+                    ("input", f.input_tokens),
+                    ("output", f.output_tokens),
+                    ("cache_read", f.cache_read_input_tokens),
+                    ("cache_creation", f.cache_creation_input_tokens),
+                ],
+            );
+        }
+        tracing::info!(
+            target: "missive::access",
+            request_id = %self.request_id,
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            latency_ms = latency * 1000.0,
+            key_id = f.key_id.as_deref().unwrap_or(""),
+            workspace = f.workspace.as_deref().unwrap_or(""),
+            model = f.model.as_deref().unwrap_or(""),
+            input_tokens = f.input_tokens,
+            output_tokens = f.output_tokens,
+            cache_read_input_tokens = f.cache_read_input_tokens,
+            cache_creation_input_tokens = f.cache_creation_input_tokens,
+            "request"
+        );
+    }
+}
+
+pub(crate) fn start(request: &mut Request) -> (AccessSlot, Instant) {
+    let slot = AccessSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    (slot, Instant::now())
+}
+
+/// Logs now, or when a streamed body ends.
+pub(crate) fn finish(
+    response: Response,
+    request_id: String,
+    method: String,
+    path: String,
+    started: Instant,
+    slot: AccessSlot,
+) -> Response {
+    let line = Line {
+        request_id,
+        method,
+        path,
+        status: response.status().as_u16(),
+        started,
+        slot,
+    };
+    let streamed = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !streamed {
+        drop(line);
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held_until_the_stream_ends = &line;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
+}

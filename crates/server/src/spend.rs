@@ -1,0 +1,316 @@
+//! Prices and spend limits. Costs come from a per-model price table (USD per million
+//! tokens); cache writes and reads are priced as the Claude API prices them (1.25x input for
+//! 5-minute writes, 2x for 1-hour writes, 0.1x for reads) and batch usage at half price.
+//! Month-to-date spend per workspace is kept in memory, seeded from the ledger at start.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use missive_protocol::ErrorType;
+use missive_store::{Dimension, Store, TokenCounts, UsageQuery};
+use time::{Date, OffsetDateTime, Time};
+
+use crate::error::ApiError;
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    pub cache_write_5m: f64,
+    pub cache_write_1h: f64,
+    pub cache_read: f64,
+}
+
+impl Price {
+    /// A price from its input and output rates, with the Claude API's cache multipliers.
+    pub fn new(input: f64, output: f64) -> Self {
+        Self {
+            input,
+            output,
+            cache_write_5m: input * 1.25,
+            cache_write_1h: input * 2.0,
+            cache_read: input * 0.1,
+        }
+    }
+
+    pub const FREE: Price = Price {
+        input: 0.0,
+        output: 0.0,
+        cache_write_5m: 0.0,
+        cache_write_1h: 0.0,
+        cache_read: 0.0,
+    };
+}
+
+/// The cost report's token types, in its own names, with what each costs.
+pub fn line_items(price: &Price, tokens: &TokenCounts) -> [(&'static str, u64, f64); 5] {
+    [
+        ("uncached_input_tokens", tokens.uncached_input, price.input),
+        ("output_tokens", tokens.output, price.output),
+        (
+            "cache_read_input_tokens",
+            tokens.cache_read,
+            price.cache_read,
+        ),
+        (
+            "cache_creation.ephemeral_5m_input_tokens",
+            tokens.cache_creation_5m,
+            price.cache_write_5m,
+        ),
+        (
+            "cache_creation.ephemeral_1h_input_tokens",
+            tokens.cache_creation_1h,
+            price.cache_write_1h,
+        ),
+    ]
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Prices {
+    /// For models without their own entry; free when unset (local compute has no list price).
+    pub default: Option<Price>,
+    pub models: HashMap<String, Price>,
+}
+
+impl Prices {
+    pub fn price(&self, model: &str) -> Price {
+        self.models
+            .get(model)
+            .copied()
+            .or(self.default)
+            .unwrap_or(Price::FREE)
+    }
+
+    /// Cents, unrounded.
+    pub fn cost_cents(&self, model: &str, service_tier: &str, tokens: &TokenCounts) -> f64 {
+        let price = self.price(model);
+        let usd: f64 = line_items(&price, tokens)
+            .iter()
+            .map(|(_, n, per_mtok)| *n as f64 * per_mtok / 1e6)
+            .sum();
+        usd * 100.0 * tier_factor(service_tier)
+    }
+}
+
+/// Batch usage costs half.
+pub fn tier_factor(service_tier: &str) -> f64 {
+    if service_tier == "batch" {
+        0.5
+    } else {
+        1.0
+    }
+}
+
+/// Monthly caps in USD.
+#[derive(Debug, Clone, Default)]
+pub struct SpendLimits {
+    pub organization: Option<f64>,
+    /// By workspace name.
+    pub workspaces: HashMap<String, f64>,
+}
+
+struct MonthToDate {
+    month_start: OffsetDateTime,
+    organization_cents: f64,
+    by_workspace: HashMap<String, f64>,
+}
+
+pub struct SpendTracker {
+    prices: Prices,
+    limits: SpendLimits,
+    month: Mutex<MonthToDate>,
+}
+
+fn month_start(now: OffsetDateTime) -> OffsetDateTime {
+    let first = Date::from_calendar_date(now.year(), now.month(), 1).unwrap_or(now.date());
+    first.with_time(Time::MIDNIGHT).assume_utc()
+}
+
+fn next_month(start: OffsetDateTime) -> OffsetDateTime {
+    let (year, month) = match start.month() {
+        time::Month::December => (start.year() + 1, time::Month::January),
+        m => (start.year(), m.next()),
+    };
+    Date::from_calendar_date(year, month, 1)
+        .map_or(start, |d| d.with_time(Time::MIDNIGHT).assume_utc())
+}
+
+fn unix_ms(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+impl SpendTracker {
+    pub fn new(prices: Prices, limits: SpendLimits) -> Self {
+        Self {
+            prices,
+            limits,
+            month: Mutex::new(MonthToDate {
+                month_start: month_start(OffsetDateTime::now_utc()),
+                organization_cents: 0.0,
+                by_workspace: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Seeds this month's spend from the ledger, so caps hold across restarts.
+    pub fn load(&self, store: &dyn Store) -> Result<(), missive_store::Error> {
+        let start = month_start(OffsetDateTime::now_utc());
+        let rows = store.usage(&UsageQuery {
+            start_ms: unix_ms(start),
+            end_ms: i64::MAX,
+            bucket_ms: i64::MAX,
+            group_by: vec![
+                Dimension::WorkspaceId,
+                Dimension::Model,
+                Dimension::ServiceTier,
+            ],
+            filters: vec![],
+        })?;
+        let mut month = self.lock();
+        *month = MonthToDate {
+            month_start: start,
+            organization_cents: 0.0,
+            by_workspace: HashMap::new(),
+        };
+        for row in rows {
+            let cents = self.prices.cost_cents(
+                row.model.as_deref().unwrap_or_default(),
+                row.service_tier.as_deref().unwrap_or_default(),
+                &row.tokens,
+            );
+            month.organization_cents += cents;
+            *month
+                .by_workspace
+                .entry(row.workspace_id.unwrap_or_default())
+                .or_default() += cents;
+        }
+        Ok(())
+    }
+
+    pub fn prices(&self) -> &Prices {
+        &self.prices
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MonthToDate> {
+        match self.month.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn rolled(&self) -> std::sync::MutexGuard<'_, MonthToDate> {
+        let mut month = self.lock();
+        let start = month_start(OffsetDateTime::now_utc());
+        if start != month.month_start {
+            *month = MonthToDate {
+                month_start: start,
+                organization_cents: 0.0,
+                by_workspace: HashMap::new(),
+            };
+        }
+        month
+    }
+
+    /// Refuses a request once its workspace or the organization has spent its monthly cap.
+    pub fn check(&self, workspace_id: &str, workspace_name: &str) -> Result<(), ApiError> {
+        let workspace_cap = self.limits.workspaces.get(workspace_name).copied();
+        if workspace_cap.is_none() && self.limits.organization.is_none() {
+            return Ok(());
+        }
+        let month = self.rolled();
+        let spent = month.by_workspace.get(workspace_id).copied().unwrap_or(0.0);
+        let over =
+            |cap_usd: Option<f64>, cents: f64| cap_usd.is_some_and(|cap| cents >= cap * 100.0);
+        let scope = if over(workspace_cap, spent) {
+            format!("workspace `{workspace_name}`")
+        } else if over(self.limits.organization, month.organization_cents) {
+            "organization".to_owned()
+        } else {
+            return Ok(());
+        };
+        let regain = next_month(month.month_start);
+        Err(ApiError::new(
+            ErrorType::InvalidRequestError,
+            format!(
+                "You have reached your specified {scope} API usage limits. You will regain access on {:04}-{:02}-01 at 00:00 UTC.",
+                regain.year(),
+                u8::from(regain.month())
+            ),
+        ))
+    }
+
+    /// Adds a billed call's cost.
+    pub fn add(&self, workspace_id: &str, model: &str, service_tier: &str, tokens: &TokenCounts) {
+        let cents = self.prices.cost_cents(model, service_tier, tokens);
+        if cents == 0.0 {
+            return;
+        }
+        let mut month = self.rolled();
+        month.organization_cents += cents;
+        *month
+            .by_workspace
+            .entry(workspace_id.to_owned())
+            .or_default() += cents;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(input: u64, output: u64, write_5m: u64, write_1h: u64, read: u64) -> TokenCounts {
+        TokenCounts {
+            uncached_input: input,
+            cache_creation_5m: write_5m,
+            cache_creation_1h: write_1h,
+            cache_read: read,
+            output,
+        }
+    }
+
+    #[test]
+    fn cache_writes_reads_and_batches_are_priced_as_the_claude_api_prices_them() {
+        let prices = Prices {
+            default: Some(Price::new(3.0, 15.0)),
+            models: HashMap::new(),
+        };
+        // 1M of each: 3 + 15 + 3.75 + 6 + 0.3 USD = 28.05 USD.
+        let all = tokens(1_000_000, 1_000_000, 1_000_000, 1_000_000, 1_000_000);
+        let cents = prices.cost_cents("m", "standard", &all);
+        assert!((cents - 2805.0).abs() < 1e-6, "{cents}");
+        let batch = prices.cost_cents("m", "batch", &all);
+        assert!((batch - 1402.5).abs() < 1e-6, "{batch}");
+    }
+
+    #[test]
+    fn a_workspace_cap_trips_after_its_spend_and_names_the_scope() {
+        let prices = Prices {
+            default: Some(Price::new(1_000_000.0, 0.0)),
+            models: HashMap::new(),
+        };
+        let limits = SpendLimits {
+            organization: Some(10.0),
+            workspaces: HashMap::from([("a".to_owned(), 1.0)]),
+        };
+        let tracker = SpendTracker::new(prices, limits);
+        tracker.check("wa", "a").unwrap();
+        // One token at $1/token: the cap of $1 is reached.
+        tracker.add("wa", "m", "standard", &tokens(1, 0, 0, 0, 0));
+        let refused = tracker.check("wa", "a").unwrap_err();
+        assert_eq!(refused.error_type, ErrorType::InvalidRequestError);
+        assert!(
+            refused.message.contains("workspace `a`"),
+            "{}",
+            refused.message
+        );
+        tracker.check("wb", "b").unwrap();
+        tracker.add("wb", "m", "standard", &tokens(9, 0, 0, 0, 0));
+        let refused = tracker.check("wb", "b").unwrap_err();
+        assert!(
+            refused.message.contains("organization"),
+            "{}",
+            refused.message
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! The usage ledger: one row per API call, aggregated into usage and cost reports.
+
+/// What one call used, as written to the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub request_id: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// `messages` or `count_tokens`; only `messages` is billed.
+    pub endpoint: String,
+    pub api_key_id: String,
+    pub workspace_id: String,
+    pub model: String,
+    /// `standard` or `batch`.
+    pub service_tier: String,
+    pub tokens: TokenCounts,
+}
+
+/// Token totals, named as the usage report names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    pub uncached_input: u64,
+    pub cache_creation_5m: u64,
+    pub cache_creation_1h: u64,
+    pub cache_read: u64,
+    pub output: u64,
+}
+
+impl TokenCounts {
+    pub fn add(&mut self, other: &TokenCounts) {
+        self.uncached_input += other.uncached_input;
+        self.cache_creation_5m += other.cache_creation_5m;
+        self.cache_creation_1h += other.cache_creation_1h;
+        self.cache_read += other.cache_read;
+        self.output += other.output;
+    }
+}
+
+/// A dimension a report can be grouped or filtered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dimension {
+    ApiKeyId,
+    WorkspaceId,
+    Model,
+    ServiceTier,
+}
+
+impl Dimension {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "api_key_id" => Some(Dimension::ApiKeyId),
+            "workspace_id" => Some(Dimension::WorkspaceId),
+            "model" => Some(Dimension::Model),
+            "service_tier" => Some(Dimension::ServiceTier),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            Dimension::ApiKeyId => "api_key_id",
+            Dimension::WorkspaceId => "workspace_id",
+            Dimension::Model => "model",
+            Dimension::ServiceTier => "service_tier",
+        }
+    }
+
+    pub const ALL: [Dimension; 4] = [
+        Dimension::ApiKeyId,
+        Dimension::WorkspaceId,
+        Dimension::Model,
+        Dimension::ServiceTier,
+    ];
+}
+
+/// Billed usage between two instants, in buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageQuery {
+    /// Unix milliseconds, inclusive.
+    pub start_ms: i64,
+    /// Unix milliseconds, exclusive.
+    pub end_ms: i64,
+    /// Bucket width in milliseconds; buckets start at multiples of it (UTC).
+    pub bucket_ms: i64,
+    pub group_by: Vec<Dimension>,
+    /// Per dimension, the values kept (an empty list keeps all).
+    pub filters: Vec<(Dimension, Vec<String>)>,
+}
+
+/// One bucket's totals for one combination of the grouped dimensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub bucket_start_ms: i64,
+    /// Values of the grouped dimensions, in [`Dimension::ALL`] order; `None` when not grouped.
+    pub api_key_id: Option<String>,
+    pub workspace_id: Option<String>,
+    pub model: Option<String>,
+    pub service_tier: Option<String>,
+    pub tokens: TokenCounts,
+}

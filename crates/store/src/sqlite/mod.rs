@@ -1,0 +1,320 @@
+//! The default store: one SQLite file in WAL mode, so the CLI can change keys while the
+//! server runs, and a committed row survives the process being killed.
+
+mod keys;
+mod ledger;
+mod tenancy;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::{
+    now_ms, ApiKey, AuditEntry, Error, KeyKind, KeyStatus, Member, NewApiKey, Organization, Store,
+    UsageQuery, UsageRecord, UsageRow, User, Workspace,
+};
+
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_api_keys.sql"),
+    include_str!("../../migrations/sqlite/0002_secrets.sql"),
+    include_str!("../../migrations/sqlite/0003_tenancy.sql"),
+];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| Error::DataDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL mode: a commit survives the process dying (kill -9); only an OS
+        // crash can lose the last transactions.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO organization (id, name) SELECT ?1, 'Missive' WHERE NOT EXISTS (SELECT 1 FROM organization)",
+            params![uuid::Uuid::new_v4().to_string()],
+        )?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
+        let conn = self.conn.lock().map_err(|_| Error::Poisoned)?;
+        f(&conn)
+    }
+
+    fn with_mut<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, Error>) -> Result<T, Error> {
+        let mut conn = self.conn.lock().map_err(|_| Error::Poisoned)?;
+        f(&mut conn)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), Error> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (i, migration) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        // Each migration and its version bump commit together, so a crash cannot leave a
+        // half-applied schema.
+        let tx = conn.transaction()?;
+        tx.execute_batch(migration)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Maps a uniqueness failure to [`Error::Conflict`] with the given message.
+fn conflict(err: rusqlite::Error, message: impl FnOnce() -> String) -> Error {
+    match err {
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Error::Conflict(message())
+        }
+        other => Error::Database(other),
+    }
+}
+
+impl Store for SqliteStore {
+    fn organization(&self) -> Result<Organization, Error> {
+        self.with(|conn| {
+            Ok(
+                conn.query_row("SELECT id, name FROM organization LIMIT 1", [], |row| {
+                    Ok(Organization {
+                        id: row.get(0)?,
+                        name: row.get(1)?,
+                    })
+                })?,
+            )
+        })
+    }
+
+    fn create_workspace(&self, name: &str) -> Result<Workspace, Error> {
+        self.with(|conn| tenancy::create_workspace(conn, name))
+    }
+
+    fn workspace(&self, id: &str) -> Result<Option<Workspace>, Error> {
+        self.with(|conn| tenancy::workspace(conn, "id", id))
+    }
+
+    fn workspace_by_name(&self, name: &str) -> Result<Option<Workspace>, Error> {
+        self.with(|conn| tenancy::workspace(conn, "name", name))
+    }
+
+    fn list_workspaces(&self, include_archived: bool) -> Result<Vec<Workspace>, Error> {
+        self.with(|conn| tenancy::list_workspaces(conn, include_archived))
+    }
+
+    fn rename_workspace(&self, id: &str, name: &str) -> Result<Workspace, Error> {
+        self.with(|conn| tenancy::rename_workspace(conn, id, name))
+    }
+
+    fn archive_workspace(&self, id: &str) -> Result<Workspace, Error> {
+        self.with_mut(|conn| tenancy::archive_workspace(conn, id))
+    }
+
+    fn create_api_key(
+        &self,
+        name: &str,
+        kind: KeyKind,
+        workspace_id: Option<&str>,
+    ) -> Result<NewApiKey, Error> {
+        self.with(|conn| keys::create(conn, name, kind, workspace_id))
+    }
+
+    fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>, Error> {
+        self.with(|conn| keys::find(conn, "k.key_hash", key_hash))
+    }
+
+    fn api_key(&self, id: &str) -> Result<Option<ApiKey>, Error> {
+        self.with(|conn| keys::find(conn, "k.id", id))
+    }
+
+    fn list_api_keys(&self) -> Result<Vec<ApiKey>, Error> {
+        self.with(keys::list)
+    }
+
+    fn update_api_key(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        status: Option<KeyStatus>,
+    ) -> Result<ApiKey, Error> {
+        self.with(|conn| keys::update(conn, id, name, status))
+    }
+
+    fn add_user(&self, email: &str, name: &str, role: &str) -> Result<User, Error> {
+        self.with(|conn| tenancy::add_user(conn, email, name, role))
+    }
+
+    fn user(&self, id: &str) -> Result<Option<User>, Error> {
+        self.with(|conn| tenancy::user(conn, id))
+    }
+
+    fn list_users(&self, email: Option<&str>) -> Result<Vec<User>, Error> {
+        self.with(|conn| tenancy::list_users(conn, email))
+    }
+
+    fn set_user_role(&self, id: &str, role: &str) -> Result<User, Error> {
+        self.with(|conn| tenancy::set_user_role(conn, id, role))
+    }
+
+    fn remove_user(&self, id: &str) -> Result<(), Error> {
+        self.with(|conn| tenancy::remove_user(conn, id))
+    }
+
+    fn add_member(&self, workspace_id: &str, user_id: &str, role: &str) -> Result<Member, Error> {
+        self.with(|conn| tenancy::add_member(conn, workspace_id, user_id, role))
+    }
+
+    fn member(&self, workspace_id: &str, user_id: &str) -> Result<Option<Member>, Error> {
+        self.with(|conn| tenancy::member(conn, workspace_id, user_id))
+    }
+
+    fn list_members(&self, workspace_id: &str) -> Result<Vec<Member>, Error> {
+        self.with(|conn| tenancy::list_members(conn, workspace_id))
+    }
+
+    fn set_member_role(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+        role: &str,
+    ) -> Result<Member, Error> {
+        self.with(|conn| tenancy::set_member_role(conn, workspace_id, user_id, role))
+    }
+
+    fn remove_member(&self, workspace_id: &str, user_id: &str) -> Result<(), Error> {
+        self.with(|conn| tenancy::remove_member(conn, workspace_id, user_id))
+    }
+
+    fn record_usage(&self, records: &[UsageRecord]) -> Result<(), Error> {
+        self.with_mut(|conn| ledger::record(conn, records))
+    }
+
+    fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, Error> {
+        self.with(|conn| ledger::usage(conn, query))
+    }
+
+    fn audit(&self, entry: &AuditEntry) -> Result<(), Error> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO audit_log (at_ms, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![entry.at_ms, entry.actor, entry.action, entry.target, entry.detail],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, Error> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT at_ms, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?1",
+            )?;
+            let entries = stmt
+                .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+                    Ok(AuditEntry {
+                        at_ms: row.get(0)?,
+                        actor: row.get(1)?,
+                        action: row.get(2)?,
+                        target: row.get(3)?,
+                        detail: row.get(4)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(entries)
+        })
+    }
+
+    fn set_kill_switch(
+        &self,
+        workspace_id: Option<&str>,
+        model: Option<&str>,
+        on: bool,
+    ) -> Result<(), Error> {
+        let workspace_id = workspace_id.unwrap_or("");
+        let model = model.unwrap_or("");
+        self.with(|conn| {
+            if on {
+                conn.execute(
+                    "INSERT OR IGNORE INTO kill_switches (workspace_id, model, created_at) VALUES (?1, ?2, ?3)",
+                    params![workspace_id, model, now_ms()],
+                )?;
+            } else {
+                conn.execute(
+                    "DELETE FROM kill_switches WHERE workspace_id = ?1 AND model = ?2",
+                    params![workspace_id, model],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn is_killed(&self, workspace_id: &str, model: &str) -> Result<bool, Error> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT 1 FROM kill_switches WHERE workspace_id IN ('', ?1) AND model IN ('', ?2) LIMIT 1",
+            )?;
+            Ok(stmt
+                .query_row(params![workspace_id, model], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+    }
+
+    fn kill_switches(&self) -> Result<Vec<(Option<String>, Option<String>)>, Error> {
+        self.with(|conn| {
+            let mut stmt =
+                conn.prepare("SELECT workspace_id, model FROM kill_switches ORDER BY created_at")?;
+            let rows = stmt
+                .query_map([], |row| {
+                    let workspace: String = row.get(0)?;
+                    let model: String = row.get(1)?;
+                    Ok((
+                        (!workspace.is_empty()).then_some(workspace),
+                        (!model.is_empty()).then_some(model),
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn secret(&self, name: &str, len: usize) -> Result<Vec<u8>, Error> {
+        let fresh: Vec<u8> = (0..len).map(|_| rand::random::<u8>()).collect();
+        self.with(|conn| {
+            // First writer wins; every later caller (and restart) reads the same value.
+            conn.execute(
+                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)",
+                params![name, fresh],
+            )?;
+            Ok(conn.query_row(
+                "SELECT value FROM secrets WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
