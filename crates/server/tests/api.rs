@@ -2,8 +2,10 @@
 
 #[cfg(test)]
 mod api {
+    mod admin;
     pub mod common;
     mod errors;
+    mod governance;
     mod limits;
     mod messages;
     mod models;
