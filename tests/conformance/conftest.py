@@ -24,48 +24,74 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class Missive:
+    """One `missive serve` on the default model over a data directory that outlives it, so
+    a test can kill it (even with SIGKILL) and start it again on the same store."""
+
+    def __init__(self, config=None, home=None):
+        self.home = home or tempfile.mkdtemp(prefix="missive-conformance-")
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        model = os.environ.get("MISSIVE_TEST_MODEL")
+        if not model:
+            pytest.fail("MISSIVE_TEST_MODEL must name the default model's GGUF (scripts/test sets it)")
+        self.env = dict(
+            os.environ,
+            MISSIVE_HOME=self.home,
+            MISSIVE_MODEL=model,
+            MISSIVE_API_KEY=API_KEY,
+            MISSIVE_PORT=str(self.port),
+        )
+        if config is not None:
+            path = os.path.join(self.home, "missive.toml")
+            with open(path, "w") as f:
+                f.write(config)
+            self.env["MISSIVE_CONFIG"] = path
+        self.proc = None
+
+    def start(self):
+        log = open(os.path.join(self.home, "serve.log"), "a")
+        self.proc = subprocess.Popen([BINARY, "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"missive serve exited early: {open(log.name).read()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.proc.kill()
+        pytest.fail("missive serve did not come up in 120 s")
+
+    def cli(self, *args):
+        """Runs a `missive` subcommand on this server's store; returns its stdout."""
+        done = subprocess.run([BINARY, *args], env=self.env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+BINARY = os.environ.get("MISSIVE_BIN", "missive")
+
+
 def start_server(config=None):
     """Starts `missive serve` on the default model (optionally with a config file's text);
     yields its URL, and stops it afterwards."""
-    binary = os.environ.get("MISSIVE_BIN", "missive")
-    model = os.environ.get("MISSIVE_TEST_MODEL")
-    if not model:
-        pytest.fail("MISSIVE_TEST_MODEL must name the default model's GGUF (scripts/test sets it)")
-    port = _free_port()
-    home = tempfile.mkdtemp(prefix="missive-conformance-")
-    env = dict(
-        os.environ,
-        MISSIVE_HOME=home,
-        MISSIVE_MODEL=model,
-        MISSIVE_API_KEY=API_KEY,
-        MISSIVE_PORT=str(port),
-    )
-    if config is not None:
-        path = os.path.join(home, "missive.toml")
-        with open(path, "w") as f:
-            f.write(config)
-        env["MISSIVE_CONFIG"] = path
-    log = open(os.path.join(home, "serve.log"), "w")
-    proc = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"missive serve exited early: {open(log.name).read()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("missive serve did not come up in 120 s")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    server = Missive(config).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -20,10 +20,14 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+mod load;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Structured-output validity and constrained-decoding overhead.
     Schemas(SchemasArgs),
+    /// Load on one HTTP endpoint: requests/s and latency percentiles.
+    Http(load::HttpArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,6 +112,7 @@ enum Outcome {
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Schemas(args) => schemas(&args),
+        Command::Http(args) => load::run(&args),
     }
 }
 
