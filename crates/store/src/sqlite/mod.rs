@@ -21,8 +21,12 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_tenancy.sql"),
 ];
 
+/// Two connections: writes (the ledger's commits, admin changes) go through one, lookups on
+/// the request path (keys, kill switches) through the other, so a request never waits
+/// behind a commit; WAL lets the reader see every committed write.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
 }
 
 impl SqliteStore {
@@ -33,32 +37,45 @@ impl SqliteStore {
                 source,
             })?;
         }
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // NORMAL in WAL mode: a commit survives the process dying (kill -9); only an OS
-        // crash can lose the last transactions.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        migrate(&mut conn)?;
-        conn.execute(
+        let mut writer = connect(path)?;
+        migrate(&mut writer)?;
+        writer.execute(
             "INSERT OR IGNORE INTO organization (id, name) SELECT ?1, 'Missive' WHERE NOT EXISTS (SELECT 1 FROM organization)",
             params![uuid::Uuid::new_v4().to_string()],
         )?;
+        let reader = connect(path)?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
         })
     }
 
+    /// A read on the request path.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
+        let conn = self.reader.lock().map_err(|_| Error::Poisoned)?;
+        f(&conn)
+    }
+
     fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
-        let conn = self.conn.lock().map_err(|_| Error::Poisoned)?;
+        let conn = self.writer.lock().map_err(|_| Error::Poisoned)?;
         f(&conn)
     }
 
     fn with_mut<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, Error>) -> Result<T, Error> {
-        let mut conn = self.conn.lock().map_err(|_| Error::Poisoned)?;
+        let mut conn = self.writer.lock().map_err(|_| Error::Poisoned)?;
         f(&mut conn)
     }
+}
+
+fn connect(path: &Path) -> Result<Connection, Error> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // NORMAL in WAL mode: a commit survives the process dying (kill -9); only an OS crash
+    // can lose the last transactions.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), Error> {
@@ -113,15 +130,15 @@ impl Store for SqliteStore {
     }
 
     fn workspace(&self, id: &str) -> Result<Option<Workspace>, Error> {
-        self.with(|conn| tenancy::workspace(conn, "id", id))
+        self.read(|conn| tenancy::workspace(conn, "id", id))
     }
 
     fn workspace_by_name(&self, name: &str) -> Result<Option<Workspace>, Error> {
-        self.with(|conn| tenancy::workspace(conn, "name", name))
+        self.read(|conn| tenancy::workspace(conn, "name", name))
     }
 
     fn list_workspaces(&self, include_archived: bool) -> Result<Vec<Workspace>, Error> {
-        self.with(|conn| tenancy::list_workspaces(conn, include_archived))
+        self.read(|conn| tenancy::list_workspaces(conn, include_archived))
     }
 
     fn rename_workspace(&self, id: &str, name: &str) -> Result<Workspace, Error> {
@@ -142,15 +159,15 @@ impl Store for SqliteStore {
     }
 
     fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>, Error> {
-        self.with(|conn| keys::find(conn, "k.key_hash", key_hash))
+        self.read(|conn| keys::find(conn, "k.key_hash", key_hash))
     }
 
     fn api_key(&self, id: &str) -> Result<Option<ApiKey>, Error> {
-        self.with(|conn| keys::find(conn, "k.id", id))
+        self.read(|conn| keys::find(conn, "k.id", id))
     }
 
     fn list_api_keys(&self) -> Result<Vec<ApiKey>, Error> {
-        self.with(keys::list)
+        self.read(keys::list)
     }
 
     fn update_api_key(
@@ -167,11 +184,11 @@ impl Store for SqliteStore {
     }
 
     fn user(&self, id: &str) -> Result<Option<User>, Error> {
-        self.with(|conn| tenancy::user(conn, id))
+        self.read(|conn| tenancy::user(conn, id))
     }
 
     fn list_users(&self, email: Option<&str>) -> Result<Vec<User>, Error> {
-        self.with(|conn| tenancy::list_users(conn, email))
+        self.read(|conn| tenancy::list_users(conn, email))
     }
 
     fn set_user_role(&self, id: &str, role: &str) -> Result<User, Error> {
@@ -187,11 +204,11 @@ impl Store for SqliteStore {
     }
 
     fn member(&self, workspace_id: &str, user_id: &str) -> Result<Option<Member>, Error> {
-        self.with(|conn| tenancy::member(conn, workspace_id, user_id))
+        self.read(|conn| tenancy::member(conn, workspace_id, user_id))
     }
 
     fn list_members(&self, workspace_id: &str) -> Result<Vec<Member>, Error> {
-        self.with(|conn| tenancy::list_members(conn, workspace_id))
+        self.read(|conn| tenancy::list_members(conn, workspace_id))
     }
 
     fn set_member_role(
@@ -212,7 +229,7 @@ impl Store for SqliteStore {
     }
 
     fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, Error> {
-        self.with(|conn| ledger::usage(conn, query))
+        self.read(|conn| ledger::usage(conn, query))
     }
 
     fn audit(&self, entry: &AuditEntry) -> Result<(), Error> {
@@ -226,7 +243,7 @@ impl Store for SqliteStore {
     }
 
     fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>, Error> {
-        self.with(|conn| {
+        self.read(|conn| {
             let mut stmt = conn.prepare(
                 "SELECT at_ms, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?1",
             )?;
@@ -270,7 +287,7 @@ impl Store for SqliteStore {
     }
 
     fn is_killed(&self, workspace_id: &str, model: &str) -> Result<bool, Error> {
-        self.with(|conn| {
+        self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT 1 FROM kill_switches WHERE workspace_id IN ('', ?1) AND model IN ('', ?2) LIMIT 1",
             )?;
@@ -282,7 +299,7 @@ impl Store for SqliteStore {
     }
 
     fn kill_switches(&self) -> Result<Vec<(Option<String>, Option<String>)>, Error> {
-        self.with(|conn| {
+        self.read(|conn| {
             let mut stmt =
                 conn.prepare("SELECT workspace_id, model FROM kill_switches ORDER BY created_at")?;
             let rows = stmt
