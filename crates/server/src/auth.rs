@@ -13,6 +13,7 @@ use missive_protocol::ErrorType;
 use missive_store::{hash_key, KeyKind, Store, DEFAULT_WORKSPACE_ID};
 use subtle::ConstantTimeEq;
 
+use crate::controls::Controls;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -46,7 +47,7 @@ impl Principal {
 pub struct Auth {
     /// Hashes of keys given in config or the environment, with their kind.
     configured: Vec<(String, KeyKind)>,
-    store: Option<Arc<dyn Store>>,
+    store: Option<Arc<Controls>>,
     /// Governance off: every request is the default workspace's.
     open: bool,
 }
@@ -58,7 +59,7 @@ impl Auth {
                 .iter()
                 .map(|k| (hash_key(k), KeyKind::Standard))
                 .collect(),
-            store,
+            store: store.map(|store| Arc::new(Controls::new(store))),
             open: false,
         }
     }
@@ -77,6 +78,11 @@ impl Auth {
             store: None,
             open: true,
         }
+    }
+
+    /// The cached view of the store's keys and kill switches, when there is a store.
+    pub fn controls(&self) -> Option<&Arc<Controls>> {
+        self.store.as_ref()
     }
 
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
@@ -98,7 +104,7 @@ impl Auth {
             return Ok(Principal::configured(kind));
         }
         if let Some(store) = &self.store {
-            if let Some(key) = store.find_api_key(&hash)? {
+            if let Some(key) = store.find_key(&hash)? {
                 if key.usable() {
                     return Ok(Principal {
                         key_id: key.id,

@@ -7,6 +7,7 @@
 
 mod access;
 mod auth;
+pub mod controls;
 mod error;
 mod extract;
 pub mod ids;

@@ -82,7 +82,10 @@ pub struct ApiKey {
 impl ApiKey {
     /// Whether the key may be used now: active, not expired, its workspace not archived.
     pub fn usable(&self) -> bool {
-        self.status == KeyStatus::Active
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.status == KeyStatus::Active && self.expires_at.is_none_or(|at| at > now)
     }
 }
 

@@ -116,6 +116,13 @@ pub trait Store: Send + Sync {
     /// `(workspace_id, model)` pairs; `None` means every.
     fn kill_switches(&self) -> Result<Vec<(Option<String>, Option<String>)>, Error>;
 
+    /// Moves whenever keys, workspaces or kill switches change, whoever changed them: what
+    /// the request path caches is current while this stays put.
+    fn control_generation(&self) -> Result<u64, Error>;
+    /// Counts control changes made through this handle (no IO): lets a cache in the same
+    /// process see its own changes at once, without asking the database.
+    fn local_control_changes(&self) -> u64;
+
     /// The named secret, created (`len` random bytes) on first use and kept thereafter.
     fn secret(&self, name: &str, len: usize) -> Result<Vec<u8>, Error>;
 }

@@ -32,19 +32,17 @@ fn check_kill_switch(
     principal: &Principal,
     models: [&str; 2],
 ) -> Result<(), ApiError> {
-    let Some(store) = &state.store else {
+    let Some(controls) = state.auth.controls() else {
         return Ok(());
     };
-    for model in models {
-        if store.is_killed(&principal.workspace_id, model)? {
-            return Err(ApiError::new(
-                ErrorType::PermissionError,
-                format!(
-                    "Traffic to model `{model}` from workspace `{}` is switched off by the operator (kill switch).",
-                    principal.workspace
-                ),
-            ));
-        }
+    if controls.is_killed(&principal.workspace_id, &models)? {
+        return Err(ApiError::new(
+            ErrorType::PermissionError,
+            format!(
+                "Traffic to model `{}` from workspace `{}` is switched off by the operator (kill switch).",
+                models[0], principal.workspace
+            ),
+        ));
     }
     Ok(())
 }

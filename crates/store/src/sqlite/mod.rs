@@ -6,7 +6,8 @@ mod ledger;
 mod tenancy;
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -19,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_api_keys.sql"),
     include_str!("../../migrations/sqlite/0002_secrets.sql"),
     include_str!("../../migrations/sqlite/0003_tenancy.sql"),
+    include_str!("../../migrations/sqlite/0004_control_generation.sql"),
 ];
 
 /// Two connections: writes (the ledger's commits, admin changes) go through one, lookups on
@@ -27,6 +29,9 @@ const MIGRATIONS: &[&str] = &[
 pub struct SqliteStore {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    control_changes: AtomicU64,
+    /// Dropping it stops the checkpointer thread.
+    _checkpointer: Option<mpsc::Sender<()>>,
 }
 
 impl SqliteStore {
@@ -43,10 +48,18 @@ impl SqliteStore {
             "INSERT OR IGNORE INTO organization (id, name) SELECT ?1, 'Missive' WHERE NOT EXISTS (SELECT 1 FROM organization)",
             params![uuid::Uuid::new_v4().to_string()],
         )?;
+        // The writer never checkpoints: copying the WAL into the database (and the fsync
+        // that goes with it) would stall every ledger commit behind it. A thread does it.
+        let checkpointer = spawn_checkpointer(connect(path)?);
+        if checkpointer.is_some() {
+            writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        }
         let reader = connect(path)?;
         Ok(Self {
+            _checkpointer: checkpointer,
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
+            control_changes: AtomicU64::new(0),
         })
     }
 
@@ -65,6 +78,43 @@ impl SqliteStore {
         let mut conn = self.writer.lock().map_err(|_| Error::Poisoned)?;
         f(&mut conn)
     }
+}
+
+impl SqliteStore {
+    /// A write to what the request path caches; counted once it is done.
+    fn control<T>(&self, f: impl FnOnce(&Connection) -> Result<T, Error>) -> Result<T, Error> {
+        let result = self.with(f);
+        self.control_changes.fetch_add(1, Ordering::Release);
+        result
+    }
+
+    fn control_mut<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let result = self.with_mut(f);
+        self.control_changes.fetch_add(1, Ordering::Release);
+        result
+    }
+}
+
+/// How often the WAL is copied into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn spawn_checkpointer(conn: Connection) -> Option<mpsc::Sender<()>> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("missive-checkpoint".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
+            {
+                // PASSIVE: copies what it can without blocking writers or readers.
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        });
+    // Without the thread, the writer keeps SQLite's own checkpoints.
+    spawned.ok().map(|_| stop)
 }
 
 fn connect(path: &Path) -> Result<Connection, Error> {
@@ -126,7 +176,7 @@ impl Store for SqliteStore {
     }
 
     fn create_workspace(&self, name: &str) -> Result<Workspace, Error> {
-        self.with(|conn| tenancy::create_workspace(conn, name))
+        self.control(|conn| tenancy::create_workspace(conn, name))
     }
 
     fn workspace(&self, id: &str) -> Result<Option<Workspace>, Error> {
@@ -142,11 +192,11 @@ impl Store for SqliteStore {
     }
 
     fn rename_workspace(&self, id: &str, name: &str) -> Result<Workspace, Error> {
-        self.with(|conn| tenancy::rename_workspace(conn, id, name))
+        self.control(|conn| tenancy::rename_workspace(conn, id, name))
     }
 
     fn archive_workspace(&self, id: &str) -> Result<Workspace, Error> {
-        self.with_mut(|conn| tenancy::archive_workspace(conn, id))
+        self.control_mut(|conn| tenancy::archive_workspace(conn, id))
     }
 
     fn create_api_key(
@@ -155,7 +205,7 @@ impl Store for SqliteStore {
         kind: KeyKind,
         workspace_id: Option<&str>,
     ) -> Result<NewApiKey, Error> {
-        self.with(|conn| keys::create(conn, name, kind, workspace_id))
+        self.control(|conn| keys::create(conn, name, kind, workspace_id))
     }
 
     fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>, Error> {
@@ -176,7 +226,7 @@ impl Store for SqliteStore {
         name: Option<&str>,
         status: Option<KeyStatus>,
     ) -> Result<ApiKey, Error> {
-        self.with(|conn| keys::update(conn, id, name, status))
+        self.control(|conn| keys::update(conn, id, name, status))
     }
 
     fn add_user(&self, email: &str, name: &str, role: &str) -> Result<User, Error> {
@@ -270,7 +320,7 @@ impl Store for SqliteStore {
     ) -> Result<(), Error> {
         let workspace_id = workspace_id.unwrap_or("");
         let model = model.unwrap_or("");
-        self.with(|conn| {
+        self.control(|conn| {
             if on {
                 conn.execute(
                     "INSERT OR IGNORE INTO kill_switches (workspace_id, model, created_at) VALUES (?1, ?2, ?3)",
@@ -314,6 +364,19 @@ impl Store for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
+    }
+
+    fn control_generation(&self) -> Result<u64, Error> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT value FROM control_generation WHERE id = 1")?;
+            let value: i64 = stmt.query_row([], |row| row.get(0))?;
+            Ok(u64::try_from(value).unwrap_or(0))
+        })
+    }
+
+    fn local_control_changes(&self) -> u64 {
+        self.control_changes.load(Ordering::Acquire)
     }
 
     fn secret(&self, name: &str, len: usize) -> Result<Vec<u8>, Error> {

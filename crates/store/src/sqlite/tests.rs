@@ -209,3 +209,28 @@ fn a_secret_is_created_once_and_survives_reopen() {
         SqliteStore::open(&path).unwrap().secret("t", 32).unwrap()
     );
 }
+
+#[test]
+fn the_control_generation_moves_with_keys_workspaces_and_kill_switches_only() {
+    let (_dir, path, store) = open();
+    let g0 = store.control_generation().unwrap();
+    let key = store.create_api_key("k", KeyKind::Standard, None).unwrap();
+    let g1 = store.control_generation().unwrap();
+    assert!(g1 > g0);
+    store.record_usage(&[record(1, "k", "m", 1, 1)]).unwrap();
+    store.add_user("u@example.com", "U", "user").unwrap();
+    assert_eq!(
+        store.control_generation().unwrap(),
+        g1,
+        "usage and users do not move it"
+    );
+    // Another connection (as the CLI, in another process) moves it too.
+    let other = SqliteStore::open(&path).unwrap();
+    other
+        .update_api_key(&key.key.id, None, Some(KeyStatus::Inactive))
+        .unwrap();
+    let g2 = store.control_generation().unwrap();
+    assert!(g2 > g1);
+    other.set_kill_switch(None, Some("m"), true).unwrap();
+    assert!(store.control_generation().unwrap() > g2);
+}

@@ -1,0 +1,157 @@
+//! What every request checks (the key it presents, the kill switches), cached in memory.
+//! The cache is dropped when the store's control generation moves: at once for changes made
+//! in this process, and for changes made elsewhere (the CLI) within [`FRESHNESS`], which
+//! bounds how often the generation is read. A request thus costs no database read while
+//! nothing changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use missive_store::{ApiKey, Store};
+
+/// How stale a change made by another process can be when a request is checked.
+pub const FRESHNESS: Duration = Duration::from_millis(2);
+
+/// Keys remembered at most (only keys that exist are remembered).
+const MAX_KEYS: usize = 100_000;
+
+type KillSwitches = Vec<(Option<String>, Option<String>)>;
+
+struct Snapshot {
+    generation: u64,
+    local: u64,
+    checked: Instant,
+    keys: HashMap<String, ApiKey>,
+    kill_switches: Option<Arc<KillSwitches>>,
+}
+
+pub struct Controls {
+    store: Arc<dyn Store>,
+    snapshot: Mutex<Option<Snapshot>>,
+}
+
+impl Controls {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            snapshot: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Snapshot>> {
+        match self.snapshot.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The snapshot, dropped first if the controls changed. Returns the generation it is for.
+    fn current(&self) -> Result<(MutexGuard<'_, Option<Snapshot>>, u64), missive_store::Error> {
+        let local = self.store.local_control_changes();
+        {
+            let guard = self.lock();
+            if let Some(s) = guard.as_ref() {
+                if s.local == local && s.checked.elapsed() < FRESHNESS {
+                    let generation = s.generation;
+                    return Ok((guard, generation));
+                }
+            }
+        }
+        let generation = self.store.control_generation()?;
+        let mut guard = self.lock();
+        match guard.as_mut() {
+            Some(s) if s.generation == generation && s.local == local => s.checked = Instant::now(),
+            _ => {
+                *guard = Some(Snapshot {
+                    generation,
+                    local,
+                    checked: Instant::now(),
+                    keys: HashMap::new(),
+                    kill_switches: None,
+                })
+            }
+        }
+        Ok((guard, generation))
+    }
+
+    /// The key whose secret hashes to `hash`, whatever its status.
+    pub fn find_key(&self, hash: &str) -> Result<Option<ApiKey>, missive_store::Error> {
+        let generation = {
+            let (guard, generation) = self.current()?;
+            if let Some(key) = guard.as_ref().and_then(|s| s.keys.get(hash)) {
+                return Ok(Some(key.clone()));
+            }
+            generation
+        };
+        let key = self.store.find_api_key(hash)?;
+        if let Some(key) = &key {
+            let mut guard = self.lock();
+            if let Some(s) = guard.as_mut().filter(|s| s.generation == generation) {
+                if s.keys.len() < MAX_KEYS {
+                    s.keys.insert(hash.to_owned(), key.clone());
+                }
+            }
+        }
+        Ok(key)
+    }
+
+    /// Whether a switch covers this workspace and any of the models.
+    pub fn is_killed(
+        &self,
+        workspace_id: &str,
+        models: &[&str],
+    ) -> Result<bool, missive_store::Error> {
+        let cached = {
+            let (guard, generation) = self.current()?;
+            match guard.as_ref().and_then(|s| s.kill_switches.clone()) {
+                Some(list) => list,
+                None => {
+                    drop(guard);
+                    let list = Arc::new(self.store.kill_switches()?);
+                    let mut guard = self.lock();
+                    if let Some(s) = guard.as_mut().filter(|s| s.generation == generation) {
+                        s.kill_switches = Some(Arc::clone(&list));
+                    }
+                    list
+                }
+            }
+        };
+        Ok(cached.iter().any(|(workspace, model)| {
+            workspace.as_deref().is_none_or(|w| w == workspace_id)
+                && model.as_deref().is_none_or(|m| models.contains(&m))
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use missive_store::{hash_key, KeyKind, KeyStatus, SqliteStore};
+
+    use super::*;
+
+    #[test]
+    fn changes_here_show_at_once_and_changes_elsewhere_within_the_freshness_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missive.db");
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        let controls = Controls::new(Arc::clone(&store) as Arc<dyn Store>);
+        let key = store.create_api_key("k", KeyKind::Standard, None).unwrap();
+        let hash = hash_key(&key.secret);
+        assert!(controls.find_key(&hash).unwrap().unwrap().usable());
+        // Through this process's handle: seen by the very next lookup.
+        store
+            .update_api_key(&key.key.id, None, Some(KeyStatus::Inactive))
+            .unwrap();
+        assert!(!controls.find_key(&hash).unwrap().unwrap().usable());
+        // Through another handle, as the CLI in another process.
+        let cli = SqliteStore::open(&path).unwrap();
+        cli.update_api_key(&key.key.id, None, Some(KeyStatus::Active))
+            .unwrap();
+        cli.set_kill_switch(None, Some("m"), true).unwrap();
+        std::thread::sleep(FRESHNESS * 2);
+        assert!(controls.find_key(&hash).unwrap().unwrap().usable());
+        assert!(controls.is_killed("w", &["x", "m"]).unwrap());
+        assert!(!controls.is_killed("w", &["x"]).unwrap());
+    }
+}
