@@ -107,7 +107,7 @@ def main():
         "",
         f"Missive release build, default model, {args.threads} threads, {args.rounds} rounds alternating; "
         f"each load {args.seconds:.0f} s after 2 s warm-up (`missive bench http`, one client thread on the same machine). "
-        "On: a stored key looked up per request, per-workspace token buckets, the kill-switch check, and a ledger row "
+        "On: a key from the store (cached; the store's control generation re-read every 2 ms), per-workspace token buckets, the kill-switch check, and a ledger row "
         "committed (group commit) before each response. Off: `MISSIVE_GOVERNANCE=off`. Medians.",
         "",
         "| load | metric | off | on | on/off |",
