@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use missive_store::{ApiKey, Store};
+use missive_store::{ApiKey, KillSwitch, Store};
 
 /// How stale a change made by another process can be when a request is checked.
 pub const FRESHNESS: Duration = Duration::from_millis(2);
@@ -16,7 +16,7 @@ pub const FRESHNESS: Duration = Duration::from_millis(2);
 /// Keys remembered at most (only keys that exist are remembered).
 const MAX_KEYS: usize = 100_000;
 
-type KillSwitches = Vec<(Option<String>, Option<String>)>;
+type KillSwitches = Vec<KillSwitch>;
 
 struct Snapshot {
     generation: u64,
@@ -117,10 +117,9 @@ impl Controls {
                 }
             }
         };
-        Ok(cached.iter().any(|(workspace, model)| {
-            workspace.as_deref().is_none_or(|w| w == workspace_id)
-                && model.as_deref().is_none_or(|m| models.contains(&m))
-        }))
+        Ok(cached
+            .iter()
+            .any(|switch| switch.covers(workspace_id, models)))
     }
 }
 

@@ -11,7 +11,7 @@ pub use keys::{hash_key, ApiKey, KeyKind, KeyStatus, NewApiKey};
 pub use ledger::{Dimension, TokenCounts, UsageQuery, UsageRecord, UsageRow};
 pub use sqlite::SqliteStore;
 pub use tenancy::{
-    AuditEntry, Member, Organization, User, Workspace, DEFAULT_WORKSPACE_ID, ORG_ROLES,
+    AuditEntry, KillSwitch, Member, Organization, User, Workspace, DEFAULT_WORKSPACE_ID, ORG_ROLES,
     WORKSPACE_ROLES,
 };
 
@@ -76,6 +76,9 @@ pub trait Store: Send + Sync {
         status: Option<KeyStatus>,
     ) -> Result<ApiKey, Error>;
 
+    /// Sets when a key stops working (unix seconds); `None`: never.
+    fn set_api_key_expiry(&self, id: &str, expires_at: Option<i64>) -> Result<ApiKey, Error>;
+
     fn add_user(&self, email: &str, name: &str, role: &str) -> Result<User, Error>;
     fn user(&self, id: &str) -> Result<Option<User>, Error>;
     fn list_users(&self, email: Option<&str>) -> Result<Vec<User>, Error>;
@@ -113,8 +116,7 @@ pub trait Store: Send + Sync {
     ) -> Result<(), Error>;
     /// Whether any switch covers this workspace and model.
     fn is_killed(&self, workspace_id: &str, model: &str) -> Result<bool, Error>;
-    /// `(workspace_id, model)` pairs; `None` means every.
-    fn kill_switches(&self) -> Result<Vec<(Option<String>, Option<String>)>, Error>;
+    fn kill_switches(&self) -> Result<Vec<KillSwitch>, Error>;
 
     /// Moves whenever keys, workspaces or kill switches change, whoever changed them: what
     /// the request path caches is current while this stays put.

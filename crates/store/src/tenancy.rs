@@ -60,3 +60,20 @@ pub struct AuditEntry {
     /// JSON text with the change.
     pub detail: String,
 }
+
+/// Traffic switched off: for one workspace, one model, both, or (both `None`) everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillSwitch {
+    pub workspace_id: Option<String>,
+    pub model: Option<String>,
+}
+
+impl KillSwitch {
+    /// Whether this switch stops a request from `workspace_id` for any of `models`.
+    pub fn covers(&self, workspace_id: &str, models: &[&str]) -> bool {
+        self.workspace_id
+            .as_deref()
+            .is_none_or(|w| w == workspace_id)
+            && self.model.as_deref().is_none_or(|m| models.contains(&m))
+    }
+}

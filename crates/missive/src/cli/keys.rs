@@ -17,6 +17,9 @@ pub enum Command {
         /// An Admin API key (`sk-ant-admin01-…`) instead of a workspace key.
         #[arg(long)]
         admin: bool,
+        /// The key stops working after this long (`30d`, `12h`); its status turns `expired`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
     },
     /// List keys (never their secrets).
     List,
@@ -70,13 +73,19 @@ pub fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             name,
             workspace,
             admin,
+            expires_in,
         } => {
-            let created = if admin {
+            let mut created = if admin {
                 store.create_api_key(&name, KeyKind::Admin, None)?
             } else {
                 let workspace_id = ensure_workspace(&store, &workspace)?;
                 store.create_api_key(&name, KeyKind::Standard, Some(&workspace_id))?
             };
+            if let Some(after) = expires_in {
+                let at = created.key.created_at
+                    + i64::try_from(after.as_secs()).context("--expires-in is too long")?;
+                created.key = store.set_api_key_expiry(&created.key.id, Some(at))?;
+            }
             audit(
                 &store,
                 "api_key.create",

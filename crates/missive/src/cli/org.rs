@@ -87,12 +87,12 @@ pub fn kill_switch(config: &Config, args: KillSwitchArgs) -> anyhow::Result<()> 
         format!("{{\"model\":{:?}}}", args.model.as_deref().unwrap_or("*")),
     )?;
     let mut out = std::io::stdout();
-    for (workspace, model) in store.kill_switches()? {
+    for switch in store.kill_switches()? {
         writeln!(
             out,
             "off\tworkspace={}\tmodel={}",
-            workspace.as_deref().unwrap_or("*"),
-            model.as_deref().unwrap_or("*")
+            switch.workspace_id.as_deref().unwrap_or("*"),
+            switch.model.as_deref().unwrap_or("*")
         )?;
     }
     Ok(())

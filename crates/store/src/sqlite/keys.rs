@@ -112,3 +112,18 @@ pub(super) fn update(
     )?;
     find(conn, "k.id", id)?.ok_or_else(|| Error::not_found("API key", id))
 }
+
+pub(super) fn set_expiry(
+    conn: &Connection,
+    id: &str,
+    expires_at: Option<i64>,
+) -> Result<ApiKey, Error> {
+    if conn.execute(
+        "UPDATE api_keys SET expires_at = ?1 WHERE id = ?2",
+        params![expires_at, id],
+    )? == 0
+    {
+        return Err(Error::not_found("API key", id));
+    }
+    find(conn, "k.id", id)?.ok_or_else(|| Error::not_found("API key", id))
+}

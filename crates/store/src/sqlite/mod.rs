@@ -12,8 +12,8 @@ use std::sync::{mpsc, Mutex};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    now_ms, ApiKey, AuditEntry, Error, KeyKind, KeyStatus, Member, NewApiKey, Organization, Store,
-    UsageQuery, UsageRecord, UsageRow, User, Workspace,
+    now_ms, ApiKey, AuditEntry, Error, KeyKind, KeyStatus, KillSwitch, Member, NewApiKey,
+    Organization, Store, UsageQuery, UsageRecord, UsageRow, User, Workspace,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -229,6 +229,10 @@ impl Store for SqliteStore {
         self.control(|conn| keys::update(conn, id, name, status))
     }
 
+    fn set_api_key_expiry(&self, id: &str, expires_at: Option<i64>) -> Result<ApiKey, Error> {
+        self.control(|conn| keys::set_expiry(conn, id, expires_at))
+    }
+
     fn add_user(&self, email: &str, name: &str, role: &str) -> Result<User, Error> {
         self.with(|conn| tenancy::add_user(conn, email, name, role))
     }
@@ -348,7 +352,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn kill_switches(&self) -> Result<Vec<(Option<String>, Option<String>)>, Error> {
+    fn kill_switches(&self) -> Result<Vec<KillSwitch>, Error> {
         self.read(|conn| {
             let mut stmt =
                 conn.prepare("SELECT workspace_id, model FROM kill_switches ORDER BY created_at")?;
@@ -356,10 +360,10 @@ impl Store for SqliteStore {
                 .query_map([], |row| {
                     let workspace: String = row.get(0)?;
                     let model: String = row.get(1)?;
-                    Ok((
-                        (!workspace.is_empty()).then_some(workspace),
-                        (!model.is_empty()).then_some(model),
-                    ))
+                    Ok(KillSwitch {
+                        workspace_id: (!workspace.is_empty()).then_some(workspace),
+                        model: (!model.is_empty()).then_some(model),
+                    })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)

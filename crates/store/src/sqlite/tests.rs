@@ -192,7 +192,10 @@ fn kill_switches_cover_workspace_model_and_everything() {
     assert!(!store.is_killed("w2", "n").unwrap());
     assert_eq!(
         store.kill_switches().unwrap(),
-        vec![(None, Some("m".into()))]
+        vec![crate::KillSwitch {
+            workspace_id: None,
+            model: Some("m".into())
+        }]
     );
 }
 
@@ -233,4 +236,20 @@ fn the_control_generation_moves_with_keys_workspaces_and_kill_switches_only() {
     assert!(g2 > g1);
     other.set_kill_switch(None, Some("m"), true).unwrap();
     assert!(store.control_generation().unwrap() > g2);
+}
+
+#[test]
+fn a_key_past_its_expiry_reports_expired_and_is_not_usable() {
+    let (_dir, _path, store) = open();
+    let key = store.create_api_key("k", KeyKind::Standard, None).unwrap();
+    let later = store
+        .set_api_key_expiry(&key.key.id, Some(crate::now_secs() + 3600))
+        .unwrap();
+    assert_eq!(later.status, KeyStatus::Active);
+    assert!(later.usable());
+    let past = store
+        .set_api_key_expiry(&key.key.id, Some(crate::now_secs() - 1))
+        .unwrap();
+    assert_eq!(past.status, KeyStatus::Expired);
+    assert!(!past.usable());
 }

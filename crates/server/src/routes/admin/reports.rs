@@ -248,6 +248,14 @@ fn token_label(token_type: &str) -> &'static str {
     }
 }
 
+/// What a cost is reported by: workspace, model, service tier, token type.
+type CostLine = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<&'static str>,
+);
+
 pub async fn cost(State(state): State<AppState>, params: Params) -> Result<Json<Report>, ApiError> {
     let window = window(&params, &[("1d", DAY, 7, 31)])?;
     let mut by_workspace = false;
@@ -277,18 +285,7 @@ pub async fn cost(State(state): State<AppState>, params: Params) -> Result<Json<
     let prices = state.spend.prices();
     // Bucket → (workspace, model, tier, token type) → cents; description-less reports fold
     // model, tier and token type away.
-    let mut totals: BTreeMap<
-        i64,
-        BTreeMap<
-            (
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<&'static str>,
-            ),
-            f64,
-        >,
-    > = BTreeMap::new();
+    let mut totals: BTreeMap<i64, BTreeMap<CostLine, f64>> = BTreeMap::new();
     for row in &rows {
         let model = row.model.clone().unwrap_or_default();
         let tier = row.service_tier.clone().unwrap_or_default();
