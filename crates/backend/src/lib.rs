@@ -20,7 +20,7 @@ use missive_protocol::models::ModelCapabilities;
 
 pub use error::BackendError;
 pub use event::{BackendEvent, FinishReason, PromptUsage};
-pub use request::{GenerateRequest, Sampling, Turn};
+pub use request::{GenerateRequest, Priority, Sampling, Turn};
 
 /// The events of one generation, ended by [`BackendEvent::Finished`] or an error.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<BackendEvent, BackendError>> + Send>>;

@@ -55,6 +55,17 @@ pub struct GenerateRequest {
     pub output_format: Option<OutputFormat>,
     /// The automatic top-level `cache_control` breakpoint.
     pub cache_control: Option<CacheControl>,
+    pub priority: Priority,
+}
+
+/// Who waits for a generation. Background work (Message Batches) runs in what interactive
+/// requests leave: an engine keeps a slot free for them and pauses background sequences
+/// while one runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Priority {
+    #[default]
+    Interactive,
+    Background,
 }
 
 impl GenerateRequest {
@@ -102,6 +113,7 @@ impl GenerateRequest {
             thinking: request.thinking,
             output_format,
             cache_control: request.cache_control,
+            priority: Priority::Interactive,
         }
     }
 

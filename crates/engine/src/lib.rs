@@ -253,6 +253,7 @@ impl Backend for EngineBackend {
             cache_touch,
             model: Arc::clone(&self.name),
             enqueued: std::time::Instant::now(),
+            background: request.priority == missive_backend::Priority::Background,
             events,
         };
         match self.jobs.try_send(job) {

@@ -44,6 +44,8 @@ pub(crate) struct Job {
     /// The model id, for metrics labels.
     pub model: Arc<str>,
     pub enqueued: std::time::Instant,
+    /// Batch work: runs only in what interactive jobs leave.
+    pub background: bool,
     pub events: UnboundedSender<Result<BackendEvent, BackendError>>,
 }
 
@@ -183,6 +185,7 @@ fn run(
         slots: (0..settings.slots).map(Slot::new).collect(),
         host: HostCache::new(settings.host_cache_bytes, stats),
         tick: 0,
+        deferred: std::collections::VecDeque::new(),
     };
     scheduler.run(&mut ctx, &jobs);
 }
@@ -196,6 +199,8 @@ struct Scheduler<'m> {
     host: HostCache,
     /// Steps taken; orders slots by last use for eviction.
     tick: u64,
+    /// Background jobs taken from the queue that may not start yet.
+    deferred: std::collections::VecDeque<Job>,
 }
 
 impl Scheduler<'_> {
@@ -226,14 +231,22 @@ impl Scheduler<'_> {
         }
     }
 
-    /// Takes new jobs into free slots: blocks while nothing runs, else only takes what is
-    /// waiting. Returns false when the queue is closed and nothing runs.
+    /// Takes new jobs into free slots: blocks while nothing runs or waits, else only takes
+    /// what is waiting. Interactive jobs take any free slot; background jobs leave one free
+    /// for them, and while an interactive job runs at most one background job runs beside
+    /// it. Returns false when the queue is closed and nothing runs.
     fn admit(&mut self, ctx: &mut LlamaContext<'_>, jobs: &Receiver<Job>) -> bool {
         loop {
-            let busy = self.slots.iter().any(Slot::is_active);
-            if self.slots.iter().all(Slot::is_active) {
+            if self.background_may_start() {
+                if let Some(job) = self.deferred.pop_front() {
+                    self.start_job(ctx, job);
+                    continue;
+                }
+            }
+            if self.slots.iter().all(Slot::is_active) || self.deferred.len() >= self.slots.len() {
                 return true;
             }
+            let busy = self.slots.iter().any(Slot::is_active) || !self.deferred.is_empty();
             let job = if busy {
                 match jobs.try_recv() {
                     Ok(job) => job,
@@ -249,20 +262,49 @@ impl Scheduler<'_> {
             if job.events.is_closed() {
                 continue;
             }
-            // The free slot whose cache shares the longest prefix with the prompt; among
-            // equals, the least recently used.
-            let best = self
-                .slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| !s.is_active())
-                .max_by_key(|(_, s)| (s.common_prefix(&job.tokens), std::cmp::Reverse(s.last_used)))
-                .map(|(i, _)| i);
-            if let Some(i) = best {
-                self.prepare_slot(ctx, i, &job.tokens);
-                if let Err(err) = self.slots[i].start(ctx, job) {
-                    tracing::error!(error = %err, "starting a sequence failed");
-                }
+            if job.background && !self.background_may_start() {
+                self.deferred.push_back(job);
+                continue;
+            }
+            self.start_job(ctx, job);
+        }
+    }
+
+    fn interactive_running(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.is_active() && !s.is_background())
+    }
+
+    fn background_may_start(&self) -> bool {
+        let free = self.slots.iter().filter(|s| !s.is_active()).count();
+        let reserve = usize::from(self.slots.len() > 1);
+        let background = self.slots.iter().filter(|s| s.is_background()).count();
+        free > reserve && (!self.interactive_running() || background == 0)
+    }
+
+    /// Whether slot `i` sits this step out: background work pauses while an interactive job
+    /// runs, except the first background sequence, so batches still progress.
+    fn paused(&self, i: usize) -> bool {
+        self.slots[i].is_background()
+            && self.interactive_running()
+            && self.slots[..i].iter().any(Slot::is_background)
+    }
+
+    fn start_job(&mut self, ctx: &mut LlamaContext<'_>, job: Job) {
+        // The free slot whose cache shares the longest prefix with the prompt; among equals,
+        // the least recently used.
+        let best = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.is_active())
+            .max_by_key(|(_, s)| (s.common_prefix(&job.tokens), std::cmp::Reverse(s.last_used)))
+            .map(|(i, _)| i);
+        if let Some(i) = best {
+            self.prepare_slot(ctx, i, &job.tokens);
+            if let Err(err) = self.slots[i].start(ctx, job) {
+                tracing::error!(error = %err, "starting a sequence failed");
             }
         }
     }
@@ -275,7 +317,7 @@ impl Scheduler<'_> {
         let mut used: usize = self.slots.iter().map(Slot::cached_len).sum();
         let decoding = self.slots.iter().filter(|s| s.is_decoding()).count();
         for i in 0..self.slots.len() {
-            if !self.slots[i].is_decoding() {
+            if !self.slots[i].is_decoding() || self.paused(i) {
                 continue;
             }
             let full = match self.settings.per_slot_kv {
@@ -301,7 +343,7 @@ impl Scheduler<'_> {
                 break;
             }
             let want = self.slots[i].prefill_remaining().min(budget);
-            if want == 0 {
+            if want == 0 || self.paused(i) {
                 continue;
             }
             let full = match self.settings.per_slot_kv {

@@ -2,11 +2,13 @@
 //! default; the trait leaves room for Postgres. Knows nothing of HTTP or the wire format:
 //! the server converts between these types and the Claude API's.
 
+mod batches;
 mod keys;
 mod ledger;
 mod sqlite;
 mod tenancy;
 
+pub use batches::{Batch, BatchResult, FileMeta, NewBatchRequest, PendingRequest, RequestCounts};
 pub use keys::{hash_key, ApiKey, KeyKind, KeyStatus, NewApiKey};
 pub use ledger::{Dimension, TokenCounts, UsageQuery, UsageRecord, UsageRow};
 pub use sqlite::SqliteStore;
@@ -117,6 +119,54 @@ pub trait Store: Send + Sync {
     /// Whether any switch covers this workspace and model.
     fn is_killed(&self, workspace_id: &str, model: &str) -> Result<bool, Error>;
     fn kill_switches(&self) -> Result<Vec<KillSwitch>, Error>;
+
+    /// Stores a batch and its requests in one transaction (a repeated `custom_id` is a
+    /// conflict naming it).
+    fn create_batch(
+        &self,
+        workspace_id: &str,
+        api_key_id: &str,
+        expires_at_ms: i64,
+        requests: &[NewBatchRequest],
+    ) -> Result<Batch, Error>;
+    /// The batch, if it exists in this workspace.
+    fn batch(&self, workspace_id: &str, id: &str) -> Result<Option<Batch>, Error>;
+    /// Newest first.
+    fn list_batches(&self, workspace_id: &str) -> Result<Vec<Batch>, Error>;
+    fn cancel_batch(&self, workspace_id: &str, id: &str) -> Result<Batch, Error>;
+    /// Only an ended batch; its results go with it.
+    fn delete_batch(&self, workspace_id: &str, id: &str) -> Result<(), Error>;
+    /// Up to `limit` requests to run, oldest batch first, leaving out those in `skip`.
+    fn pending_batch_requests(
+        &self,
+        limit: usize,
+        skip: &[(String, i64)],
+    ) -> Result<Vec<PendingRequest>, Error>;
+    /// Stores a result and its usage row together, once: false if the request had already
+    /// finished (canceled meanwhile, or completed before a crash).
+    fn complete_batch_request(
+        &self,
+        batch_id: &str,
+        idx: i64,
+        result_type: &str,
+        result: &str,
+        usage: Option<&UsageRecord>,
+    ) -> Result<bool, Error>;
+    /// Ends canceled and expired batches, except those with a request in `running`.
+    fn settle_batches(&self, running: &[String]) -> Result<(), Error>;
+    /// Finished results in submission order, after `after_idx`.
+    fn batch_results(
+        &self,
+        batch_id: &str,
+        after_idx: i64,
+        limit: usize,
+    ) -> Result<Vec<BatchResult>, Error>;
+
+    fn add_file(&self, file: &FileMeta) -> Result<(), Error>;
+    fn file(&self, workspace_id: &str, id: &str) -> Result<Option<FileMeta>, Error>;
+    /// Newest first.
+    fn list_files(&self, workspace_id: &str) -> Result<Vec<FileMeta>, Error>;
+    fn delete_file(&self, workspace_id: &str, id: &str) -> Result<(), Error>;
 
     /// Moves whenever keys, workspaces or kill switches change, whoever changed them: what
     /// the request path caches is current while this stays put.

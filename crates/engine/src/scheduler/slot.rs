@@ -69,6 +69,10 @@ impl Slot {
         self.active.is_some()
     }
 
+    pub fn is_background(&self) -> bool {
+        self.active.as_ref().is_some_and(|a| a.job.background)
+    }
+
     pub fn is_decoding(&self) -> bool {
         self.active.as_ref().is_some_and(|a| a.pending.is_some())
     }

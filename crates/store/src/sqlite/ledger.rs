@@ -5,8 +5,14 @@ use crate::{Dimension, Error, TokenCounts, UsageQuery, UsageRecord, UsageRow};
 
 pub(super) fn record(conn: &mut Connection, records: &[UsageRecord]) -> Result<(), Error> {
     let tx = conn.transaction()?;
+    insert(&tx, records)?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn insert(conn: &Connection, records: &[UsageRecord]) -> Result<(), Error> {
     {
-        let mut stmt = tx.prepare_cached(
+        let mut stmt = conn.prepare_cached(
             "INSERT INTO usage_ledger (request_id, at_ms, endpoint, api_key_id, workspace_id, model, \
              service_tier, uncached_input_tokens, cache_creation_5m, cache_creation_1h, cache_read, \
              output_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -29,7 +35,6 @@ pub(super) fn record(conn: &mut Connection, records: &[UsageRecord]) -> Result<(
             ])?;
         }
     }
-    tx.commit()?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The default store: one SQLite file in WAL mode, so the CLI can change keys while the
 //! server runs, and a committed row survives the process being killed.
 
+mod batches;
 mod keys;
 mod ledger;
 mod tenancy;
@@ -12,8 +13,9 @@ use std::sync::{mpsc, Mutex};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    now_ms, ApiKey, AuditEntry, Error, KeyKind, KeyStatus, KillSwitch, Member, NewApiKey,
-    Organization, Store, UsageQuery, UsageRecord, UsageRow, User, Workspace,
+    now_ms, ApiKey, AuditEntry, Batch, BatchResult, Error, FileMeta, KeyKind, KeyStatus,
+    KillSwitch, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest, Store,
+    UsageQuery, UsageRecord, UsageRow, User, Workspace,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -21,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_secrets.sql"),
     include_str!("../../migrations/sqlite/0003_tenancy.sql"),
     include_str!("../../migrations/sqlite/0004_control_generation.sql"),
+    include_str!("../../migrations/sqlite/0005_batches_files.sql"),
 ];
 
 /// Two connections: writes (the ledger's commits, admin changes) go through one, lookups on
@@ -368,6 +371,82 @@ impl Store for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
+    }
+
+    fn create_batch(
+        &self,
+        workspace_id: &str,
+        api_key_id: &str,
+        expires_at_ms: i64,
+        requests: &[NewBatchRequest],
+    ) -> Result<Batch, Error> {
+        self.with_mut(|conn| {
+            batches::create(conn, workspace_id, api_key_id, expires_at_ms, requests)
+        })
+    }
+
+    fn batch(&self, workspace_id: &str, id: &str) -> Result<Option<Batch>, Error> {
+        self.read(|conn| batches::get(conn, workspace_id, id))
+    }
+
+    fn list_batches(&self, workspace_id: &str) -> Result<Vec<Batch>, Error> {
+        self.read(|conn| batches::list(conn, workspace_id))
+    }
+
+    fn cancel_batch(&self, workspace_id: &str, id: &str) -> Result<Batch, Error> {
+        self.with(|conn| batches::cancel(conn, workspace_id, id))
+    }
+
+    fn delete_batch(&self, workspace_id: &str, id: &str) -> Result<(), Error> {
+        self.with(|conn| batches::delete(conn, workspace_id, id))
+    }
+
+    fn pending_batch_requests(
+        &self,
+        limit: usize,
+        skip: &[(String, i64)],
+    ) -> Result<Vec<PendingRequest>, Error> {
+        self.read(|conn| batches::pending(conn, limit, skip))
+    }
+
+    fn complete_batch_request(
+        &self,
+        batch_id: &str,
+        idx: i64,
+        result_type: &str,
+        result: &str,
+        usage: Option<&UsageRecord>,
+    ) -> Result<bool, Error> {
+        self.with_mut(|conn| batches::complete(conn, batch_id, idx, result_type, result, usage))
+    }
+
+    fn settle_batches(&self, running: &[String]) -> Result<(), Error> {
+        self.with_mut(|conn| batches::settle(conn, running))
+    }
+
+    fn batch_results(
+        &self,
+        batch_id: &str,
+        after_idx: i64,
+        limit: usize,
+    ) -> Result<Vec<BatchResult>, Error> {
+        self.read(|conn| batches::results(conn, batch_id, after_idx, limit))
+    }
+
+    fn add_file(&self, file: &FileMeta) -> Result<(), Error> {
+        self.with(|conn| batches::add_file(conn, file))
+    }
+
+    fn file(&self, workspace_id: &str, id: &str) -> Result<Option<FileMeta>, Error> {
+        self.read(|conn| batches::file(conn, workspace_id, id))
+    }
+
+    fn list_files(&self, workspace_id: &str) -> Result<Vec<FileMeta>, Error> {
+        self.read(|conn| batches::list_files(conn, workspace_id))
+    }
+
+    fn delete_file(&self, workspace_id: &str, id: &str) -> Result<(), Error> {
+        self.with(|conn| batches::delete_file(conn, workspace_id, id))
     }
 
     fn control_generation(&self) -> Result<u64, Error> {

@@ -253,3 +253,134 @@ fn a_key_past_its_expiry_reports_expired_and_is_not_usable() {
     assert_eq!(past.status, KeyStatus::Expired);
     assert!(!past.usable());
 }
+
+fn batch_request(custom_id: &str) -> crate::NewBatchRequest {
+    crate::NewBatchRequest {
+        custom_id: custom_id.into(),
+        params: "{}".into(),
+        refused: None,
+    }
+}
+
+#[test]
+fn a_batch_runs_each_request_once_and_ends_with_its_tallies() {
+    let (_dir, path, store) = open();
+    let batch = store
+        .create_batch(
+            "w1",
+            "k1",
+            i64::MAX,
+            &[batch_request("a"), batch_request("b")],
+        )
+        .unwrap();
+    assert_eq!(batch.counts.processing, 2);
+    assert!(
+        store.batch("w2", &batch.id).unwrap().is_none(),
+        "another workspace sees nothing"
+    );
+    let duplicate = store.create_batch(
+        "w1",
+        "k1",
+        i64::MAX,
+        &[batch_request("x"), batch_request("x")],
+    );
+    assert!(matches!(duplicate, Err(Error::Conflict(m)) if m.contains("`x`")));
+
+    let pending = store.pending_batch_requests(10, &[]).unwrap();
+    assert_eq!(pending.len(), 2);
+    let skipped = store
+        .pending_batch_requests(10, &[(batch.id.clone(), 0)])
+        .unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].custom_id, "b");
+    let usage = record(1, "k1", "m", 3, 4);
+    assert!(store
+        .complete_batch_request(&batch.id, 0, "succeeded", "{}", Some(&usage))
+        .unwrap());
+    // A second completion (a rerun after a crash) is refused, and bills nothing.
+    assert!(!store
+        .complete_batch_request(&batch.id, 0, "succeeded", "{}", Some(&usage))
+        .unwrap());
+    // Still processing: the tallies move only when the batch ends.
+    assert_eq!(
+        store
+            .batch("w1", &batch.id)
+            .unwrap()
+            .unwrap()
+            .counts
+            .processing,
+        2
+    );
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.pending_batch_requests(10, &[]).unwrap().len(), 1);
+    store
+        .complete_batch_request(&batch.id, 1, "errored", "{}", None)
+        .unwrap();
+    let ended = store.batch("w1", &batch.id).unwrap().unwrap();
+    assert!(ended.ended_at_ms.is_some());
+    assert_eq!(
+        (
+            ended.counts.succeeded,
+            ended.counts.errored,
+            ended.counts.processing
+        ),
+        (1, 1, 0)
+    );
+    let results = store.batch_results(&batch.id, -1, 10).unwrap();
+    assert_eq!(results.len(), 2);
+    let billed = store
+        .usage(&UsageQuery {
+            start_ms: 0,
+            end_ms: i64::MAX,
+            bucket_ms: i64::MAX,
+            group_by: vec![],
+            filters: vec![],
+        })
+        .unwrap();
+    assert_eq!(billed[0].tokens.output, 4, "billed once");
+    store.delete_batch("w1", &batch.id).unwrap();
+    assert!(store.batch("w1", &batch.id).unwrap().is_none());
+}
+
+#[test]
+fn canceling_ends_a_batch_once_nothing_of_it_runs() {
+    let (_dir, _path, store) = open();
+    let batch = store
+        .create_batch(
+            "w",
+            "k",
+            i64::MAX,
+            &[batch_request("a"), batch_request("b")],
+        )
+        .unwrap();
+    assert!(matches!(
+        store.delete_batch("w", &batch.id),
+        Err(Error::Conflict(_))
+    ));
+    let canceling = store.cancel_batch("w", &batch.id).unwrap();
+    assert!(canceling.cancel_initiated_ms.is_some() && canceling.ended_at_ms.is_none());
+    assert!(store.pending_batch_requests(10, &[]).unwrap().is_empty());
+    store.settle_batches(&[batch.id.clone()]).unwrap();
+    assert!(
+        store
+            .batch("w", &batch.id)
+            .unwrap()
+            .unwrap()
+            .ended_at_ms
+            .is_none(),
+        "a request still runs"
+    );
+    store.settle_batches(&[]).unwrap();
+    let ended = store.batch("w", &batch.id).unwrap().unwrap();
+    assert_eq!(ended.counts.canceled, 2);
+    // Expiry: past expires_at, pending requests end as expired.
+    let old = store
+        .create_batch("w", "k", 0, &[batch_request("c")])
+        .unwrap();
+    store.settle_batches(&[]).unwrap();
+    assert_eq!(
+        store.batch("w", &old.id).unwrap().unwrap().counts.expired,
+        1
+    );
+}

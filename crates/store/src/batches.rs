@@ -1,0 +1,76 @@
+//! Message Batches and Files as the store keeps them. Every lookup is scoped by workspace:
+//! another workspace's id is simply not found.
+
+/// A batch with its request tallies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub id: String,
+    pub workspace_id: String,
+    pub api_key_id: String,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub cancel_initiated_ms: Option<i64>,
+    pub ended_at_ms: Option<i64>,
+    pub counts: RequestCounts,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    pub processing: u64,
+    pub succeeded: u64,
+    pub errored: u64,
+    pub canceled: u64,
+    pub expired: u64,
+}
+
+impl RequestCounts {
+    pub fn total(&self) -> u64 {
+        self.processing + self.succeeded + self.errored + self.canceled + self.expired
+    }
+}
+
+/// One request of a batch as submitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBatchRequest {
+    pub custom_id: String,
+    /// The Messages parameters, as JSON text.
+    pub params: String,
+    /// Set when the request was refused at submission (its `errored` result, as JSON):
+    /// it is stored finished and never runs.
+    pub refused: Option<String>,
+}
+
+/// A request waiting to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRequest {
+    pub batch_id: String,
+    pub idx: i64,
+    pub custom_id: String,
+    pub params: String,
+    pub workspace_id: String,
+    pub api_key_id: String,
+}
+
+/// A finished request's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchResult {
+    pub idx: i64,
+    pub custom_id: String,
+    /// `succeeded`, `errored`, `canceled` or `expired`.
+    pub result_type: String,
+    /// The `result` object as JSON text.
+    pub result: String,
+}
+
+/// An uploaded file's metadata; its bytes live under the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    pub id: String,
+    pub workspace_id: String,
+    pub filename: String,
+    pub mime_type: String,
+    pub size_bytes: u64,
+    pub created_at_ms: i64,
+    pub downloadable: bool,
+}
