@@ -41,6 +41,39 @@ pub struct Config {
     pub spend_limits: SpendLimitsConfig,
     #[serde(default)]
     pub governance: GovernanceConfig,
+    #[serde(default)]
+    pub files: FilesSection,
+    #[serde(default)]
+    pub batches: BatchesSection,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSection {
+    /// Let uploaded files be downloaded again. The Claude API does not (only files it
+    /// created are `downloadable`); off by default for the same behaviour.
+    #[serde(default)]
+    pub downloadable_uploads: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchesSection {
+    /// Batch requests in flight at once (they run at background priority).
+    #[serde(default = "default_batch_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for BatchesSection {
+    fn default() -> Self {
+        Self {
+            concurrency: default_batch_concurrency(),
+        }
+    }
+}
+
+fn default_batch_concurrency() -> usize {
+    8
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -282,6 +315,8 @@ impl Default for Config {
             prices: PricesConfig::default(),
             spend_limits: SpendLimitsConfig::default(),
             governance: GovernanceConfig::default(),
+            files: FilesSection::default(),
+            batches: BatchesSection::default(),
         }
     }
 }

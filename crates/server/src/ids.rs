@@ -13,3 +13,10 @@ pub fn new_id(prefix: &str) -> String {
         .collect();
     format!("{prefix}_01{body}")
 }
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -7,7 +7,9 @@
 
 mod access;
 mod auth;
+pub mod batch_worker;
 pub mod controls;
+pub mod documents;
 mod error;
 mod extract;
 pub mod ids;
@@ -26,4 +28,4 @@ pub use auth::Auth;
 pub use error::ApiError;
 pub use model_router::ModelRouter;
 pub use routes::app;
-pub use state::AppState;
+pub use state::{AppState, FilesConfig};

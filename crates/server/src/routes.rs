@@ -1,6 +1,8 @@
 //! The router: every path of the Claude API that Missive serves.
 
-mod admin;
+pub(crate) mod admin;
+pub(crate) mod batches;
+pub(crate) mod files;
 mod messages;
 mod models;
 
@@ -14,6 +16,28 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/messages", post(messages::create))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
+        .route(
+            "/v1/messages/batches",
+            post(batches::create).get(batches::list),
+        )
+        .route(
+            "/v1/messages/batches/{batch_id}",
+            get(batches::retrieve).delete(batches::delete),
+        )
+        .route(
+            "/v1/messages/batches/{batch_id}/cancel",
+            post(batches::cancel),
+        )
+        .route(
+            "/v1/messages/batches/{batch_id}/results",
+            get(batches::results),
+        )
+        .route("/v1/files", post(files::upload).get(files::list))
+        .route(
+            "/v1/files/{file_id}",
+            get(files::retrieve).delete(files::delete),
+        )
+        .route("/v1/files/{file_id}/content", get(files::content))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{model_id}", get(models::retrieve))
         .route_layer(axum::middleware::from_fn_with_state(

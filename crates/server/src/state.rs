@@ -21,6 +21,18 @@ pub struct AppState {
     pub store: Option<Arc<dyn Store>>,
     pub ledger: Ledger,
     pub spend: Arc<SpendTracker>,
+    /// Where uploaded files live; `None`: no Files API.
+    pub files: Option<Arc<FilesConfig>>,
+    /// Wakes the batch worker when a batch is created or canceled.
+    pub batches: Arc<tokio::sync::Notify>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FilesConfig {
+    pub dir: std::path::PathBuf,
+    /// The Claude API lets only files it created be downloaded; an operator may allow
+    /// uploads too.
+    pub downloadable_uploads: bool,
 }
 
 impl AppState {
@@ -34,7 +46,24 @@ impl AppState {
             store: None,
             ledger: Ledger::disabled(),
             spend: Arc::new(SpendTracker::new(Prices::default(), SpendLimits::default())),
+            files: None,
+            batches: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Serves the Files API from `dir`.
+    pub fn with_files(mut self, files: FilesConfig) -> Self {
+        self.files = Some(Arc::new(files));
+        self
+    }
+
+    /// Runs Message Batches from the store, `concurrency` requests at a time (at background
+    /// priority). Call after [`AppState::with_store`]; a tokio runtime must be running.
+    pub fn with_batch_worker(self, concurrency: usize) -> Self {
+        if let Some(store) = &self.store {
+            crate::batch_worker::spawn(self.clone(), Arc::clone(store), concurrency);
+        }
+        self
     }
 
     pub fn with_rate_limits(mut self, limits: RateLimiter) -> Self {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use missive_engine::{EngineBackend, ModelConfig};
 use missive_server::limits::{Limits, RateLimiter};
-use missive_server::{app, AppState, Auth, ModelRouter};
+use missive_server::{app, AppState, Auth, FilesConfig, ModelRouter};
 use missive_store::{KeyKind, SqliteStore, Store};
 
 use crate::config::Config;
@@ -97,7 +97,12 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     if governed {
         state = state
             .with_rate_limits(RateLimiter::new(defaults, overrides))
-            .with_store(store, config.prices.prices(), config.spend_limits.limits())?;
+            .with_store(store, config.prices.prices(), config.spend_limits.limits())?
+            .with_files(FilesConfig {
+                dir: home.join("files"),
+                downloadable_uploads: config.files.downloadable_uploads,
+            })
+            .with_batch_worker(config.batches.concurrency);
     } else {
         state = state.with_rate_limits(RateLimiter::unlimited());
     }

@@ -47,11 +47,7 @@ fn check_kill_switch(
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use crate::ids::now_ms;
 
 pub async fn create(
     State(state): State<AppState>,
@@ -63,6 +59,8 @@ pub async fn create(
     let access = access.map(|a| a.0).unwrap_or_default();
     let request = parse_messages_request(&body)?;
     state.signer.verify_history(&request)?;
+    let (request, citable) =
+        crate::documents::resolve_citable(&state, &principal.workspace_id, request)?;
     let backend = state.models.resolve(&request.model)?;
     let descriptor = backend.descriptor();
     access.model(&descriptor.id);
@@ -160,7 +158,9 @@ pub async fn create(
         )
             .into_response()
     } else {
-        Json(sse::collect(events).await?).into_response()
+        let mut message = sse::collect(events).await?;
+        crate::documents::cite(&mut message, &citable);
+        Json(message).into_response()
     };
     response.headers_mut().extend(extra_headers);
     response

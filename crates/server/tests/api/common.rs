@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use missive_backend::scripted::ScriptedBackend;
-use missive_server::{app, AppState, Auth, ModelRouter};
+use missive_server::{app, AppState, Auth, FilesConfig, ModelRouter};
 use missive_store::{SqliteStore, Store};
 
 pub const KEY: &str = "sk-ant-api03-test-key";
@@ -44,7 +44,12 @@ impl TestServer {
                 Default::default(),
                 Default::default(),
             )
-            .unwrap();
+            .unwrap()
+            .with_files(FilesConfig {
+                dir: dir.path().join("files"),
+                downloadable_uploads: true,
+            })
+            .with_batch_worker(4);
         let app = app(adjust(state));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self {

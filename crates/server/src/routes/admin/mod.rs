@@ -2,7 +2,7 @@
 //! users, API keys, usage and cost reports. Admin keys only (403 for workspace keys);
 //! every change is written to the audit log.
 
-mod params;
+pub(crate) mod params;
 mod reports;
 mod resources;
 

@@ -1,0 +1,335 @@
+//! Documents in messages, made readable before a request reaches a model: base64 PDFs and
+//! uploaded files (`file_id`) become page-by-page text, plain-text files become text
+//! documents. What cannot be read (a corrupt PDF, an unknown or foreign `file_id`, a binary
+//! file) is a 400 naming the block. Documents with `citations.enabled` are remembered so
+//! the answer can cite them ([`cite`]).
+
+use base64::Engine;
+use missive_protocol::content::{ContentBlockParam, DocumentSource};
+use missive_protocol::messages::{MessageContent, MessagesRequest};
+use missive_protocol::{ContentBlock, Message};
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A document the answer may cite, in the order documents appear in the request.
+#[derive(Debug, Clone)]
+pub struct Citable {
+    pub index: usize,
+    pub title: Option<String>,
+    pub body: CitableBody,
+}
+
+#[derive(Debug, Clone)]
+pub enum CitableBody {
+    /// Plain text: cited by character range.
+    Text(String),
+    /// A PDF: cited by page range.
+    Pages(Vec<String>),
+}
+
+/// Text of each page of a PDF. The parser is not ours to trust with hostile input: a
+/// panic inside it is a bad document, not a crashed request.
+pub fn pdf_pages(bytes: &[u8]) -> Result<Vec<String>, String> {
+    let bytes = bytes.to_vec();
+    match std::panic::catch_unwind(move || pdf_extract::extract_text_from_mem_by_pages(&bytes)) {
+        Ok(Ok(pages)) if pages.iter().any(|p| !p.trim().is_empty()) => {
+            Ok(pages.into_iter().map(|p| p.trim().to_owned()).collect())
+        }
+        Ok(Ok(_)) => Err("the PDF has no extractable text".to_owned()),
+        Ok(Err(err)) => Err(format!("the PDF could not be read: {err}")),
+        Err(_) => Err("the PDF could not be read: it is malformed".to_owned()),
+    }
+}
+
+fn pages_source(pages: &[String]) -> DocumentSource {
+    DocumentSource::Content {
+        content: Value::Array(
+            pages
+                .iter()
+                .enumerate()
+                .map(|(i, text)| json!({"type": "text", "text": format!("[page {}]\n{text}", i + 1)}))
+                .collect(),
+        ),
+    }
+}
+
+/// Resolves every document of `request` to text the model can read.
+pub fn resolve(
+    state: &AppState,
+    workspace_id: &str,
+    request: MessagesRequest,
+) -> Result<MessagesRequest, ApiError> {
+    resolve_citable(state, workspace_id, request).map(|(request, _)| request)
+}
+
+/// As [`resolve`], also returning the documents that asked to be cited.
+pub fn resolve_citable(
+    state: &AppState,
+    workspace_id: &str,
+    mut request: MessagesRequest,
+) -> Result<(MessagesRequest, Vec<Citable>), ApiError> {
+    let mut citable = Vec::new();
+    let mut index = 0;
+    for (turn, message) in request.messages.iter_mut().enumerate() {
+        let MessageContent::Blocks(blocks) = &mut message.content else {
+            continue;
+        };
+        for (j, block) in blocks.iter_mut().enumerate() {
+            let ContentBlockParam::Document {
+                source,
+                title,
+                citations,
+                ..
+            } = block
+            else {
+                continue;
+            };
+            let at = format!("messages.{turn}.content.{j}.source");
+            let body = read_source(state, workspace_id, source, &at)?;
+            let wants_citations = citations
+                .as_ref()
+                .and_then(|c| c.get("enabled"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if let Some(body) = body {
+                if let CitableBody::Pages(pages) = &body {
+                    *source = pages_source(pages);
+                } else if let CitableBody::Text(text) = &body {
+                    if !matches!(source, DocumentSource::Text { .. }) {
+                        *source = DocumentSource::Text {
+                            media_type: Some("text/plain".into()),
+                            data: text.clone(),
+                        };
+                    }
+                }
+                if wants_citations {
+                    citable.push(Citable {
+                        index,
+                        title: title.clone(),
+                        body,
+                    });
+                }
+            }
+            index += 1;
+        }
+    }
+    Ok((request, citable))
+}
+
+/// The document's text, or `None` for sources the model reads as they are.
+fn read_source(
+    state: &AppState,
+    workspace_id: &str,
+    source: &DocumentSource,
+    at: &str,
+) -> Result<Option<CitableBody>, ApiError> {
+    match source {
+        DocumentSource::Text { data, .. } => Ok(Some(CitableBody::Text(data.clone()))),
+        DocumentSource::Base64 { media_type, data } => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .map_err(|e| ApiError::invalid(format!("{at}.data: invalid base64: {e}")))?;
+            decode(&bytes, media_type, at).map(Some)
+        }
+        DocumentSource::File { file_id } => {
+            let Some(store) = &state.store else {
+                return Err(ApiError::invalid(format!(
+                    "{at}.file_id: this server has no Files API"
+                )));
+            };
+            let meta = store.file(workspace_id, file_id)?.ok_or_else(|| {
+                ApiError::invalid(format!("{at}.file_id: file {file_id} not found"))
+            })?;
+            let path = crate::routes::files::path_of(state, file_id).map_err(|_| {
+                ApiError::invalid(format!("{at}.file_id: this server has no Files API"))
+            })?;
+            let bytes = std::fs::read(path).map_err(ApiError::internal)?;
+            decode(
+                &bytes,
+                &meta.mime_type,
+                &format!("{at}.file_id ({file_id})"),
+            )
+            .map(Some)
+        }
+        DocumentSource::Content { .. } | DocumentSource::Url { .. } => Ok(None),
+    }
+}
+
+fn decode(bytes: &[u8], media_type: &str, at: &str) -> Result<CitableBody, ApiError> {
+    if media_type == "application/pdf" {
+        return pdf_pages(bytes)
+            .map(CitableBody::Pages)
+            .map_err(|e| ApiError::invalid(format!("{at}: {e}")));
+    }
+    if media_type.starts_with("text/") || media_type == "application/json" {
+        return String::from_utf8(bytes.to_vec())
+            .map(CitableBody::Text)
+            .map_err(|_| ApiError::invalid(format!("{at}: the document is not UTF-8 text")));
+    }
+    Err(ApiError::invalid(format!(
+        "{at}: `{media_type}` cannot be read as a document; send a PDF or plain text"
+    )))
+}
+
+/// Words of a passage, lowercased, for overlap scoring.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Sentence-sized spans of `text` as byte ranges.
+fn sentences(text: &str) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        if matches!(c, '.' | '!' | '?' | '\n') {
+            let end = i + c.len_utf8();
+            if text[start..end].trim().len() > 1 {
+                spans.push((start, end));
+            }
+            start = end;
+        }
+    }
+    if text[start..].trim().len() > 1 {
+        spans.push((start, text.len()));
+    }
+    spans
+}
+
+/// Adds citations to the answer's text blocks: for each block, the document sentence that
+/// shares the most words with it (at least two), quoted exactly from the document, by
+/// character range (text) or page (PDF). Every `cited_text` is a verbatim substring of
+/// what the request sent; a block with nothing to cite gets none.
+pub fn cite(message: &mut Message, documents: &[Citable]) {
+    if documents.is_empty() {
+        return;
+    }
+    for block in &mut message.content {
+        let ContentBlock::Text { text, citations } = block else {
+            continue;
+        };
+        let answer: std::collections::HashSet<String> = words(text).into_iter().collect();
+        let mut best: Option<(usize, Value)> = None;
+        for doc in documents {
+            let pages: Vec<(Option<usize>, &str)> = match &doc.body {
+                CitableBody::Text(t) => vec![(None, t.as_str())],
+                CitableBody::Pages(p) => p
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (Some(i), t.as_str()))
+                    .collect(),
+            };
+            for (page, body) in pages {
+                for (start, end) in sentences(body) {
+                    let quote = &body[start..end];
+                    let score = words(quote).iter().filter(|w| answer.contains(*w)).count();
+                    if score < 2 || best.as_ref().is_some_and(|(s, _)| *s >= score) {
+                        continue;
+                    }
+                    let citation = match page {
+                        None => json!({
+                            "type": "char_location",
+                            "cited_text": quote,
+                            "document_index": doc.index,
+                            "document_title": doc.title,
+                            "start_char_index": body[..start].chars().count(),
+                            "end_char_index": body[..end].chars().count(),
+                        }),
+                        Some(p) => json!({
+                            "type": "page_location",
+                            "cited_text": quote,
+                            "document_index": doc.index,
+                            "document_title": doc.title,
+                            "start_page_number": p + 1,
+                            "end_page_number": p + 2,
+                        }),
+                    };
+                    best = Some((score, citation));
+                }
+            }
+        }
+        if let Some((_, citation)) = best {
+            citations.get_or_insert_with(Vec::new).push(citation);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(text: &str) -> Message {
+        serde_json::from_value(json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+            "content": [{"type": "text", "text": text, "citations": null}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 1, "output_tokens": 1}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn citations_quote_the_document_exactly_and_point_at_it() {
+        let doc = "Missive is a server. The grass is green in spring. Rivers run to the sea.";
+        let mut m = message("In spring the grass is green.");
+        cite(
+            &mut m,
+            &[Citable {
+                index: 0,
+                title: Some("Notes".into()),
+                body: CitableBody::Text(doc.into()),
+            }],
+        );
+        let ContentBlock::Text { citations, .. } = &m.content[0] else {
+            panic!()
+        };
+        let c = &citations.as_ref().unwrap()[0];
+        assert_eq!(c["type"], "char_location");
+        let (start, end) = (
+            c["start_char_index"].as_u64().unwrap() as usize,
+            c["end_char_index"].as_u64().unwrap() as usize,
+        );
+        let quoted: String = doc.chars().skip(start).take(end - start).collect();
+        assert_eq!(quoted, c["cited_text"].as_str().unwrap());
+        assert!(quoted.contains("grass is green"));
+    }
+
+    #[test]
+    fn pages_are_cited_by_page_and_unrelated_answers_cite_nothing() {
+        let pages = vec![
+            "Chapter one is about apples.".to_owned(),
+            "Chapter two covers the Zephyr engine design.".to_owned(),
+        ];
+        let docs = [Citable {
+            index: 1,
+            title: None,
+            body: CitableBody::Pages(pages),
+        }];
+        let mut m = message("The Zephyr engine design is in chapter two.");
+        cite(&mut m, &docs);
+        let ContentBlock::Text { citations, .. } = &m.content[0] else {
+            panic!()
+        };
+        let c = &citations.as_ref().unwrap()[0];
+        assert_eq!(c["type"], "page_location");
+        assert_eq!(c["start_page_number"], 2);
+        assert_eq!(c["end_page_number"], 3);
+        assert_eq!(c["document_index"], 1);
+        let mut unrelated = message("Hello.");
+        cite(&mut unrelated, &docs);
+        let ContentBlock::Text { citations, .. } = &unrelated.content[0] else {
+            panic!()
+        };
+        assert!(citations.is_none());
+    }
+
+    #[test]
+    fn garbage_is_not_a_pdf() {
+        assert!(pdf_pages(b"%PDF-1.4 this is not really a pdf").is_err());
+        assert!(pdf_pages(b"hello").is_err());
+    }
+}
