@@ -233,8 +233,8 @@ impl Scheduler<'_> {
 
     /// Takes new jobs into free slots: blocks while nothing runs or waits, else only takes
     /// what is waiting. Interactive jobs take any free slot; background jobs leave one free
-    /// for them, and while an interactive job runs at most one background job runs beside
-    /// it. Returns false when the queue is closed and nothing runs.
+    /// for them, and start only while no interactive job runs. Returns false when the queue
+    /// is closed and nothing runs.
     fn admit(&mut self, ctx: &mut LlamaContext<'_>, jobs: &Receiver<Job>) -> bool {
         loop {
             if self.background_may_start() {
@@ -279,16 +279,13 @@ impl Scheduler<'_> {
     fn background_may_start(&self) -> bool {
         let free = self.slots.iter().filter(|s| !s.is_active()).count();
         let reserve = usize::from(self.slots.len() > 1);
-        let background = self.slots.iter().filter(|s| s.is_background()).count();
-        free > reserve && (!self.interactive_running() || background == 0)
+        free > reserve && !self.interactive_running()
     }
 
-    /// Whether slot `i` sits this step out: background work pauses while an interactive job
-    /// runs, except the first background sequence, so batches still progress.
+    /// Whether slot `i` sits this step out: background work pauses (keeping its KV cells)
+    /// while an interactive job runs, so the interactive job decodes as on an idle engine.
     fn paused(&self, i: usize) -> bool {
-        self.slots[i].is_background()
-            && self.interactive_running()
-            && self.slots[..i].iter().any(Slot::is_background)
+        self.slots[i].is_background() && self.interactive_running()
     }
 
     fn start_job(&mut self, ctx: &mut LlamaContext<'_>, job: Job) {

@@ -7,7 +7,10 @@
 use base64::Engine;
 use missive_protocol::content::{ContentBlockParam, DocumentSource};
 use missive_protocol::messages::{MessageContent, MessagesRequest};
-use missive_protocol::{ContentBlock, Message};
+use std::collections::HashMap;
+
+use futures::{Stream, StreamExt};
+use missive_protocol::{ContentBlockDelta, StreamEvent};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -200,99 +203,103 @@ fn sentences(text: &str) -> Vec<(usize, usize)> {
     spans
 }
 
-/// Adds citations to the answer's text blocks: for each block, the document sentence that
-/// shares the most words with it (at least two), quoted exactly from the document, by
-/// character range (text) or page (PDF). Every `cited_text` is a verbatim substring of
-/// what the request sent; a block with nothing to cite gets none.
-pub fn cite(message: &mut Message, documents: &[Citable]) {
-    if documents.is_empty() {
-        return;
-    }
-    for block in &mut message.content {
-        let ContentBlock::Text { text, citations } = block else {
-            continue;
+/// The citation for one text block of an answer: the document sentence that shares the
+/// most words with it (at least two), quoted exactly from the document, by character range
+/// (text) or page (PDF). The `cited_text` is always a verbatim substring of what the request
+/// sent; a block with nothing to cite gets `None`.
+pub fn citation_for(text: &str, documents: &[Citable]) -> Option<Value> {
+    let answer: std::collections::HashSet<String> = words(text).into_iter().collect();
+    let mut best: Option<(usize, Value)> = None;
+    for doc in documents {
+        let pages: Vec<(Option<usize>, &str)> = match &doc.body {
+            CitableBody::Text(t) => vec![(None, t.as_str())],
+            CitableBody::Pages(p) => p
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (Some(i), t.as_str()))
+                .collect(),
         };
-        let answer: std::collections::HashSet<String> = words(text).into_iter().collect();
-        let mut best: Option<(usize, Value)> = None;
-        for doc in documents {
-            let pages: Vec<(Option<usize>, &str)> = match &doc.body {
-                CitableBody::Text(t) => vec![(None, t.as_str())],
-                CitableBody::Pages(p) => p
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| (Some(i), t.as_str()))
-                    .collect(),
-            };
-            for (page, body) in pages {
-                for (start, end) in sentences(body) {
-                    let quote = &body[start..end];
-                    let score = words(quote).iter().filter(|w| answer.contains(*w)).count();
-                    if score < 2 || best.as_ref().is_some_and(|(s, _)| *s >= score) {
-                        continue;
-                    }
-                    let citation = match page {
-                        None => json!({
-                            "type": "char_location",
-                            "cited_text": quote,
-                            "document_index": doc.index,
-                            "document_title": doc.title,
-                            "start_char_index": body[..start].chars().count(),
-                            "end_char_index": body[..end].chars().count(),
-                        }),
-                        Some(p) => json!({
-                            "type": "page_location",
-                            "cited_text": quote,
-                            "document_index": doc.index,
-                            "document_title": doc.title,
-                            "start_page_number": p + 1,
-                            "end_page_number": p + 2,
-                        }),
-                    };
-                    best = Some((score, citation));
+        for (page, body) in pages {
+            for (start, end) in sentences(body) {
+                let quote = &body[start..end];
+                let score = words(quote).iter().filter(|w| answer.contains(*w)).count();
+                if score < 2 || best.as_ref().is_some_and(|(s, _)| *s >= score) {
+                    continue;
                 }
+                let citation = match page {
+                    None => json!({
+                        "type": "char_location",
+                        "cited_text": quote,
+                        "document_index": doc.index,
+                        "document_title": doc.title,
+                        "start_char_index": body[..start].chars().count(),
+                        "end_char_index": body[..end].chars().count(),
+                    }),
+                    Some(p) => json!({
+                        "type": "page_location",
+                        "cited_text": quote,
+                        "document_index": doc.index,
+                        "document_title": doc.title,
+                        "start_page_number": p + 1,
+                        "end_page_number": p + 2,
+                    }),
+                };
+                best = Some((score, citation));
             }
         }
-        if let Some((_, citation)) = best {
-            citations.get_or_insert_with(Vec::new).push(citation);
-        }
     }
+    best.map(|(_, citation)| citation)
+}
+
+/// Adds a `citations_delta` before the end of each text block that has something to cite,
+/// as the Claude API streams citations; the non-streaming `Message` is folded from the same
+/// events.
+pub fn cite_stream(
+    events: impl Stream<Item = StreamEvent> + Send + 'static,
+    documents: Vec<Citable>,
+) -> impl Stream<Item = StreamEvent> + Send {
+    let mut texts: HashMap<usize, String> = HashMap::new();
+    events.flat_map(move |event| {
+        let mut out = Vec::with_capacity(2);
+        match &event {
+            StreamEvent::ContentBlockDelta {
+                index,
+                delta: ContentBlockDelta::TextDelta { text },
+            } => texts.entry(*index).or_default().push_str(text),
+            StreamEvent::ContentBlockStop { index } => {
+                if let Some(citation) = texts
+                    .remove(index)
+                    .and_then(|text| citation_for(&text, &documents))
+                {
+                    out.push(StreamEvent::ContentBlockDelta {
+                        index: *index,
+                        delta: ContentBlockDelta::CitationsDelta { citation },
+                    });
+                }
+            }
+            _ => {}
+        }
+        out.push(event);
+        futures::stream::iter(out)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn message(text: &str) -> Message {
-        serde_json::from_value(json!({
-            "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
-            "content": [{"type": "text", "text": text, "citations": null}],
-            "stop_reason": "end_turn", "stop_sequence": null,
-            "usage": {"input_tokens": 1, "output_tokens": 1}
-        }))
-        .unwrap()
-    }
-
     #[test]
     fn citations_quote_the_document_exactly_and_point_at_it() {
         let doc = "Missive is a server. The grass is green in spring. Rivers run to the sea.";
-        let mut m = message("In spring the grass is green.");
-        cite(
-            &mut m,
-            &[Citable {
-                index: 0,
-                title: Some("Notes".into()),
-                body: CitableBody::Text(doc.into()),
-            }],
-        );
-        let ContentBlock::Text { citations, .. } = &m.content[0] else {
-            panic!()
-        };
-        let c = &citations.as_ref().unwrap()[0];
+        let docs = [Citable {
+            index: 0,
+            title: Some("Notes".into()),
+            body: CitableBody::Text(doc.into()),
+        }];
+        let c = citation_for("In spring the grass is green.", &docs).unwrap();
         assert_eq!(c["type"], "char_location");
-        let (start, end) = (
-            c["start_char_index"].as_u64().unwrap() as usize,
-            c["end_char_index"].as_u64().unwrap() as usize,
-        );
+        let start = c["start_char_index"].as_u64().unwrap() as usize;
+        let end = c["end_char_index"].as_u64().unwrap() as usize;
         let quoted: String = doc.chars().skip(start).take(end - start).collect();
         assert_eq!(quoted, c["cited_text"].as_str().unwrap());
         assert!(quoted.contains("grass is green"));
@@ -309,22 +316,12 @@ mod tests {
             title: None,
             body: CitableBody::Pages(pages),
         }];
-        let mut m = message("The Zephyr engine design is in chapter two.");
-        cite(&mut m, &docs);
-        let ContentBlock::Text { citations, .. } = &m.content[0] else {
-            panic!()
-        };
-        let c = &citations.as_ref().unwrap()[0];
+        let c = citation_for("The Zephyr engine design is in chapter two.", &docs).unwrap();
         assert_eq!(c["type"], "page_location");
         assert_eq!(c["start_page_number"], 2);
         assert_eq!(c["end_page_number"], 3);
         assert_eq!(c["document_index"], 1);
-        let mut unrelated = message("Hello.");
-        cite(&mut unrelated, &docs);
-        let ContentBlock::Text { citations, .. } = &unrelated.content[0] else {
-            panic!()
-        };
-        assert!(citations.is_none());
+        assert!(citation_for("Hello.", &docs).is_none());
     }
 
     #[test]

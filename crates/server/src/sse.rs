@@ -288,7 +288,13 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
                         *signature = value;
                     }
                 }
-                ContentBlockDelta::CitationsDelta { .. } => {}
+                ContentBlockDelta::CitationsDelta { citation } => {
+                    if let Some(ContentBlock::Text { citations, .. }) =
+                        message.as_mut().and_then(|m| m.content.get_mut(index))
+                    {
+                        citations.get_or_insert_with(Vec::new).push(citation);
+                    }
+                }
             },
             StreamEvent::ContentBlockStop { index } => {
                 if let Some(ContentBlock::ToolUse { input, .. }) =

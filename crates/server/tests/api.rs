@@ -3,6 +3,7 @@
 #[cfg(test)]
 mod api {
     mod admin;
+    mod batches;
     pub mod common;
     mod errors;
     mod governance;

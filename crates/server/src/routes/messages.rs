@@ -125,7 +125,8 @@ pub async fn create(
         },
     };
     let mut cache_split = CacheCreation::default();
-    let events = sse::events(events, assembler).then(move |event| {
+    let events = sse::events(events, assembler);
+    let events = crate::documents::cite_stream(events, citable).then(move |event| {
         if let StreamEvent::MessageStart { message } = &event {
             cache_split = message.usage.cache_creation.clone();
         }
@@ -158,9 +159,7 @@ pub async fn create(
         )
             .into_response()
     } else {
-        let mut message = sse::collect(events).await?;
-        crate::documents::cite(&mut message, &citable);
-        Json(message).into_response()
+        Json(sse::collect(events).await?).into_response()
     };
     response.headers_mut().extend(extra_headers);
     response
