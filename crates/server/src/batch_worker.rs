@@ -26,7 +26,7 @@ enum Outcome {
     Done {
         result_type: &'static str,
         result: String,
-        usage: Option<UsageRecord>,
+        usage: Option<Box<UsageRecord>>,
     },
     /// The model's queue was full: leave it pending and try again.
     Later,
@@ -99,7 +99,7 @@ async fn run_one(state: &AppState, store: &dyn Store, request: PendingRequest) -
         request.idx,
         result_type,
         &result,
-        usage.as_ref(),
+        usage.as_deref(),
     ) {
         Ok(true) => {
             if let Some(u) = &usage {
@@ -190,6 +190,6 @@ async fn generate(state: &AppState, pending: &PendingRequest) -> Result<Outcome,
     Ok(Outcome::Done {
         result_type: "succeeded",
         result,
-        usage: Some(usage),
+        usage: Some(Box::new(usage)),
     })
 }

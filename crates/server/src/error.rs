@@ -90,6 +90,45 @@ impl From<BackendError> for ApiError {
                 )
             },
             BackendError::Generation(detail) => ApiError::internal(detail),
+            BackendError::Upstream {
+                upstream,
+                status,
+                message,
+                retry_after,
+            } => {
+                // The client sees what it can act on; an upstream's auth or server trouble
+                // is the operator's, reported as Missive's own failure.
+                let (error_type, text) = match status {
+                    400 | 404 | 413 | 422 => (
+                        ErrorType::InvalidRequestError,
+                        format!("upstream `{upstream}` refused the request: {message}"),
+                    ),
+                    429 => (
+                        ErrorType::RateLimitError,
+                        format!("upstream `{upstream}` is rate limited: {message}"),
+                    ),
+                    408 | 504 => (
+                        ErrorType::TimeoutError,
+                        format!("upstream `{upstream}` timed out"),
+                    ),
+                    0 | 502 | 503 | 529 => (
+                        ErrorType::OverloadedError,
+                        format!("upstream `{upstream}` is unavailable: {message}"),
+                    ),
+                    _ => {
+                        tracing::error!(%upstream, status, %message, "upstream failed");
+                        (ErrorType::ApiError, format!("upstream `{upstream}` failed"))
+                    }
+                };
+                ApiError {
+                    retry_after: retry_after.or(matches!(
+                        error_type,
+                        ErrorType::RateLimitError | ErrorType::OverloadedError
+                    )
+                    .then_some(1)),
+                    ..ApiError::new(error_type, text)
+                }
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! the two can never disagree.
 
 use futures::{Stream, StreamExt};
-use missive_backend::{BackendError, BackendEvent, EventStream, FinishReason};
+use missive_backend::{BackendError, BackendEvent, EventStream, FinishReason, PromptUsage};
 use missive_protocol::content::ContentBlock;
 use missive_protocol::stream::{ContentBlockDelta, MessageDelta, StreamEvent};
 use missive_protocol::usage::OutputTokensDetails;
@@ -93,19 +93,21 @@ impl Assembler {
         }
     }
 
+    fn set_prompt(&mut self, prompt: &PromptUsage) {
+        self.usage.input_tokens = prompt.input_tokens;
+        self.usage.cache_read_input_tokens = prompt.cache_read_input_tokens;
+        self.usage.cache_creation.ephemeral_5m_input_tokens = prompt.cache_creation_5m_input_tokens;
+        self.usage.cache_creation.ephemeral_1h_input_tokens = prompt.cache_creation_1h_input_tokens;
+        self.usage.cache_creation_input_tokens =
+            prompt.cache_creation_5m_input_tokens + prompt.cache_creation_1h_input_tokens;
+    }
+
     /// The stream events one backend event produces.
     pub fn push(&mut self, event: Result<BackendEvent, BackendError>) -> Vec<StreamEvent> {
         let mut out = Vec::with_capacity(2);
         match event {
             Ok(BackendEvent::Started { prompt }) => {
-                self.usage.input_tokens = prompt.input_tokens;
-                self.usage.cache_read_input_tokens = prompt.cache_read_input_tokens;
-                self.usage.cache_creation.ephemeral_5m_input_tokens =
-                    prompt.cache_creation_5m_input_tokens;
-                self.usage.cache_creation.ephemeral_1h_input_tokens =
-                    prompt.cache_creation_1h_input_tokens;
-                self.usage.cache_creation_input_tokens =
-                    prompt.cache_creation_5m_input_tokens + prompt.cache_creation_1h_input_tokens;
+                self.set_prompt(&prompt);
                 self.start(&mut out);
             }
             Ok(BackendEvent::Text(text)) => {
@@ -170,7 +172,11 @@ impl Assembler {
                 reason,
                 output_tokens,
                 thinking_tokens,
+                prompt,
             }) => {
+                if let Some(prompt) = prompt {
+                    self.set_prompt(&prompt);
+                }
                 self.start(&mut out);
                 self.close(&mut out);
                 self.usage.output_tokens = output_tokens;
@@ -312,6 +318,17 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
                     m.stop_sequence = delta.stop_sequence;
                     m.usage.output_tokens = usage.output_tokens;
                     m.usage.output_tokens_details = usage.output_tokens_details;
+                    // Cumulative, as the SDKs' accumulators read it: an upstream learns the
+                    // prompt's size only at the end.
+                    if let Some(n) = usage.input_tokens {
+                        m.usage.input_tokens = n;
+                    }
+                    if let Some(n) = usage.cache_read_input_tokens {
+                        m.usage.cache_read_input_tokens = n;
+                    }
+                    if let Some(n) = usage.cache_creation_input_tokens {
+                        m.usage.cache_creation_input_tokens = n;
+                    }
                 }
             }
             StreamEvent::Error { error } => {

@@ -511,6 +511,7 @@ fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
             Some(r) if r.show => active.thinking_tokens,
             _ => 0,
         },
+        prompt: None,
     }));
     StepOutcome::Finished
 }

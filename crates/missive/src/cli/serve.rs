@@ -45,6 +45,10 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     }
     let mut router = ModelRouter::new();
     for entry in &config.models {
+        if !entry.upstreams.is_empty() {
+            router = router.with_model(Arc::new(upstream_chain(&config, entry)?));
+            continue;
+        }
         let models_dir = home.join("models");
         let source = entry.source().to_owned();
         let path =
@@ -118,4 +122,81 @@ fn default_threads() -> u32 {
     std::thread::available_parallelism()
         .map(|n| u32::try_from(n.get()).unwrap_or(1))
         .unwrap_or(1)
+}
+
+/// A model served by upstreams: one backend per upstream, behind a fallback chain.
+fn upstream_chain(
+    config: &Config,
+    entry: &crate::config::ModelEntry,
+) -> anyhow::Result<missive_upstream::chain::Chain> {
+    use missive_backend::ModelDescriptor;
+    use missive_protocol::models::{ModelCapabilities, Supported, ThinkingCapability};
+    use missive_upstream::breaker::Breaker;
+    use missive_upstream::chain::{Chain, Member};
+    use missive_upstream::openai::{OpenAiBackend, OpenAiConfig};
+    use std::time::Duration;
+
+    let descriptor = ModelDescriptor {
+        id: entry.name.clone(),
+        display_name: entry.name.clone(),
+        created_at: "2026-01-01T00:00:00Z".to_owned(),
+        max_input_tokens: entry.context_size,
+        max_output_tokens: entry.max_output_tokens,
+        capabilities: ModelCapabilities {
+            batch: Supported::from(true),
+            citations: Supported::from(false),
+            code_execution: Supported::from(false),
+            image_input: Supported::from(false),
+            pdf_input: Supported::from(false),
+            structured_outputs: Supported::from(true),
+            thinking: ThinkingCapability::all(false),
+        },
+    };
+    let gateway = &config.gateway;
+    let mut members = Vec::new();
+    for name in &entry.upstreams {
+        let upstream = config
+            .upstreams
+            .iter()
+            .find(|u| &u.name == name)
+            .with_context(|| {
+                format!(
+                    "model {} names upstream {name}, which is not configured",
+                    entry.name
+                )
+            })?;
+        let api_key = match &upstream.api_key_env {
+            Some(var) => Some(
+                std::env::var(var).with_context(|| format!("upstream {name}: {var} is not set"))?,
+            ),
+            None => None,
+        };
+        let backend = match upstream.kind {
+            crate::config::UpstreamKind::Openai => OpenAiBackend::new(
+                OpenAiConfig {
+                    name: name.clone(),
+                    base_url: upstream.url.clone(),
+                    model: upstream.model.clone().unwrap_or_else(|| entry.name.clone()),
+                    api_key,
+                    connect_timeout: Duration::from_secs(upstream.connect_timeout_s),
+                },
+                descriptor.clone(),
+            )?,
+        };
+        members.push(Member {
+            name: name.clone(),
+            backend: Arc::new(backend),
+            breaker: Breaker::new(
+                gateway.breaker_failures,
+                Duration::from_millis(gateway.breaker_cooldown_ms),
+            ),
+        });
+    }
+    tracing::info!(model = %entry.name, upstreams = ?entry.upstreams, "serving from upstreams");
+    Ok(Chain::new(
+        descriptor,
+        members,
+        gateway.rounds,
+        Duration::from_millis(gateway.backoff_ms),
+    ))
 }

@@ -361,7 +361,9 @@ fn canceling_ends_a_batch_once_nothing_of_it_runs() {
     let canceling = store.cancel_batch("w", &batch.id).unwrap();
     assert!(canceling.cancel_initiated_ms.is_some() && canceling.ended_at_ms.is_none());
     assert!(store.pending_batch_requests(10, &[]).unwrap().is_empty());
-    store.settle_batches(&[batch.id.clone()]).unwrap();
+    store
+        .settle_batches(std::slice::from_ref(&batch.id))
+        .unwrap();
     assert!(
         store
             .batch("w", &batch.id)

@@ -1,0 +1,249 @@
+//! The Claude API's normalised request as an OpenAI chat-completions body. What the
+//! upstream cannot express is refused here with the reason, never dropped.
+
+use missive_backend::{BackendError, GenerateRequest};
+use missive_protocol::content::{ContentBlockParam, DocumentSource, ToolResultContent};
+use missive_protocol::messages::Role;
+use missive_protocol::tools::{OutputFormat, ToolChoice};
+use serde_json::{json, Map, Value};
+
+fn unsupported(what: impl Into<String>) -> BackendError {
+    BackendError::Unsupported(what.into())
+}
+
+fn image_part(source: &Value, at: &str) -> Result<Value, BackendError> {
+    match source.get("type").and_then(Value::as_str) {
+        Some("base64") => {
+            let media = source
+                .get("media_type")
+                .and_then(Value::as_str)
+                .unwrap_or("image/png");
+            let data = source.get("data").and_then(Value::as_str).unwrap_or("");
+            Ok(
+                json!({"type": "image_url", "image_url": {"url": format!("data:{media};base64,{data}")}}),
+            )
+        }
+        Some("url") => {
+            let url = source.get("url").and_then(Value::as_str).unwrap_or("");
+            Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+        }
+        other => Err(unsupported(format!(
+            "{at}: image source `{}` cannot be sent to an OpenAI-compatible upstream",
+            other.unwrap_or("?")
+        ))),
+    }
+}
+
+fn document_text(
+    source: &DocumentSource,
+    title: Option<&str>,
+    at: &str,
+) -> Result<String, BackendError> {
+    let body = match source {
+        DocumentSource::Text { data, .. } => data.clone(),
+        DocumentSource::Content { content } => match content {
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => String::new(),
+        },
+        DocumentSource::Base64 { media_type, .. } => {
+            return Err(unsupported(format!(
+                "{at}: `{media_type}` documents cannot be sent to an OpenAI-compatible upstream"
+            )))
+        }
+        DocumentSource::Url { .. } | DocumentSource::File { .. } => {
+            return Err(unsupported(format!(
+                "{at}: URL documents cannot be sent to an OpenAI-compatible upstream"
+            )))
+        }
+    };
+    Ok(match title {
+        Some(t) => format!("Document: {t}\n{body}"),
+        None => body,
+    })
+}
+
+fn tool_result_text(content: Option<&ToolResultContent>) -> String {
+    match content {
+        None => String::new(),
+        Some(ToolResultContent::Text(t)) => t.clone(),
+        Some(ToolResultContent::Blocks(blocks)) => blocks
+            .iter()
+            .filter_map(|b| match b {
+                ContentBlockParam::Text { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+fn messages(request: &GenerateRequest) -> Result<Vec<Value>, BackendError> {
+    let mut out = Vec::new();
+    let system: Vec<&str> = request.system.iter().map(|b| b.text.as_str()).collect();
+    if !system.is_empty() {
+        out.push(json!({"role": "system", "content": system.join("\n")}));
+    }
+    for (turn_no, turn) in request.turns.iter().enumerate() {
+        match turn.role {
+            Role::User => {
+                let mut parts = Vec::new();
+                let mut has_image = false;
+                for (j, block) in turn.blocks.iter().enumerate() {
+                    let at = format!("messages.{turn_no}.content.{j}");
+                    match block {
+                        ContentBlockParam::Text { text, .. } => parts.push(json!({"type": "text", "text": text})),
+                        ContentBlockParam::Image { source, .. } => {
+                            has_image = true;
+                            parts.push(image_part(source, &at)?);
+                        }
+                        ContentBlockParam::Document { source, title, .. } => parts.push(
+                            json!({"type": "text", "text": document_text(source, title.as_deref(), &at)?}),
+                        ),
+                        ContentBlockParam::ToolResult {
+                            tool_use_id,
+                            content,
+                            is_error,
+                            ..
+                        } => {
+                            let mut text = tool_result_text(content.as_ref());
+                            if *is_error == Some(true) {
+                                text = format!("Error: {text}");
+                            }
+                            out.push(json!({"role": "tool", "tool_call_id": tool_use_id, "content": text}));
+                        }
+                        ContentBlockParam::ToolUse { .. }
+                        | ContentBlockParam::Thinking { .. }
+                        | ContentBlockParam::RedactedThinking { .. } => {}
+                    }
+                }
+                if parts.is_empty() {
+                    continue;
+                }
+                // Plain text as a string: every OpenAI-compatible server takes that form.
+                let content = if has_image {
+                    Value::Array(parts)
+                } else {
+                    Value::String(
+                        parts
+                            .iter()
+                            .filter_map(|p| p.get("text").and_then(Value::as_str))
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    )
+                };
+                out.push(json!({"role": "user", "content": content}));
+            }
+            Role::Assistant => {
+                let mut text = Vec::new();
+                let mut calls = Vec::new();
+                for block in &turn.blocks {
+                    match block {
+                        ContentBlockParam::Text { text: t, .. } => text.push(t.as_str()),
+                        ContentBlockParam::ToolUse {
+                            id, name, input, ..
+                        } => calls.push(json!({
+                            "id": id,
+                            "type": "function",
+                            "function": {"name": name, "arguments": input.to_string()},
+                        })),
+                        _ => {}
+                    }
+                }
+                let mut message = Map::new();
+                message.insert("role".into(), json!("assistant"));
+                message.insert("content".into(), json!(text.join("\n")));
+                if !calls.is_empty() {
+                    message.insert("tool_calls".into(), Value::Array(calls));
+                }
+                out.push(Value::Object(message));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The chat-completions body for `request`, streaming, naming the upstream's model.
+pub fn chat_body(request: &GenerateRequest, upstream_model: &str) -> Result<Value, BackendError> {
+    if request
+        .turns
+        .last()
+        .is_some_and(|t| t.role == Role::Assistant)
+    {
+        return Err(unsupported(
+            "messages: a final assistant turn (prefill) cannot be continued by an OpenAI-compatible upstream",
+        ));
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), json!(upstream_model));
+    body.insert("messages".into(), Value::Array(messages(request)?));
+    body.insert("max_tokens".into(), json!(request.max_tokens));
+    body.insert("stream".into(), json!(true));
+    body.insert("stream_options".into(), json!({"include_usage": true}));
+    if let Some(t) = request.sampling.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = request.sampling.top_p {
+        body.insert("top_p".into(), json!(p));
+    }
+    // Not in OpenAI's API, but vLLM, SGLang and llama-server all take it.
+    if let Some(k) = request.sampling.top_k {
+        body.insert("top_k".into(), json!(k));
+    }
+    if !request.stop_sequences.is_empty() {
+        body.insert("stop".into(), json!(request.stop_sequences));
+    }
+    if !request.tools.is_empty() {
+        let tools: Vec<Value> = request
+            .tools
+            .iter()
+            .map(|t| {
+                let mut function = json!({
+                    "name": t.name,
+                    "parameters": t.input_schema.clone().unwrap_or_else(|| json!({"type": "object"})),
+                });
+                if let Some(d) = &t.description {
+                    function["description"] = json!(d);
+                }
+                if t.strict == Some(true) {
+                    function["strict"] = json!(true);
+                }
+                json!({"type": "function", "function": function})
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(choice) = &request.tool_choice {
+        let (value, parallel) = match choice {
+            ToolChoice::Auto {
+                disable_parallel_tool_use,
+            } => (json!("auto"), disable_parallel_tool_use),
+            ToolChoice::Any {
+                disable_parallel_tool_use,
+            } => (json!("required"), disable_parallel_tool_use),
+            ToolChoice::Tool {
+                name,
+                disable_parallel_tool_use,
+            } => (
+                json!({"type": "function", "function": {"name": name}}),
+                disable_parallel_tool_use,
+            ),
+            ToolChoice::None => (json!("none"), &None),
+        };
+        body.insert("tool_choice".into(), value);
+        if *parallel == Some(true) {
+            body.insert("parallel_tool_calls".into(), json!(false));
+        }
+    }
+    if let Some(OutputFormat::JsonSchema { schema }) = &request.output_format {
+        body.insert(
+            "response_format".into(),
+            json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}}),
+        );
+    }
+    Ok(Value::Object(body))
+}
