@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 mod load;
+mod mock;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -28,6 +29,8 @@ pub enum Command {
     Schemas(SchemasArgs),
     /// Load on one HTTP endpoint: requests/s and latency percentiles.
     Http(load::HttpArgs),
+    /// An OpenAI-compatible server that answers at once, for gateway benchmarks.
+    MockOpenai(mock::MockArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,6 +116,11 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Schemas(args) => schemas(&args),
         Command::Http(args) => load::run(&args),
+        Command::MockOpenai(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?
+            .block_on(mock::run(&args)),
     }
 }
 
