@@ -11,6 +11,8 @@ import urllib.request
 from peer import free_port, write_report
 
 KEY = "sk-ant-api03-bench-gateway"
+# LiteLLM refuses to start without one; both gateways then authenticate every request.
+LITELLM_KEY = "sk-litellm-bench-gateway-0123456789abcdef"
 MODEL = "claude-mock"
 
 
@@ -98,6 +100,8 @@ model_list:
       api_key: none
 litellm_settings:
   drop_params: true
+general_settings:
+  master_key: {LITELLM_KEY}
 """)
     litellm_url = f"http://127.0.0.1:{litellm_port}"
     procs.append(start([args.litellm, "--config", lconfig, "--port", str(litellm_port), "--num_workers", "1"],
@@ -115,7 +119,7 @@ litellm_settings:
                 direct = load(args, f"{mock_url}/v1/chat/completions", openai_body, [], level, f"direct {mode} {level}")
                 ours = load(args, f"{missive_url}/v1/messages", claude_body, claude_headers + [f"x-api-key: {key}"], level,
                             f"missive {mode} {level}")
-                theirs = load(args, f"{litellm_url}/v1/messages", claude_body, claude_headers + ["x-api-key: none"], level,
+                theirs = load(args, f"{litellm_url}/v1/messages", claude_body, claude_headers + [f"x-api-key: {LITELLM_KEY}", f"authorization: Bearer {LITELLM_KEY}"], level,
                               f"litellm {mode} {level}")
                 rows.append((mode, level, direct, ours, theirs))
     finally:
@@ -128,8 +132,8 @@ litellm_settings:
         "",
         "A mock OpenAI-compatible upstream (`missive bench mock-openai`) answers at once. The same Anthropic "
         "`/v1/messages` request goes through Missive (a stored key, rate limits, the usage ledger on; model routed to "
-        f"the mock as a `kind = \"openai\"` upstream) and through LiteLLM's proxy ({os.path.basename(args.litellm)} "
-        "1.106.2, one worker, `hosted_vllm/` model at the mock); `direct` is the mock hit with the OpenAI request. "
+        f"the mock as a `kind = \"openai\"` upstream) and through LiteLLM's proxy (1.106.2, one worker, master-key "
+        "auth, `hosted_vllm/` model at the mock); `direct` is the mock hit with the OpenAI request. "
         f"Closed loop (`missive bench http`, one client thread), {args.seconds:.0f} s per cell, all on this 2-core machine.",
         "",
         "| body | conns | direct p50 / p99 ms | Missive p50 / p99 ms | LiteLLM p50 / p99 ms | direct req/s | Missive req/s | LiteLLM req/s | Missive added p50 / p99 ms |",

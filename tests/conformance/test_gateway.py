@@ -157,6 +157,11 @@ name = "llama"
 kind = "openai"
 url = "{llama}/v1"
 
+[policy.workspaces.guarded]
+redact_pii = true
+refuse_credentials = true
+url_allowlist = ["example.com"]
+
 [gateway]
 rounds = 0
 breaker_failures = 2
@@ -301,3 +306,39 @@ def test_what_the_upstream_cannot_do_is_a_400(client):
     with pytest.raises(anthropic.BadRequestError) as counting:
         client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "Hi."}])
     assert "count" in counting.value.message
+
+
+def test_the_policy_guard_redacts_what_leaves_and_refuses_secrets(gateway, mock):
+    key = gateway.cli("keys", "create", "--workspace", "guarded")
+    guarded = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    guarded.messages.create(
+        model=MOCKED,
+        max_tokens=8,
+        system="Support desk. Escalations: boss@example.org.",
+        messages=[{"role": "user", "content": "I am ada@example.com, phone +44 20 7946 0958, card 4111 1111 1111 1111, "
+                                              "IBAN GB82 WEST 1234 5698 7654 32. Refund me."}],
+    )
+    sent = json.dumps(mock.received[-1])
+    for secret in ("ada@example.com", "boss@example.org", "7946 0958", "4111 1111 1111 1111", "GB82 WEST"):
+        assert secret not in sent, f"{secret} reached the upstream"
+    assert "5432" in sent and "Refund me." in sent, "the rest of the prompt is intact"
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        guarded.messages.create(
+            model=MOCKED, max_tokens=8,
+            messages=[{"role": "user", "content": "Use my key sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789 please"}],
+        )
+    assert "credential" in refused.value.message
+    with pytest.raises(anthropic.BadRequestError) as ssrf:
+        guarded.messages.create(
+            model=MOCKED, max_tokens=8,
+            messages=[{"role": "user", "content": [
+                {"type": "image", "source": {"type": "url", "url": "http://169.254.169.254/latest/meta-data"}},
+                {"type": "text", "text": "What is this?"}]}],
+        )
+    assert "169.254.169.254" in ssrf.value.message
+    # Another workspace without a policy is untouched.
+    plain = anthropic.Anthropic(base_url=gateway.url, api_key=API_KEY, max_retries=0)
+    plain.messages.create(model=MOCKED, max_tokens=8, messages=[{"role": "user", "content": "Mail ada@example.com"}])
+    assert "ada@example.com" in json.dumps(mock.received[-1])
+    audit = gateway.cli("audit", "--limit", "10")
+    assert "policy.redact" in audit and "policy.refuse" in audit

@@ -46,6 +46,9 @@ pub struct Config {
     pub upstreams: Vec<UpstreamEntry>,
     #[serde(default)]
     pub gateway: GatewaySection,
+    /// The policy guard: a default, and overrides by workspace name.
+    #[serde(default)]
+    pub policy: PolicySection,
     #[serde(default)]
     pub files: FilesSection,
     #[serde(default)]
@@ -69,6 +72,54 @@ pub struct UpstreamEntry {
     pub api_key_env: Option<String>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyEntry {
+    /// Emails, phone numbers, card numbers (Luhn-checked) and IBANs (all but the last 4)
+    /// are masked before a prompt reaches a model.
+    #[serde(default)]
+    pub redact_pii: bool,
+    /// Prompts carrying API keys or private keys are refused (400).
+    #[serde(default)]
+    pub refuse_credentials: bool,
+    /// Hosts URL-sourced images and documents may come from (private, loopback and
+    /// link-local addresses never may).
+    #[serde(default)]
+    pub url_allowlist: Option<Vec<String>>,
+}
+
+impl PolicyEntry {
+    fn policy(&self) -> missive_server::policy::Policy {
+        missive_server::policy::Policy {
+            redact_pii: self.redact_pii,
+            refuse_credentials: self.refuse_credentials,
+            url_allowlist: self.url_allowlist.clone(),
+        }
+    }
+}
+
+// No `deny_unknown_fields`: serde does not support it beside `flatten`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PolicySection {
+    #[serde(flatten)]
+    pub default: PolicyEntry,
+    #[serde(default)]
+    pub workspaces: BTreeMap<String, PolicyEntry>,
+}
+
+impl PolicySection {
+    pub fn policies(&self) -> missive_server::policy::Policies {
+        missive_server::policy::Policies {
+            default: self.default.policy(),
+            workspaces: self
+                .workspaces
+                .iter()
+                .map(|(k, v)| (k.clone(), v.policy()))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -398,6 +449,7 @@ impl Default for Config {
             governance: GovernanceConfig::default(),
             upstreams: Vec::new(),
             gateway: GatewaySection::default(),
+            policy: PolicySection::default(),
             files: FilesSection::default(),
             batches: BatchesSection::default(),
         }

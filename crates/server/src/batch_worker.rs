@@ -156,7 +156,8 @@ async fn generate(state: &AppState, pending: &PendingRequest) -> Result<Outcome,
         None => String::new(),
     };
     state.spend.check(&pending.workspace_id, &workspace_name)?;
-    let request = crate::documents::resolve(state, &pending.workspace_id, request)?;
+    let mut request = crate::documents::resolve(state, &pending.workspace_id, request)?;
+    state.guard(&workspace_name, &pending.api_key_id, &mut request)?;
     let model_name = request.model.clone();
     let model_id = descriptor.id.clone();
     let mut generate = GenerateRequest::new(descriptor.id.clone(), request);

@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod model_router;
+pub mod policy;
 mod request_id;
 mod routes;
 pub mod spend;

@@ -25,6 +25,7 @@ pub struct AppState {
     pub files: Option<Arc<FilesConfig>>,
     /// Wakes the batch worker when a batch is created or canceled.
     pub batches: Arc<tokio::sync::Notify>,
+    pub policies: Arc<crate::policy::Policies>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,7 +49,48 @@ impl AppState {
             spend: Arc::new(SpendTracker::new(Prices::default(), SpendLimits::default())),
             files: None,
             batches: Arc::new(tokio::sync::Notify::new()),
+            policies: Arc::default(),
         }
+    }
+
+    pub fn with_policies(mut self, policies: crate::policy::Policies) -> Self {
+        self.policies = Arc::new(policies);
+        self
+    }
+
+    /// Holds `request` to its workspace's policy: redacts, or refuses; counts and audits
+    /// what it did.
+    pub fn guard(
+        &self,
+        workspace: &str,
+        key_id: &str,
+        request: &mut missive_protocol::MessagesRequest,
+    ) -> Result<(), crate::error::ApiError> {
+        let policy = self.policies.for_workspace(workspace);
+        let outcome = crate::policy::apply(policy, request);
+        let (action, detail) = match &outcome {
+            Ok(a) if a.total() == 0 => return Ok(()),
+            Ok(a) => (
+                "policy.redact",
+                serde_json::json!({"emails": a.emails, "phones": a.phones, "cards": a.cards, "ibans": a.ibans}),
+            ),
+            Err(e) => ("policy.refuse", serde_json::json!({"reason": e.message})),
+        };
+        metrics::counter!("missive_policy_actions_total", "workspace" => workspace.to_owned(), "action" => action)
+            .increment(1);
+        if let Some(store) = &self.store {
+            let entry = missive_store::AuditEntry {
+                at_ms: crate::ids::now_ms(),
+                actor: key_id.to_owned(),
+                action: action.to_owned(),
+                target: crate::request_id::current().unwrap_or_default(),
+                detail: detail.to_string(),
+            };
+            if let Err(err) = store.audit(&entry) {
+                tracing::error!(error = %err, "writing the audit log");
+            }
+        }
+        outcome.map(|_| ())
     }
 
     /// Serves the Files API from `dir`.

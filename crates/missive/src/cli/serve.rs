@@ -106,10 +106,18 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
                 dir: home.join("files"),
                 downloadable_uploads: config.files.downloadable_uploads,
             })
+            .with_policies(config.policy.policies())
             .with_batch_worker(config.batches.concurrency);
     } else {
         state = state.with_rate_limits(RateLimiter::unlimited());
     }
+    // Streams are many small writes (one per SSE event): without TCP_NODELAY, Nagle's
+    // algorithm and the client's delayed ACK hold each for ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %err, "setting TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

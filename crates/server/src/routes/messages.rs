@@ -59,8 +59,9 @@ pub async fn create(
     let access = access.map(|a| a.0).unwrap_or_default();
     let request = parse_messages_request(&body)?;
     state.signer.verify_history(&request)?;
-    let (request, citable) =
+    let (mut request, citable) =
         crate::documents::resolve_citable(&state, &principal.workspace_id, request)?;
+    state.guard(&principal.workspace, &principal.key_id, &mut request)?;
     let backend = state.models.resolve(&request.model)?;
     let descriptor = backend.descriptor();
     access.model(&descriptor.id);
