@@ -277,6 +277,9 @@ def test_fallback_when_an_upstream_dies_and_its_breaker_opens_and_closes(client,
         m = client.messages.create(model=FAILOVER, max_tokens=8, messages=[{"role": "user", "content": "Hi."}])
         return m.content[0].text
 
+    raw = client.messages.with_raw_response.create(model=FAILOVER, max_tokens=8, messages=[{"role": "user", "content": "Hi."}])
+    assert raw.headers["x-missive-upstream"] == "mock"
+    assert 0 <= float(raw.headers["x-missive-overhead-ms"]) < 50
     assert ask() == MOCK_REPLY, "the first upstream serves while it is up"
     assert not breaker_open(gateway, "mock")
     mock.stop()
@@ -285,7 +288,8 @@ def test_fallback_when_an_upstream_dies_and_its_breaker_opens_and_closes(client,
     assert ask() != MOCK_REPLY
     assert breaker_open(gateway, "mock")
     # Open: the dead upstream is skipped.
-    assert ask() != MOCK_REPLY
+    raw = client.messages.with_raw_response.create(model=FAILOVER, max_tokens=8, messages=[{"role": "user", "content": "Hi."}])
+    assert raw.headers["x-missive-upstream"] == "llama"
     mock.start()
     # Until the cooldown passes, the breaker keeps traffic away even though it is back.
     assert ask() != MOCK_REPLY

@@ -18,6 +18,8 @@ use std::pin::Pin;
 use futures::Stream;
 use missive_protocol::models::ModelCapabilities;
 
+pub mod served_by;
+
 pub use error::BackendError;
 pub use event::{BackendEvent, FinishReason, PromptUsage};
 pub use request::{GenerateRequest, Priority, Sampling, Turn};

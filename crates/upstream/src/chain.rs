@@ -101,6 +101,7 @@ impl Backend for Chain {
                 }
                 match member.backend.generate(request.clone()).await {
                     Ok(stream) => {
+                        missive_backend::served_by::record(&member.name);
                         member.breaker.success();
                         report(&member.name, &member.breaker, "ok");
                         return Ok(stream);

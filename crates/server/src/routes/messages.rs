@@ -25,6 +25,10 @@ use crate::state::AppState;
 
 /// Set when a request asked for thinking from a model that cannot reason.
 pub const THINKING_HEADER: &str = "x-missive-thinking";
+/// The upstream that served a request, for models served by upstreams.
+pub const UPSTREAM_HEADER: &str = "x-missive-upstream";
+/// Milliseconds Missive spent on a request before handing it to the model.
+pub const OVERHEAD_HEADER: &str = "x-missive-overhead-ms";
 
 /// Refuses traffic an operator switched off, for the model as asked or as resolved.
 fn check_kill_switch(
@@ -55,6 +59,7 @@ pub async fn create(
     access: Option<Extension<AccessSlot>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let principal = principal.map_or_else(|| Principal::configured(KeyKind::Standard), |p| p.0);
     let access = access.map(|a| a.0).unwrap_or_default();
     let request = parse_messages_request(&body)?;
@@ -99,7 +104,11 @@ pub async fn create(
     let model_name = request.model.clone();
     let model_id = descriptor.id.clone();
     let generate = GenerateRequest::new(descriptor.id.clone(), request);
-    let events = match backend.generate(generate).await {
+    // What Missive spent before the model had the request: parsing, auth, limits, policy.
+    let overhead = started.elapsed();
+    let (dispatched, upstream) =
+        missive_backend::served_by::capture(backend.generate(generate)).await;
+    let events = match dispatched {
         Ok(events) => events,
         Err(err) => {
             state.limits.settle(&reservation, 0, 0);
@@ -163,6 +172,16 @@ pub async fn create(
         Json(sse::collect(events).await?).into_response()
     };
     response.headers_mut().extend(extra_headers);
+    if let Some(value) = upstream.and_then(|u| HeaderValue::from_str(&u).ok()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(UPSTREAM_HEADER), value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(OVERHEAD_HEADER), value);
+    }
     response
         .headers_mut()
         .extend(state.limits.headers(&principal.workspace));
