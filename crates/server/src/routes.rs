@@ -5,6 +5,7 @@ pub(crate) mod batches;
 pub(crate) mod files;
 mod messages;
 mod models;
+mod openai;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -32,6 +33,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/messages/batches/{batch_id}/results",
             get(batches::results),
         )
+        .route("/v1/chat/completions", post(openai::create))
         .route("/v1/files", post(files::upload).get(files::list))
         .route(
             "/v1/files/{file_id}",

@@ -59,10 +59,51 @@ pub async fn create(
     access: Option<Extension<AccessSlot>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let started = std::time::Instant::now();
     let principal = principal.map_or_else(|| Principal::configured(KeyKind::Standard), |p| p.0);
     let access = access.map(|a| a.0).unwrap_or_default();
-    let request = parse_messages_request(&body)?;
+    let run = run(&state, &principal, access, &body).await?;
+    let mut response = if run.stream {
+        let body = run
+            .events
+            .map(|event| Ok::<_, std::convert::Infallible>(Bytes::from(event.to_sse())));
+        (
+            [
+                (CONTENT_TYPE, "text/event-stream; charset=utf-8"),
+                (CACHE_CONTROL, "no-cache"),
+            ],
+            Body::from_stream(body),
+        )
+            .into_response()
+    } else {
+        Json(sse::collect(run.events).await?).into_response()
+    };
+    response.headers_mut().extend(run.headers);
+    // After a non-streaming reply the usage has settled, so the counts are the real ones.
+    response
+        .headers_mut()
+        .extend(state.limits.headers(&principal.workspace));
+    Ok(response)
+}
+
+/// A Messages request under way: its Claude events, and the headers its response carries.
+pub(crate) struct Run {
+    pub events: futures::stream::BoxStream<'static, StreamEvent>,
+    pub stream: bool,
+    pub headers: axum::http::HeaderMap,
+}
+
+/// Everything a Messages request goes through — parsing, documents, policy, limits, spend,
+/// the kill switch — up to the model's event stream, billed and ledgered at its end. The
+/// Claude and OpenAI endpoints share it.
+pub(crate) async fn run(
+    state: &AppState,
+    principal: &Principal,
+    access: AccessSlot,
+    body: &[u8],
+) -> Result<Run, ApiError> {
+    let started = std::time::Instant::now();
+    let state = state.clone();
+    let request = parse_messages_request(body)?;
     state.signer.verify_history(&request)?;
     let (mut request, citable) =
         crate::documents::resolve_citable(&state, &principal.workspace_id, request)?;
@@ -76,7 +117,7 @@ pub async fn create(
             request.max_tokens, descriptor.max_output_tokens, descriptor.id
         )));
     }
-    check_kill_switch(&state, &principal, [&request.model, &descriptor.id])?;
+    check_kill_switch(&state, principal, [&request.model, &descriptor.id])?;
     state
         .spend
         .check(&principal.workspace_id, &principal.workspace)?;
@@ -157,35 +198,19 @@ pub async fn create(
             }
         }
     });
-    let mut response = if stream {
-        let body =
-            events.map(|event| Ok::<_, std::convert::Infallible>(Bytes::from(event.to_sse())));
-        (
-            [
-                (CONTENT_TYPE, "text/event-stream; charset=utf-8"),
-                (CACHE_CONTROL, "no-cache"),
-            ],
-            Body::from_stream(body),
-        )
-            .into_response()
-    } else {
-        Json(sse::collect(events).await?).into_response()
-    };
-    response.headers_mut().extend(extra_headers);
+    let mut headers = axum::http::HeaderMap::new();
+    headers.extend(extra_headers);
     if let Some(value) = upstream.and_then(|u| HeaderValue::from_str(&u).ok()) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(UPSTREAM_HEADER), value);
+        headers.insert(HeaderName::from_static(UPSTREAM_HEADER), value);
     }
     if let Ok(value) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(OVERHEAD_HEADER), value);
+        headers.insert(HeaderName::from_static(OVERHEAD_HEADER), value);
     }
-    response
-        .headers_mut()
-        .extend(state.limits.headers(&principal.workspace));
-    Ok(response)
+    Ok(Run {
+        events: events.boxed(),
+        stream,
+        headers,
+    })
 }
 
 /// What a generation owes once its usage is known.
