@@ -346,3 +346,67 @@ def test_the_policy_guard_redacts_what_leaves_and_refuses_secrets(gateway, mock)
     assert "ada@example.com" in json.dumps(mock.received[-1])
     audit = gateway.cli("audit", "--limit", "10")
     assert "policy.redact" in audit and "policy.refuse" in audit
+
+
+INNER_KEY = "sk-ant-api03-inner-missive-key"
+
+
+@pytest.fixture(scope="module")
+def chained():
+    """A Missive serving the embedded model, behind a second Missive that reaches it as an
+    `anthropic` upstream with its own key."""
+    import conftest
+
+    inner = Missive()
+    inner.env["MISSIVE_API_KEY"] = INNER_KEY
+    inner.start()
+    outer = Missive(f"""
+[[models]]
+name = "via-missive"
+upstreams = ["inner"]
+context_size = 4096
+max_output_tokens = 1024
+
+[[upstreams]]
+name = "inner"
+kind = "anthropic"
+url = "{inner.url}"
+model = "claude-haiku-4-5"
+api_key_env = "INNER_KEY"
+""")
+    outer.env["INNER_KEY"] = INNER_KEY
+    outer.start()
+    assert conftest.API_KEY != INNER_KEY
+    yield outer, inner
+    outer.stop()
+    inner.stop()
+
+
+def test_missive_behind_missive_as_an_anthropic_upstream(chained):
+    outer, inner = chained
+    client = anthropic.Anthropic(base_url=outer.url, api_key=API_KEY, max_retries=0)
+    # The client's key is not the inner server's: only the gateway's own key gets through.
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=inner.url, api_key=API_KEY, max_retries=0).messages.create(
+            model="claude-haiku-4-5", max_tokens=4, messages=[{"role": "user", "content": "Hi."}])
+    raw = client.messages.with_raw_response.create(
+        model="via-missive", max_tokens=16, messages=[{"role": "user", "content": "Say hello."}], **sampling(temperature=0))
+    message = raw.parse()
+    assert raw.headers["x-missive-upstream"] == "inner"
+    assert message.model == "via-missive" and message.content[0].text.strip()
+    assert message.usage.input_tokens > 5 and message.usage.output_tokens > 0
+    # Events relayed one by one, a forced tool call included.
+    with client.messages.stream(
+        model="via-missive", max_tokens=64,
+        tools=[{"name": "get_weather", "description": "Weather for a city.",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}],
+        tool_choice={"type": "tool", "name": "get_weather"},
+        messages=[{"role": "user", "content": "Weather in Paris?"}], **sampling(temperature=0),
+    ) as stream:
+        final = stream.get_final_message()
+    [call] = [b for b in final.content if b.type == "tool_use"]
+    assert call.name == "get_weather" and isinstance(call.input["city"], str)
+    assert final.stop_reason == "tool_use"
+    # count_tokens is answered by the inner server, exactly.
+    counted = client.messages.count_tokens(model="via-missive", messages=[{"role": "user", "content": "Say hello."}])
+    assert counted.input_tokens == message.usage.input_tokens

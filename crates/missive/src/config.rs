@@ -126,6 +126,9 @@ impl PolicySection {
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamKind {
     Openai,
+    /// The Claude API, or any Anthropic-compatible server (another Missive included);
+    /// `url` is its root, without `/v1`.
+    Anthropic,
 }
 
 fn default_connect_timeout() -> u64 {

@@ -139,6 +139,7 @@ fn upstream_chain(
 ) -> anyhow::Result<missive_upstream::chain::Chain> {
     use missive_backend::ModelDescriptor;
     use missive_protocol::models::{ModelCapabilities, Supported, ThinkingCapability};
+    use missive_upstream::anthropic::{AnthropicBackend, AnthropicConfig};
     use missive_upstream::breaker::Breaker;
     use missive_upstream::chain::{Chain, Member};
     use missive_upstream::openai::{OpenAiBackend, OpenAiConfig};
@@ -179,21 +180,33 @@ fn upstream_chain(
             ),
             None => None,
         };
-        let backend = match upstream.kind {
-            crate::config::UpstreamKind::Openai => OpenAiBackend::new(
+        let model = upstream.model.clone().unwrap_or_else(|| entry.name.clone());
+        let connect_timeout = Duration::from_secs(upstream.connect_timeout_s);
+        let backend: Arc<dyn missive_backend::Backend> = match upstream.kind {
+            crate::config::UpstreamKind::Openai => Arc::new(OpenAiBackend::new(
                 OpenAiConfig {
                     name: name.clone(),
                     base_url: upstream.url.clone(),
-                    model: upstream.model.clone().unwrap_or_else(|| entry.name.clone()),
+                    model,
                     api_key,
-                    connect_timeout: Duration::from_secs(upstream.connect_timeout_s),
+                    connect_timeout,
                 },
                 descriptor.clone(),
-            )?,
+            )?),
+            crate::config::UpstreamKind::Anthropic => Arc::new(AnthropicBackend::new(
+                AnthropicConfig {
+                    name: name.clone(),
+                    base_url: upstream.url.clone(),
+                    model,
+                    api_key,
+                    connect_timeout,
+                },
+                descriptor.clone(),
+            )?),
         };
         members.push(Member {
             name: name.clone(),
-            backend: Arc::new(backend),
+            backend,
             breaker: Breaker::new(
                 gateway.breaker_failures,
                 Duration::from_millis(gateway.breaker_cooldown_ms),

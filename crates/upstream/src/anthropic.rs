@@ -1,0 +1,451 @@
+//! The Claude API (or any Anthropic-compatible server, another Missive included) as a
+//! `Backend`: the normalised request is sent back as a Messages request with the
+//! operator's upstream key (the client's key never leaves), streamed, and its events are
+//! turned into backend events one by one, so Missive's own keys, limits, ledger and policy
+//! apply in front of it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use missive_backend::{
+    Backend, BackendError, BackendEvent, EventStream, FinishReason, GenerateRequest,
+    ModelDescriptor, PromptUsage,
+};
+use missive_protocol::tools::OutputFormat;
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone)]
+pub struct AnthropicConfig {
+    pub name: String,
+    /// The server's root, e.g. `https://api.anthropic.com`.
+    pub base_url: String,
+    /// The model name the upstream knows.
+    pub model: String,
+    pub api_key: Option<String>,
+    pub connect_timeout: Duration,
+}
+
+pub struct AnthropicBackend {
+    config: AnthropicConfig,
+    client: reqwest::Client,
+    descriptor: ModelDescriptor,
+}
+
+impl AnthropicBackend {
+    pub fn new(config: AnthropicConfig, descriptor: ModelDescriptor) -> Result<Self, BackendError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .build()
+            .map_err(|e| BackendError::Generation(e.to_string()))?;
+        Ok(Self {
+            config,
+            client,
+            descriptor,
+        })
+    }
+
+    fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
+        let url = format!("{}{path}", self.config.base_url.trim_end_matches('/'));
+        let mut call = self
+            .client
+            .post(url)
+            .header("anthropic-version", "2023-06-01")
+            .json(body);
+        if let Some(key) = &self.config.api_key {
+            call = call.header("x-api-key", key);
+        }
+        call
+    }
+
+    async fn refused(&self, response: reqwest::Response) -> BackendError {
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or(text);
+        BackendError::Upstream {
+            upstream: self.config.name.clone(),
+            status,
+            message,
+            retry_after,
+        }
+    }
+}
+
+/// The normalised request as a Claude Messages body again.
+fn messages_body(
+    request: &GenerateRequest,
+    model: &str,
+    stream: bool,
+) -> Result<Value, BackendError> {
+    let to_json = |v: &dyn erased::Ser| v.json();
+    let mut body = Map::new();
+    body.insert("model".into(), json!(model));
+    body.insert("max_tokens".into(), json!(request.max_tokens));
+    if !request.system.is_empty() {
+        body.insert("system".into(), to_json(&request.system)?);
+    }
+    let turns: Vec<Value> = request
+        .turns
+        .iter()
+        .map(|t| Ok(json!({"role": to_json(&t.role)?, "content": to_json(&t.blocks)?})))
+        .collect::<Result<_, BackendError>>()?;
+    body.insert("messages".into(), Value::Array(turns));
+    if !request.tools.is_empty() {
+        body.insert("tools".into(), to_json(&request.tools)?);
+    }
+    if let Some(choice) = &request.tool_choice {
+        body.insert("tool_choice".into(), to_json(choice)?);
+    }
+    if !request.stop_sequences.is_empty() {
+        body.insert("stop_sequences".into(), json!(request.stop_sequences));
+    }
+    if let Some(t) = request.sampling.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = request.sampling.top_p {
+        body.insert("top_p".into(), json!(p));
+    }
+    if let Some(k) = request.sampling.top_k {
+        body.insert("top_k".into(), json!(k));
+    }
+    if let Some(thinking) = &request.thinking {
+        body.insert("thinking".into(), to_json(thinking)?);
+    }
+    if let Some(OutputFormat::JsonSchema { schema }) = &request.output_format {
+        body.insert(
+            "output_config".into(),
+            json!({"format": {"type": "json_schema", "schema": schema}}),
+        );
+    }
+    if let Some(cache) = &request.cache_control {
+        body.insert("cache_control".into(), to_json(cache)?);
+    }
+    body.insert("stream".into(), json!(stream));
+    Ok(Value::Object(body))
+}
+
+mod erased {
+    use missive_backend::BackendError;
+
+    /// Serialises any of the protocol's types for the upstream body.
+    pub trait Ser {
+        fn json(&self) -> Result<serde_json::Value, BackendError>;
+    }
+
+    impl<T: serde::Serialize> Ser for T {
+        fn json(&self) -> Result<serde_json::Value, BackendError> {
+            serde_json::to_value(self).map_err(|e| BackendError::Generation(e.to_string()))
+        }
+    }
+}
+
+fn prompt_usage(usage: &Value) -> PromptUsage {
+    let n = |key: &str| {
+        usage
+            .pointer(key)
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0)
+    };
+    let creation = n("/cache_creation_input_tokens");
+    let five = n("/cache_creation/ephemeral_5m_input_tokens");
+    let hour = n("/cache_creation/ephemeral_1h_input_tokens");
+    PromptUsage {
+        input_tokens: n("/input_tokens"),
+        cache_read_input_tokens: n("/cache_read_input_tokens"),
+        // Servers that report no split get the whole write as 5-minute.
+        cache_creation_5m_input_tokens: if five + hour == 0 { creation } else { five },
+        cache_creation_1h_input_tokens: hour,
+    }
+}
+
+/// Folds the upstream's Claude events into backend events.
+#[derive(Default)]
+struct Relay {
+    started: bool,
+    prompt: Option<PromptUsage>,
+    /// Open tool_use blocks by index: name and input JSON so far.
+    tools: HashMap<u64, (String, String)>,
+    stop_reason: Option<String>,
+    stop_sequence: Option<String>,
+    output_tokens: u32,
+}
+
+impl Relay {
+    fn event(&mut self, event: &Value, out: &mut Vec<Result<BackendEvent, BackendError>>) -> bool {
+        let index = event.get("index").and_then(Value::as_u64).unwrap_or(0);
+        match event.get("type").and_then(Value::as_str) {
+            Some("message_start") => {
+                let prompt = prompt_usage(event.pointer("/message/usage").unwrap_or(&Value::Null));
+                self.started = true;
+                out.push(Ok(BackendEvent::Started { prompt }));
+            }
+            Some("content_block_start") => {
+                if let Some(block) = event.get("content_block") {
+                    if block.get("type").and_then(Value::as_str) == Some("tool_use") {
+                        let name = block
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned();
+                        self.tools.insert(index, (name, String::new()));
+                    }
+                }
+            }
+            Some("content_block_delta") => {
+                let delta = event.get("delta").unwrap_or(&Value::Null);
+                match delta.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => {
+                        if let Some(text) = delta.get("text").and_then(Value::as_str) {
+                            out.push(Ok(BackendEvent::Text(text.to_owned())));
+                        }
+                    }
+                    Some("thinking_delta") => {
+                        if let Some(text) = delta.get("thinking").and_then(Value::as_str) {
+                            out.push(Ok(BackendEvent::Thinking(text.to_owned())));
+                        }
+                    }
+                    Some("input_json_delta") => {
+                        if let (Some(tool), Some(part)) = (
+                            self.tools.get_mut(&index),
+                            delta.get("partial_json").and_then(Value::as_str),
+                        ) {
+                            tool.1.push_str(part);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some("content_block_stop") => {
+                if let Some((name, json)) = self.tools.remove(&index) {
+                    let input = if json.trim().is_empty() {
+                        Ok(json!({}))
+                    } else {
+                        serde_json::from_str(&json)
+                    };
+                    match input {
+                        Ok(input) => out.push(Ok(BackendEvent::ToolUse { name, input })),
+                        Err(err) => out.push(Err(BackendError::Generation(format!(
+                            "the upstream sent input for `{name}` that is not JSON: {err}"
+                        )))),
+                    }
+                }
+            }
+            Some("message_delta") => {
+                if let Some(reason) = event.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    self.stop_reason = Some(reason.to_owned());
+                }
+                self.stop_sequence = event
+                    .pointer("/delta/stop_sequence")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                if let Some(usage) = event.get("usage") {
+                    self.output_tokens = usage
+                        .get("output_tokens")
+                        .and_then(Value::as_u64)
+                        .and_then(|v| u32::try_from(v).ok())
+                        .unwrap_or(self.output_tokens);
+                    if usage.get("input_tokens").is_some() {
+                        self.prompt = Some(prompt_usage(usage));
+                    }
+                }
+            }
+            Some("message_stop") => {
+                let reason = match (self.stop_reason.as_deref(), self.stop_sequence.take()) {
+                    (Some("max_tokens"), _) => FinishReason::MaxTokens,
+                    (Some("tool_use"), _) => FinishReason::ToolUse,
+                    (Some("stop_sequence"), Some(s)) => FinishReason::StopSequence(s),
+                    (Some("model_context_window_exceeded"), _) => {
+                        FinishReason::ContextWindowExceeded
+                    }
+                    _ => FinishReason::EndTurn,
+                };
+                out.push(Ok(BackendEvent::Finished {
+                    reason,
+                    output_tokens: self.output_tokens,
+                    thinking_tokens: 0,
+                    prompt: self.prompt.take(),
+                }));
+                return true;
+            }
+            Some("error") => {
+                let message = event
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("the upstream failed")
+                    .to_owned();
+                out.push(Err(BackendError::Generation(message)));
+                return true;
+            }
+            _ => {}
+        }
+        false
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for AnthropicBackend {
+    fn descriptor(&self) -> &ModelDescriptor {
+        &self.descriptor
+    }
+
+    async fn count_tokens(&self, request: &GenerateRequest) -> Result<u32, BackendError> {
+        let mut body = messages_body(request, &self.config.model, false)?;
+        if let Some(map) = body.as_object_mut() {
+            for key in [
+                "max_tokens",
+                "stream",
+                "stop_sequences",
+                "temperature",
+                "top_p",
+                "top_k",
+            ] {
+                map.remove(key);
+            }
+        }
+        let response = self
+            .post("/v1/messages/count_tokens", &body)
+            .send()
+            .await
+            .map_err(|e| BackendError::Upstream {
+                upstream: self.config.name.clone(),
+                status: 0,
+                message: format!("unreachable: {e}"),
+                retry_after: None,
+            })?;
+        if !response.status().is_success() {
+            return Err(self.refused(response).await);
+        }
+        let counted: Value = response
+            .json()
+            .await
+            .map_err(|e| BackendError::Generation(e.to_string()))?;
+        counted
+            .get("input_tokens")
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                BackendError::Generation("the upstream's count has no input_tokens".into())
+            })
+    }
+
+    async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
+        let body = messages_body(&request, &self.config.model, true)?;
+        let response =
+            self.post("/v1/messages", &body)
+                .send()
+                .await
+                .map_err(|e| BackendError::Upstream {
+                    upstream: self.config.name.clone(),
+                    status: 0,
+                    message: format!("unreachable: {e}"),
+                    retry_after: None,
+                })?;
+        if !response.status().is_success() {
+            return Err(self.refused(response).await);
+        }
+        let name = self.config.name.clone();
+        let events = crate::sse::data_events(Box::pin(response.bytes_stream()));
+        let relayed = futures::stream::unfold(
+            (Box::pin(events), Relay::default(), false),
+            move |(mut events, mut relay, done)| {
+                let name = name.clone();
+                async move {
+                    if done {
+                        return None;
+                    }
+                    let mut out = Vec::new();
+                    let finished = match events.next().await {
+                        Some(Ok(data)) => match serde_json::from_str::<Value>(&data) {
+                            Ok(event) => relay.event(&event, &mut out),
+                            Err(err) => {
+                                out.push(Err(BackendError::Generation(format!(
+                                    "upstream `{name}` sent an event that is not JSON: {err}"
+                                ))));
+                                true
+                            }
+                        },
+                        Some(Err(err)) => {
+                            out.push(Err(BackendError::Generation(format!(
+                                "upstream `{name}` broke off: {err}"
+                            ))));
+                            true
+                        }
+                        None => {
+                            if !relay.started || relay.stop_reason.is_none() {
+                                out.push(Err(BackendError::Generation(format!(
+                                    "upstream `{name}` ended the stream before message_stop"
+                                ))));
+                            }
+                            true
+                        }
+                    };
+                    Some((futures::stream::iter(out), (events, relay, finished)))
+                }
+            },
+        )
+        .flatten();
+        Ok(Box::pin(relayed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claude_events_become_backend_events() {
+        let mut relay = Relay::default();
+        let mut out = Vec::new();
+        for event in [
+            json!({"type": "message_start", "message": {"usage": {"input_tokens": 10, "cache_read_input_tokens": 90, "cache_creation_input_tokens": 0, "output_tokens": 0}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Let me check."}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"city\": "}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "\"Oslo\"}"}}),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 21}}),
+            json!({"type": "message_stop"}),
+        ] {
+            relay.event(&event, &mut out);
+        }
+        let events: Vec<BackendEvent> = out.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            events,
+            vec![
+                BackendEvent::Started {
+                    prompt: PromptUsage {
+                        input_tokens: 10,
+                        cache_read_input_tokens: 90,
+                        ..PromptUsage::default()
+                    }
+                },
+                BackendEvent::Text("Let me check.".into()),
+                BackendEvent::ToolUse {
+                    name: "get_weather".into(),
+                    input: json!({"city": "Oslo"})
+                },
+                BackendEvent::Finished {
+                    reason: FinishReason::ToolUse,
+                    output_tokens: 21,
+                    thinking_tokens: 0,
+                    prompt: None
+                },
+            ]
+        );
+    }
+}
