@@ -56,6 +56,9 @@ pub struct GenerateRequest {
     /// The automatic top-level `cache_control` breakpoint.
     pub cache_control: Option<CacheControl>,
     pub priority: Priority,
+    /// What keeps a conversation on one upstream (and its prefix cache): Claude Code's
+    /// session id, else `metadata.user_id`.
+    pub affinity: Option<String>,
 }
 
 /// Who waits for a generation. Background work (Message Batches) runs in what interactive
@@ -93,6 +96,7 @@ impl GenerateRequest {
                 }),
             }
         }
+        let affinity = request.metadata.as_ref().and_then(|m| m.user_id.clone());
         let output_format = request
             .output_config
             .and_then(|config| config.format)
@@ -114,6 +118,7 @@ impl GenerateRequest {
             output_format,
             cache_control: request.cache_control,
             priority: Priority::Interactive,
+            affinity,
         }
     }
 

@@ -72,6 +72,17 @@ pub struct UpstreamEntry {
     pub api_key_env: Option<String>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_s: u64,
+    /// Seconds to wait for the response headers before trying the next upstream.
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+    /// Share of first choices among the model's upstreams; without any weights, upstreams
+    /// are a fallback order. With weights, a session (Claude Code's session id,
+    /// `metadata.user_id`) sticks to one upstream.
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// Requests in flight to this upstream at most; past it, the next upstream.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

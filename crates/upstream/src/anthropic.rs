@@ -24,6 +24,8 @@ pub struct AnthropicConfig {
     pub model: String,
     pub api_key: Option<String>,
     pub connect_timeout: Duration,
+    /// Until the response headers arrive; past it the request moves to the next upstream.
+    pub first_byte_timeout: Option<Duration>,
 }
 
 pub struct AnthropicBackend {
@@ -343,16 +345,12 @@ impl Backend for AnthropicBackend {
 
     async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
         let body = messages_body(&request, &self.config.model, true)?;
-        let response =
-            self.post("/v1/messages", &body)
-                .send()
-                .await
-                .map_err(|e| BackendError::Upstream {
-                    upstream: self.config.name.clone(),
-                    status: 0,
-                    message: format!("unreachable: {e}"),
-                    retry_after: None,
-                })?;
+        let response = crate::send_within(
+            self.post("/v1/messages", &body),
+            self.config.first_byte_timeout,
+            &self.config.name,
+        )
+        .await?;
         if !response.status().is_success() {
             return Err(self.refused(response).await);
         }

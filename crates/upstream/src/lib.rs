@@ -11,3 +11,25 @@ pub mod chain;
 pub mod openai;
 mod sse;
 mod translate;
+
+/// Sends `call`, waiting at most `limit` for the response headers. Unreachable: status 0;
+/// too slow: 408; both move a chain to its next upstream.
+async fn send_within(
+    call: reqwest::RequestBuilder,
+    limit: Option<std::time::Duration>,
+    upstream: &str,
+) -> Result<reqwest::Response, missive_backend::BackendError> {
+    let failed = |status: u16, message: String| missive_backend::BackendError::Upstream {
+        upstream: upstream.to_owned(),
+        status,
+        message,
+        retry_after: None,
+    };
+    let sent = match limit {
+        Some(limit) => tokio::time::timeout(limit, call.send())
+            .await
+            .map_err(|_| failed(408, format!("no answer within {} ms", limit.as_millis())))?,
+        None => call.send().await,
+    };
+    sent.map_err(|e| failed(0, format!("unreachable: {e}")))
+}

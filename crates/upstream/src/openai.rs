@@ -22,8 +22,9 @@ pub struct OpenAiConfig {
     /// The model name the upstream knows.
     pub model: String,
     pub api_key: Option<String>,
-    /// Until the response headers arrive.
     pub connect_timeout: Duration,
+    /// Until the response headers arrive; past it the request moves to the next upstream.
+    pub first_byte_timeout: Option<Duration>,
 }
 
 pub struct OpenAiBackend {
@@ -208,10 +209,8 @@ impl Backend for OpenAiBackend {
         if let Some(key) = &self.config.api_key {
             call = call.bearer_auth(key);
         }
-        let response = call
-            .send()
-            .await
-            .map_err(|e| self.error(0, format!("unreachable: {e}"), None))?;
+        let response =
+            crate::send_within(call, self.config.first_byte_timeout, &self.config.name).await?;
         let status = response.status();
         if !status.is_success() {
             let retry_after = response

@@ -182,6 +182,7 @@ fn upstream_chain(
         };
         let model = upstream.model.clone().unwrap_or_else(|| entry.name.clone());
         let connect_timeout = Duration::from_secs(upstream.connect_timeout_s);
+        let first_byte_timeout = upstream.timeout_s.map(Duration::from_secs);
         let backend: Arc<dyn missive_backend::Backend> = match upstream.kind {
             crate::config::UpstreamKind::Openai => Arc::new(OpenAiBackend::new(
                 OpenAiConfig {
@@ -190,6 +191,7 @@ fn upstream_chain(
                     model,
                     api_key,
                     connect_timeout,
+                    first_byte_timeout,
                 },
                 descriptor.clone(),
             )?),
@@ -200,17 +202,24 @@ fn upstream_chain(
                     model,
                     api_key,
                     connect_timeout,
+                    first_byte_timeout,
                 },
                 descriptor.clone(),
             )?),
         };
         members.push(Member {
-            name: name.clone(),
-            backend,
-            breaker: Breaker::new(
-                gateway.breaker_failures,
-                Duration::from_millis(gateway.breaker_cooldown_ms),
-            ),
+            weight: upstream.weight,
+            limit: upstream
+                .max_concurrency
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+            ..Member::new(
+                name,
+                backend,
+                Breaker::new(
+                    gateway.breaker_failures,
+                    Duration::from_millis(gateway.breaker_cooldown_ms),
+                ),
+            )
         });
     }
     tracing::info!(model = %entry.name, upstreams = ?entry.upstreams, "serving from upstreams");

@@ -57,11 +57,16 @@ pub async fn create(
     State(state): State<AppState>,
     principal: Option<Extension<Principal>>,
     access: Option<Extension<AccessSlot>>,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let principal = principal.map_or_else(|| Principal::configured(KeyKind::Standard), |p| p.0);
     let access = access.map(|a| a.0).unwrap_or_default();
-    let run = run(&state, &principal, access, &body).await?;
+    let session = headers
+        .get("x-claude-code-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let run = run(&state, &principal, access, &body, session).await?;
     let mut response = if run.stream {
         let body = run
             .events
@@ -100,6 +105,7 @@ pub(crate) async fn run(
     principal: &Principal,
     access: AccessSlot,
     body: &[u8],
+    session: Option<String>,
 ) -> Result<Run, ApiError> {
     let started = std::time::Instant::now();
     let state = state.clone();
@@ -144,7 +150,10 @@ pub(crate) async fn run(
     // Responses name the model as the client asked for it, as the Claude API echoes aliases.
     let model_name = request.model.clone();
     let model_id = descriptor.id.clone();
-    let generate = GenerateRequest::new(descriptor.id.clone(), request);
+    let mut generate = GenerateRequest::new(descriptor.id.clone(), request);
+    if session.is_some() {
+        generate.affinity = session;
+    }
     // What Missive spent before the model had the request: parsing, auth, limits, policy.
     let overhead = started.elapsed();
     let (dispatched, upstream) =

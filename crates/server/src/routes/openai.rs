@@ -163,6 +163,9 @@ fn to_claude(request: &Value) -> Result<(Value, bool), ApiError> {
         .and_then(Value::as_u64)
         .unwrap_or(DEFAULT_MAX_TOKENS);
     body.insert("max_tokens".into(), json!(max));
+    if let Some(user) = object.get("user").and_then(Value::as_str) {
+        body.insert("metadata".into(), json!({"user_id": user}));
+    }
     for key in ["temperature", "top_p", "top_k", "metadata"] {
         if let Some(v) = object.get(key).filter(|v| !v.is_null()) {
             body.insert(key.into(), v.clone());
@@ -328,6 +331,7 @@ async fn handle(
         &principal,
         access.map(|a| a.0).unwrap_or_default(),
         &body,
+        None,
     )
     .await?;
     let created = u64::try_from(crate::ids::now_ms() / 1000).unwrap_or(0);
