@@ -59,6 +59,8 @@ pub struct GenerateRequest {
     /// What keeps a conversation on one upstream (and its prefix cache): Claude Code's
     /// session id, else `metadata.user_id`.
     pub affinity: Option<String>,
+    /// The client's `anthropic-beta` values, for upstreams that speak the Claude API.
+    pub betas: Vec<String>,
 }
 
 /// Who waits for a generation. Background work (Message Batches) runs in what interactive
@@ -119,6 +121,7 @@ impl GenerateRequest {
             cache_control: request.cache_control,
             priority: Priority::Interactive,
             affinity,
+            betas: Vec::new(),
         }
     }
 

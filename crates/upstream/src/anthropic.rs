@@ -47,13 +47,16 @@ impl AnthropicBackend {
         })
     }
 
-    fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
+    fn post(&self, path: &str, body: &Value, betas: &[String]) -> reqwest::RequestBuilder {
         let url = format!("{}{path}", self.config.base_url.trim_end_matches('/'));
         let mut call = self
             .client
             .post(url)
             .header("anthropic-version", "2023-06-01")
             .json(body);
+        if !betas.is_empty() {
+            call = call.header("anthropic-beta", betas.join(","));
+        }
         if let Some(key) = &self.config.api_key {
             call = call.header("x-api-key", key);
         }
@@ -318,7 +321,7 @@ impl Backend for AnthropicBackend {
             }
         }
         let response = self
-            .post("/v1/messages/count_tokens", &body)
+            .post("/v1/messages/count_tokens", &body, &request.betas)
             .send()
             .await
             .map_err(|e| BackendError::Upstream {
@@ -346,7 +349,7 @@ impl Backend for AnthropicBackend {
     async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
         let body = messages_body(&request, &self.config.model, true)?;
         let response = crate::send_within(
-            self.post("/v1/messages", &body),
+            self.post("/v1/messages", &body, &request.betas),
             self.config.first_byte_timeout,
             &self.config.name,
         )
@@ -401,7 +404,85 @@ impl Backend for AnthropicBackend {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
+
+    /// A Claude API stand-in that records the headers it was sent.
+    async fn upstream(seen: Arc<Mutex<Vec<(String, String)>>>) -> String {
+        let app = axum::Router::new().route(
+            "/v1/messages",
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    for name in ["x-api-key", "anthropic-beta", "anthropic-version"] {
+                        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+                            seen.lock().unwrap().push((name.to_owned(), v.to_owned()));
+                        }
+                    }
+                    let events = [
+                        json!({"type": "message_start", "message": {"usage": {"input_tokens": 3, "output_tokens": 0}}}),
+                        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ok"}}),
+                        json!({"type": "content_block_stop", "index": 0}),
+                        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}}),
+                        json!({"type": "message_stop"}),
+                    ];
+                    let body: String = events.iter().map(|e| format!("event: x\ndata: {e}\n\n")).collect();
+                    ([("content-type", "text/event-stream")], body)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn the_operators_key_and_the_clients_betas_go_upstream() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let url = upstream(Arc::clone(&seen)).await;
+        let descriptor = missive_backend::Backend::descriptor(
+            &missive_backend::scripted::ScriptedBackend::new("m", &["x"]),
+        )
+        .clone();
+        let backend = AnthropicBackend::new(
+            AnthropicConfig {
+                name: "claude".into(),
+                base_url: url,
+                model: "claude-sonnet-4-5".into(),
+                api_key: Some("sk-operator".into()),
+                connect_timeout: Duration::from_secs(1),
+                first_byte_timeout: Some(Duration::from_secs(5)),
+            },
+            descriptor,
+        )
+        .unwrap();
+        let body =
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+        let parsed = missive_protocol::parse_messages_request(body.to_string().as_bytes()).unwrap();
+        let mut request = GenerateRequest::new("m".into(), parsed);
+        request.betas = vec![
+            "interleaved-thinking-2025-05-14".into(),
+            "context-1m-2025-08-07".into(),
+        ];
+        let events: Vec<BackendEvent> = backend
+            .generate(request)
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        assert_eq!(events[1], BackendEvent::Text("ok".into()));
+        let seen = seen.lock().unwrap().clone();
+        assert!(seen.contains(&("x-api-key".into(), "sk-operator".into())));
+        assert!(seen.contains(&("anthropic-version".into(), "2023-06-01".into())));
+        assert!(seen.contains(&(
+            "anthropic-beta".into(),
+            "interleaved-thinking-2025-05-14,context-1m-2025-08-07".into()
+        )));
+    }
 
     #[test]
     fn claude_events_become_backend_events() {

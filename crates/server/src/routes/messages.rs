@@ -62,11 +62,22 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let principal = principal.map_or_else(|| Principal::configured(KeyKind::Standard), |p| p.0);
     let access = access.map(|a| a.0).unwrap_or_default();
-    let session = headers
-        .get("x-claude-code-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let run = run(&state, &principal, access, &body, session).await?;
+    let dispatch = Dispatch {
+        session: headers
+            .get("x-claude-code-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        // Repeated headers and comma-separated lists both occur.
+        betas: headers
+            .get_all("anthropic-beta")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|b| b.trim().to_owned())
+            .filter(|b| !b.is_empty())
+            .collect(),
+    };
+    let run = run(&state, &principal, access, &body, dispatch).await?;
     let mut response = if run.stream {
         let body = run
             .events
@@ -90,6 +101,15 @@ pub async fn create(
     Ok(response)
 }
 
+/// What a request's headers say about where and how it is sent on.
+#[derive(Debug, Default)]
+pub(crate) struct Dispatch {
+    /// Claude Code's session, for upstream affinity.
+    pub session: Option<String>,
+    /// `anthropic-beta` values, passed on to Claude API upstreams.
+    pub betas: Vec<String>,
+}
+
 /// A Messages request under way: its Claude events, and the headers its response carries.
 pub(crate) struct Run {
     pub events: futures::stream::BoxStream<'static, StreamEvent>,
@@ -105,7 +125,7 @@ pub(crate) async fn run(
     principal: &Principal,
     access: AccessSlot,
     body: &[u8],
-    session: Option<String>,
+    dispatch: Dispatch,
 ) -> Result<Run, ApiError> {
     let started = std::time::Instant::now();
     let state = state.clone();
@@ -151,9 +171,10 @@ pub(crate) async fn run(
     let model_name = request.model.clone();
     let model_id = descriptor.id.clone();
     let mut generate = GenerateRequest::new(descriptor.id.clone(), request);
-    if session.is_some() {
-        generate.affinity = session;
+    if dispatch.session.is_some() {
+        generate.affinity = dispatch.session;
     }
+    generate.betas = dispatch.betas;
     // What Missive spent before the model had the request: parsing, auth, limits, policy.
     let overhead = started.elapsed();
     let (dispatched, upstream) =

@@ -331,7 +331,7 @@ async fn handle(
         &principal,
         access.map(|a| a.0).unwrap_or_default(),
         &body,
-        None,
+        super::messages::Dispatch::default(),
     )
     .await?;
     let created = u64::try_from(crate::ids::now_ms() / 1000).unwrap_or(0);
