@@ -156,9 +156,13 @@ def test_strict_tool_input_matches_its_schema(client):
         messages=[{"role": "user", "content": "Weather in Tokyo?"}],
         **sampling(temperature=1.0),
     )
-    [call] = tool_uses(message)
-    assert set(call.input) == {"location", "unit"}
-    assert call.input["unit"] in ("celsius", "fahrenheit")
+    # At temperature 1.0 the model may call more than once (parallel calls are allowed);
+    # every call must match the strict schema.
+    calls = tool_uses(message)
+    assert calls
+    for call in calls:
+        assert set(call.input) == {"location", "unit"}
+        assert call.input["unit"] in ("celsius", "fahrenheit")
 
 
 def test_structured_output_is_json_of_the_schema(client):
