@@ -227,3 +227,38 @@ def test_the_ledger_survives_kill_9_mid_traffic():
     in_flight = 4 * 6
     assert received <= output <= received + in_flight
     server.stop()
+
+
+@pytest.mark.skipif(
+    not hasattr(anthropic.Anthropic, "organization"), reason="this SDK release has no Admin API client"
+)
+def test_admin_api_responses_validate_against_the_sdks_own_types(governed):
+    # Strict validation: a missing or mistyped field fails, as it would for typed clients.
+    admin = anthropic.Anthropic(
+        base_url=governed.url, api_key=governed.admin, max_retries=0, _strict_response_validation=True
+    )
+    assert admin.organization.retrieve().type == "organization"
+    ws = admin.organization.workspaces.create(name="typed")
+    assert ws.data_residency.workspace_geo == "us" and ws.tags == {}
+    assert ws.id in [w.id for w in admin.organization.workspaces.list(limit=100)]
+    assert admin.organization.workspaces.update(ws.id, name="typed-2").name == "typed-2"
+    assert admin.organization.workspaces.retrieve(ws.id).name == "typed-2"
+    user_id = governed.cli("users", "add", "grace@example.com", "--role", "developer")
+    assert admin.organization.users.retrieve(user_id).email == "grace@example.com"
+    assert admin.organization.users.update(user_id, role="billing").role == "billing"
+    added = httpx.post(
+        f"{governed.url}/v1/organizations/workspaces/{ws.id}/members",
+        headers={"x-api-key": governed.admin},
+        json={"user_id": user_id, "workspace_role": "workspace_user"},
+    )
+    assert added.status_code == 200, added.text
+    member = admin.organization.workspaces.members.retrieve(user_id, workspace_id=ws.id)
+    assert member.workspace_role == "workspace_user"
+    assert [m.user_id for m in admin.organization.workspaces.members.list(ws.id)] == [user_id]
+    key = governed.cli("keys", "create", "--workspace", "typed-2", "--name", "typed-key")
+    kid = key_id(governed, "typed-key")
+    fetched = admin.organization.api_keys.retrieve(kid)
+    assert fetched.scope.type == "workspace" and fetched.scope.workspace_id == ws.id
+    assert key.startswith(fetched.partial_key_hint.split("...")[0])
+    assert admin.organization.api_keys.update(kid, status="inactive").status == "inactive"
+    assert admin.organization.workspaces.archive(ws.id).archived_at is not None

@@ -81,29 +81,44 @@ pub mod workspaces {
         archived_at: Option<String>,
         display_color: String,
         data_residency: serde_json::Value,
+        compartment_id: String,
+        tags: serde_json::Map<String, serde_json::Value>,
+        external_key_id: Option<String>,
+        user_profile_id: Option<String>,
     }
 
     pub(crate) fn view(w: Workspace) -> WorkspaceView {
         WorkspaceView {
+            // One machine, one encryption domain per workspace: its id names it.
+            compartment_id: w.id.replacen("wrkspc_", "cmpt_", 1),
+            tags: serde_json::Map::new(),
+            external_key_id: None,
+            user_profile_id: None,
             id: w.id,
             kind: "workspace",
             name: w.name,
             created_at: rfc3339_secs(w.created_at),
             archived_at: w.archived_at.map(rfc3339_secs),
             display_color: w.display_color,
-            // Everything runs here: one place, no geography to choose.
+            // Everything runs on this machine; the Claude API's values with no choice in them.
             data_residency: json!({
-                "workspace_geo": "local",
-                "default_inference_geo": "local",
+                "workspace_geo": "us",
+                "default_inference_geo": "global",
                 "allowed_inference_geos": "unrestricted",
             }),
         }
     }
 
-    /// Other fields (`data_residency`) have no meaning on one machine and are ignored.
+    /// Other fields (`data_residency`, `display_color`, `tags`) have no meaning on one
+    /// machine and are ignored.
     #[derive(Deserialize)]
     struct WorkspaceBody {
         name: String,
+    }
+
+    #[derive(Deserialize)]
+    struct WorkspaceUpdate {
+        name: Option<String>,
     }
 
     fn valid_name(name: &str) -> Result<&str, ApiError> {
@@ -165,10 +180,13 @@ pub mod workspaces {
         Path(id): Path<String>,
         JsonBody(raw): JsonBody,
     ) -> Result<Json<WorkspaceView>, ApiError> {
-        let request: WorkspaceBody = body(&raw)?;
+        let request: WorkspaceUpdate = body(&raw)?;
         let store = store(&state)?;
-        find(&state, &id)?;
-        let updated = store.rename_workspace(&id, valid_name(&request.name)?)?;
+        let current = find(&state, &id)?;
+        let Some(name) = request.name else {
+            return Ok(Json(view(current)));
+        };
+        let updated = store.rename_workspace(&id, valid_name(&name)?)?;
         audit(
             store.as_ref(),
             &principal,
@@ -434,6 +452,7 @@ pub mod api_keys {
         partial_key_hint: String,
         workspace_id: Option<String>,
         expires_at: Option<String>,
+        scope: serde_json::Value,
     }
 
     fn view(k: ApiKey) -> ApiKeyView {
@@ -446,6 +465,10 @@ pub mod api_keys {
             // Keys are created by the operator on the command line.
             created_by: json!({"id": "missive-cli", "type": "service_account"}),
             partial_key_hint: k.hint,
+            scope: match &k.workspace_id {
+                Some(id) => json!({"type": "workspace", "workspace_id": id}),
+                None => json!({"type": "organization"}),
+            },
             workspace_id: k.workspace_id,
             expires_at: k.expires_at.map(rfc3339_secs),
         }
