@@ -173,16 +173,9 @@ fn document_text(
     at: &str,
 ) -> Result<String, BackendError> {
     let body = match source {
-        DocumentSource::Text { data, .. } => data.clone(),
-        DocumentSource::Content { content } => match content {
-            Value::String(s) => s.clone(),
-            Value::Array(items) => items
-                .iter()
-                .filter_map(|item| item.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            _ => String::new(),
-        },
+        DocumentSource::Text { .. } | DocumentSource::Content { .. } => {
+            source.text().unwrap_or_default()
+        }
         DocumentSource::Base64 { media_type, .. } => {
             return Err(BackendError::Unsupported(format!(
                 "{at}: model `{model}` cannot read `{media_type}` documents yet; send the text as a `text` document source"

@@ -282,12 +282,6 @@ impl Scheduler<'_> {
         free > reserve && !self.interactive_running()
     }
 
-    /// Whether slot `i` sits this step out: background work pauses (keeping its KV cells)
-    /// while an interactive job runs, so the interactive job decodes as on an idle engine.
-    fn paused(&self, i: usize) -> bool {
-        self.slots[i].is_background() && self.interactive_running()
-    }
-
     fn start_job(&mut self, ctx: &mut LlamaContext<'_>, job: Job) {
         // The free slot whose cache shares the longest prefix with the prompt; among equals,
         // the least recently used.
@@ -310,11 +304,14 @@ impl Scheduler<'_> {
     /// when there is nothing to decode.
     fn fill_batch(&mut self, ctx: &mut LlamaContext<'_>) -> bool {
         self.batch.clear();
+        // Background work sits the step out (keeping its KV cells) while an interactive job
+        // runs, so the interactive job decodes as on an idle engine.
+        let pause_background = self.interactive_running();
         let n_ctx = self.settings.n_ctx as usize;
         let mut used: usize = self.slots.iter().map(Slot::cached_len).sum();
         let decoding = self.slots.iter().filter(|s| s.is_decoding()).count();
         for i in 0..self.slots.len() {
-            if !self.slots[i].is_decoding() || self.paused(i) {
+            if !self.slots[i].is_decoding() || (pause_background && self.slots[i].is_background()) {
                 continue;
             }
             let full = match self.settings.per_slot_kv {
@@ -340,7 +337,7 @@ impl Scheduler<'_> {
                 break;
             }
             let want = self.slots[i].prefill_remaining().min(budget);
-            if want == 0 || self.paused(i) {
+            if want == 0 || (pause_background && self.slots[i].is_background()) {
                 continue;
             }
             let full = match self.settings.per_slot_kv {

@@ -112,6 +112,28 @@ pub enum DocumentSource {
     },
 }
 
+impl DocumentSource {
+    /// The text of a `text` or `content` source; `None` for sources that must be read
+    /// first (base64, URL, file).
+    pub fn text(&self) -> Option<String> {
+        match self {
+            DocumentSource::Text { data, .. } => Some(data.clone()),
+            DocumentSource::Content { content } => Some(match content {
+                Value::String(s) => s.clone(),
+                Value::Array(items) => items
+                    .iter()
+                    .filter_map(|item| item.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => String::new(),
+            }),
+            DocumentSource::Base64 { .. }
+            | DocumentSource::Url { .. }
+            | DocumentSource::File { .. } => None,
+        }
+    }
+}
+
 /// A response content block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use missive_backend::{BackendError, GenerateRequest, Priority};
 use missive_protocol::usage::ServiceTier;
-use missive_protocol::ErrorType;
 use missive_store::{PendingRequest, Store, TokenCounts, UsageRecord};
 use tokio::task::JoinSet;
 
@@ -137,17 +136,6 @@ async fn generate(state: &AppState, pending: &PendingRequest) -> Result<Outcome,
             request.max_tokens, descriptor.max_output_tokens, descriptor.id
         )));
     }
-    if let Some(controls) = state.auth.controls() {
-        if controls.is_killed(&pending.workspace_id, &[&request.model, &descriptor.id])? {
-            return Err(ApiError::new(
-                ErrorType::PermissionError,
-                format!(
-                    "Traffic to model `{}` is switched off by the operator (kill switch).",
-                    request.model
-                ),
-            ));
-        }
-    }
     let workspace_name = match &state.store {
         Some(store) => store
             .workspace(&pending.workspace_id)?
@@ -155,6 +143,12 @@ async fn generate(state: &AppState, pending: &PendingRequest) -> Result<Outcome,
             .unwrap_or_default(),
         None => String::new(),
     };
+    crate::routes::messages::check_kill_switch(
+        state,
+        &pending.workspace_id,
+        &workspace_name,
+        [&request.model, &descriptor.id],
+    )?;
     state.spend.check(&pending.workspace_id, &workspace_name)?;
     let mut request = crate::documents::resolve(state, &pending.workspace_id, request)?;
     state.guard(&workspace_name, &pending.api_key_id, &mut request)?;

@@ -253,35 +253,40 @@ pub fn citation_for(text: &str, documents: &[Citable]) -> Option<Value> {
 
 /// Adds a `citations_delta` before the end of each text block that has something to cite,
 /// as the Claude API streams citations; the non-streaming `Message` is folded from the same
-/// events.
+/// events. Without documents to cite, the events pass untouched: no answer text is kept.
 pub fn cite_stream(
     events: impl Stream<Item = StreamEvent> + Send + 'static,
     documents: Vec<Citable>,
-) -> impl Stream<Item = StreamEvent> + Send {
+) -> futures::stream::BoxStream<'static, StreamEvent> {
+    if documents.is_empty() {
+        return events.boxed();
+    }
     let mut texts: HashMap<usize, String> = HashMap::new();
-    events.flat_map(move |event| {
-        let mut out = Vec::with_capacity(2);
-        match &event {
-            StreamEvent::ContentBlockDelta {
-                index,
-                delta: ContentBlockDelta::TextDelta { text },
-            } => texts.entry(*index).or_default().push_str(text),
-            StreamEvent::ContentBlockStop { index } => {
-                if let Some(citation) = texts
-                    .remove(index)
-                    .and_then(|text| citation_for(&text, &documents))
-                {
-                    out.push(StreamEvent::ContentBlockDelta {
-                        index: *index,
-                        delta: ContentBlockDelta::CitationsDelta { citation },
-                    });
+    events
+        .flat_map(move |event| {
+            let mut out = Vec::with_capacity(2);
+            match &event {
+                StreamEvent::ContentBlockDelta {
+                    index,
+                    delta: ContentBlockDelta::TextDelta { text },
+                } => texts.entry(*index).or_default().push_str(text),
+                StreamEvent::ContentBlockStop { index } => {
+                    if let Some(citation) = texts
+                        .remove(index)
+                        .and_then(|text| citation_for(&text, &documents))
+                    {
+                        out.push(StreamEvent::ContentBlockDelta {
+                            index: *index,
+                            delta: ContentBlockDelta::CitationsDelta { citation },
+                        });
+                    }
                 }
+                _ => {}
             }
-            _ => {}
-        }
-        out.push(event);
-        futures::stream::iter(out)
-    })
+            out.push(event);
+            futures::stream::iter(out)
+        })
+        .boxed()
 }
 
 #[cfg(test)]

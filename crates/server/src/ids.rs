@@ -1,4 +1,5 @@
-//! Opaque ids in the Claude API's prefixed style.
+//! Opaque ids in the Claude API's prefixed style, and the unix-millisecond timestamps
+//! stored beside them.
 
 /// `prefix_01` followed by 24 random base-62 characters, as the Claude API's ids look.
 pub fn new_id(prefix: &str) -> String {
@@ -19,4 +20,9 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Unix milliseconds of `at`.
+pub fn unix_ms(at: time::OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }

@@ -3,7 +3,7 @@
 pub(crate) mod admin;
 pub(crate) mod batches;
 pub(crate) mod files;
-mod messages;
+pub(crate) mod messages;
 mod models;
 mod openai;
 

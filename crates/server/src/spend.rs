@@ -11,6 +11,7 @@ use missive_store::{Dimension, Store, TokenCounts, UsageQuery};
 use time::{Date, OffsetDateTime, Time};
 
 use crate::error::ApiError;
+use crate::ids::unix_ms;
 
 /// USD per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -134,10 +135,6 @@ fn next_month(start: OffsetDateTime) -> OffsetDateTime {
     };
     Date::from_calendar_date(year, month, 1)
         .map_or(start, |d| d.with_time(Time::MIDNIGHT).assume_utc())
-}
-
-fn unix_ms(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 impl SpendTracker {

@@ -82,10 +82,7 @@ pub struct ApiKey {
 impl ApiKey {
     /// Whether the key may be used now: active, not expired, its workspace not archived.
     pub fn usable(&self) -> bool {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        self.status == KeyStatus::Active && self.expires_at.is_none_or(|at| at > now)
+        self.status == KeyStatus::Active && self.expires_at.is_none_or(|at| at > crate::now_secs())
     }
 }
 

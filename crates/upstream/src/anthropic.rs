@@ -5,7 +5,6 @@
 //! apply in front of it.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use futures::StreamExt;
 use missive_backend::{
@@ -13,45 +12,29 @@ use missive_backend::{
     ModelDescriptor, PromptUsage,
 };
 use missive_protocol::tools::OutputFormat;
+
+use crate::UpstreamConfig;
 use serde_json::{json, Map, Value};
 
-#[derive(Debug, Clone)]
-pub struct AnthropicConfig {
-    pub name: String,
-    /// The server's root, e.g. `https://api.anthropic.com`.
-    pub base_url: String,
-    /// The model name the upstream knows.
-    pub model: String,
-    pub api_key: Option<String>,
-    pub connect_timeout: Duration,
-    /// Until the response headers arrive; past it the request moves to the next upstream.
-    pub first_byte_timeout: Option<Duration>,
-}
-
 pub struct AnthropicBackend {
-    config: AnthropicConfig,
+    config: UpstreamConfig,
     client: reqwest::Client,
     descriptor: ModelDescriptor,
 }
 
 impl AnthropicBackend {
-    pub fn new(config: AnthropicConfig, descriptor: ModelDescriptor) -> Result<Self, BackendError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .build()
-            .map_err(|e| BackendError::Generation(e.to_string()))?;
+    pub fn new(config: UpstreamConfig, descriptor: ModelDescriptor) -> Result<Self, BackendError> {
         Ok(Self {
+            client: config.client()?,
             config,
-            client,
             descriptor,
         })
     }
 
     fn post(&self, path: &str, body: &Value, betas: &[String]) -> reqwest::RequestBuilder {
-        let url = format!("{}{path}", self.config.base_url.trim_end_matches('/'));
         let mut call = self
             .client
-            .post(url)
+            .post(self.config.url(path))
             .header("anthropic-version", "2023-06-01")
             .json(body);
         if !betas.is_empty() {
@@ -62,30 +45,6 @@ impl AnthropicBackend {
         }
         call
     }
-
-    async fn refused(&self, response: reqwest::Response) -> BackendError {
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .unwrap_or(text);
-        BackendError::Upstream {
-            upstream: self.config.name.clone(),
-            status,
-            message,
-            retry_after,
-        }
-    }
 }
 
 /// The normalised request as a Claude Messages body again.
@@ -94,7 +53,6 @@ fn messages_body(
     model: &str,
     stream: bool,
 ) -> Result<Value, BackendError> {
-    let to_json = |v: &dyn erased::Ser| v.json();
     let mut body = Map::new();
     body.insert("model".into(), json!(model));
     body.insert("max_tokens".into(), json!(request.max_tokens));
@@ -141,19 +99,9 @@ fn messages_body(
     Ok(Value::Object(body))
 }
 
-mod erased {
-    use missive_backend::BackendError;
-
-    /// Serialises any of the protocol's types for the upstream body.
-    pub trait Ser {
-        fn json(&self) -> Result<serde_json::Value, BackendError>;
-    }
-
-    impl<T: serde::Serialize> Ser for T {
-        fn json(&self) -> Result<serde_json::Value, BackendError> {
-            serde_json::to_value(self).map_err(|e| BackendError::Generation(e.to_string()))
-        }
-    }
+/// One of the protocol's types as JSON for the upstream body.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, BackendError> {
+    serde_json::to_value(value).map_err(|e| BackendError::Generation(e.to_string()))
 }
 
 fn prompt_usage(usage: &Value) -> PromptUsage {
@@ -321,18 +269,9 @@ impl Backend for AnthropicBackend {
             }
         }
         let response = self
-            .post("/v1/messages/count_tokens", &body, &request.betas)
-            .send()
-            .await
-            .map_err(|e| BackendError::Upstream {
-                upstream: self.config.name.clone(),
-                status: 0,
-                message: format!("unreachable: {e}"),
-                retry_after: None,
-            })?;
-        if !response.status().is_success() {
-            return Err(self.refused(response).await);
-        }
+            .config
+            .send(self.post("/v1/messages/count_tokens", &body, &request.betas))
+            .await?;
         let counted: Value = response
             .json()
             .await
@@ -348,15 +287,10 @@ impl Backend for AnthropicBackend {
 
     async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
         let body = messages_body(&request, &self.config.model, true)?;
-        let response = crate::send_within(
-            self.post("/v1/messages", &body, &request.betas),
-            self.config.first_byte_timeout,
-            &self.config.name,
-        )
-        .await?;
-        if !response.status().is_success() {
-            return Err(self.refused(response).await);
-        }
+        let response = self
+            .config
+            .send(self.post("/v1/messages", &body, &request.betas))
+            .await?;
         let name = self.config.name.clone();
         let events = crate::sse::data_events(Box::pin(response.bytes_stream()));
         let relayed = futures::stream::unfold(
@@ -405,6 +339,7 @@ impl Backend for AnthropicBackend {
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use super::*;
 
@@ -448,7 +383,7 @@ mod tests {
         )
         .clone();
         let backend = AnthropicBackend::new(
-            AnthropicConfig {
+            UpstreamConfig {
                 name: "claude".into(),
                 base_url: url,
                 model: "claude-sonnet-4-5".into(),

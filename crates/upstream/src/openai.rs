@@ -4,7 +4,6 @@
 //! taken from the final chunk (cached prompt tokens become cache reads).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use futures::StreamExt;
 use missive_backend::{
@@ -13,46 +12,21 @@ use missive_backend::{
 };
 use serde_json::Value;
 
-#[derive(Debug, Clone)]
-pub struct OpenAiConfig {
-    /// The upstream's name in config, for errors and metrics.
-    pub name: String,
-    /// Up to and including `/v1`, e.g. `http://127.0.0.1:8081/v1`.
-    pub base_url: String,
-    /// The model name the upstream knows.
-    pub model: String,
-    pub api_key: Option<String>,
-    pub connect_timeout: Duration,
-    /// Until the response headers arrive; past it the request moves to the next upstream.
-    pub first_byte_timeout: Option<Duration>,
-}
+use crate::UpstreamConfig;
 
 pub struct OpenAiBackend {
-    config: OpenAiConfig,
+    config: UpstreamConfig,
     client: reqwest::Client,
     descriptor: ModelDescriptor,
 }
 
 impl OpenAiBackend {
-    pub fn new(config: OpenAiConfig, descriptor: ModelDescriptor) -> Result<Self, BackendError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .build()
-            .map_err(|e| BackendError::Generation(e.to_string()))?;
+    pub fn new(config: UpstreamConfig, descriptor: ModelDescriptor) -> Result<Self, BackendError> {
         Ok(Self {
+            client: config.client()?,
             config,
-            client,
             descriptor,
         })
-    }
-
-    fn error(&self, status: u16, message: String, retry_after: Option<u64>) -> BackendError {
-        BackendError::Upstream {
-            upstream: self.config.name.clone(),
-            status,
-            message,
-            retry_after,
-        }
     }
 }
 
@@ -201,34 +175,14 @@ impl Backend for OpenAiBackend {
 
     async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
         let body = crate::translate::chat_body(&request, &self.config.model)?;
-        let url = format!(
-            "{}/chat/completions",
-            self.config.base_url.trim_end_matches('/')
-        );
-        let mut call = self.client.post(url).json(&body);
+        let mut call = self
+            .client
+            .post(self.config.url("/chat/completions"))
+            .json(&body);
         if let Some(key) = &self.config.api_key {
             call = call.bearer_auth(key);
         }
-        let response =
-            crate::send_within(call, self.config.first_byte_timeout, &self.config.name).await?;
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            let text = response.text().await.unwrap_or_default();
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| {
-                    v.pointer("/error/message")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                })
-                .unwrap_or(text);
-            return Err(self.error(status.as_u16(), message, retry_after));
-        }
+        let response = self.config.send(call).await?;
         let stop_sequences = request.stop_sequences.clone();
         let name = self.config.name.clone();
         let chunks = crate::sse::data_events(Box::pin(response.bytes_stream()));

@@ -33,11 +33,8 @@ pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
 
 /// Records a CLI change in the audit log.
 pub fn audit(store: &dyn Store, action: &str, target: &str, detail: String) -> anyhow::Result<()> {
-    let at_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     store.audit(&AuditEntry {
-        at_ms,
+        at_ms: missive_server::ids::now_ms(),
         actor: "cli".to_owned(),
         action: action.to_owned(),
         target: target.to_owned(),

@@ -139,10 +139,11 @@ fn upstream_chain(
 ) -> anyhow::Result<missive_upstream::chain::Chain> {
     use missive_backend::ModelDescriptor;
     use missive_protocol::models::{ModelCapabilities, Supported, ThinkingCapability};
-    use missive_upstream::anthropic::{AnthropicBackend, AnthropicConfig};
+    use missive_upstream::anthropic::AnthropicBackend;
     use missive_upstream::breaker::Breaker;
     use missive_upstream::chain::{Chain, Member};
-    use missive_upstream::openai::{OpenAiBackend, OpenAiConfig};
+    use missive_upstream::openai::OpenAiBackend;
+    use missive_upstream::UpstreamConfig;
     use std::time::Duration;
 
     let descriptor = ModelDescriptor {
@@ -180,32 +181,21 @@ fn upstream_chain(
             ),
             None => None,
         };
-        let model = upstream.model.clone().unwrap_or_else(|| entry.name.clone());
-        let connect_timeout = Duration::from_secs(upstream.connect_timeout_s);
-        let first_byte_timeout = upstream.timeout_s.map(Duration::from_secs);
+        let reach = UpstreamConfig {
+            name: name.clone(),
+            base_url: upstream.url.clone(),
+            model: upstream.model.clone().unwrap_or_else(|| entry.name.clone()),
+            api_key,
+            connect_timeout: Duration::from_secs(upstream.connect_timeout_s),
+            first_byte_timeout: upstream.timeout_s.map(Duration::from_secs),
+        };
         let backend: Arc<dyn missive_backend::Backend> = match upstream.kind {
-            crate::config::UpstreamKind::Openai => Arc::new(OpenAiBackend::new(
-                OpenAiConfig {
-                    name: name.clone(),
-                    base_url: upstream.url.clone(),
-                    model,
-                    api_key,
-                    connect_timeout,
-                    first_byte_timeout,
-                },
-                descriptor.clone(),
-            )?),
-            crate::config::UpstreamKind::Anthropic => Arc::new(AnthropicBackend::new(
-                AnthropicConfig {
-                    name: name.clone(),
-                    base_url: upstream.url.clone(),
-                    model,
-                    api_key,
-                    connect_timeout,
-                    first_byte_timeout,
-                },
-                descriptor.clone(),
-            )?),
+            crate::config::UpstreamKind::Openai => {
+                Arc::new(OpenAiBackend::new(reach, descriptor.clone())?)
+            }
+            crate::config::UpstreamKind::Anthropic => {
+                Arc::new(AnthropicBackend::new(reach, descriptor.clone())?)
+            }
         };
         members.push(Member {
             weight: upstream.weight,

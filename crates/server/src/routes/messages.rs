@@ -31,20 +31,21 @@ pub const UPSTREAM_HEADER: &str = "x-missive-upstream";
 pub const OVERHEAD_HEADER: &str = "x-missive-overhead-ms";
 
 /// Refuses traffic an operator switched off, for the model as asked or as resolved.
-fn check_kill_switch(
+pub(crate) fn check_kill_switch(
     state: &AppState,
-    principal: &Principal,
+    workspace_id: &str,
+    workspace: &str,
     models: [&str; 2],
 ) -> Result<(), ApiError> {
     let Some(controls) = state.auth.controls() else {
         return Ok(());
     };
-    if controls.is_killed(&principal.workspace_id, &models)? {
+    if controls.is_killed(workspace_id, &models)? {
         return Err(ApiError::new(
             ErrorType::PermissionError,
             format!(
                 "Traffic to model `{}` from workspace `{}` is switched off by the operator (kill switch).",
-                models[0], principal.workspace
+                models[0], workspace
             ),
         ));
     }
@@ -143,7 +144,12 @@ pub(crate) async fn run(
             request.max_tokens, descriptor.max_output_tokens, descriptor.id
         )));
     }
-    check_kill_switch(&state, principal, [&request.model, &descriptor.id])?;
+    check_kill_switch(
+        &state,
+        &principal.workspace_id,
+        &principal.workspace,
+        [&request.model, &descriptor.id],
+    )?;
     state
         .spend
         .check(&principal.workspace_id, &principal.workspace)?;
@@ -301,7 +307,12 @@ pub async fn count_tokens(
     if let Some(access) = &access {
         access.model(&id);
     }
-    check_kill_switch(&state, &principal, [&request.model, &id])?;
+    check_kill_switch(
+        &state,
+        &principal.workspace_id,
+        &principal.workspace,
+        [&request.model, &id],
+    )?;
     // Token counting has its own request budget, apart from message creation, as on the
     // Claude API.
     let bucket = format!("{}/count_tokens", principal.workspace);

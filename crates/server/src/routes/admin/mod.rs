@@ -79,9 +79,7 @@ fn audit(
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
     store.audit(&AuditEntry {
-        at_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        at_ms: crate::ids::now_ms(),
         actor: principal.key_id.clone(),
         action: action.to_owned(),
         target: target.to_owned(),

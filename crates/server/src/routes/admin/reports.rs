@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use super::params::{parse_time, rfc3339_ms, Params};
 use super::store;
 use crate::error::ApiError;
+use crate::ids::unix_ms;
 use crate::spend::{line_items, tier_factor};
 use crate::state::AppState;
 
@@ -43,10 +44,6 @@ struct Window {
     bucket_ms: i64,
     /// Where the next page starts, when there is one.
     next_ms: Option<i64>,
-}
-
-fn unix_ms(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 fn encode_page(start_ms: i64) -> String {
