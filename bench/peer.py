@@ -11,6 +11,7 @@ import socket
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 
@@ -49,55 +50,56 @@ def prompt(repeats):
     return PARAGRAPH * repeats + "\n\n" + QUESTION
 
 
-def anthropic_events(url, body):
+def anthropic_events(url, body, client=httpx):
     """Streams a Messages request; yields (arrival time, event)."""
     headers = {"x-api-key": "bench-key", "anthropic-version": "2023-06-01"}
-    with httpx.stream("POST", f"{url}/v1/messages", json=dict(body, stream=True), headers=headers,
-                      timeout=600) as r:
+    with client.stream("POST", f"{url}/v1/messages", json=dict(body, stream=True), headers=headers,
+                       timeout=600) as r:
         r.raise_for_status()
         for line in r.iter_lines():
             if line.startswith("data: "):
                 yield time.perf_counter(), json.loads(line[6:])
 
 
-def run_anthropic(url, system, user, max_tokens):
+def run_anthropic(url, system, user, max_tokens, client=httpx, ready=None):
+    """One streamed reply: (send time, arrival time of each text delta, prompt tokens, output
+    tokens). `ready` is waited on just before sending."""
     body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": 0,
             "system": system, "messages": [{"role": "user", "content": user}]}
+    if ready:
+        ready.wait()
     t0 = time.perf_counter()
-    first = last = None
-    n_in = n_out = 0
-    for now, event in anthropic_events(url, body):
+    times, n_in, n_out = [], 0, 0
+    for now, event in anthropic_events(url, body, client):
         if event["type"] == "message_start":
             n_in = event["message"]["usage"]["input_tokens"]
         elif event["type"] == "content_block_delta":
-            first = first or now
-            last = now
+            times.append(now)
         elif event["type"] == "message_delta":
             n_out = event["usage"]["output_tokens"]
-    return t0, first, last, n_in, n_out
+    return t0, times, n_in, n_out
 
 
-def run_openai(url, system, user, max_tokens):
+def run_openai(url, system, user, max_tokens, client=httpx, ready=None):
     body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True},
             "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+    if ready:
+        ready.wait()
     t0 = time.perf_counter()
-    first = last = None
-    n_in = n_out = 0
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as r:
+    times, n_in, n_out = [], 0, 0
+    with client.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as r:
         r.raise_for_status()
         for line in r.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
             if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
-                now = time.perf_counter()
-                first = first or now
-                last = now
+                times.append(time.perf_counter())
             if chunk.get("usage"):
                 n_in = chunk["usage"]["prompt_tokens"]
                 n_out = chunk["usage"]["completion_tokens"]
-    return t0, first, last, n_in, n_out
+    return t0, times, n_in, n_out
 
 
 def measure(name, run, url, args):
@@ -106,7 +108,8 @@ def measure(name, run, url, args):
         # A fresh system prompt per run defeats both servers' prefix caches, so every
         # run measures a full prefill.
         system = f"Session {uuid.uuid4()}. You are a helpful assistant."
-        t0, first, last, n_in, n_out = run(url, system, prompt(args.repeats), args.max_tokens)
+        t0, times, n_in, n_out = run(url, system, prompt(args.repeats), args.max_tokens)
+        first, last = times[0], times[-1]
         row = {
             "server": name,
             "run": i,
@@ -127,22 +130,40 @@ def measure(name, run, url, args):
 SHORT_PROMPT = "Write a detailed essay about the history of the printing press."
 
 
-def measure_concurrent(name, run, url, levels, max_tokens):
-    """Aggregate decode throughput: all output tokens of N simultaneous streams over the
-    wall time from the first token to the last."""
+def measure_concurrent(name, run, url, levels, max_tokens, repeats=1):
+    """N streams sent at once (each on a connection opened beforehand, released together):
+    aggregate decode tokens/s while all N decode (from the last stream's first token to
+    the first stream's last, as llama-batched-bench's S_TG), and the time from sending to
+    the last token of all N."""
     rows = []
     run(url, f"warm-up {uuid.uuid4()}", SHORT_PROMPT, 8)
     for n in levels:
-        def one(_):
-            return run(url, f"Session {uuid.uuid4()}. You are a helpful assistant.", SHORT_PROMPT, max_tokens)
-        with concurrent.futures.ThreadPoolExecutor(n) as pool:
-            results = list(pool.map(one, range(n)))
-        first = min(r[1] for r in results)
-        last = max(r[2] for r in results)
-        total = sum(r[4] for r in results)
-        tps = total / (last - first)
-        rows.append({"server": name, "streams": n, "output_tokens": total, "wall_s": last - first, "aggregate_tps": tps})
-        print(f"  {name:13} {n} streams: {total} tokens in {last - first:.1f} s = {tps:.1f} tok/s", flush=True)
+        for _ in range(repeats):
+            ready = threading.Barrier(n)
+            clients = [httpx.Client(timeout=600) for _ in range(n)]
+            for client in clients:
+                client.get(f"{url}/health")
+
+            def one(i):
+                return run(url, f"Session {uuid.uuid4()}. You are a helpful assistant.", SHORT_PROMPT,
+                           max_tokens, clients[i], ready)
+            with concurrent.futures.ThreadPoolExecutor(n) as pool:
+                results = list(pool.map(one, range(n)))
+            for client in clients:
+                client.close()
+            sent = min(r[0] for r in results)
+            all_decoding, first_done = max(r[1][0] for r in results), min(r[1][-1] for r in results)
+            done = max(r[1][-1] for r in results)
+            if n == 1:
+                window, tokens = done - results[0][1][0], len(results[0][1]) - 1
+            else:
+                window = first_done - all_decoding
+                tokens = sum(1 for r in results for t in r[1] if all_decoding < t <= first_done)
+            total = sum(r[3] for r in results)
+            rows.append({"server": name, "streams": n, "output_tokens": total, "decode_window_s": window,
+                         "aggregate_tps": tokens / window, "completion_s": done - sent})
+            print(f"  {name:13} {n} streams: {tokens / window:.1f} tok/s with all decoding; "
+                  f"{total} tokens all done {done - sent:.2f} s after sending", flush=True)
     return rows
 
 
@@ -173,13 +194,13 @@ def with_llama_server(args, slots, ctx, body):
         stop(proc)
 
 
-def with_missive(args, slots, ctx, body):
+def with_missive(args, slots, ctx, body, kv_layout="unified"):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    print(f"missive: {args.threads} threads, ctx {ctx}, {slots} slots", flush=True)
+    print(f"missive: {args.threads} threads, ctx {ctx}, {slots} slots, {kv_layout} KV", flush=True)
     env = dict(os.environ, MISSIVE_HOME=tempfile.mkdtemp(prefix="missive-bench-"), MISSIVE_MODEL=args.model,
                MISSIVE_API_KEY="bench-key", MISSIVE_PORT=str(port), MISSIVE_THREADS=str(args.threads),
-               MISSIVE_CONTEXT_SIZE=str(ctx), MISSIVE_PARALLEL=str(slots))
+               MISSIVE_CONTEXT_SIZE=str(ctx), MISSIVE_PARALLEL=str(slots), MISSIVE_KV_LAYOUT=kv_layout)
     proc = start([args.missive, "serve"], env, url, "missive")
     try:
         return body(url)
@@ -216,6 +237,7 @@ def main():
     p.add_argument("--repeats", type=int, default=7, help="paragraph repeats (7: ~474 prompt tokens)")
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--concurrency", default="1,4,8", help="stream counts for the aggregate test; empty to skip")
+    p.add_argument("--bursts", type=int, default=2, help="bursts per stream count per round")
     args = p.parse_args()
 
     levels = [int(x) for x in args.concurrency.split(",") if x]
@@ -228,9 +250,11 @@ def main():
         rows += with_missive(args, 1, args.ctx, lambda url: measure("missive", run_anthropic, url, args))
         if levels:
             crows += with_llama_server(args, slots, args.ctx * slots,
-                                       lambda url: measure_concurrent("llama-server", run_openai, url, levels, args.max_tokens))
-            crows += with_missive(args, slots, args.ctx * slots,
-                                  lambda url: measure_concurrent("missive", run_anthropic, url, levels, args.max_tokens))
+                                       lambda url: measure_concurrent("llama-server", run_openai, url, levels, args.max_tokens, args.bursts))
+            # The KV layout llama-server has with -np: each slot its own stream of --ctx cells.
+            crows += with_missive(args, slots, args.ctx,
+                                  lambda url: measure_concurrent("missive", run_anthropic, url, levels, args.max_tokens, args.bursts),
+                                  kv_layout="per_slot")
 
     def median(server, key):
         return statistics.median(r[key] for r in rows if r["server"] == server)
@@ -243,8 +267,10 @@ def main():
         "",
         f"Machine: {cpu}, {os.cpu_count()} cores; {args.threads} threads each; ctx {args.ctx}; "
         f"model {os.path.basename(args.model)}; commit {commit}; medians over {args.rounds} alternating rounds "
-        f"({args.runs} single-stream runs each, after a warm-up); aggregate: {args.max_tokens} tokens per stream, "
-        f"{slots} slots (llama-server -np {slots}).",
+        f"({args.runs} single-stream runs each, after a warm-up); concurrent: {args.bursts} bursts of N streams "
+        f"per round, sent at once, {args.max_tokens} tokens per stream, {slots} slots of {args.ctx} cells each "
+        f"(llama-server -np {slots} --ctx-size {args.ctx * slots}; Missive kv_layout per_slot); "
+        "aggregate decode is output tokens per second while all N streams decode.",
         "",
         "| metric | Missive | llama-server | ratio |",
         "|---|---|---|---|",
@@ -253,10 +279,16 @@ def main():
         ours, theirs = summary[key]
         lines.append(f"| {label} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |")
     lines.append(f"| prompt tokens | {summary['prompt_tokens'][0]:.0f} | {summary['prompt_tokens'][1]:.0f} | |")
+    def cmedian(server, n, key):
+        return statistics.median(r[key] for r in crows if r["server"] == server and r["streams"] == n)
+
     for n in levels:
-        ours = statistics.median(r["aggregate_tps"] for r in crows if r["server"] == "missive" and r["streams"] == n)
-        theirs = statistics.median(r["aggregate_tps"] for r in crows if r["server"] == "llama-server" and r["streams"] == n)
+        ours, theirs = cmedian("missive", n, "aggregate_tps"), cmedian("llama-server", n, "aggregate_tps")
         lines.append(f"| aggregate decode tokens/s, {n} streams | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |")
+    for n in levels:
+        ours, theirs = cmedian("missive", n, "completion_s"), cmedian("llama-server", n, "completion_s")
+        lines.append(f"| {n} streams sent at once: all done (s; lower is better) | {ours:.2f} | {theirs:.2f} "
+                     f"| {ours / theirs:.2f}x |")
     text = "\n".join(lines)
     print("\n" + text)
 

@@ -157,10 +157,13 @@ impl EngineBackend {
             .render(&parts.messages, &parts.tools, true, thinking)
             .map_err(|err| BackendError::InvalidRequest(err.to_string()))?;
         let needles = match breakpoints {
-            true => prompt::cache_needles(request),
+            true => prompt::block_needles(request),
             false => Vec::new(),
         };
-        let offsets = prompt::needle_offsets(&text, &request.system_text(), &needles);
+        let block_ends = match needles.iter().any(|n| n.breakpoint.is_some()) {
+            true => prompt::block_ends(&text, &request.system_text(), &needles),
+            false => Vec::new(),
+        };
         let reasoning = self.template.reasons().then(|| Reasoning {
             starts_inside: text.trim_end().ends_with(ThinkSplitter::OPEN),
             show: thinking,
@@ -184,23 +187,32 @@ impl EngineBackend {
             tokens.push(bos);
         }
         tokens.extend(rendered);
-        let breakpoints = offsets
-            .into_iter()
-            .map(|(end, ttl)| {
-                let prefix = vocab.tokenize(&text.as_bytes()[..end], false, true);
-                let with_bos = usize::from(self.add_bos && prefix.first() != Some(&bos));
-                Breakpoint {
-                    tokens: (prefix.len() + with_bos).min(tokens.len()),
-                    ttl,
-                }
+        let breakpoints = block_ends
+            .iter()
+            .filter_map(|end| {
+                Some(Breakpoint {
+                    at: end.at,
+                    tokens: self.tokens_before(&text, end.at, tokens.len()),
+                    ttl: end.breakpoint?,
+                })
             })
             .collect();
         Ok(PromptTokens {
             tokens,
+            text,
             tools,
             breakpoints,
+            boundaries: block_ends.iter().map(|end| end.at).collect(),
             reasoning,
         })
+    }
+
+    /// How many of the prompt's `total` tokens the rendered text up to `at` makes.
+    fn tokens_before(&self, text: &str, at: usize, total: usize) -> usize {
+        let vocab = self.model.vocab();
+        let prefix = vocab.tokenize(&text.as_bytes()[..at.min(text.len())], false, true);
+        let with_bos = usize::from(self.add_bos && prefix.first() != Some(&vocab.bos()));
+        (prefix.len() + with_bos).min(total)
     }
 }
 
@@ -218,8 +230,10 @@ impl Backend for EngineBackend {
     async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
         let PromptTokens {
             tokens,
+            text,
             tools,
             breakpoints,
+            boundaries,
             reasoning,
         } = self.prompt_tokens(&request, true)?;
         if tokens.is_empty() {
@@ -233,7 +247,14 @@ impl Backend for EngineBackend {
             return Err(BackendError::PromptTooLong { tokens: count, max });
         }
         let constraint = self.grammars.for_request(&request, tools.enabled)?;
-        let (usage, cache_keys) = self.cache_ledger.account(&tokens, &breakpoints);
+        // Prefixes are matched on the rendered text: the same text is the same tokens.
+        let (usage, cache_keys) = self.cache_ledger.account(
+            text.as_bytes(),
+            tokens.len(),
+            &breakpoints,
+            &boundaries,
+            |at| self.tokens_before(&text, at, tokens.len()),
+        );
         let cache_touch = (!cache_keys.is_empty()).then(|| CacheTouch {
             ledger: Arc::clone(&self.cache_ledger),
             keys: cache_keys,
@@ -272,7 +293,11 @@ impl Backend for EngineBackend {
 /// A rendered, tokenised prompt and how its output is to be read.
 struct PromptTokens {
     tokens: Vec<LlamaToken>,
+    /// The rendered prompt the tokens come from.
+    text: String,
     tools: ToolParsing,
     breakpoints: Vec<Breakpoint>,
+    /// Where content blocks end in `text`, sorted: where breakpoints look back.
+    boundaries: Vec<usize>,
     reasoning: Option<Reasoning>,
 }

@@ -1,7 +1,9 @@
 //! From a normalised request to the messages and tools a chat template renders.
 
 use missive_backend::{BackendError, GenerateRequest};
-use missive_protocol::content::{ContentBlockParam, DocumentSource, ToolResultContent};
+use missive_protocol::content::{
+    CacheControl, ContentBlockParam, DocumentSource, ToolResultContent,
+};
 use missive_protocol::messages::Role;
 use missive_protocol::tools::ToolChoice;
 use serde_json::{json, Value};
@@ -218,69 +220,56 @@ fn assistant_message(blocks: &[ContentBlockParam]) -> TemplateMessage {
     }
 }
 
-/// Where a `cache_control` breakpoint falls in the rendered prompt: just after `text`
-/// (through the end of its line for a tool or tool call, which templates render as one
-/// JSON line), searched among the messages or in the system/tools preamble.
+/// Where a content block ends in the rendered prompt: just after `text` (through the end
+/// of its line for a tool or tool call, which templates render as one JSON line), searched
+/// among the messages or in the system/tools preamble. Blocks with `cache_control` carry
+/// the breakpoint's TTL; the others are where a breakpoint looks back for earlier hits.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct CacheNeedle {
+pub(crate) struct BlockNeedle {
     pub text: String,
     pub to_line_end: bool,
     pub in_messages: bool,
-    pub ttl: Ttl,
+    pub breakpoint: Option<Ttl>,
 }
 
-/// The request's breakpoints in prompt order. The automatic top-level `cache_control`
-/// marks the last block of the conversation before any prefill.
-pub(crate) fn cache_needles(request: &GenerateRequest) -> Vec<CacheNeedle> {
+/// Every content block's needle in prompt order: tools, system blocks, then messages. The
+/// automatic top-level `cache_control` marks the last block of the conversation before any
+/// prefill.
+pub(crate) fn block_needles(request: &GenerateRequest) -> Vec<BlockNeedle> {
+    let ttl = |control: Option<&CacheControl>| control.map(|c| Ttl::parse(c.ttl.as_deref()));
     let mut needles = Vec::new();
     for tool in &request.tools {
-        if let Some(control) = &tool.cache_control {
-            needles.push(CacheNeedle {
-                text: format!("\"name\": {}", Value::from(tool.name.as_str())),
-                to_line_end: true,
-                in_messages: false,
-                ttl: Ttl::parse(control.ttl.as_deref()),
-            });
-        }
+        needles.push(BlockNeedle {
+            text: format!("\"name\": {}", Value::from(tool.name.as_str())),
+            to_line_end: true,
+            in_messages: false,
+            breakpoint: ttl(tool.cache_control.as_ref()),
+        });
     }
     for block in &request.system {
-        if let Some(control) = &block.cache_control {
-            needles.push(CacheNeedle {
-                text: block.text.clone(),
-                to_line_end: false,
-                in_messages: false,
-                ttl: Ttl::parse(control.ttl.as_deref()),
-            });
-        }
+        needles.push(BlockNeedle {
+            text: block.text.clone(),
+            to_line_end: false,
+            in_messages: false,
+            breakpoint: ttl(block.cache_control.as_ref()),
+        });
     }
     let history = request.turns.len() - usize::from(request.prefill().is_some());
     for turn in &request.turns[..history] {
         for block in &turn.blocks {
-            if let Some(control) = block.cache_control() {
-                if let Some((text, to_line_end)) = block_needle(block) {
-                    needles.push(CacheNeedle {
-                        text,
-                        to_line_end,
-                        in_messages: true,
-                        ttl: Ttl::parse(control.ttl.as_deref()),
-                    });
-                }
+            if let Some((text, to_line_end)) = block_needle(block) {
+                needles.push(BlockNeedle {
+                    text,
+                    to_line_end,
+                    in_messages: true,
+                    breakpoint: ttl(block.cache_control()),
+                });
             }
         }
     }
     if let Some(control) = &request.cache_control {
-        let last = request.turns[..history]
-            .iter()
-            .rev()
-            .flat_map(|turn| turn.blocks.iter().rev())
-            .find_map(block_needle);
-        if let Some((text, to_line_end)) = last {
-            needles.push(CacheNeedle {
-                text,
-                to_line_end,
-                in_messages: true,
-                ttl: Ttl::parse(control.ttl.as_deref()),
-            });
+        if let Some(last) = needles.iter_mut().rev().find(|n| n.in_messages) {
+            last.breakpoint = last.breakpoint.or(ttl(Some(control)));
         }
     }
     needles
@@ -308,20 +297,23 @@ fn block_needle(block: &ContentBlockParam) -> Option<(String, bool)> {
     }
 }
 
-/// The byte offsets in `rendered` where each needle's breakpoint falls; needles not found
-/// (a template that rewrites the text) set no breakpoint.
-pub(crate) fn needle_offsets(
-    rendered: &str,
-    system: &str,
-    needles: &[CacheNeedle],
-) -> Vec<(usize, Ttl)> {
+/// A block's end in the rendered prompt (a byte offset), and its breakpoint if it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockEnd {
+    pub at: usize,
+    pub breakpoint: Option<Ttl>,
+}
+
+/// The byte offsets in `rendered` where each block ends, in order; blocks not found (a
+/// template that rewrites the text) are left out.
+pub(crate) fn block_ends(rendered: &str, system: &str, needles: &[BlockNeedle]) -> Vec<BlockEnd> {
     // Messages come after the system prompt; searching past it keeps a message needle
     // from matching the same words in the system text.
     let mut cursor = match system.is_empty() {
         true => 0,
         false => rendered.find(system).map_or(0, |at| at + system.len()),
     };
-    let mut offsets = Vec::new();
+    let mut ends = Vec::with_capacity(needles.len());
     for needle in needles {
         let from = if needle.in_messages { cursor } else { 0 };
         let Some(at) = rendered[from..].find(&needle.text).map(|i| from + i) else {
@@ -336,7 +328,13 @@ pub(crate) fn needle_offsets(
         if needle.in_messages {
             cursor = end;
         }
-        offsets.push((end, needle.ttl));
+        ends.push(BlockEnd {
+            at: end,
+            breakpoint: needle.breakpoint,
+        });
     }
-    offsets
+    // Tools and system text may render in another order than the Claude API's; the
+    // prompt's prefixes are what count.
+    ends.sort_by_key(|end| end.at);
+    ends
 }

@@ -52,9 +52,15 @@ impl Ttl {
     }
 }
 
-/// A `cache_control` breakpoint: the prompt's first `tokens` tokens, kept for `ttl`.
+/// Earlier block boundaries a breakpoint checks for a cached prefix, as the Claude API
+/// looks back about 20 blocks from each breakpoint.
+pub const LOOKBACK_BLOCKS: usize = 20;
+
+/// A `cache_control` breakpoint: the prompt up to `at` (in the units the prompt is given
+/// in), which is `tokens` tokens, kept for `ttl`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Breakpoint {
+    pub at: usize,
     pub tokens: usize,
     pub ttl: Ttl,
 }
@@ -79,68 +85,99 @@ impl CacheLedger {
         }
     }
 
-    /// Bills one prompt and records its breakpoints. The returned keys are to be
-    /// [`touch`](Self::touch)ed when the prefix is actually in the cache (after prefill), so
-    /// a long prefill does not eat into the TTL.
+    /// Bills one prompt of `total` tokens and records its breakpoints. `prompt` is what
+    /// prefixes are matched on (the rendered text, or tokens), `boundaries` the positions
+    /// in it where content blocks end (sorted), and `tokens_at` counts the tokens before a
+    /// position. The longest prefix cached at a breakpoint, or at one of the
+    /// [`LOOKBACK_BLOCKS`] boundaries before one, is read; what lies past it up to the last
+    /// breakpoint is written. The returned keys are to be [`touch`](Self::touch)ed when
+    /// the prefix is actually in the cache (after prefill), so a long prefill does not eat
+    /// into the TTL.
     pub fn account<T: Hash>(
         &self,
         prompt: &[T],
+        total: usize,
         breakpoints: &[Breakpoint],
+        boundaries: &[usize],
+        tokens_at: impl Fn(usize) -> usize,
     ) -> (PromptUsage, Vec<(u64, Ttl)>) {
-        let total = prompt.len();
         let mut points: Vec<Breakpoint> = breakpoints
             .iter()
             .copied()
-            .filter(|b| b.tokens >= self.min_tokens && b.tokens <= total)
+            .filter(|b| b.tokens >= self.min_tokens && b.tokens <= total && b.at <= prompt.len())
             .collect();
-        points.sort_by_key(|b| b.tokens);
-        points.dedup_by_key(|b| b.tokens);
+        points.sort_by_key(|b| b.at);
+        points.dedup_by_key(|b| b.at);
+        let candidates = lookback_candidates(&points, boundaries);
+        let keys = prefix_keys(prompt, &candidates);
+        let key_at = |at: usize| {
+            candidates
+                .binary_search(&at)
+                .ok()
+                .map(|i| keys[i])
+                .unwrap_or_default()
+        };
         let Ok(mut entries) = self.entries.lock() else {
             return (PromptUsage::uncached(count(total)), Vec::new());
         };
         let now = self.clock.now();
         entries.retain(|_, entry| entry.expires > now);
-        let keys: Vec<u64> = points
-            .iter()
-            .map(|b| prefix_key(&prompt[..b.tokens]))
-            .collect();
-        // The longest breakpoint prefix still alive is read; every hit refreshes its TTL.
-        let mut read = 0;
-        for (point, key) in points.iter().zip(&keys) {
+        // Every hit refreshes its TTL; the longest is what is read.
+        let mut read = None;
+        for (&at, key) in candidates.iter().zip(&keys) {
             if let Some(entry) = entries.get_mut(key) {
                 entry.expires = now + entry.ttl.duration();
-                read = point.tokens;
+                read = Some((at, *key));
             }
         }
+        let read_tokens = match read {
+            None => 0,
+            Some((at, _)) => points
+                .iter()
+                .find(|b| b.at == at)
+                .map_or_else(|| tokens_at(at), |b| b.tokens),
+        };
+        let read_at = read.map_or(0, |(at, _)| at);
         // Everything past the read prefix up to the last breakpoint is written, each
         // segment at the TTL of the breakpoint that ends it.
         let (mut written_5m, mut written_1h) = (0, 0);
-        let mut from = read;
-        for (point, key) in points.iter().zip(&keys) {
-            if point.tokens <= read {
+        let mut from = read_tokens;
+        let mut touched: Vec<(u64, Ttl)> = Vec::with_capacity(points.len() + 1);
+        if let Some((_, key)) = read {
+            if let Some(entry) = entries.get(&key) {
+                touched.push((key, entry.ttl));
+            }
+        }
+        for point in &points {
+            let key = key_at(point.at);
+            if point.at <= read_at {
+                if entries.contains_key(&key) {
+                    touched.push((key, point.ttl));
+                }
                 continue;
             }
-            let segment = point.tokens - from;
+            let segment = point.tokens.saturating_sub(from);
             match point.ttl {
                 Ttl::FiveMinutes => written_5m += segment,
                 Ttl::OneHour => written_1h += segment,
             }
-            from = point.tokens;
+            from = from.max(point.tokens);
             entries.insert(
-                *key,
+                key,
                 Entry {
                     expires: now + point.ttl.duration(),
                     ttl: point.ttl,
                 },
             );
+            touched.push((key, point.ttl));
         }
+        touched.dedup();
         let usage = PromptUsage {
-            input_tokens: count(total - from.max(read)),
-            cache_read_input_tokens: count(read),
+            input_tokens: count(total.saturating_sub(from)),
+            cache_read_input_tokens: count(read_tokens),
             cache_creation_5m_input_tokens: count(written_5m),
             cache_creation_1h_input_tokens: count(written_1h),
         };
-        let touched = keys.into_iter().zip(points.iter().map(|p| p.ttl)).collect();
         (usage, touched)
     }
 
@@ -170,10 +207,35 @@ impl CacheLedger {
     }
 }
 
-fn prefix_key<T: Hash>(prefix: &[T]) -> u64 {
+/// The positions a prompt is matched at: every breakpoint, and the block boundaries just
+/// before each, sorted and unique.
+fn lookback_candidates(points: &[Breakpoint], boundaries: &[usize]) -> Vec<usize> {
+    let mut candidates = Vec::new();
+    for point in points {
+        let before = boundaries.partition_point(|&at| at < point.at);
+        candidates.extend_from_slice(&boundaries[before.saturating_sub(LOOKBACK_BLOCKS)..before]);
+        candidates.push(point.at);
+    }
+    candidates.sort_unstable();
+    candidates.dedup();
+    candidates
+}
+
+/// One key per position: a hash of the prompt up to it, computed in one pass.
+fn prefix_keys<T: Hash>(prompt: &[T], positions: &[usize]) -> Vec<u64> {
     let mut hasher = DefaultHasher::new();
-    prefix.hash(&mut hasher);
-    hasher.finish()
+    let mut done = 0;
+    positions
+        .iter()
+        .map(|&at| {
+            let at = at.min(prompt.len());
+            if at > done {
+                T::hash_slice(&prompt[done..at], &mut hasher);
+                done = at;
+            }
+            hasher.clone().finish()
+        })
+        .collect()
 }
 
 fn count(tokens: usize) -> u32 {
@@ -211,7 +273,13 @@ mod tests {
             + u.cache_creation_1h_input_tokens
     }
 
+    /// Bills a token prompt with no block boundaries but the breakpoints.
+    fn bill(ledger: &CacheLedger, prompt: &[u32], points: &[Breakpoint]) -> PromptUsage {
+        ledger.account(prompt, prompt.len(), points, &[], |at| at).0
+    }
+
     const AT_60: Breakpoint = Breakpoint {
+        at: 60,
         tokens: 60,
         ttl: Ttl::FiveMinutes,
     };
@@ -220,7 +288,7 @@ mod tests {
     fn first_call_writes_second_reads_and_the_parts_sum_to_the_prompt() {
         let (_, ledger) = ledger();
         let prompt: Vec<u32> = (0..100).collect();
-        let first = ledger.account(&prompt, &[AT_60]).0;
+        let first = bill(&ledger, &prompt, &[AT_60]);
         assert_eq!(
             (
                 first.cache_creation_5m_input_tokens,
@@ -229,7 +297,7 @@ mod tests {
             ),
             (60, 0, 40)
         );
-        let second = ledger.account(&prompt, &[AT_60]).0;
+        let second = bill(&ledger, &prompt, &[AT_60]);
         assert_eq!(
             (
                 second.cache_creation_5m_input_tokens,
@@ -245,21 +313,19 @@ mod tests {
     fn a_changed_prefix_misses_and_a_later_breakpoint_extends_the_cache() {
         let (_, ledger) = ledger();
         let prompt: Vec<u32> = (0..100).collect();
-        ledger.account(&prompt, &[AT_60]);
+        bill(&ledger, &prompt, &[AT_60]);
         let mut edited = prompt.clone();
         edited[3] = 999;
-        assert_eq!(
-            ledger.account(&edited, &[AT_60]).0.cache_read_input_tokens,
-            0
-        );
+        assert_eq!(bill(&ledger, &edited, &[AT_60]).cache_read_input_tokens, 0);
         let two = [
             AT_60,
             Breakpoint {
+                at: 90,
                 tokens: 90,
                 ttl: Ttl::OneHour,
             },
         ];
-        let usage = ledger.account(&prompt, &two).0;
+        let usage = bill(&ledger, &prompt, &two);
         assert_eq!(
             (
                 usage.cache_read_input_tokens,
@@ -274,20 +340,14 @@ mod tests {
     fn entries_expire_after_their_ttl_and_hits_refresh_it() {
         let (clock, ledger) = ledger();
         let prompt: Vec<u32> = (0..100).collect();
-        ledger.account(&prompt, &[AT_60]);
+        bill(&ledger, &prompt, &[AT_60]);
         clock.advance(Duration::from_secs(4 * 60));
-        assert_eq!(
-            ledger.account(&prompt, &[AT_60]).0.cache_read_input_tokens,
-            60
-        );
+        assert_eq!(bill(&ledger, &prompt, &[AT_60]).cache_read_input_tokens, 60);
         // The hit refreshed the TTL: four more minutes is still within it.
         clock.advance(Duration::from_secs(4 * 60));
-        assert_eq!(
-            ledger.account(&prompt, &[AT_60]).0.cache_read_input_tokens,
-            60
-        );
+        assert_eq!(bill(&ledger, &prompt, &[AT_60]).cache_read_input_tokens, 60);
         clock.advance(Duration::from_secs(5 * 60 + 1));
-        let expired = ledger.account(&prompt, &[AT_60]).0;
+        let expired = bill(&ledger, &prompt, &[AT_60]);
         assert_eq!(
             (
                 expired.cache_read_input_tokens,
@@ -296,16 +356,14 @@ mod tests {
             (0, 60)
         );
         let hour = Breakpoint {
+            at: 60,
             tokens: 60,
             ttl: Ttl::OneHour,
         };
         let fresh: Vec<u32> = (1000..1100).collect();
-        ledger.account(&fresh, &[hour]);
+        bill(&ledger, &fresh, &[hour]);
         clock.advance(Duration::from_secs(30 * 60));
-        assert_eq!(
-            ledger.account(&fresh, &[hour]).0.cache_read_input_tokens,
-            60
-        );
+        assert_eq!(bill(&ledger, &fresh, &[hour]).cache_read_input_tokens, 60);
     }
 
     #[test]
@@ -313,13 +371,11 @@ mod tests {
         let (_, ledger) = ledger();
         let prompt: Vec<u32> = (0..100).collect();
         let short = Breakpoint {
+            at: 5,
             tokens: 5,
             ttl: Ttl::FiveMinutes,
         };
-        assert_eq!(
-            ledger.account(&prompt, &[short]).0,
-            PromptUsage::uncached(100)
-        );
+        assert_eq!(bill(&ledger, &prompt, &[short]), PromptUsage::uncached(100));
         assert!(ledger.is_empty());
     }
 
@@ -327,14 +383,56 @@ mod tests {
     fn the_ttl_runs_from_when_the_prefix_was_computed() {
         let (clock, ledger) = ledger();
         let prompt: Vec<u32> = (0..100).collect();
-        let (_, keys) = ledger.account(&prompt, &[AT_60]);
+        let (_, keys) = ledger.account(&prompt, prompt.len(), &[AT_60], &[], |at| at);
         // A prefill longer than the TTL: the entry is touched when it ends.
         clock.advance(Duration::from_secs(6 * 60));
         ledger.touch(&keys);
         clock.advance(Duration::from_secs(4 * 60));
+        assert_eq!(bill(&ledger, &prompt, &[AT_60]).cache_read_input_tokens, 60);
+    }
+
+    #[test]
+    fn a_moved_breakpoint_reads_what_an_earlier_turn_wrote_at_a_block_boundary() {
+        // Turn one: blocks end at 50 and 70; the automatic breakpoint is on the last (70).
+        let (_, ledger) = ledger();
+        let turn_one: Vec<u32> = (0..80).collect();
+        let at = |at| Breakpoint {
+            at,
+            tokens: at,
+            ttl: Ttl::FiveMinutes,
+        };
+        let first = ledger.account(&turn_one, 80, &[at(70)], &[50, 70], |p| p).0;
+        assert_eq!(first.cache_creation_5m_input_tokens, 70);
+        // Turn two appends a reply and a question (blocks ending at 85 and 95) and moves
+        // the breakpoint to 95: the prefix written at 70 is found by looking back.
+        let turn_two: Vec<u32> = (0..70).chain(1000..1030).collect();
+        let second = ledger
+            .account(&turn_two, 100, &[at(95)], &[50, 70, 85, 95], |p| p)
+            .0;
         assert_eq!(
-            ledger.account(&prompt, &[AT_60]).0.cache_read_input_tokens,
-            60
+            (
+                second.cache_read_input_tokens,
+                second.cache_creation_5m_input_tokens,
+                second.input_tokens
+            ),
+            (70, 25, 5)
         );
+        // A boundary more than LOOKBACK_BLOCKS blocks before the breakpoint is not checked.
+        let read_after_turn_one = |boundaries: &[usize]| {
+            let (_, ledger) = self::ledger();
+            ledger.account(&turn_one, 80, &[at(70)], &[70], |p| p);
+            let usage = ledger
+                .account(&turn_two, 100, &[at(95)], boundaries, |p| p)
+                .0;
+            usage.cache_read_input_tokens
+        };
+        let far: Vec<usize> = std::iter::once(70)
+            .chain(71..71 + LOOKBACK_BLOCKS)
+            .collect();
+        assert_eq!(read_after_turn_one(&far), 0);
+        let near: Vec<usize> = std::iter::once(70)
+            .chain(72..71 + LOOKBACK_BLOCKS)
+            .collect();
+        assert_eq!(read_after_turn_one(&near), 70);
     }
 }

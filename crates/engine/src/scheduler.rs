@@ -10,8 +10,9 @@ mod slot;
 
 pub use host_cache::HostCacheStats as CacheStats;
 
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -26,6 +27,11 @@ use crate::error::Error;
 use crate::prompt_cache::{CacheLedger, Ttl};
 use host_cache::{HostCache, HostCacheStats};
 use slot::{Slot, StepOutcome};
+
+/// How long work starting from idle waits for another job to join it.
+const GATHER_GAP: Duration = Duration::from_millis(5);
+/// The longest it gathers a burst before the first prefill starts.
+const GATHER_MAX: Duration = Duration::from_millis(25);
 
 /// One generation, as the engine thread sees it: token ids, limits and where events go.
 pub(crate) struct Job {
@@ -235,7 +241,12 @@ impl Scheduler<'_> {
     /// what is waiting. Interactive jobs take any free slot; background jobs leave one free
     /// for them, and start only while no interactive job runs. Returns false when the queue
     /// is closed and nothing runs.
+    ///
+    /// Work that starts from idle first gathers the jobs that arrive right behind the first
+    /// ([`GATHER_GAP`] apart, for at most [`GATHER_MAX`]): a burst of requests then shares
+    /// one prefill instead of the first decoding alone while the rest wait out its prefill.
     fn admit(&mut self, ctx: &mut LlamaContext<'_>, jobs: &Receiver<Job>) -> bool {
+        let mut gather_until: Option<Instant> = None;
         loop {
             if self.background_may_start() {
                 if let Some(job) = self.deferred.pop_front() {
@@ -247,16 +258,29 @@ impl Scheduler<'_> {
                 return true;
             }
             let busy = self.slots.iter().any(Slot::is_active) || !self.deferred.is_empty();
-            let job = if busy {
-                match jobs.try_recv() {
+            let job = match (busy, gather_until) {
+                (true, None) => match jobs.try_recv() {
                     Ok(job) => job,
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => return true,
+                },
+                (true, Some(until)) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    match jobs.recv_timeout(left.min(GATHER_GAP)) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                            return true
+                        }
+                    }
                 }
-            } else {
-                match jobs.recv() {
-                    Ok(job) => job,
+                (false, _) => match jobs.recv() {
+                    Ok(job) => {
+                        if self.slots.len() > 1 {
+                            gather_until = Some(Instant::now() + GATHER_MAX);
+                        }
+                        job
+                    }
                     Err(_) => return false,
-                }
+                },
             };
             crate::telemetry::job_dequeued(&job.model);
             if job.events.is_closed() {

@@ -416,6 +416,43 @@ mod real_model {
     }
 
     #[tokio::test]
+    async fn an_agents_moving_breakpoint_reads_the_previous_turns_prefix() {
+        // As Claude Code sends it: the top-level automatic cache_control, which marks the
+        // last block, so every turn's breakpoint is past the one the turn before wrote.
+        let Some(engine) = engine() else { return };
+        let guide = "Reference guide for the build system and its many moving parts. ".repeat(12);
+        let body = |messages: serde_json::Value| {
+            serde_json::json!({"model": "m", "max_tokens": 1, "temperature": 0,
+                "system": guide, "cache_control": {"type": "ephemeral"}, "messages": messages})
+        };
+        let turn_one =
+            serde_json::json!([{"role": "user", "content": "Which chapter covers caching?"}]);
+        let first = started_usage(engine, request(body(turn_one.clone()))).await;
+        let written = first.cache_creation_5m_input_tokens;
+        assert_eq!(first.cache_read_input_tokens, 0, "{first:?}");
+        assert!(written > 100, "{first:?}");
+        let mut turn_two = turn_one.as_array().unwrap().clone();
+        turn_two.push(serde_json::json!({"role": "assistant", "content": "Chapter three."}));
+        turn_two.push(serde_json::json!({"role": "user", "content": "And which covers testing?"}));
+        let turn_two = body(serde_json::Value::Array(turn_two));
+        let total = engine
+            .count_tokens(&request(turn_two.clone()))
+            .await
+            .unwrap();
+        let second = started_usage(engine, request(turn_two)).await;
+        assert_eq!(second.cache_read_input_tokens, written, "{second:?}");
+        let new = second.cache_creation_5m_input_tokens;
+        assert!(
+            new > 0 && new < 30,
+            "only the new turns are written: {second:?}"
+        );
+        assert_eq!(
+            second.input_tokens + second.cache_read_input_tokens + new,
+            total
+        );
+    }
+
+    #[tokio::test]
     async fn evicted_prefixes_go_to_host_memory_within_budget_and_come_back_exact() {
         use std::sync::atomic::Ordering::Relaxed;
         let Some(mut config) = config(16) else { return };

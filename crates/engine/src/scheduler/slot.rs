@@ -34,7 +34,7 @@ struct Active {
     job: Job,
     /// Prompt tokens already in the KV cache.
     prefilled: usize,
-    sampler: LlamaSampler,
+    sampler: TokenSampler,
     /// The tool-call grammar, waiting for the model to open a call.
     lazy_grammar: Option<(Matcher, LlamaToken)>,
     decoder: TextDecoder,
@@ -516,18 +516,49 @@ fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
     StepOutcome::Finished
 }
 
-/// The llama.cpp sampler chain for a request. Temperature 0 is greedy; otherwise top-k,
-/// top-p, temperature, then a random draw, as the Claude API documents these parameters.
+/// How a sequence picks its next token.
+enum TokenSampler {
+    /// The most likely token, read straight from the logits: the same choice as llama.cpp's
+    /// greedy sampler without copying the whole vocabulary into a candidate array first.
+    Greedy,
+    Chain(LlamaSampler),
+}
+
+impl TokenSampler {
+    fn sample(&mut self, ctx: &LlamaContext<'_>, index: i32) -> LlamaToken {
+        match self {
+            TokenSampler::Greedy => most_likely(ctx.get_logits_ith(index)),
+            TokenSampler::Chain(chain) => chain.sample(ctx, index),
+        }
+    }
+}
+
+/// The first token with the highest logit (as llama.cpp's greedy sampler breaks ties).
+fn most_likely(logits: &[f32]) -> LlamaToken {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &logit) in logits.iter().enumerate() {
+        if logit > best.1 {
+            best = (i, logit);
+        }
+    }
+    LlamaToken(i32::try_from(best.0).unwrap_or(0))
+}
+
+/// The sampler for a request. Temperature 0 is greedy; otherwise top-k, top-p,
+/// temperature, then a random draw, as the Claude API documents these parameters.
 /// Always a chain, even of one: only a chain keeps its full-vocabulary candidate buffer
 /// between tokens; a bare sampler allocates it (1.8 MB here) on every call.
 /// A grammar, when given, masks the candidates first.
-fn build_sampler(sampling: Sampling, grammar: Option<Matcher>) -> LlamaSampler {
+fn build_sampler(sampling: Sampling, grammar: Option<Matcher>) -> TokenSampler {
+    let temperature = sampling.temperature.unwrap_or(1.0);
+    if temperature <= 0.0 && grammar.is_none() {
+        return TokenSampler::Greedy;
+    }
     let mut chain = Vec::with_capacity(5);
     chain.extend(grammar.map(LlamaSampler::from));
-    let temperature = sampling.temperature.unwrap_or(1.0);
     if temperature <= 0.0 {
         chain.push(LlamaSampler::greedy());
-        return LlamaSampler::chain_simple(chain);
+        return TokenSampler::Chain(LlamaSampler::chain_simple(chain));
     }
     if let Some(k) = sampling.top_k.filter(|k| *k > 0) {
         chain.push(LlamaSampler::top_k(i32::try_from(k).unwrap_or(i32::MAX)));
@@ -537,5 +568,17 @@ fn build_sampler(sampling: Sampling, grammar: Option<Matcher>) -> LlamaSampler {
     }
     chain.push(LlamaSampler::temp(temperature));
     chain.push(LlamaSampler::dist(rand::random()));
-    LlamaSampler::chain_simple(chain)
+    TokenSampler::Chain(LlamaSampler::chain_simple(chain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_takes_the_highest_logit_and_the_first_of_equals() {
+        assert_eq!(most_likely(&[0.5, 2.0, -1.0, 1.9]), LlamaToken(1));
+        assert_eq!(most_likely(&[3.0, 1.0, 3.0]), LlamaToken(0));
+        assert_eq!(most_likely(&[f32::NAN, -5.0, -4.0]), LlamaToken(2));
+    }
 }
