@@ -54,3 +54,25 @@ def test_metrics_report_the_engine_and_the_cache(client, server):
         assert name in text, name
     reads = [line for line in text.splitlines() if line.startswith("missive_prompt_cache_read_tokens_total")]
     assert float(reads[0].rsplit(" ", 1)[1]) > 1024
+
+
+def test_an_agents_moving_breakpoint_reads_what_the_last_turn_wrote(client):
+    # Claude Code's form: the top-level cache_control marks the last block of each request,
+    # so each turn's breakpoint lies past the one the turn before wrote.
+    def turn(messages):
+        return client.messages.create(
+            model=MODEL, max_tokens=8, system=POLICY + " Agent session 7.", messages=messages,
+            extra_body={"cache_control": {"type": "ephemeral"}}, **sampling(temperature=0),
+        )
+
+    history = [{"role": "user", "content": "Which orders can be refunded?"}]
+    first = turn(history)
+    assert first.usage.cache_read_input_tokens == 0
+    assert first.usage.cache_creation_input_tokens > 1024
+    history += [{"role": "assistant", "content": "Orders from the last 30 days."},
+                {"role": "user", "content": "And how do I ask for one?"}]
+    second = turn(history)
+    assert second.usage.cache_read_input_tokens == first.usage.cache_creation_input_tokens
+    assert 0 < second.usage.cache_creation_input_tokens < 40, second.usage
+    counted = client.messages.count_tokens(model=MODEL, system=POLICY + " Agent session 7.", messages=history)
+    assert total(second.usage) == counted.input_tokens

@@ -43,7 +43,8 @@ pub enum KvLayout {
     #[default]
     Unified,
     /// Each slot its own stream of `context` cells (`parallel` times the memory): slots
-    /// never evict each other. Measured here, batched decoding is no faster than unified.
+    /// never evict each other, and attention spans only a sequence's own cells: measured here,
+    /// 2–4% faster batched decoding at 4–8 streams (llama-server's layout with `-np`).
     PerSlot,
 }
 
