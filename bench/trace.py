@@ -48,9 +48,10 @@ def turn_openai(url, system, history, max_tokens):
     tools = [{"type": "function", "function": {"name": t["name"], "description": t["description"],
                                                "parameters": t["input_schema"]}} for t in TOOLS]
     body = {"model": "x", "max_tokens": max_tokens, "temperature": 0, "stream": True, "tools": tools,
+            "stream_options": {"include_usage": True},
             "messages": [{"role": "system", "content": system}] + history}
     t0 = time.perf_counter()
-    first, text = None, ""
+    first, text, usage = None, "", {}
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=1800) as r:
         r.raise_for_status()
         for line in r.iter_lines():
@@ -61,7 +62,9 @@ def turn_openai(url, system, history, max_tokens):
             if delta:
                 first = first or time.perf_counter() - t0
                 text += delta
-    return first, time.perf_counter() - t0, text, {}
+            if event.get("usage"):
+                usage = {"input_tokens": event["usage"]["prompt_tokens"]}
+    return first, time.perf_counter() - t0, text, usage
 
 
 def replay(name, turn, url, args):
@@ -91,9 +94,11 @@ def main():
 
     first = next(r for r in rows if r["server"] == "missive")["usage"]
     prompt = first.get("input_tokens", 0) + first.get("cache_creation_input_tokens", 0) + first.get("cache_read_input_tokens", 0)
+    peer_prompt = next(r for r in rows if r["server"] == "llama-server")["usage"].get("input_tokens", "?")
     lines = [f"# Agent trace ({datetime.date.today()})", "",
-             f"{args.turns} turns, a {prompt}-token first prompt (system prompt and {len(TOOLS)} tools resent every "
-             f"turn, history growing), {args.max_tokens} output tokens a turn, {args.threads} threads each, 1 slot.", "",
+             f"{args.turns} turns, a {prompt}-token first prompt ({peer_prompt} as llama-server renders it; system "
+             f"prompt and {len(TOOLS)} tools resent every turn, history growing), {args.max_tokens} output tokens a "
+             f"turn, {args.threads} threads each, 1 slot.", "",
              "| metric | Missive | llama-server | ratio |", "|---|---|---|---|"]
     for label, key, turn in (("total time (s)", "total", None), ("first turn time to first token (s)", "ttft", 1),
                              ("second turn time to first token (s)", "ttft", 2)):
