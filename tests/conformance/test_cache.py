@@ -50,10 +50,18 @@ def test_metrics_report_the_engine_and_the_cache(client, server):
         "missive_output_tokens_total",
         "missive_prompt_cache_read_tokens_total",
         "missive_prompt_cache_entries",
+        "missive_kv_reused_tokens_total",
+        "missive_kv_prompt_tokens_total",
     ):
         assert name in text, name
-    reads = [line for line in text.splitlines() if line.startswith("missive_prompt_cache_read_tokens_total")]
-    assert float(reads[0].rsplit(" ", 1)[1]) > 1024
+
+    def value(metric):
+        lines = [line for line in text.splitlines() if line.startswith(metric)]
+        return float(lines[0].rsplit(" ", 1)[1])
+
+    assert value("missive_prompt_cache_read_tokens_total") > 1024
+    # The repeated question found its whole prompt but the last token in the KV cells.
+    assert 1024 < value("missive_kv_reused_tokens_total") < value("missive_kv_prompt_tokens_total")
 
 
 def test_an_agents_moving_breakpoint_reads_what_the_last_turn_wrote(client):

@@ -16,6 +16,7 @@ pub mod prompt_cache;
 mod scheduler;
 mod telemetry;
 pub mod template;
+mod token_offsets;
 
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub struct EngineBackend {
     descriptor: ModelDescriptor,
     jobs: SyncSender<Job>,
     add_bos: bool,
+    piece_lengths: token_offsets::PieceLengths,
 }
 
 impl EngineBackend {
@@ -115,6 +117,7 @@ impl EngineBackend {
             },
         };
         let add_bos = model.vocab().should_add_bos();
+        let piece_lengths = token_offsets::PieceLengths::new(&model.vocab());
         let think_close = model::single_token(&model, ThinkSplitter::CLOSE);
         Ok(Self {
             model,
@@ -127,6 +130,7 @@ impl EngineBackend {
             descriptor,
             jobs,
             add_bos,
+            piece_lengths,
         })
     }
 
@@ -186,33 +190,46 @@ impl EngineBackend {
         if self.add_bos && rendered.first() != Some(&bos) {
             tokens.push(bos);
         }
+        let token_ends = match block_ends.is_empty() {
+            true => None,
+            false => self.piece_lengths.token_ends(&rendered, text.len()),
+        };
         tokens.extend(rendered);
-        let breakpoints = block_ends
+        let mut prompt = PromptTokens {
+            tokens,
+            text,
+            token_ends,
+            tools,
+            breakpoints: Vec::new(),
+            boundaries: block_ends.iter().map(|end| end.at).collect(),
+            reasoning,
+        };
+        prompt.breakpoints = block_ends
             .iter()
             .filter_map(|end| {
                 Some(Breakpoint {
                     at: end.at,
-                    tokens: self.tokens_before(&text, end.at, tokens.len()),
+                    tokens: self.tokens_before(&prompt, end.at),
                     ttl: end.breakpoint?,
                 })
             })
             .collect();
-        Ok(PromptTokens {
-            tokens,
-            text,
-            tools,
-            breakpoints,
-            boundaries: block_ends.iter().map(|end| end.at).collect(),
-            reasoning,
-        })
+        Ok(prompt)
     }
 
-    /// How many of the prompt's `total` tokens the rendered text up to `at` makes.
-    fn tokens_before(&self, text: &str, at: usize, total: usize) -> usize {
+    /// How many of the prompt's tokens its rendered text up to byte `at` makes.
+    fn tokens_before(&self, prompt: &PromptTokens, at: usize) -> usize {
         let vocab = self.model.vocab();
-        let prefix = vocab.tokenize(&text.as_bytes()[..at.min(text.len())], false, true);
-        let with_bos = usize::from(self.add_bos && prefix.first() != Some(&vocab.bos()));
-        (prefix.len() + with_bos).min(total)
+        let bos = usize::from(self.add_bos && prompt.tokens.first() == Some(&vocab.bos()));
+        let before = match &prompt.token_ends {
+            Some(ends) => ends.tokens_before(at) + bos,
+            None => {
+                let text = &prompt.text.as_bytes()[..at.min(prompt.text.len())];
+                let prefix = vocab.tokenize(text, false, true);
+                prefix.len() + usize::from(self.add_bos && prefix.first() != Some(&vocab.bos()))
+            }
+        };
+        before.min(prompt.tokens.len())
     }
 }
 
@@ -228,32 +245,37 @@ impl Backend for EngineBackend {
     }
 
     async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
-        let PromptTokens {
-            tokens,
-            text,
-            tools,
-            breakpoints,
-            boundaries,
-            reasoning,
-        } = self.prompt_tokens(&request, true)?;
-        if tokens.is_empty() {
+        let started = std::time::Instant::now();
+        let prompt = self.prompt_tokens(&request, true)?;
+        if prompt.tokens.is_empty() {
             return Err(BackendError::InvalidRequest(
                 "the prompt renders to no tokens".into(),
             ));
         }
-        let count = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+        let count = u32::try_from(prompt.tokens.len()).unwrap_or(u32::MAX);
         let max = self.descriptor.max_input_tokens;
         if count >= max {
             return Err(BackendError::PromptTooLong { tokens: count, max });
         }
-        let constraint = self.grammars.for_request(&request, tools.enabled)?;
+        let constraint = self.grammars.for_request(&request, prompt.tools.enabled)?;
         // Prefixes are matched on the rendered text: the same text is the same tokens.
         let (usage, cache_keys) = self.cache_ledger.account(
-            text.as_bytes(),
-            tokens.len(),
-            &breakpoints,
-            &boundaries,
-            |at| self.tokens_before(&text, at, tokens.len()),
+            prompt.text.as_bytes(),
+            prompt.tokens.len(),
+            &prompt.breakpoints,
+            &prompt.boundaries,
+            |at| self.tokens_before(&prompt, at),
+        );
+        let PromptTokens {
+            tokens,
+            tools,
+            reasoning,
+            ..
+        } = prompt;
+        tracing::debug!(
+            tokens = tokens.len(),
+            elapsed_us = started.elapsed().as_micros(),
+            "prompt rendered, tokenised and billed"
         );
         let cache_touch = (!cache_keys.is_empty()).then(|| CacheTouch {
             ledger: Arc::clone(&self.cache_ledger),
@@ -295,6 +317,9 @@ struct PromptTokens {
     tokens: Vec<LlamaToken>,
     /// The rendered prompt the tokens come from.
     text: String,
+    /// Where each token ends in `text`, when there are breakpoints to place and the
+    /// vocabulary spells its text back exactly.
+    token_ends: Option<token_offsets::TokenEnds>,
     tools: ToolParsing,
     breakpoints: Vec<Breakpoint>,
     /// Where content blocks end in `text`, sorted: where breakpoints look back.

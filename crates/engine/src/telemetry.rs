@@ -39,6 +39,14 @@ pub(crate) fn prompt_billed(model: &str, usage: &PromptUsage, cache_entries: usi
     metrics::gauge!("missive_prompt_cache_entries", &[label()]).set(cache_entries as f64);
 }
 
+/// A prompt's tokens found in its slot's KV cells (not computed again) against all of
+/// them: their ratio is the KV cache's hit rate, whatever `cache_control` bills.
+pub(crate) fn kv_reuse(model: &str, reused: usize, prompt: usize) {
+    let label = || ("model", model.to_owned());
+    metrics::counter!("missive_kv_reused_tokens_total", &[label()]).increment(reused as u64);
+    metrics::counter!("missive_kv_prompt_tokens_total", &[label()]).increment(prompt as u64);
+}
+
 pub(crate) fn host_cache(model: &str, stats: &crate::CacheStats) {
     use std::sync::atomic::Ordering::Relaxed;
     let label = || ("model", model.to_owned());

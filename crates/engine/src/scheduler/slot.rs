@@ -104,6 +104,12 @@ impl Slot {
 
     pub fn start(&mut self, ctx: &mut LlamaContext<'_>, mut job: Job) -> Result<(), BackendError> {
         let common = self.common_prefix(&job.tokens);
+        crate::telemetry::kv_reuse(&job.model, common, job.tokens.len());
+        tracing::debug!(
+            reused = common,
+            prompt = job.tokens.len(),
+            "sequence started"
+        );
         if common < self.cached.len() {
             let from = u32::try_from(common).unwrap_or(u32::MAX);
             ctx.clear_kv_cache_seq(Some(self.seq), Some(from), None)
