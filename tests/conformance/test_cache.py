@@ -68,9 +68,10 @@ def test_an_agents_moving_breakpoint_reads_what_the_last_turn_wrote(client):
     # Claude Code's form: the top-level cache_control marks the last block of each request,
     # so each turn's breakpoint lies past the one the turn before wrote.
     def turn(messages):
+        params = sampling(temperature=0)
+        params["extra_body"] = {**params.get("extra_body", {}), "cache_control": {"type": "ephemeral"}}
         return client.messages.create(
-            model=MODEL, max_tokens=8, system=POLICY + " Agent session 7.", messages=messages,
-            extra_body={"cache_control": {"type": "ephemeral"}}, **sampling(temperature=0),
+            model=MODEL, max_tokens=8, system=POLICY + " Agent session 7.", messages=messages, **params,
         )
 
     history = [{"role": "user", "content": "Which orders can be refunded?"}]
