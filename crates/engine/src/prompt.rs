@@ -174,30 +174,14 @@ fn document_text(
     model: &str,
     at: &str,
 ) -> Result<String, BackendError> {
-    let body = match source {
-        DocumentSource::Text { .. } | DocumentSource::Content { .. } => {
-            source.text().unwrap_or_default()
-        }
-        DocumentSource::Base64 { media_type, .. } => {
-            return Err(BackendError::Unsupported(format!(
+    source.prompt_text(title, context).ok_or_else(|| {
+        BackendError::Unsupported(match source {
+            DocumentSource::Base64 { media_type, .. } => format!(
                 "{at}: model `{model}` cannot read `{media_type}` documents yet; send the text as a `text` document source"
-            )))
-        }
-        DocumentSource::Url { .. } | DocumentSource::File { .. } => {
-            return Err(BackendError::Unsupported(format!(
-                "{at}: URL and file document sources are not supported by model `{model}` yet"
-            )))
-        }
-    };
-    let mut parts = Vec::new();
-    if let Some(title) = title {
-        parts.push(format!("Document: {title}"));
-    }
-    if let Some(context) = context {
-        parts.push(context.to_owned());
-    }
-    parts.push(body);
-    Ok(parts.join("\n"))
+            ),
+            _ => format!("{at}: URL and file document sources are not supported by model `{model}` yet"),
+        })
+    })
 }
 
 fn assistant_message(blocks: &[ContentBlockParam]) -> TemplateMessage {

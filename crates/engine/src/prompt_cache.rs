@@ -110,13 +110,6 @@ impl CacheLedger {
         points.dedup_by_key(|b| b.at);
         let candidates = lookback_candidates(&points, boundaries);
         let keys = prefix_keys(prompt, &candidates);
-        let key_at = |at: usize| {
-            candidates
-                .binary_search(&at)
-                .ok()
-                .map(|i| keys[i])
-                .unwrap_or_default()
-        };
         let Ok(mut entries) = self.entries.lock() else {
             return (PromptUsage::uncached(count(total)), Vec::new());
         };
@@ -127,35 +120,22 @@ impl CacheLedger {
         for (&at, key) in candidates.iter().zip(&keys) {
             if let Some(entry) = entries.get_mut(key) {
                 entry.expires = now + entry.ttl.duration();
-                read = Some((at, *key));
+                read = Some(at);
             }
         }
+        let read_at = read.unwrap_or(0);
         let read_tokens = match read {
             None => 0,
-            Some((at, _)) => points
+            Some(at) => points
                 .iter()
                 .find(|b| b.at == at)
                 .map_or_else(|| tokens_at(at), |b| b.tokens),
         };
-        let read_at = read.map_or(0, |(at, _)| at);
         // Everything past the read prefix up to the last breakpoint is written, each
         // segment at the TTL of the breakpoint that ends it.
         let (mut written_5m, mut written_1h) = (0, 0);
         let mut from = read_tokens;
-        let mut touched: Vec<(u64, Ttl)> = Vec::with_capacity(points.len() + 1);
-        if let Some((_, key)) = read {
-            if let Some(entry) = entries.get(&key) {
-                touched.push((key, entry.ttl));
-            }
-        }
-        for point in &points {
-            let key = key_at(point.at);
-            if point.at <= read_at {
-                if entries.contains_key(&key) {
-                    touched.push((key, point.ttl));
-                }
-                continue;
-            }
+        for point in points.iter().filter(|p| p.at > read_at) {
             let segment = point.tokens.saturating_sub(from);
             match point.ttl {
                 Ttl::FiveMinutes => written_5m += segment,
@@ -163,15 +143,18 @@ impl CacheLedger {
             }
             from = from.max(point.tokens);
             entries.insert(
-                key,
+                keys[candidates.partition_point(|&at| at < point.at)],
                 Entry {
                     expires: now + point.ttl.duration(),
                     ttl: point.ttl,
                 },
             );
-            touched.push((key, point.ttl));
         }
-        touched.dedup();
+        // This prompt's prefixes now in the cache, to be refreshed once prefilled.
+        let touched = keys
+            .iter()
+            .filter_map(|key| entries.get(key).map(|entry| (*key, entry.ttl)))
+            .collect();
         let usage = PromptUsage {
             input_tokens: count(total.saturating_sub(from)),
             cache_read_input_tokens: count(read_tokens),

@@ -132,6 +132,19 @@ impl DocumentSource {
             | DocumentSource::File { .. } => None,
         }
     }
+
+    /// The document as a text-only model reads it: its title and context, when given,
+    /// each on a line before the text; `None` for sources that must be read first.
+    pub fn prompt_text(&self, title: Option<&str>, context: Option<&str>) -> Option<String> {
+        let body = self.text()?;
+        let mut parts = Vec::with_capacity(3);
+        if let Some(title) = title {
+            parts.push(format!("Document: {title}"));
+        }
+        parts.extend(context.map(str::to_owned));
+        parts.push(body);
+        Some(parts.join("\n"))
+    }
 }
 
 /// A response content block.

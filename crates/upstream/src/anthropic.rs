@@ -74,15 +74,7 @@ fn messages_body(
     if !request.stop_sequences.is_empty() {
         body.insert("stop_sequences".into(), json!(request.stop_sequences));
     }
-    if let Some(t) = request.sampling.temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = request.sampling.top_p {
-        body.insert("top_p".into(), json!(p));
-    }
-    if let Some(k) = request.sampling.top_k {
-        body.insert("top_k".into(), json!(k));
-    }
+    crate::insert_sampling(&mut body, &request.sampling);
     if let Some(thinking) = &request.thinking {
         body.insert("thinking".into(), to_json(thinking)?);
     }

@@ -14,8 +14,8 @@ mod translate;
 
 use std::time::Duration;
 
-use missive_backend::BackendError;
-use serde_json::Value;
+use missive_backend::{BackendError, Sampling};
+use serde_json::{json, Map, Value};
 
 /// Where an upstream is and how to reach it, whatever API it speaks.
 #[derive(Debug, Clone)]
@@ -95,4 +95,18 @@ async fn send_within(
         None => call.send().await,
     };
     sent.map_err(|e| failed(0, format!("unreachable: {e}")))
+}
+
+/// Puts the sampling parameters that were given into an upstream request body: both APIs
+/// name them alike (`top_k` is not OpenAI's, but vLLM, SGLang and llama-server take it).
+pub(crate) fn insert_sampling(body: &mut Map<String, Value>, sampling: &Sampling) {
+    if let Some(t) = sampling.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = sampling.top_p {
+        body.insert("top_p".into(), json!(p));
+    }
+    if let Some(k) = sampling.top_k {
+        body.insert("top_k".into(), json!(k));
+    }
 }

@@ -39,24 +39,13 @@ fn document_text(
     title: Option<&str>,
     at: &str,
 ) -> Result<String, BackendError> {
-    let body = match source {
-        DocumentSource::Text { .. } | DocumentSource::Content { .. } => {
-            source.text().unwrap_or_default()
-        }
-        DocumentSource::Base64 { media_type, .. } => {
-            return Err(unsupported(format!(
+    source.prompt_text(title, None).ok_or_else(|| {
+        unsupported(match source {
+            DocumentSource::Base64 { media_type, .. } => format!(
                 "{at}: `{media_type}` documents cannot be sent to an OpenAI-compatible upstream"
-            )))
-        }
-        DocumentSource::Url { .. } | DocumentSource::File { .. } => {
-            return Err(unsupported(format!(
-                "{at}: URL documents cannot be sent to an OpenAI-compatible upstream"
-            )))
-        }
-    };
-    Ok(match title {
-        Some(t) => format!("Document: {t}\n{body}"),
-        None => body,
+            ),
+            _ => format!("{at}: URL documents cannot be sent to an OpenAI-compatible upstream"),
+        })
     })
 }
 
@@ -177,16 +166,7 @@ pub fn chat_body(request: &GenerateRequest, upstream_model: &str) -> Result<Valu
     body.insert("max_tokens".into(), json!(request.max_tokens));
     body.insert("stream".into(), json!(true));
     body.insert("stream_options".into(), json!({"include_usage": true}));
-    if let Some(t) = request.sampling.temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    if let Some(p) = request.sampling.top_p {
-        body.insert("top_p".into(), json!(p));
-    }
-    // Not in OpenAI's API, but vLLM, SGLang and llama-server all take it.
-    if let Some(k) = request.sampling.top_k {
-        body.insert("top_k".into(), json!(k));
-    }
+    crate::insert_sampling(&mut body, &request.sampling);
     if !request.stop_sequences.is_empty() {
         body.insert("stop".into(), json!(request.stop_sequences));
     }
