@@ -6,6 +6,7 @@
 //! is new.
 
 mod host_cache;
+mod packing;
 mod slot;
 
 pub use host_cache::HostCacheStats as CacheStats;
@@ -232,6 +233,9 @@ impl Scheduler<'_> {
                     slot.release(self.tick);
                 }
             }
+            if self.settings.per_slot_kv {
+                self.compact(ctx);
+            }
             let running = self.slots.iter().filter(|s| s.is_active()).count();
             crate::telemetry::running_sequences(&self.name, running);
         }
@@ -309,19 +313,97 @@ impl Scheduler<'_> {
     fn start_job(&mut self, ctx: &mut LlamaContext<'_>, job: Job) {
         // The free slot whose cache shares the longest prefix with the prompt; among equals,
         // the least recently used.
-        let best = self
+        let mut best = self
             .slots
             .iter()
             .enumerate()
             .filter(|(_, s)| !s.is_active())
             .max_by_key(|(_, s)| (s.common_prefix(&job.tokens), std::cmp::Reverse(s.last_used)))
             .map(|(i, _)| i);
+        if let (true, Some(b)) = (self.settings.per_slot_kv, best) {
+            best = Some(self.packed_slot_for(ctx, b, &job.tokens));
+        }
         if let Some(i) = best {
             self.prepare_slot(ctx, i, &job.tokens);
             if let Err(err) = self.slots[i].start(ctx, job) {
                 tracing::error!(error = %err, "starting a sequence failed");
             }
         }
+    }
+
+    /// With a KV stream per slot: the slot a new sequence takes so the running ones stay in
+    /// one run (see [`packing`]), given `reuse`, the free slot holding the longest prefix
+    /// of `prompt`. When that prefix is worth more than a re-prefill, it is moved into the
+    /// chosen slot (the slot's own cache goes where the prefix was).
+    fn packed_slot_for(
+        &mut self,
+        ctx: &mut LlamaContext<'_>,
+        reuse: usize,
+        prompt: &[LlamaToken],
+    ) -> usize {
+        let running: Vec<bool> = self.slots.iter().map(Slot::is_active).collect();
+        let packed = packing::packed_slots(&running);
+        if packed.contains(&reuse) {
+            return reuse;
+        }
+        let Some(target) = packed.into_iter().max_by_key(|&i| {
+            (
+                self.slots[i].common_prefix(prompt),
+                std::cmp::Reverse(self.slots[i].last_used),
+            )
+        }) else {
+            return reuse;
+        };
+        let gain = self.slots[reuse]
+            .common_prefix(prompt)
+            .saturating_sub(self.slots[target].common_prefix(prompt));
+        if gain >= self.settings.spill_min_tokens.max(1) {
+            self.swap_slots(ctx, reuse, target);
+        }
+        target
+    }
+
+    /// With a KV stream per slot: moves running sequences out of the last slots into
+    /// holes until they form one run, so a step stays one forward pass.
+    fn compact(&mut self, ctx: &mut LlamaContext<'_>) {
+        loop {
+            let running: Vec<bool> = self.slots.iter().map(Slot::is_active).collect();
+            let Some((from, to)) = packing::compaction(&running) else {
+                return;
+            };
+            if !self.swap_slots(ctx, from, to) {
+                return;
+            }
+        }
+    }
+
+    /// Swaps everything slots `a` and `b` hold, KV cells and job alike, through sequence
+    /// states in host memory. Returns false, changing nothing, when a state cannot be
+    /// saved.
+    fn swap_slots(&mut self, ctx: &mut LlamaContext<'_>, a: usize, b: usize) -> bool {
+        let saved = self.slots[a]
+            .cells_state(ctx)
+            .and_then(|sa| Ok((sa, self.slots[b].cells_state(ctx)?)));
+        let (state_a, state_b) = match saved {
+            Ok(states) => states,
+            Err(err) => {
+                tracing::warn!(error = %err, "saving a sequence to move it failed");
+                return false;
+            }
+        };
+        let (seq_a, seq_b) = (
+            u32::try_from(a).unwrap_or(u32::MAX),
+            u32::try_from(b).unwrap_or(u32::MAX),
+        );
+        for seq in [seq_a, seq_b] {
+            let _ = ctx.clear_kv_cache_seq(Some(seq), None, None);
+        }
+        self.slots.swap(a, b);
+        self.slots[a].move_to(ctx, seq_a, state_b.as_ref());
+        self.slots[b].move_to(ctx, seq_b, state_a.as_ref());
+        self.host.count_move();
+        tracing::debug!(a, b, "two slots swapped their sequences");
+        true
     }
 
     /// Fills the batch: one token per decoding sequence, then prefill chunks. Returns false

@@ -15,6 +15,8 @@ pub struct HostCacheStats {
     pub entries: AtomicUsize,
     pub spills: AtomicU64,
     pub restores: AtomicU64,
+    /// Caches swapped between slots to keep running sequences adjacent (per-slot KV).
+    pub moves: AtomicU64,
 }
 
 pub(crate) struct Spilled {
@@ -71,6 +73,11 @@ impl HostCache {
         });
         self.stats.spills.fetch_add(1, Ordering::Relaxed);
         self.publish();
+    }
+
+    /// Counts two slots swapping their caches (they pass through host memory).
+    pub fn count_move(&self) {
+        self.stats.moves.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The entry sharing the longest prefix with `prompt`, and that length.

@@ -1,6 +1,7 @@
 //! One sequence slot of the engine: the tokens its KV cells hold, and the job (if any)
 //! running in it.
 
+use llama_cpp_2::context::session::SeqState;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::{BatchAddError, LlamaBatch};
 use llama_cpp_2::sampling::LlamaSampler;
@@ -340,6 +341,32 @@ impl Slot {
                 tracing::warn!(error = %err, "restoring a prefix from host memory failed");
                 self.clear_cache(ctx);
             }
+        }
+    }
+
+    /// This slot's KV cells as a sequence state; None when it holds none.
+    pub fn cells_state(&self, ctx: &LlamaContext<'_>) -> Result<Option<SeqState>, BackendError> {
+        if self.cached.is_empty() {
+            return Ok(None);
+        }
+        ctx.state_seq_get(self.seq_ids()[0], LlamaStateSeqFlags::empty())
+            .map(Some)
+            .map_err(|err| BackendError::Generation(err.to_string()))
+    }
+
+    /// Takes over another slot's place: its sequence id becomes `seq`, and its cells are
+    /// loaded from `state` (saved from the old place) into the new one. The old place's
+    /// cells must already be free. When loading fails, a running job fails and the cache
+    /// is dropped.
+    pub fn move_to(&mut self, ctx: &mut LlamaContext<'_>, seq: u32, state: Option<&SeqState>) {
+        self.seq = seq;
+        let loaded = match state {
+            Some(state) => ctx.state_seq_set(state, self.seq_ids()[0]),
+            None => Ok(()),
+        };
+        if let Err(err) = loaded {
+            tracing::warn!(error = %err, "moving a sequence to another slot failed");
+            self.fail(ctx, BackendError::Generation(err.to_string()));
         }
     }
 
