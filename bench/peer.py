@@ -130,27 +130,36 @@ def measure(name, run, url, args):
 SHORT_PROMPT = "Write a detailed essay about the history of the printing press."
 
 
-def measure_concurrent(name, run, url, levels, max_tokens, repeats=1):
+def burst(run, url, n, max_tokens):
+    """Sends n streams at once; returns each one's (send time, token times, in, out)."""
+    ready = threading.Barrier(n)
+    clients = [httpx.Client(timeout=600) for _ in range(n)]
+    for client in clients:
+        client.get(f"{url}/health")
+
+    def one(i):
+        return run(url, f"Session {uuid.uuid4()}. You are a helpful assistant.", SHORT_PROMPT,
+                   max_tokens, clients[i], ready)
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(one, range(n)))
+    for client in clients:
+        client.close()
+    return results
+
+
+def measure_concurrent(name, run, url, levels, max_tokens, repeats=1, fill=0):
     """N streams sent at once (each on a connection opened beforehand, released together):
     aggregate decode tokens/s while all N decode (from the last stream's first token to
     the first stream's last, as llama-batched-bench's S_TG), and the time from sending to
-    the last token of all N."""
+    the last token of all N. `fill` streams sent first, unmeasured, leave a cache in every
+    slot, as on a server that has been up a while."""
     rows = []
     run(url, f"warm-up {uuid.uuid4()}", SHORT_PROMPT, 8)
+    if fill:
+        burst(run, url, fill, 16)
     for n in levels:
         for _ in range(repeats):
-            ready = threading.Barrier(n)
-            clients = [httpx.Client(timeout=600) for _ in range(n)]
-            for client in clients:
-                client.get(f"{url}/health")
-
-            def one(i):
-                return run(url, f"Session {uuid.uuid4()}. You are a helpful assistant.", SHORT_PROMPT,
-                           max_tokens, clients[i], ready)
-            with concurrent.futures.ThreadPoolExecutor(n) as pool:
-                results = list(pool.map(one, range(n)))
-            for client in clients:
-                client.close()
+            results = burst(run, url, n, max_tokens)
             sent = min(r[0] for r in results)
             all_decoding, first_done = max(r[1][0] for r in results), min(r[1][-1] for r in results)
             done = max(r[1][-1] for r in results)
@@ -238,10 +247,13 @@ def main():
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--concurrency", default="1,4,8", help="stream counts for the aggregate test; empty to skip")
     p.add_argument("--bursts", type=int, default=2, help="bursts per stream count per round")
+    p.add_argument("--fresh-slots", action="store_true",
+                   help="measure on empty slots (default: one unmeasured burst first leaves a cache in every slot)")
     args = p.parse_args()
 
     levels = [int(x) for x in args.concurrency.split(",") if x]
     slots = max(levels) if levels else 1
+    fill = 0 if args.fresh_slots else slots
     rows, crows = [], []
     # Rounds alternate the servers, so drift on a shared machine hits both alike.
     for round_no in range(1, args.rounds + 1):
@@ -250,10 +262,10 @@ def main():
         rows += with_missive(args, 1, args.ctx, lambda url: measure("missive", run_anthropic, url, args))
         if levels:
             crows += with_llama_server(args, slots, args.ctx * slots,
-                                       lambda url: measure_concurrent("llama-server", run_openai, url, levels, args.max_tokens, args.bursts))
+                                       lambda url: measure_concurrent("llama-server", run_openai, url, levels, args.max_tokens, args.bursts, fill))
             # The KV layout llama-server has with -np: each slot its own stream of --ctx cells.
             crows += with_missive(args, slots, args.ctx,
-                                  lambda url: measure_concurrent("missive", run_anthropic, url, levels, args.max_tokens, args.bursts),
+                                  lambda url: measure_concurrent("missive", run_anthropic, url, levels, args.max_tokens, args.bursts, fill),
                                   kv_layout="per_slot")
 
     def median(server, key):
@@ -270,7 +282,9 @@ def main():
         f"({args.runs} single-stream runs each, after a warm-up); concurrent: {args.bursts} bursts of N streams "
         f"per round, sent at once, {args.max_tokens} tokens per stream, {slots} slots of {args.ctx} cells each "
         f"(llama-server -np {slots} --ctx-size {args.ctx * slots}; Missive kv_layout per_slot); "
-        "aggregate decode is output tokens per second while all N streams decode.",
+        "aggregate decode is output tokens per second while all N streams decode; "
+        + ("slots empty at the start." if args.fresh_slots else
+           f"an unmeasured burst of {slots} streams first leaves a cache in every slot, as on a server that has been up a while."),
         "",
         "| metric | Missive | llama-server | ratio |",
         "|---|---|---|---|",
