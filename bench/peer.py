@@ -296,9 +296,14 @@ def main():
     def cmedian(server, n, key):
         return statistics.median(r[key] for r in crows if r["server"] == server and r["streams"] == n)
 
+    def crange(server, n, key):
+        values = [r[key] for r in crows if r["server"] == server and r["streams"] == n]
+        return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})"
+
     for n in levels:
         ours, theirs = cmedian("missive", n, "aggregate_tps"), cmedian("llama-server", n, "aggregate_tps")
-        lines.append(f"| aggregate decode tokens/s, {n} streams | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |")
+        lines.append(f"| aggregate decode tokens/s, {n} streams: median (min–max) | {crange('missive', n, 'aggregate_tps')} "
+                     f"| {crange('llama-server', n, 'aggregate_tps')} | {ours / theirs:.2f}x |")
     for n in levels:
         ours, theirs = cmedian("missive", n, "completion_s"), cmedian("llama-server", n, "completion_s")
         lines.append(f"| {n} streams sent at once: all done (s; lower is better) | {ours:.2f} | {theirs:.2f} "

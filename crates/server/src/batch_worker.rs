@@ -19,6 +19,10 @@ use crate::state::AppState;
 
 /// How often canceled and expired batches are settled when nothing else wakes the worker.
 const TICK: Duration = Duration::from_millis(250);
+/// The same with no batch work at all: creating or canceling a batch wakes the worker, so
+/// this only bounds how late an expiry (or a batch another node created) is seen. Waking
+/// four times a second would preempt the engine's threads for nothing.
+const IDLE_TICK: Duration = Duration::from_secs(5);
 
 /// What running a request came to.
 enum Outcome {
@@ -49,9 +53,11 @@ async fn run(state: AppState, store: Arc<dyn Store>, concurrency: usize) {
         }
         let free = concurrency.saturating_sub(in_flight.len());
         let mut backoff = false;
+        let mut idle = in_flight.is_empty();
         if free > 0 {
             match store.pending_batch_requests(free, &in_flight) {
                 Ok(pending) => {
+                    idle &= pending.is_empty();
                     for request in pending {
                         let key = (request.batch_id.clone(), request.idx);
                         if let Ok(mut r) = running.lock() {
@@ -74,7 +80,7 @@ async fn run(state: AppState, store: Arc<dyn Store>, concurrency: usize) {
         tokio::select! {
             Some(done) = tasks.join_next() => backoff = matches!(done, Ok(true)),
             () = state.batches.notified() => {}
-            () = tokio::time::sleep(TICK) => {}
+            () = tokio::time::sleep(if idle { IDLE_TICK } else { TICK }) => {}
         }
         if backoff {
             tokio::time::sleep(TICK).await;
