@@ -223,10 +223,16 @@ impl Scheduler<'_> {
             if !self.fill_batch(ctx) {
                 continue;
             }
+            let decode_started = Instant::now();
             if let Err(err) = ctx.decode(&mut self.batch) {
                 self.fail_batch(ctx, &BackendError::Generation(err.to_string()));
                 continue;
             }
+            tracing::debug!(
+                tokens = self.batch.n_tokens(),
+                ms = decode_started.elapsed().as_secs_f64() * 1e3,
+                "decoded a batch"
+            );
             let vocab = self.model.vocab();
             for slot in &mut self.slots {
                 if let StepOutcome::Finished = slot.sample(ctx, &vocab) {
@@ -311,6 +317,7 @@ impl Scheduler<'_> {
     }
 
     fn start_job(&mut self, ctx: &mut LlamaContext<'_>, job: Job) {
+        let started = Instant::now();
         // The free slot whose cache shares the longest prefix with the prompt; among equals,
         // the least recently used.
         let mut best = self
@@ -328,6 +335,11 @@ impl Scheduler<'_> {
             if let Err(err) = self.slots[i].start(ctx, job) {
                 tracing::error!(error = %err, "starting a sequence failed");
             }
+            tracing::debug!(
+                slot = i,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "placed a sequence (slot choice, moves, spill and restore)"
+            );
         }
     }
 
