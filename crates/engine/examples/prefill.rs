@@ -31,7 +31,8 @@ async fn main() {
     let para = "The history of computing is a story of abstraction layered upon abstraction. Early machines were programmed by rewiring panels; later, stored programs allowed instructions to live in memory beside data. ".repeat(12);
     for i in 0..5 {
         let body = serde_json::json!({"model": "m", "max_tokens": 1, "temperature": 0,
-            "system": format!("Session {i}{:035x}.", Instant::now().elapsed().as_nanos() * 7919),
+            // Differs from the last run's from its second token on: a full prefill each time.
+            "system": format!("Session {i:036x}."),
             "messages": [{"role": "user", "content": para}]});
         let parsed = missive_protocol::parse_messages_request(body.to_string().as_bytes()).unwrap();
         let t0 = Instant::now();

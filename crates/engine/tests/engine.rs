@@ -489,6 +489,7 @@ mod real_model {
         assert_eq!(stats.restores.load(Relaxed), restores + 1, "{stats:?}");
         assert_eq!(restored, outputs[6]);
     }
+
     /// Numbers at the start of `text` that count up by one from `from`.
     fn counted_from(text: &str, from: u32) -> usize {
         text.split(|c: char| !c.is_ascii_digit())
