@@ -62,9 +62,9 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         router = router.with_model(Arc::new(backend));
     }
     // The store opens after the models load: opened first, SQLite left llama.cpp's prefill
-    // 3-4% slower for the life of the process (measured, alternated with llama-server; the
-    // cause is memory layout, not work). ARCHITECTURE.md, "Prefill: the gap was the
-    // process's layout, not the engine".
+    // 3-4% slower for the life of the process (measured, alternated with llama-server: the
+    // same kernels doing the same work, slower; the mechanism is not identified).
+    // ARCHITECTURE.md, "Prefill: the gap was the process's layout, not the engine".
     let store = Arc::new(SqliteStore::open(&home.join("missive.db"))?);
     if config.governance.enabled && config.api_keys.is_empty() && store.list_api_keys()?.is_empty()
     {
