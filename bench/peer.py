@@ -147,32 +147,41 @@ def burst(run, url, n, max_tokens):
     return results
 
 
-def measure_concurrent(name, run, url, levels, max_tokens, repeats=1, fill=0):
-    """N streams sent at once (each on a connection opened beforehand, released together):
-    aggregate decode tokens/s while all N decode (from the last stream's first token to
-    the first stream's last, as llama-batched-bench's S_TG), and the time from sending to
-    the last token of all N. `fill` streams sent first, unmeasured, leave a cache in every
-    slot, as on a server that has been up a while."""
+def burst_row(name, run, url, n, max_tokens):
+    """One burst of n streams sent at once: aggregate decode tokens/s while all n decode (from
+    the last stream's first token to the first stream's last, as llama-batched-bench's S_TG),
+    and the time from sending to the last token of all n."""
+    results = burst(run, url, n, max_tokens)
+    sent = min(r[0] for r in results)
+    all_decoding, first_done = max(r[1][0] for r in results), min(r[1][-1] for r in results)
+    done = max(r[1][-1] for r in results)
+    if n == 1:
+        window, tokens = done - results[0][1][0], len(results[0][1]) - 1
+    else:
+        window = first_done - all_decoding
+        tokens = sum(1 for r in results for t in r[1] if all_decoding < t <= first_done)
+    total = sum(r[3] for r in results)
+    print(f"  {name:13} {n} streams: {tokens / window:.1f} tok/s with all decoding; "
+          f"{total} tokens all done {done - sent:.2f} s after sending", flush=True)
+    return {"server": name, "streams": n, "output_tokens": total, "decode_window_s": window,
+            "aggregate_tps": tokens / window, "completion_s": done - sent}
+
+
+def measure_concurrent(servers, levels, max_tokens, repeats=1, fill=0):
+    """Bursts of N streams against each of `servers` ((name, run, url), all up at once),
+    taking turns burst by burst, the order flipped each time: drift on a shared machine then
+    lands on both alike, at the scale of seconds rather than of a whole round. `fill` streams
+    sent first, unmeasured, leave a cache in every slot, as on a server that has been up a
+    while."""
+    for _, run, url in servers:
+        run(url, f"warm-up {uuid.uuid4()}", SHORT_PROMPT, 8)
+        if fill:
+            burst(run, url, fill, 16)
     rows = []
-    run(url, f"warm-up {uuid.uuid4()}", SHORT_PROMPT, 8)
-    if fill:
-        burst(run, url, fill, 16)
     for n in levels:
-        for _ in range(repeats):
-            results = burst(run, url, n, max_tokens)
-            sent = min(r[0] for r in results)
-            all_decoding, first_done = max(r[1][0] for r in results), min(r[1][-1] for r in results)
-            done = max(r[1][-1] for r in results)
-            if n == 1:
-                window, tokens = done - results[0][1][0], len(results[0][1]) - 1
-            else:
-                window = first_done - all_decoding
-                tokens = sum(1 for r in results for t in r[1] if all_decoding < t <= first_done)
-            total = sum(r[3] for r in results)
-            rows.append({"server": name, "streams": n, "output_tokens": total, "decode_window_s": window,
-                         "aggregate_tps": tokens / window, "completion_s": done - sent})
-            print(f"  {name:13} {n} streams: {tokens / window:.1f} tok/s with all decoding; "
-                  f"{total} tokens all done {done - sent:.2f} s after sending", flush=True)
+        for i in range(repeats):
+            for name, run, url in (servers if i % 2 == 0 else servers[::-1]):
+                rows.append(burst_row(name, run, url, n, max_tokens))
     return rows
 
 
@@ -261,12 +270,14 @@ def main():
         rows += with_llama_server(args, 1, args.ctx, lambda url: measure("llama-server", run_openai, url, args))
         rows += with_missive(args, 1, args.ctx, lambda url: measure("missive", run_anthropic, url, args))
         if levels:
-            crows += with_llama_server(args, slots, args.ctx * slots,
-                                       lambda url: measure_concurrent("llama-server", run_openai, url, levels, args.max_tokens, args.bursts, fill))
-            # The KV layout llama-server has with -np: each slot its own stream of --ctx cells.
-            crows += with_missive(args, slots, args.ctx,
-                                  lambda url: measure_concurrent("missive", run_anthropic, url, levels, args.max_tokens, args.bursts, fill),
-                                  kv_layout="per_slot")
+            # Both up at once (an idle one waits on a condition variable and costs nothing),
+            # Missive with the KV layout llama-server has with -np: each slot its own stream
+            # of --ctx cells.
+            crows += with_llama_server(args, slots, args.ctx * slots, lambda llama_url: with_missive(
+                args, slots, args.ctx, lambda missive_url: measure_concurrent(
+                    [("llama-server", run_openai, llama_url), ("missive", run_anthropic, missive_url)],
+                    levels, args.max_tokens, args.bursts, fill),
+                kv_layout="per_slot"))
 
     def median(server, key):
         return statistics.median(r[key] for r in rows if r["server"] == server)
@@ -280,7 +291,7 @@ def main():
         f"Machine: {cpu}, {os.cpu_count()} cores; {args.threads} threads each; ctx {args.ctx}; "
         f"model {os.path.basename(args.model)}; commit {commit}; medians over {args.rounds} alternating rounds "
         f"({args.runs} single-stream runs each, after a warm-up); concurrent: {args.bursts} bursts of N streams "
-        f"per round, sent at once, {args.max_tokens} tokens per stream, {slots} slots of {args.ctx} cells each "
+        f"per round and server, sent at once to both servers up side by side, taking turns burst by burst, {args.max_tokens} tokens per stream, {slots} slots of {args.ctx} cells each "
         f"(llama-server -np {slots} --ctx-size {args.ctx * slots}; Missive kv_layout per_slot); "
         "aggregate decode is output tokens per second while all N streams decode; "
         + ("slots empty at the start." if args.fresh_slots else
