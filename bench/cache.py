@@ -59,15 +59,21 @@ def ttft_openai(url, system, question):
     return first, {"prompt": usage.get("prompt_tokens", 0), "read": cached, "written": 0}
 
 
-def measure(name, run, url, runs):
-    rows = []
-    for i in range(runs):
-        system = system_prompt(uuid.uuid4().hex)
-        cold, cold_usage = run(url, system, QUESTIONS[0])
-        warm, warm_usage = run(url, system, QUESTIONS[1 + i % (len(QUESTIONS) - 1)])
-        rows.append({"server": name, "cold_s": cold, "warm_s": warm, "cold": cold_usage, "warm": warm_usage})
-        print(f"  {name}: cold {cold:.2f} s, warm {warm:.3f} s, {cold_usage} -> {warm_usage}", flush=True)
-    return rows
+def cold_then_warm(name, run, url, i):
+    """A new system prompt sent twice: the first time cold, the second from the cache."""
+    system = system_prompt(uuid.uuid4().hex)
+    cold, cold_usage = run(url, system, QUESTIONS[0])
+    warm, warm_usage = run(url, system, QUESTIONS[1 + i % (len(QUESTIONS) - 1)])
+    print(f"  {name}: cold {cold:.2f} s, warm {warm:.3f} s, {cold_usage} -> {warm_usage}", flush=True)
+    return {"server": name, "cold_s": cold, "warm_s": warm, "cold": cold_usage, "warm": warm_usage}
+
+
+def measure(servers, runs):
+    """`runs` cold-then-warm pairs against each of `servers` ((name, run, url), all up at
+    once), taking turns pair by pair with the order flipped each time, so drift on a shared
+    machine lands on both alike."""
+    return [cold_then_warm(name, run, url, i)
+            for i in range(runs) for name, run, url in (servers if i % 2 == 0 else servers[::-1])]
 
 
 def rss_mib(pid):
@@ -113,8 +119,9 @@ def main():
     p.add_argument("--memory-requests", type=int, default=200)
     p.add_argument("--host-cache-mb", type=int, default=64)
     args = p.parse_args()
-    rows = with_llama_server(args, 1, args.ctx, lambda url: measure("llama-server", ttft_openai, url, args.runs))
-    rows += with_missive(args, 1, args.ctx, lambda url: measure("missive", ttft_anthropic, url, args.runs))
+    rows = with_llama_server(args, 1, args.ctx, lambda llama_url: with_missive(
+        args, 1, args.ctx, lambda missive_url: measure(
+            [("llama-server", ttft_openai, llama_url), ("missive", ttft_anthropic, missive_url)], args.runs)))
 
     def med(server, key):
         return statistics.median(r[key] for r in rows if r["server"] == server)
@@ -122,7 +129,7 @@ def main():
     last = {r["server"]: r for r in rows}
     lines = [f"# Cached vs cold time to first token ({datetime.date.today()})", "",
              f"~{last['missive']['cold']['prompt']}-token prompt (system prompt with a `cache_control` breakpoint for "
-             f"Missive), {args.threads} threads each, 1 slot, medians of {args.runs}.", "",
+             f"Missive), {args.threads} threads each, 1 slot, both servers up side by side taking turns, medians of {args.runs}.", "",
              "| metric | Missive | llama-server | ratio |", "|---|---|---|---|"]
     for key, label in (("cold_s", "cold TTFT (s)"), ("warm_s", "warm TTFT (s)")):
         ours, theirs = med("missive", key), med("llama-server", key)

@@ -3,6 +3,7 @@ prompt and tools sent with every turn (as Claude Code sends them), a history tha
 a reply and a new message each turn. See bench/trace."""
 
 import datetime
+import itertools
 import json
 import os
 import sys
@@ -68,15 +69,27 @@ def turn_openai(url, system, history, max_tokens):
 
 
 def replay(name, turn, url, args):
+    """Yields one row per turn of the trace, so that two replays can take turns."""
     system = system_prompt(args.repeats)
-    history, rows = [], []
+    history = []
     for i in range(args.turns):
         history.append({"role": "user", "content": REQUESTS[i % len(REQUESTS)]})
         ttft, total, text, usage = turn(url, system, history, args.max_tokens)
         history.append({"role": "assistant", "content": text.strip() or "(no answer)"})
-        rows.append({"server": name, "turn": i + 1, "ttft": ttft or total, "total": total, "usage": usage})
-        print(f"  {name} turn {i + 1}: ttft {rows[-1]['ttft']:.2f} s, total {total:.2f} s {usage}", flush=True)
-    return rows
+        row = {"server": name, "turn": i + 1, "ttft": ttft or total, "total": total, "usage": usage}
+        print(f"  {name} turn {i + 1}: ttft {row['ttft']:.2f} s, total {total:.2f} s {usage}", flush=True)
+        yield row
+
+
+def side_by_side(replays):
+    """Runs the replays turn by turn, the order flipped each turn, so drift on a shared
+    machine lands on both alike."""
+    rows = []
+    for i in itertools.count():
+        step = [row for replay in (replays if i % 2 == 0 else replays[::-1]) if (row := next(replay, None))]
+        if not step:
+            return rows
+        rows += step
 
 
 def main():
@@ -85,8 +98,9 @@ def main():
     p.add_argument("--repeats", type=int, default=300, help="guide paragraphs (300: ~20k tokens)")
     p.add_argument("--max-tokens", type=int, default=32)
     args = p.parse_args()
-    rows = with_llama_server(args, 1, args.ctx, lambda url: replay("llama-server", turn_openai, url, args))
-    rows += with_missive(args, 1, args.ctx, lambda url: replay("missive", turn_anthropic, url, args))
+    rows = with_llama_server(args, 1, args.ctx, lambda llama_url: with_missive(
+        args, 1, args.ctx, lambda missive_url: side_by_side(
+            [replay("llama-server", turn_openai, llama_url, args), replay("missive", turn_anthropic, missive_url, args)])))
 
     def get(server, key, turn=None):
         picked = [r[key] for r in rows if r["server"] == server and (turn is None or r["turn"] == turn)]
@@ -98,7 +112,7 @@ def main():
     lines = [f"# Agent trace ({datetime.date.today()})", "",
              f"{args.turns} turns, a {prompt}-token first prompt ({peer_prompt} as llama-server renders it; system "
              f"prompt and {len(TOOLS)} tools resent every turn, history growing), {args.max_tokens} output tokens a "
-             f"turn, {args.threads} threads each, 1 slot.", "",
+             f"turn, {args.threads} threads each, 1 slot, both servers up side by side taking turns.", "",
              "| metric | Missive | llama-server | ratio |", "|---|---|---|---|"]
     for label, key, turn in (("total time (s)", "total", None), ("first turn time to first token (s)", "ttft", 1),
                              ("second turn time to first token (s)", "ttft", 2)):
