@@ -13,7 +13,7 @@ import uuid
 import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from peer import PARAGRAPH, anthropic_events, server_args, write_report, free_port, start, stop, with_llama_server, with_missive  # noqa: E402
+from peer import PARAGRAPH, anthropic_events, server_args, write_report, free_port, start, stop, with_both, in_turn  # noqa: E402
 
 QUESTIONS = ["What is the main idea?", "Name one machine mentioned.", "Who used the systems?",
              "What came after assemblers?", "Summarise in five words.", "What did compilers do?"]
@@ -73,7 +73,7 @@ def measure(servers, runs):
     once), taking turns pair by pair with the order flipped each time, so drift on a shared
     machine lands on both alike."""
     return [cold_then_warm(name, run, url, i)
-            for i in range(runs) for name, run, url in (servers if i % 2 == 0 else servers[::-1])]
+            for i in range(runs) for name, run, url in in_turn(servers, i)]
 
 
 def rss_mib(pid):
@@ -119,9 +119,7 @@ def main():
     p.add_argument("--memory-requests", type=int, default=200)
     p.add_argument("--host-cache-mb", type=int, default=64)
     args = p.parse_args()
-    rows = with_llama_server(args, 1, args.ctx, lambda llama_url: with_missive(
-        args, 1, args.ctx, lambda missive_url: measure(
-            [("llama-server", ttft_openai, llama_url), ("missive", ttft_anthropic, missive_url)], args.runs)))
+    rows = with_both(args, 1, args.ctx, (ttft_openai, ttft_anthropic), lambda servers: measure(servers, args.runs))
 
     def med(server, key):
         return statistics.median(r[key] for r in rows if r["server"] == server)

@@ -180,7 +180,7 @@ def measure_concurrent(servers, levels, max_tokens, repeats=1, fill=0):
     rows = []
     for n in levels:
         for i in range(repeats):
-            for name, run, url in (servers if i % 2 == 0 else servers[::-1]):
+            for name, run, url in in_turn(servers, i):
                 rows.append(burst_row(name, run, url, n, max_tokens))
     return rows
 
@@ -224,6 +224,23 @@ def with_missive(args, slots, ctx, body, kv_layout="unified"):
         return body(url)
     finally:
         stop(proc)
+
+
+def with_both(args, slots, ctx, runs, body, kv_layout="unified"):
+    """Starts llama-server and Missive and keeps both up while body runs (an idle one waits on
+    a condition variable and costs nothing), each with `slots` slots of `ctx` cells; body gets
+    [(name, run, url)] for llama-server with runs[0] and Missive with runs[1]."""
+    llama_run, missive_run = runs
+    return with_llama_server(args, slots, ctx * slots, lambda llama_url: with_missive(
+        args, slots, ctx, lambda missive_url: body(
+            [("llama-server", llama_run, llama_url), ("missive", missive_run, missive_url)]),
+        kv_layout=kv_layout))
+
+
+def in_turn(servers, i):
+    """The order for turn i, flipped every other turn, so drift on a shared machine lands on
+    every server alike."""
+    return servers if i % 2 == 0 else servers[::-1]
 
 
 def write_report(args, name, lines):
@@ -270,14 +287,10 @@ def main():
         rows += with_llama_server(args, 1, args.ctx, lambda url: measure("llama-server", run_openai, url, args))
         rows += with_missive(args, 1, args.ctx, lambda url: measure("missive", run_anthropic, url, args))
         if levels:
-            # Both up at once (an idle one waits on a condition variable and costs nothing),
             # Missive with the KV layout llama-server has with -np: each slot its own stream
             # of --ctx cells.
-            crows += with_llama_server(args, slots, args.ctx * slots, lambda llama_url: with_missive(
-                args, slots, args.ctx, lambda missive_url: measure_concurrent(
-                    [("llama-server", run_openai, llama_url), ("missive", run_anthropic, missive_url)],
-                    levels, args.max_tokens, args.bursts, fill),
-                kv_layout="per_slot"))
+            crows += with_both(args, slots, args.ctx, (run_openai, run_anthropic), lambda servers: measure_concurrent(
+                servers, levels, args.max_tokens, args.bursts, fill), kv_layout="per_slot")
 
     def median(server, key):
         return statistics.median(r[key] for r in rows if r["server"] == server)

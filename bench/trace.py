@@ -12,7 +12,7 @@ import time
 import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from peer import PARAGRAPH, anthropic_events, server_args, write_report, with_llama_server, with_missive  # noqa: E402
+from peer import PARAGRAPH, anthropic_events, server_args, write_report, with_both, in_turn  # noqa: E402
 
 TOOLS = [
     {"name": name, "description": f"{name.replace('_', ' ')} in the workspace",
@@ -86,7 +86,7 @@ def side_by_side(replays):
     machine lands on both alike."""
     rows = []
     for i in itertools.count():
-        step = [row for replay in (replays if i % 2 == 0 else replays[::-1]) if (row := next(replay, None))]
+        step = [row for replay in in_turn(replays, i) if (row := next(replay, None))]
         if not step:
             return rows
         rows += step
@@ -98,9 +98,8 @@ def main():
     p.add_argument("--repeats", type=int, default=300, help="guide paragraphs (300: ~20k tokens)")
     p.add_argument("--max-tokens", type=int, default=32)
     args = p.parse_args()
-    rows = with_llama_server(args, 1, args.ctx, lambda llama_url: with_missive(
-        args, 1, args.ctx, lambda missive_url: side_by_side(
-            [replay("llama-server", turn_openai, llama_url, args), replay("missive", turn_anthropic, missive_url, args)])))
+    rows = with_both(args, 1, args.ctx, (turn_openai, turn_anthropic), lambda servers: side_by_side(
+        [replay(name, turn, url, args) for name, turn, url in servers]))
 
     def get(server, key, turn=None):
         picked = [r[key] for r in rows if r["server"] == server and (turn is None or r["turn"] == turn)]
