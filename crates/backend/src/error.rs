@@ -11,8 +11,9 @@ pub enum BackendError {
     /// The request is inconsistent in a way only the backend can see.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The model cannot take the request now; `retry_after_s` is when it expects to.
     #[error("the model's queue is full")]
-    QueueFull,
+    QueueFull { retry_after_s: u64 },
     #[error("the model is shutting down")]
     ShuttingDown,
     #[error("generation failed: {0}")]
@@ -36,7 +37,7 @@ impl BackendError {
             BackendError::Upstream { status, .. } => {
                 matches!(status, 0 | 408 | 409 | 429) || *status >= 500
             }
-            BackendError::QueueFull | BackendError::ShuttingDown => true,
+            BackendError::QueueFull { .. } | BackendError::ShuttingDown => true,
             _ => false,
         }
     }

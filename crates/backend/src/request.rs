@@ -61,6 +61,9 @@ pub struct GenerateRequest {
     pub affinity: Option<String>,
     /// The client's `anthropic-beta` values, for upstreams that speak the Claude API.
     pub betas: Vec<String>,
+    /// Whose prompt cache this request may read and write: the workspace id, so that one
+    /// tenant's cache hits never reveal another's prompts. Empty: the shared cache.
+    pub cache_scope: String,
 }
 
 /// Who waits for a generation. Background work (Message Batches) runs in what interactive
@@ -122,6 +125,7 @@ impl GenerateRequest {
             priority: Priority::Interactive,
             affinity,
             betas: Vec::new(),
+            cache_scope: String::new(),
         }
     }
 

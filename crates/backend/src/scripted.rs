@@ -137,7 +137,7 @@ impl Backend for ScriptedBackend {
         let running = self.live.fetch_add(1, Ordering::SeqCst);
         if self.capacity.is_some_and(|cap| running >= cap) {
             self.live.fetch_sub(1, Ordering::SeqCst);
-            return Err(BackendError::QueueFull);
+            return Err(BackendError::QueueFull { retry_after_s: 1 });
         }
         let guard = LiveGuard(Arc::clone(&self.live));
         let this = self.clone();

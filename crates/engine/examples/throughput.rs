@@ -31,6 +31,7 @@ async fn main() {
         threads: 2,
         max_output_tokens: 1024,
         queue_depth: 64,
+        max_queue_wait: std::time::Duration::from_secs(30),
         parallel: 8,
         cache_min_tokens: 1024,
         host_cache_bytes: 1 << 30,

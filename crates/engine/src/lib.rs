@@ -12,8 +12,10 @@ mod error;
 mod model;
 pub mod output;
 mod prompt;
+mod queue_wait;
 pub mod prompt_cache;
 mod scheduler;
+mod special;
 mod telemetry;
 pub mod template;
 mod token_offsets;
@@ -53,6 +55,9 @@ pub struct EngineBackend {
     jobs: SyncSender<Job>,
     add_bos: bool,
     piece_lengths: token_offsets::PieceLengths,
+    /// The vocabulary's control-token texts, fenced in client text.
+    special: special::SpecialTokens,
+    queue_wait: Arc<queue_wait::QueueWait>,
 }
 
 impl EngineBackend {
@@ -118,6 +123,7 @@ impl EngineBackend {
         };
         let add_bos = model.vocab().should_add_bos();
         let piece_lengths = token_offsets::PieceLengths::new(&model.vocab());
+        let special = model::special_tokens(&model);
         let think_close = model::single_token(&model, ThinkSplitter::CLOSE);
         Ok(Self {
             model,
@@ -131,6 +137,11 @@ impl EngineBackend {
             jobs,
             add_bos,
             piece_lengths,
+            special,
+            queue_wait: Arc::new(queue_wait::QueueWait::new(
+                slots as usize,
+                config.max_queue_wait,
+            )),
         })
     }
 
@@ -155,38 +166,54 @@ impl EngineBackend {
             // `tool_choice: none`, or no tools: the model is not told about them.
             parts.tools.clear();
         }
+        // Everything the client wrote is fenced, so only the template's own text can hold
+        // control tokens (see `special`).
+        for message in &mut parts.messages {
+            self.special.fence_in_place(&mut message.content);
+            message
+                .tool_calls
+                .iter_mut()
+                .for_each(|call| self.special.fence_json(call));
+        }
+        parts.tools.iter_mut().for_each(|tool| self.special.fence_json(tool));
         let thinking = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on);
-        let mut text = self
+        let rendered = self
             .template
             .render(&parts.messages, &parts.tools, true, thinking)
             .map_err(|err| BackendError::InvalidRequest(err.to_string()))?;
+        let (rendered_clean, _) = special::unfence(&rendered);
         let needles = match breakpoints {
             true => prompt::block_needles(request),
             false => Vec::new(),
         };
         let block_ends = match needles.iter().any(|n| n.breakpoint.is_some()) {
-            true => prompt::block_ends(&text, &request.system_text(), &needles),
+            true => prompt::block_ends(&rendered_clean, &request.system_text(), &needles),
             false => Vec::new(),
         };
         let reasoning = self.template.reasons().then(|| Reasoning {
-            starts_inside: text.trim_end().ends_with(ThinkSplitter::OPEN),
+            starts_inside: rendered_clean.trim_end().ends_with(ThinkSplitter::OPEN),
             show: thinking,
             budget: request.thinking.as_ref().and_then(|t| t.budget_tokens()),
             close_token: self.think_close,
         });
+        let mut fenced = rendered;
         if let Some(prefill) = &parts.prefill {
-            text.push_str(prefill);
+            fenced.push_str(&self.special.fence(prefill));
         }
         if let Some(partial) = &tools.forced_partial {
-            text.push_str(crate::output::tool_calls::OPEN);
-            text.push_str(partial);
+            fenced.push_str(crate::output::tool_calls::OPEN);
+            fenced.push_str(partial);
         }
+        let (text, segments) = special::unfence(&fenced);
         // Prompt content is logged only when asked for, at trace level.
         tracing::trace!(prompt = %text, "rendered prompt");
         let vocab = self.model.vocab();
         let mut tokens = Vec::with_capacity(text.len() / 3 + 1);
         let bos = vocab.bos();
-        let rendered = vocab.tokenize(text.as_bytes(), false, true);
+        let mut rendered = Vec::with_capacity(text.len() / 3 + 1);
+        for segment in &segments {
+            rendered.extend(vocab.tokenize(segment.text.as_bytes(), false, segment.parse_special));
+        }
         if self.add_bos && rendered.first() != Some(&bos) {
             tokens.push(bos);
         }
@@ -259,7 +286,8 @@ impl Backend for EngineBackend {
         }
         let constraint = self.grammars.for_request(&request, prompt.tools.enabled)?;
         // Prefixes are matched on the rendered text: the same text is the same tokens.
-        let (usage, cache_keys) = self.cache_ledger.account(
+        let (usage, cache_keys) = self.cache_ledger.account_scoped(
+            &request.cache_scope,
             prompt.text.as_bytes(),
             prompt.tokens.len(),
             &prompt.breakpoints,
@@ -283,8 +311,18 @@ impl Backend for EngineBackend {
         });
         telemetry::prompt_billed(&self.descriptor.id, &usage, self.cache_ledger.len());
         telemetry::host_cache(&self.descriptor.id, &self.cache_stats);
+        let in_system = match self.queue_wait.admit(std::time::Instant::now()) {
+            Ok(()) => queue_wait::InSystem::new(Arc::clone(&self.queue_wait)),
+            Err(refused) => {
+                telemetry::queue_wait_refused(&self.descriptor.id);
+                return Err(BackendError::QueueFull {
+                    retry_after_s: refused.retry_after.as_secs_f64().ceil() as u64,
+                });
+            }
+        };
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let job = Job {
+            in_system,
             tokens,
             max_tokens: request.max_tokens,
             stop_sequences: request.stop_sequences,
@@ -297,6 +335,7 @@ impl Backend for EngineBackend {
             model: Arc::clone(&self.name),
             enqueued: std::time::Instant::now(),
             background: request.priority == missive_backend::Priority::Background,
+            scope: scope_hash(&request.cache_scope),
             events,
         };
         match self.jobs.try_send(job) {
@@ -306,10 +345,24 @@ impl Backend for EngineBackend {
                     tokio_stream::wrappers::UnboundedReceiverStream::new(receiver),
                 ))
             }
-            Err(TrySendError::Full(_)) => Err(BackendError::QueueFull),
+            Err(TrySendError::Full(mut job)) => {
+                job.in_system.withdraw();
+                let wait = self.queue_wait.retry_after_when_full(std::time::Instant::now());
+                Err(BackendError::QueueFull {
+                    retry_after_s: wait.as_secs_f64().ceil() as u64,
+                })
+            }
             Err(TrySendError::Disconnected(_)) => Err(BackendError::ShuttingDown),
         }
     }
+}
+
+/// The KV-reuse scope of a cache scope: equal scopes reuse each other's prefixes.
+fn scope_hash(scope: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    scope.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// A rendered, tokenised prompt and how its output is to be read.

@@ -24,8 +24,10 @@ pub struct ModelConfig {
     pub threads: u32,
     /// Largest `max_tokens` one reply may ask for.
     pub max_output_tokens: u32,
-    /// Requests that may wait for the engine before new ones get 529.
+    /// Requests that may wait for the engine before new ones get 529 (a memory guard).
     pub queue_depth: usize,
+    /// Longest a request may expect to wait for a slot before it gets a 529 instead.
+    pub max_queue_wait: std::time::Duration,
     /// Sequences decoded together (continuous batching). They share the context's KV cells.
     pub parallel: u32,
     /// Shortest prefix a `cache_control` breakpoint caches (and the host cache keeps), in
@@ -104,7 +106,17 @@ pub(crate) fn chat_template(model: &LlamaModel) -> Result<ChatTemplate, Error> {
     Ok(ChatTemplate::new(source, bos, eos)?)
 }
 
-/// `general.name` of the GGUF, for `display_name`.
+/// The texts of the vocabulary's control tokens (`<|im_start|>`, `<|endoftext|>`, …).
+pub(crate) fn special_tokens(model: &LlamaModel) -> crate::special::SpecialTokens {
+    let vocab = model.vocab();
+    let texts: Vec<String> = vocab
+        .tokens()
+        .filter(|&token| vocab.is_control(token))
+        .map(|token| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned())
+        .collect();
+    crate::special::SpecialTokens::new(texts)
+}
+
 /// The token that is exactly `text` (a marker such as `<tool_call>`), if the vocabulary
 /// has one.
 pub(crate) fn single_token(model: &LlamaModel, text: &str) -> Option<LlamaToken> {
@@ -118,6 +130,7 @@ pub(crate) fn single_token(model: &LlamaModel, text: &str) -> Option<LlamaToken>
     }
 }
 
+/// `general.name` of the GGUF, for `display_name`.
 pub(crate) fn display_name(model: &LlamaModel, fallback: &str) -> String {
     model
         .meta_val_str("general.name")

@@ -101,6 +101,20 @@ impl CacheLedger {
         boundaries: &[usize],
         tokens_at: impl Fn(usize) -> usize,
     ) -> (PromptUsage, Vec<(u64, Ttl)>) {
+        self.account_scoped("", prompt, total, breakpoints, boundaries, tokens_at)
+    }
+
+    /// [`CacheLedger::account`] within `scope`: prefixes cached in one scope are never
+    /// read in another (each workspace has its own cache unless the operator shares it).
+    pub fn account_scoped<T: Hash>(
+        &self,
+        scope: &str,
+        prompt: &[T],
+        total: usize,
+        breakpoints: &[Breakpoint],
+        boundaries: &[usize],
+        tokens_at: impl Fn(usize) -> usize,
+    ) -> (PromptUsage, Vec<(u64, Ttl)>) {
         let mut points: Vec<Breakpoint> = breakpoints
             .iter()
             .copied()
@@ -109,7 +123,7 @@ impl CacheLedger {
         points.sort_by_key(|b| b.at);
         points.dedup_by_key(|b| b.at);
         let candidates = lookback_candidates(&points, boundaries);
-        let keys = prefix_keys(prompt, &candidates);
+        let keys = prefix_keys(scope, prompt, &candidates);
         let Ok(mut entries) = self.entries.lock() else {
             return (PromptUsage::uncached(count(total)), Vec::new());
         };
@@ -204,9 +218,10 @@ fn lookback_candidates(points: &[Breakpoint], boundaries: &[usize]) -> Vec<usize
     candidates
 }
 
-/// One key per position: a hash of the prompt up to it, computed in one pass.
-fn prefix_keys<T: Hash>(prompt: &[T], positions: &[usize]) -> Vec<u64> {
+/// One key per position: a hash of the scope and the prompt up to it, computed in one pass.
+fn prefix_keys<T: Hash>(scope: &str, prompt: &[T], positions: &[usize]) -> Vec<u64> {
     let mut hasher = DefaultHasher::new();
+    scope.hash(&mut hasher);
     let mut done = 0;
     positions
         .iter()
@@ -417,5 +432,22 @@ mod tests {
             .chain(72..71 + LOOKBACK_BLOCKS)
             .collect();
         assert_eq!(read_after_turn_one(&near), 70);
+    }
+
+    #[test]
+    fn a_prefix_cached_in_one_scope_is_not_read_in_another() {
+        let (_, ledger) = ledger();
+        let prompt: Vec<u32> = (0..100).collect();
+        let at = Breakpoint {
+            at: 80,
+            tokens: 80,
+            ttl: Ttl::FiveMinutes,
+        };
+        let (_, keys) = ledger.account_scoped("wrkspc_a", &prompt, 100, &[at], &[], |p| p);
+        ledger.touch(&keys);
+        let other = ledger.account_scoped("wrkspc_b", &prompt, 100, &[at], &[], |p| p).0;
+        assert_eq!(other.cache_read_input_tokens, 0);
+        let same = ledger.account_scoped("wrkspc_a", &prompt, 100, &[at], &[], |p| p).0;
+        assert_eq!(same.cache_read_input_tokens, 80);
     }
 }

@@ -53,6 +53,10 @@ pub(crate) struct Job {
     pub enqueued: std::time::Instant,
     /// Batch work: runs only in what interactive jobs leave.
     pub background: bool,
+    /// A hash of the request's cache scope: KV prefixes are reused only within it.
+    pub scope: u64,
+    /// Counts the job out of the queue-wait estimate when it is dropped.
+    pub in_system: crate::queue_wait::InSystem,
     pub events: UnboundedSender<Result<BackendEvent, BackendError>>,
 }
 
@@ -325,13 +329,18 @@ impl Scheduler<'_> {
             .iter()
             .enumerate()
             .filter(|(_, s)| !s.is_active())
-            .max_by_key(|(_, s)| (s.common_prefix(&job.tokens), std::cmp::Reverse(s.last_used)))
+            .max_by_key(|(_, s)| {
+                (
+                    s.common_prefix(job.scope, &job.tokens),
+                    std::cmp::Reverse(s.last_used),
+                )
+            })
             .map(|(i, _)| i);
         if let (true, Some(b)) = (self.settings.per_slot_kv, best) {
-            best = Some(self.packed_slot_for(ctx, b, &job.tokens));
+            best = Some(self.packed_slot_for(ctx, b, job.scope, &job.tokens));
         }
         if let Some(i) = best {
-            self.prepare_slot(ctx, i, &job.tokens);
+            self.prepare_slot(ctx, i, job.scope, &job.tokens);
             if let Err(err) = self.slots[i].start(ctx, job) {
                 tracing::error!(error = %err, "starting a sequence failed");
             }
@@ -351,6 +360,7 @@ impl Scheduler<'_> {
         &mut self,
         ctx: &mut LlamaContext<'_>,
         reuse: usize,
+        scope: u64,
         prompt: &[LlamaToken],
     ) -> usize {
         let running: Vec<bool> = self.slots.iter().map(Slot::is_active).collect();
@@ -360,15 +370,15 @@ impl Scheduler<'_> {
         }
         let Some(target) = packed.into_iter().max_by_key(|&i| {
             (
-                self.slots[i].common_prefix(prompt),
+                self.slots[i].common_prefix(scope, prompt),
                 std::cmp::Reverse(self.slots[i].last_used),
             )
         }) else {
             return reuse;
         };
         let gain = self.slots[reuse]
-            .common_prefix(prompt)
-            .saturating_sub(self.slots[target].common_prefix(prompt));
+            .common_prefix(scope, prompt)
+            .saturating_sub(self.slots[target].common_prefix(scope, prompt));
         if gain >= self.settings.spill_min_tokens.max(1) {
             self.swap_slots(ctx, reuse, target);
         }
@@ -477,13 +487,19 @@ impl Scheduler<'_> {
     /// Before slot `i` takes a prompt: a host-memory prefix that covers more of it than
     /// the slot does is restored into the slot; a slot cache the prompt would mostly
     /// overwrite is first kept in host memory.
-    fn prepare_slot(&mut self, ctx: &mut LlamaContext<'_>, i: usize, prompt: &[LlamaToken]) {
+    fn prepare_slot(
+        &mut self,
+        ctx: &mut LlamaContext<'_>,
+        i: usize,
+        scope: u64,
+        prompt: &[LlamaToken],
+    ) {
         let min = self.settings.spill_min_tokens;
-        let in_slot = self.slots[i].common_prefix(prompt);
+        let in_slot = self.slots[i].common_prefix(scope, prompt);
         // Taken out first: keeping the slot's cache may evict host entries.
         let restore = self
             .host
-            .best(prompt)
+            .best(scope, prompt)
             .filter(|(_, common)| *common >= in_slot + min.max(1))
             .and_then(|(index, _)| self.host.take(index));
         let replaced = in_slot < min && self.slots[i].cached_len() >= min;

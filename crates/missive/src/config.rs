@@ -52,6 +52,8 @@ pub struct Config {
     #[serde(default)]
     pub files: FilesSection,
     #[serde(default)]
+    pub cache: CacheSection,
+    #[serde(default)]
     pub batches: BatchesSection,
 }
 
@@ -118,6 +120,10 @@ pub struct PolicySection {
     pub default: PolicyEntry,
     #[serde(default)]
     pub workspaces: BTreeMap<String, PolicyEntry>,
+    /// Private hosts or addresses that URL sources may name all the same (loopback and
+    /// private addresses are otherwise always refused).
+    #[serde(default)]
+    pub private_hosts: Vec<String>,
 }
 
 impl PolicySection {
@@ -129,6 +135,7 @@ impl PolicySection {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.policy()))
                 .collect(),
+            private_hosts: self.private_hosts.clone(),
         }
     }
 }
@@ -195,6 +202,18 @@ pub struct FilesSection {
     /// created are `downloadable`); off by default for the same behaviour.
     #[serde(default)]
     pub downloadable_uploads: bool,
+    /// Bytes of files one workspace may keep, in GB (default 100).
+    #[serde(default)]
+    pub workspace_quota_gb: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// One prompt cache for all workspaces. Off by default: a shared cache lets one
+    /// workspace learn from its cache hits (and their speed) what another sent.
+    #[serde(default)]
+    pub share_across_workspaces: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -343,6 +362,11 @@ pub struct ServerConfig {
     pub host: String,
     #[serde(default = "default_port")]
     pub port: u16,
+    /// The address clients reach this server at (`https://missive.example.com`), for the
+    /// links it returns (`results_url`). Unset: the request's own `Host`, over http unless
+    /// `X-Forwarded-Proto` says https.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -350,6 +374,7 @@ impl Default for ServerConfig {
         Self {
             host: default_host(),
             port: default_port(),
+            public_url: None,
         }
     }
 }
@@ -370,9 +395,13 @@ pub struct ModelEntry {
     pub threads: Option<u32>,
     #[serde(default = "default_max_output")]
     pub max_output_tokens: u32,
-    /// Requests that may wait for the model; past this, 529.
+    /// Requests that may wait for the model, at most (a memory guard); past this, 529.
     #[serde(default = "default_queue_depth")]
     pub queue_depth: usize,
+    /// Longest a request may expect to wait for a slot, in seconds; a request that would
+    /// wait longer gets a 529 whose `retry-after` says when it would fit.
+    #[serde(default = "default_max_queue_wait_s")]
+    pub max_queue_wait_s: f64,
     /// Sequences decoded together; they share the context's KV cells.
     #[serde(default = "default_parallel")]
     pub parallel: u32,
@@ -425,7 +454,10 @@ fn default_max_output() -> u32 {
     8192
 }
 fn default_queue_depth() -> usize {
-    64
+    256
+}
+fn default_max_queue_wait_s() -> f64 {
+    30.0
 }
 fn default_parallel() -> u32 {
     8
@@ -441,6 +473,7 @@ fn default_models() -> Vec<ModelEntry> {
         threads: None,
         max_output_tokens: default_max_output(),
         queue_depth: default_queue_depth(),
+        max_queue_wait_s: default_max_queue_wait_s(),
         parallel: default_parallel(),
         host_cache_mb: default_host_cache_mb(),
         kv_layout: KvLayoutName::default(),
@@ -465,6 +498,7 @@ impl Default for Config {
             gateway: GatewaySection::default(),
             policy: PolicySection::default(),
             files: FilesSection::default(),
+            cache: CacheSection::default(),
             batches: BatchesSection::default(),
         }
     }

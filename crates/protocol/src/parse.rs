@@ -92,9 +92,20 @@ fn validate_messages(request: &MessagesRequest) -> Result<(), RequestError> {
         }
     }
     if let Some(stops) = &request.stop_sequences {
+        if stops.len() > MAX_STOP_SEQUENCES {
+            return Err(RequestError(format!(
+                "stop_sequences: at most {MAX_STOP_SEQUENCES} stop sequences are allowed (got {})",
+                stops.len()
+            )));
+        }
         if let Some(i) = stops.iter().position(String::is_empty) {
             return Err(RequestError(format!(
                 "stop_sequences.{i}: stop sequences must be non-empty"
+            )));
+        }
+        if let Some(i) = stops.iter().position(|s| s.len() > MAX_STOP_SEQUENCE_BYTES) {
+            return Err(RequestError(format!(
+                "stop_sequences.{i}: a stop sequence may be at most {MAX_STOP_SEQUENCE_BYTES} bytes"
             )));
         }
     }
@@ -131,10 +142,29 @@ fn validate_messages(request: &MessagesRequest) -> Result<(), RequestError> {
     Ok(())
 }
 
+/// Stop sequences one request may set: each is checked after every generated token.
+pub const MAX_STOP_SEQUENCES: usize = 64;
+/// Bytes one stop sequence may have.
+pub const MAX_STOP_SEQUENCE_BYTES: usize = 256;
+
+/// `^[a-zA-Z0-9_-]{1,128}$`, as the Claude API requires of tool names.
+fn valid_tool_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 fn validate_tools(request: &MessagesRequest) -> Result<(), RequestError> {
     let tools = request.tools.as_deref().unwrap_or_default();
     let mut seen = std::collections::HashSet::new();
     for (i, tool) in tools.iter().enumerate() {
+        if !valid_tool_name(&tool.name) {
+            return Err(RequestError(format!(
+                "tools.{i}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$' (got `{}`)",
+                tool.name.chars().take(140).collect::<String>()
+            )));
+        }
         if !seen.insert(tool.name.as_str()) {
             return Err(RequestError(format!(
                 "tools.{i}.name: tool names must be unique (`{}` appears more than once)",
@@ -269,6 +299,7 @@ fn blocks(content: &MessageContent) -> &[ContentBlockParam] {
 fn validate_tool_pairs(request: &MessagesRequest) -> Result<(), RequestError> {
     let messages = &request.messages;
     for (i, message) in messages.iter().enumerate() {
+        // Sets, not lists: an agent's history can hold many thousands of calls per turn.
         let uses: Vec<&str> = blocks(&message.content)
             .iter()
             .filter_map(|b| match b {
@@ -286,11 +317,13 @@ fn validate_tool_pairs(request: &MessagesRequest) -> Result<(), RequestError> {
                 _ => None,
             })
             .collect();
+        let answered_set: std::collections::HashSet<&str> = answered.iter().copied().collect();
+        let uses_set: std::collections::HashSet<&str> = uses.iter().copied().collect();
         if i + 1 < messages.len() {
             let missing: Vec<&str> = uses
                 .iter()
                 .copied()
-                .filter(|id| !answered.contains(id))
+                .filter(|id| !answered_set.contains(id))
                 .collect();
             if !missing.is_empty() {
                 return Err(RequestError(format!(
@@ -302,7 +335,7 @@ fn validate_tool_pairs(request: &MessagesRequest) -> Result<(), RequestError> {
         }
         if i + 1 < messages.len() {
             for (j, id) in answered.iter().enumerate() {
-                if !uses.contains(id) {
+                if !uses_set.contains(id) {
                     let at = blocks(&messages[i + 1].content)
                         .iter()
                         .enumerate()
@@ -393,6 +426,48 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.max_tokens, 5);
+    }
+
+    #[test]
+    fn tool_names_must_match_the_claude_api_pattern() {
+        for bad in ["a b!", "", "ünïcode"] {
+            let body = format!(
+                r#"{{"model":"m","max_tokens":5,"tools":[{{"name":"{bad}","input_schema":{{"type":"object"}}}}],"messages":[{{"role":"user","content":"x"}}]}}"#
+            );
+            assert!(err(&body).starts_with("tools.0.name: String should match pattern"), "{bad}");
+        }
+        let long = "a".repeat(129);
+        let body = format!(
+            r#"{{"model":"m","max_tokens":5,"tools":[{{"name":"{long}","input_schema":{{"type":"object"}}}}],"messages":[{{"role":"user","content":"x"}}]}}"#
+        );
+        assert!(err(&body).starts_with("tools.0.name"));
+    }
+
+    #[test]
+    fn stop_sequences_are_bounded_in_number_and_size() {
+        let many: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
+        let body = serde_json::json!({"model":"m","max_tokens":5,"stop_sequences":many,"messages":[{"role":"user","content":"x"}]}).to_string();
+        assert!(err(&body).starts_with("stop_sequences: at most 64"));
+        let body = serde_json::json!({"model":"m","max_tokens":5,"stop_sequences":["x".repeat(257)],"messages":[{"role":"user","content":"x"}]}).to_string();
+        assert!(err(&body).starts_with("stop_sequences.0: a stop sequence may be at most 256"));
+    }
+
+    #[test]
+    fn issue_18_many_tool_pairs_are_checked_in_linear_time() {
+        let n = 150_000;
+        let uses: Vec<serde_json::Value> = (0..n)
+            .map(|i| serde_json::json!({"type":"tool_use","id":format!("toolu_{i}"),"name":"w","input":{}}))
+            .collect();
+        let results: Vec<serde_json::Value> = (0..n)
+            .map(|i| serde_json::json!({"type":"tool_result","tool_use_id":format!("toolu_{i}"),"content":"r"}))
+            .collect();
+        let body = serde_json::json!({"model":"m","max_tokens":5,"messages":[
+            {"role":"user","content":"x"},{"role":"assistant","content":uses},{"role":"user","content":results}]})
+        .to_string();
+        let started = std::time::Instant::now();
+        parse_messages_request(body.as_bytes()).unwrap();
+        // Quadratic took minutes; linear takes well under a second even unoptimised.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
     }
 
     #[test]

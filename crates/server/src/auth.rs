@@ -29,6 +29,11 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether the key was given in config or the environment (not in the store).
+    pub fn is_configured(&self) -> bool {
+        self.key_id.starts_with("apikey_configured_")
+    }
+
     /// A key from config or the environment (and everyone, when auth is off).
     pub fn configured(kind: KeyKind) -> Self {
         let (workspace_id, workspace) = match kind {

@@ -7,13 +7,18 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use missive_backend::{BackendError, GenerateRequest, Priority};
+use missive_backend::BackendError;
 use missive_protocol::usage::ServiceTier;
-use missive_store::{PendingRequest, Store, TokenCounts, UsageRecord};
+use missive_protocol::ErrorType;
+use missive_store::{KeyKind, PendingRequest, Store, TokenCounts, UsageRecord};
 use tokio::task::JoinSet;
 
+use crate::access::AccessSlot;
+use crate::admission::{self, Entry};
+use crate::auth::Principal;
+use crate::batch_results::{errored, succeeded};
+use crate::billing::{Billing, Tally};
 use crate::error::ApiError;
-use crate::routes::batches::errored;
 use crate::sse::{self, Assembler};
 use crate::state::AppState;
 
@@ -29,7 +34,8 @@ enum Outcome {
     Done {
         result_type: &'static str,
         result: String,
-        usage: Option<Box<UsageRecord>>,
+        /// What to bill once the result is stored.
+        billed: Option<(Billing, Tally)>,
     },
     /// The model's queue was full: leave it pending and try again.
     Later,
@@ -90,107 +96,119 @@ async fn run(state: AppState, store: Arc<dyn Store>, concurrency: usize) {
 
 /// Runs one request and stores its result. Returns true when it must be retried later.
 async fn run_one(state: &AppState, store: &dyn Store, request: PendingRequest) -> bool {
-    let outcome = execute(state, &request).await;
-    let Outcome::Done {
-        result_type,
-        result,
-        usage,
-    } = outcome
-    else {
-        return true;
+    let (result_type, result, billed) = match generate(state, &request).await {
+        Ok(Outcome::Later) => return true,
+        Ok(Outcome::Done {
+            result_type,
+            result,
+            billed,
+        }) => (result_type, result, billed),
+        Err(err) => ("errored", errored(err.error_type, &err.message), None),
     };
-    match store.complete_batch_request(
+    let usage = billed.as_ref().map(|(billing, tally)| {
+        let mut record = billing.record.clone();
+        record.at_ms = crate::ids::now_ms();
+        record.tokens = tally.tokens();
+        record
+    });
+    let stored = store.complete_batch_request(
         &request.batch_id,
         request.idx,
         result_type,
         &result,
-        usage.as_deref(),
-    ) {
-        Ok(true) => {
-            if let Some(u) = &usage {
-                state
-                    .spend
-                    .add(&u.workspace_id, &u.model, &u.service_tier, &u.tokens);
-            }
-        }
-        Ok(false) => {}
-        Err(err) => {
-            tracing::error!(error = %err, batch = %request.batch_id, "storing a batch result")
-        }
+        usage.as_ref(),
+    );
+    if let Err(err) = &stored {
+        tracing::error!(error = %err, batch = %request.batch_id, "storing a batch result");
+    }
+    // Only a result that was stored (once) is billed; otherwise the holds are released.
+    if let Some((billing, tally)) = billed {
+        let charged = match stored {
+            Ok(true) => tally,
+            _ => Tally::default(),
+        };
+        billing.settle_holds(&charged);
     }
     false
 }
 
-async fn execute(state: &AppState, request: &PendingRequest) -> Outcome {
-    match generate(state, request).await {
-        Ok(outcome) => outcome,
-        Err(err) => Outcome::Done {
-            result_type: "errored",
-            result: errored(err.error_type, &err.message),
-            usage: None,
-        },
-    }
-}
-
-async fn generate(state: &AppState, pending: &PendingRequest) -> Result<Outcome, ApiError> {
-    let request = missive_protocol::parse_messages_request(pending.params.as_bytes())?;
-    let backend = state.models.resolve(&request.model)?;
-    let descriptor = backend.descriptor();
-    if request.max_tokens > descriptor.max_output_tokens {
-        return Err(ApiError::invalid(format!(
-            "max_tokens: {} > {}, which is the maximum allowed number of output tokens for {}",
-            request.max_tokens, descriptor.max_output_tokens, descriptor.id
-        )));
-    }
-    let workspace_name = match &state.store {
+/// The key and workspace a batch was created under, as they stand now.
+fn principal(state: &AppState, pending: &PendingRequest) -> Result<Principal, ApiError> {
+    let workspace = match &state.store {
         Some(store) => store
             .workspace(&pending.workspace_id)?
             .map(|w| w.name)
             .unwrap_or_default(),
         None => String::new(),
     };
-    crate::routes::messages::check_kill_switch(
-        state,
-        &pending.workspace_id,
-        &workspace_name,
-        [&request.model, &descriptor.id],
-    )?;
-    state.spend.check(&pending.workspace_id, &workspace_name)?;
-    let mut request = crate::documents::resolve(state, &pending.workspace_id, request)?;
-    state.guard(&workspace_name, &pending.api_key_id, &mut request)?;
-    let model_name = request.model.clone();
-    let model_id = descriptor.id.clone();
-    let mut generate = GenerateRequest::new(descriptor.id.clone(), request);
-    generate.priority = Priority::Background;
-    let events = match backend.generate(generate).await {
-        Ok(events) => events,
-        Err(BackendError::QueueFull) => return Ok(Outcome::Later),
-        Err(err) => return Err(err.into()),
-    };
-    let assembler = Assembler::new(crate::ids::new_id("msg"), model_name);
-    let mut message = sse::collect(sse::events(events, assembler)).await?;
-    message.usage.service_tier = ServiceTier::Batch;
-    let u = &message.usage;
-    let usage = UsageRecord {
-        request_id: crate::ids::new_id("req"),
-        at_ms: crate::ids::now_ms(),
-        endpoint: "messages".into(),
-        api_key_id: pending.api_key_id.clone(),
+    Ok(Principal {
+        key_id: pending.api_key_id.clone(),
+        kind: KeyKind::Standard,
         workspace_id: pending.workspace_id.clone(),
-        model: model_id,
-        service_tier: "batch".into(),
-        tokens: TokenCounts {
-            uncached_input: u.input_tokens.into(),
-            cache_creation_5m: u.cache_creation.ephemeral_5m_input_tokens.into(),
-            cache_creation_1h: u.cache_creation.ephemeral_1h_input_tokens.into(),
-            cache_read: u.cache_read_input_tokens.into(),
-            output: u.output_tokens.into(),
+        workspace,
+    })
+}
+
+async fn generate(state: &AppState, pending: &PendingRequest) -> Result<Outcome, ApiError> {
+    let request = missive_protocol::parse_messages_request(pending.params.as_bytes())?;
+    let principal = principal(state, pending)?;
+    let admitted = match admission::admit(
+        state,
+        &principal,
+        request,
+        pending.params.len(),
+        Entry::Batch,
+    )
+    .await
+    {
+        // A batch waits for its workspace's rate limit rather than failing.
+        Err(err) if err.error_type == ErrorType::RateLimitError => return Ok(Outcome::Later),
+        other => other?,
+    };
+    let descriptor = admitted.backend.descriptor();
+    let billing = Billing {
+        state: state.clone(),
+        hold: admitted.hold.clone(),
+        access: AccessSlot::default(),
+        record: UsageRecord {
+            request_id: crate::ids::new_id("req"),
+            at_ms: 0,
+            endpoint: "messages".into(),
+            api_key_id: principal.key_id.clone(),
+            workspace_id: principal.workspace_id.clone(),
+            model: descriptor.id.clone(),
+            service_tier: "batch".into(),
+            tokens: TokenCounts::default(),
         },
     };
-    let result = serde_json::json!({"type": "succeeded", "message": message}).to_string();
+    let events = match admitted.backend.generate(admitted.generate).await {
+        Ok(events) => events,
+        Err(err) => {
+            billing.settle_holds(&Tally::default());
+            return match err {
+                BackendError::QueueFull { .. } => Ok(Outcome::Later),
+                err => Err(err.into()),
+            };
+        }
+    };
+    let assembler = Assembler::new(crate::ids::new_id("msg"), admitted.model_name).with_thinking(
+        state.signer.clone(),
+        &principal.workspace_id,
+        admitted.omit_thinking,
+    );
+    let events = crate::documents::cite_stream(sse::events(events, assembler), admitted.citable);
+    let mut message = match sse::collect(events).await {
+        Ok(message) => message,
+        Err(err) => {
+            billing.settle_holds(&Tally::default());
+            return Err(err);
+        }
+    };
+    message.usage.service_tier = ServiceTier::Batch;
+    let tally = Tally::of_usage(&message.usage);
     Ok(Outcome::Done {
         result_type: "succeeded",
-        result,
-        usage: Some(Box::new(usage)),
+        result: succeeded(&message),
+        billed: Some((billing, tally)),
     })
 }

@@ -23,6 +23,8 @@ struct Snapshot {
     local: u64,
     checked: Instant,
     keys: HashMap<String, ApiKey>,
+    /// The same keys by id, for requests that run after their key was checked (batches).
+    by_id: HashMap<String, ApiKey>,
     kill_switches: Option<Arc<KillSwitches>>,
 }
 
@@ -68,6 +70,7 @@ impl Controls {
                     local,
                     checked: Instant::now(),
                     keys: HashMap::new(),
+                    by_id: HashMap::new(),
                     kill_switches: None,
                 })
             }
@@ -90,6 +93,27 @@ impl Controls {
             if let Some(s) = guard.as_mut().filter(|s| s.generation == generation) {
                 if s.keys.len() < MAX_KEYS {
                     s.keys.insert(hash.to_owned(), key.clone());
+                }
+            }
+        }
+        Ok(key)
+    }
+
+    /// The key with this id, whatever its status.
+    pub fn key_by_id(&self, id: &str) -> Result<Option<ApiKey>, missive_store::Error> {
+        let generation = {
+            let (guard, generation) = self.current()?;
+            if let Some(key) = guard.as_ref().and_then(|s| s.by_id.get(id)) {
+                return Ok(Some(key.clone()));
+            }
+            generation
+        };
+        let key = self.store.api_key(id)?;
+        if let Some(key) = &key {
+            let mut guard = self.lock();
+            if let Some(s) = guard.as_mut().filter(|s| s.generation == generation) {
+                if s.by_id.len() < MAX_KEYS {
+                    s.by_id.insert(id.to_owned(), key.clone());
                 }
             }
         }

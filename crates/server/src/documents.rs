@@ -13,7 +13,13 @@ use futures::{Stream, StreamExt};
 use missive_protocol::{ContentBlockDelta, StreamEvent};
 use serde_json::{json, Value};
 
+use std::time::Duration;
+
+use missive_protocol::ErrorType;
+use tokio::sync::Semaphore;
+
 use crate::error::ApiError;
+use crate::file_storage;
 use crate::state::AppState;
 
 /// A document the answer may cite, in the order documents appear in the request.
@@ -32,6 +38,17 @@ pub enum CitableBody {
     Pages(Vec<String>),
 }
 
+/// Bytes of documents (decoded base64 and uploaded files) one request may carry. A file
+/// larger than what is left is refused before it is read.
+pub const MAX_DOCUMENT_BYTES: u64 = 32 * 1024 * 1024;
+
+/// How long reading one PDF may take.
+const PDF_TIME_LIMIT: Duration = Duration::from_secs(10);
+
+/// PDFs read at once, server-wide: the reader runs on the blocking pool, and a time limit
+/// cannot stop a thread that is already reading, so their number is bounded instead.
+static PDF_READERS: Semaphore = Semaphore::const_new(2);
+
 /// Text of each page of a PDF. The parser is not ours to trust with hostile input: a
 /// panic inside it is a bad document, not a crashed request.
 pub fn pdf_pages(bytes: &[u8]) -> Result<Vec<String>, String> {
@@ -43,6 +60,23 @@ pub fn pdf_pages(bytes: &[u8]) -> Result<Vec<String>, String> {
         Ok(Ok(_)) => Err("the PDF has no extractable text".to_owned()),
         Ok(Err(err)) => Err(format!("the PDF could not be read: {err}")),
         Err(_) => Err("the PDF could not be read: it is malformed".to_owned()),
+    }
+}
+
+/// [`pdf_pages`] on the blocking pool, within [`PDF_TIME_LIMIT`].
+async fn read_pdf(bytes: Vec<u8>) -> Result<Vec<String>, String> {
+    let _permit = PDF_READERS
+        .acquire()
+        .await
+        .map_err(|_| "the PDF reader is shutting down".to_owned())?;
+    let reading = tokio::task::spawn_blocking(move || pdf_pages(&bytes));
+    match tokio::time::timeout(PDF_TIME_LIMIT, reading).await {
+        Ok(Ok(pages)) => pages,
+        Ok(Err(_)) => Err("the PDF could not be read: it is malformed".to_owned()),
+        Err(_) => Err(format!(
+            "the PDF could not be read within {} s",
+            PDF_TIME_LIMIT.as_secs()
+        )),
     }
 }
 
@@ -58,23 +92,16 @@ fn pages_source(pages: &[String]) -> DocumentSource {
     }
 }
 
-/// Resolves every document of `request` to text the model can read.
-pub fn resolve(
-    state: &AppState,
-    workspace_id: &str,
-    request: MessagesRequest,
-) -> Result<MessagesRequest, ApiError> {
-    resolve_citable(state, workspace_id, request).map(|(request, _)| request)
-}
-
-/// As [`resolve`], also returning the documents that asked to be cited.
-pub fn resolve_citable(
+/// Resolves every document of `request` to text the model can read, and returns the
+/// documents that asked to be cited.
+pub async fn resolve(
     state: &AppState,
     workspace_id: &str,
     mut request: MessagesRequest,
 ) -> Result<(MessagesRequest, Vec<Citable>), ApiError> {
     let mut citable = Vec::new();
     let mut index = 0;
+    let mut budget = MAX_DOCUMENT_BYTES;
     for (turn, message) in request.messages.iter_mut().enumerate() {
         let MessageContent::Blocks(blocks) = &mut message.content else {
             continue;
@@ -90,7 +117,7 @@ pub fn resolve_citable(
                 continue;
             };
             let at = format!("messages.{turn}.content.{j}.source");
-            let body = read_source(state, workspace_id, source, &at)?;
+            let body = read_source(state, workspace_id, source, &at, &mut budget).await?;
             let wants_citations = citations
                 .as_ref()
                 .and_then(|c| c.get("enabled"))
@@ -121,12 +148,23 @@ pub fn resolve_citable(
     Ok((request, citable))
 }
 
-/// The document's text, or `None` for sources the model reads as they are.
-fn read_source(
+fn over_budget(at: &str, size: u64, budget: u64) -> ApiError {
+    ApiError::new(
+        ErrorType::RequestTooLarge,
+        format!(
+            "{at}: the document has {size} bytes, more than the {budget} left of the {MAX_DOCUMENT_BYTES} bytes of documents one request may carry"
+        ),
+    )
+}
+
+/// The document's text, or `None` for sources the model reads as they are. Takes what it
+/// reads from `budget`.
+async fn read_source(
     state: &AppState,
     workspace_id: &str,
     source: &DocumentSource,
     at: &str,
+    budget: &mut u64,
 ) -> Result<Option<CitableBody>, ApiError> {
     match source {
         DocumentSource::Text { data, .. } => Ok(Some(CitableBody::Text(data.clone()))),
@@ -134,40 +172,48 @@ fn read_source(
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(data.trim())
                 .map_err(|e| ApiError::invalid(format!("{at}.data: invalid base64: {e}")))?;
-            decode(&bytes, media_type, at).map(Some)
+            let size = bytes.len() as u64;
+            *budget = budget
+                .checked_sub(size)
+                .ok_or_else(|| over_budget(at, size, *budget))?;
+            decode(bytes, media_type, at).await.map(Some)
         }
         DocumentSource::File { file_id } => {
+            let no_files = || ApiError::invalid(format!("{at}.file_id: this server has no Files API"));
             let Some(store) = &state.store else {
-                return Err(ApiError::invalid(format!(
-                    "{at}.file_id: this server has no Files API"
-                )));
+                return Err(no_files());
             };
+            let config = state.files.as_deref().ok_or_else(no_files)?;
             let meta = store.file(workspace_id, file_id)?.ok_or_else(|| {
                 ApiError::invalid(format!("{at}.file_id: file {file_id} not found"))
             })?;
-            let path = crate::routes::files::path_of(state, file_id).map_err(|_| {
-                ApiError::invalid(format!("{at}.file_id: this server has no Files API"))
-            })?;
-            let bytes = std::fs::read(path).map_err(ApiError::internal)?;
-            decode(
-                &bytes,
-                &meta.mime_type,
-                &format!("{at}.file_id ({file_id})"),
-            )
-            .map(Some)
+            let path = file_storage::path_of(config, file_id);
+            let bytes = file_storage::read_limited(&path, meta.size_bytes, *budget)
+                .await
+                .map_err(|err| match err {
+                    file_storage::ReadError::TooLarge { size, limit } => {
+                        over_budget(&format!("{at}.file_id ({file_id})"), size, limit)
+                    }
+                    file_storage::ReadError::Io(err) => ApiError::internal(err),
+                })?;
+            *budget -= bytes.len() as u64;
+            decode(bytes, &meta.mime_type, &format!("{at}.file_id ({file_id})"))
+                .await
+                .map(Some)
         }
         DocumentSource::Content { .. } | DocumentSource::Url { .. } => Ok(None),
     }
 }
 
-fn decode(bytes: &[u8], media_type: &str, at: &str) -> Result<CitableBody, ApiError> {
+async fn decode(bytes: Vec<u8>, media_type: &str, at: &str) -> Result<CitableBody, ApiError> {
     if media_type == "application/pdf" {
-        return pdf_pages(bytes)
+        return read_pdf(bytes)
+            .await
             .map(CitableBody::Pages)
             .map_err(|e| ApiError::invalid(format!("{at}: {e}")));
     }
     if media_type.starts_with("text/") || media_type == "application/json" {
-        return String::from_utf8(bytes.to_vec())
+        return String::from_utf8(bytes)
             .map(CitableBody::Text)
             .map_err(|_| ApiError::invalid(format!("{at}: the document is not UTF-8 text")));
     }

@@ -78,8 +78,8 @@ impl From<BackendError> for ApiError {
             BackendError::PromptTooLong { .. }
             | BackendError::Unsupported(_)
             | BackendError::InvalidRequest(_) => ApiError::invalid(err.to_string()),
-            BackendError::QueueFull => ApiError {
-                retry_after: Some(1),
+            BackendError::QueueFull { retry_after_s } => ApiError {
+                retry_after: Some(retry_after_s.max(1)),
                 ..ApiError::new(ErrorType::OverloadedError, "Overloaded")
             },
             BackendError::ShuttingDown => ApiError {

@@ -6,18 +6,24 @@
 //! without llama.cpp. Only this crate knows the mapping from failures to Claude errors.
 
 mod access;
+mod admission;
 mod auth;
+mod batch_results;
 pub mod batch_worker;
+mod billing;
 pub mod controls;
 pub mod documents;
 mod error;
 mod extract;
+pub mod file_storage;
 pub mod ids;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod model_router;
+mod params;
 pub mod policy;
+pub mod public_url;
 mod request_id;
 mod routes;
 pub mod spend;
@@ -29,4 +35,5 @@ pub use auth::Auth;
 pub use error::ApiError;
 pub use model_router::ModelRouter;
 pub use routes::app;
-pub use state::{AppState, FilesConfig};
+pub use file_storage::FilesConfig;
+pub use state::AppState;

@@ -129,6 +129,11 @@ impl RateLimiter {
         }
     }
 
+    /// Whether limits are configured for this workspace name.
+    pub fn names(&self, workspace: &str) -> bool {
+        self.overrides.contains_key(workspace)
+    }
+
     fn limits(&self, workspace: &str) -> Limits {
         self.overrides
             .get(workspace)

@@ -5,15 +5,18 @@
 //! counted in metrics and written to the audit log.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::LazyLock;
 
 use missive_protocol::content::{ContentBlockParam, DocumentSource, ToolResultContent};
-use missive_protocol::messages::{MessageContent, MessagesRequest, SystemPrompt};
+use missive_protocol::messages::{MessageContent, MessagesRequest};
 use regex::Regex;
 use serde_json::Value;
 
+use missive_store::Store;
+
 use crate::error::ApiError;
+use crate::public_url::{self, Rules};
 
 /// What a workspace's requests are held to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,6 +32,8 @@ pub struct Policy {
 pub struct Policies {
     pub default: Policy,
     pub workspaces: HashMap<String, Policy>,
+    /// Private hosts or addresses URL sources may name all the same (the operator's own).
+    pub private_hosts: Vec<String>,
 }
 
 impl Policies {
@@ -147,62 +152,6 @@ pub fn redact(text: &str, actions: &mut Actions) -> String {
     out
 }
 
-/// Whether a URL may be fetched: http(s), not an address inside this network, and on the
-/// allowlist when there is one.
-pub fn url_allowed(url: &str, allowlist: Option<&[String]>) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("`{url}` is not an http(s) URL"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit('@').next().unwrap_or(authority);
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host_port.split(':').next().unwrap_or("")
-    }
-    .to_ascii_lowercase();
-    if host.is_empty()
-        || host == "localhost"
-        || host.ends_with(".localhost")
-        || host.ends_with(".internal")
-    {
-        return Err(format!("`{host}` is not a public host"));
-    }
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        let private = match ip {
-            IpAddr::V4(v4) => {
-                v4.is_private()
-                    || v4.is_loopback()
-                    || v4.is_link_local()
-                    || v4.is_unspecified()
-                    || v4.is_broadcast()
-            }
-            IpAddr::V6(v6) => {
-                v6.is_loopback()
-                    || v6.is_unspecified()
-                    || (v6.segments()[0] & 0xfe00) == 0xfc00
-                    || (v6.segments()[0] & 0xffc0) == 0xfe80
-            }
-        };
-        if private {
-            return Err(format!(
-                "`{host}` is a private, loopback or link-local address"
-            ));
-        }
-    }
-    if let Some(list) = allowlist {
-        let allowed = list.iter().any(|a| {
-            host == a.to_ascii_lowercase()
-                || host.ends_with(&format!(".{}", a.to_ascii_lowercase()))
-        });
-        if !allowed {
-            return Err(format!("`{host}` is not on this workspace's URL allowlist"));
-        }
-    }
-    Ok(())
-}
-
 fn check_credentials(text: &str, at: &str) -> Result<(), ApiError> {
     if let Some(found) = CREDENTIAL.as_ref().and_then(|re| re.find(text)) {
         let kind = found.as_str().chars().take(8).collect::<String>();
@@ -213,80 +162,193 @@ fn check_credentials(text: &str, at: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Applies `policy` to `request` in place. Returns what was redacted; refuses (400) prompts
-/// with credentials and URL sources outside the rules.
+/// Applies `policy` to `request` in place: every string a model would read (system,
+/// text, thinking, tool inputs and results, document text, titles and context, tool
+/// descriptions) is checked for credentials and redacted. Returns what was redacted;
+/// refuses (400, naming the field) prompts with credentials.
 pub fn apply(policy: &Policy, request: &mut MessagesRequest) -> Result<Actions, ApiError> {
     let mut actions = Actions::default();
-    if *policy == Policy::default() {
+    if !policy.redact_pii && !policy.refuse_credentials {
         return Ok(actions);
     }
-    let visit = |text: &mut String, at: &str, actions: &mut Actions| -> Result<(), ApiError> {
+    let mut visit = |text: &mut String, at: &str| -> Result<(), ApiError> {
         if policy.refuse_credentials {
             check_credentials(text, at)?;
         }
         if policy.redact_pii {
-            *text = redact(text, actions);
+            *text = redact(text, &mut actions);
         }
         Ok(())
     };
-    match &mut request.system {
-        Some(SystemPrompt::Text(text)) => visit(text, "system", &mut actions)?,
-        Some(SystemPrompt::Blocks(blocks)) => {
-            for (i, b) in blocks.iter_mut().enumerate() {
-                visit(&mut b.text, &format!("system.{i}.text"), &mut actions)?;
-            }
+    let mut system = to_value(&request.system)?;
+    walk(&mut system, "system", &mut visit)?;
+    let mut messages = to_value(&request.messages)?;
+    walk(&mut messages, "messages", &mut visit)?;
+    request.system = from_value(system)?;
+    request.messages = from_value(messages)?;
+    for (i, tool) in request.tools.iter_mut().flatten().enumerate() {
+        if let Some(description) = &mut tool.description {
+            visit(description, &format!("tools.{i}.description"))?;
         }
-        None => {}
-    }
-    for (turn, message) in request.messages.iter_mut().enumerate() {
-        match &mut message.content {
-            MessageContent::Text(text) => {
-                visit(text, &format!("messages.{turn}.content"), &mut actions)?
-            }
-            MessageContent::Blocks(blocks) => {
-                for (j, block) in blocks.iter_mut().enumerate() {
-                    let at = format!("messages.{turn}.content.{j}");
-                    match block {
-                        ContentBlockParam::Text { text, .. } => visit(text, &at, &mut actions)?,
-                        ContentBlockParam::ToolResult {
-                            content: Some(ToolResultContent::Text(text)),
-                            ..
-                        } => visit(text, &at, &mut actions)?,
-                        ContentBlockParam::ToolResult {
-                            content: Some(ToolResultContent::Blocks(inner)),
-                            ..
-                        } => {
-                            for b in inner {
-                                if let ContentBlockParam::Text { text, .. } = b {
-                                    visit(text, &at, &mut actions)?;
-                                }
-                            }
-                        }
-                        ContentBlockParam::Document {
-                            source: DocumentSource::Text { data, .. },
-                            ..
-                        } => visit(data, &at, &mut actions)?,
-                        ContentBlockParam::Document {
-                            source: DocumentSource::Url { url },
-                            ..
-                        } => {
-                            url_allowed(url, policy.url_allowlist.as_deref())
-                                .map_err(|e| ApiError::invalid(format!("{at}.source.url: {e}")))?;
-                        }
-                        ContentBlockParam::Image { source, .. } => {
-                            if let Some(url) = source.get("url").and_then(Value::as_str) {
-                                url_allowed(url, policy.url_allowlist.as_deref()).map_err(|e| {
-                                    ApiError::invalid(format!("{at}.source.url: {e}"))
-                                })?;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
+        if let Some(schema) = &mut tool.input_schema {
+            walk_schema(schema, &format!("tools.{i}.input_schema"), &mut visit)?;
         }
     }
     Ok(actions)
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(value).map_err(ApiError::internal)
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(ApiError::internal)
+}
+
+type Visit<'a> = dyn FnMut(&mut String, &str) -> Result<(), ApiError> + 'a;
+
+/// Keys whose strings are identifiers or encodings, never text a model reads.
+const NOT_TEXT: [&str; 9] = [
+    "type",
+    "id",
+    "tool_use_id",
+    "signature",
+    "media_type",
+    "file_id",
+    "name",
+    "cache_control",
+    "url",
+];
+
+/// Visits every string of a content tree that a model reads as text.
+fn walk(value: &mut Value, at: &str, visit: &mut Visit<'_>) -> Result<(), ApiError> {
+    match value {
+        Value::String(text) => visit(text, at),
+        Value::Array(items) => items
+            .iter_mut()
+            .enumerate()
+            .try_for_each(|(i, item)| walk(item, &format!("{at}.{i}"), visit)),
+        Value::Object(map) => {
+            // Base64 payloads and redacted thinking are opaque bytes, not text.
+            let opaque = matches!(
+                map.get("type").and_then(Value::as_str),
+                Some("base64" | "redacted_thinking")
+            );
+            for (key, item) in map.iter_mut() {
+                if NOT_TEXT.contains(&key.as_str()) || (opaque && key == "data") {
+                    continue;
+                }
+                walk(item, &format!("{at}.{key}"), visit)?;
+            }
+            Ok(())
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
+}
+
+/// Visits the prose of a JSON schema (descriptions, titles, examples), not its keywords.
+fn walk_schema(value: &mut Value, at: &str, visit: &mut Visit<'_>) -> Result<(), ApiError> {
+    match value {
+        Value::Array(items) => items
+            .iter_mut()
+            .enumerate()
+            .try_for_each(|(i, item)| walk_schema(item, &format!("{at}.{i}"), visit)),
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                let at = format!("{at}.{key}");
+                match (key.as_str(), item) {
+                    ("description" | "title", Value::String(text)) => visit(text, &at)?,
+                    ("examples" | "default" | "const" | "enum", item) => walk(item, &at, visit)?,
+                    (_, item) => walk_schema(item, &at, visit)?,
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Every URL source in the request (images and documents, also inside tool results), with
+/// where it is.
+pub fn url_sources(request: &MessagesRequest) -> Vec<(String, String)> {
+    fn collect(blocks: &[ContentBlockParam], at: &str, out: &mut Vec<(String, String)>) {
+        for (j, block) in blocks.iter().enumerate() {
+            let at = format!("{at}.{j}");
+            match block {
+                ContentBlockParam::Document {
+                    source: DocumentSource::Url { url },
+                    ..
+                } => out.push((format!("{at}.source.url"), url.clone())),
+                ContentBlockParam::Image { source, .. } => {
+                    if let Some(url) = source.get("url").and_then(Value::as_str) {
+                        out.push((format!("{at}.source.url"), url.to_owned()));
+                    }
+                }
+                ContentBlockParam::ToolResult {
+                    content: Some(ToolResultContent::Blocks(inner)),
+                    ..
+                } => collect(inner, &format!("{at}.content"), out),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (turn, message) in request.messages.iter().enumerate() {
+        if let MessageContent::Blocks(blocks) = &message.content {
+            collect(blocks, &format!("messages.{turn}.content"), &mut out);
+        }
+    }
+    out
+}
+
+/// Refuses (400, naming the field) any URL source that is not a public http(s) address,
+/// or not on the workspace's allowlist. Runs for every workspace, policy or not.
+pub async fn check_urls(
+    policies: &Policies,
+    policy: &Policy,
+    request: &MessagesRequest,
+) -> Result<(), ApiError> {
+    let rules = Rules {
+        allowlist: policy.url_allowlist.as_deref(),
+        private_hosts: &policies.private_hosts,
+    };
+    for (at, url) in url_sources(request) {
+        public_url::check(&url, rules)
+            .await
+            .map_err(|e| ApiError::invalid(format!("{at}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Counts and audits what the guard did to one request.
+pub fn record(
+    store: Option<&Arc<dyn Store>>,
+    workspace_id: &str,
+    key_id: &str,
+    outcome: &Result<Actions, ApiError>,
+) {
+    let (action, detail) = match outcome {
+        Ok(a) if a.total() == 0 => return,
+        Ok(a) => (
+            "policy.redact",
+            serde_json::json!({"emails": a.emails, "phones": a.phones, "cards": a.cards, "ibans": a.ibans}),
+        ),
+        Err(e) => ("policy.refuse", serde_json::json!({"reason": e.message})),
+    };
+    metrics::counter!("missive_policy_actions_total", "workspace" => workspace_id.to_owned(), "action" => action)
+        .increment(1);
+    if let Some(store) = store {
+        let entry = missive_store::AuditEntry {
+            at_ms: crate::ids::now_ms(),
+            actor: key_id.to_owned(),
+            action: action.to_owned(),
+            target: crate::request_id::current().unwrap_or_default(),
+            detail: detail.to_string(),
+        };
+        if let Err(err) = store.audit(&entry) {
+            tracing::error!(error = %err, "writing the audit log");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -308,21 +370,41 @@ mod tests {
     }
 
     #[test]
-    fn private_addresses_never_pass_and_the_allowlist_holds() {
-        for bad in [
-            "http://127.0.0.1/x",
-            "http://10.0.0.5/x",
-            "http://169.254.169.254/latest",
-            "http://[::1]/",
-            "http://localhost:8080/",
-            "file:///etc/passwd",
-        ] {
-            assert!(url_allowed(bad, None).is_err(), "{bad}");
-        }
-        assert!(url_allowed("https://example.com/a.png", None).is_ok());
-        let list = vec!["example.com".to_owned()];
-        assert!(url_allowed("https://cdn.example.com/a.png", Some(&list)).is_ok());
-        assert!(url_allowed("https://evil.com/a.png", Some(&list)).is_err());
+    fn every_text_a_model_reads_is_redacted_and_identifiers_are_not() {
+        let mut request = missive_protocol::parse_messages_request(
+            br#"{"model":"m","max_tokens":5,
+            "system":"ops ada@example.com",
+            "tools":[{"name":"t","description":"mail bob@example.com","input_schema":{"type":"object","properties":{"to":{"type":"string","description":"e.g. cy@example.com"}}}}],
+            "messages":[{"role":"user","content":[
+              {"type":"document","source":{"type":"content","content":[{"type":"text","text":"dan@example.com"}]},"title":"eve@example.com","context":"fay@example.com"},
+              {"type":"text","text":"hi"}]},
+              {"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"t","input":{"to":"gus@example.com"}}]},
+              {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":[{"type":"text","text":"sent to hal@example.com"},{"type":"document","source":{"type":"text","media_type":"text/plain","data":"ivy@example.com"}}]}]}]}"#,
+        )
+        .unwrap();
+        let policy = Policy {
+            redact_pii: true,
+            ..Policy::default()
+        };
+        let actions = apply(&policy, &mut request).unwrap();
+        let text = serde_json::to_string(&request).unwrap();
+        assert!(!text.contains("@example.com"), "{text}");
+        assert_eq!(actions.emails, 9, "{text}");
+        assert!(text.contains("toolu_1"), "{text}");
+    }
+
+    #[test]
+    fn url_sources_inside_tool_results_are_found() {
+        let request = missive_protocol::parse_messages_request(
+            br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"},
+              {"role":"assistant","content":[{"type":"tool_use","id":"x","name":"t","input":{}}]},
+              {"role":"user","content":[
+              {"type":"tool_result","tool_use_id":"x","content":[{"type":"image","source":{"type":"url","url":"http://10.0.0.1/a.png"}}]}]}]}"#,
+        )
+        .unwrap();
+        let found = url_sources(&request);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, "messages.2.content.0.content.0.source.url");
     }
 
     #[test]

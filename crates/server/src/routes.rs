@@ -50,9 +50,19 @@ pub fn app(state: AppState) -> Router {
         .merge(api)
         .merge(admin::routes(state.clone()))
         .route("/health", get(|| async { "ok" }))
-        .route("/metrics", get(crate::metrics::render))
+        .merge(
+            // Metrics name workspaces and their traffic: operators only.
+            Router::new()
+                .route("/metrics", get(crate::metrics::render))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::auth::admin_middleware,
+                )),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Bodies are bounded where they are read: `JsonBody` (32 MB), uploads (file size,
+        // quota, multipart framing).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(crate::request_id::middleware))
         .with_state(state)

@@ -117,10 +117,28 @@ struct MonthToDate {
     by_workspace: HashMap<String, f64>,
 }
 
+/// What requests in flight may still cost, counted against caps until they settle, so a
+/// burst cannot all pass a cap that only its first request fits under.
+#[derive(Default)]
+struct InFlight {
+    organization_cents: f64,
+    by_workspace: HashMap<String, f64>,
+}
+
+/// A request's share of [`InFlight`], returned by [`SpendTracker::settle`].
+#[derive(Debug, Clone)]
+pub struct SpendHold {
+    workspace_id: String,
+    model: String,
+    service_tier: &'static str,
+    cents: f64,
+}
+
 pub struct SpendTracker {
     prices: Prices,
     limits: SpendLimits,
     month: Mutex<MonthToDate>,
+    in_flight: Mutex<InFlight>,
 }
 
 fn month_start(now: OffsetDateTime) -> OffsetDateTime {
@@ -147,6 +165,7 @@ impl SpendTracker {
                 organization_cents: 0.0,
                 by_workspace: HashMap::new(),
             }),
+            in_flight: Mutex::default(),
         }
     }
 
@@ -185,6 +204,11 @@ impl SpendTracker {
         Ok(())
     }
 
+    /// Whether a cap is configured for this workspace name.
+    pub fn names(&self, workspace: &str) -> bool {
+        self.limits.workspaces.contains_key(workspace)
+    }
+
     pub fn prices(&self) -> &Prices {
         &self.prices
     }
@@ -209,19 +233,86 @@ impl SpendTracker {
         month
     }
 
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
+        match self.in_flight.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Checks the caps, counting what requests in flight may still cost, and holds this
+    /// request's worst case (its input estimate and all of `max_tokens`) until it settles.
+    pub fn reserve(
+        &self,
+        workspace_id: &str,
+        workspace_name: &str,
+        model: &str,
+        service_tier: &'static str,
+        input_estimate: u32,
+        max_tokens: u32,
+    ) -> Result<SpendHold, ApiError> {
+        let worst = TokenCounts {
+            uncached_input: input_estimate.into(),
+            output: max_tokens.into(),
+            ..TokenCounts::default()
+        };
+        let hold = SpendHold {
+            workspace_id: workspace_id.to_owned(),
+            model: model.to_owned(),
+            service_tier,
+            cents: self.prices.cost_cents(model, service_tier, &worst),
+        };
+        let mut in_flight = self.in_flight();
+        let held_workspace = in_flight.by_workspace.get(workspace_id).copied().unwrap_or(0.0);
+        self.check_with(
+            workspace_id,
+            workspace_name,
+            held_workspace,
+            in_flight.organization_cents,
+        )?;
+        in_flight.organization_cents += hold.cents;
+        *in_flight
+            .by_workspace
+            .entry(workspace_id.to_owned())
+            .or_default() += hold.cents;
+        Ok(hold)
+    }
+
+    /// Releases a hold and adds what the request really cost.
+    pub fn settle(&self, hold: &SpendHold, tokens: &TokenCounts) {
+        {
+            let mut in_flight = self.in_flight();
+            in_flight.organization_cents = (in_flight.organization_cents - hold.cents).max(0.0);
+            if let Some(held) = in_flight.by_workspace.get_mut(&hold.workspace_id) {
+                *held = (*held - hold.cents).max(0.0);
+            }
+        }
+        self.add(&hold.workspace_id, &hold.model, hold.service_tier, tokens);
+    }
+
     /// Refuses a request once its workspace or the organization has spent its monthly cap.
     pub fn check(&self, workspace_id: &str, workspace_name: &str) -> Result<(), ApiError> {
+        self.check_with(workspace_id, workspace_name, 0.0, 0.0)
+    }
+
+    fn check_with(
+        &self,
+        workspace_id: &str,
+        workspace_name: &str,
+        held_workspace: f64,
+        held_organization: f64,
+    ) -> Result<(), ApiError> {
         let workspace_cap = self.limits.workspaces.get(workspace_name).copied();
         if workspace_cap.is_none() && self.limits.organization.is_none() {
             return Ok(());
         }
         let month = self.rolled();
-        let spent = month.by_workspace.get(workspace_id).copied().unwrap_or(0.0);
+        let spent = month.by_workspace.get(workspace_id).copied().unwrap_or(0.0) + held_workspace;
         let over =
             |cap_usd: Option<f64>, cents: f64| cap_usd.is_some_and(|cap| cents >= cap * 100.0);
         let scope = if over(workspace_cap, spent) {
             format!("workspace `{workspace_name}`")
-        } else if over(self.limits.organization, month.organization_cents) {
+        } else if over(self.limits.organization, month.organization_cents + held_organization) {
             "organization".to_owned()
         } else {
             return Ok(());
@@ -278,6 +369,24 @@ mod tests {
         assert!((cents - 2805.0).abs() < 1e-6, "{cents}");
         let batch = prices.cost_cents("m", "batch", &all);
         assert!((batch - 1402.5).abs() < 1e-6, "{batch}");
+    }
+
+    #[test]
+    fn a_burst_cannot_all_pass_a_cap_only_its_first_request_fits_under() {
+        let prices = Prices {
+            default: Some(Price::new(1_000_000.0, 0.0)),
+            models: HashMap::new(),
+        };
+        let limits = SpendLimits {
+            organization: None,
+            workspaces: HashMap::from([("a".to_owned(), 1.0)]),
+        };
+        let tracker = SpendTracker::new(prices, limits);
+        let first = tracker.reserve("wa", "a", "m", "standard", 1, 0).unwrap();
+        assert!(tracker.reserve("wa", "a", "m", "standard", 1, 0).is_err());
+        // Settled for less than it held, the first leaves room again.
+        tracker.settle(&first, &tokens(0, 0, 0, 0, 0));
+        assert!(tracker.reserve("wa", "a", "m", "standard", 1, 0).is_ok());
     }
 
     #[test]

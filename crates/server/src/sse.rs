@@ -20,7 +20,8 @@ pub struct Assembler {
     started: bool,
     open_block: Option<usize>,
     next_index: usize,
-    signer: Option<ThinkingSigner>,
+    /// Signs thinking blocks, for the workspace the answer is for.
+    signer: Option<(ThinkingSigner, String)>,
     /// The open thinking block's text, signed when the block closes.
     thought: Option<String>,
     /// `thinking.display: "omitted"`: thinking blocks carry no text, only a signature.
@@ -43,8 +44,8 @@ impl Assembler {
     }
 
     /// Thinking blocks get signatures from `signer`; `omit` leaves their text out.
-    pub fn with_thinking(mut self, signer: ThinkingSigner, omit: bool) -> Self {
-        self.signer = Some(signer);
+    pub fn with_thinking(mut self, signer: ThinkingSigner, workspace: &str, omit: bool) -> Self {
+        self.signer = Some((signer, workspace.to_owned()));
         self.omit_thinking = omit;
         self
     }
@@ -70,11 +71,10 @@ impl Assembler {
             return;
         };
         if let Some(thought) = self.thought.take() {
-            let signed = if self.omit_thinking { "" } else { &thought };
             let signature = self
                 .signer
                 .as_ref()
-                .map(|s| s.sign(signed))
+                .map(|(s, workspace)| s.sign(workspace, &thought, self.omit_thinking))
                 .unwrap_or_default();
             out.push(StreamEvent::ContentBlockDelta {
                 index,

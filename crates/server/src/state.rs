@@ -3,6 +3,7 @@ use std::sync::Arc;
 use missive_store::Store;
 
 use crate::auth::Auth;
+use crate::file_storage::FilesConfig;
 use crate::ledger::Ledger;
 use crate::limits::{Limits, RateLimiter};
 use crate::model_router::ModelRouter;
@@ -26,14 +27,11 @@ pub struct AppState {
     /// Wakes the batch worker when a batch is created or canceled.
     pub batches: Arc<tokio::sync::Notify>,
     pub policies: Arc<crate::policy::Policies>,
-}
-
-#[derive(Debug, Clone)]
-pub struct FilesConfig {
-    pub dir: std::path::PathBuf,
-    /// The Claude API lets only files it created be downloaded; an operator may allow
-    /// uploads too.
-    pub downloadable_uploads: bool,
+    /// `[cache] share_across_workspaces`: one prompt cache for all workspaces, so that one
+    /// can read what another cached (and learn from its hits what the other sent).
+    pub share_cache_across_workspaces: bool,
+    /// `[server] public_url`: where clients reach this server, for links in responses.
+    pub public_url: Option<String>,
 }
 
 impl AppState {
@@ -50,47 +48,32 @@ impl AppState {
             files: None,
             batches: Arc::new(tokio::sync::Notify::new()),
             policies: Arc::default(),
+            share_cache_across_workspaces: false,
+            public_url: None,
         }
+    }
+
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// `[cache] share_across_workspaces`.
+    pub fn with_cache_shared_across_workspaces(mut self, shared: bool) -> Self {
+        self.share_cache_across_workspaces = shared;
+        self
+    }
+
+    /// Whether the server's configuration refers to a workspace by this name.
+    pub fn names_in_config(&self, name: &str) -> bool {
+        self.policies.workspaces.contains_key(name)
+            || self.limits.names(name)
+            || self.spend.names(name)
     }
 
     pub fn with_policies(mut self, policies: crate::policy::Policies) -> Self {
         self.policies = Arc::new(policies);
         self
-    }
-
-    /// Holds `request` to its workspace's policy: redacts, or refuses; counts and audits
-    /// what it did.
-    pub fn guard(
-        &self,
-        workspace: &str,
-        key_id: &str,
-        request: &mut missive_protocol::MessagesRequest,
-    ) -> Result<(), crate::error::ApiError> {
-        let policy = self.policies.for_workspace(workspace);
-        let outcome = crate::policy::apply(policy, request);
-        let (action, detail) = match &outcome {
-            Ok(a) if a.total() == 0 => return Ok(()),
-            Ok(a) => (
-                "policy.redact",
-                serde_json::json!({"emails": a.emails, "phones": a.phones, "cards": a.cards, "ibans": a.ibans}),
-            ),
-            Err(e) => ("policy.refuse", serde_json::json!({"reason": e.message})),
-        };
-        metrics::counter!("missive_policy_actions_total", "workspace" => workspace.to_owned(), "action" => action)
-            .increment(1);
-        if let Some(store) = &self.store {
-            let entry = missive_store::AuditEntry {
-                at_ms: crate::ids::now_ms(),
-                actor: key_id.to_owned(),
-                action: action.to_owned(),
-                target: crate::request_id::current().unwrap_or_default(),
-                detail: detail.to_string(),
-            };
-            if let Err(err) = store.audit(&entry) {
-                tracing::error!(error = %err, "writing the audit log");
-            }
-        }
-        outcome.map(|_| ())
     }
 
     /// Serves the Files API from `dir`.

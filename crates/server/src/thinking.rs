@@ -7,7 +7,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use missive_protocol::content::ContentBlockParam;
 use missive_protocol::messages::{MessageContent, MessagesRequest, Role};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 
@@ -35,31 +35,65 @@ impl ThinkingSigner {
         Self::new(uuid::Uuid::new_v4().as_bytes().repeat(2))
     }
 
-    /// HMAC takes keys of any length, so this is always `Some`.
-    fn mac(&self, thinking: &str) -> Option<HmacSha256> {
+    /// HMAC over the parts, each after a length, so no two part lists collide. HMAC takes
+    /// keys of any length, so this is always `Some`.
+    fn mac(&self, parts: &[&[u8]]) -> Option<HmacSha256> {
         let mut mac = HmacSha256::new_from_slice(&self.key).ok()?;
-        mac.update(thinking.as_bytes());
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
         Some(mac)
     }
 
-    pub fn sign(&self, thinking: &str) -> String {
-        self.mac(thinking)
+    /// The signature of a thought written for `workspace`. When its text is omitted from
+    /// the response, the signature carries the thought's digest and signs that, so it
+    /// still stands for this one thought (and the client echoes an empty text).
+    pub fn sign(&self, workspace: &str, thinking: &str, omitted: bool) -> String {
+        let ws = workspace.as_bytes();
+        if omitted {
+            let digest = Sha256::digest(thinking.as_bytes());
+            return self
+                .mac(&[b"omitted", ws, &digest])
+                .map(|mac| {
+                    let mut bytes = digest.to_vec();
+                    bytes.extend_from_slice(&mac.finalize().into_bytes());
+                    STANDARD.encode(bytes)
+                })
+                .unwrap_or_default();
+        }
+        self.mac(&[b"full", ws, thinking.as_bytes()])
             .map(|mac| STANDARD.encode(mac.finalize().into_bytes()))
             .unwrap_or_default()
     }
 
-    /// Constant-time check of a signature against the thought it claims to sign.
-    pub fn verify(&self, thinking: &str, signature: &str) -> bool {
+    /// Constant-time check of a signature against the thought it claims to sign, for the
+    /// workspace it was written for.
+    pub fn verify(&self, workspace: &str, thinking: &str, signature: &str) -> bool {
         let Ok(bytes) = STANDARD.decode(signature) else {
             return false;
         };
-        self.mac(thinking)
-            .is_some_and(|mac| mac.verify_slice(&bytes).is_ok())
+        let ws = workspace.as_bytes();
+        match bytes.len() {
+            32 => self
+                .mac(&[b"full", ws, thinking.as_bytes()])
+                .is_some_and(|mac| mac.verify_slice(&bytes).is_ok()),
+            64 if thinking.is_empty() => {
+                let (digest, tag) = bytes.split_at(32);
+                self.mac(&[b"omitted", ws, digest])
+                    .is_some_and(|mac| mac.verify_slice(tag).is_ok())
+            }
+            _ => false,
+        }
     }
 
     /// Every `thinking` block in the request's assistant turns must carry this server's
     /// signature of its text, as the Claude API requires blocks be echoed unchanged.
-    pub fn verify_history(&self, request: &MessagesRequest) -> Result<(), ApiError> {
+    pub fn verify_history(
+        &self,
+        workspace: &str,
+        request: &MessagesRequest,
+    ) -> Result<(), ApiError> {
         for (i, message) in request.messages.iter().enumerate() {
             let MessageContent::Blocks(blocks) = &message.content else {
                 continue;
@@ -74,7 +108,7 @@ impl ThinkingSigner {
                     ..
                 } = block
                 {
-                    if !self.verify(thinking, signature) {
+                    if !self.verify(workspace, thinking, signature) {
                         return Err(ApiError::invalid(format!(
                             "messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
                         )));
@@ -91,12 +125,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signatures_verify_only_the_text_and_key_they_were_made_for() {
+    fn signatures_verify_only_the_text_key_and_workspace_they_were_made_for() {
         let signer = ThinkingSigner::new(b"server secret".to_vec());
-        let signature = signer.sign("Let me think.");
-        assert!(signer.verify("Let me think.", &signature));
-        assert!(!signer.verify("Let me think!", &signature));
-        assert!(!ThinkingSigner::new(b"other".to_vec()).verify("Let me think.", &signature));
-        assert!(!signer.verify("Let me think.", "not base64 at all"));
+        let signature = signer.sign("w1", "Let me think.", false);
+        assert!(signer.verify("w1", "Let me think.", &signature));
+        assert!(!signer.verify("w1", "Let me think!", &signature));
+        assert!(!signer.verify("w2", "Let me think.", &signature));
+        assert!(!ThinkingSigner::new(b"other".to_vec()).verify("w1", "Let me think.", &signature));
+        assert!(!signer.verify("w1", "Let me think.", "not base64 at all"));
+    }
+
+    #[test]
+    fn omitted_thinking_signatures_stand_for_one_thought_not_for_empty_text() {
+        let signer = ThinkingSigner::new(b"server secret".to_vec());
+        let a = signer.sign("w1", "first thought", true);
+        let b = signer.sign("w1", "second thought", true);
+        assert_ne!(a, b);
+        assert!(signer.verify("w1", "", &a));
+        assert!(!signer.verify("w2", "", &a));
+        // Echoed with text, an omitted signature no longer applies.
+        assert!(!signer.verify("w1", "first thought", &a));
     }
 }

@@ -3,6 +3,7 @@
 #[cfg(test)]
 mod api {
     mod admin;
+    mod admission;
     mod batches;
     pub mod common;
     mod errors;
@@ -11,5 +12,6 @@ mod api {
     mod messages;
     mod models;
     mod streaming;
+    mod structure;
     mod thinking;
 }

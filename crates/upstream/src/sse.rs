@@ -1,5 +1,7 @@
 //! Server-sent events from a byte stream: the `data:` payload of each event.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
@@ -16,15 +18,46 @@ fn event_end(buffer: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
+/// Longest an upstream may send nothing in the middle of a stream. Generous, since a
+/// server may say nothing while it prefills a long prompt, but finite.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Largest event an upstream may send; a stream that never ends an event is cut here
+/// instead of buffered without bound.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why an upstream's event stream broke off.
+#[derive(Debug, thiserror::Error)]
+pub enum SseError<E> {
+    #[error("{0}")]
+    Body(E),
+    #[error("no data for {} s", .0.as_secs())]
+    Idle(Duration),
+    #[error("an event longer than {0} bytes")]
+    TooLarge(usize),
+}
+
 /// The `data:` payloads of an SSE body, joined per event. Bytes are buffered until an
 /// event is whole, so a character split across chunks arrives intact.
-pub fn data_events<S, E>(body: S) -> impl Stream<Item = Result<String, E>>
+pub fn data_events<S, E>(body: S) -> impl Stream<Item = Result<String, SseError<E>>>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    data_events_within(body, IDLE_TIMEOUT, MAX_EVENT_BYTES)
+}
+
+/// [`data_events`] with the idle timeout and event size given.
+pub fn data_events_within<S, E>(
+    body: S,
+    idle: Duration,
+    max_event: usize,
+) -> impl Stream<Item = Result<String, SseError<E>>>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
     futures::stream::unfold(
         (body, Vec::<u8>::new(), false),
-        |(mut body, mut buffer, mut done)| async move {
+        move |(mut body, mut buffer, mut done)| async move {
             loop {
                 if let Some((at, len)) = event_end(&buffer) {
                     let event: Vec<u8> = buffer.drain(..at + len).collect();
@@ -42,9 +75,16 @@ where
                 if done {
                     return None;
                 }
-                match body.next().await {
+                if buffer.len() > max_event {
+                    return Some((Err(SseError::TooLarge(max_event)), (body, Vec::new(), true)));
+                }
+                let next = match tokio::time::timeout(idle, body.next()).await {
+                    Ok(next) => next,
+                    Err(_) => return Some((Err(SseError::Idle(idle)), (body, buffer, true))),
+                };
+                match next {
                     Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                    Some(Err(err)) => return Some((Err(err), (body, buffer, true))),
+                    Some(Err(err)) => return Some((Err(SseError::Body(err)), (body, buffer, true))),
                     None => {
                         done = true;
                         buffer.extend_from_slice(b"\n\n");
@@ -73,5 +113,20 @@ mod tests {
             .collect()
             .await;
         assert_eq!(events, ["{\"a\":\"é\"}", "[DONE]"]);
+    }
+
+    #[tokio::test]
+    async fn an_event_that_never_ends_is_cut_not_buffered() {
+        let endless = futures::stream::repeat_with(|| Ok::<_, std::io::Error>(Bytes::from_static(b"data: xxxxxxxx")));
+        let mut events = Box::pin(data_events_within(endless, Duration::from_secs(5), 1024));
+        assert!(matches!(events.next().await, Some(Err(SseError::TooLarge(1024)))));
+        assert!(events.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_silent_upstream_times_out() {
+        let silent = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+        let mut events = Box::pin(data_events_within(silent, Duration::from_millis(50), 1024));
+        assert!(matches!(events.next().await, Some(Err(SseError::Idle(_)))));
     }
 }

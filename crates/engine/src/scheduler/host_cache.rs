@@ -20,6 +20,8 @@ pub struct HostCacheStats {
 }
 
 pub(crate) struct Spilled {
+    /// Whose cache this is (a hash of the request's cache scope): only that scope reads it.
+    pub scope: u64,
     pub tokens: Vec<LlamaToken>,
     pub state: SeqState,
     last_used: u64,
@@ -44,14 +46,15 @@ impl HostCache {
 
     /// Keeps a prefix, dropping the least recently used ones until it fits. A state
     /// larger than the whole budget is not kept.
-    pub fn save(&mut self, tokens: Vec<LlamaToken>, state: SeqState, tick: u64) {
+    pub fn save(&mut self, scope: u64, tokens: Vec<LlamaToken>, state: SeqState, tick: u64) {
         let size = state.byte_len();
         if size > self.budget {
             return;
         }
         // A prefix of the new entry adds nothing the new entry does not hold.
-        self.entries
-            .retain(|e| !(e.tokens.len() <= tokens.len() && tokens.starts_with(&e.tokens)));
+        self.entries.retain(|e| {
+            !(e.scope == scope && e.tokens.len() <= tokens.len() && tokens.starts_with(&e.tokens))
+        });
         self.used = self.entries.iter().map(|e| e.state.byte_len()).sum();
         while self.used + size > self.budget {
             let Some(oldest) = self
@@ -67,6 +70,7 @@ impl HostCache {
         }
         self.used += size;
         self.entries.push(Spilled {
+            scope,
             tokens,
             state,
             last_used: tick,
@@ -80,11 +84,12 @@ impl HostCache {
         self.stats.moves.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The entry sharing the longest prefix with `prompt`, and that length.
-    pub fn best(&self, prompt: &[LlamaToken]) -> Option<(usize, usize)> {
+    /// The entry of `scope` sharing the longest prefix with `prompt`, and that length.
+    pub fn best(&self, scope: u64, prompt: &[LlamaToken]) -> Option<(usize, usize)> {
         self.entries
             .iter()
             .enumerate()
+            .filter(|(_, e)| e.scope == scope)
             .map(|(i, e)| {
                 let common = e
                     .tokens

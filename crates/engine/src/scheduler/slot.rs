@@ -27,6 +27,8 @@ pub(super) struct Slot {
     seq: u32,
     /// The tokens whose KV cells this sequence holds, in position order.
     cached: Vec<LlamaToken>,
+    /// The cache scope `cached` belongs to: a request of another scope reuses none of it.
+    scope: u64,
     pub last_used: u64,
     active: Option<Active>,
 }
@@ -61,6 +63,7 @@ impl Slot {
         Self {
             seq,
             cached: Vec::new(),
+            scope: 0,
             last_used: 0,
             active: None,
         }
@@ -94,7 +97,10 @@ impl Slot {
 
     /// How much of `tokens` this slot's cache already holds. At least the last prompt
     /// token is always decoded again, since its logits start sampling.
-    pub fn common_prefix(&self, tokens: &[LlamaToken]) -> usize {
+    pub fn common_prefix(&self, scope: u64, tokens: &[LlamaToken]) -> usize {
+        if scope != self.scope {
+            return 0;
+        }
         self.cached
             .iter()
             .zip(tokens)
@@ -104,7 +110,7 @@ impl Slot {
     }
 
     pub fn start(&mut self, ctx: &mut LlamaContext<'_>, mut job: Job) -> Result<(), BackendError> {
-        let common = self.common_prefix(&job.tokens);
+        let common = self.common_prefix(job.scope, &job.tokens);
         crate::telemetry::kv_reuse(&job.model, common, job.tokens.len());
         tracing::debug!(
             reused = common,
@@ -117,6 +123,7 @@ impl Slot {
                 .map_err(|err| BackendError::Generation(err.to_string()))?;
             self.cached.truncate(common);
         }
+        self.scope = job.scope;
         let tool_parser = match (&job.tools.enabled, &job.tools.forced_partial) {
             (_, Some(partial)) => Some(ToolCallParser::inside_call(partial)),
             (true, None) => Some(ToolCallParser::default()),
@@ -324,7 +331,7 @@ impl Slot {
         if self.active.is_none() && self.cached.len() >= min_tokens.max(1) {
             let seq = self.seq_ids()[0];
             match ctx.state_seq_get(seq, LlamaStateSeqFlags::empty()) {
-                Ok(state) => host.save(self.cached.clone(), state, tick),
+                Ok(state) => host.save(self.scope, self.cached.clone(), state, tick),
                 Err(err) => tracing::warn!(error = %err, "saving a prefix to host memory failed"),
             }
         }
@@ -336,7 +343,10 @@ impl Slot {
         self.clear_cache(ctx);
         let seq = self.seq_ids()[0];
         match ctx.state_seq_set(&entry.state, seq) {
-            Ok(()) => self.cached = entry.tokens,
+            Ok(()) => {
+                self.cached = entry.tokens;
+                self.scope = entry.scope;
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "restoring a prefix from host memory failed");
                 self.clear_cache(ctx);

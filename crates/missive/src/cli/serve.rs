@@ -50,6 +50,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             threads: entry.threads.unwrap_or_else(default_threads),
             max_output_tokens: entry.max_output_tokens,
             queue_depth: entry.queue_depth,
+            max_queue_wait: std::time::Duration::from_secs_f64(entry.max_queue_wait_s.max(0.0)),
             parallel: entry.parallel,
             cache_min_tokens: missive_engine::prompt_cache::DEFAULT_MIN_TOKENS,
             host_cache_bytes: entry.host_cache_mb.saturating_mul(1 << 20),
@@ -101,15 +102,15 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|(name, limits)| (name.clone(), limits.over(defaults)))
         .collect();
-    let mut state = AppState::new(router, auth).with_thinking_key(thinking_key);
+    let mut state = AppState::new(router, auth)
+        .with_thinking_key(thinking_key)
+        .with_cache_shared_across_workspaces(config.cache.share_across_workspaces)
+        .with_public_url(config.server.public_url.clone());
     if governed {
         state = state
             .with_rate_limits(RateLimiter::new(defaults, overrides))
             .with_store(store, config.prices.prices(), config.spend_limits.limits())?
-            .with_files(FilesConfig {
-                dir: home.join("files"),
-                downloadable_uploads: config.files.downloadable_uploads,
-            })
+            .with_files(files_config(&config, &home)?)
             .with_policies(config.policy.policies())
             .with_batch_worker(config.batches.concurrency);
     } else {
@@ -223,4 +224,19 @@ fn upstream_chain(
         gateway.rounds,
         Duration::from_millis(gateway.backoff_ms),
     ))
+}
+
+/// Where uploads live and what a workspace may keep; uploads a crash left half-written
+/// are removed before serving.
+fn files_config(config: &Config, home: &std::path::Path) -> anyhow::Result<FilesConfig> {
+    let mut files = FilesConfig::new(home.join("files"));
+    files.downloadable_uploads = config.files.downloadable_uploads;
+    if let Some(gb) = config.files.workspace_quota_gb {
+        files.workspace_quota_bytes = (gb * 1e9) as u64;
+    }
+    let removed = files.sweep_partials()?;
+    if removed > 0 {
+        tracing::info!(removed, "removed uploads a crash left unfinished");
+    }
+    Ok(files)
 }

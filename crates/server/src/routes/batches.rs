@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::auth::Principal;
+use crate::batch_results::errored;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::routes::admin::params::{rfc3339_ms, Params};
+use crate::params::{rfc3339_ms, Params};
 use crate::state::AppState;
 
 pub const MAX_REQUESTS: usize = 100_000;
@@ -41,11 +42,25 @@ pub struct BatchView {
 }
 
 /// This server's own address as the client reached it, for `results_url`.
-fn base_url(headers: &HeaderMap) -> String {
-    match headers.get(HOST).and_then(|h| h.to_str().ok()) {
-        Some(host) => format!("http://{host}"),
-        None => String::new(),
+/// The configured public URL, or the request's `Host` (when it is a plain host and
+/// port) over the scheme a proxy says it was reached by.
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.public_url {
+        return url.clone();
     }
+    let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
+    let Some(host) = header(HOST.as_str()).filter(|h| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    }) else {
+        return String::new();
+    };
+    let scheme = match header("x-forwarded-proto").map(str::trim) {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
 }
 
 fn view(batch: Batch, base: &str) -> BatchView {
@@ -111,19 +126,6 @@ fn valid_custom_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// The `errored` result of a request refused before it runs.
-pub fn errored(error_type: ErrorType, message: &str) -> String {
-    json!({
-        "type": "errored",
-        "error": {
-            "type": "error",
-            "error": {"type": error_type.as_str(), "message": message},
-            "request_id": crate::request_id::current(),
-        },
-    })
-    .to_string()
-}
-
 pub async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -184,7 +186,7 @@ pub async fn create(
         &requests,
     )?;
     state.batches.notify_one();
-    Ok(Json(view(batch, &base_url(&headers))))
+    Ok(Json(view(batch, &base_url(&state, &headers))))
 }
 
 pub async fn retrieve(
@@ -195,7 +197,7 @@ pub async fn retrieve(
 ) -> Result<Json<BatchView>, ApiError> {
     Ok(Json(view(
         find(&state, &principal, &id)?,
-        &base_url(&headers),
+        &base_url(&state, &headers),
     )))
 }
 
@@ -206,7 +208,7 @@ pub async fn list(
     params: Params,
 ) -> Result<Json<missive_protocol::models::Page<BatchView>>, ApiError> {
     let limit = params.int("limit", 1, 1000, 20)?;
-    let base = base_url(&headers);
+    let base = base_url(&state, &headers);
     let views: Vec<BatchView> = store(&state)?
         .list_batches(&principal.workspace_id)?
         .into_iter()
@@ -230,7 +232,7 @@ pub async fn cancel(
     find(&state, &principal, &id)?;
     let batch = store(&state)?.cancel_batch(&principal.workspace_id, &id)?;
     state.batches.notify_one();
-    Ok(Json(view(batch, &base_url(&headers))))
+    Ok(Json(view(batch, &base_url(&state, &headers))))
 }
 
 pub async fn delete(

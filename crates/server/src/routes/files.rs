@@ -4,8 +4,15 @@
 //! other workspace gets 404.
 
 use axum::body::Body;
-use axum::extract::{Multipart, Path, State};
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::header::{
+    CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
+};
+use futures::StreamExt;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use missive_protocol::ErrorType;
@@ -16,11 +23,9 @@ use tokio::io::AsyncWriteExt;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::routes::admin::params::{rfc3339_ms, Params};
+use crate::file_storage::{self, MAX_FILE_BYTES};
+use crate::params::{rfc3339_ms, Params};
 use crate::state::AppState;
-
-/// The Claude API's upload cap.
-pub const MAX_FILE_BYTES: u64 = 500 * 1024 * 1024;
 
 #[derive(Serialize)]
 pub struct FileView {
@@ -48,30 +53,10 @@ fn view(f: FileMeta) -> FileView {
     }
 }
 
-fn store(state: &AppState) -> Result<&std::sync::Arc<dyn missive_store::Store>, ApiError> {
-    state.store.as_ref().ok_or_else(|| {
-        ApiError::not_found("The Files API needs a store; this server runs without one")
-    })
-}
-
-fn files_dir(state: &AppState) -> Result<&std::path::Path, ApiError> {
-    state
-        .files
-        .as_ref()
-        .map(|f| f.dir.as_path())
-        .ok_or_else(|| ApiError::not_found("The Files API is not enabled on this server"))
-}
-
 /// A file of this workspace, 404 otherwise.
-pub fn find(state: &AppState, principal: &Principal, id: &str) -> Result<FileMeta, ApiError> {
-    store(state)?
-        .file(&principal.workspace_id, id)?
+fn find(state: &AppState, principal: &Principal, id: &str) -> Result<FileMeta, ApiError> {
+    file_storage::find(state, &principal.workspace_id, id)?
         .ok_or_else(|| ApiError::not_found(format!("file {id} not found")))
-}
-
-/// Where a file's bytes are.
-pub fn path_of(state: &AppState, id: &str) -> Result<std::path::PathBuf, ApiError> {
-    Ok(files_dir(state)?.join(id))
 }
 
 fn mime_for(filename: &str, given: Option<&str>) -> String {
@@ -98,44 +83,57 @@ fn mime_for(filename: &str, given: Option<&str>) -> String {
     .to_owned()
 }
 
+/// Bytes of multipart framing (preamble, part headers) allowed between parts' data: a
+/// body that never reaches a part's content is refused after this much, not buffered.
+const MAX_FRAMING_BYTES: usize = 64 * 1024;
+
 pub async fn upload(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    mut multipart: Multipart,
+    request: axum::extract::Request,
 ) -> Result<Json<FileView>, ApiError> {
-    let dir = files_dir(&state)?.to_owned();
-    let downloadable = state.files.as_ref().is_some_and(|f| f.downloadable_uploads);
-    let store = store(&state)?.clone();
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| ApiError::invalid(format!("invalid multipart body: {e}")))?
-    {
+    let config = file_storage::config(&state)?.clone();
+    let store = file_storage::store(&state)?.clone();
+    let allowance = file_storage::upload_allowance(&state, &principal.workspace_id)?;
+    let boundary = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| multer::parse_boundary(ct).ok())
+        .ok_or_else(|| ApiError::invalid("file: the body must be multipart/form-data with a boundary"))?;
+    let framing = FramingBudget::default();
+    let body = framing.watch(request.into_body().into_data_stream());
+    let mut multipart = multer::Multipart::new(body, boundary);
+    loop {
+        framing.between_parts();
+        let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? else {
+            break;
+        };
+        framing.in_part();
         if field.name() != Some("file") {
+            while field.chunk().await.map_err(multipart_error)?.is_some() {}
             continue;
         }
         let filename = field.file_name().unwrap_or("upload").to_owned();
-        let mime_type = mime_for(&filename, field.content_type());
+        let mime_type = mime_for(&filename, field.content_type().map(|m| m.as_ref()));
         let id = crate::ids::new_id("file");
-        tokio::fs::create_dir_all(&dir)
+        tokio::fs::create_dir_all(&config.dir)
             .await
             .map_err(ApiError::internal)?;
-        let partial = dir.join(format!("{id}.part"));
+        let partial = file_storage::partial_path(&config, &id);
         let mut out = tokio::fs::File::create(&partial)
             .await
             .map_err(ApiError::internal)?;
         let mut size: u64 = 0;
         let written: Result<(), ApiError> = async {
-            while let Some(chunk) = field
-                .chunk()
-                .await
-                .map_err(|e| ApiError::invalid(format!("invalid multipart body: {e}")))?
-            {
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
                 size += chunk.len() as u64;
-                if size > MAX_FILE_BYTES {
+                if size > allowance {
                     return Err(ApiError::new(
                         ErrorType::RequestTooLarge,
-                        format!("file: larger than the {MAX_FILE_BYTES}-byte limit"),
+                        format!(
+                            "file: larger than the {allowance} bytes this workspace may still upload (at most {MAX_FILE_BYTES} per file)"
+                        ),
                     ));
                 }
                 out.write_all(&chunk).await.map_err(ApiError::internal)?;
@@ -149,7 +147,7 @@ pub async fn upload(
             let _ = tokio::fs::remove_file(&partial).await;
             return Err(err);
         }
-        tokio::fs::rename(&partial, dir.join(&id))
+        tokio::fs::rename(&partial, file_storage::path_of(&config, &id))
             .await
             .map_err(ApiError::internal)?;
         let meta = FileMeta {
@@ -159,7 +157,7 @@ pub async fn upload(
             mime_type,
             size_bytes: size,
             created_at_ms: crate::ids::now_ms(),
-            downloadable,
+            downloadable: config.downloadable_uploads,
         };
         store.add_file(&meta)?;
         return Ok(Json(view(meta)));
@@ -169,12 +167,58 @@ pub async fn upload(
     ))
 }
 
+fn multipart_error(err: multer::Error) -> ApiError {
+    ApiError::invalid(format!("invalid multipart body: {err}"))
+}
+
+/// Counts the body's bytes read while no part's content is being read, and ends the body
+/// with an error once they pass [`MAX_FRAMING_BYTES`].
+#[derive(Clone, Default)]
+struct FramingBudget(Arc<FramingState>);
+
+#[derive(Default)]
+struct FramingState {
+    in_part: AtomicBool,
+    framing: AtomicUsize,
+}
+
+impl FramingBudget {
+    fn between_parts(&self) {
+        self.0.in_part.store(false, Ordering::Relaxed);
+        self.0.framing.store(0, Ordering::Relaxed);
+    }
+
+    fn in_part(&self) {
+        self.0.in_part.store(true, Ordering::Relaxed);
+    }
+
+    fn watch<S, E>(&self, body: S) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static
+    where
+        S: futures::Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let budget = self.clone();
+        body.map(move |chunk| {
+            let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()))?;
+            if !budget.0.in_part.load(Ordering::Relaxed) {
+                let seen = budget.0.framing.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
+                if seen > MAX_FRAMING_BYTES {
+                    return Err(std::io::Error::other(format!(
+                        "more than {MAX_FRAMING_BYTES} bytes of multipart framing before a part's content"
+                    )));
+                }
+            }
+            Ok(chunk)
+        })
+    }
+}
+
 pub async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     params: Params,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let files = store(&state)?.list_files(&principal.workspace_id)?;
+    let files = file_storage::store(&state)?.list_files(&principal.workspace_id)?;
     let ids = params.many("ids");
     if !ids.is_empty() {
         let data: Vec<FileView> = files
@@ -227,7 +271,8 @@ pub async fn content(
             "file {id} is not downloadable: uploaded files can be used in messages but not downloaded"
         )));
     }
-    let file = tokio::fs::File::open(path_of(&state, &id)?)
+    let config = file_storage::config(&state)?;
+    let file = tokio::fs::File::open(file_storage::path_of(config, &id))
         .await
         .map_err(ApiError::internal)?;
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
@@ -235,13 +280,8 @@ pub async fn content(
         [
             (CONTENT_TYPE, meta.mime_type.clone()),
             (CONTENT_LENGTH, meta.size_bytes.to_string()),
-            (
-                CONTENT_DISPOSITION,
-                format!(
-                    "attachment; filename=\"{}\"",
-                    meta.filename.replace('"', "")
-                ),
-            ),
+            (CONTENT_DISPOSITION, content_disposition(&meta.filename)),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
         ],
         body,
     )
@@ -254,7 +294,50 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     find(&state, &principal, &id)?;
-    store(&state)?.delete_file(&principal.workspace_id, &id)?;
-    let _ = tokio::fs::remove_file(path_of(&state, &id)?).await;
+    file_storage::store(&state)?.delete_file(&principal.workspace_id, &id)?;
+    let path = file_storage::path_of(file_storage::config(&state)?, &id);
+    let _ = tokio::fs::remove_file(path).await;
     Ok(Json(json!({"id": id, "type": "file_deleted"})))
+}
+
+/// `attachment` with the name as a quoted ASCII fallback (quotes, backslashes and control
+/// characters replaced) and, when it is not plain ASCII, RFC 5987's UTF-8 `filename*`.
+fn content_disposition(filename: &str) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' => '_',
+            c if c.is_ascii_control() || !c.is_ascii() => '_',
+            c => c,
+        })
+        .collect();
+    if filename.is_ascii() && !filename.chars().any(|c| c.is_ascii_control()) {
+        return format!("attachment; filename=\"{fallback}\"");
+    }
+    let encoded: String = filename
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_disposition;
+
+    #[test]
+    fn download_names_cannot_break_out_of_the_header() {
+        assert_eq!(
+            content_disposition("a\"b\\c.txt"),
+            "attachment; filename=\"a_b_c.txt\""
+        );
+        let header = content_disposition("r\u{e9}sum\u{e9}\r\n.pdf");
+        assert!(!header.contains('\r') && !header.contains('\n'), "{header}");
+        assert!(header.ends_with("filename*=UTF-8''r%C3%A9sum%C3%A9%0D%0A.pdf"), "{header}");
+    }
 }

@@ -7,19 +7,17 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::StreamExt;
-use missive_backend::GenerateRequest;
 use missive_protocol::stream::StreamEvent;
-use missive_protocol::tools::ThinkingConfig;
-use missive_protocol::usage::CacheCreation;
-use missive_protocol::{
-    parse_count_tokens_request, parse_messages_request, CountTokensResponse, ErrorType,
-};
+use missive_protocol::{parse_count_tokens_request, parse_messages_request, CountTokensResponse};
 use missive_store::{KeyKind, TokenCounts, UsageRecord};
 
 use crate::access::AccessSlot;
+use crate::admission::{self, Entry};
 use crate::auth::Principal;
+use crate::billing::{self, Billing, Tally};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
+use crate::ids::now_ms;
 use crate::sse::{self, Assembler};
 use crate::state::AppState;
 
@@ -29,30 +27,6 @@ pub const THINKING_HEADER: &str = "x-missive-thinking";
 pub const UPSTREAM_HEADER: &str = "x-missive-upstream";
 /// Milliseconds Missive spent on a request before handing it to the model.
 pub const OVERHEAD_HEADER: &str = "x-missive-overhead-ms";
-
-/// Refuses traffic an operator switched off, for the model as asked or as resolved.
-pub(crate) fn check_kill_switch(
-    state: &AppState,
-    workspace_id: &str,
-    workspace: &str,
-    models: [&str; 2],
-) -> Result<(), ApiError> {
-    let Some(controls) = state.auth.controls() else {
-        return Ok(());
-    };
-    if controls.is_killed(workspace_id, &models)? {
-        return Err(ApiError::new(
-            ErrorType::PermissionError,
-            format!(
-                "Traffic to model `{}` from workspace `{}` is switched off by the operator (kill switch).",
-                models[0], workspace
-            ),
-        ));
-    }
-    Ok(())
-}
-
-use crate::ids::now_ms;
 
 pub async fn create(
     State(state): State<AppState>,
@@ -118,9 +92,8 @@ pub(crate) struct Run {
     pub headers: axum::http::HeaderMap,
 }
 
-/// Everything a Messages request goes through — parsing, documents, policy, limits, spend,
-/// the kill switch — up to the model's event stream, billed and ledgered at its end. The
-/// Claude and OpenAI endpoints share it.
+/// A Messages request through [`admission`] to the model's event stream, metered by
+/// [`billing`]. The Claude and OpenAI endpoints share it.
 pub(crate) async fn run(
     state: &AppState,
     principal: &Principal,
@@ -129,76 +102,21 @@ pub(crate) async fn run(
     dispatch: Dispatch,
 ) -> Result<Run, ApiError> {
     let started = std::time::Instant::now();
-    let state = state.clone();
     let request = parse_messages_request(body)?;
-    state.signer.verify_history(&request)?;
-    let (mut request, citable) =
-        crate::documents::resolve_citable(&state, &principal.workspace_id, request)?;
-    state.guard(&principal.workspace, &principal.key_id, &mut request)?;
-    let backend = state.models.resolve(&request.model)?;
-    let descriptor = backend.descriptor();
+    let admitted = admission::admit(state, principal, request, body.len(), Entry::Messages).await?;
+    let descriptor = admitted.backend.descriptor();
     access.model(&descriptor.id);
-    if request.max_tokens > descriptor.max_output_tokens {
-        return Err(ApiError::invalid(format!(
-            "max_tokens: {} > {}, which is the maximum allowed number of output tokens for {}",
-            request.max_tokens, descriptor.max_output_tokens, descriptor.id
-        )));
-    }
-    check_kill_switch(
-        &state,
-        &principal.workspace_id,
-        &principal.workspace,
-        [&request.model, &descriptor.id],
-    )?;
-    state
-        .spend
-        .check(&principal.workspace_id, &principal.workspace)?;
     // Claude Code sends thinking to any model it takes for Claude; a model that cannot
     // reason answers anyway and says so in a header, rather than failing the request.
-    let thinking_ignored = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on)
-        && !descriptor.capabilities.thinking.supported;
-    let extra_headers = thinking_ignored.then(|| {
+    let extra_headers = admitted.thinking_ignored.then(|| {
         (
             HeaderName::from_static(THINKING_HEADER),
             HeaderValue::from_static("ignored; the model cannot reason"),
         )
     });
-    let omit_thinking = request
-        .thinking
-        .as_ref()
-        .is_some_and(ThinkingConfig::omits_text);
-    let stream = request.stream.unwrap_or(false);
-    // About four bytes of JSON per token: a cheap estimate, settled against the usage.
-    let estimate = u32::try_from(body.len() / 4).unwrap_or(u32::MAX);
-    let reservation = state
-        .limits
-        .reserve(&principal.workspace, estimate, request.max_tokens)?;
-    // Responses name the model as the client asked for it, as the Claude API echoes aliases.
-    let model_name = request.model.clone();
-    let model_id = descriptor.id.clone();
-    let mut generate = GenerateRequest::new(descriptor.id.clone(), request);
-    if dispatch.session.is_some() {
-        generate.affinity = dispatch.session;
-    }
-    generate.betas = dispatch.betas;
-    // What Missive spent before the model had the request: parsing, auth, limits, policy.
-    let overhead = started.elapsed();
-    let (dispatched, upstream) =
-        missive_backend::served_by::capture(backend.generate(generate)).await;
-    let events = match dispatched {
-        Ok(events) => events,
-        Err(err) => {
-            state.limits.settle(&reservation, 0, 0);
-            return Err(err.into());
-        }
-    };
-    let assembler = Assembler::new(crate::ids::new_id("msg"), model_name)
-        .with_thinking(state.signer.clone(), omit_thinking);
-    // Streaming or not, the final `message_delta` carries the usage that the limits settle
-    // on and the ledger records; it is sent only once the record is durable.
     let billing = Billing {
         state: state.clone(),
-        reservation,
+        hold: admitted.hold.clone(),
         access,
         record: UsageRecord {
             request_id: crate::request_id::current().unwrap_or_default(),
@@ -206,34 +124,35 @@ pub(crate) async fn run(
             endpoint: "messages".into(),
             api_key_id: principal.key_id.clone(),
             workspace_id: principal.workspace_id.clone(),
-            model: model_id,
+            model: descriptor.id.clone(),
             service_tier: "standard".into(),
             tokens: TokenCounts::default(),
         },
     };
-    let mut cache_split = CacheCreation::default();
+    let mut generate = admitted.generate;
+    if dispatch.session.is_some() {
+        generate.affinity = dispatch.session;
+    }
+    generate.betas = dispatch.betas;
+    // What Missive spent before the model had the request: parsing, auth, limits, policy.
+    let overhead = started.elapsed();
+    let (dispatched, upstream) =
+        missive_backend::served_by::capture(admitted.backend.generate(generate)).await;
+    let events = match dispatched {
+        Ok(events) => events,
+        Err(err) => {
+            billing.settle_holds(&Tally::default());
+            return Err(err.into());
+        }
+    };
+    let assembler = Assembler::new(crate::ids::new_id("msg"), admitted.model_name).with_thinking(
+        state.signer.clone(),
+        &principal.workspace_id,
+        admitted.omit_thinking,
+    );
     let events = sse::events(events, assembler);
-    let events = crate::documents::cite_stream(events, citable).then(move |event| {
-        if let StreamEvent::MessageStart { message } = &event {
-            cache_split = message.usage.cache_creation.clone();
-        }
-        // Only the final delta bills; other events pass through untouched.
-        let billing = matches!(event, StreamEvent::MessageDelta { .. })
-            .then(|| (billing.clone(), cache_split.clone()));
-        async move {
-            match (event, billing) {
-                (StreamEvent::MessageDelta { delta, usage }, Some((billing, split))) => {
-                    match billing.settle(&usage, &split).await {
-                        Ok(()) => StreamEvent::MessageDelta { delta, usage },
-                        Err(err) => StreamEvent::Error {
-                            error: err.body().error,
-                        },
-                    }
-                }
-                (other, _) => other,
-            }
-        }
-    });
+    let events = crate::documents::cite_stream(events, admitted.citable);
+    let events = billing::metered(events, billing);
     let mut headers = axum::http::HeaderMap::new();
     headers.extend(extra_headers);
     if let Some(value) = upstream.and_then(|u| HeaderValue::from_str(&u).ok()) {
@@ -243,55 +162,10 @@ pub(crate) async fn run(
         headers.insert(HeaderName::from_static(OVERHEAD_HEADER), value);
     }
     Ok(Run {
-        events: events.boxed(),
-        stream,
+        events,
+        stream: admitted.stream,
         headers,
     })
-}
-
-/// What a generation owes once its usage is known.
-#[derive(Clone)]
-struct Billing {
-    state: AppState,
-    reservation: crate::limits::Reservation,
-    access: AccessSlot,
-    record: UsageRecord,
-}
-
-impl Billing {
-    async fn settle(
-        self,
-        usage: &missive_protocol::usage::MessageDeltaUsage,
-        split: &CacheCreation,
-    ) -> Result<(), ApiError> {
-        let input = usage.input_tokens.unwrap_or(0);
-        let cache_read = usage.cache_read_input_tokens.unwrap_or(0);
-        let cache_creation = usage.cache_creation_input_tokens.unwrap_or(0);
-        // Cache reads do not count against the input-token limit.
-        self.state.limits.settle(
-            &self.reservation,
-            input + cache_creation,
-            usage.output_tokens,
-        );
-        self.access
-            .usage(input, usage.output_tokens, cache_read, cache_creation);
-        let mut record = self.record;
-        record.at_ms = now_ms();
-        record.tokens = TokenCounts {
-            uncached_input: input.into(),
-            cache_creation_5m: split.ephemeral_5m_input_tokens.into(),
-            cache_creation_1h: split.ephemeral_1h_input_tokens.into(),
-            cache_read: cache_read.into(),
-            output: usage.output_tokens.into(),
-        };
-        self.state.spend.add(
-            &record.workspace_id,
-            &record.model,
-            &record.service_tier,
-            &record.tokens,
-        );
-        self.state.ledger.record(record).await
-    }
 }
 
 pub async fn count_tokens(
@@ -301,24 +175,14 @@ pub async fn count_tokens(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let principal = principal.map_or_else(|| Principal::configured(KeyKind::Standard), |p| p.0);
-    let request = parse_count_tokens_request(&body)?;
-    let backend = state.models.resolve(&request.model)?;
-    let id = backend.descriptor().id.clone();
+    let request = parse_count_tokens_request(&body)?.into_messages_request();
+    let admitted =
+        admission::admit(&state, &principal, request, body.len(), Entry::CountTokens).await?;
+    let id = admitted.backend.descriptor().id.clone();
     if let Some(access) = &access {
         access.model(&id);
     }
-    check_kill_switch(
-        &state,
-        &principal.workspace_id,
-        &principal.workspace,
-        [&request.model, &id],
-    )?;
-    // Token counting has its own request budget, apart from message creation, as on the
-    // Claude API.
-    let bucket = format!("{}/count_tokens", principal.workspace);
-    state.limits.reserve(&bucket, 0, 0)?;
-    let generate = GenerateRequest::new(id.clone(), request.into_messages_request());
-    let input_tokens = backend.count_tokens(&generate).await?;
+    let input_tokens = admitted.backend.count_tokens(&admitted.generate).await?;
     // Counted calls are in the ledger (who called what) but never billed.
     state
         .ledger
@@ -337,6 +201,7 @@ pub async fn count_tokens(
         })
         .await?;
     let mut response = Json(CountTokensResponse { input_tokens }).into_response();
+    let bucket = format!("{}/count_tokens", principal.workspace);
     response.headers_mut().extend(state.limits.headers(&bucket));
     Ok(response)
 }

@@ -46,11 +46,11 @@ impl TestServer {
             )
             .unwrap()
             .with_files(FilesConfig {
-                dir: dir.path().join("files"),
                 downloadable_uploads: true,
-            })
-            .with_batch_worker(4);
-        let app = app(adjust(state));
+                ..FilesConfig::new(dir.path().join("files"))
+            });
+        // The worker keeps the state it starts with, so it starts after the adjustments.
+        let app = app(adjust(state).with_batch_worker(4));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self {
             url: format!("http://{addr}"),

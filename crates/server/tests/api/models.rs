@@ -59,7 +59,16 @@ async fn metrics_are_served_in_prometheus_text_format() {
         .messages(serde_json::json!({"model": "scripted-1", "max_tokens": 5,
             "messages": super::common::user("hi")}))
         .await;
-    let response = reqwest::get(format!("{}/metrics", server.url))
+    // Workspace keys are refused: metrics name every workspace and its traffic.
+    let refused = server.get("/metrics").send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let anonymous = reqwest::get(format!("{}/metrics", server.url)).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let response = server
+        .client
+        .get(format!("{}/metrics", server.url))
+        .header("x-api-key", super::common::ADMIN_KEY)
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);

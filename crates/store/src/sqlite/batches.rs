@@ -138,18 +138,22 @@ pub(super) fn cancel(conn: &Connection, workspace_id: &str, id: &str) -> Result<
     get(conn, workspace_id, id)?.ok_or_else(|| Error::not_found("batch", id))
 }
 
-pub(super) fn delete(conn: &Connection, workspace_id: &str, id: &str) -> Result<(), Error> {
-    let batch = get(conn, workspace_id, id)?.ok_or_else(|| Error::not_found("batch", id))?;
+/// Marks the batch deleted and drops its rows in one transaction: a crash between the two
+/// must not leave a listed batch without its results.
+pub(super) fn delete(conn: &mut Connection, workspace_id: &str, id: &str) -> Result<(), Error> {
+    let tx = conn.transaction()?;
+    let batch = get(&tx, workspace_id, id)?.ok_or_else(|| Error::not_found("batch", id))?;
     if batch.ended_at_ms.is_none() {
         return Err(Error::Conflict(format!(
             "batch {id} has not ended; cancel it and wait for it to end before deleting it"
         )));
     }
-    conn.execute("UPDATE batches SET deleted = 1 WHERE id = ?1", params![id])?;
-    conn.execute(
+    tx.execute("UPDATE batches SET deleted = 1 WHERE id = ?1", params![id])?;
+    tx.execute(
         "DELETE FROM batch_requests WHERE batch_id = ?1",
         params![id],
     )?;
+    tx.commit()?;
     Ok(())
 }
 

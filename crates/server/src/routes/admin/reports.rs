@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::params::{parse_time, rfc3339_ms, Params};
+use crate::params::{parse_time, rfc3339_ms, Params};
 use super::store;
 use crate::error::ApiError;
 use crate::ids::unix_ms;

@@ -2,9 +2,12 @@
 //! users, API keys, usage and cost reports. Admin keys only (403 for workspace keys);
 //! every change is written to the audit log.
 
-pub(crate) mod params;
+mod api_keys;
+mod members;
+mod organization;
 mod reports;
-mod resources;
+mod users;
+mod workspaces;
 
 use std::sync::Arc;
 
@@ -12,12 +15,14 @@ use axum::routing::{get, post};
 use axum::Router;
 use missive_store::{AuditEntry, Store};
 
+use missive_protocol::models::Page;
+
 use crate::auth::Principal;
+use crate::params::Params;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn routes(state: AppState) -> Router<AppState> {
-    use resources::{api_keys, members, organization, users, workspaces};
     Router::new()
         .route("/v1/organizations/me", get(organization::me))
         .route(
@@ -87,3 +92,35 @@ fn audit(
     })?;
     Ok(())
 }
+
+pub(super) fn page<T>(
+    items: Vec<T>,
+    id_of: impl Fn(&T) -> &str,
+    params: &Params,
+) -> Result<Page<T>, ApiError> {
+    let limit = params.int("limit", 1, 1000, 20)?;
+    Ok(Page::paginate(
+        items,
+        id_of,
+        limit,
+        params.one("after_id"),
+        params.one("before_id"),
+    ))
+}
+
+/// A JSON body as a typed request, with the Claude API's 400 on a bad shape.
+pub(super) fn body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(raw).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
+}
+
+pub(super) fn check_role(field: &str, role: &str, allowed: &[&str]) -> Result<(), ApiError> {
+    if allowed.contains(&role) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{field}: `{role}` is not one of {}",
+            allowed.join(", ")
+        )))
+    }
+}
+

@@ -1,0 +1,207 @@
+//! The one path every model request takes before a backend sees it: `/v1/messages`,
+//! `count_tokens`, `/v1/chat/completions` and the batch worker all call [`admit`], so a
+//! request refused on one of them is refused on all of them, for the same reason.
+//!
+//! In order: the key and its workspace are still usable; the model resolves and is not
+//! switched off; echoed thinking carries this server's signature for this workspace;
+//! documents are read (bounded in bytes and time); the workspace's policy is applied to
+//! every text a model reads and every URL source is checked; `max_tokens` fits the model;
+//! rate limits and the spend cap are reserved. What comes out is a [`GenerateRequest`] and
+//! the [`Hold`] that [`crate::billing`] settles when the generation ends, however it ends.
+
+use std::sync::Arc;
+
+use missive_backend::{Backend, GenerateRequest, Priority};
+use missive_protocol::tools::ThinkingConfig;
+use missive_protocol::{ErrorType, MessagesRequest};
+
+use crate::auth::Principal;
+use crate::documents::Citable;
+use crate::error::ApiError;
+use crate::limits::Reservation;
+use crate::spend::SpendHold;
+use crate::state::AppState;
+
+/// Which door a request came in by: they differ only in what they reserve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// `/v1/messages` and `/v1/chat/completions`.
+    Messages,
+    /// `/v1/messages/count_tokens`: its own request budget, nothing generated or spent.
+    CountTokens,
+    /// One request of a Message Batch, run in the background.
+    Batch,
+}
+
+/// A request let through, with what it holds until it is settled.
+pub struct Admitted {
+    pub backend: Arc<dyn Backend>,
+    pub generate: GenerateRequest,
+    /// The model as the client named it (responses echo aliases).
+    pub model_name: String,
+    /// Documents the answer may cite.
+    pub citable: Vec<Citable>,
+    /// Thinking was asked of a model that cannot reason.
+    pub thinking_ignored: bool,
+    /// `thinking.display: "omitted"`.
+    pub omit_thinking: bool,
+    pub stream: bool,
+    pub hold: Hold,
+}
+
+/// Rate-limit and spend reservations a request holds until its usage is known.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    pub reservation: Reservation,
+    pub spend: Option<SpendHold>,
+}
+
+/// Runs every check, in the order the module documents, and builds the request.
+/// `body_len` is the request's size in bytes, from which its input tokens are estimated.
+pub async fn admit(
+    state: &AppState,
+    principal: &Principal,
+    request: MessagesRequest,
+    body_len: usize,
+    entry: Entry,
+) -> Result<Admitted, ApiError> {
+    check_key(state, principal)?;
+    let backend = state.models.resolve(&request.model)?;
+    let descriptor = backend.descriptor().clone();
+    check_kill_switch(state, principal, [&request.model, &descriptor.id])?;
+    state
+        .signer
+        .verify_history(&principal.workspace_id, &request)?;
+    let (mut request, citable) =
+        crate::documents::resolve(state, &principal.workspace_id, request).await?;
+    let policy = state.policies.for_workspace(&principal.workspace);
+    let outcome = crate::policy::apply(policy, &mut request);
+    crate::policy::record(
+        state.store.as_ref(),
+        &principal.workspace_id,
+        &principal.key_id,
+        &outcome,
+    );
+    outcome?;
+    crate::policy::check_urls(&state.policies, policy, &request).await?;
+    if entry != Entry::CountTokens && request.max_tokens > descriptor.max_output_tokens {
+        return Err(ApiError::invalid(format!(
+            "max_tokens: {} > {}, which is the maximum allowed number of output tokens for {}",
+            request.max_tokens, descriptor.max_output_tokens, descriptor.id
+        )));
+    }
+    // About four bytes of JSON per token: a cheap estimate, settled against the usage.
+    let estimate = u32::try_from(body_len / 4).unwrap_or(u32::MAX);
+    let hold = match entry {
+        // Token counting has its own request budget, apart from message creation, as on
+        // the Claude API, and costs nothing.
+        Entry::CountTokens => {
+            state
+                .spend
+                .check(&principal.workspace_id, &principal.workspace)?;
+            Hold {
+                reservation: state.limits.reserve(
+                    &format!("{}/count_tokens", principal.workspace),
+                    0,
+                    0,
+                )?,
+                spend: None,
+            }
+        }
+        Entry::Messages | Entry::Batch => {
+            let reservation =
+                state
+                    .limits
+                    .reserve(&principal.workspace, estimate, request.max_tokens)?;
+            let tier = match entry {
+                Entry::Batch => "batch",
+                _ => "standard",
+            };
+            let spend = state.spend.reserve(
+                &principal.workspace_id,
+                &principal.workspace,
+                &descriptor.id,
+                tier,
+                estimate,
+                request.max_tokens,
+            );
+            match spend {
+                Ok(spend) => Hold {
+                    reservation,
+                    spend: Some(spend),
+                },
+                Err(err) => {
+                    state.limits.settle(&reservation, 0, 0);
+                    return Err(err);
+                }
+            }
+        }
+    };
+    let thinking_ignored = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on)
+        && !descriptor.capabilities.thinking.supported;
+    let omit_thinking = request
+        .thinking
+        .as_ref()
+        .is_some_and(ThinkingConfig::omits_text);
+    let stream = request.stream.unwrap_or(false);
+    let model_name = request.model.clone();
+    let mut generate = GenerateRequest::new(descriptor.id.clone(), request);
+    if entry == Entry::Batch {
+        generate.priority = Priority::Background;
+    }
+    if !state.share_cache_across_workspaces {
+        generate.cache_scope.clone_from(&principal.workspace_id);
+    }
+    Ok(Admitted {
+        backend,
+        generate,
+        model_name,
+        citable,
+        thinking_ignored,
+        omit_thinking,
+        stream,
+        hold,
+    })
+}
+
+/// The key is active and unexpired, and its workspace not archived (archiving a workspace
+/// archives its keys). The HTTP middleware checked this when the request arrived; a batch
+/// request runs later, when the key may have been revoked since.
+fn check_key(state: &AppState, principal: &Principal) -> Result<(), ApiError> {
+    let Some(controls) = state.auth.controls() else {
+        return Ok(());
+    };
+    if principal.is_configured() {
+        return Ok(());
+    }
+    match controls.key_by_id(&principal.key_id)? {
+        Some(key) if key.usable() => Ok(()),
+        Some(key) => Err(ApiError::unauthenticated(format!(
+            "API key {} is {}",
+            key.id,
+            key.status.as_str()
+        ))),
+        None => Err(ApiError::unauthenticated("invalid x-api-key")),
+    }
+}
+
+/// Refuses traffic an operator switched off, for the model as asked or as resolved.
+fn check_kill_switch(
+    state: &AppState,
+    principal: &Principal,
+    models: [&str; 2],
+) -> Result<(), ApiError> {
+    let Some(controls) = state.auth.controls() else {
+        return Ok(());
+    };
+    if controls.is_killed(&principal.workspace_id, &models)? {
+        return Err(ApiError::new(
+            ErrorType::PermissionError,
+            format!(
+                "Traffic to model `{}` from workspace `{}` is switched off by the operator (kill switch).",
+                models[0], principal.workspace
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! Usage settles here, and only here: rate-limit reservations are replaced by what was
+//! used, the spend hold by what it cost, the access log gets the counts, and the ledger a
+//! durable row. A stream that ends normally settles on its final `message_delta`, before
+//! that event is sent. A stream dropped earlier (the client went away, the backend failed)
+//! settles what it had produced by then: the prompt as `message_start` reported it, and
+//! one output token per content delta sent, which is how the engine and upstreams stream.
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use missive_protocol::stream::{ContentBlockDelta, StreamEvent};
+use missive_protocol::usage::MessageDeltaUsage;
+use missive_protocol::Usage;
+use missive_store::{TokenCounts, UsageRecord};
+
+use crate::access::AccessSlot;
+use crate::admission::Hold;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What a generation owes once its usage is known.
+pub struct Billing {
+    pub state: AppState,
+    pub hold: Hold,
+    pub access: AccessSlot,
+    /// The ledger row, but for its time and tokens.
+    pub record: UsageRecord,
+}
+
+/// Token counts of one generation, wide enough that no upstream's numbers wrap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub input: u64,
+    pub cache_read: u64,
+    pub cache_creation_5m: u64,
+    pub cache_creation_1h: u64,
+    pub output: u64,
+}
+
+impl Tally {
+    pub fn of_usage(usage: &Usage) -> Self {
+        Self {
+            input: usage.input_tokens.into(),
+            cache_read: usage.cache_read_input_tokens.into(),
+            cache_creation_5m: usage.cache_creation.ephemeral_5m_input_tokens.into(),
+            cache_creation_1h: usage.cache_creation.ephemeral_1h_input_tokens.into(),
+            output: usage.output_tokens.into(),
+        }
+    }
+
+    /// The final delta's counts, over what `message_start` said of the cache split.
+    fn with_final(self, usage: &MessageDeltaUsage) -> Self {
+        let mut settled = Self {
+            output: usage.output_tokens.into(),
+            ..self
+        };
+        if let Some(input) = usage.input_tokens {
+            settled.input = input.into();
+        }
+        if let Some(read) = usage.cache_read_input_tokens {
+            settled.cache_read = read.into();
+        }
+        // Upstreams that report the prompt only at the end give the writes as one total.
+        if let Some(total) = usage.cache_creation_input_tokens.map(u64::from) {
+            if total != settled.cache_creation_5m + settled.cache_creation_1h {
+                settled.cache_creation_1h = settled.cache_creation_1h.min(total);
+                settled.cache_creation_5m = total - settled.cache_creation_1h;
+            }
+        }
+        settled
+    }
+
+    pub fn tokens(&self) -> TokenCounts {
+        TokenCounts {
+            uncached_input: self.input,
+            cache_creation_5m: self.cache_creation_5m,
+            cache_creation_1h: self.cache_creation_1h,
+            cache_read: self.cache_read,
+            output: self.output,
+        }
+    }
+}
+
+fn narrow(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Billing {
+    /// Limits, spend and the access log; the ledger row is the caller's (batches write it
+    /// with their result, in one transaction).
+    pub fn settle_holds(&self, tally: &Tally) {
+        let creation = tally.cache_creation_5m.saturating_add(tally.cache_creation_1h);
+        // Cache reads do not count against the input-token limit.
+        self.state.limits.settle(
+            &self.hold.reservation,
+            narrow(tally.input.saturating_add(creation)),
+            narrow(tally.output),
+        );
+        self.access.usage(
+            narrow(tally.input),
+            narrow(tally.output),
+            narrow(tally.cache_read),
+            narrow(creation),
+        );
+        let tokens = tally.tokens();
+        match &self.hold.spend {
+            Some(hold) => self.state.spend.settle(hold, &tokens),
+            None => self.state.spend.add(
+                &self.record.workspace_id,
+                &self.record.model,
+                &self.record.service_tier,
+                &tokens,
+            ),
+        }
+    }
+
+    /// Everything, the ledger row included; returns once the row is durable.
+    pub async fn settle(self, tally: Tally) -> Result<(), ApiError> {
+        self.settle_holds(&tally);
+        let mut record = self.record;
+        record.at_ms = crate::ids::now_ms();
+        record.tokens = tally.tokens();
+        self.state.ledger.record(record).await
+    }
+}
+
+/// Observes a response's events and settles its usage exactly once: on the final delta,
+/// or with what was sent when the stream is dropped before it.
+struct Meter {
+    events: BoxStream<'static, StreamEvent>,
+    billing: Option<Billing>,
+    tally: Tally,
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        let Some(billing) = self.billing.take() else {
+            return;
+        };
+        let tally = self.tally;
+        tracing::debug!(output = tally.output, "stream ended early; settling what was sent");
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(err) = billing.settle(tally).await {
+                        tracing::error!(error = %err.message, "settling a dropped stream");
+                    }
+                });
+            }
+            Err(_) => billing.settle_holds(&tally),
+        }
+    }
+}
+
+/// `events`, with usage settled as the module describes.
+pub fn metered(
+    events: BoxStream<'static, StreamEvent>,
+    billing: Billing,
+) -> BoxStream<'static, StreamEvent> {
+    let meter = Meter {
+        events,
+        billing: Some(billing),
+        tally: Tally::default(),
+    };
+    futures::stream::unfold(meter, |mut meter| async move {
+        let event = meter.events.next().await?;
+        let event = match event {
+            StreamEvent::MessageStart { message } => {
+                meter.tally = Tally {
+                    output: 0,
+                    ..Tally::of_usage(&message.usage)
+                };
+                StreamEvent::MessageStart { message }
+            }
+            StreamEvent::ContentBlockDelta { index, delta } => {
+                if matches!(
+                    delta,
+                    ContentBlockDelta::TextDelta { .. }
+                        | ContentBlockDelta::ThinkingDelta { .. }
+                        | ContentBlockDelta::InputJsonDelta { .. }
+                ) {
+                    meter.tally.output += 1;
+                }
+                StreamEvent::ContentBlockDelta { index, delta }
+            }
+            StreamEvent::MessageDelta { delta, usage } => match meter.billing.take() {
+                Some(billing) => match billing.settle(meter.tally.with_final(&usage)).await {
+                    Ok(()) => StreamEvent::MessageDelta { delta, usage },
+                    Err(err) => StreamEvent::Error {
+                        error: err.body().error,
+                    },
+                },
+                None => StreamEvent::MessageDelta { delta, usage },
+            },
+            other => other,
+        };
+        Some((event, meter))
+    })
+    .boxed()
+}

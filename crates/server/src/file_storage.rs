@@ -1,0 +1,132 @@
+//! Where uploaded files' bytes live, and what one workspace may keep there. The Files API
+//! writes through it and documents read through it; neither knows the other.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use missive_protocol::ErrorType;
+use missive_store::{FileMeta, Store};
+use tokio::io::AsyncReadExt;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The Claude API's upload cap.
+pub const MAX_FILE_BYTES: u64 = 500 * 1024 * 1024;
+
+/// Files of one workspace in all, unless the operator sets `[files] workspace_quota_gb`.
+pub const DEFAULT_WORKSPACE_QUOTA_BYTES: u64 = 100 * 1024 * 1024 * 1024;
+
+/// Suffix of an upload still being written; renamed away once whole.
+const PARTIAL: &str = ".part";
+
+#[derive(Debug, Clone)]
+pub struct FilesConfig {
+    pub dir: PathBuf,
+    /// The Claude API lets only files it created be downloaded; an operator may allow
+    /// uploads too.
+    pub downloadable_uploads: bool,
+    /// Bytes one workspace's files may take in all.
+    pub workspace_quota_bytes: u64,
+}
+
+impl FilesConfig {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            downloadable_uploads: false,
+            workspace_quota_bytes: DEFAULT_WORKSPACE_QUOTA_BYTES,
+        }
+    }
+
+    /// Removes uploads a crash left half-written. Run at start, before serving.
+    pub fn sweep_partials(&self) -> std::io::Result<usize> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(PARTIAL) {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+pub fn store(state: &AppState) -> Result<&Arc<dyn Store>, ApiError> {
+    state.store.as_ref().ok_or_else(|| {
+        ApiError::not_found("The Files API needs a store; this server runs without one")
+    })
+}
+
+pub fn config(state: &AppState) -> Result<&FilesConfig, ApiError> {
+    state
+        .files
+        .as_deref()
+        .ok_or_else(|| ApiError::not_found("The Files API is not enabled on this server"))
+}
+
+/// Where a file's bytes are.
+pub fn path_of(config: &FilesConfig, id: &str) -> PathBuf {
+    config.dir.join(id)
+}
+
+/// Where an upload is written until it is whole.
+pub fn partial_path(config: &FilesConfig, id: &str) -> PathBuf {
+    config.dir.join(format!("{id}{PARTIAL}"))
+}
+
+/// A file of this workspace, `None` if it has none by that id.
+pub fn find(state: &AppState, workspace_id: &str, id: &str) -> Result<Option<FileMeta>, ApiError> {
+    Ok(store(state)?.file(workspace_id, id)?)
+}
+
+/// How many more bytes the workspace may upload: the smaller of the per-file cap and what
+/// its quota has left.
+pub fn upload_allowance(state: &AppState, workspace_id: &str) -> Result<u64, ApiError> {
+    let quota = config(state)?.workspace_quota_bytes;
+    let used: u64 = store(state)?
+        .list_files(workspace_id)?
+        .iter()
+        .map(|f| f.size_bytes)
+        .sum();
+    if used >= quota {
+        return Err(ApiError::new(
+            ErrorType::RequestTooLarge,
+            format!(
+                "file: this workspace's files use {used} of its {quota} bytes; delete files before uploading more"
+            ),
+        ));
+    }
+    Ok(MAX_FILE_BYTES.min(quota - used))
+}
+
+/// Reads a file's bytes, refusing one larger than `limit` before reading anything.
+pub async fn read_limited(path: &Path, size: u64, limit: u64) -> Result<Vec<u8>, ReadError> {
+    if size > limit {
+        return Err(ReadError::TooLarge { size, limit });
+    }
+    let file = tokio::fs::File::open(path).await?;
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    // The metadata could be stale; never read past the limit whatever the file holds.
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .await?;
+    if bytes.len() as u64 > limit {
+        return Err(ReadError::TooLarge {
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("the file has {size} bytes, more than the {limit} this request may still read")]
+    TooLarge { size: u64, limit: u64 },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
