@@ -13,7 +13,7 @@ import uuid
 import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from peer import PARAGRAPH, anthropic_events, server_args, write_report, free_port, start, stop, with_both, in_turn  # noqa: E402
+from peer import ADMIN_KEY, PARAGRAPH, anthropic_events, server_args, write_report, free_port, start, stop, with_both, in_turn  # noqa: E402
 
 QUESTIONS = ["What is the main idea?", "Name one machine mentioned.", "Who used the systems?",
              "What came after assemblers?", "Summarise in five words.", "What did compilers do?"]
@@ -90,8 +90,8 @@ def memory_run(args):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, MISSIVE_HOME=tempfile.mkdtemp(prefix="missive-bench-"), MISSIVE_MODEL=args.model,
-               MISSIVE_API_KEY="bench-key", MISSIVE_PORT=str(port), MISSIVE_THREADS=str(args.threads),
-               MISSIVE_CONTEXT_SIZE=str(args.ctx), MISSIVE_PARALLEL="2",
+               MISSIVE_API_KEY="bench-key", MISSIVE_ADMIN_KEY=ADMIN_KEY, MISSIVE_PORT=str(port),
+               MISSIVE_THREADS=str(args.threads), MISSIVE_CONTEXT_SIZE=str(args.ctx), MISSIVE_PARALLEL="2",
                MISSIVE_HOST_CACHE_MB=str(args.host_cache_mb))
     proc = start([args.missive, "serve"], env, url, "missive")
     try:
@@ -105,7 +105,7 @@ def memory_run(args):
         for i in range(args.memory_requests):
             httpx.post(f"{url}/v1/messages", json=body(i), headers=headers, timeout=600).raise_for_status()
             peak = max(peak, rss_mib(proc.pid))
-        metrics = httpx.get(f"{url}/metrics").text
+        metrics = httpx.get(f"{url}/metrics", headers={"x-api-key": ADMIN_KEY}).text
         host = next((float(l.rsplit(" ", 1)[1]) for l in metrics.splitlines()
                      if l.startswith("missive_prompt_cache_host_bytes")), 0.0) / (1 << 20)
     finally:

@@ -26,6 +26,10 @@ PARAGRAPH = (
 QUESTION = "Summarise the text above in a detailed essay of at least five paragraphs."
 
 
+# Reads /metrics, which takes an Admin API key.
+ADMIN_KEY = "sk-ant-admin01-bench-key"
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -217,7 +221,7 @@ def with_missive(args, slots, ctx, body, kv_layout="unified"):
     url = f"http://127.0.0.1:{port}"
     print(f"missive: {args.threads} threads, ctx {ctx}, {slots} slots, {kv_layout} KV", flush=True)
     env = dict(os.environ, MISSIVE_HOME=tempfile.mkdtemp(prefix="missive-bench-"), MISSIVE_MODEL=args.model,
-               MISSIVE_API_KEY="bench-key", MISSIVE_PORT=str(port), MISSIVE_THREADS=str(args.threads),
+               MISSIVE_API_KEY="bench-key", MISSIVE_ADMIN_KEY=ADMIN_KEY, MISSIVE_PORT=str(port), MISSIVE_THREADS=str(args.threads),
                MISSIVE_CONTEXT_SIZE=str(ctx), MISSIVE_PARALLEL=str(slots), MISSIVE_KV_LAYOUT=kv_layout)
     proc = start([args.missive, "serve"], env, url, "missive")
     try:

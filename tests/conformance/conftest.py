@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 API_KEY = "sk-ant-api03-conformance-key"
+# Operators only: /metrics and the Admin API.
+ADMIN_KEY = "sk-ant-admin01-conformance-key"
 SDK_MAJOR = int(anthropic.__version__.split(".")[0])
 
 
@@ -40,6 +42,7 @@ class Missive:
             MISSIVE_HOME=self.home,
             MISSIVE_MODEL=model,
             MISSIVE_API_KEY=API_KEY,
+            MISSIVE_ADMIN_KEY=ADMIN_KEY,
             MISSIVE_PORT=str(self.port),
         )
         if config is not None:
@@ -110,3 +113,10 @@ def sampling(**params):
     if SDK_MAJOR >= 1:
         return {"extra_body": params}
     return params
+
+
+def metrics(url):
+    """The server's Prometheus text, read with the admin key."""
+    response = httpx.get(f"{url}/metrics", headers={"x-api-key": ADMIN_KEY}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.text

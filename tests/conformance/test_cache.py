@@ -1,6 +1,6 @@
 """Prompt caching through the official SDK: cache_control breakpoints and the usage fields."""
 
-from conftest import sampling
+from conftest import metrics, sampling
 
 MODEL = "claude-opus-4-8"
 # Over the 1,024-token minimum a breakpoint needs to be cached.
@@ -38,11 +38,10 @@ def test_first_call_writes_the_prefix_and_the_next_reads_it(client):
 
 
 def test_metrics_report_the_engine_and_the_cache(client, server):
-    import httpx
 
     ask(client, "Do you ship abroad?")
     ask(client, "Do you ship abroad?")
-    text = httpx.get(f"{server}/metrics").text
+    text = metrics(server)
     for name in (
         "missive_time_to_first_token_seconds_bucket",
         "missive_queue_depth",

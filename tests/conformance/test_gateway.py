@@ -13,7 +13,7 @@ import anthropic
 import httpx
 import pytest
 
-from conftest import API_KEY, Missive, sampling
+from conftest import API_KEY, Missive, metrics, sampling
 
 MODEL = "qwen-upstream"
 
@@ -178,8 +178,8 @@ def client(gateway):
 
 
 def breaker_open(gateway, upstream):
-    metrics = httpx.get(f"{gateway.url}/metrics").text
-    line = next((l for l in metrics.splitlines() if l.startswith("missive_upstream_breaker_open") and f'upstream="{upstream}"' in l), None)
+    text = metrics(gateway.url)
+    line = next((l for l in text.splitlines() if l.startswith("missive_upstream_breaker_open") and f'upstream="{upstream}"' in l), None)
     return line is not None and line.rsplit(" ", 1)[1] == "1"
 
 

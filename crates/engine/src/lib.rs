@@ -205,8 +205,8 @@ impl EngineBackend {
             fenced.push_str(partial);
         }
         let (text, segments) = special::unfence(&fenced);
-        // Prompt content is logged only when asked for, at trace level.
-        tracing::trace!(prompt = %text, "rendered prompt");
+        // Prompt content is never logged, at any level: logs outlive tenants' data.
+        tracing::trace!(bytes = text.len(), "rendered prompt");
         let vocab = self.model.vocab();
         let mut tokens = Vec::with_capacity(text.len() / 3 + 1);
         let bos = vocab.bos();

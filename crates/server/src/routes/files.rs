@@ -111,7 +111,17 @@ pub async fn upload(
         };
         framing.in_part();
         if field.name() != Some("file") {
-            while field.chunk().await.map_err(multipart_error)?.is_some() {}
+            // Other fields are read past, and only so far: they count as framing.
+            let mut skipped = 0;
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                skipped += chunk.len();
+                if skipped > MAX_FRAMING_BYTES {
+                    return Err(ApiError::invalid(format!(
+                        "{}: fields other than `file` may hold at most {MAX_FRAMING_BYTES} bytes",
+                        field.name().unwrap_or("multipart field")
+                    )));
+                }
+            }
             continue;
         }
         let filename = field.file_name().unwrap_or("upload").to_owned();

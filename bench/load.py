@@ -1,0 +1,226 @@
+"""A burst of concurrent streams, side by side with llama-server. See bench/load."""
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+
+import anthropic
+import httpx
+
+from peer import free_port, in_turn, start, stop, write_report, with_llama_server
+
+MODEL = "claude-haiku-4-5"
+
+
+def percentile(values, p):
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def start_missive(args):
+    home = tempfile.mkdtemp(prefix="missive-load-")
+    port = free_port()
+    env = dict(os.environ, MISSIVE_HOME=home, MISSIVE_MODEL=args.model, MISSIVE_API_KEY="bench-key",
+               MISSIVE_PORT=str(port), MISSIVE_THREADS=str(args.threads), MISSIVE_CONTEXT_SIZE=str(args.ctx),
+               MISSIVE_PARALLEL=str(args.slots), MISSIVE_KV_LAYOUT="per_slot", MISSIVE_LOG="warn")
+    url = f"http://127.0.0.1:{port}"
+    return start([args.missive, "serve"], env, url, "missive"), url
+
+
+def ask(i):
+    return f"Request {i}: name one colour."
+
+
+def burst(n, one):
+    """Runs one(i) for i < n, all released at once; returns the results in order."""
+    results = [None] * n
+    gate = threading.Barrier(n)
+
+    def run(i):
+        gate.wait()
+        results[i] = one(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, time.perf_counter() - started
+
+
+def sdk_stream(url, max_tokens):
+    """One stream through the official SDK with its default retries; (ttft, error)."""
+    client = anthropic.Anthropic(base_url=url, api_key="bench-key", timeout=600)
+
+    def one(i):
+        sent = time.perf_counter()
+        try:
+            with client.messages.stream(model=MODEL, max_tokens=max_tokens, temperature=0,
+                                        messages=[{"role": "user", "content": ask(i)}]) as stream:
+                ttft = None
+                for _ in stream.text_stream:
+                    if ttft is None:
+                        ttft = time.perf_counter() - sent
+                stream.get_final_message()
+            return ttft if ttft is not None else time.perf_counter() - sent, None
+        except anthropic.APIError as err:
+            return None, type(err).__name__
+
+    return one
+
+
+def llama_stream(url, max_tokens):
+    client = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=1000))
+
+    def one(i):
+        sent = time.perf_counter()
+        body = {"model": "m", "max_tokens": max_tokens, "temperature": 0, "stream": True,
+                "messages": [{"role": "user", "content": ask(i)}]}
+        try:
+            with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+                if response.status_code != 200:
+                    return None, f"HTTP {response.status_code}"
+                ttft = None
+                for line in response.iter_lines():
+                    if ttft is None and line.startswith("data:") and '"content"' in line:
+                        ttft = time.perf_counter() - sent
+            return ttft if ttft is not None else time.perf_counter() - sent, None
+        except httpx.HTTPError as err:
+            return None, type(err).__name__
+
+    return one
+
+
+def summarise(name, results, elapsed):
+    ttfts = [t for t, e in results if e is None]
+    errors = [e for _, e in results if e is not None]
+    return {"name": name, "ok": len(ttfts), "errors": len(errors), "kinds": sorted(set(errors)),
+            "p50": statistics.median(ttfts) if ttfts else float("nan"), "p99": percentile(ttfts, 99),
+            "elapsed": elapsed}
+
+
+def raw_retry_after(url, n, max_tokens):
+    """Raw HTTP, no client retries: every 529's retry-after against the wait it announced.
+    A refused request polls every 0.25 s until it is let in; that time is its actual wait."""
+    client = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=1000))
+    headers = {"x-api-key": "bench-key", "anthropic-version": "2023-06-01"}
+
+    def one(i):
+        body = {"model": MODEL, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+                "messages": [{"role": "user", "content": ask(i)}]}
+        refused = None
+        while True:
+            with client.stream("POST", f"{url}/v1/messages", json=body, headers=headers) as response:
+                if response.status_code == 529:
+                    if refused is None:
+                        refused = (time.perf_counter(), float(response.headers["retry-after"]))
+                    response.read()
+                else:
+                    assert response.status_code == 200, response.status_code
+                    admitted = time.perf_counter()
+                    for _ in response.iter_lines():
+                        pass
+                    if refused is None:
+                        return None
+                    return refused[1], admitted - refused[0]
+            time.sleep(0.25)
+
+    results, _ = burst(n, one)
+    return [r for r in results if r is not None]
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--missive", required=True)
+    p.add_argument("--llama-server", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--ctx", type=int, default=1024)
+    p.add_argument("--slots", type=int, default=8)
+    p.add_argument("--streams", type=int, default=200)
+    p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument("--max-queue-wait", type=float, default=4.0,
+                   help="Missive's max_queue_wait_s in the raw-HTTP phase, low enough to refuse")
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+
+    rows = []
+
+    def side_by_side(llama_url):
+        proc, missive_url = start_missive(args)
+        try:
+            servers = [("llama-server", llama_stream(llama_url, args.max_tokens)),
+                       ("missive (SDK, default retries)", sdk_stream(missive_url, args.max_tokens))]
+            for turn in range(2):
+                for name, one in in_turn(servers, turn):
+                    print(f"burst {turn + 1}: {name}", flush=True)
+                    results, elapsed = burst(args.streams, one)
+                    rows.append(summarise(name, results, elapsed))
+        finally:
+            stop(proc)
+
+    with_llama_server(args, args.slots, args.ctx * args.slots, side_by_side)
+
+    waits = raw_phase(args)
+
+    lines = [f"# Load: {args.streams} concurrent streams, {args.slots} slots, max_tokens {args.max_tokens}", "",
+             "Each burst releases every stream at once (a barrier); bursts alternate between the servers, "
+             "order flipped in the second round. Missive is driven by the official Python SDK with its "
+             "default retries (which honour `retry-after`); llama-server by raw HTTP on its OpenAI route.", "",
+             "| server | ok | errors | TTFT p50 s | TTFT p99 s | all done s |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['ok']} | {r['errors']} {' '.join(r['kinds'])} | {r['p50']:.2f} | "
+                     f"{r['p99']:.2f} | {r['elapsed']:.1f} |")
+    m = [r for r in rows if r["name"].startswith("missive")]
+    l = [r for r in rows if r["name"] == "llama-server"]
+    if m and l:
+        ratio = lambda k: statistics.median(x[k] for x in m) / statistics.median(x[k] for x in l)
+        lines += ["", f"Missive / llama-server: TTFT p50 {ratio('p50'):.2f}x, p99 {ratio('p99'):.2f}x, "
+                      f"all done {ratio('elapsed'):.2f}x (medians of the bursts; lower is faster)."]
+    within = [w for w in waits if w[0] / 2 <= max(w[1], 1.0) <= 2 * w[0] + 0.5]
+    lines += ["", f"## Raw HTTP, `max_queue_wait_s = {args.max_queue_wait}`", "",
+              f"{len(waits)} requests got a 529; {len(within)} of them waited within 2x of their "
+              f"`retry-after` before being let in (polling every 0.25 s).", ""]
+    if waits:
+        ratios = sorted(actual / advertised for advertised, actual in waits)
+        lines.append(f"actual / retry-after: min {ratios[0]:.2f}, median {statistics.median(ratios):.2f}, "
+                     f"max {ratios[-1]:.2f}")
+    write_report(args, "load.md", lines)
+    with open(os.path.join(args.out or os.path.join("bench", "runs", time.strftime("%Y-%m-%d") + "-vm"),
+                           "load.json"), "w") as f:
+        json.dump({"bursts": rows, "retry_after_vs_actual": waits}, f)
+    bad = sum(r["errors"] for r in m)
+    if bad or len(within) != len(waits):
+        raise SystemExit(f"{bad} SDK errors; {len(waits) - len(within)} retry-after values off by more than 2x")
+
+
+def raw_phase(args):
+    """Missive alone with a low max_queue_wait, so that a burst is partly refused."""
+    home = tempfile.mkdtemp(prefix="missive-load-")
+    port = free_port()
+    config = os.path.join(home, "missive.toml")
+    with open(config, "w") as f:
+        f.write(f'[[models]]\nname = "default"\nsource = "{args.model}"\ncontext_size = {args.ctx}\n'
+                f'parallel = {args.slots}\nkv_layout = "per_slot"\nmax_queue_wait_s = {args.max_queue_wait}\n'
+                f'threads = {args.threads}\n[aliases]\n"claude-*" = "default"\n')
+    env = dict(os.environ, MISSIVE_HOME=home, MISSIVE_API_KEY="bench-key", MISSIVE_PORT=str(port),
+               MISSIVE_CONFIG=config, MISSIVE_LOG="warn")
+    url = f"http://127.0.0.1:{port}"
+    proc = start([args.missive, "serve"], env, url, "missive-raw")
+    try:
+        # Warm up: the wait is estimated from the rate at which requests have been finishing.
+        burst(args.slots * 2, sdk_stream(url, args.max_tokens))
+        return raw_retry_after(url, args.streams, args.max_tokens)
+    finally:
+        stop(proc)
+
+
+if __name__ == "__main__":
+    main()
