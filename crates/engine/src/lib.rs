@@ -12,8 +12,8 @@ mod error;
 mod model;
 pub mod output;
 mod prompt;
-mod queue_wait;
 pub mod prompt_cache;
+mod queue_wait;
 mod scheduler;
 mod special;
 mod telemetry;
@@ -175,7 +175,10 @@ impl EngineBackend {
                 .iter_mut()
                 .for_each(|call| self.special.fence_json(call));
         }
-        parts.tools.iter_mut().for_each(|tool| self.special.fence_json(tool));
+        parts
+            .tools
+            .iter_mut()
+            .for_each(|tool| self.special.fence_json(tool));
         let thinking = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on);
         let rendered = self
             .template
@@ -347,7 +350,9 @@ impl Backend for EngineBackend {
             }
             Err(TrySendError::Full(mut job)) => {
                 job.in_system.withdraw();
-                let wait = self.queue_wait.retry_after_when_full(std::time::Instant::now());
+                let wait = self
+                    .queue_wait
+                    .retry_after_when_full(std::time::Instant::now());
                 Err(BackendError::QueueFull {
                     retry_after_s: wait.as_secs_f64().ceil() as u64,
                 })

@@ -445,9 +445,13 @@ mod tests {
         };
         let (_, keys) = ledger.account_scoped("wrkspc_a", &prompt, 100, &[at], &[], |p| p);
         ledger.touch(&keys);
-        let other = ledger.account_scoped("wrkspc_b", &prompt, 100, &[at], &[], |p| p).0;
+        let other = ledger
+            .account_scoped("wrkspc_b", &prompt, 100, &[at], &[], |p| p)
+            .0;
         assert_eq!(other.cache_read_input_tokens, 0);
-        let same = ledger.account_scoped("wrkspc_a", &prompt, 100, &[at], &[], |p| p).0;
+        let same = ledger
+            .account_scoped("wrkspc_a", &prompt, 100, &[at], &[], |p| p)
+            .0;
         assert_eq!(same.cache_read_input_tokens, 80);
     }
 }

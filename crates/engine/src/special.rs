@@ -51,10 +51,7 @@ impl SpecialTokens {
     /// replaced). Borrowed when there is nothing to fence.
     pub fn fence<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let stray = text.contains([OPEN, CLOSE]);
-        let found = self
-            .matcher
-            .as_ref()
-            .is_some_and(|m| m.is_match(text));
+        let found = self.matcher.as_ref().is_some_and(|m| m.is_match(text));
         if !stray && !found {
             return Cow::Borrowed(text);
         }
@@ -162,7 +159,10 @@ mod tests {
     #[test]
     fn plain_text_is_untouched() {
         let specials = qwen();
-        assert!(matches!(specials.fence("hello <b>world</b>"), Cow::Borrowed(_)));
+        assert!(matches!(
+            specials.fence("hello <b>world</b>"),
+            Cow::Borrowed(_)
+        ));
         let (clean, segments) = unfence("<|im_start|>user\nhello<|im_end|>");
         assert_eq!(clean, "<|im_start|>user\nhello<|im_end|>");
         assert_eq!(segments.len(), 1);

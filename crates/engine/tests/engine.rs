@@ -275,7 +275,10 @@ mod real_model {
             FinishReason::ToolUse => {
                 assert!(!outcome.tool_calls.is_empty());
                 for (name, input) in &outcome.tool_calls {
-                    assert!(["get_weather", "get_time"].contains(&name.as_str()), "{name}");
+                    assert!(
+                        ["get_weather", "get_time"].contains(&name.as_str()),
+                        "{name}"
+                    );
                     assert!(input.is_object(), "{input}");
                 }
             }

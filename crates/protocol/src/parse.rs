@@ -448,7 +448,10 @@ mod tests {
             let body = format!(
                 r#"{{"model":"m","max_tokens":5,"tools":[{{"name":"{bad}","input_schema":{{"type":"object"}}}}],"messages":[{{"role":"user","content":"x"}}]}}"#
             );
-            assert!(err(&body).starts_with("tools.0.name: String should match pattern"), "{bad}");
+            assert!(
+                err(&body).starts_with("tools.0.name: String should match pattern"),
+                "{bad}"
+            );
         }
         let long = "a".repeat(129);
         let body = format!(
@@ -481,7 +484,11 @@ mod tests {
         let started = std::time::Instant::now();
         parse_messages_request(body.as_bytes()).unwrap();
         // Quadratic took minutes at this size; linear takes well under a second.
-        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
@@ -490,7 +497,9 @@ mod tests {
             .map(|_| serde_json::json!({"type":"text","text":"x"}))
             .collect();
         let body = serde_json::json!({"model":"m","max_tokens":5,"messages":[{"role":"user","content":blocks}]}).to_string();
-        assert!(err(&body).starts_with("messages: a request may hold at most 100000 content blocks"));
+        assert!(
+            err(&body).starts_with("messages: a request may hold at most 100000 content blocks")
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ enum Outcome {
         result_type: &'static str,
         result: String,
         /// What to bill once the result is stored.
-        billed: Option<(Billing, Tally)>,
+        billed: Option<Box<(Billing, Tally)>>,
     },
     /// The model's queue was full: leave it pending and try again.
     Later,
@@ -105,7 +105,7 @@ async fn run_one(state: &AppState, store: &dyn Store, request: PendingRequest) -
         }) => (result_type, result, billed),
         Err(err) => ("errored", errored(err.error_type, &err.message), None),
     };
-    let usage = billed.as_ref().map(|(billing, tally)| {
+    let usage = billed.as_deref().map(|(billing, tally)| {
         let mut record = billing.record.clone();
         record.at_ms = crate::ids::now_ms();
         record.tokens = tally.tokens();
@@ -122,7 +122,7 @@ async fn run_one(state: &AppState, store: &dyn Store, request: PendingRequest) -
         tracing::error!(error = %err, batch = %request.batch_id, "storing a batch result");
     }
     // Only a result that was stored (once) is billed; otherwise the holds are released.
-    if let Some((billing, tally)) = billed {
+    if let Some((billing, tally)) = billed.map(|b| *b) {
         let charged = match stored {
             Ok(true) => tally,
             _ => Tally::default(),
@@ -209,6 +209,6 @@ async fn generate(state: &AppState, pending: &PendingRequest) -> Result<Outcome,
     Ok(Outcome::Done {
         result_type: "succeeded",
         result: succeeded(&message),
-        billed: Some((billing, tally)),
+        billed: Some(Box::new((billing, tally))),
     })
 }

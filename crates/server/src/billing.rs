@@ -88,7 +88,9 @@ impl Billing {
     /// Limits, spend and the access log; the ledger row is the caller's (batches write it
     /// with their result, in one transaction).
     pub fn settle_holds(&self, tally: &Tally) {
-        let creation = tally.cache_creation_5m.saturating_add(tally.cache_creation_1h);
+        let creation = tally
+            .cache_creation_5m
+            .saturating_add(tally.cache_creation_1h);
         // Cache reads do not count against the input-token limit.
         self.state.limits.settle(
             &self.hold.reservation,
@@ -137,7 +139,10 @@ impl Drop for Meter {
             return;
         };
         let tally = self.tally;
-        tracing::debug!(output = tally.output, "stream ended early; settling what was sent");
+        tracing::debug!(
+            output = tally.output,
+            "stream ended early; settling what was sent"
+        );
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {

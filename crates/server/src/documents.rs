@@ -179,7 +179,8 @@ async fn read_source(
             decode(bytes, media_type, at).await.map(Some)
         }
         DocumentSource::File { file_id } => {
-            let no_files = || ApiError::invalid(format!("{at}.file_id: this server has no Files API"));
+            let no_files =
+                || ApiError::invalid(format!("{at}.file_id: this server has no Files API"));
             let Some(store) = &state.store else {
                 return Err(no_files());
             };

@@ -33,7 +33,7 @@ pub mod thinking;
 
 pub use auth::Auth;
 pub use error::ApiError;
+pub use file_storage::FilesConfig;
 pub use model_router::ModelRouter;
 pub use routes::app;
-pub use file_storage::FilesConfig;
 pub use state::AppState;

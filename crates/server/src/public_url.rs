@@ -158,7 +158,8 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return is_public_v4(v4);
     }
-    let embedded = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    let embedded =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     // IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::/96) and 6to4 (2002::/16).
     if s[..6] == [0; 6] && !ip.is_loopback() && !ip.is_unspecified() {
         return is_public_v4(embedded(s[6], s[7]));
@@ -248,6 +249,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_name_that_does_not_resolve_is_refused() {
-        assert!(check("http://no-such-host.invalid/", Rules::default()).await.is_err());
+        assert!(check("http://no-such-host.invalid/", Rules::default())
+            .await
+            .is_err());
     }
 }

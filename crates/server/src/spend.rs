@@ -263,7 +263,11 @@ impl SpendTracker {
             cents: self.prices.cost_cents(model, service_tier, &worst),
         };
         let mut in_flight = self.in_flight();
-        let held_workspace = in_flight.by_workspace.get(workspace_id).copied().unwrap_or(0.0);
+        let held_workspace = in_flight
+            .by_workspace
+            .get(workspace_id)
+            .copied()
+            .unwrap_or(0.0);
         self.check_with(
             workspace_id,
             workspace_name,
@@ -312,7 +316,10 @@ impl SpendTracker {
             |cap_usd: Option<f64>, cents: f64| cap_usd.is_some_and(|cap| cents >= cap * 100.0);
         let scope = if over(workspace_cap, spent) {
             format!("workspace `{workspace_name}`")
-        } else if over(self.limits.organization, month.organization_cents + held_organization) {
+        } else if over(
+            self.limits.organization,
+            month.organization_cents + held_organization,
+        ) {
             "organization".to_owned()
         } else {
             return Ok(());

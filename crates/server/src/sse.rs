@@ -98,10 +98,9 @@ impl Assembler {
         self.usage.cache_read_input_tokens = prompt.cache_read_input_tokens;
         self.usage.cache_creation.ephemeral_5m_input_tokens = prompt.cache_creation_5m_input_tokens;
         self.usage.cache_creation.ephemeral_1h_input_tokens = prompt.cache_creation_1h_input_tokens;
-        self.usage.cache_creation_input_tokens =
-            prompt
-                .cache_creation_5m_input_tokens
-                .saturating_add(prompt.cache_creation_1h_input_tokens);
+        self.usage.cache_creation_input_tokens = prompt
+            .cache_creation_5m_input_tokens
+            .saturating_add(prompt.cache_creation_1h_input_tokens);
     }
 
     /// The stream events one backend event produces.

@@ -14,4 +14,5 @@ mod api {
     mod streaming;
     mod structure;
     mod thinking;
+    mod uploads;
 }

@@ -84,7 +84,9 @@ where
                 };
                 match next {
                     Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                    Some(Err(err)) => return Some((Err(SseError::Body(err)), (body, buffer, true))),
+                    Some(Err(err)) => {
+                        return Some((Err(SseError::Body(err)), (body, buffer, true)))
+                    }
                     None => {
                         done = true;
                         buffer.extend_from_slice(b"\n\n");
@@ -117,9 +119,14 @@ mod tests {
 
     #[tokio::test]
     async fn an_event_that_never_ends_is_cut_not_buffered() {
-        let endless = futures::stream::repeat_with(|| Ok::<_, std::io::Error>(Bytes::from_static(b"data: xxxxxxxx")));
+        let endless = futures::stream::repeat_with(|| {
+            Ok::<_, std::io::Error>(Bytes::from_static(b"data: xxxxxxxx"))
+        });
         let mut events = Box::pin(data_events_within(endless, Duration::from_secs(5), 1024));
-        assert!(matches!(events.next().await, Some(Err(SseError::TooLarge(1024)))));
+        assert!(matches!(
+            events.next().await,
+            Some(Err(SseError::TooLarge(1024)))
+        ));
         assert!(events.next().await.is_none());
     }
 

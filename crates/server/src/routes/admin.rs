@@ -18,8 +18,8 @@ use missive_store::{AuditEntry, Store};
 use missive_protocol::models::Page;
 
 use crate::auth::Principal;
-use crate::params::Params;
 use crate::error::ApiError;
+use crate::params::Params;
 use crate::state::AppState;
 
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -123,4 +123,3 @@ pub(super) fn check_role(field: &str, role: &str, allowed: &[&str]) -> Result<()
         )))
     }
 }
-

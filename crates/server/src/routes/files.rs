@@ -12,9 +12,9 @@ use axum::extract::{Path, State};
 use axum::http::header::{
     CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
 };
-use futures::StreamExt;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use futures::StreamExt;
 use missive_protocol::ErrorType;
 use missive_store::FileMeta;
 use serde::Serialize;
@@ -100,7 +100,9 @@ pub async fn upload(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|ct| multer::parse_boundary(ct).ok())
-        .ok_or_else(|| ApiError::invalid("file: the body must be multipart/form-data with a boundary"))?;
+        .ok_or_else(|| {
+            ApiError::invalid("file: the body must be multipart/form-data with a boundary")
+        })?;
     let framing = FramingBudget::default();
     let body = framing.watch(request.into_body().into_data_stream());
     let mut multipart = multer::Multipart::new(body, boundary);
@@ -178,7 +180,10 @@ pub async fn upload(
 }
 
 fn multipart_error(err: multer::Error) -> ApiError {
-    ApiError::invalid(format!("invalid multipart body: {err}"))
+    match std::error::Error::source(&err) {
+        Some(cause) => ApiError::invalid(format!("invalid multipart body: {err}: {cause}")),
+        None => ApiError::invalid(format!("invalid multipart body: {err}")),
+    }
 }
 
 /// Counts the body's bytes read while no part's content is being read, and ends the body
@@ -202,7 +207,10 @@ impl FramingBudget {
         self.0.in_part.store(true, Ordering::Relaxed);
     }
 
-    fn watch<S, E>(&self, body: S) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static
+    fn watch<S, E>(
+        &self,
+        body: S,
+    ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static
     where
         S: futures::Stream<Item = Result<Bytes, E>> + Send + 'static,
         E: std::fmt::Display,
@@ -211,8 +219,11 @@ impl FramingBudget {
         body.map(move |chunk| {
             let chunk = chunk.map_err(|e| std::io::Error::other(e.to_string()))?;
             if !budget.0.in_part.load(Ordering::Relaxed) {
-                let seen = budget.0.framing.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
-                if seen > MAX_FRAMING_BYTES {
+                // Checked before this chunk counts: a chunk may carry a part's headers and
+                // the start of its content, so what is buffered is at most the budget and
+                // one chunk.
+                let before = budget.0.framing.fetch_add(chunk.len(), Ordering::Relaxed);
+                if before > MAX_FRAMING_BYTES {
                     return Err(std::io::Error::other(format!(
                         "more than {MAX_FRAMING_BYTES} bytes of multipart framing before a part's content"
                     )));
@@ -348,6 +359,9 @@ mod tests {
         );
         let header = content_disposition("r\u{e9}sum\u{e9}\r\n.pdf");
         assert!(!header.contains('\r') && !header.contains('\n'), "{header}");
-        assert!(header.ends_with("filename*=UTF-8''r%C3%A9sum%C3%A9%0D%0A.pdf"), "{header}");
+        assert!(
+            header.ends_with("filename*=UTF-8''r%C3%A9sum%C3%A9%0D%0A.pdf"),
+            "{header}"
+        );
     }
 }

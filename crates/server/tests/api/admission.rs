@@ -85,11 +85,19 @@ fn prompt(refusal: Refusal) -> &'static str {
 async fn refusal_of(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
-    let error_type = body["error"]["type"].as_str().unwrap_or_default().to_owned();
+    let error_type = body["error"]["type"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     (status, error_type)
 }
 
-async fn via_batch(server: &TestServer, workspace: &Workspace, key: &NewApiKey, text: &str) -> Value {
+async fn via_batch(
+    server: &TestServer,
+    workspace: &Workspace,
+    key: &NewApiKey,
+    text: &str,
+) -> Value {
     let params = json!({"model": "scripted-1", "max_tokens": 20,
         "messages": [{"role": "user", "content": text}]});
     let batch = server
@@ -138,7 +146,10 @@ async fn every_path_refuses_what_messages_refuses() {
                 .send()
         };
         let expected = refusal_of(send("/v1/messages", &messages).await.unwrap()).await;
-        assert!(expected.0 >= 400, "{refusal:?}: /v1/messages let it through");
+        assert!(
+            expected.0 >= 400,
+            "{refusal:?}: /v1/messages let it through"
+        );
         let counted = refusal_of(send("/v1/messages/count_tokens", &messages).await.unwrap()).await;
         assert_eq!(counted, expected, "{refusal:?}: count_tokens");
         let chat = json!({"model": "scripted-1", "max_tokens": 20,

@@ -12,6 +12,7 @@ pub struct TestServer {
     pub url: String,
     pub client: reqwest::Client,
     pub store: Arc<SqliteStore>,
+    pub files_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -56,6 +57,7 @@ impl TestServer {
             url: format!("http://{addr}"),
             client: reqwest::Client::new(),
             store,
+            files_dir: dir.path().join("files"),
             _dir: dir,
         }
     }

@@ -62,7 +62,9 @@ async fn metrics_are_served_in_prometheus_text_format() {
     // Workspace keys are refused: metrics name every workspace and its traffic.
     let refused = server.get("/metrics").send().await.unwrap();
     assert_eq!(refused.status(), 403);
-    let anonymous = reqwest::get(format!("{}/metrics", server.url)).await.unwrap();
+    let anonymous = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401);
     let response = server
         .client

@@ -22,7 +22,11 @@ fn server_structure_no_module_outside_routes_imports_a_route() {
     assert!(files.len() > 20, "found only {files:?}");
     let mut offenders = Vec::new();
     for file in files {
-        let relative = file.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+        let relative = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         if relative == "routes.rs" || relative.starts_with("routes/") {
             continue;
         }
@@ -30,7 +34,8 @@ fn server_structure_no_module_outside_routes_imports_a_route() {
         for (n, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");
             // lib.rs declares the module and re-exports the router: that is the one way in.
-            if relative == "lib.rs" && matches!(code.trim(), "mod routes;" | "pub use routes::app;") {
+            if relative == "lib.rs" && matches!(code.trim(), "mod routes;" | "pub use routes::app;")
+            {
                 continue;
             }
             if code.contains("routes::") || code.contains("mod routes") {

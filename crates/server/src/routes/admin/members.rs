@@ -3,9 +3,7 @@
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use missive_protocol::models::Page;
-use missive_store::{
-    Member, WORKSPACE_ROLES,
-};
+use missive_store::{Member, WORKSPACE_ROLES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 

@@ -12,10 +12,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::params::{parse_time, rfc3339_ms, Params};
 use super::store;
 use crate::error::ApiError;
 use crate::ids::unix_ms;
+use crate::params::{parse_time, rfc3339_ms, Params};
 use crate::spend::{line_items, tier_factor};
 use crate::state::AppState;
 
