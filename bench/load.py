@@ -44,7 +44,10 @@ def burst(n, one):
 
     def run(i):
         gate.wait()
-        results[i] = one(i)
+        try:
+            results[i] = one(i)
+        except Exception as err:  # noqa: BLE001 - a bench counts every failure, whatever it is
+            results[i] = (None, f"{type(err).__name__}: {err}")
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
     started = time.perf_counter()
@@ -62,7 +65,8 @@ def sdk_stream(url, max_tokens):
     def one(i):
         sent = time.perf_counter()
         try:
-            with client.messages.stream(model=MODEL, max_tokens=max_tokens, temperature=0,
+            # SDK 2.x takes sampling parameters in extra_body.
+            with client.messages.stream(model=MODEL, max_tokens=max_tokens, extra_body={"temperature": 0},
                                         messages=[{"role": "user", "content": ask(i)}]) as stream:
                 ttft = None
                 for _ in stream.text_stream:
@@ -107,8 +111,9 @@ def summarise(name, results, elapsed):
 
 
 def raw_retry_after(url, n, max_tokens):
-    """Raw HTTP, no client retries: every 529's retry-after against the wait it announced.
-    A refused request polls every 0.25 s until it is let in; that time is its actual wait."""
+    """Raw HTTP, a client that does what retry-after says: on a 529 it sleeps that long and
+    tries again. For each refused request: the first retry-after against the time from that
+    refusal until it was let in."""
     client = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=1000))
     headers = {"x-api-key": "bench-key", "anthropic-version": "2023-06-01"}
 
@@ -116,11 +121,14 @@ def raw_retry_after(url, n, max_tokens):
         body = {"model": MODEL, "max_tokens": max_tokens, "temperature": 0, "stream": True,
                 "messages": [{"role": "user", "content": ask(i)}]}
         refused = None
+        tries = 0
         while True:
+            tries += 1
             with client.stream("POST", f"{url}/v1/messages", json=body, headers=headers) as response:
                 if response.status_code == 529:
+                    retry_after = float(response.headers["retry-after"])
                     if refused is None:
-                        refused = (time.perf_counter(), float(response.headers["retry-after"]))
+                        refused = (time.perf_counter(), retry_after)
                     response.read()
                 else:
                     assert response.status_code == 200, response.status_code
@@ -129,11 +137,14 @@ def raw_retry_after(url, n, max_tokens):
                         pass
                     if refused is None:
                         return None
-                    return refused[1], admitted - refused[0]
-            time.sleep(0.25)
+                    return refused[1], admitted - refused[0], tries
+            time.sleep(retry_after)
 
-    results, _ = burst(n, one)
-    return [r for r in results if r is not None]
+    results, elapsed = burst(n, one)
+    failed = [r[1] for r in results if r is not None and r[0] is None]
+    if failed:
+        raise SystemExit(f"{len(failed)} raw requests failed: {failed[:3]}")
+    return [r for r in results if r is not None], elapsed
 
 
 def main():
@@ -148,6 +159,7 @@ def main():
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--max-queue-wait", type=float, default=4.0,
                    help="Missive's max_queue_wait_s in the raw-HTTP phase, low enough to refuse")
+    p.add_argument("--raw-only", action="store_true", help="skip the side-by-side SDK bursts")
     p.add_argument("--out", default=None)
     args = p.parse_args()
 
@@ -166,7 +178,8 @@ def main():
         finally:
             stop(proc)
 
-    with_llama_server(args, args.slots, args.ctx * args.slots, side_by_side)
+    if not args.raw_only:
+        with_llama_server(args, args.slots, args.ctx * args.slots, side_by_side)
 
     waits = raw_phase(args)
 
@@ -184,18 +197,26 @@ def main():
         ratio = lambda k: statistics.median(x[k] for x in m) / statistics.median(x[k] for x in l)
         lines += ["", f"Missive / llama-server: TTFT p50 {ratio('p50'):.2f}x, p99 {ratio('p99'):.2f}x, "
                       f"all done {ratio('elapsed'):.2f}x (medians of the bursts; lower is faster)."]
-    within = [w for w in waits if w[0] / 2 <= max(w[1], 1.0) <= 2 * w[0] + 0.5]
+    waits, raw_elapsed = waits
+    within = [w for w in waits if w[0] / 2 <= w[1] <= 2 * w[0]]
+    again = [w for w in waits if w[2] > 2]
+    sdk_elapsed = statistics.median(x["elapsed"] for x in m) if m else float("nan")
     lines += ["", f"## Raw HTTP, `max_queue_wait_s = {args.max_queue_wait}`", "",
-              f"{len(waits)} requests got a 529; {len(within)} of them waited within 2x of their "
-              f"`retry-after` before being let in (polling every 0.25 s).", ""]
+              f"The same burst of {args.streams} streams from a client that sleeps what `retry-after` says "
+              "and tries again (as the SDKs do), after a warm-up that gives the server a rate.", "",
+              f"- {len(waits)} requests got a 529; {len(within)} of them were let in within 2x of their first "
+              f"`retry-after` (between half and twice it); {len(again)} were refused a second time.",
+              f"- All done in {raw_elapsed:.1f} s, against {sdk_elapsed:.1f} s for the same burst queued whole "
+              "above (the default 30 s bound): refused requests are sent back for when the queue has drained "
+              "to half the bound, so with a bound this low the slots run less full while they return.", ""]
     if waits:
-        ratios = sorted(actual / advertised for advertised, actual in waits)
-        lines.append(f"actual / retry-after: min {ratios[0]:.2f}, median {statistics.median(ratios):.2f}, "
-                     f"max {ratios[-1]:.2f}")
+        ratios = sorted(actual / advertised for advertised, actual, _ in waits)
+        lines.append(f"Time until let in / first retry-after: min {ratios[0]:.2f}, median "
+                     f"{statistics.median(ratios):.2f}, max {ratios[-1]:.2f}.")
     write_report(args, "load.md", lines)
     with open(os.path.join(args.out or os.path.join("bench", "runs", time.strftime("%Y-%m-%d") + "-vm"),
                            "load.json"), "w") as f:
-        json.dump({"bursts": rows, "retry_after_vs_actual": waits}, f)
+        json.dump({"bursts": rows, "retry_after_actual_tries": waits, "raw_elapsed": raw_elapsed}, f)
     bad = sum(r["errors"] for r in m)
     if bad or len(within) != len(waits):
         raise SystemExit(f"{bad} SDK errors; {len(waits) - len(within)} retry-after values off by more than 2x")

@@ -320,8 +320,9 @@ impl Scheduler<'_> {
         free > reserve && !self.interactive_running()
     }
 
-    fn start_job(&mut self, ctx: &mut LlamaContext<'_>, job: Job) {
+    fn start_job(&mut self, ctx: &mut LlamaContext<'_>, mut job: Job) {
         let started = Instant::now();
+        job.in_system.started(started);
         // The free slot whose cache shares the longest prefix with the prompt; among equals,
         // the least recently used.
         let mut best = self

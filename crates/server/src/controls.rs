@@ -80,40 +80,36 @@ impl Controls {
 
     /// The key whose secret hashes to `hash`, whatever its status.
     pub fn find_key(&self, hash: &str) -> Result<Option<ApiKey>, missive_store::Error> {
-        let generation = {
-            let (guard, generation) = self.current()?;
-            if let Some(key) = guard.as_ref().and_then(|s| s.keys.get(hash)) {
-                return Ok(Some(key.clone()));
-            }
-            generation
-        };
-        let key = self.store.find_api_key(hash)?;
-        if let Some(key) = &key {
-            let mut guard = self.lock();
-            if let Some(s) = guard.as_mut().filter(|s| s.generation == generation) {
-                if s.keys.len() < MAX_KEYS {
-                    s.keys.insert(hash.to_owned(), key.clone());
-                }
-            }
-        }
-        Ok(key)
+        self.cached_key(|s| &mut s.keys, hash, || self.store.find_api_key(hash))
     }
 
     /// The key with this id, whatever its status.
     pub fn key_by_id(&self, id: &str) -> Result<Option<ApiKey>, missive_store::Error> {
+        self.cached_key(|s| &mut s.by_id, id, || self.store.api_key(id))
+    }
+
+    /// A key from one of the snapshot's maps, read from the store (and remembered, if the
+    /// snapshot is still current) when the map lacks it.
+    fn cached_key(
+        &self,
+        map: fn(&mut Snapshot) -> &mut HashMap<String, ApiKey>,
+        lookup: &str,
+        load: impl FnOnce() -> Result<Option<ApiKey>, missive_store::Error>,
+    ) -> Result<Option<ApiKey>, missive_store::Error> {
         let generation = {
-            let (guard, generation) = self.current()?;
-            if let Some(key) = guard.as_ref().and_then(|s| s.by_id.get(id)) {
+            let (mut guard, generation) = self.current()?;
+            if let Some(key) = guard.as_mut().and_then(|s| map(s).get(lookup)) {
                 return Ok(Some(key.clone()));
             }
             generation
         };
-        let key = self.store.api_key(id)?;
+        let key = load()?;
         if let Some(key) = &key {
             let mut guard = self.lock();
             if let Some(s) = guard.as_mut().filter(|s| s.generation == generation) {
-                if s.by_id.len() < MAX_KEYS {
-                    s.by_id.insert(id.to_owned(), key.clone());
+                let keys = map(s);
+                if keys.len() < MAX_KEYS {
+                    keys.insert(lookup.to_owned(), key.clone());
                 }
             }
         }
