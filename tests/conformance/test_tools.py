@@ -231,3 +231,31 @@ def test_thinking_on_the_default_model_runs_and_is_reported_ignored(client):
     assert [block.type for block in message.content] == ["text"]
     info = client.models.retrieve(MODEL)
     assert info.capabilities is None or not info.capabilities.thinking.supported
+
+
+def test_anthropic_client_tools_reach_the_model_with_their_published_schemas(client):
+    # The request names only the type; the model gets the schema Anthropic publishes.
+    editor = {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
+    message = client.messages.create(
+        model=MODEL,
+        max_tokens=300,
+        tools=[{"type": "bash_20250124", "name": "bash"}, editor],
+        tool_choice={"type": "tool", "name": "str_replace_based_edit_tool"},
+        messages=[{"role": "user", "content": "Show me /etc/hostname."}],
+        **sampling(temperature=0),
+    )
+    (call,) = tool_uses(message)
+    assert call.name == "str_replace_based_edit_tool"
+    assert call.input["command"] in ("view", "create", "str_replace", "insert"), call.input
+    assert isinstance(call.input["path"], str)
+
+
+def test_a_server_tool_the_model_cannot_run_is_refused_by_type(client):
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.messages.create(
+            model=MODEL,
+            max_tokens=20,
+            tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
+            messages=[{"role": "user", "content": "Search the news."}],
+        )
+    assert "tools.0.type: `web_search_20250305` is a server tool" in refused.value.message

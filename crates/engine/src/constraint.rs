@@ -15,6 +15,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory, TokenParser};
+use missive_backend::client_tools::{self, ToolKind};
 use missive_backend::{BackendError, GenerateRequest};
 use missive_protocol::tools::{OutputFormat, Tool, ToolChoice};
 use serde_json::{json, Value};
@@ -166,10 +167,10 @@ impl Grammars {
     /// a `strict` tool (it was promised); other tools fall back to any JSON object.
     fn call_rule(&self, index: usize, tool: &Tool) -> Result<String, BackendError> {
         let name = serde_json::to_string(&tool.name).unwrap_or_default();
-        let schema = tool
-            .input_schema
-            .clone()
-            .unwrap_or_else(|| json!({"type": "object"}));
+        let schema = match client_tools::kind(tool) {
+            ToolKind::Client(schema) => schema,
+            ToolKind::Server(_) | ToolKind::Unknown(_) => json!({"type": "object"}),
+        };
         let enforceable = self.compiles(&format!("start: {}\n", json_rule(&schema)));
         let arguments = match (enforceable, tool.strict == Some(true)) {
             (Ok(_), _) => json_rule(&schema),

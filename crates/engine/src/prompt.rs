@@ -1,5 +1,6 @@
 //! From a normalised request to the messages and tools a chat template renders.
 
+use missive_backend::client_tools::{self, ToolKind};
 use missive_backend::{BackendError, GenerateRequest};
 use missive_protocol::content::{
     CacheControl, ContentBlockParam, DocumentSource, ToolResultContent,
@@ -39,16 +40,20 @@ pub fn prompt_parts(request: &GenerateRequest) -> Result<PromptParts, BackendErr
     let tools = request
         .tools
         .iter()
-        .filter_map(|tool| {
-            let schema = tool.input_schema.as_ref()?;
+        .enumerate()
+        .map(|(i, tool)| {
+            let ToolKind::Client(schema) = client_tools::kind(tool) else {
+                let refused = client_tools::refusal(i, tool, "the embedded engine");
+                return Err(BackendError::Unsupported(refused.unwrap_or_default()));
+            };
             let mut function = json!({"name": tool.name});
             if let Some(description) = &tool.description {
                 function["description"] = json!(description);
             }
-            function["parameters"] = schema.clone();
-            Some(json!({"type": "function", "function": function}))
+            function["parameters"] = schema;
+            Ok(json!({"type": "function", "function": function}))
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     Ok(PromptParts {
         messages,
         tools,

@@ -321,6 +321,38 @@ mod real_model {
     }
 
     #[tokio::test]
+    async fn the_bash_tool_is_called_with_its_published_schema() {
+        let engine = engine();
+        let body = serde_json::json!({"model": "m", "max_tokens": 200, "temperature": 1.0,
+            "tools": [{"type": "bash_20250124", "name": "bash"}],
+            "tool_choice": {"type": "tool", "name": "bash"},
+            "messages": [{"role": "user", "content": "List the files here."}]});
+        let outcome = run_full(engine, request(body)).await;
+        assert_eq!(outcome.reason, FinishReason::ToolUse, "{}", outcome.text);
+        let (name, input) = &outcome.tool_calls[0];
+        assert_eq!(name, "bash");
+        let tool: missive_protocol::tools::Tool =
+            serde_json::from_value(serde_json::json!({"type": "bash_20250124", "name": "bash"}))
+                .unwrap();
+        let missive_backend::client_tools::ToolKind::Client(schema) =
+            missive_backend::client_tools::kind(&tool)
+        else {
+            panic!("bash is a client tool")
+        };
+        assert!(jsonschema::is_valid(&schema, input), "{input}");
+        // The tool is in the prompt the model reads, with its published description.
+        let count = |tools: serde_json::Value| {
+            let body = serde_json::json!({"model": "m", "max_tokens": 5, "tools": tools,
+                "messages": [{"role": "user", "content": "hi"}]});
+            async move { engine.count_tokens(&request(body)).await.unwrap() }
+        };
+        let with_bash = count(serde_json::json!([{"type": "bash_20250124", "name": "bash"}])).await;
+        let with_empty =
+            count(serde_json::json!([{"name": "bash", "input_schema": {"type": "object"}}])).await;
+        assert!(with_bash > with_empty + 20, "{with_bash} vs {with_empty}");
+    }
+
+    #[tokio::test]
     async fn structured_output_always_validates_against_its_schema() {
         let engine = engine();
         let schema = serde_json::json!({"type": "object",

@@ -15,7 +15,11 @@ use missive_backend::{Backend, GenerateRequest, Priority};
 use missive_protocol::tools::ThinkingConfig;
 use missive_protocol::{ErrorType, MessagesRequest};
 
+use missive_store::{TokenCounts, UsageRecord};
+
+use crate::access::AccessSlot;
 use crate::auth::Principal;
+use crate::billing::Billing;
 use crate::documents::Citable;
 use crate::error::ApiError;
 use crate::limits::Reservation;
@@ -47,6 +51,36 @@ pub struct Admitted {
     pub omit_thinking: bool,
     pub stream: bool,
     pub hold: Hold,
+    /// `standard`, or `batch` for batch requests (billed at half price).
+    pub service_tier: &'static str,
+}
+
+impl Admitted {
+    /// What this request owes once its usage is known: its hold, and the ledger row it
+    /// will be recorded as.
+    pub fn billing(
+        &self,
+        state: &AppState,
+        principal: &Principal,
+        access: AccessSlot,
+        request_id: String,
+    ) -> Billing {
+        Billing {
+            state: state.clone(),
+            hold: self.hold.clone(),
+            access,
+            record: UsageRecord {
+                request_id,
+                at_ms: 0,
+                endpoint: "messages".into(),
+                api_key_id: principal.key_id.clone(),
+                workspace_id: principal.workspace_id.clone(),
+                model: self.backend.descriptor().id.clone(),
+                service_tier: self.service_tier.into(),
+                tokens: TokenCounts::default(),
+            },
+        }
+    }
 }
 
 /// Rate-limit and spend reservations a request holds until its usage is known.
@@ -90,6 +124,10 @@ pub async fn admit(
             request.max_tokens, descriptor.max_output_tokens, descriptor.id
         )));
     }
+    let service_tier = match entry {
+        Entry::Batch => "batch",
+        Entry::Messages | Entry::CountTokens => "standard",
+    };
     // About four bytes of JSON per token: a cheap estimate, settled against the usage.
     let estimate = u32::try_from(body_len / 4).unwrap_or(u32::MAX);
     let hold = match entry {
@@ -113,15 +151,11 @@ pub async fn admit(
                 state
                     .limits
                     .reserve(&principal.workspace, estimate, request.max_tokens)?;
-            let tier = match entry {
-                Entry::Batch => "batch",
-                _ => "standard",
-            };
             let spend = state.spend.reserve(
                 &principal.workspace_id,
                 &principal.workspace,
                 &descriptor.id,
-                tier,
+                service_tier,
                 estimate,
                 request.max_tokens,
             );
@@ -161,6 +195,7 @@ pub async fn admit(
         omit_thinking,
         stream,
         hold,
+        service_tier,
     })
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use missive_backend::BackendError;
 use missive_protocol::usage::ServiceTier;
 use missive_protocol::ErrorType;
-use missive_store::{KeyKind, PendingRequest, Store, TokenCounts, UsageRecord};
+use missive_store::{KeyKind, PendingRequest, Store};
 use tokio::task::JoinSet;
 
 use crate::access::AccessSlot;
@@ -165,22 +165,12 @@ async fn generate(state: &AppState, pending: &PendingRequest) -> Result<Outcome,
         Err(err) if err.error_type == ErrorType::RateLimitError => return Ok(Outcome::Later),
         other => other?,
     };
-    let descriptor = admitted.backend.descriptor();
-    let billing = Billing {
-        state: state.clone(),
-        hold: admitted.hold.clone(),
-        access: AccessSlot::default(),
-        record: UsageRecord {
-            request_id: crate::ids::new_id("req"),
-            at_ms: 0,
-            endpoint: "messages".into(),
-            api_key_id: principal.key_id.clone(),
-            workspace_id: principal.workspace_id.clone(),
-            model: descriptor.id.clone(),
-            service_tier: "batch".into(),
-            tokens: TokenCounts::default(),
-        },
-    };
+    let billing = admitted.billing(
+        state,
+        &principal,
+        AccessSlot::default(),
+        crate::ids::new_id("req"),
+    );
     let events = match admitted.backend.generate(admitted.generate).await {
         Ok(events) => events,
         Err(err) => {

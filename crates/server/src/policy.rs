@@ -268,6 +268,12 @@ fn walk_schema(value: &mut Value, at: &str, visit: &mut Visit<'_>) -> Result<(),
     }
 }
 
+/// URL sources one request may name.
+pub const MAX_URL_SOURCES: usize = 100;
+
+/// How long resolving one URL source's host may take.
+const LOOKUP_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Every URL source in the request (images and documents, also inside tool results), with
 /// where it is.
 pub fn url_sources(request: &MessagesRequest) -> Vec<(String, String)> {
@@ -312,10 +318,25 @@ pub async fn check_urls(
         allowlist: policy.url_allowlist.as_deref(),
         private_hosts: &policies.private_hosts,
     };
-    for (at, url) in url_sources(request) {
-        public_url::check(&url, rules)
-            .await
-            .map_err(|e| ApiError::invalid(format!("{at}: {e}")))?;
+    let sources = url_sources(request);
+    // Each is a name lookup: bounded in number (the Claude API takes at most 100 images a
+    // request) and in time.
+    if sources.len() > MAX_URL_SOURCES {
+        return Err(ApiError::invalid(format!(
+            "messages: a request may name at most {MAX_URL_SOURCES} URL sources (got {})",
+            sources.len()
+        )));
+    }
+    for (at, url) in sources {
+        match tokio::time::timeout(LOOKUP_TIME_LIMIT, public_url::check(&url, rules)).await {
+            Ok(checked) => checked.map_err(|e| ApiError::invalid(format!("{at}: {e}")))?,
+            Err(_) => {
+                return Err(ApiError::invalid(format!(
+                    "{at}: the host could not be resolved within {} s",
+                    LOOKUP_TIME_LIMIT.as_secs()
+                )))
+            }
+        };
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The Claude API's normalised request as an OpenAI chat-completions body. What the
 //! upstream cannot express is refused here with the reason, never dropped.
 
+use missive_backend::client_tools::{self, ToolKind};
 use missive_backend::{BackendError, GenerateRequest};
 use missive_protocol::content::{ContentBlockParam, DocumentSource, ToolResultContent};
 use missive_protocol::messages::Role;
@@ -174,10 +175,15 @@ pub fn chat_body(request: &GenerateRequest, upstream_model: &str) -> Result<Valu
         let tools: Vec<Value> = request
             .tools
             .iter()
-            .map(|t| {
+            .enumerate()
+            .map(|(i, t)| {
+                let ToolKind::Client(schema) = client_tools::kind(t) else {
+                    let refused = client_tools::refusal(i, t, "an OpenAI-compatible upstream");
+                    return Err(unsupported(refused.unwrap_or_default()));
+                };
                 let mut function = json!({
                     "name": t.name,
-                    "parameters": t.input_schema.clone().unwrap_or_else(|| json!({"type": "object"})),
+                    "parameters": schema,
                 });
                 if let Some(d) = &t.description {
                     function["description"] = json!(d);
@@ -185,9 +191,9 @@ pub fn chat_body(request: &GenerateRequest, upstream_model: &str) -> Result<Valu
                 if t.strict == Some(true) {
                     function["strict"] = json!(true);
                 }
-                json!({"type": "function", "function": function})
+                Ok(json!({"type": "function", "function": function}))
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         body.insert("tools".into(), Value::Array(tools));
     }
     if let Some(choice) = &request.tool_choice {

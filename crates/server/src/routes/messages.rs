@@ -14,7 +14,7 @@ use missive_store::{KeyKind, TokenCounts, UsageRecord};
 use crate::access::AccessSlot;
 use crate::admission::{self, Entry};
 use crate::auth::Principal;
-use crate::billing::{self, Billing, Tally};
+use crate::billing::{self, Tally};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::ids::now_ms;
@@ -104,8 +104,7 @@ pub(crate) async fn run(
     let started = std::time::Instant::now();
     let request = parse_messages_request(body)?;
     let admitted = admission::admit(state, principal, request, body.len(), Entry::Messages).await?;
-    let descriptor = admitted.backend.descriptor();
-    access.model(&descriptor.id);
+    access.model(&admitted.backend.descriptor().id);
     // Claude Code sends thinking to any model it takes for Claude; a model that cannot
     // reason answers anyway and says so in a header, rather than failing the request.
     let extra_headers = admitted.thinking_ignored.then(|| {
@@ -114,21 +113,12 @@ pub(crate) async fn run(
             HeaderValue::from_static("ignored; the model cannot reason"),
         )
     });
-    let billing = Billing {
-        state: state.clone(),
-        hold: admitted.hold.clone(),
+    let billing = admitted.billing(
+        state,
+        principal,
         access,
-        record: UsageRecord {
-            request_id: crate::request_id::current().unwrap_or_default(),
-            at_ms: 0,
-            endpoint: "messages".into(),
-            api_key_id: principal.key_id.clone(),
-            workspace_id: principal.workspace_id.clone(),
-            model: descriptor.id.clone(),
-            service_tier: "standard".into(),
-            tokens: TokenCounts::default(),
-        },
-    };
+        crate::request_id::current().unwrap_or_default(),
+    );
     let mut generate = admitted.generate;
     if dispatch.session.is_some() {
         generate.affinity = dispatch.session;
