@@ -13,6 +13,11 @@ use crate::error::ApiError;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Marks a signature as Missive's. A thinking block with any other signature was written
+/// elsewhere (a session moved here from the Claude API): no backend here renders it, so it
+/// passes, where a Missive signature that fails to verify is a tampered block.
+const PREFIX: &str = "msv1.";
+
 #[derive(Clone)]
 pub struct ThinkingSigner {
     key: Vec<u8>,
@@ -58,19 +63,19 @@ impl ThinkingSigner {
                 .map(|mac| {
                     let mut bytes = digest.to_vec();
                     bytes.extend_from_slice(&mac.finalize().into_bytes());
-                    STANDARD.encode(bytes)
+                    format!("{PREFIX}{}", STANDARD.encode(bytes))
                 })
                 .unwrap_or_default();
         }
         self.mac(&[b"full", ws, thinking.as_bytes()])
-            .map(|mac| STANDARD.encode(mac.finalize().into_bytes()))
+            .map(|mac| format!("{PREFIX}{}", STANDARD.encode(mac.finalize().into_bytes())))
             .unwrap_or_default()
     }
 
     /// Constant-time check of a signature against the thought it claims to sign, for the
     /// workspace it was written for.
     pub fn verify(&self, workspace: &str, thinking: &str, signature: &str) -> bool {
-        let Ok(bytes) = STANDARD.decode(signature) else {
+        let Some(Ok(bytes)) = signature.strip_prefix(PREFIX).map(|s| STANDARD.decode(s)) else {
             return false;
         };
         let ws = workspace.as_bytes();
@@ -108,6 +113,10 @@ impl ThinkingSigner {
                     ..
                 } = block
                 {
+                    // Written elsewhere: not rendered here, so nothing to protect.
+                    if !signature.starts_with(PREFIX) {
+                        continue;
+                    }
                     if !self.verify(workspace, thinking, signature) {
                         return Err(ApiError::invalid(format!(
                             "messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
@@ -133,6 +142,39 @@ mod tests {
         assert!(!signer.verify("w2", "Let me think.", &signature));
         assert!(!ThinkingSigner::new(b"other".to_vec()).verify("w1", "Let me think.", &signature));
         assert!(!signer.verify("w1", "Let me think.", "not base64 at all"));
+        assert!(!signer.verify("w1", "Let me think.", "msv1.not base64 at all"));
+    }
+
+    #[test]
+    fn thinking_written_elsewhere_passes_and_a_tampered_missive_block_does_not() {
+        let signer = ThinkingSigner::new(b"server secret".to_vec());
+        let history = |signature: &str| {
+            missive_protocol::parse_messages_request(
+                serde_json::json!({"model": "m", "max_tokens": 5, "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": [
+                        {"type": "thinking", "thinking": "Hmm.", "signature": signature},
+                        {"type": "redacted_thinking", "data": "EuoBCoYBGAIiQ"},
+                        {"type": "text", "text": "Hello."}]},
+                    {"role": "user", "content": "again"}]})
+                .to_string()
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        // A Claude API signature (a session moved here): accepted, not rendered.
+        assert!(signer
+            .verify_history("w1", &history("EqQBCkgIARABGAIiQL2"))
+            .is_ok());
+        assert!(signer
+            .verify_history("w1", &history(&signer.sign("w1", "Hmm.", false)))
+            .is_ok());
+        assert!(signer
+            .verify_history("w1", &history(&signer.sign("w1", "Hmm!", false)))
+            .is_err());
+        assert!(signer
+            .verify_history("w2", &history(&signer.sign("w1", "Hmm.", false)))
+            .is_err());
     }
 
     #[test]
