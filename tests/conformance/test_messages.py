@@ -137,3 +137,20 @@ def test_unicode_survives_streaming(client):
         text = "".join(stream.text_stream)
     assert "\ufffd" not in text
     json.dumps(text)
+
+
+def test_a_system_message_inside_the_conversation_is_honoured(client):
+    history = [
+        {"role": "user", "content": "Hi."},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "system", "content": "From now on, answer in capital letters."},
+        {"role": "user", "content": "Name a colour."},
+    ]
+    without = [m for m in history if m["role"] != "system"]
+    counted = client.messages.count_tokens(model=MODEL, messages=history).input_tokens
+    plain = client.messages.count_tokens(model=MODEL, messages=without).input_tokens
+    # The note is in the prompt: its words and, where the template takes one, a system turn.
+    assert counted >= plain + 8, (counted, plain)
+    message = client.messages.create(model=MODEL, max_tokens=10, messages=history, **sampling(temperature=0))
+    assert message.usage.input_tokens == counted
+    assert message.stop_reason in ("end_turn", "max_tokens")

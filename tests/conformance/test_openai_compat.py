@@ -77,3 +77,16 @@ def test_errors_in_openai_shape(oai):
     bad_key = openai.OpenAI(base_url=oai.base_url, api_key="sk-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad_key.chat.completions.create(model=MODEL, max_tokens=4, messages=[{"role": "user", "content": "hi"}])
+
+
+def test_a_late_system_message_stays_where_it_stands(oai):
+    history = [
+        {"role": "user", "content": "Hi."},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "system", "content": "From now on, answer in capital letters."},
+        {"role": "user", "content": "Name a colour."},
+    ]
+    late = oai.chat.completions.create(model=MODEL, max_tokens=4, temperature=0, messages=history)
+    plain = oai.chat.completions.create(
+        model=MODEL, max_tokens=4, temperature=0, messages=[m for m in history if m["role"] != "system"])
+    assert late.usage.prompt_tokens >= plain.usage.prompt_tokens + 8

@@ -153,7 +153,7 @@ impl EngineBackend {
         request: &GenerateRequest,
         breakpoints: bool,
     ) -> Result<PromptTokens, BackendError> {
-        let mut parts = prompt::prompt_parts(request)?;
+        let mut parts = prompt::prompt_parts(request, self.template.system_anywhere())?;
         let grammar_calls = self.grammars.tool_open_token().is_some();
         let tools = prompt::tool_parsing(request, &parts, grammar_calls);
         if tools.enabled && !self.template.has_tool_calls() {

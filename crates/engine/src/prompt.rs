@@ -23,7 +23,15 @@ pub struct PromptParts {
 }
 
 /// Builds template messages, refusing input this text-only engine cannot read.
-pub fn prompt_parts(request: &GenerateRequest) -> Result<PromptParts, BackendError> {
+/// Marks a system message folded into the next turn, for templates that take a system
+/// message only first.
+const SYSTEM_NOTE_OPEN: &str = "[System note]\n";
+const SYSTEM_NOTE_CLOSE: &str = "\n[End of system note]\n\n";
+
+pub fn prompt_parts(
+    request: &GenerateRequest,
+    system_anywhere: bool,
+) -> Result<PromptParts, BackendError> {
     let mut messages = Vec::with_capacity(request.turns.len() + 1);
     let system = request.system_text();
     if !system.is_empty() {
@@ -31,11 +39,28 @@ pub fn prompt_parts(request: &GenerateRequest) -> Result<PromptParts, BackendErr
     }
     let prefill = request.prefill();
     let history_len = request.turns.len() - usize::from(prefill.is_some());
+    // System messages the template cannot place, waiting for the next user turn.
+    let mut notes: Vec<String> = Vec::new();
     for (i, turn) in request.turns[..history_len].iter().enumerate() {
         match turn.role {
-            Role::User => user_messages(&request.model, i, &turn.blocks, &mut messages)?,
+            Role::User => {
+                let at = messages.len();
+                user_messages(&request.model, i, &turn.blocks, &mut messages)?;
+                if let Some(message) = messages.get_mut(at).filter(|_| !notes.is_empty()) {
+                    message.content.insert_str(0, &fold(&notes));
+                    notes.clear();
+                }
+            }
             Role::Assistant => messages.push(assistant_message(&turn.blocks)),
+            // A leading system message is a system prompt to every template.
+            Role::System if system_anywhere || messages.is_empty() => {
+                messages.push(plain("system", turn.text()))
+            }
+            Role::System => notes.push(turn.text()),
         }
+    }
+    if !notes.is_empty() {
+        messages.push(plain("user", fold(&notes).trim_end().to_owned()));
     }
     let tools = request
         .tools
@@ -93,6 +118,13 @@ pub(crate) fn tool_parsing(
         forced_partial,
         single,
     }
+}
+
+fn fold(notes: &[String]) -> String {
+    notes
+        .iter()
+        .map(|note| format!("{SYSTEM_NOTE_OPEN}{note}{SYSTEM_NOTE_CLOSE}"))
+        .collect()
 }
 
 fn plain(role: &str, content: String) -> TemplateMessage {
@@ -326,4 +358,60 @@ pub(crate) fn block_ends(rendered: &str, system: &str, needles: &[BlockNeedle]) 
     // prompt's prefixes are what count.
     ends.sort_by_key(|end| end.at);
     ends
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: serde_json::Value) -> GenerateRequest {
+        let parsed = missive_protocol::parse_messages_request(body.to_string().as_bytes()).unwrap();
+        GenerateRequest::new("m".into(), parsed)
+    }
+
+    fn conversation() -> GenerateRequest {
+        request(
+            json!({"model": "m", "max_tokens": 5, "system": "Be kind.", "messages": [
+            {"role": "user", "content": "Hi."},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "system", "content": "Answer in French."},
+            {"role": "user", "content": "Name a colour."}]}),
+        )
+    }
+
+    fn roles(parts: &PromptParts) -> Vec<&str> {
+        parts.messages.iter().map(|m| m.role.as_str()).collect()
+    }
+
+    #[test]
+    fn a_system_message_renders_where_it_stands_when_the_template_takes_one() {
+        let parts = prompt_parts(&conversation(), true).unwrap();
+        assert_eq!(
+            roles(&parts),
+            ["system", "user", "assistant", "system", "user"]
+        );
+        assert_eq!(parts.messages[3].content, "Answer in French.");
+    }
+
+    #[test]
+    fn otherwise_it_is_folded_into_the_next_turn_as_a_marked_note() {
+        let parts = prompt_parts(&conversation(), false).unwrap();
+        assert_eq!(roles(&parts), ["system", "user", "assistant", "user"]);
+        assert_eq!(
+            parts.messages[3].content,
+            "[System note]\nAnswer in French.\n[End of system note]\n\nName a colour."
+        );
+        // The turns before it render exactly as without it: the cached prefix holds.
+        let before = prompt_parts(
+            &request(
+                json!({"model": "m", "max_tokens": 5, "system": "Be kind.", "messages": [
+                {"role": "user", "content": "Hi."},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "Name a colour."}]}),
+            ),
+            false,
+        )
+        .unwrap();
+        assert_eq!(parts.messages[..3], before.messages[..3]);
+    }
 }

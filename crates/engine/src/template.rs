@@ -39,6 +39,8 @@ pub struct ChatTemplate {
     tool_calls: bool,
     /// The template reasons in `<think>` tags (and may honour `enable_thinking`).
     reasons: bool,
+    /// A system message after other turns renders where it stands.
+    system_anywhere: bool,
     bos_token: String,
     eos_token: String,
 }
@@ -63,13 +65,40 @@ impl ChatTemplate {
         let tool_calls = source.contains(crate::output::tool_calls::OPEN);
         let reasons = source.contains(missive_backend::reasoning::ThinkSplitter::OPEN);
         env.add_template_owned("chat", source)?;
-        Ok(Self {
+        let mut template = Self {
             env,
             tool_calls,
             reasons,
+            system_anywhere: false,
             bos_token,
             eos_token,
-        })
+        };
+        template.system_anywhere = template.renders_system_anywhere();
+        Ok(template)
+    }
+
+    /// Whether a system message after other turns renders where it stands (some templates
+    /// raise, others drop it): tried once, on a probe conversation.
+    fn renders_system_anywhere(&self) -> bool {
+        const PROBE: &str = "system-turn-probe";
+        let turn = |role: &str, content: &str| TemplateMessage {
+            role: role.to_owned(),
+            content: content.to_owned(),
+            tool_calls: Vec::new(),
+        };
+        let messages = [
+            turn("user", "u"),
+            turn("assistant", "a"),
+            turn("system", PROBE),
+            turn("user", "v"),
+        ];
+        self.render(&messages, &[], true, false)
+            .is_ok_and(|out| out.find(PROBE).is_some_and(|at| out[..at].contains('a')))
+    }
+
+    /// Whether system messages render in place (else they are folded into the next turn).
+    pub fn system_anywhere(&self) -> bool {
+        self.system_anywhere
     }
 
     pub fn has_tool_calls(&self) -> bool {
@@ -181,6 +210,16 @@ mod tests {
             .render(&[msg("system", "S"), msg("user", "hi")], &[], true, true)
             .unwrap();
         assert_eq!(out, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    }
+
+    #[test]
+    fn a_template_that_takes_system_turns_anywhere_is_told_from_one_that_raises() {
+        let chatml = ChatTemplate::new(CHATML.into(), String::new(), String::new()).unwrap();
+        assert!(chatml.system_anywhere());
+        let strict = "{% for message in messages %}{% if message['role'] == 'system' and not loop.first %}\
+            {{ raise_exception('System message must be first') }}{% endif %}{{ message['content'] }}{% endfor %}";
+        let strict = ChatTemplate::new(strict.into(), String::new(), String::new()).unwrap();
+        assert!(!strict.system_anywhere());
     }
 
     #[test]

@@ -11,6 +11,9 @@ use crate::usage::Usage;
 pub enum Role {
     User,
     Assistant,
+    /// A system message inside the conversation (GA in SDK 2.12's `MessageParam`): text an
+    /// operator or harness adds between turns.
+    System,
 }
 
 /// `content` of a message: a string is shorthand for one text block.

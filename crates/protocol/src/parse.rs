@@ -120,6 +120,16 @@ fn validate_messages(request: &MessagesRequest) -> Result<(), RequestError> {
         )));
     }
     for (i, message) in request.messages.iter().enumerate() {
+        if message.role == Role::System {
+            if let Some(j) = blocks(&message.content)
+                .iter()
+                .position(|b| !matches!(b, ContentBlockParam::Text { .. }))
+            {
+                return Err(RequestError(format!(
+                    "messages.{i}.content.{j}: a system message holds text blocks only"
+                )));
+            }
+        }
         if let MessageContent::Blocks(blocks) = &message.content {
             if blocks.is_empty() && i + 1 < request.messages.len() {
                 return Err(RequestError(format!(
@@ -499,6 +509,18 @@ mod tests {
         let body = serde_json::json!({"model":"m","max_tokens":5,"messages":[{"role":"user","content":blocks}]}).to_string();
         assert!(
             err(&body).starts_with("messages: a request may hold at most 100000 content blocks")
+        );
+    }
+
+    #[test]
+    fn system_messages_may_stand_in_the_conversation_and_hold_only_text() {
+        let ok = r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"system","content":[{"type":"text","text":"Be brief."}]},{"role":"user","content":"c"}]}"#;
+        let request = parse_messages_request(ok.as_bytes()).unwrap();
+        assert_eq!(request.messages[2].role, Role::System);
+        let image = r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"a"},{"role":"system","content":[{"type":"image","source":{"type":"url","url":"https://example.com/a.png"}}]}]}"#;
+        assert_eq!(
+            err(image),
+            "messages.1.content.0: a system message holds text blocks only"
         );
     }
 

@@ -121,6 +121,7 @@ fn messages(request: &GenerateRequest) -> Result<Vec<Value>, BackendError> {
                 };
                 out.push(json!({"role": "user", "content": content}));
             }
+            Role::System => out.push(json!({"role": "system", "content": turn.text()})),
             Role::Assistant => {
                 let mut text = Vec::new();
                 let mut calls = Vec::new();

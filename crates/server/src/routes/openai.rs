@@ -89,7 +89,12 @@ fn to_claude(request: &Value) -> Result<(Value, bool), ApiError> {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("");
         let content = m.get("content").unwrap_or(&Value::Null);
         match role {
-            "system" | "developer" => system.push(text_of(content)),
+            // Leading system messages are the system prompt; later ones stay where they
+            // stand, as Claude system messages.
+            "system" | "developer" if turns.is_empty() => system.push(text_of(content)),
+            "system" | "developer" => {
+                turns.push(json!({"role": "system", "content": text_of(content)}))
+            }
             "user" => {
                 let blocks: Vec<Value> = match content {
                     Value::String(s) => vec![json!({"type": "text", "text": s})],
