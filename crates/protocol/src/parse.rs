@@ -40,7 +40,41 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
         if inner.is_syntax() || inner.is_eof() {
             return RequestError(format!("invalid JSON in request body: {inner}"));
         }
-        RequestError(describe(&path, &inner.to_string()))
+        let message = inner.to_string();
+        if message.contains("untagged enum MessageContent") {
+            if let Some(named) = content_error(body, &path) {
+                return RequestError(named);
+            }
+        }
+        RequestError(describe(&path, &message))
+    })
+}
+
+/// Which block of a message's content failed, and why: serde only says that the content
+/// matched neither a string nor a list of blocks. Runs on the error path only.
+fn content_error(body: &[u8], path: &str) -> Option<String> {
+    let index: usize = path
+        .strip_prefix("messages[")?
+        .strip_suffix("].content")?
+        .parse()
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let blocks = value
+        .get("messages")?
+        .get(index)?
+        .get("content")?
+        .as_array()?;
+    blocks.iter().enumerate().find_map(|(j, block)| {
+        let err = serde_json::from_value::<ContentBlockParam>(block.clone()).err()?;
+        let at = format!("messages.{index}.content.{j}");
+        let kind = block.get("type").and_then(serde_json::Value::as_str);
+        Some(match kind {
+            Some(kind) if err.to_string().starts_with("unknown variant") => format!(
+                "{at}.type: unknown content block type `{kind}`; this server takes text, image, document, tool_use, tool_result, thinking and redacted_thinking blocks"
+            ),
+            None => format!("{at}.type: Field required"),
+            Some(kind) => format!("{at}: invalid `{kind}` block: {}", describe(".", &err.to_string())),
+        })
     })
 }
 
@@ -521,6 +555,28 @@ mod tests {
         assert_eq!(
             err(image),
             "messages.1.content.0: a system message holds text blocks only"
+        );
+    }
+
+    #[test]
+    fn an_unknown_content_block_is_named_by_type_and_index() {
+        let body = r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"a"},{"role":"assistant","content":[{"type":"text","text":"b"},{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{}}]}]}"#;
+        assert!(
+            err(body).starts_with(
+                "messages.1.content.1.type: unknown content block type `server_tool_use`"
+            ),
+            "{}",
+            err(body)
+        );
+        let untyped =
+            r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"text":"a"}]}]}"#;
+        assert_eq!(err(untyped), "messages.0.content.0.type: Field required");
+        let bad = r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":[{"type":"text"}]}]}"#;
+        assert!(
+            err(bad)
+                .starts_with("messages.0.content.0: invalid `text` block: text: Field required"),
+            "{}",
+            err(bad)
         );
     }
 
