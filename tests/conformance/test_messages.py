@@ -4,7 +4,7 @@ import json
 
 import anthropic
 
-from conftest import sampling
+from conftest import API_KEY, sampling
 
 MODEL = "claude-opus-4-8"
 
@@ -154,3 +154,13 @@ def test_a_system_message_inside_the_conversation_is_honoured(client):
     message = client.messages.create(model=MODEL, max_tokens=10, messages=history, **sampling(temperature=0))
     assert message.usage.input_tokens == counted
     assert message.stop_reason in ("end_turn", "max_tokens")
+
+
+def test_model_info_validates_against_the_sdks_own_type(server):
+    # Strict validation: a field the installed SDK requires and Missive omits fails here,
+    # so a new SDK release shows up as a failing test.
+    typed = anthropic.Anthropic(base_url=server, api_key=API_KEY, max_retries=0, _strict_response_validation=True)
+    page = typed.models.list()
+    assert page.data and all(m.lifecycle == "active" for m in page.data)
+    model = typed.models.retrieve("claude-opus-4-8")
+    assert model.capabilities.thinking.supported is False

@@ -26,7 +26,9 @@ use std::sync::Arc;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use missive_backend::{Backend, BackendError, EventStream, GenerateRequest, ModelDescriptor};
-use missive_protocol::models::{ModelCapabilities, Supported};
+use missive_protocol::models::{
+    EffortCapability, ModelCapabilities, ServerToolsCapability, Supported,
+};
 
 pub use error::Error;
 pub use model::{KvLayout, ModelConfig};
@@ -119,6 +121,10 @@ impl EngineBackend {
                 pdf_input: Supported::from(false),
                 structured_outputs: Supported::from(true),
                 thinking: ThinkingCapability::all(template.reasons()),
+                // Not yet: context editing, effort levels and server tools (issue 19, 23).
+                context_management: Supported::from(false),
+                effort: EffortCapability::default(),
+                server_tools: ServerToolsCapability::default(),
             },
         };
         let add_bos = model.vocab().should_add_bos();

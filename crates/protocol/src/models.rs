@@ -12,6 +12,22 @@ pub struct ModelInfo {
     pub max_input_tokens: Option<u32>,
     pub max_tokens: Option<u32>,
     pub capabilities: Option<ModelCapabilities>,
+    /// `active` for every model a server serves.
+    pub lifecycle: Lifecycle,
+    /// Always written (`null` while active), as the SDKs' types expect the keys.
+    pub deprecated_at: Option<String>,
+    pub retires_at: Option<String>,
+    /// The Claude model line (`opus`, `sonnet`…); `null` for models of no line.
+    pub line: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    #[default]
+    Active,
+    Deprecated,
+    Retired,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -42,6 +58,29 @@ pub struct ModelCapabilities {
     pub pdf_input: Supported,
     pub structured_outputs: Supported,
     pub thinking: ThinkingCapability,
+    pub context_management: Supported,
+    pub effort: EffortCapability,
+    pub server_tools: ServerToolsCapability,
+}
+
+/// `output_config.effort` levels a model takes.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct EffortCapability {
+    pub supported: bool,
+    pub low: Supported,
+    pub medium: Supported,
+    pub high: Supported,
+    pub max: Supported,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xhigh: Option<Supported>,
+}
+
+/// Server tools a model can be given (run by the server, not the client).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ServerToolsCapability {
+    pub supported: bool,
+    pub code_execution: Supported,
+    pub web_search: Supported,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -58,6 +97,10 @@ impl ThinkingCapability {
             types: ThinkingTypes {
                 enabled: Supported::from(supported),
                 adaptive: Supported::from(supported),
+                // A reasoning template thinks again after each tool result.
+                between_tools: Supported::from(supported),
+                // Any model answers with thinking off.
+                disabled: Supported::from(true),
             },
         }
     }
@@ -67,6 +110,8 @@ impl ThinkingCapability {
 pub struct ThinkingTypes {
     pub enabled: Supported,
     pub adaptive: Supported,
+    pub between_tools: Supported,
+    pub disabled: Supported,
 }
 
 /// The list envelope shared by every paginated endpoint.

@@ -143,7 +143,9 @@ fn upstream_chain(
     entry: &crate::config::ModelEntry,
 ) -> anyhow::Result<missive_upstream::chain::Chain> {
     use missive_backend::ModelDescriptor;
-    use missive_protocol::models::{ModelCapabilities, Supported, ThinkingCapability};
+    use missive_protocol::models::{
+        EffortCapability, ModelCapabilities, ServerToolsCapability, Supported, ThinkingCapability,
+    };
     use missive_upstream::anthropic::AnthropicBackend;
     use missive_upstream::breaker::Breaker;
     use missive_upstream::chain::{Chain, Member};
@@ -165,6 +167,9 @@ fn upstream_chain(
             pdf_input: Supported::from(false),
             structured_outputs: Supported::from(true),
             thinking: ThinkingCapability::all(false),
+            context_management: Supported::from(false),
+            effort: EffortCapability::default(),
+            server_tools: ServerToolsCapability::default(),
         },
     };
     let gateway = &config.gateway;

@@ -3,7 +3,7 @@
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use missive_backend::ModelDescriptor;
-use missive_protocol::models::{ModelInfo, ModelTag, Page};
+use missive_protocol::models::{Lifecycle, ModelInfo, ModelTag, Page};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -25,6 +25,10 @@ fn info(d: &ModelDescriptor) -> ModelInfo {
         max_input_tokens: Some(d.max_input_tokens),
         max_tokens: Some(d.max_output_tokens),
         capabilities: Some(d.capabilities.clone()),
+        lifecycle: Lifecycle::Active,
+        deprecated_at: None,
+        retires_at: None,
+        line: None,
     }
 }
 
