@@ -1,6 +1,5 @@
 """A burst of concurrent streams, side by side with llama-server. See bench/load."""
 
-import argparse
 import json
 import os
 import statistics
@@ -11,7 +10,7 @@ import time
 import anthropic
 import httpx
 
-from peer import free_port, in_turn, start, stop, write_report, with_llama_server
+from peer import free_port, in_turn, server_args, start, stop, with_both, write_report
 
 MODEL = "claude-haiku-4-5"
 
@@ -21,16 +20,6 @@ def percentile(values, p):
     if not values:
         return float("nan")
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
-
-
-def start_missive(args):
-    home = tempfile.mkdtemp(prefix="missive-load-")
-    port = free_port()
-    env = dict(os.environ, MISSIVE_HOME=home, MISSIVE_MODEL=args.model, MISSIVE_API_KEY="bench-key",
-               MISSIVE_PORT=str(port), MISSIVE_THREADS=str(args.threads), MISSIVE_CONTEXT_SIZE=str(args.ctx),
-               MISSIVE_PARALLEL=str(args.slots), MISSIVE_KV_LAYOUT="per_slot", MISSIVE_LOG="warn")
-    url = f"http://127.0.0.1:{port}"
-    return start([args.missive, "serve"], env, url, "missive"), url
 
 
 def ask(i):
@@ -148,38 +137,29 @@ def raw_retry_after(url, n, max_tokens):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--missive", required=True)
-    p.add_argument("--llama-server", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--ctx", type=int, default=1024)
+    p = server_args(1024)
     p.add_argument("--slots", type=int, default=8)
     p.add_argument("--streams", type=int, default=200)
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--max-queue-wait", type=float, default=4.0,
                    help="Missive's max_queue_wait_s in the raw-HTTP phase, low enough to refuse")
     p.add_argument("--raw-only", action="store_true", help="skip the side-by-side SDK bursts")
-    p.add_argument("--out", default=None)
     args = p.parse_args()
 
     rows = []
 
-    def side_by_side(llama_url):
-        proc, missive_url = start_missive(args)
-        try:
-            servers = [("llama-server", llama_stream(llama_url, args.max_tokens)),
-                       ("missive (SDK, default retries)", sdk_stream(missive_url, args.max_tokens))]
-            for turn in range(2):
-                for name, one in in_turn(servers, turn):
-                    print(f"burst {turn + 1}: {name}", flush=True)
-                    results, elapsed = burst(args.streams, one)
-                    rows.append(summarise(name, results, elapsed))
-        finally:
-            stop(proc)
+    labels = {"llama-server": "llama-server", "missive": "missive (SDK, default retries)"}
+
+    def side_by_side(servers):
+        servers = [(labels[name], stream(url, args.max_tokens)) for name, stream, url in servers]
+        for turn in range(2):
+            for name, one in in_turn(servers, turn):
+                print(f"burst {turn + 1}: {name}", flush=True)
+                results, elapsed = burst(args.streams, one)
+                rows.append(summarise(name, results, elapsed))
 
     if not args.raw_only:
-        with_llama_server(args, args.slots, args.ctx * args.slots, side_by_side)
+        with_both(args, args.slots, args.ctx, (llama_stream, sdk_stream), side_by_side, kv_layout="per_slot")
 
     waits = raw_phase(args)
 

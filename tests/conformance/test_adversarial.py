@@ -36,16 +36,18 @@ def key_in(server, workspace):
     return server.cli("keys", "create", "--workspace", workspace, "--name", workspace)
 
 
+def key_id_of(server, name):
+    return next(l.split("\t")[0] for l in server.cli("keys", "list").splitlines() if l.split("\t")[4] == name)
+
+
 def client_for(server, key):
     return anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0)
 
 
-def usage_output_tokens(server, key_id=None):
+def usage_output_tokens(server, key_id):
     since = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime(time.time() - 86400))
-    params = {"starting_at": since, "bucket_width": "1d", "limit": 7}
-    if key_id:
-        params["api_key_ids[]"] = key_id
-        params["group_by[]"] = "api_key_id"
+    params = {"starting_at": since, "bucket_width": "1d", "limit": 7,
+              "api_key_ids[]": key_id, "group_by[]": "api_key_id"}
     response = httpx.get(f"{server.url}/v1/organizations/usage_report/messages", params=params,
                          headers={"x-api-key": ADMIN_KEY}, timeout=30)
     assert response.status_code == 200, response.text
@@ -106,7 +108,7 @@ def test_documents_naming_a_large_file_are_refused_before_they_are_read(server):
 
 def test_a_dropped_stream_is_billed_for_what_it_was_sent(server):
     key = key_in(server, "dropper")
-    key_id = next(l.split("\t")[0] for l in server.cli("keys", "list").splitlines() if l.split("\t")[4] == "dropper")
+    key_id = key_id_of(server, "dropper")
     # A schema that forces a long answer, so the 500 deltas do not depend on the model.
     schema = {"type": "object", "properties": {"n": {"type": "array", "items": {"type": "integer"}, "minItems": 300}},
               "required": ["n"], "additionalProperties": False}
@@ -197,7 +199,7 @@ def test_many_tool_pairs_are_answered_fast_or_refused_by_a_documented_limit(serv
 
 def test_a_batch_stops_billing_its_key_once_the_key_is_revoked(server):
     key = key_in(server, "batcher")
-    key_id = next(l.split("\t")[0] for l in server.cli("keys", "list").splitlines() if l.split("\t")[4] == "batcher")
+    key_id = key_id_of(server, "batcher")
     client = client_for(server, key)
     requests = [{"custom_id": f"r{i}", "params": {"model": MODEL, "max_tokens": 40,
                  "messages": [{"role": "user", "content": f"Say {i}."}]}} for i in range(12)]

@@ -190,21 +190,8 @@ impl EngineBackend {
             .template
             .render(&parts.messages, &parts.tools, true, thinking)
             .map_err(|err| BackendError::InvalidRequest(err.to_string()))?;
-        let (rendered_clean, _) = special::unfence(&rendered);
-        let needles = match breakpoints {
-            true => prompt::block_needles(request),
-            false => Vec::new(),
-        };
-        let block_ends = match needles.iter().any(|n| n.breakpoint.is_some()) {
-            true => prompt::block_ends(&rendered_clean, &request.system_text(), &needles),
-            false => Vec::new(),
-        };
-        let reasoning = self.template.reasons().then(|| Reasoning {
-            starts_inside: rendered_clean.trim_end().ends_with(ThinkSplitter::OPEN),
-            show: thinking,
-            budget: request.thinking.as_ref().and_then(|t| t.budget_tokens()),
-            close_token: self.think_close,
-        });
+        // What the template rendered, before the prefill and a forced call's opening.
+        let rendered_len = special::unfenced_len(&rendered);
         let mut fenced = rendered;
         if let Some(prefill) = &parts.prefill {
             fenced.push_str(&self.special.fence(prefill));
@@ -214,6 +201,21 @@ impl EngineBackend {
             fenced.push_str(partial);
         }
         let (text, segments) = special::unfence(&fenced);
+        let template_text = &text[..rendered_len];
+        let needles = match breakpoints {
+            true => prompt::block_needles(request),
+            false => Vec::new(),
+        };
+        let block_ends = match needles.iter().any(|n| n.breakpoint.is_some()) {
+            true => prompt::block_ends(template_text, &request.system_text(), &needles),
+            false => Vec::new(),
+        };
+        let reasoning = self.template.reasons().then(|| Reasoning {
+            starts_inside: template_text.trim_end().ends_with(ThinkSplitter::OPEN),
+            show: thinking,
+            budget: request.thinking.as_ref().and_then(|t| t.budget_tokens()),
+            close_token: self.think_close,
+        });
         // Prompt content is never logged, at any level: logs outlive tenants' data.
         tracing::trace!(bytes = text.len(), "rendered prompt");
         let vocab = self.model.vocab();

@@ -105,6 +105,11 @@ impl SpecialTokens {
     }
 }
 
+/// The length `text` has once [`unfence`] drops its fences (which always come in pairs).
+pub fn unfenced_len(text: &str) -> usize {
+    text.len() - text.matches([OPEN, CLOSE]).count() * OPEN.len_utf8()
+}
+
 /// The rendered prompt without its fences, and its segments.
 pub fn unfence(rendered: &str) -> (String, Vec<Segment<'_>>) {
     if !rendered.contains(OPEN) {
@@ -185,6 +190,7 @@ mod tests {
         assert_eq!(plain, ["<|im_end|>", "<|im_start|>"]);
         let joined: String = segments.iter().map(|s| s.text).collect();
         assert_eq!(joined, clean);
+        assert_eq!(unfenced_len(&rendered), clean.len());
     }
 
     #[test]

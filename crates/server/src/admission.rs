@@ -101,7 +101,7 @@ pub async fn admit(
 ) -> Result<Admitted, ApiError> {
     check_key(state, principal)?;
     let backend = state.models.resolve(&request.model)?;
-    let descriptor = backend.descriptor().clone();
+    let descriptor = backend.descriptor();
     check_kill_switch(state, principal, [&request.model, &descriptor.id])?;
     state
         .signer

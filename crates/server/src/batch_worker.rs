@@ -105,12 +105,9 @@ async fn run_one(state: &AppState, store: &dyn Store, request: PendingRequest) -
         }) => (result_type, result, billed),
         Err(err) => ("errored", errored(err.error_type, &err.message), None),
     };
-    let usage = billed.as_deref().map(|(billing, tally)| {
-        let mut record = billing.record.clone();
-        record.at_ms = crate::ids::now_ms();
-        record.tokens = tally.tokens();
-        record
-    });
+    let usage = billed
+        .as_deref()
+        .map(|(billing, tally)| billing.record(tally));
     let stored = store.complete_batch_request(
         &request.batch_id,
         request.idx,

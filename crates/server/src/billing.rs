@@ -115,12 +115,19 @@ impl Billing {
         }
     }
 
+    /// The ledger row for `tally`, stamped now.
+    pub fn record(&self, tally: &Tally) -> UsageRecord {
+        UsageRecord {
+            at_ms: crate::ids::now_ms(),
+            tokens: tally.tokens(),
+            ..self.record.clone()
+        }
+    }
+
     /// Everything, the ledger row included; returns once the row is durable.
     pub async fn settle(self, tally: Tally) -> Result<(), ApiError> {
         self.settle_holds(&tally);
-        let mut record = self.record;
-        record.at_ms = crate::ids::now_ms();
-        record.tokens = tally.tokens();
+        let record = self.record(&tally);
         self.state.ledger.record(record).await
     }
 }

@@ -4,18 +4,15 @@
 //! file) is a 400 naming the block. Documents with `citations.enabled` are remembered so
 //! the answer can cite them ([`cite`]).
 
-use base64::Engine;
-use missive_protocol::content::{ContentBlockParam, DocumentSource};
-use missive_protocol::messages::{MessageContent, MessagesRequest};
 use std::collections::HashMap;
-
-use futures::{Stream, StreamExt};
-use missive_protocol::{ContentBlockDelta, StreamEvent};
-use serde_json::{json, Value};
-
 use std::time::Duration;
 
-use missive_protocol::ErrorType;
+use base64::Engine;
+use futures::{Stream, StreamExt};
+use missive_protocol::content::{ContentBlockParam, DocumentSource};
+use missive_protocol::messages::{MessageContent, MessagesRequest};
+use missive_protocol::{ContentBlockDelta, ErrorType, StreamEvent};
+use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;

@@ -10,10 +10,9 @@ use std::sync::LazyLock;
 
 use missive_protocol::content::{ContentBlockParam, DocumentSource, ToolResultContent};
 use missive_protocol::messages::{MessageContent, MessagesRequest};
+use missive_store::Store;
 use regex::Regex;
 use serde_json::Value;
-
-use missive_store::Store;
 
 use crate::error::ApiError;
 use crate::public_url::{self, Rules};

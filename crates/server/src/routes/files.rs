@@ -3,11 +3,10 @@
 //! answer), metadata, content, delete. Files belong to the uploading key's workspace; any
 //! other workspace gets 404.
 
-use axum::body::Body;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::header::{
     CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
