@@ -27,6 +27,8 @@ pub enum FinishReason {
     ContextWindowExceeded,
     /// The reply ended with tool calls for the client to run.
     ToolUse,
+    /// The conversation was compacted and the reply paused there.
+    Compaction,
 }
 
 /// One step of a generation, in order: `Started`, then output, then `Finished`.

@@ -7,8 +7,10 @@
 //! for tests of our own code.
 
 pub mod client_tools;
+pub mod context_edits;
 mod error;
 mod event;
+pub mod history;
 pub mod reasoning;
 mod request;
 #[cfg(feature = "scripted")]

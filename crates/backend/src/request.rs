@@ -90,8 +90,14 @@ impl GenerateRequest {
             Some(SystemPrompt::Blocks(blocks)) => blocks,
         };
         let system = system.into_iter().map(without_billing_nonce).collect();
-        let mut turns: Vec<Turn> = Vec::with_capacity(request.messages.len());
-        for message in request.messages {
+        let messages = crate::history::from_latest_compaction(request.messages);
+        let tools = crate::history::loaded_tools(
+            request.tools.unwrap_or_default(),
+            &messages,
+            request.tool_choice.as_ref(),
+        );
+        let mut turns: Vec<Turn> = Vec::with_capacity(messages.len());
+        for message in messages {
             let blocks = message.content.into_blocks();
             match turns.last_mut() {
                 Some(last) if last.role == message.role => last.blocks.extend(blocks),
@@ -117,7 +123,7 @@ impl GenerateRequest {
                 top_p: request.top_p.map(|p| p as f32),
                 top_k: request.top_k,
             },
-            tools: request.tools.unwrap_or_default(),
+            tools,
             tool_choice: request.tool_choice,
             thinking: request.thinking,
             output_format,

@@ -95,15 +95,31 @@ impl ScriptedBackend {
         Arc::clone(&self.live)
     }
 
-    /// One token per whitespace-separated word of the prompt, plus one per turn.
+    /// One token per whitespace-separated word of the prompt (text, tool results and tool
+    /// descriptions), plus one per turn.
     fn prompt_tokens(request: &GenerateRequest) -> u32 {
-        let words = request.system_text().split_whitespace().count()
+        use missive_protocol::content::{ContentBlockParam, ToolResultContent};
+        let words = |text: &str| text.split_whitespace().count();
+        let block_words = |block: &ContentBlockParam| match block {
+            ContentBlockParam::Text { text, .. } => words(text),
+            ContentBlockParam::ToolResult {
+                content: Some(ToolResultContent::Text(text)),
+                ..
+            } => words(text),
+            _ => 0,
+        };
+        let total = words(&request.system_text())
+            + request
+                .tools
+                .iter()
+                .map(|t| words(t.description.as_deref().unwrap_or_default()))
+                .sum::<usize>()
             + request
                 .turns
                 .iter()
-                .map(|turn| turn.text().split_whitespace().count() + 1)
+                .map(|turn| turn.blocks.iter().map(block_words).sum::<usize>() + 1)
                 .sum::<usize>();
-        u32::try_from(words).unwrap_or(u32::MAX)
+        u32::try_from(total).unwrap_or(u32::MAX)
     }
 }
 

@@ -181,6 +181,21 @@ fn user_messages(
                                         at()
                                     )))
                                 }
+                                // Read as a top-level document is.
+                                ContentBlockParam::Document {
+                                    source,
+                                    title,
+                                    context,
+                                    ..
+                                } => parts.push(document_text(
+                                    source,
+                                    title.as_deref(),
+                                    context.as_deref(),
+                                    model,
+                                    &at(),
+                                )?),
+                                ContentBlockParam::ToolReference { tool_name, .. } => parts
+                                    .push(format!("Tool `{tool_name}` is now available.")),
                                 _ => {}
                             }
                         }
@@ -193,9 +208,13 @@ fn user_messages(
                 out.push(plain("tool", result));
             }
             // Assistant-side blocks in a user turn carry nothing the model should read.
+            // Compaction blocks became the summary turn when the request was normalised;
+            // a tool reference outside a tool result was refused by validation.
             ContentBlockParam::ToolUse { .. }
             | ContentBlockParam::Thinking { .. }
-            | ContentBlockParam::RedactedThinking { .. } => {}
+            | ContentBlockParam::RedactedThinking { .. }
+            | ContentBlockParam::Compaction { .. }
+            | ContentBlockParam::ToolReference { .. } => {}
         }
     }
     if !text.is_empty() {

@@ -64,6 +64,27 @@ pub enum ContentBlockParam {
     RedactedThinking {
         data: String,
     },
+    /// A summary of the turns before it, from an earlier compaction: the conversation
+    /// restarts from here. `content: null` marks a failed compaction, a no-op.
+    Compaction {
+        #[serde(default)]
+        content: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encrypted_content: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool_changes: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
+    },
+    /// Inside a `tool_result` only: loads a deferred tool (`defer_loading: true`) from
+    /// this point of the conversation on.
+    ToolReference {
+        tool_name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
+    },
 }
 
 impl ContentBlockParam {
@@ -74,7 +95,9 @@ impl ContentBlockParam {
             | Self::Image { cache_control, .. }
             | Self::Document { cache_control, .. }
             | Self::ToolUse { cache_control, .. }
-            | Self::ToolResult { cache_control, .. } => cache_control.as_ref(),
+            | Self::ToolResult { cache_control, .. }
+            | Self::Compaction { cache_control, .. }
+            | Self::ToolReference { cache_control, .. } => cache_control.as_ref(),
             Self::Thinking { .. } | Self::RedactedThinking { .. } => None,
         }
     }
@@ -170,6 +193,10 @@ pub enum ContentBlock {
     },
     RedactedThinking {
         data: String,
+    },
+    /// The summary that replaced the conversation before it; sent back as it came.
+    Compaction {
+        content: Option<String>,
     },
 }
 

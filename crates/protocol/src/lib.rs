@@ -1,11 +1,12 @@
 //! The Claude API's wire format, as the official SDKs see it.
 //!
-//! This crate owns the serde types for requests (lenient: unknown fields are ignored, both
-//! old and new spellings accepted), responses and stream events (strict: every field the
+//! This crate owns the serde types for requests (every field of the SDKs' request types is
+//! known, and any other is refused by name; old and new spellings are both accepted), responses and stream events (strict: every field the
 //! SDKs require is always written), the error-type table, and request validation.
 //! It performs no IO and knows nothing about models, HTTP servers or storage.
 
 pub mod content;
+pub mod context;
 pub mod error;
 pub mod messages;
 pub mod models;

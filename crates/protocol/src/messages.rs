@@ -1,8 +1,12 @@
 //! `POST /v1/messages` and `POST /v1/messages/count_tokens`: request and response bodies.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::content::{CacheControl, ContentBlock, ContentBlockParam};
+use crate::context::{
+    CompactionConfig, ContextManagement, ContextManagementResponse, CountTokensContext,
+};
 use crate::tools::{OutputConfig, OutputFormat, ThinkingConfig, Tool, ToolChoice};
 use crate::usage::Usage;
 
@@ -74,8 +78,12 @@ pub struct Metadata {
     pub user_id: Option<String>,
 }
 
-/// The body of `POST /v1/messages`. Unknown fields are ignored: SDKs send `extra_body`.
+/// The body of `POST /v1/messages`: every field of SDK 2.14's `MessageCreateParams`, GA
+/// and beta. Any other field is refused by name, as the Claude API refuses it. Fields this
+/// server degrades or refuses are checked in [`crate::parse`]; `docs/compatibility.md`
+/// says what each one does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MessagesRequest {
     pub model: String,
     pub max_tokens: u32,
@@ -109,10 +117,34 @@ pub struct MessagesRequest {
     pub cache_control: Option<CacheControl>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_management: Option<ContextManagement>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<CompactionConfig>,
+    // Degraded or refused by `parse::check_unsupported`, kept as sent so errors name them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_servers: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_geo: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_policy: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallbacks: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_credit_token: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<Value>,
 }
 
 /// The body of `POST /v1/messages/count_tokens`: the prompt-shaping fields of a request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CountTokensRequest {
     pub model: String,
     pub messages: Vec<MessageParam>,
@@ -130,6 +162,17 @@ pub struct CountTokensRequest {
     pub output_format: Option<OutputFormat>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_control: Option<CacheControl>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_management: Option<ContextManagement>,
+    /// Accepted and ignored, as the Claude API does: the count is of `messages` as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compaction: Option<CompactionConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_servers: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_policy: Option<Value>,
 }
 
 impl CountTokensRequest {
@@ -153,6 +196,17 @@ impl CountTokensRequest {
             output_format: self.output_format,
             cache_control: self.cache_control,
             service_tier: None,
+            context_management: self.context_management,
+            compaction: None,
+            container: None,
+            mcp_servers: self.mcp_servers,
+            diagnostics: None,
+            inference_geo: None,
+            speed: self.speed,
+            billing_policy: self.billing_policy,
+            fallbacks: None,
+            fallback_credit_token: None,
+            thread: None,
         }
     }
 }
@@ -160,6 +214,9 @@ impl CountTokensRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CountTokensResponse {
     pub input_tokens: u32,
+    /// The count before `context_management` edits, when the request had any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_management: Option<CountTokensContext>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +227,8 @@ pub enum StopReason {
     StopSequence,
     ToolUse,
     PauseTurn,
+    /// A compaction request, or a compaction that paused the reply.
+    Compaction,
     Refusal,
     ModelContextWindowExceeded,
 }
@@ -205,6 +264,9 @@ pub struct Message {
     #[serde(default)]
     pub container: Option<serde_json::Value>,
     pub usage: Usage,
+    /// The context-management edits that changed the prompt, when the request asked for any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_management: Option<ContextManagementResponse>,
 }
 
 impl Message {
@@ -221,6 +283,7 @@ impl Message {
             stop_details: None,
             container: None,
             usage,
+            context_management: None,
         }
     }
 }

@@ -92,6 +92,17 @@ fn describe(path: &str, serde_message: &str) -> String {
     } else {
         path.to_owned()
     };
+    // serde's path for an unknown field is the field itself; the message names it too.
+    if let Some(extra) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name)
+    {
+        return format!(
+            "{path}: Extra inputs are not permitted",
+            path = if prefix.is_empty() { extra } else { &prefix }
+        );
+    }
     match field {
         Some(field) if prefix.is_empty() => format!("{field}: Field required"),
         Some(field) => format!("{prefix}.{field}: Field required"),
@@ -182,7 +193,10 @@ fn validate_messages(request: &MessagesRequest) -> Result<(), RequestError> {
         }
     }
     validate_tools(request)?;
+    validate_tool_references(request)?;
     validate_tool_pairs(request)?;
+    check_unsupported(request)?;
+    validate_context_management(request)?;
     validate_thinking(request)?;
     validate_cache_control(request)?;
     if let Some(last) = request.messages.last() {
@@ -191,6 +205,172 @@ fn validate_messages(request: &MessagesRequest) -> Result<(), RequestError> {
             return Err(RequestError(
                 "final assistant content cannot end with trailing whitespace".into(),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Fields of the SDKs' request types that this server serves in part or not at all: each
+/// is accepted where its value asks for nothing this server lacks, and refused by name
+/// otherwise. `docs/compatibility.md` lists them.
+fn check_unsupported(request: &MessagesRequest) -> Result<(), RequestError> {
+    use serde_json::Value;
+    let refuse = |field: &str, why: &str| Err(RequestError(format!("{field}: {why}")));
+    let given = |value: &Option<Value>| value.as_ref().is_some_and(|v| !v.is_null());
+    if given(&request.container) {
+        return refuse(
+            "container",
+            "containers belong to code execution, which this server does not run",
+        );
+    }
+    if request
+        .mcp_servers
+        .as_ref()
+        .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+    {
+        return refuse(
+            "mcp_servers",
+            "the MCP connector is not available on this server",
+        );
+    }
+    if given(&request.thread) {
+        return refuse(
+            "thread",
+            "this server holds no conversation state; send the whole conversation in `messages`",
+        );
+    }
+    if given(&request.fallback_credit_token) {
+        return refuse(
+            "fallback_credit_token",
+            "this server issues no fallback credit tokens",
+        );
+    }
+    match &request.fallbacks {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s == "default" => {}
+        Some(_) => {
+            return refuse("fallbacks", "fallback models are not supported on this server; `\"default\"` runs the requested model alone")
+        }
+    }
+    match &request.billing_policy {
+        None | Some(Value::Null) => {}
+        Some(policy)
+            if policy
+                .get("bill_to")
+                .and_then(Value::as_str)
+                .is_none_or(|b| b == "self") => {}
+        Some(_) => {
+            return refuse(
+                "billing_policy.bill_to",
+                "only `self` is supported: this server has no user profiles to bill",
+            )
+        }
+    }
+    match &request.speed {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s == "standard" || s == "fast" => {}
+        Some(other) => {
+            return refuse(
+                "speed",
+                &format!("Input should be 'standard' or 'fast' (got {other})"),
+            )
+        }
+    }
+    if let Some(tier) = request
+        .service_tier
+        .as_deref()
+        .filter(|t| !matches!(*t, "auto" | "standard_only"))
+    {
+        return refuse(
+            "service_tier",
+            &format!("Input should be 'auto' or 'standard_only' (got '{tier}')"),
+        );
+    }
+    if request
+        .inference_geo
+        .as_ref()
+        .is_some_and(|v| !v.is_null() && !v.is_string())
+    {
+        return refuse("inference_geo", "Input should be a valid string");
+    }
+    if request
+        .diagnostics
+        .as_ref()
+        .is_some_and(|v| !v.is_null() && !v.is_object())
+    {
+        return refuse("diagnostics", "Input should be a valid dictionary");
+    }
+    for (i, tool) in request.tools.iter().flatten().enumerate() {
+        if let Some(callers) = &tool.allowed_callers {
+            if let Some(caller) = callers.iter().find(|c| *c != "direct") {
+                return refuse(&format!("tools.{i}.allowed_callers"), &format!("caller `{caller}` needs programmatic tool calling, which this server does not run; only `direct` is served"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `context_management` is well formed: each edit type at most once, triggers and counts
+/// of the kinds each edit takes, and never beside the `compaction` parameter.
+fn validate_context_management(request: &MessagesRequest) -> Result<(), RequestError> {
+    use crate::context::{ContextEdit, Trigger};
+    let Some(config) = &request.context_management else {
+        return Ok(());
+    };
+    if request.compaction.is_some() {
+        return Err(RequestError(
+            "compaction: cannot be combined with `context_management`".into(),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, edit) in config.edits.iter().enumerate() {
+        if !seen.insert(edit.kind()) {
+            return Err(RequestError(format!(
+                "context_management.edits.{i}.type: `{}` appears more than once",
+                edit.kind()
+            )));
+        }
+        if let ContextEdit::Compact {
+            trigger: Some(Trigger::ToolUses(_)),
+            ..
+        } = edit
+        {
+            return Err(RequestError(format!(
+                "context_management.edits.{i}.trigger.type: Input should be 'input_tokens'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `tool_reference` blocks stand inside `tool_result` content, and name a request tool.
+fn validate_tool_references(request: &MessagesRequest) -> Result<(), RequestError> {
+    use crate::content::ToolResultContent;
+    let tools = request.tools.as_deref().unwrap_or_default();
+    for (i, message) in request.messages.iter().enumerate() {
+        for (j, block) in blocks(&message.content).iter().enumerate() {
+            match block {
+                ContentBlockParam::ToolReference { .. } => {
+                    return Err(RequestError(format!(
+                        "messages.{i}.content.{j}: a `tool_reference` block may only stand inside a `tool_result`"
+                    )))
+                }
+                ContentBlockParam::ToolResult {
+                    content: Some(ToolResultContent::Blocks(inner)),
+                    ..
+                } => {
+                    for (k, block) in inner.iter().enumerate() {
+                        if let ContentBlockParam::ToolReference { tool_name, .. } = block {
+                            if !tools.iter().any(|t| &t.name == tool_name) {
+                                return Err(RequestError(format!(
+                                    "messages.{i}.content.{j}.content.{k}.tool_name: tool `{tool_name}` is not among the request's tools"
+                                )));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
         }
     }
     Ok(())
@@ -478,12 +658,77 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_are_ignored() {
-        let r = parse_messages_request(
-            br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"extra_thing":{"a":1}}"#,
-        )
-        .unwrap();
-        assert_eq!(r.max_tokens, 5);
+    fn unknown_fields_are_refused_by_name() {
+        assert_eq!(
+            err(
+                r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"extra_thing":{"a":1}}"#
+            ),
+            "extra_thing: Extra inputs are not permitted"
+        );
+        assert_eq!(
+            err(
+                r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"context_management":{"edits":[],"bogus":1}}"#
+            ),
+            "context_management.bogus: Extra inputs are not permitted"
+        );
+    }
+
+    #[test]
+    fn sdk_fields_this_server_lacks_are_refused_by_name() {
+        let base = r#""model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]"#;
+        for (field, value) in [
+            ("container", r#""cntr_1""#),
+            (
+                "mcp_servers",
+                r#"[{"type":"url","url":"https://mcp.example.com","name":"x"}]"#,
+            ),
+            ("thread", r#"{"type":"create"}"#),
+            ("fallback_credit_token", r#""fct_1""#),
+            ("fallbacks", r#"["claude-x"]"#),
+            (
+                "billing_policy",
+                r#"{"type":"billing_policy","bill_to":"user_profile"}"#,
+            ),
+        ] {
+            let e = err(&format!("{{{base},\"{field}\":{value}}}"));
+            assert!(e.starts_with(field), "{field}: {e}");
+        }
+        for (field, value) in [
+            ("container", "null"),
+            ("mcp_servers", "[]"),
+            ("fallbacks", r#""default""#),
+            (
+                "billing_policy",
+                r#"{"type":"billing_policy","bill_to":"self"}"#,
+            ),
+            ("speed", r#""fast""#),
+            ("inference_geo", r#""us""#),
+            ("diagnostics", r#"{"previous_message_id":"msg_1"}"#),
+            ("service_tier", r#""standard_only""#),
+        ] {
+            let body = format!("{{{base},\"{field}\":{value}}}");
+            assert!(
+                parse_messages_request(body.as_bytes()).is_ok(),
+                "{field}: {}",
+                err(&body)
+            );
+        }
+    }
+
+    #[test]
+    fn tool_references_stand_in_tool_results_and_name_a_tool() {
+        let tools = r#""tools":[{"name":"find","input_schema":{"type":"object"}},{"name":"late","defer_loading":true,"input_schema":{"type":"object"}}]"#;
+        let turns = |reference: &str| {
+            format!(
+                r#"{{"model":"m","max_tokens":5,{tools},"messages":[{{"role":"user","content":"x"}},{{"role":"assistant","content":[{{"type":"tool_use","id":"toolu_1","name":"find","input":{{}}}}]}},{{"role":"user","content":[{{"type":"tool_result","tool_use_id":"toolu_1","content":[{{"type":"tool_reference","tool_name":"{reference}"}}]}}]}}]}}"#
+            )
+        };
+        assert!(parse_messages_request(turns("late").as_bytes()).is_ok());
+        assert!(err(&turns("nope")).starts_with("messages.2.content.0.content.0.tool_name"));
+        let bare = format!(
+            r#"{{"model":"m","max_tokens":5,{tools},"messages":[{{"role":"user","content":[{{"type":"tool_reference","tool_name":"late"}}]}}]}}"#
+        );
+        assert!(err(&bare).starts_with("messages.0.content.0: a `tool_reference` block"));
     }
 
     #[test]

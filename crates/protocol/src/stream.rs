@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::content::ContentBlock;
+use crate::context::ContextManagementResponse;
 use crate::error::ErrorDetail;
 use crate::messages::{Message, StopReason};
 use crate::usage::MessageDeltaUsage;
@@ -29,6 +30,8 @@ pub enum StreamEvent {
     MessageDelta {
         delta: MessageDelta,
         usage: MessageDeltaUsage,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context_management: Option<ContextManagementResponse>,
     },
     MessageStop,
     Error {
@@ -39,11 +42,25 @@ pub enum StreamEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentBlockDelta {
-    TextDelta { text: String },
-    InputJsonDelta { partial_json: String },
-    ThinkingDelta { thinking: String },
-    SignatureDelta { signature: String },
-    CitationsDelta { citation: serde_json::Value },
+    TextDelta {
+        text: String,
+    },
+    InputJsonDelta {
+        partial_json: String,
+    },
+    ThinkingDelta {
+        thinking: String,
+    },
+    SignatureDelta {
+        signature: String,
+    },
+    CitationsDelta {
+        citation: serde_json::Value,
+    },
+    /// The whole summary of a `compaction` block, in one delta, as the Claude API sends it.
+    CompactionDelta {
+        content: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

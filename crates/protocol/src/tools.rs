@@ -20,6 +20,22 @@ pub struct Tool {
     pub strict: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_control: Option<CacheControl>,
+    /// Kept out of the prompt until a `tool_reference` block names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defer_loading: Option<bool>,
+    /// Example inputs, shown to the model with the tool's description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_examples: Option<Vec<Value>>,
+    /// Who may call the tool: only `["direct"]` (the model itself) is served here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_callers: Option<Vec<String>>,
+    /// Streams the tool's input as it is decoded; every tool does here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eager_input_streaming: Option<bool>,
+    /// Fields of Anthropic-defined tool types (`display_width_px`, `max_uses`…), kept as
+    /// sent: a tool's `type` says which apply.
+    #[serde(flatten)]
+    pub settings: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

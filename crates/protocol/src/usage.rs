@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::context::IterationUsage;
+
 /// `usage` on a `Message`. Every field is always written: SDK types mark them required.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
@@ -18,6 +20,10 @@ pub struct Usage {
     /// Present when the reply thought (extended thinking).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tokens_details: Option<OutputTokensDetails>,
+    /// Present when the reply was preceded by a compaction: each step's own counts. The
+    /// compaction's are not in the top-level fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<Vec<IterationUsage>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +59,8 @@ pub struct MessageDeltaUsage {
     pub cache_read_input_tokens: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tokens_details: Option<OutputTokensDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<Vec<IterationUsage>>,
 }
 
 impl From<&Usage> for MessageDeltaUsage {
@@ -63,6 +71,7 @@ impl From<&Usage> for MessageDeltaUsage {
             cache_creation_input_tokens: Some(u.cache_creation_input_tokens),
             cache_read_input_tokens: Some(u.cache_read_input_tokens),
             output_tokens_details: u.output_tokens_details,
+            iterations: u.iterations.clone(),
         }
     }
 }

@@ -20,6 +20,7 @@ use missive_store::{TokenCounts, UsageRecord};
 use crate::access::AccessSlot;
 use crate::auth::Principal;
 use crate::billing::Billing;
+use crate::context_window::ContextAsks;
 use crate::documents::Citable;
 use crate::error::ApiError;
 use crate::limits::Reservation;
@@ -53,6 +54,8 @@ pub struct Admitted {
     pub hold: Hold,
     /// `standard`, or `batch` for batch requests (billed at half price).
     pub service_tier: &'static str,
+    /// Context management and compaction, applied when the reply starts.
+    pub context: ContextAsks,
 }
 
 impl Admitted {
@@ -179,6 +182,10 @@ pub async fn admit(
         .is_some_and(ThinkingConfig::omits_text);
     let stream = request.stream.unwrap_or(false);
     let model_name = request.model.clone();
+    let context = ContextAsks {
+        management: request.context_management.take(),
+        compaction: request.compaction.take(),
+    };
     let mut generate = GenerateRequest::new(descriptor.id.clone(), request);
     if entry == Entry::Batch {
         generate.priority = Priority::Background;
@@ -196,6 +203,7 @@ pub async fn admit(
         stream,
         hold,
         service_tier,
+        context,
     })
 }
 

@@ -168,8 +168,14 @@ async fn generate(state: &AppState, pending: &PendingRequest) -> Result<Outcome,
         AccessSlot::default(),
         crate::ids::new_id("req"),
     );
-    let events = match admitted.backend.generate(admitted.generate).await {
-        Ok(events) => events,
+    let generation = match crate::context_window::generate(
+        admitted.backend.as_ref(),
+        admitted.generate,
+        &admitted.context,
+    )
+    .await
+    {
+        Ok(generation) => generation,
         Err(err) => {
             billing.settle_holds(&Tally::default());
             return match err {
@@ -178,12 +184,18 @@ async fn generate(state: &AppState, pending: &PendingRequest) -> Result<Outcome,
             };
         }
     };
-    let assembler = Assembler::new(crate::ids::new_id("msg"), admitted.model_name).with_thinking(
-        state.signer.clone(),
-        &principal.workspace_id,
-        admitted.omit_thinking,
-    );
-    let events = crate::documents::cite_stream(sse::events(events, assembler), admitted.citable);
+    if let Some(summary) = &generation.summary {
+        billing.charge(&summary.usage).await?;
+    }
+    let assembler = Assembler::new(crate::ids::new_id("msg"), admitted.model_name)
+        .with_thinking(
+            state.signer.clone(),
+            &principal.workspace_id,
+            admitted.omit_thinking,
+        )
+        .with_context(generation.summary, generation.applied_edits);
+    let events =
+        crate::documents::cite_stream(sse::events(generation.events, assembler), admitted.citable);
     let mut message = match sse::collect(events).await {
         Ok(message) => message,
         Err(err) => {

@@ -7,6 +7,7 @@
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use missive_protocol::context::IterationUsage;
 use missive_protocol::stream::{ContentBlockDelta, StreamEvent};
 use missive_protocol::usage::MessageDeltaUsage;
 use missive_protocol::Usage;
@@ -124,6 +125,25 @@ impl Billing {
         }
     }
 
+    /// A step of the reply that its top-level usage leaves out (a compaction): spent and
+    /// written to the ledger as a row of its own, under the same request id.
+    pub async fn charge(&self, usage: &IterationUsage) -> Result<(), ApiError> {
+        let tally = Tally {
+            input: usage.input_tokens.into(),
+            cache_read: usage.cache_read_input_tokens.into(),
+            cache_creation_5m: usage.cache_creation_input_tokens.into(),
+            cache_creation_1h: 0,
+            output: usage.output_tokens.into(),
+        };
+        self.state.spend.add(
+            &self.record.workspace_id,
+            &self.record.model,
+            &self.record.service_tier,
+            &tally.tokens(),
+        );
+        self.state.ledger.record(self.record(&tally)).await
+    }
+
     /// Everything, the ledger row included; returns once the row is durable.
     pub async fn settle(self, tally: Tally) -> Result<(), ApiError> {
         self.settle_holds(&tally);
@@ -194,15 +214,26 @@ pub fn metered(
                 }
                 StreamEvent::ContentBlockDelta { index, delta }
             }
-            StreamEvent::MessageDelta { delta, usage } => match meter.billing.take() {
-                Some(billing) => match billing.settle(meter.tally.with_final(&usage)).await {
-                    Ok(()) => StreamEvent::MessageDelta { delta, usage },
+            StreamEvent::MessageDelta {
+                delta,
+                usage,
+                context_management,
+            } => {
+                let settled = match meter.billing.take() {
+                    Some(billing) => billing.settle(meter.tally.with_final(&usage)).await,
+                    None => Ok(()),
+                };
+                match settled {
+                    Ok(()) => StreamEvent::MessageDelta {
+                        delta,
+                        usage,
+                        context_management,
+                    },
                     Err(err) => StreamEvent::Error {
                         error: err.body().error,
                     },
-                },
-                None => StreamEvent::MessageDelta { delta, usage },
-            },
+                }
+            }
             other => other,
         };
         Some((event, meter))

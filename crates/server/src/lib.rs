@@ -11,6 +11,7 @@ mod auth;
 mod batch_results;
 pub mod batch_worker;
 mod billing;
+mod context_window;
 pub mod controls;
 pub mod documents;
 mod error;

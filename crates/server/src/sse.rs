@@ -5,10 +5,14 @@
 use futures::{Stream, StreamExt};
 use missive_backend::{BackendError, BackendEvent, EventStream, FinishReason, PromptUsage};
 use missive_protocol::content::ContentBlock;
+use missive_protocol::context::{
+    AppliedEdit, ContextManagementResponse, IterationKind, IterationUsage,
+};
 use missive_protocol::stream::{ContentBlockDelta, MessageDelta, StreamEvent};
 use missive_protocol::usage::OutputTokensDetails;
 use missive_protocol::{ErrorDetail, Message, StopReason, Usage};
 
+use crate::context_window::Summary;
 use crate::error::ApiError;
 use crate::thinking::ThinkingSigner;
 
@@ -26,6 +30,11 @@ pub struct Assembler {
     thought: Option<String>,
     /// `thinking.display: "omitted"`: thinking blocks carry no text, only a signature.
     omit_thinking: bool,
+    /// A compaction that preceded this reply: its block comes first, its usage is one of
+    /// the reply's iterations.
+    compaction: Option<Summary>,
+    /// `context_management` was asked for: the edits that applied.
+    applied_edits: Option<Vec<AppliedEdit>>,
 }
 
 impl Assembler {
@@ -40,7 +49,21 @@ impl Assembler {
             signer: None,
             thought: None,
             omit_thinking: false,
+            compaction: None,
+            applied_edits: None,
         }
+    }
+
+    /// The reply follows a compaction (`summary`) and context edits (`applied_edits`, when
+    /// the request asked for context management).
+    pub fn with_context(
+        mut self,
+        summary: Option<Summary>,
+        applied_edits: Option<Vec<AppliedEdit>>,
+    ) -> Self {
+        self.compaction = summary;
+        self.applied_edits = applied_edits;
+        self
     }
 
     /// Thinking blocks get signatures from `signer`; `omit` leaves their text out.
@@ -90,6 +113,15 @@ impl Assembler {
             out.push(StreamEvent::MessageStart {
                 message: Message::started(self.id.clone(), self.model.clone(), self.usage.clone()),
             });
+            if let Some(summary) = self.compaction.as_ref().map(|c| c.text.clone()) {
+                let index = self.open(ContentBlock::Compaction { content: None }, out);
+                out.push(StreamEvent::ContentBlockDelta {
+                    index,
+                    delta: ContentBlockDelta::CompactionDelta { content: summary },
+                });
+                self.open_block = None;
+                out.push(StreamEvent::ContentBlockStop { index });
+            }
         }
     }
 
@@ -193,7 +225,21 @@ impl Assembler {
                         (StopReason::ModelContextWindowExceeded, None)
                     }
                     FinishReason::ToolUse => (StopReason::ToolUse, None),
+                    FinishReason::Compaction => (StopReason::Compaction, None),
                 };
+                if let Some(compaction) = &self.compaction {
+                    let mut iterations = vec![compaction.usage.clone()];
+                    if stop_reason != StopReason::Compaction {
+                        iterations.push(IterationUsage {
+                            kind: IterationKind::Message,
+                            input_tokens: self.usage.input_tokens,
+                            output_tokens: self.usage.output_tokens,
+                            cache_creation_input_tokens: self.usage.cache_creation_input_tokens,
+                            cache_read_input_tokens: self.usage.cache_read_input_tokens,
+                        });
+                    }
+                    self.usage.iterations = Some(iterations);
+                }
                 out.push(StreamEvent::MessageDelta {
                     delta: MessageDelta {
                         stop_reason: Some(stop_reason),
@@ -201,6 +247,10 @@ impl Assembler {
                         stop_details: None,
                     },
                     usage: (&self.usage).into(),
+                    context_management: self
+                        .applied_edits
+                        .clone()
+                        .map(|applied_edits| ContextManagementResponse { applied_edits }),
                 });
                 out.push(StreamEvent::MessageStop);
             }
@@ -302,6 +352,13 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
                         citations.get_or_insert_with(Vec::new).push(citation);
                     }
                 }
+                ContentBlockDelta::CompactionDelta { content: summary } => {
+                    if let Some(ContentBlock::Compaction { content }) =
+                        message.as_mut().and_then(|m| m.content.get_mut(index))
+                    {
+                        *content = summary;
+                    }
+                }
             },
             StreamEvent::ContentBlockStop { index } => {
                 if let Some(ContentBlock::ToolUse { input, .. }) =
@@ -313,8 +370,14 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
                     }
                 }
             }
-            StreamEvent::MessageDelta { delta, usage } => {
+            StreamEvent::MessageDelta {
+                delta,
+                usage,
+                context_management,
+            } => {
                 if let Some(m) = message.as_mut() {
+                    m.context_management = context_management;
+                    m.usage.iterations = usage.iterations;
                     m.stop_reason = delta.stop_reason;
                     m.stop_sequence = delta.stop_sequence;
                     m.usage.output_tokens = usage.output_tokens;

@@ -6,6 +6,7 @@ mod api {
     mod admission;
     mod batches;
     pub mod common;
+    mod context;
     mod errors;
     mod governance;
     mod limits;

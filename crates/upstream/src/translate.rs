@@ -99,9 +99,13 @@ fn messages(request: &GenerateRequest) -> Result<Vec<Value>, BackendError> {
                             }
                             out.push(json!({"role": "tool", "tool_call_id": tool_use_id, "content": text}));
                         }
+                        // Compaction blocks became the summary turn at normalisation; tool
+                        // references stand only inside tool results.
                         ContentBlockParam::ToolUse { .. }
                         | ContentBlockParam::Thinking { .. }
-                        | ContentBlockParam::RedactedThinking { .. } => {}
+                        | ContentBlockParam::RedactedThinking { .. }
+                        | ContentBlockParam::Compaction { .. }
+                        | ContentBlockParam::ToolReference { .. } => {}
                     }
                 }
                 if parts.is_empty() {

@@ -7,6 +7,7 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::StreamExt;
+use missive_protocol::context::CountTokensContext;
 use missive_protocol::stream::StreamEvent;
 use missive_protocol::{parse_count_tokens_request, parse_messages_request, CountTokensResponse};
 use missive_store::{KeyKind, TokenCounts, UsageRecord};
@@ -126,20 +127,28 @@ pub(crate) async fn run(
     generate.betas = dispatch.betas;
     // What Missive spent before the model had the request: parsing, auth, limits, policy.
     let overhead = started.elapsed();
-    let (dispatched, upstream) =
-        missive_backend::served_by::capture(admitted.backend.generate(generate)).await;
-    let events = match dispatched {
-        Ok(events) => events,
+    let (dispatched, upstream) = missive_backend::served_by::capture(
+        crate::context_window::generate(admitted.backend.as_ref(), generate, &admitted.context),
+    )
+    .await;
+    let generation = match dispatched {
+        Ok(generation) => generation,
         Err(err) => {
             billing.settle_holds(&Tally::default());
             return Err(err.into());
         }
     };
-    let assembler = Assembler::new(crate::ids::new_id("msg"), admitted.model_name).with_thinking(
-        state.signer.clone(),
-        &principal.workspace_id,
-        admitted.omit_thinking,
-    );
+    if let Some(summary) = &generation.summary {
+        billing.charge(&summary.usage).await?;
+    }
+    let assembler = Assembler::new(crate::ids::new_id("msg"), admitted.model_name)
+        .with_thinking(
+            state.signer.clone(),
+            &principal.workspace_id,
+            admitted.omit_thinking,
+        )
+        .with_context(generation.summary, generation.applied_edits);
+    let events = generation.events;
     let events = sse::events(events, assembler);
     let events = crate::documents::cite_stream(events, admitted.citable);
     let events = billing::metered(events, billing);
@@ -172,7 +181,24 @@ pub async fn count_tokens(
     if let Some(access) = &access {
         access.model(&id);
     }
-    let input_tokens = admitted.backend.count_tokens(&admitted.generate).await?;
+    let mut generate = admitted.generate;
+    let original = match &admitted.context.management {
+        Some(management) => {
+            let applied =
+                crate::context_window::apply(admitted.backend.as_ref(), &mut generate, management)
+                    .await?;
+            applied.original_input_tokens
+        }
+        None => None,
+    };
+    let input_tokens = admitted.backend.count_tokens(&generate).await?;
+    let context_management = admitted
+        .context
+        .management
+        .is_some()
+        .then(|| CountTokensContext {
+            original_input_tokens: original.unwrap_or(input_tokens),
+        });
     // Counted calls are in the ledger (who called what) but never billed.
     state
         .ledger
@@ -190,7 +216,11 @@ pub async fn count_tokens(
             },
         })
         .await?;
-    let mut response = Json(CountTokensResponse { input_tokens }).into_response();
+    let mut response = Json(CountTokensResponse {
+        input_tokens,
+        context_management,
+    })
+    .into_response();
     let bucket = format!("{}/count_tokens", principal.workspace);
     response.headers_mut().extend(state.limits.headers(&bucket));
     Ok(response)

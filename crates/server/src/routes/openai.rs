@@ -399,7 +399,7 @@ fn chunks(
                 }
                 _ => {}
             },
-            StreamEvent::MessageDelta { delta, usage } => {
+            StreamEvent::MessageDelta { delta, usage, .. } => {
                 usage_so_far.output_tokens = usage.output_tokens;
                 if let Some(n) = usage.input_tokens {
                     usage_so_far.input_tokens = n;

@@ -150,7 +150,8 @@ async fn every_path_refuses_what_messages_refuses() {
             expected.0 >= 400,
             "{refusal:?}: /v1/messages let it through"
         );
-        let counted = refusal_of(send("/v1/messages/count_tokens", &messages).await.unwrap()).await;
+        let count = json!({"model": "scripted-1", "messages": [{"role": "user", "content": text}]});
+        let counted = refusal_of(send("/v1/messages/count_tokens", &count).await.unwrap()).await;
         assert_eq!(counted, expected, "{refusal:?}: count_tokens");
         let chat = json!({"model": "scripted-1", "max_tokens": 20,
             "messages": [{"role": "user", "content": text}]});

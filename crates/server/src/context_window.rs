@@ -1,0 +1,362 @@
+//! Keeps a conversation inside its model's window: `context_management` edits applied
+//! before rendering, and compaction, which summarises the conversation with the served
+//! model itself and restarts it from the summary.
+//!
+//! Edits run in the order the request lists them; each trigger is checked against the
+//! prompt as the edits before it left it. A compaction fires past its trigger, and also
+//! when the prompt would leave the reply no room in the model's window, so that a long
+//! session on a small window is compacted instead of refused.
+
+use futures::StreamExt;
+use missive_backend::context_edits::{self, ClearToolUses};
+use missive_backend::history::SUMMARY_PREAMBLE;
+use missive_backend::{
+    Backend, BackendError, BackendEvent, EventStream, FinishReason, GenerateRequest, PromptUsage,
+    Turn,
+};
+use missive_protocol::content::ContentBlockParam;
+use missive_protocol::context::{
+    AppliedEdit, CompactionConfig, ContextEdit, ContextManagement, Count, IterationKind,
+    IterationUsage, Trigger,
+};
+use missive_protocol::messages::Role;
+use missive_protocol::tools::ToolChoice;
+
+/// `clear_tool_uses` fires past this many input tokens when it names no trigger.
+const DEFAULT_CLEAR_TRIGGER: u32 = 100_000;
+/// `compact_20260112` fires past this many input tokens when it names no trigger.
+const DEFAULT_COMPACT_TRIGGER: u32 = 150_000;
+/// Longest summary a compaction writes (and at most a quarter of the window).
+const SUMMARY_MAX_TOKENS: u32 = 1024;
+
+/// What compaction asks of the model when the request gives no instructions.
+const SUMMARY_PROMPT: &str = "Stop here and write a summary of the whole conversation above, \
+so that the work can continue from the summary alone. Include the user's goals and requests, \
+every fact, name, number, identifier and code word stated (copied exactly), what the tools \
+returned that still matters, decisions made, and what remains to be done next. If the \
+conversation starts with an earlier summary, carry its facts over. Write only the summary.";
+
+/// What the edits did, for the response.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    pub edits: Vec<AppliedEdit>,
+    /// Prompt tokens before any edit, when an edit counted them.
+    pub original_input_tokens: Option<u32>,
+    /// A compaction is due: run [`compact`] with these instructions.
+    pub compaction: Option<Compaction>,
+}
+
+/// A compaction that is due.
+#[derive(Debug, Clone, Default)]
+pub struct Compaction {
+    pub instructions: Option<String>,
+    /// Answer with the compaction block alone (`stop_reason: "compaction"`).
+    pub pause: bool,
+}
+
+/// A finished compaction: the summary (`None` if the model wrote none) and what it cost.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub text: Option<String>,
+    pub usage: IterationUsage,
+}
+
+/// What a request asks done to its context: `context_management`, or the `compaction`
+/// parameter (the two never come together).
+#[derive(Debug, Clone, Default)]
+pub struct ContextAsks {
+    pub management: Option<ContextManagement>,
+    pub compaction: Option<CompactionConfig>,
+}
+
+/// A reply under way, and what was done to its context first.
+pub struct Generation {
+    pub events: EventStream,
+    pub summary: Option<Summary>,
+    /// `Some` when the request asked for context management.
+    pub applied_edits: Option<Vec<AppliedEdit>>,
+}
+
+/// Applies what `asks` asks to `request`, then starts the reply: from the summary when
+/// the conversation was compacted, and none at all when the compaction pauses it.
+pub async fn generate(
+    backend: &dyn Backend,
+    mut request: GenerateRequest,
+    asks: &ContextAsks,
+) -> Result<Generation, BackendError> {
+    let (summary, applied_edits, pause) = if let Some(config) = &asks.compaction {
+        let summary = compact(backend, &request, config.instructions()).await?;
+        (Some(summary), None, true)
+    } else if let Some(management) = &asks.management {
+        let applied = apply(backend, &mut request, management).await?;
+        let mut pause = false;
+        let summary = match &applied.compaction {
+            Some(due) => {
+                let summary = compact(backend, &request, due.instructions.as_deref()).await?;
+                if let Some(text) = &summary.text {
+                    restart_from(&mut request, text);
+                    pause = due.pause;
+                }
+                Some(summary)
+            }
+            None => None,
+        };
+        (summary, Some(applied.edits), pause)
+    } else {
+        (None, None, false)
+    };
+    let events = if pause {
+        paused()
+    } else {
+        backend.generate(request).await?
+    };
+    Ok(Generation {
+        events,
+        summary,
+        applied_edits,
+    })
+}
+
+/// The events of a reply that stops at its compaction block.
+fn paused() -> EventStream {
+    Box::pin(futures::stream::iter([
+        Ok(BackendEvent::Started {
+            prompt: PromptUsage::default(),
+        }),
+        Ok(BackendEvent::Finished {
+            reason: FinishReason::Compaction,
+            output_tokens: 0,
+            thinking_tokens: 0,
+            prompt: None,
+        }),
+    ]))
+}
+
+/// Applies the clearing edits to `request` and says whether a compaction is due.
+pub async fn apply(
+    backend: &dyn Backend,
+    request: &mut GenerateRequest,
+    config: &ContextManagement,
+) -> Result<Applied, BackendError> {
+    let mut applied = Applied::default();
+    let mut tokens: Option<u32> = None;
+    for edit in &config.edits {
+        match edit {
+            ContextEdit::ClearThinking { keep } => {
+                let keep = keep.map_or(Some(context_edits::DEFAULT_KEEP_THINKING_TURNS), |k| {
+                    k.turns()
+                });
+                if keep.is_none() {
+                    continue;
+                }
+                let before = count(backend, request, &mut tokens).await?;
+                applied.original_input_tokens.get_or_insert(before);
+                let mut edited = request.turns.clone();
+                let cleared = context_edits::clear_thinking(&mut edited, keep);
+                if cleared > 0 {
+                    let saved = commit(backend, request, edited, before, &mut tokens).await?;
+                    applied.edits.push(AppliedEdit::ClearThinking {
+                        cleared_input_tokens: saved,
+                        cleared_thinking_turns: cleared,
+                    });
+                }
+            }
+            ContextEdit::ClearToolUses {
+                trigger,
+                keep,
+                clear_at_least,
+                exclude_tools,
+                clear_tool_inputs,
+            } => {
+                let before = count(backend, request, &mut tokens).await?;
+                applied.original_input_tokens.get_or_insert(before);
+                let due = match trigger.unwrap_or(Trigger::InputTokens(DEFAULT_CLEAR_TRIGGER)) {
+                    Trigger::InputTokens(n) => before > n,
+                    Trigger::ToolUses(n) => context_edits::tool_use_count(&request.turns) > n,
+                };
+                if !due {
+                    continue;
+                }
+                let how = ClearToolUses {
+                    keep: keep.map_or(context_edits::DEFAULT_KEEP_TOOL_USES, Count::value),
+                    exclude_tools: exclude_tools.as_deref().unwrap_or_default(),
+                    clear_inputs: clear_tool_inputs.as_ref(),
+                };
+                let mut edited = request.turns.clone();
+                let cleared = context_edits::clear_tool_uses(&mut edited, &how);
+                if cleared == 0 {
+                    continue;
+                }
+                let after = backend
+                    .count_tokens(&GenerateRequest {
+                        turns: edited.clone(),
+                        ..request.clone()
+                    })
+                    .await?;
+                let saved = before.saturating_sub(after);
+                // Clearing less than asked would break the cached prefix for little gain.
+                if clear_at_least.is_some_and(|least| saved < least.value()) {
+                    continue;
+                }
+                request.turns = edited;
+                tokens = Some(after);
+                applied.edits.push(AppliedEdit::ClearToolUses {
+                    cleared_input_tokens: saved,
+                    cleared_tool_uses: cleared,
+                });
+            }
+            ContextEdit::Compact {
+                instructions,
+                pause_after_compaction,
+                trigger,
+            } => {
+                let now = count(backend, request, &mut tokens).await?;
+                applied.original_input_tokens.get_or_insert(now);
+                let window = backend.descriptor().max_input_tokens;
+                let room = window.saturating_sub(request.max_tokens);
+                let limit = match trigger.unwrap_or(Trigger::InputTokens(DEFAULT_COMPACT_TRIGGER)) {
+                    Trigger::InputTokens(n) | Trigger::ToolUses(n) => n.min(room),
+                };
+                if now >= limit && request.turns.len() > 1 {
+                    applied.compaction = Some(Compaction {
+                        instructions: instructions.clone().filter(|s| !s.trim().is_empty()),
+                        pause: pause_after_compaction.unwrap_or(false),
+                    });
+                }
+            }
+        }
+    }
+    Ok(applied)
+}
+
+/// The prompt's tokens, counted once until the prompt changes.
+async fn count(
+    backend: &dyn Backend,
+    request: &GenerateRequest,
+    tokens: &mut Option<u32>,
+) -> Result<u32, BackendError> {
+    if let Some(n) = *tokens {
+        return Ok(n);
+    }
+    let n = backend.count_tokens(request).await?;
+    *tokens = Some(n);
+    Ok(n)
+}
+
+/// Makes `edited` the request's turns; returns the tokens that saved.
+async fn commit(
+    backend: &dyn Backend,
+    request: &mut GenerateRequest,
+    edited: Vec<Turn>,
+    before: u32,
+    tokens: &mut Option<u32>,
+) -> Result<u32, BackendError> {
+    request.turns = edited;
+    *tokens = None;
+    let after = count(backend, request, tokens).await?;
+    Ok(before.saturating_sub(after))
+}
+
+/// Summarises `request`'s conversation with its own model. The summary request is the
+/// conversation itself followed by the instructions, so its prompt is read from the cache
+/// the conversation left.
+pub async fn compact(
+    backend: &dyn Backend,
+    request: &GenerateRequest,
+    instructions: Option<&str>,
+) -> Result<Summary, BackendError> {
+    let window = backend.descriptor().max_input_tokens;
+    let max_tokens = SUMMARY_MAX_TOKENS
+        .min(backend.descriptor().max_output_tokens)
+        .min(window / 4);
+    let mut summarise = GenerateRequest {
+        max_tokens,
+        stop_sequences: Vec::new(),
+        tool_choice: (!request.tools.is_empty()).then_some(ToolChoice::None),
+        thinking: None,
+        output_format: None,
+        ..request.clone()
+    };
+    if summarise.prefill().is_some() {
+        summarise.turns.pop();
+    }
+    let ask = ContentBlockParam::Text {
+        text: instructions.map_or_else(
+            || SUMMARY_PROMPT.to_owned(),
+            |i| format!("{SUMMARY_PROMPT}\n\n{i}"),
+        ),
+        cache_control: None,
+        citations: None,
+    };
+    match summarise.turns.last_mut() {
+        Some(turn) if turn.role == Role::User => turn.blocks.push(ask),
+        _ => summarise.turns.push(Turn {
+            role: Role::User,
+            blocks: vec![ask],
+        }),
+    }
+    // A conversation past the window loses its oldest turns (after a leading summary,
+    // which holds everything before it) until the summary request fits.
+    while summarise.turns.len() > 2 {
+        let tokens = backend.count_tokens(&summarise).await?;
+        if tokens.saturating_add(max_tokens) <= window {
+            break;
+        }
+        let first_kept = usize::from(starts_with_summary(&summarise.turns));
+        summarise.turns.remove(first_kept);
+    }
+    let mut events = backend.generate(summarise).await?;
+    let mut text = String::new();
+    let mut prompt = PromptUsage::default();
+    let mut output = 0;
+    while let Some(event) = events.next().await {
+        match event? {
+            BackendEvent::Started { prompt: p } => prompt = p,
+            BackendEvent::Text(piece) => text.push_str(&piece),
+            BackendEvent::Finished {
+                output_tokens,
+                prompt: last,
+                ..
+            } => {
+                output = output_tokens;
+                if let Some(p) = last {
+                    prompt = p;
+                }
+            }
+            BackendEvent::Thinking(_) | BackendEvent::ToolUse { .. } => {}
+        }
+    }
+    let text = text.trim();
+    Ok(Summary {
+        text: (!text.is_empty()).then(|| text.to_owned()),
+        usage: IterationUsage {
+            kind: IterationKind::Compaction,
+            input_tokens: prompt.input_tokens,
+            output_tokens: output,
+            cache_creation_input_tokens: prompt
+                .cache_creation_5m_input_tokens
+                .saturating_add(prompt.cache_creation_1h_input_tokens),
+            cache_read_input_tokens: prompt.cache_read_input_tokens,
+        },
+    })
+}
+
+fn starts_with_summary(turns: &[Turn]) -> bool {
+    turns.first().is_some_and(|t| {
+        t.role == Role::User
+            && matches!(t.blocks.first(), Some(ContentBlockParam::Text { text, .. }) if text.starts_with(SUMMARY_PREAMBLE))
+    })
+}
+
+/// The conversation restarted from `summary`, as the client's next request will send it:
+/// the summary turn, and nothing before it.
+pub fn restart_from(request: &mut GenerateRequest, summary: &str) {
+    request.turns = vec![Turn {
+        role: Role::User,
+        blocks: vec![ContentBlockParam::Text {
+            text: format!("{SUMMARY_PREAMBLE}{summary}"),
+            cache_control: None,
+            citations: None,
+        }],
+    }];
+}
