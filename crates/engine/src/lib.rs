@@ -121,9 +121,9 @@ impl EngineBackend {
                 pdf_input: Supported::from(false),
                 structured_outputs: Supported::from(true),
                 thinking: ThinkingCapability::all(template.reasons()),
-                // Not yet: context editing, effort levels and server tools (issue 19, 23).
-                context_management: Supported::from(false),
-                effort: EffortCapability::default(),
+                // The server applies context edits and compaction for every backend.
+                context_management: Supported::from(true),
+                effort: EffortCapability::all(template.reasons()),
                 server_tools: ServerToolsCapability::default(),
             },
         };

@@ -75,6 +75,20 @@ pub struct EffortCapability {
     pub xhigh: Option<Supported>,
 }
 
+impl EffortCapability {
+    /// Every effort level, or none.
+    pub fn all(supported: bool) -> Self {
+        Self {
+            supported,
+            low: Supported::from(supported),
+            medium: Supported::from(supported),
+            high: Supported::from(supported),
+            max: Supported::from(supported),
+            xhigh: Some(Supported::from(supported)),
+        }
+    }
+}
+
 /// Server tools a model can be given (run by the server, not the client).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ServerToolsCapability {

@@ -118,11 +118,38 @@ impl ThinkingConfig {
 
 /// `output_config`: effort and the structured-output format.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effort: Option<String>,
+    pub effort: Option<Effort>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<OutputFormat>,
+}
+
+/// `output_config.effort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effort {
+    Low,
+    Medium,
+    High,
+    Xhigh,
+    Max,
+}
+
+impl Effort {
+    /// The thinking budget an effort level stands for on a model that reasons: `max`
+    /// leaves the whole reply to thinking.
+    pub fn thinking_budget(self, max_tokens: u32) -> u32 {
+        let budget = match self {
+            Self::Low => 1_024,
+            Self::Medium => 4_096,
+            Self::High => 16_384,
+            Self::Xhigh => 32_768,
+            Self::Max => max_tokens,
+        };
+        budget.min(max_tokens)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -174,8 +174,27 @@ pub async fn admit(
             }
         }
     };
-    let thinking_ignored = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on)
-        && !descriptor.capabilities.thinking.supported;
+    let reasons = descriptor.capabilities.thinking.supported;
+    let effort = request.output_config.as_ref().and_then(|c| c.effort);
+    // Effort sets the budget of thinking the request left open (adaptive, or unset).
+    if let Some(effort) = effort.filter(|_| reasons) {
+        if !matches!(
+            request.thinking,
+            Some(ThinkingConfig::Enabled { .. } | ThinkingConfig::Disabled)
+        ) {
+            let display = match &request.thinking {
+                Some(ThinkingConfig::Adaptive { display }) => display.clone(),
+                _ => None,
+            };
+            request.thinking = Some(ThinkingConfig::Enabled {
+                budget_tokens: effort.thinking_budget(request.max_tokens),
+                display,
+            });
+        }
+    }
+    let thinking_ignored = (request.thinking.as_ref().is_some_and(ThinkingConfig::is_on)
+        || effort.is_some())
+        && !reasons;
     let omit_thinking = request
         .thinking
         .as_ref()

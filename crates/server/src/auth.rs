@@ -155,9 +155,38 @@ async fn authenticate_as(
         };
         return ApiError::new(ErrorType::PermissionError, message).into_response();
     }
+    if let Err(err) = check_selectors(request.headers(), &principal) {
+        return err.into_response();
+    }
     crate::access::note_principal(&request, &principal);
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// The SDKs' `workspace_id` and `user_profile_id` arguments travel as headers. A key here
+/// belongs to one workspace, so naming another is refused rather than ignored; there are
+/// no user profiles to act for.
+fn check_selectors(headers: &HeaderMap, principal: &Principal) -> Result<(), ApiError> {
+    if let Some(named) = headers
+        .get("anthropic-workspace-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        if !principal.is_configured() && named != principal.workspace_id {
+            return Err(ApiError::new(
+                ErrorType::PermissionError,
+                format!(
+                    "anthropic-workspace-id: this API key belongs to workspace `{}`, not `{named}`",
+                    principal.workspace_id
+                ),
+            ));
+        }
+    }
+    if headers.contains_key("anthropic-user-profile-id") {
+        return Err(ApiError::invalid(
+            "anthropic-user-profile-id: user profiles are not supported on this server",
+        ));
+    }
+    Ok(())
 }
 
 /// The Messages API and everything beside it: workspace keys.

@@ -51,6 +51,15 @@ impl ModelRouter {
         &self.models
     }
 
+    /// Exact aliases with the backend each names, in the order they were added. Patterns
+    /// (`claude-*`) resolve but name no model to list.
+    pub fn exact_aliases(&self) -> impl Iterator<Item = (&str, &Arc<dyn Backend>)> {
+        self.aliases
+            .iter()
+            .filter(|a| !a.pattern.ends_with('*') && self.by_id(&a.pattern).is_none())
+            .filter_map(|a| Some((a.pattern.as_str(), self.by_id(&a.target)?)))
+    }
+
     fn by_id(&self, id: &str) -> Option<&Arc<dyn Backend>> {
         self.models.iter().find(|m| m.descriptor().id == id)
     }

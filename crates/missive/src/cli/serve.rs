@@ -167,7 +167,8 @@ fn upstream_chain(
             pdf_input: Supported::from(false),
             structured_outputs: Supported::from(true),
             thinking: ThinkingCapability::all(false),
-            context_management: Supported::from(false),
+            // The server applies context edits and compaction for every backend.
+            context_management: Supported::from(true),
             effort: EffortCapability::default(),
             server_tools: ServerToolsCapability::default(),
         },

@@ -32,6 +32,15 @@ fn info(d: &ModelDescriptor) -> ModelInfo {
     }
 }
 
+/// An exact alias as a model of its own: the model it names, under the alias's id.
+fn alias_info(alias: &str, d: &ModelDescriptor) -> ModelInfo {
+    ModelInfo {
+        id: alias.to_owned(),
+        display_name: format!("{alias} (alias of {})", d.id),
+        ..info(d)
+    }
+}
+
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
@@ -48,11 +57,18 @@ pub async fn list(
                 ))
             })?,
     };
+    // Exact aliases are listed beside the ids they name: gateways that discover models by
+    // keeping `claude*` ids find them.
+    let aliases = state
+        .models
+        .exact_aliases()
+        .map(|(alias, backend)| alias_info(alias, backend.descriptor()));
     let models: Vec<ModelInfo> = state
         .models
         .models()
         .iter()
         .map(|m| info(m.descriptor()))
+        .chain(aliases)
         .collect();
     Ok(Json(Page::paginate(
         models,
@@ -67,6 +83,9 @@ pub async fn retrieve(
     State(state): State<AppState>,
     Path(model_id): Path<String>,
 ) -> Result<Json<ModelInfo>, ApiError> {
+    if let Some((alias, backend)) = state.models.exact_aliases().find(|(a, _)| *a == model_id) {
+        return Ok(Json(alias_info(alias, backend.descriptor())));
+    }
     let backend = state.models.resolve(&model_id)?;
     Ok(Json(info(backend.descriptor())))
 }

@@ -35,6 +35,48 @@ async fn list_and_retrieve_by_id_and_alias() {
 }
 
 #[tokio::test]
+async fn exact_aliases_are_listed_beside_the_ids_they_name() {
+    let server = TestServer::start_with(hello(), |mut state| {
+        state.models = std::sync::Arc::new(
+            (*state.models)
+                .clone()
+                .with_alias("claude-sonnet-4-5", "scripted-1"),
+        );
+        state
+    })
+    .await;
+    let page: serde_json::Value = server
+        .get("/v1/models")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["scripted-1", "claude-sonnet-4-5"]);
+    assert_eq!(page["data"][1]["max_input_tokens"], 1000);
+    let alias: serde_json::Value = server
+        .get("/v1/models/claude-sonnet-4-5")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(alias["id"], "claude-sonnet-4-5");
+    assert_eq!(
+        alias["display_name"],
+        "claude-sonnet-4-5 (alias of scripted-1)"
+    );
+}
+
+#[tokio::test]
 async fn unknown_model_and_bad_limit_are_rejected() {
     let server = TestServer::start(hello()).await;
     assert_error(

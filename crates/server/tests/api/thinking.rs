@@ -168,3 +168,37 @@ async fn without_thinking_the_thought_is_not_shown_and_omitted_display_keeps_onl
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test]
+async fn effort_sets_the_thinking_budget_of_a_model_that_reasons() {
+    let server = TestServer::start(thinker()).await;
+    let with_effort = |effort: &str| {
+        json!({"model": "scripted-1", "max_tokens": 2048, "messages": user("2+2?"),
+               "output_config": {"effort": effort}})
+    };
+    let m: serde_json::Value = server
+        .messages(with_effort("low"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["content"][0]["type"], "thinking", "{m}");
+    assert_eq!(m["content"][0]["thinking"], "Two plus two is four.");
+    // Thinking switched off stays off whatever the effort.
+    let mut off = with_effort("max");
+    off["thinking"] = json!({"type": "disabled"});
+    let m: serde_json::Value = server.messages(off).await.json().await.unwrap();
+    assert_eq!(m["content"][0]["type"], "text", "{m}");
+    let bad = server.messages(with_effort("extreme")).await;
+    let message = assert_error(bad, 400, "invalid_request_error").await;
+    assert!(message.starts_with("output_config.effort"), "{message}");
+
+    // A model that cannot reason answers, and says the effort was ignored.
+    let plain = TestServer::start(super::common::hello()).await;
+    let response = plain.messages(with_effort("high")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-missive-thinking"],
+        "ignored; the model cannot reason"
+    );
+}
