@@ -110,6 +110,42 @@ pub fn loaded_tools(
         .collect()
 }
 
+/// What a model that reads text only sees in place of an image.
+pub const IMAGE_PLACEHOLDER: &str = "[An image was here; this model reads text only.]";
+
+/// Replaces every image in `messages` (tool results included) with
+/// [`IMAGE_PLACEHOLDER`]; returns how many there were.
+pub fn images_as_placeholders(messages: &mut [MessageParam]) -> usize {
+    fn replace(blocks: &mut [ContentBlockParam]) -> usize {
+        let mut replaced = 0;
+        for block in blocks {
+            match block {
+                ContentBlockParam::Image { cache_control, .. } => {
+                    *block = ContentBlockParam::Text {
+                        text: IMAGE_PLACEHOLDER.to_owned(),
+                        cache_control: cache_control.take(),
+                        citations: None,
+                    };
+                    replaced += 1;
+                }
+                ContentBlockParam::ToolResult {
+                    content: Some(ToolResultContent::Blocks(inner)),
+                    ..
+                } => replaced += replace(inner),
+                _ => {}
+            }
+        }
+        replaced
+    }
+    messages
+        .iter_mut()
+        .map(|m| match &mut m.content {
+            MessageContent::Blocks(blocks) => replace(blocks),
+            MessageContent::Text(_) => 0,
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +195,20 @@ mod tests {
             panic!()
         };
         assert_eq!(reply.len(), 1);
+    }
+
+    #[test]
+    fn images_become_placeholders_wherever_they_stand() {
+        let png = r#"{"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}}"#;
+        let mut history = messages(&format!(
+            r#"[{{"role":"user","content":[{{"type":"text","text":"look"}},{png}]}},
+                {{"role":"assistant","content":[{{"type":"tool_use","id":"toolu_1","name":"search","input":{{}}}}]}},
+                {{"role":"user","content":[{{"type":"tool_result","tool_use_id":"toolu_1","content":[{png}]}}]}}]"#
+        ));
+        assert_eq!(images_as_placeholders(&mut history), 2);
+        let text = serde_json::to_string(&history).unwrap();
+        assert!(!text.contains("\"image\""), "{text}");
+        assert_eq!(text.matches(IMAGE_PLACEHOLDER).count(), 2);
     }
 
     #[test]

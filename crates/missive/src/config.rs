@@ -416,6 +416,19 @@ pub struct ModelEntry {
     /// embedded engine; `source` is then unused.
     #[serde(default)]
     pub upstreams: Vec<String>,
+    /// What a text-only model does with images in a request: `placeholder` (each becomes
+    /// a short text note, and the response says so in `x-missive-images`) or `reject`
+    /// (a 400, as before).
+    #[serde(default)]
+    pub images: ImagePolicy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImagePolicy {
+    #[default]
+    Placeholder,
+    Reject,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -478,6 +491,7 @@ fn default_models() -> Vec<ModelEntry> {
         host_cache_mb: default_host_cache_mb(),
         kv_layout: KvLayoutName::default(),
         upstreams: Vec::new(),
+        images: ImagePolicy::default(),
     }]
 }
 

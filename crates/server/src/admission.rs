@@ -48,6 +48,8 @@ pub struct Admitted {
     pub citable: Vec<Citable>,
     /// Thinking was asked of a model that cannot reason.
     pub thinking_ignored: bool,
+    /// Images replaced by text placeholders for a model that reads text only.
+    pub images_replaced: usize,
     /// `thinking.display: "omitted"`.
     pub omit_thinking: bool,
     pub stream: bool,
@@ -121,6 +123,14 @@ pub async fn admit(
     );
     outcome?;
     crate::policy::check_urls(&state.policies, policy, &request).await?;
+    // A session that once held a screenshot keeps working on a model that reads text.
+    let images_replaced = if descriptor.capabilities.image_input.supported
+        || state.models.rejects_images(&descriptor.id)
+    {
+        0
+    } else {
+        missive_backend::history::images_as_placeholders(&mut request.messages)
+    };
     if entry != Entry::CountTokens && request.max_tokens > descriptor.max_output_tokens {
         return Err(ApiError::invalid(format!(
             "max_tokens: {} > {}, which is the maximum allowed number of output tokens for {}",
@@ -218,6 +228,7 @@ pub async fn admit(
         model_name,
         citable,
         thinking_ignored,
+        images_replaced,
         omit_thinking,
         stream,
         hold,

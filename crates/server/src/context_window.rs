@@ -30,11 +30,9 @@ const DEFAULT_COMPACT_TRIGGER: u32 = 150_000;
 const SUMMARY_MAX_TOKENS: u32 = 1024;
 
 /// What compaction asks of the model when the request gives no instructions.
-const SUMMARY_PROMPT: &str = "Stop here and write a summary of the whole conversation above, \
-so that the work can continue from the summary alone. Include the user's goals and requests, \
-every fact, name, number, identifier and code word stated (copied exactly), what the tools \
-returned that still matters, decisions made, and what remains to be done next. If the \
-conversation starts with an earlier summary, carry its facts over. Write only the summary.";
+const SUMMARY_PROMPT: &str = "Summarize the conversation so far in a short paragraph, so that \
+the work can go on from your summary alone. Copy every name, number and code word exactly. \
+Say what the user asked for, what was found, and what is left to do.";
 
 /// What the edits did, for the response.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +53,7 @@ pub struct Compaction {
 }
 
 /// A finished compaction: the summary (`None` if the model wrote none) and what it cost.
+/// The summary quotes the user's messages before the model's own words.
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub text: Option<String>,
@@ -328,7 +327,7 @@ pub async fn compact(
     }
     let text = text.trim();
     Ok(Summary {
-        text: (!text.is_empty()).then(|| text.to_owned()),
+        text: (!text.is_empty()).then(|| with_user_words(&request.turns, text)),
         usage: IterationUsage {
             kind: IterationKind::Compaction,
             input_tokens: prompt.input_tokens,
@@ -339,6 +338,58 @@ pub async fn compact(
             cache_read_input_tokens: prompt.cache_read_input_tokens,
         },
     })
+}
+
+/// Heads the part of a summary that quotes the user.
+const USER_WORDS: &str = "What the user wrote, quoted:";
+/// Heads the model's own summary.
+const MODEL_SUMMARY: &str = "Summary:";
+/// Characters one quoted user message keeps.
+const QUOTE_CHARS: usize = 300;
+/// Characters all quotes keep together: the first message and the latest ones.
+const QUOTES_CHARS: usize = 2_000;
+
+/// The summary a compaction block carries: the user's own messages, quoted (shortened),
+/// then the model's summary. Small models drop facts when they summarise; the user's
+/// words (requests, names, code words) survive any number of compactions this way, at a
+/// bounded size. Quotes in an earlier summary are carried over.
+fn with_user_words(turns: &[Turn], model_summary: &str) -> String {
+    let mut quotes: Vec<String> = Vec::new();
+    for turn in turns.iter().filter(|t| t.role == Role::User) {
+        for block in &turn.blocks {
+            let ContentBlockParam::Text { text, .. } = block else {
+                continue;
+            };
+            match text.strip_prefix(SUMMARY_PREAMBLE) {
+                Some(earlier) => quotes.extend(
+                    earlier
+                        .split_once(MODEL_SUMMARY)
+                        .map_or("", |(quoted, _)| quoted)
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("- "))
+                        .map(str::to_owned),
+                ),
+                None => {
+                    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                    let mut quote: String = flat.chars().take(QUOTE_CHARS).collect();
+                    if quote.len() < flat.len() {
+                        quote.push('…');
+                    }
+                    if !quote.is_empty() {
+                        quotes.push(quote);
+                    }
+                }
+            }
+        }
+    }
+    while quotes.len() > 2 && quotes.iter().map(String::len).sum::<usize>() > QUOTES_CHARS {
+        quotes.remove(1);
+    }
+    let quoted: Vec<String> = quotes.iter().map(|q| format!("- {q}")).collect();
+    format!(
+        "{USER_WORDS}\n{}\n\n{MODEL_SUMMARY}\n{model_summary}",
+        quoted.join("\n")
+    )
 }
 
 fn starts_with_summary(turns: &[Turn]) -> bool {
@@ -359,4 +410,44 @@ pub fn restart_from(request: &mut GenerateRequest, summary: &str) {
             citations: None,
         }],
     }];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(text: &str) -> Turn {
+        Turn {
+            role: Role::User,
+            blocks: vec![ContentBlockParam::Text {
+                text: text.to_owned(),
+                cache_control: None,
+                citations: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_users_words_survive_repeated_compactions_within_a_bound() {
+        let first = with_user_words(
+            &[user("The code word is HERON-42."), user("Read the files.")],
+            "Read two files.",
+        );
+        assert_eq!(
+            first,
+            "What the user wrote, quoted:\n- The code word is HERON-42.\n- Read the files.\n\nSummary:\nRead two files."
+        );
+        // The next compaction starts from the first one's summary turn.
+        let mut turns = vec![user(&format!("{SUMMARY_PREAMBLE}{first}"))];
+        turns.extend((0..40).map(|i| user(&format!("step {i}: {}", "x".repeat(400)))));
+        let second = with_user_words(&turns, "Did forty steps.");
+        assert!(
+            second.contains("- The code word is HERON-42.\n"),
+            "{second}"
+        );
+        assert!(second.contains("step 39"), "the latest request is kept");
+        assert!(!second.contains("step 0:"), "the oldest are dropped first");
+        assert!(second.len() < QUOTES_CHARS + 200, "{}", second.len());
+        assert!(second.ends_with("Summary:\nDid forty steps."));
+    }
 }

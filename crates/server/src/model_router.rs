@@ -26,6 +26,9 @@ impl Alias {
 pub struct ModelRouter {
     models: Vec<Arc<dyn Backend>>,
     aliases: Vec<Alias>,
+    /// Text-only models whose operator wants images refused rather than replaced by a
+    /// placeholder (`[models.NAME] images = "reject"`).
+    rejecting_images: Vec<String>,
 }
 
 impl ModelRouter {
@@ -45,6 +48,17 @@ impl ModelRouter {
             target: target.to_owned(),
         });
         self
+    }
+
+    /// Requests with images for text-only model `id` are refused instead of read with
+    /// placeholders.
+    pub fn rejecting_images(mut self, id: &str) -> Self {
+        self.rejecting_images.push(id.to_owned());
+        self
+    }
+
+    pub fn rejects_images(&self, id: &str) -> bool {
+        self.rejecting_images.iter().any(|m| m == id)
     }
 
     pub fn models(&self) -> &[Arc<dyn Backend>] {

@@ -5,6 +5,8 @@ use anyhow::Context;
 use missive_engine::{EngineBackend, ModelConfig};
 use missive_server::limits::{Limits, RateLimiter};
 use missive_server::{app, AppState, Auth, FilesConfig, ModelRouter};
+
+use crate::config::ImagePolicy;
 use missive_store::{KeyKind, SqliteStore, Store};
 
 use crate::config::Config;
@@ -34,6 +36,9 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let home = config.home()?;
     let mut router = ModelRouter::new();
     for entry in &config.models {
+        if entry.images == ImagePolicy::Reject {
+            router = router.rejecting_images(&entry.name);
+        }
         if !entry.upstreams.is_empty() {
             router = router.with_model(Arc::new(upstream_chain(&config, entry)?));
             continue;

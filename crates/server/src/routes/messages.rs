@@ -26,6 +26,8 @@ use crate::state::AppState;
 pub const THINKING_HEADER: &str = "x-missive-thinking";
 /// The upstream that served a request, for models served by upstreams.
 pub const UPSTREAM_HEADER: &str = "x-missive-upstream";
+/// Set when images were replaced by text placeholders for a model that reads text only.
+pub const IMAGES_HEADER: &str = "x-missive-images";
 /// Milliseconds Missive spent on a request before handing it to the model.
 pub const OVERHEAD_HEADER: &str = "x-missive-overhead-ms";
 
@@ -154,6 +156,15 @@ pub(crate) async fn run(
     let events = billing::metered(events, billing);
     let mut headers = axum::http::HeaderMap::new();
     headers.extend(extra_headers);
+    if admitted.images_replaced > 0 {
+        let note = format!(
+            "replaced {} with text placeholders; the model reads text only",
+            admitted.images_replaced
+        );
+        if let Ok(value) = HeaderValue::from_str(&note) {
+            headers.insert(HeaderName::from_static(IMAGES_HEADER), value);
+        }
+    }
     if let Some(value) = upstream.and_then(|u| HeaderValue::from_str(&u).ok()) {
         headers.insert(HeaderName::from_static(UPSTREAM_HEADER), value);
     }

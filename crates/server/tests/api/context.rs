@@ -17,6 +17,10 @@ fn agent_history(calls: usize) -> Vec<Value> {
     messages
 }
 
+/// What a compaction of [`agent_history`] reads when the model writes "Hello there, friend!".
+const SUMMARY: &str =
+    "What the user wrote, quoted:\n- Start the task.\n\nSummary:\nHello there, friend!";
+
 fn tools() -> Value {
     json!([{"name": "read", "input_schema": {"type": "object"}}])
 }
@@ -80,10 +84,11 @@ async fn compaction_summarises_with_the_model_and_the_block_comes_back_in_place_
     let mut body = json!({"model": "scripted-1", "max_tokens": 20, "tools": tools(), "messages": agent_history(4),
         "context_management": {"edits": [{"type": "compact_20260112", "trigger": {"type": "input_tokens", "value": 50}}]}});
     let reply = json_of(&server, body.clone()).await;
-    // The scripted model answers every request with the same words, the summary included.
+    // The scripted model answers every request with the same words, the summary included;
+    // the user's own messages are quoted before it.
     assert_eq!(
         reply["content"][0],
-        json!({"type": "compaction", "content": "Hello there, friend!"})
+        json!({"type": "compaction", "content": SUMMARY})
     );
     assert_eq!(reply["content"][1]["type"], "text");
     assert_eq!(reply["stop_reason"], "end_turn");
@@ -95,9 +100,13 @@ async fn compaction_summarises_with_the_model_and_the_block_comes_back_in_place_
         iterations[0]["input_tokens"].as_u64().unwrap() > 200,
         "the summary read the whole conversation"
     );
-    // The reply itself read only the summary: "<preamble> Hello there, friend!" and a turn.
+    // The reply itself read only the summary turn.
     let restarted = reply["usage"]["input_tokens"].as_u64().unwrap();
-    assert!(restarted < 30, "{restarted}");
+    let summary_words = missive_backend::history::SUMMARY_PREAMBLE
+        .split_whitespace()
+        .count()
+        + SUMMARY.split_whitespace().count();
+    assert_eq!(restarted, summary_words as u64 + 1);
     assert_eq!(iterations[1]["input_tokens"].as_u64(), Some(restarted));
 
     // The next request sends the block back; everything before it is dropped.
@@ -107,7 +116,9 @@ async fn compaction_summarises_with_the_model_and_the_block_comes_back_in_place_
     body["context_management"]["edits"][0]["trigger"]["value"] = json!(100_000);
     let next = json_of(&server, body).await;
     assert_eq!(next["content"][0]["type"], "text");
-    assert!(next["usage"]["input_tokens"].as_u64().unwrap() < 40);
+    // The summary turn, the reply after it, and the new question.
+    let next_input = next["usage"]["input_tokens"].as_u64().unwrap();
+    assert_eq!(next_input, restarted + 3 + 1 + 2 + 1);
 }
 
 #[tokio::test]
@@ -143,7 +154,7 @@ async fn a_paused_compaction_and_the_compaction_parameter_answer_with_the_block_
     assert_eq!(events[1].1["content_block"]["type"], "compaction");
     assert_eq!(
         events[3].1["delta"],
-        json!({"type": "compaction_delta", "content": "Hello there, friend!"})
+        json!({"type": "compaction_delta", "content": SUMMARY})
     );
     assert_eq!(events[5].1["delta"]["stop_reason"], "compaction");
 

@@ -136,14 +136,34 @@ async fn prompt_over_the_context_window_gets_the_claude_wording() {
 }
 
 #[tokio::test]
-async fn image_on_a_text_only_model_is_refused_by_the_engine_not_here() {
-    // The scripted backend reads text only and ignores images; this checks that the
-    // request parses (a valid image block) and reaches the backend.
-    let server = TestServer::start(hello()).await;
+async fn images_for_a_text_only_model_become_placeholders_unless_the_operator_rejects_them() {
     let body = json!({"model": "scripted-1", "max_tokens": 5, "messages": [{"role": "user", "content": [
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
         {"type": "text", "text": "what is this"}]}]});
-    assert_eq!(server.messages(body).await.status(), 200);
+    let server = TestServer::start(hello()).await;
+    let response = server.messages(body.clone()).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-missive-images"],
+        "replaced 1 with text placeholders; the model reads text only"
+    );
+    // The placeholder is what the model read: its words are in the prompt's count.
+    let m: serde_json::Value = response.json().await.unwrap();
+    let placeholder_words = missive_backend::history::IMAGE_PLACEHOLDER
+        .split_whitespace()
+        .count() as u64;
+    assert_eq!(m["usage"]["input_tokens"], 3 + placeholder_words + 1);
+
+    // With `images = "reject"` the image reaches the model as sent, unreplaced: the
+    // engine refuses it (the conformance suite shows that); the scripted model ignores it.
+    let strict = TestServer::start_with(hello(), |mut state| {
+        state.models = std::sync::Arc::new((*state.models).clone().rejecting_images("scripted-1"));
+        state
+    })
+    .await;
+    let response = strict.messages(body).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("x-missive-images").is_none());
 }
 
 mod fuzz {
