@@ -16,6 +16,8 @@ missive_install_system_deps() {
   command -v clang >/dev/null || missing+=(clang)
   dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
   python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv python3-pip)
+  # The TypeScript SDK's suite and Claude Code run on node (18 or newer).
+  command -v npm >/dev/null || missing+=(nodejs npm)
   command -v cargo >/dev/null || { echo "cargo is required: install Rust from rustup.rs" >&2; return 1; }
   if [ ${#missing[@]} -gt 0 ]; then
     local sudo=""

@@ -182,7 +182,7 @@ def test_many_tool_pairs_are_answered_fast_or_refused_by_a_documented_limit(serv
     n = 150_000
     uses = [{"type": "tool_use", "id": f"toolu_{i}", "name": "w", "input": {}} for i in range(n)]
     results = [{"type": "tool_result", "tool_use_id": f"toolu_{i}", "content": "r"} for i in range(n)]
-    body = json.dumps({"model": MODEL, "max_tokens": 5,
+    body = json.dumps({"model": MODEL,
                        "tools": [{"name": "w", "input_schema": {"type": "object"}}],
                        "messages": [{"role": "user", "content": "go"}, {"role": "assistant", "content": uses},
                                     {"role": "user", "content": results}]})

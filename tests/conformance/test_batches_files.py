@@ -177,18 +177,17 @@ def test_a_corrupt_pdf_and_a_foreign_file_are_400s(client, server):
             ]}],
         )
     assert "messages.0.content.0.source" in corrupt.value.message and "PDF" in corrupt.value.message
-    # An image file on a text-only model: a 400 that says why.
+    # An image file on a text-only model is read as a placeholder, and the reply says so.
     png = files(client).upload(file=("pixel.png", io.BytesIO(b"\x89PNG\r\n\x1a\n"), "image/png"))
-    with pytest.raises(anthropic.BadRequestError) as image:
-        client.messages.create(
-            model=MODEL,
-            max_tokens=4,
-            messages=[{"role": "user", "content": [
-                {"type": "image", "source": {"type": "file", "file_id": png.id}},
-                {"type": "text", "text": "Describe it."},
-            ]}],
-        )
-    assert "image" in image.value.message and "text only" in image.value.message
+    raw = client.messages.with_raw_response.create(
+        model=MODEL,
+        max_tokens=4,
+        messages=[{"role": "user", "content": [
+            {"type": "image", "source": {"type": "file", "file_id": png.id}},
+            {"type": "text", "text": "Describe it."},
+        ]}],
+    )
+    assert raw.headers["x-missive-images"].startswith("replaced 1")
     # A file of another workspace is not found from this one.
     other_key = server.cli("keys", "create", "--workspace", "elsewhere")
     other = anthropic.Anthropic(base_url=server.url, api_key=other_key, max_retries=0)

@@ -106,28 +106,32 @@ fn published_schema(kind: &str) -> Option<Value> {
             "screenshot",
             "cursor_position",
         ]),
-        "computer_20250124" => computer(&[
-            "key",
-            "hold_key",
-            "type",
-            "cursor_position",
-            "mouse_move",
-            "left_mouse_down",
-            "left_mouse_up",
-            "left_click",
-            "left_click_drag",
-            "right_click",
-            "middle_click",
-            "double_click",
-            "triple_click",
-            "scroll",
-            "wait",
-            "screenshot",
-        ]),
+        "computer_20250124" => computer(COMPUTER_20250124),
+        // The 20251124 version adds `zoom`.
+        "computer_20251124" => computer(&[COMPUTER_20250124, &["zoom"]].concat()),
         _ => return None,
     };
     Some(schema)
 }
+
+const COMPUTER_20250124: &[&str] = &[
+    "key",
+    "hold_key",
+    "type",
+    "cursor_position",
+    "mouse_move",
+    "left_mouse_down",
+    "left_mouse_up",
+    "left_click",
+    "left_click_drag",
+    "right_click",
+    "middle_click",
+    "double_click",
+    "triple_click",
+    "scroll",
+    "wait",
+    "screenshot",
+];
 
 fn editor(commands: &[&str]) -> Value {
     json!({

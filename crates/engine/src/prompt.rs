@@ -113,10 +113,15 @@ pub(crate) fn tool_parsing(
         .tool_choice
         .as_ref()
         .is_some_and(ToolChoice::disables_parallel_tool_use);
+    let slip_names = match forced_partial {
+        Some(_) => Vec::new(),
+        None => request.tools.iter().map(|t| t.name.clone()).collect(),
+    };
     ToolParsing {
         enabled: true,
         forced_partial,
         single,
+        slip_names,
     }
 }
 

@@ -97,6 +97,8 @@ pub(crate) struct ToolParsing {
     pub forced_partial: Option<String>,
     /// `disable_parallel_tool_use`: end the reply after the first call.
     pub single: bool,
+    /// In `auto`, the tools a call the model slips into another form may name.
+    pub slip_names: Vec<String>,
 }
 
 impl ContextSettings {

@@ -40,5 +40,7 @@ mod tests {
         assert_eq!(default.pypi.len(), 6);
         assert_eq!(default.size, Some(491_400_064));
         assert!(super::find("gemma-3-270m").unwrap().is_some());
+        let agent = super::find("qwen2.5-coder-1.5b-instruct").unwrap().unwrap();
+        assert_eq!(agent.pypi.len(), 22);
     }
 }

@@ -64,13 +64,28 @@ fn content_error(body: &[u8], path: &str) -> Option<String> {
         .get(index)?
         .get("content")?
         .as_array()?;
+    block_error(blocks, &format!("messages.{index}.content"))
+}
+
+/// The first block of `blocks` that does not parse, named by `at` and its index; inside a
+/// `tool_result`, the block of its content that does not.
+fn block_error(blocks: &[serde_json::Value], at: &str) -> Option<String> {
     blocks.iter().enumerate().find_map(|(j, block)| {
         let err = serde_json::from_value::<ContentBlockParam>(block.clone()).err()?;
-        let at = format!("messages.{index}.content.{j}");
+        let at = format!("{at}.{j}");
         let kind = block.get("type").and_then(serde_json::Value::as_str);
+        if kind == Some("tool_result") {
+            if let Some(inner) = block
+                .get("content")
+                .and_then(serde_json::Value::as_array)
+                .and_then(|inner| block_error(inner, &format!("{at}.content")))
+            {
+                return Some(inner);
+            }
+        }
         Some(match kind {
             Some(kind) if err.to_string().starts_with("unknown variant") => format!(
-                "{at}.type: unknown content block type `{kind}`; this server takes text, image, document, tool_use, tool_result, thinking and redacted_thinking blocks"
+                "{at}.type: unknown content block type `{kind}`; this server takes text, image, document, tool_use, tool_result (with tool_reference), thinking, redacted_thinking and compaction blocks (docs/compatibility.md)"
             ),
             None => format!("{at}.type: Field required"),
             Some(kind) => format!("{at}: invalid `{kind}` block: {}", describe(".", &err.to_string())),

@@ -19,6 +19,75 @@ pub enum Piece {
 pub struct ToolCallParser {
     buf: String,
     in_call: bool,
+    /// Watching the start of the reply for a call in a form the family slips into.
+    slip: Option<SlipWatch>,
+}
+
+/// Qwen2.5 often answers a tool request with the call as a fenced ```json block (or a bare
+/// JSON object) of `{"name", "arguments"}` instead of its `<tool_call>` markers. The start of
+/// the reply is held while it can still be such a call naming one of the request's tools.
+#[derive(Debug)]
+struct SlipWatch {
+    names: Vec<String>,
+    held: String,
+}
+
+/// Longest reply start held back while it might be a slipped call.
+const SLIP_HOLD_MAX: usize = 64 * 1024;
+
+enum Slip {
+    Undecided,
+    Call {
+        name: String,
+        input: Value,
+        rest: String,
+    },
+    Text,
+}
+
+impl SlipWatch {
+    fn judge(&self) -> Slip {
+        let held = self.held.trim_start();
+        if held.is_empty() || "```".starts_with(held) {
+            return Slip::Undecided;
+        }
+        if held.len() > SLIP_HOLD_MAX {
+            return Slip::Text;
+        }
+        let (json, after) = if let Some(fenced) = held.strip_prefix("```") {
+            let Some((lang, body)) = fenced.split_once('\n') else {
+                let lang = fenced.trim();
+                return match lang.is_empty() || "json".starts_with(&lang.to_ascii_lowercase()) {
+                    true => Slip::Undecided,
+                    false => Slip::Text,
+                };
+            };
+            if !matches!(lang.trim().to_ascii_lowercase().as_str(), "" | "json") {
+                return Slip::Text;
+            }
+            let Some(end) = body.find("```") else {
+                return Slip::Undecided;
+            };
+            (&body[..end], &body[end + 3..])
+        } else if held.starts_with('{') {
+            let mut values = serde_json::Deserializer::from_str(held).into_iter::<Value>();
+            match values.next() {
+                Some(Ok(_)) => held.split_at(values.byte_offset()),
+                Some(Err(err)) if err.is_eof() => return Slip::Undecided,
+                _ => return Slip::Text,
+            }
+        } else {
+            return Slip::Text;
+        };
+        match parse_call(json) {
+            Piece::ToolCall { name, input } if self.names.contains(&name) => Slip::Call {
+                name,
+                input,
+                rest: after.to_owned(),
+            },
+            _ => Slip::Text,
+        }
+    }
 }
 
 impl ToolCallParser {
@@ -28,6 +97,19 @@ impl ToolCallParser {
         Self {
             buf: partial.to_owned(),
             in_call: true,
+            slip: None,
+        }
+    }
+
+    /// A parser that also recognises calls to `names` written as a fenced or bare JSON
+    /// object at the start of the reply (see [`SlipWatch`]).
+    pub fn watching_slips(names: Vec<String>) -> Self {
+        Self {
+            slip: Some(SlipWatch {
+                names,
+                held: String::new(),
+            }),
+            ..Self::default()
         }
     }
 
@@ -36,6 +118,33 @@ impl ToolCallParser {
     }
 
     pub fn push(&mut self, text: &str) -> Vec<Piece> {
+        let Some(watch) = self.slip.as_mut() else {
+            return self.push_marked(text);
+        };
+        watch.held.push_str(text);
+        let mut out = Vec::new();
+        loop {
+            let Some(watch) = self.slip.as_mut() else {
+                return out;
+            };
+            match watch.judge() {
+                Slip::Undecided => return out,
+                Slip::Call { name, input, rest } => {
+                    out.push(Piece::ToolCall { name, input });
+                    watch.held = rest;
+                }
+                Slip::Text => {
+                    let held = std::mem::take(&mut watch.held);
+                    self.slip = None;
+                    out.extend(self.push_marked(&held));
+                    return out;
+                }
+            }
+        }
+    }
+
+    /// Text in the family's own marked form.
+    fn push_marked(&mut self, text: &str) -> Vec<Piece> {
         self.buf.push_str(text);
         let mut out = Vec::new();
         loop {
@@ -68,6 +177,15 @@ impl ToolCallParser {
     /// reply was cut short (`truncated`: a call interrupted by `max_tokens` is not text
     /// the model meant to show), else returned as the text it is.
     pub fn finish(&mut self, truncated: bool) -> Vec<Piece> {
+        let mut out = Vec::new();
+        if let Some(watch) = self.slip.take() {
+            out = self.push_marked(&watch.held);
+        }
+        out.extend(self.finish_marked(truncated));
+        out
+    }
+
+    fn finish_marked(&mut self, truncated: bool) -> Vec<Piece> {
         let rest = std::mem::take(&mut self.buf);
         if self.in_call {
             self.in_call = false;
@@ -172,6 +290,47 @@ mod tests {
             feed(&mut q, &["<tool_call>not json</tool_call>"]),
             vec![Piece::Text("<tool_call>not json</tool_call>".into())]
         );
+    }
+
+    /// Replies Qwen2.5-Coder 1.5B wrote through Claude Code 2.1.332 (tool `Write` offered).
+    #[test]
+    fn slipped_calls_in_fences_or_bare_json_are_recognised_for_real_tools() {
+        let names = || vec!["Write".to_owned(), "Read".to_owned()];
+        let fenced = "```json\n{\n  \"name\": \"Write\",\n  \"arguments\": {\n    \"file_path\": \"/tmp/w/notes.txt\",\n    \"content\": \"PELICAN-7\"\n  }\n}\n```";
+        let chunks: Vec<String> = fenced.chars().map(String::from).collect();
+        let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        assert_eq!(
+            feed(&mut ToolCallParser::watching_slips(names()), &chunks),
+            vec![Piece::ToolCall {
+                name: "Write".into(),
+                input: json!({"file_path": "/tmp/w/notes.txt", "content": "PELICAN-7"})
+            }]
+        );
+        let bare = r#"{"name": "Read", "arguments": {"file_path": "/tmp/w/notes.txt"}}"#;
+        assert_eq!(
+            feed(&mut ToolCallParser::watching_slips(names()), &[bare]),
+            vec![Piece::ToolCall {
+                name: "Read".into(),
+                input: json!({"file_path": "/tmp/w/notes.txt"})
+            }]
+        );
+        // A tool the request does not have, other JSON, and prose stay text.
+        for text in [
+            "```json\n{\"name\": \"Delete\", \"arguments\": {}}\n```",
+            "```json\n{\"a\": 1}\n```",
+            "```python\nprint(1)\n```",
+            "{\"name\": \"Write\", \"arguments\": {}} and more",
+            "Sure, here it is.",
+        ] {
+            let out = feed(&mut ToolCallParser::watching_slips(names()), &[text]);
+            let called = out
+                .iter()
+                .any(|p| matches!(p, Piece::ToolCall { name, .. } if name != "Write"));
+            assert!(!called, "{text}: {out:?}");
+            if !text.contains("and more") {
+                assert_eq!(out, vec![Piece::Text(text.into())], "{text}");
+            }
+        }
     }
 
     #[test]

@@ -126,6 +126,9 @@ impl Slot {
         self.scope = job.scope;
         let tool_parser = match (&job.tools.enabled, &job.tools.forced_partial) {
             (_, Some(partial)) => Some(ToolCallParser::inside_call(partial)),
+            (true, None) if !job.tools.slip_names.is_empty() => Some(
+                ToolCallParser::watching_slips(std::mem::take(&mut job.tools.slip_names)),
+            ),
             (true, None) => Some(ToolCallParser::default()),
             (false, None) => None,
         };
