@@ -28,6 +28,19 @@ missive_install_system_deps() {
   fi
 }
 
+# Claude Code's linux-x64 native binary (no node needed to run it), unpacked once under the
+# cache from npm; prints its path.
+missive_claude_code() {
+  local version=$1
+  local dir="$MISSIVE_CACHE/claude-code-$version"
+  if [ ! -x "$dir/package/claude" ]; then
+    rm -rf "$dir" && mkdir -p "$dir"
+    (cd "$dir" && npm pack --silent "@anthropic-ai/claude-code-linux-x64@$version" >/dev/null \
+      && tar xzf ./*.tgz && rm -f ./*.tgz) >&2
+  fi
+  echo "$dir/package/claude"
+}
+
 # A Python virtualenv under the cache with the given pip requirements; prints its path.
 missive_venv() {
   local name=$1; shift

@@ -27,6 +27,7 @@ async fn main() {
         cache_min_tokens: 1024,
         host_cache_bytes: 1 << 30,
         kv_layout: KvLayout::Unified,
+        default_sampling: Default::default(),
     };
     let engine = EngineBackend::load(&config).unwrap();
     let para = "The history of computing is a story of abstraction layered upon abstraction. Early machines were programmed by rewiring panels; later, stored programs allowed instructions to live in memory beside data. ".repeat(12);

@@ -36,6 +36,7 @@ async fn main() {
         cache_min_tokens: 1024,
         host_cache_bytes: 1 << 30,
         kv_layout: layout,
+        default_sampling: Default::default(),
     };
     let engine = std::sync::Arc::new(EngineBackend::load(&config).unwrap());
     for n in [1usize, 4, 8] {

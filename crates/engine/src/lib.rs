@@ -60,6 +60,7 @@ pub struct EngineBackend {
     /// The vocabulary's control-token texts, fenced in client text.
     special: special::SpecialTokens,
     queue_wait: Arc<queue_wait::QueueWait>,
+    default_sampling: missive_backend::Sampling,
 }
 
 impl EngineBackend {
@@ -148,6 +149,7 @@ impl EngineBackend {
                 slots as usize,
                 config.max_queue_wait,
             )),
+            default_sampling: config.default_sampling,
         })
     }
 
@@ -337,7 +339,14 @@ impl Backend for EngineBackend {
             tokens,
             max_tokens: request.max_tokens,
             stop_sequences: request.stop_sequences,
-            sampling: request.sampling,
+            sampling: missive_backend::Sampling {
+                temperature: request
+                    .sampling
+                    .temperature
+                    .or(self.default_sampling.temperature),
+                top_p: request.sampling.top_p.or(self.default_sampling.top_p),
+                top_k: request.sampling.top_k.or(self.default_sampling.top_k),
+            },
             tools,
             reasoning,
             constraint,

@@ -36,6 +36,9 @@ pub struct ModelConfig {
     /// Host memory for prefixes evicted from the KV cells, in bytes.
     pub host_cache_bytes: usize,
     pub kv_layout: KvLayout,
+    /// Sampling for requests that set none (`[models.NAME] temperature`…): a small model
+    /// may need a cooler default than the Claude API's 1.0 to call tools reliably.
+    pub default_sampling: missive_backend::Sampling,
 }
 
 /// How the KV cache is laid out across slots.

@@ -28,6 +28,7 @@ mod real_model {
             cache_min_tokens: 64,
             host_cache_bytes: 64 << 20,
             kv_layout: missive_engine::KvLayout::PerSlot,
+            default_sampling: Default::default(),
         }
     }
 

@@ -421,6 +421,15 @@ pub struct ModelEntry {
     /// (a 400, as before).
     #[serde(default)]
     pub images: ImagePolicy,
+    /// Sampling for requests that set none. Claude clients (Claude Code among them) send
+    /// no temperature and expect Claude's 1.0; a small local model may call tools more
+    /// reliably cooler. A request's own values always win.
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    #[serde(default)]
+    pub top_k: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -492,6 +501,9 @@ fn default_models() -> Vec<ModelEntry> {
         kv_layout: KvLayoutName::default(),
         upstreams: Vec::new(),
         images: ImagePolicy::default(),
+        temperature: None,
+        top_p: None,
+        top_k: None,
     }]
 }
 

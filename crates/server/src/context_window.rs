@@ -180,6 +180,7 @@ pub async fn apply(
                     keep: keep.map_or(context_edits::DEFAULT_KEEP_TOOL_USES, Count::value),
                     exclude_tools: exclude_tools.as_deref().unwrap_or_default(),
                     clear_inputs: clear_tool_inputs.as_ref(),
+                    step_tokens: clear_at_least.map(Count::value),
                 };
                 let mut edited = request.turns.clone();
                 let cleared = context_edits::clear_tool_uses(&mut edited, &how);

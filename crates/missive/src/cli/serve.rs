@@ -60,6 +60,11 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             cache_min_tokens: missive_engine::prompt_cache::DEFAULT_MIN_TOKENS,
             host_cache_bytes: entry.host_cache_mb.saturating_mul(1 << 20),
             kv_layout: entry.kv_layout.layout(),
+            default_sampling: missive_backend::Sampling {
+                temperature: entry.temperature,
+                top_p: entry.top_p,
+                top_k: entry.top_k,
+            },
         };
         tracing::info!(model = %entry.name, path = %model_config.path.display(), "loading model");
         let backend = tokio::task::spawn_blocking(move || EngineBackend::load(&model_config))
