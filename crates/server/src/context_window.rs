@@ -148,17 +148,18 @@ pub async fn apply(
                 if keep.is_none() {
                     continue;
                 }
-                let before = count(backend, request, &mut tokens).await?;
-                applied.original_input_tokens.get_or_insert(before);
                 let mut edited = request.turns.clone();
                 let cleared = context_edits::clear_thinking(&mut edited, keep);
-                if cleared > 0 {
-                    let saved = commit(backend, request, edited, before, &mut tokens).await?;
-                    applied.edits.push(AppliedEdit::ClearThinking {
-                        cleared_input_tokens: saved,
-                        cleared_thinking_turns: cleared,
-                    });
+                if cleared == 0 {
+                    continue;
                 }
+                let before = count(backend, request, &mut tokens).await?;
+                applied.original_input_tokens.get_or_insert(before);
+                let saved = commit(backend, request, edited, before, &mut tokens).await?;
+                applied.edits.push(AppliedEdit::ClearThinking {
+                    cleared_input_tokens: saved,
+                    cleared_thinking_turns: cleared,
+                });
             }
             ContextEdit::ClearToolUses {
                 trigger,
