@@ -22,9 +22,9 @@ pub struct ClearToolUses<'a> {
     pub keep: u32,
     pub exclude_tools: &'a [String],
     pub clear_inputs: Option<&'a ClearToolInputs>,
-    /// `clear_at_least`, in tokens: the cut advances in steps of about this many tokens of
-    /// results, so it stays put (and the cached prefix with it) between steps.
-    pub step_tokens: Option<u32>,
+    /// The cut advances this many tool uses at a time (from `clear_at_least`), so it stays
+    /// put, and the cached prefix with it, between steps.
+    pub step_uses: Option<usize>,
 }
 
 /// Tool calls in the history, in order.
@@ -53,8 +53,8 @@ pub fn clear_tool_uses(turns: &mut [Turn], how: &ClearToolUses<'_>) -> u32 {
         .collect();
     let keep = usize::try_from(how.keep).unwrap_or(usize::MAX);
     let mut clear_until = calls.len().saturating_sub(keep);
-    if let Some(step) = how.step_tokens.filter(|s| *s > 0) {
-        clear_until = stepped_cut(turns, &calls[..clear_until], how.exclude_tools, step);
+    if let Some(step) = how.step_uses.filter(|s| *s > 1) {
+        clear_until = stepped_cut(&calls[..clear_until], how.exclude_tools, step);
     }
     let doomed: std::collections::HashMap<String, String> = calls
         .into_iter()
@@ -90,58 +90,22 @@ pub fn clear_tool_uses(turns: &mut [Turn], how: &ClearToolUses<'_>) -> u32 {
     cleared
 }
 
-/// How many of `candidates` (the calls that may be cleared, oldest first) to clear so the
-/// cut only moves in steps: after the last call whose result brings the running total of
-/// result tokens across a multiple of `step`. The total is estimated at four bytes a token;
-/// the server is stateless, so the cut must follow from the history alone.
-fn stepped_cut(
-    turns: &[Turn],
-    candidates: &[(String, String)],
-    exclude: &[String],
-    step: u32,
-) -> usize {
-    let sizes: std::collections::HashMap<&str, usize> = turns
-        .iter()
-        .flat_map(|t| &t.blocks)
-        .filter_map(|b| match b {
-            ContentBlockParam::ToolResult {
-                tool_use_id,
-                content,
-                ..
-            } => Some((tool_use_id.as_str(), result_len(content.as_ref()))),
-            _ => None,
-        })
-        .collect();
-    let step = usize::try_from(step)
-        .unwrap_or(usize::MAX)
-        .saturating_mul(4);
-    let mut total = 0usize;
+/// How many of `candidates` (the calls that may be cleared, oldest first) to clear so that
+/// the cut moves only in steps of `step` clearable calls. The server is stateless: the cut
+/// follows from the history alone, and stays where it was until a step fills.
+fn stepped_cut(candidates: &[(String, String)], exclude: &[String], step: usize) -> usize {
+    let mut clearable = 0;
     let mut cut = 0;
-    for (i, (id, name)) in candidates.iter().enumerate() {
+    for (i, (_, name)) in candidates.iter().enumerate() {
         if exclude.contains(name) {
             continue;
         }
-        let before = total / step;
-        total += sizes.get(id.as_str()).copied().unwrap_or(0);
-        if total / step > before {
+        clearable += 1;
+        if clearable % step == 0 {
             cut = i + 1;
         }
     }
     cut
-}
-
-fn result_len(content: Option<&ToolResultContent>) -> usize {
-    match content {
-        None => 0,
-        Some(ToolResultContent::Text(text)) => text.len(),
-        Some(ToolResultContent::Blocks(blocks)) => blocks
-            .iter()
-            .map(|b| match b {
-                ContentBlockParam::Text { text, .. } => text.len(),
-                _ => 0,
-            })
-            .sum(),
-    }
 }
 
 /// Drops thinking from all but the latest `keep` assistant turns (`None`: keep all).
@@ -214,7 +178,7 @@ mod tests {
             keep: 2,
             exclude_tools: &exclude,
             clear_inputs: Some(&inputs),
-            step_tokens: None,
+            step_uses: None,
         };
         assert_eq!(clear_tool_uses(&mut turns, &how), 2);
         let got = results(&turns);
@@ -241,13 +205,12 @@ mod tests {
 
     #[test]
     fn with_clear_at_least_the_cut_moves_in_steps_so_the_prefix_holds_between_them() {
-        // Each result ("result N") is 8 bytes, two tokens by the estimate; steps of four
-        // tokens move the cut every second call, and never past the one call kept.
+        // Steps of two calls: the cut moves every second call, never past the one kept.
         let cut_after = |calls: usize| {
             let mut turns = agent_turns(calls);
             let how = ClearToolUses {
                 keep: 1,
-                step_tokens: Some(4),
+                step_uses: Some(2),
                 ..ClearToolUses::default()
             };
             clear_tool_uses(&mut turns, &how);

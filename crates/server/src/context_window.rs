@@ -27,7 +27,7 @@ const DEFAULT_CLEAR_TRIGGER: u32 = 100_000;
 /// `compact_20260112` fires past this many input tokens when it names no trigger.
 const DEFAULT_COMPACT_TRIGGER: u32 = 150_000;
 /// Longest summary a compaction writes (and at most a quarter of the window).
-const SUMMARY_MAX_TOKENS: u32 = 1024;
+const SUMMARY_MAX_TOKENS: u32 = 512;
 
 /// What compaction asks of the model when the request gives no instructions.
 const SUMMARY_PROMPT: &str = "Summarize the conversation so far in a short paragraph, so that \
@@ -177,16 +177,33 @@ pub async fn apply(
                 if !due {
                     continue;
                 }
-                let how = ClearToolUses {
+                let mut how = ClearToolUses {
                     keep: keep.map_or(context_edits::DEFAULT_KEEP_TOOL_USES, Count::value),
                     exclude_tools: exclude_tools.as_deref().unwrap_or_default(),
                     clear_inputs: clear_tool_inputs.as_ref(),
-                    step_tokens: clear_at_least.map(Count::value),
+                    step_uses: None,
                 };
                 let mut edited = request.turns.clone();
-                let cleared = context_edits::clear_tool_uses(&mut edited, &how);
+                let mut cleared = context_edits::clear_tool_uses(&mut edited, &how);
                 if cleared == 0 {
                     continue;
+                }
+                // `clear_at_least` sets the step the cut moves by: as many uses as it takes,
+                // at this conversation's measured tokens per cleared use.
+                if let Some(least) = clear_at_least {
+                    let all = backend
+                        .count_tokens(&GenerateRequest {
+                            turns: edited.clone(),
+                            ..request.clone()
+                        })
+                        .await?;
+                    let per_use = (before.saturating_sub(all) / cleared).max(1);
+                    how.step_uses = Some(least.value().div_ceil(per_use) as usize);
+                    edited = request.turns.clone();
+                    cleared = context_edits::clear_tool_uses(&mut edited, &how);
+                    if cleared == 0 {
+                        continue;
+                    }
                 }
                 let after = backend
                     .count_tokens(&GenerateRequest {
