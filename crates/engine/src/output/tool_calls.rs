@@ -117,6 +117,11 @@ impl ToolCallParser {
         self.in_call
     }
 
+    /// The start of the reply is held back: it may still be a slipped call.
+    pub fn is_holding(&self) -> bool {
+        self.slip.as_ref().is_some_and(|w| !w.held.is_empty())
+    }
+
     pub fn push(&mut self, text: &str) -> Vec<Piece> {
         let Some(watch) = self.slip.as_mut() else {
             return self.push_marked(text);

@@ -277,8 +277,14 @@ impl Slot {
         if let Some(open) = active.lazy_grammar.as_ref().map(|(_, open)| *open) {
             // Small models often write a call's JSON without the opening marker; a reply
             // that starts with `{` while tools are offered is taken as a call and gets one.
+            // A fenced call the parser is holding is its to recognise: a marker forced into
+            // the fence would hide the call from it.
             let bare_call = !active.emitted_text
                 && active.sent_calls.is_empty()
+                && !active
+                    .tool_parser
+                    .as_ref()
+                    .is_some_and(ToolCallParser::is_holding)
                 && String::from_utf8_lossy(&piece)
                     .trim_start()
                     .starts_with('{');
