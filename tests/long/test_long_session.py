@@ -16,14 +16,14 @@ READ = {
     "description": "Read one file of the repository under audit.",
     "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
 }
-# Each result is ~1.5k tokens, a cleared one ~50. Clearing keeps the latest result and
-# moves in steps of three results (clear_at_least 3000), so the prompt stays under ~7k and
+# Each result is ~1.5-1.7k tokens, a cleared one ~50. Clearing keeps the latest result and
+# moves in steps of three results (clear_at_least 4000), so the prompt stays under ~7k and
 # its cached prefix holds between steps; the cleared stubs still grow ~50 tokens a turn
-# until compaction restarts the session from a summary, about every 25 turns.
+# until compaction restarts the session from a summary, every 15-30 turns.
 EDITS = {"edits": [
     {"type": "clear_tool_uses_20250919", "trigger": {"type": "input_tokens", "value": 3000},
-     "keep": {"type": "tool_uses", "value": 1}, "clear_at_least": {"type": "input_tokens", "value": 3000}},
-    {"type": "compact_20260112", "trigger": {"type": "input_tokens", "value": 8000},
+     "keep": {"type": "tool_uses", "value": 1}, "clear_at_least": {"type": "input_tokens", "value": 4000}},
+    {"type": "compact_20260112", "trigger": {"type": "input_tokens", "value": 6500},
      "instructions": "Keep the code word the user gave."},
 ]}
 
