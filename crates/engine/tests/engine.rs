@@ -360,10 +360,11 @@ mod real_model {
     async fn structured_output_always_validates_against_its_schema() {
         let engine = engine();
         let schema = serde_json::json!({"type": "object",
-            "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0},
+            "properties": {"name": {"type": "string", "maxLength": 32}, "age": {"type": "integer", "minimum": 0, "maximum": 150},
                            "languages": {"type": "array", "maxItems": 3, "items": {"enum": ["rust", "python", "go"]}}},
             "required": ["name", "age", "languages"], "additionalProperties": false});
-        // Sampled, not greedy: validity must not depend on the model's best guess.
+        // Sampled, not greedy: validity must not depend on the model's best guess. Every
+        // field is bounded, so 120 tokens cannot run out whatever is sampled.
         let body = serde_json::json!({"model": "m", "max_tokens": 120, "temperature": 1.0,
             "output_config": {"format": {"type": "json_schema", "schema": schema}},
             "messages": [{"role": "user", "content": "Invent a programmer."}]});
@@ -383,10 +384,11 @@ mod real_model {
                            "unit": {"enum": ["celsius", "fahrenheit"]},
                            "days": {"type": "integer", "minimum": 1, "maximum": 7}},
             "required": ["city", "unit", "days"], "additionalProperties": false});
-        // Bounded in every field, so 300 tokens cannot run out whatever is sampled.
+        // Bounded in every field, so 300 tokens cannot run out whatever is sampled; one
+        // call only, since a sampled reply may go on to call again and again.
         let body = serde_json::json!({"model": "m", "max_tokens": 300, "temperature": 1.0,
             "tools": [{"name": "forecast", "description": "Weather forecast", "strict": true, "input_schema": schema}],
-            "tool_choice": {"type": "any"},
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
             "messages": [{"role": "user", "content": "Will it rain in Oslo this week?"}]});
         let outcome = run_full(engine, request(body)).await;
         assert_eq!(outcome.reason, FinishReason::ToolUse, "{}", outcome.text);
