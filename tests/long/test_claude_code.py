@@ -7,6 +7,7 @@ sends no temperature, so the model's configured default (0 here) applies."""
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -43,7 +44,11 @@ def test_claude_code_writes_a_file_then_reads_it_back(agent_server):
     claude = os.environ.get("MISSIVE_CLAUDE_CODE")
     if not claude:
         pytest.fail("MISSIVE_CLAUDE_CODE must name the claude binary (scripts/test installs it)")
-    work = tempfile.mkdtemp(prefix="missive-claude-code-")
+    # A fixed path: the prompt names it, and with the same prompt a greedy model takes the
+    # same steps on every run.
+    work = os.path.join(tempfile.gettempdir(), "missive-claude-code")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
     home = tempfile.mkdtemp(prefix="missive-claude-home-")
     target = os.path.join(work, "notes.txt")
     prompt = (f"First use the Write tool to create the file {target} containing the word {CODE_WORD}. "
