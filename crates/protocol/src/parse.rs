@@ -425,6 +425,13 @@ fn validate_tools(request: &MessagesRequest) -> Result<(), RequestError> {
             )));
         }
         let custom = tool.kind.as_deref().is_none_or(|k| k == "custom");
+        // Settings belong to Anthropic-defined tool types; on a custom tool a key nobody
+        // reads is a mistake (`input_shema`), refused as the Claude API refuses it.
+        if let Some(key) = tool.settings.keys().next().filter(|_| custom) {
+            return Err(RequestError(format!(
+                "tools.{i}.{key}: Extra inputs are not permitted"
+            )));
+        }
         match &tool.input_schema {
             None if custom => {
                 return Err(RequestError(format!(
@@ -838,6 +845,17 @@ mod tests {
             "{}",
             err(bad)
         );
+    }
+
+    #[test]
+    fn an_unknown_key_on_a_custom_tool_is_refused() {
+        let body = r#"{"model":"m","max_tokens":5,"tools":[{"name":"w","input_schema":{"type":"object"},"input_shema":{}}],"messages":[{"role":"user","content":"x"}]}"#;
+        assert_eq!(
+            err(body),
+            "tools.0.input_shema: Extra inputs are not permitted"
+        );
+        let defined = r#"{"model":"m","max_tokens":5,"tools":[{"type":"computer_20250124","name":"computer","display_width_px":1024,"display_height_px":768}],"messages":[{"role":"user","content":"x"}]}"#;
+        assert!(parse_messages_request(defined.as_bytes()).is_ok());
     }
 
     #[test]
