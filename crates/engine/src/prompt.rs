@@ -150,25 +150,11 @@ fn user_messages(
     for (j, block) in blocks.iter().enumerate() {
         let at = || format!("messages.{turn}.content.{j}");
         match block {
-            ContentBlockParam::Text { text: t, .. } => text.push(t.clone()),
-            ContentBlockParam::Image { .. } => {
-                return Err(BackendError::Unsupported(format!(
-                    "{}: model `{model}` does not accept image input; it reads text only",
-                    at()
-                )))
+            ContentBlockParam::Text { .. }
+            | ContentBlockParam::Image { .. }
+            | ContentBlockParam::Document { .. } => {
+                text.extend(readable_text(block, model, &at())?);
             }
-            ContentBlockParam::Document {
-                source,
-                title,
-                context,
-                ..
-            } => text.push(document_text(
-                source,
-                title.as_deref(),
-                context.as_deref(),
-                model,
-                &at(),
-            )?),
             ContentBlockParam::ToolResult {
                 content, is_error, ..
             } => {
@@ -179,29 +165,11 @@ fn user_messages(
                         let mut parts = Vec::new();
                         for b in inner {
                             match b {
-                                ContentBlockParam::Text { text: t, .. } => parts.push(t.clone()),
-                                ContentBlockParam::Image { .. } => {
-                                    return Err(BackendError::Unsupported(format!(
-                                        "{}: model `{model}` does not accept image input; it reads text only",
-                                        at()
-                                    )))
+                                ContentBlockParam::ToolReference { tool_name, .. } => {
+                                    parts.push(format!("Tool `{tool_name}` is now available."))
                                 }
-                                // Read as a top-level document is.
-                                ContentBlockParam::Document {
-                                    source,
-                                    title,
-                                    context,
-                                    ..
-                                } => parts.push(document_text(
-                                    source,
-                                    title.as_deref(),
-                                    context.as_deref(),
-                                    model,
-                                    &at(),
-                                )?),
-                                ContentBlockParam::ToolReference { tool_name, .. } => parts
-                                    .push(format!("Tool `{tool_name}` is now available.")),
-                                _ => {}
+                                // Read as the same blocks at the top of a turn are.
+                                _ => parts.extend(readable_text(b, model, &at())?),
                             }
                         }
                         parts.join("\n")
@@ -226,6 +194,28 @@ fn user_messages(
         out.push(plain("user", text.join("\n")));
     }
     Ok(())
+}
+
+/// The text of a block a model reads wherever it stands (text, documents); an image is
+/// refused, since this engine reads text only. Other blocks have no text to read.
+fn readable_text(
+    block: &ContentBlockParam,
+    model: &str,
+    at: &str,
+) -> Result<Option<String>, BackendError> {
+    match block {
+        ContentBlockParam::Text { text, .. } => Ok(Some(text.clone())),
+        ContentBlockParam::Image { .. } => Err(BackendError::Unsupported(format!(
+            "{at}: model `{model}` does not accept image input; it reads text only"
+        ))),
+        ContentBlockParam::Document {
+            source,
+            title,
+            context,
+            ..
+        } => document_text(source, title.as_deref(), context.as_deref(), model, at).map(Some),
+        _ => Ok(None),
+    }
 }
 
 fn document_text(

@@ -125,9 +125,13 @@ impl Billing {
         }
     }
 
-    /// A step of the reply that its top-level usage leaves out (a compaction): spent and
-    /// written to the ledger as a row of its own, under the same request id.
-    pub async fn charge(&self, usage: &IterationUsage) -> Result<(), ApiError> {
+    /// A step of the reply that its top-level usage leaves out (a compaction), if any:
+    /// spent and written to the ledger as a row of its own, under the same request id. If
+    /// the row cannot be written the reply does not start, and its holds are released.
+    pub async fn charge(&self, step: Option<&IterationUsage>) -> Result<(), ApiError> {
+        let Some(usage) = step else {
+            return Ok(());
+        };
         let tally = Tally {
             input: usage.input_tokens.into(),
             cache_read: usage.cache_read_input_tokens.into(),
@@ -141,7 +145,11 @@ impl Billing {
             &self.record.service_tier,
             &tally.tokens(),
         );
-        self.state.ledger.record(self.record(&tally)).await
+        let written = self.state.ledger.record(self.record(&tally)).await;
+        if written.is_err() {
+            self.settle_holds(&Tally::default());
+        }
+        written
     }
 
     /// Everything, the ledger row included; returns once the row is durable.

@@ -140,9 +140,9 @@ pub(crate) async fn run(
             return Err(err.into());
         }
     };
-    if let Some(summary) = &generation.summary {
-        billing.charge(&summary.usage).await?;
-    }
+    billing
+        .charge(generation.summary.as_ref().map(|s| &s.usage))
+        .await?;
     let assembler = Assembler::new(crate::ids::new_id("msg"), admitted.model_name)
         .with_thinking(
             state.signer.clone(),
