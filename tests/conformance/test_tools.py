@@ -134,6 +134,36 @@ def test_streamed_tool_input_is_accumulated_by_the_stream_helper(client):
     assert "Paris" in call.input["location"]
 
 
+def test_tool_input_streams_while_the_call_is_decoded(client):
+    """A call cut off by max_tokens has already been streamed: its pieces arrived while it
+    was being written, and the final message keeps the partial input, as the API does."""
+    kwargs = dict(
+        model=MODEL,
+        max_tokens=16,  # the forced call's opening counts too; this stops inside "location"
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "tool", "name": "get_weather"},
+        messages=[{"role": "user", "content": "Is it raining in San Francisco, California?"}],
+        **sampling(temperature=0),
+    )
+    partials = []
+    with client.messages.stream(**kwargs) as stream:
+        for event in stream:
+            if event.type == "input_json" and event.partial_json:
+                partials.append(event.partial_json)
+        final = stream.get_final_message()
+    assert final.stop_reason == "max_tokens"
+    [call] = tool_uses(final)
+    streamed = "".join(partials)
+    assert len(partials) > 1 and streamed.startswith("{"), partials
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(streamed)  # cut short: the pieces came before the call was complete
+    assert isinstance(call.input, dict)
+    # Not streamed, the same reply keeps the same partial input.
+    message = client.messages.create(**kwargs)
+    assert message.stop_reason == "max_tokens"
+    assert [c.input for c in tool_uses(message)] == [call.input]
+
+
 def test_strict_tool_input_matches_its_schema(client):
     tool = dict(
         WEATHER_TOOL,

@@ -40,6 +40,13 @@ pub enum BackendEvent {
     Text(String),
     /// Part of the model's thought, before its answer (extended thinking).
     Thinking(String),
+    /// A tool call has begun and its input is streamed: [`BackendEvent::ToolInput`] pieces
+    /// follow, then the call's `ToolUse`, which closes it. A backend that learns a call
+    /// whole sends only `ToolUse`.
+    ToolUseStart { name: String },
+    /// The next piece of the open call's input, as JSON text: the pieces concatenated are
+    /// always a prefix of the input's JSON.
+    ToolInput(String),
     /// One complete tool call; the server gives it its `toolu_` id.
     ToolUse {
         name: String,

@@ -232,6 +232,15 @@ fn async_stream_events(
         events.push(Ok(BackendEvent::Text(answer)));
     }
     if let (FinishReason::EndTurn, Some((name, input))) = (&reason, &backend.tool_call) {
+        // Streamed as the engine streams a call: its input in pieces, then the whole call.
+        events.push(Ok(BackendEvent::ToolUseStart { name: name.clone() }));
+        let json = input.to_string();
+        let half = json
+            .char_indices()
+            .nth(json.chars().count() / 2)
+            .map_or(0, |(i, _)| i);
+        events.push(Ok(BackendEvent::ToolInput(json[..half].to_owned())));
+        events.push(Ok(BackendEvent::ToolInput(json[half..].to_owned())));
         events.push(Ok(BackendEvent::ToolUse {
             name: name.clone(),
             input: input.clone(),

@@ -1,6 +1,7 @@
 //! From token bytes to content: whole UTF-8 text without stop sequences (`text`), then the
 //! model family's tool-call syntax (`tool_calls`). Pure code, tested with split inputs.
 
+pub mod call_stream;
 pub mod text;
 pub mod tool_calls;
 

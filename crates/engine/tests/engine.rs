@@ -57,6 +57,8 @@ mod real_model {
         prompt: u32,
         text: String,
         tool_calls: Vec<(String, serde_json::Value)>,
+        /// How many pieces each call's input was streamed in (0: sent whole).
+        input_pieces: Vec<usize>,
         reason: FinishReason,
         output_tokens: u32,
     }
@@ -66,11 +68,37 @@ mod real_model {
         let mut prompt = 0;
         let mut text = String::new();
         let mut tool_calls = Vec::new();
+        let mut input_pieces = Vec::new();
+        let mut streamed: Option<(String, String, usize)> = None;
         while let Some(event) = events.next().await {
             match event.unwrap() {
                 BackendEvent::Started { prompt: p } => prompt = p.input_tokens,
-                BackendEvent::Text(t) | BackendEvent::Thinking(t) => text.push_str(&t),
-                BackendEvent::ToolUse { name, input } => tool_calls.push((name, input)),
+                BackendEvent::Text(t) | BackendEvent::Thinking(t) => {
+                    assert!(streamed.is_none(), "text inside an open call");
+                    text.push_str(&t)
+                }
+                BackendEvent::ToolUseStart { name } => streamed = Some((name, String::new(), 0)),
+                BackendEvent::ToolInput(piece) => {
+                    let (_, json, count) = streamed.as_mut().expect("input after a start");
+                    json.push_str(&piece);
+                    *count += 1;
+                }
+                BackendEvent::ToolUse { name, input } => {
+                    // Streamed pieces add up to exactly the call that closes them.
+                    let pieces = match streamed.take() {
+                        Some((started, json, count)) => {
+                            assert_eq!(started, name);
+                            assert_eq!(
+                                serde_json::from_str::<serde_json::Value>(&json).unwrap(),
+                                input
+                            );
+                            count
+                        }
+                        None => 0,
+                    };
+                    input_pieces.push(pieces);
+                    tool_calls.push((name, input))
+                }
                 BackendEvent::Finished {
                     reason,
                     output_tokens,
@@ -80,6 +108,7 @@ mod real_model {
                         prompt,
                         text,
                         tool_calls,
+                        input_pieces,
                         reason,
                         output_tokens,
                     }
@@ -233,6 +262,8 @@ mod real_model {
                         BackendEvent::Text(_) => tx.send((name, false)).unwrap(),
                         BackendEvent::Finished { .. } => tx.send((name, true)).unwrap(),
                         BackendEvent::Started { .. }
+                        | BackendEvent::ToolUseStart { .. }
+                        | BackendEvent::ToolInput(_)
                         | BackendEvent::ToolUse { .. }
                         | BackendEvent::Thinking(_) => {}
                     }
@@ -335,6 +366,8 @@ mod real_model {
         assert_eq!(outcome.reason, FinishReason::ToolUse, "{}", outcome.text);
         let (name, input) = &outcome.tool_calls[0];
         assert_eq!(name, "bash");
+        // The command is handed on while it is written, not after the call ends.
+        assert!(outcome.input_pieces[0] > 2, "{:?}", outcome.input_pieces);
         let tool: missive_protocol::tools::Tool =
             serde_json::from_value(serde_json::json!({"type": "bash_20250124", "name": "bash"}))
                 .unwrap();

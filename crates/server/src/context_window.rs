@@ -341,7 +341,10 @@ pub async fn compact(
                     prompt = p;
                 }
             }
-            BackendEvent::Thinking(_) | BackendEvent::ToolUse { .. } => {}
+            BackendEvent::Thinking(_)
+            | BackendEvent::ToolUseStart { .. }
+            | BackendEvent::ToolInput(_)
+            | BackendEvent::ToolUse { .. } => {}
         }
     }
     let text = text.trim();

@@ -28,6 +28,8 @@ pub struct Assembler {
     signer: Option<(ThinkingSigner, String)>,
     /// The open thinking block's text, signed when the block closes.
     thought: Option<String>,
+    /// The open block is a tool call whose input is being streamed.
+    tool_open: bool,
     /// `thinking.display: "omitted"`: thinking blocks carry no text, only a signature.
     omit_thinking: bool,
     /// A compaction that preceded this reply: its block comes first, its usage is one of
@@ -48,6 +50,7 @@ impl Assembler {
             next_index: 0,
             signer: None,
             thought: None,
+            tool_open: false,
             omit_thinking: false,
             compaction: None,
             applied_edits: None,
@@ -90,6 +93,7 @@ impl Assembler {
 
     /// Closes the open block; a thinking block first gets its signature.
     fn close(&mut self, out: &mut Vec<StreamEvent>) {
+        self.tool_open = false;
         let Some(index) = self.open_block.take() else {
             return;
         };
@@ -145,7 +149,7 @@ impl Assembler {
             }
             Ok(BackendEvent::Text(text)) => {
                 self.start(&mut out);
-                if self.thought.is_some() {
+                if self.thought.is_some() || self.tool_open {
                     self.close(&mut out);
                 }
                 let index = match self.open_block {
@@ -180,18 +184,32 @@ impl Assembler {
                     }
                 }
             }
+            Ok(BackendEvent::ToolUseStart { name }) => {
+                self.start(&mut out);
+                self.close(&mut out);
+                let index = self.open(tool_use_block(name), &mut out);
+                self.tool_open = true;
+                out.push(StreamEvent::ContentBlockDelta {
+                    index,
+                    delta: ContentBlockDelta::InputJsonDelta {
+                        partial_json: String::new(),
+                    },
+                });
+            }
+            Ok(BackendEvent::ToolInput(partial_json)) => {
+                if let (true, Some(index)) = (self.tool_open, self.open_block) {
+                    out.push(StreamEvent::ContentBlockDelta {
+                        index,
+                        delta: ContentBlockDelta::InputJsonDelta { partial_json },
+                    });
+                }
+            }
+            // The streamed call is complete; its pieces already carried the input.
+            Ok(BackendEvent::ToolUse { .. }) if self.tool_open => self.close(&mut out),
             Ok(BackendEvent::ToolUse { name, input }) => {
                 self.start(&mut out);
                 self.close(&mut out);
-                let index = self.open(
-                    ContentBlock::ToolUse {
-                        id: crate::ids::new_id("toolu"),
-                        name,
-                        input: serde_json::json!({}),
-                        caller: None,
-                    },
-                    &mut out,
-                );
+                let index = self.open(tool_use_block(name), &mut out);
                 self.open_block = None;
                 for partial_json in json_chunks(&input) {
                     out.push(StreamEvent::ContentBlockDelta {
@@ -268,6 +286,16 @@ impl Assembler {
     }
 }
 
+/// A tool call's block as it opens: a new id, its input still to come.
+fn tool_use_block(name: String) -> ContentBlock {
+    ContentBlock::ToolUse {
+        id: crate::ids::new_id("toolu"),
+        name,
+        input: serde_json::json!({}),
+        caller: None,
+    }
+}
+
 /// A tool input as `input_json_delta` pieces: an empty first piece, as the Claude API
 /// sends, then the serialised JSON in short runs split at character boundaries, so every
 /// concatenated prefix is a valid JSON prefix.
@@ -286,6 +314,35 @@ fn json_chunks(input: &serde_json::Value) -> Vec<String> {
         chunks.push(current);
     }
     chunks
+}
+
+/// A streamed tool input, read as the SDKs read it: a call cut short (by `max_tokens` or
+/// a stop sequence) keeps its complete values, as the SDKs' stream accumulators do.
+fn partial_json(json: &str) -> Result<serde_json::Value, ApiError> {
+    use jiter::{JsonValue, PartialMode};
+    fn convert(value: JsonValue<'_>) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            JsonValue::Null => Value::Null,
+            JsonValue::Bool(b) => Value::Bool(b),
+            JsonValue::Int(i) => i.into(),
+            JsonValue::Float(f) => f.into(),
+            JsonValue::Str(s) => Value::String(s.into_owned()),
+            JsonValue::Array(items) => Value::Array(items.iter().cloned().map(convert).collect()),
+            JsonValue::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), convert(v.clone())))
+                    .collect(),
+            ),
+        }
+    }
+    if let Ok(whole) = serde_json::from_str(json) {
+        return Ok(whole);
+    }
+    JsonValue::parse_with_config(json.as_bytes(), false, PartialMode::On)
+        .map(convert)
+        .map_err(|err| ApiError::internal(format!("{err:?}")))
 }
 
 /// The stream of Claude events for a generation; ends after `message_stop` or `error`.
@@ -366,7 +423,7 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
                 {
                     let json = tool_json.get(index).map_or("", String::as_str);
                     if !json.is_empty() {
-                        *input = serde_json::from_str(json).map_err(ApiError::internal)?;
+                        *input = partial_json(json)?;
                     }
                 }
             }
@@ -407,5 +464,68 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
         _ => Err(ApiError::internal(
             "the backend ended without finishing the message",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn reply(events: Vec<BackendEvent>) -> Message {
+        let mut assembler = Assembler::new("msg_1".into(), "m".into());
+        let stream: Vec<StreamEvent> = events
+            .into_iter()
+            .flat_map(|event| assembler.push(Ok(event)))
+            .collect();
+        futures::executor::block_on(collect(futures::stream::iter(stream))).unwrap()
+    }
+
+    fn finished(reason: FinishReason) -> BackendEvent {
+        BackendEvent::Finished {
+            reason,
+            output_tokens: 5,
+            thinking_tokens: 0,
+            prompt: None,
+        }
+    }
+
+    #[test]
+    fn a_streamed_call_cut_by_max_tokens_keeps_the_input_it_had() {
+        let message = reply(vec![
+            BackendEvent::Started {
+                prompt: PromptUsage::default(),
+            },
+            BackendEvent::ToolUseStart {
+                name: "Write".into(),
+            },
+            BackendEvent::ToolInput(r#"{"path": "a.txt", "content": "hel"#.into()),
+            finished(FinishReason::MaxTokens),
+        ]);
+        assert_eq!(message.stop_reason, Some(StopReason::MaxTokens));
+        let [ContentBlock::ToolUse { name, input, .. }] = message.content.as_slice() else {
+            panic!("{:?}", message.content);
+        };
+        assert_eq!(name, "Write");
+        // The unfinished string is left out, as the SDKs' stream accumulators leave it.
+        assert_eq!(input, &json!({"path": "a.txt"}));
+    }
+
+    #[test]
+    fn text_after_a_streamed_call_opens_its_own_block() {
+        let message = reply(vec![
+            BackendEvent::ToolUseStart { name: "f".into() },
+            BackendEvent::ToolInput("{\"a\": 1}".into()),
+            BackendEvent::ToolUse {
+                name: "f".into(),
+                input: json!({"a": 1}),
+            },
+            BackendEvent::Text("done".into()),
+            finished(FinishReason::EndTurn),
+        ]);
+        assert!(
+            matches!(&message.content[0], ContentBlock::ToolUse { input, .. } if input == &json!({"a": 1}))
+        );
+        assert_eq!(message.content[1], ContentBlock::text("done"));
     }
 }

@@ -145,6 +145,7 @@ impl Relay {
                             .and_then(Value::as_str)
                             .unwrap_or("")
                             .to_owned();
+                        out.push(Ok(BackendEvent::ToolUseStart { name: name.clone() }));
                         self.tools.insert(index, (name, String::new()));
                     }
                 }
@@ -168,24 +169,20 @@ impl Relay {
                             delta.get("partial_json").and_then(Value::as_str),
                         ) {
                             tool.1.push_str(part);
+                            if !part.is_empty() {
+                                out.push(Ok(BackendEvent::ToolInput(part.to_owned())));
+                            }
                         }
                     }
                     _ => {}
                 }
             }
             Some("content_block_stop") => {
+                // The client has seen the input streamed; a call cut short by `max_tokens`
+                // keeps its partial JSON there, as the Claude API sends it.
                 if let Some((name, json)) = self.tools.remove(&index) {
-                    let input = if json.trim().is_empty() {
-                        Ok(json!({}))
-                    } else {
-                        serde_json::from_str(&json)
-                    };
-                    match input {
-                        Ok(input) => out.push(Ok(BackendEvent::ToolUse { name, input })),
-                        Err(err) => out.push(Err(BackendError::Generation(format!(
-                            "the upstream sent input for `{name}` that is not JSON: {err}"
-                        )))),
-                    }
+                    let input = serde_json::from_str(&json).unwrap_or_else(|_| json!({}));
+                    out.push(Ok(BackendEvent::ToolUse { name, input }));
                 }
             }
             Some("message_delta") => {
@@ -441,6 +438,11 @@ mod tests {
                     }
                 },
                 BackendEvent::Text("Let me check.".into()),
+                BackendEvent::ToolUseStart {
+                    name: "get_weather".into()
+                },
+                BackendEvent::ToolInput("{\"city\": ".into()),
+                BackendEvent::ToolInput("\"Oslo\"}".into()),
                 BackendEvent::ToolUse {
                     name: "get_weather".into(),
                     input: json!({"city": "Oslo"})

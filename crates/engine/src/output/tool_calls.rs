@@ -1,17 +1,23 @@
 //! Tool calls in the Hermes/Qwen format the default model's chat template teaches:
 //! `<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>`. Text outside calls passes
-//! through; only a suffix that may start the opening marker is held back.
+//! through; only a suffix that may start the opening marker is held back. A call's
+//! `arguments` object is handed on while it is decoded (see [`CallStream`]).
 
 use missive_backend::reasoning::partial_suffix;
 use serde_json::Value;
 
+use super::call_stream::{CallStream, Progress};
+
 pub const OPEN: &str = "<tool_call>";
 pub const CLOSE: &str = "</tool_call>";
 
-/// What the parser hands on: visible text, or one complete tool call.
+/// What the parser hands on: visible text, or a tool call. A call whose arguments are
+/// streamed comes as `ToolStart`, `ToolInput` pieces, then its `ToolCall`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Piece {
     Text(String),
+    ToolStart { name: String },
+    ToolInput(String),
     ToolCall { name: String, input: Value },
 }
 
@@ -19,6 +25,8 @@ pub enum Piece {
 pub struct ToolCallParser {
     buf: String,
     in_call: bool,
+    /// The open call's arguments, streamed as they come.
+    call: CallStream,
     /// Watching the start of the reply for a call in a form the family slips into.
     slip: Option<SlipWatch>,
 }
@@ -97,7 +105,7 @@ impl ToolCallParser {
         Self {
             buf: partial.to_owned(),
             in_call: true,
-            slip: None,
+            ..Self::default()
         }
     }
 
@@ -155,11 +163,18 @@ impl ToolCallParser {
         loop {
             if self.in_call {
                 let Some(end) = self.buf.find(CLOSE) else {
+                    // A tail that may begin the closing marker is not the call's yet.
+                    let upto = self.buf.len() - partial_suffix(&self.buf, CLOSE);
+                    out.extend(self.stream_call(upto));
                     return out;
                 };
+                out.extend(self.stream_call(end));
                 let body: String = self.buf.drain(..end + CLOSE.len()).collect();
-                out.push(parse_call(&body[..end]));
-                self.in_call = false;
+                let body = &body[..end];
+                out.push(
+                    self.end_call(body)
+                        .unwrap_or_else(|| Piece::Text(format!("{OPEN}{body}{CLOSE}"))),
+                );
             } else if let Some(start) = self.buf.find(OPEN) {
                 if start > 0 {
                     out.push(Piece::Text(self.buf[..start].to_owned()));
@@ -191,19 +206,53 @@ impl ToolCallParser {
     }
 
     fn finish_marked(&mut self, truncated: bool) -> Vec<Piece> {
-        let rest = std::mem::take(&mut self.buf);
         if self.in_call {
-            self.in_call = false;
-            return match parse_call(&rest) {
-                call @ Piece::ToolCall { .. } => vec![call],
-                Piece::Text(_) if truncated => Vec::new(),
-                Piece::Text(_) => vec![Piece::Text(format!("{OPEN}{rest}"))],
-            };
+            let mut out = self.stream_call(self.buf.len());
+            let rest = std::mem::take(&mut self.buf);
+            match self.end_call(&rest) {
+                Some(call) => out.push(call),
+                None if truncated => {}
+                None => out.push(Piece::Text(format!("{OPEN}{rest}"))),
+            }
+            return out;
         }
+        let rest = std::mem::take(&mut self.buf);
         if rest.is_empty() {
             Vec::new()
         } else {
             vec![Piece::Text(rest)]
+        }
+    }
+}
+
+impl ToolCallParser {
+    /// Hands on what the open call's first `upto` bytes add to its streamed arguments.
+    fn stream_call(&mut self, upto: usize) -> Vec<Piece> {
+        self.call
+            .advance(&self.buf[..upto])
+            .into_iter()
+            .map(|progress| match progress {
+                Progress::Start { name } => Piece::ToolStart { name },
+                Progress::Input(text) => Piece::ToolInput(text),
+            })
+            .collect()
+    }
+
+    /// The open call's whole `body` is in: the call it makes, if any. A call whose
+    /// arguments were streamed is always closed, with what they parse to (`{}` when cut
+    /// short), since the client has already seen it begin.
+    fn end_call(&mut self, body: &str) -> Option<Piece> {
+        self.in_call = false;
+        let call = std::mem::take(&mut self.call);
+        match parse_call(body) {
+            parsed @ Piece::ToolCall { .. } => Some(parsed),
+            _ if call.is_started() => Some(Piece::ToolCall {
+                name: call.name().unwrap_or_default().to_owned(),
+                input: call
+                    .arguments(body)
+                    .unwrap_or_else(|| Value::Object(Default::default())),
+            }),
+            _ => None,
         }
     }
 }
@@ -236,14 +285,26 @@ mod tests {
     fn feed(parser: &mut ToolCallParser, chunks: &[&str]) -> Vec<Piece> {
         let mut out: Vec<Piece> = chunks.iter().flat_map(|c| parser.push(c)).collect();
         out.extend(parser.finish(false));
-        // Adjacent text pieces are one text for comparison.
+        // Adjacent text pieces are one text for comparison; a streamed call's pieces must
+        // add up to the call that closes it.
         let mut merged: Vec<Piece> = Vec::new();
+        let mut streamed: Option<(String, String)> = None;
         for piece in out {
             match (merged.last_mut(), piece) {
+                (_, Piece::ToolStart { name }) => streamed = Some((name, String::new())),
+                (_, Piece::ToolInput(json)) => streamed.as_mut().unwrap().1.push_str(&json),
+                (_, Piece::ToolCall { name, input }) => {
+                    if let Some((started, json)) = streamed.take() {
+                        assert_eq!(started, name);
+                        assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), input);
+                    }
+                    merged.push(Piece::ToolCall { name, input });
+                }
                 (Some(Piece::Text(a)), Piece::Text(b)) => a.push_str(&b),
                 (_, p) => merged.push(p),
             }
         }
+        assert!(streamed.is_none(), "every streamed call is closed");
         merged
     }
 
@@ -336,6 +397,47 @@ mod tests {
                 assert_eq!(out, vec![Piece::Text(text.into())], "{text}");
             }
         }
+    }
+
+    #[test]
+    fn arguments_are_handed_on_before_the_call_closes() {
+        let mut p = ToolCallParser::default();
+        let mut seen =
+            p.push("<tool_call>\n{\"name\": \"Write\", \"arguments\": {\"content\": \"line one\\n");
+        seen.extend(p.push("line two"));
+        assert_eq!(
+            seen,
+            vec![
+                Piece::ToolStart {
+                    name: "Write".into()
+                },
+                Piece::ToolInput("{\"content\": \"line one\\n".into()),
+                Piece::ToolInput("line two".into()),
+            ]
+        );
+        // A tail that may start the closing marker waits; the call closes with its input.
+        assert_eq!(p.push("\"}}\n</tool"), vec![Piece::ToolInput("\"}".into())]);
+        assert_eq!(
+            p.push("_call>"),
+            vec![Piece::ToolCall {
+                name: "Write".into(),
+                input: json!({"content": "line one\nline two"})
+            }]
+        );
+    }
+
+    #[test]
+    fn a_streamed_call_cut_short_is_still_closed() {
+        let mut p = ToolCallParser::default();
+        let mut out = p.push("<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": \"par");
+        out.extend(p.finish(true));
+        assert_eq!(
+            out.last(),
+            Some(&Piece::ToolCall {
+                name: "f".into(),
+                input: json!({})
+            })
+        );
     }
 
     #[test]

@@ -47,7 +47,9 @@ struct Active {
     think: Option<ThinkSplitter>,
     thinking_tokens: u32,
     /// The calls sent so far (also how many), to stop a model that repeats one.
-    sent_calls: Vec<(String, serde_json::Value)>,
+    sent_calls: Vec<SentCall>,
+    /// The call being decoded, when its input is streamed.
+    open_call: Option<OpenCall>,
     emitted_text: bool,
     output_tokens: u32,
     /// Sampled and emitted, but not yet decoded.
@@ -147,6 +149,7 @@ impl Slot {
             think: job.reasoning.map(|r| ThinkSplitter::new(r.starts_inside)),
             thinking_tokens: 0,
             sent_calls: Vec::new(),
+            open_call: None,
             emitted_text: false,
             job,
             prefilled: common,
@@ -473,7 +476,7 @@ fn emit(active: &mut Active, text: &str) -> Emitted {
 
 fn send_pieces(active: &mut Active, pieces: Vec<Piece>) -> Emitted {
     for piece in pieces {
-        let event = match piece {
+        let events = match piece {
             // Whitespace before any text or around tool calls is layout, not content.
             Piece::Text(t)
                 if t.trim().is_empty()
@@ -483,31 +486,116 @@ fn send_pieces(active: &mut Active, pieces: Vec<Piece>) -> Emitted {
             }
             Piece::Text(t) => {
                 active.emitted_text = true;
-                BackendEvent::Text(t)
+                vec![BackendEvent::Text(t)]
             }
+            Piece::ToolStart { name } => {
+                let mut call = OpenCall {
+                    name,
+                    json: String::new(),
+                    shown: false,
+                };
+                let events = call.reveal(&active.sent_calls);
+                active.open_call = Some(call);
+                events
+            }
+            Piece::ToolInput(json) => match active.open_call.as_mut() {
+                Some(call) if call.shown => {
+                    call.json.push_str(&json);
+                    vec![BackendEvent::ToolInput(json)]
+                }
+                Some(call) => {
+                    call.json.push_str(&json);
+                    call.reveal(&active.sent_calls)
+                }
+                None => Vec::new(),
+            },
             Piece::ToolCall { name, input } => {
+                let open = active.open_call.take();
                 // Small models loop on a call; an identical second call is never useful,
-                // so it ends the reply instead of being sent.
+                // so it ends the reply instead of being sent. A streamed call is held back
+                // while it still reads like one already sent, so a repeat is never seen.
                 if active
                     .sent_calls
                     .iter()
-                    .any(|(n, i)| *n == name && *i == input)
+                    .any(|c| c.name == name && c.input == input)
                 {
+                    if let Some(call) = open.filter(|c| c.shown) {
+                        let _ = active.job.events.send(Ok(BackendEvent::ToolUse {
+                            name: call.name,
+                            input,
+                        }));
+                    }
                     return Emitted::ToolCallDone;
                 }
-                active.sent_calls.push((name.clone(), input.clone()));
-                BackendEvent::ToolUse { name, input }
+                let mut events = Vec::new();
+                let json = match open {
+                    Some(call) if call.shown => call.json,
+                    Some(call) => {
+                        events.push(BackendEvent::ToolUseStart {
+                            name: call.name.clone(),
+                        });
+                        events.push(BackendEvent::ToolInput(call.json.clone()));
+                        call.json
+                    }
+                    None => input.to_string(),
+                };
+                active.sent_calls.push(SentCall {
+                    name: name.clone(),
+                    input: input.clone(),
+                    json,
+                });
+                events.push(BackendEvent::ToolUse { name, input });
+                events
             }
         };
-        let is_call = matches!(event, BackendEvent::ToolUse { .. });
-        if active.job.events.send(Ok(event)).is_err() {
-            return Emitted::ClientGone;
-        }
-        if is_call && active.job.tools.single {
-            return Emitted::ToolCallDone;
+        for event in events {
+            let is_call = matches!(event, BackendEvent::ToolUse { .. });
+            if active.job.events.send(Ok(event)).is_err() {
+                return Emitted::ClientGone;
+            }
+            if is_call && active.job.tools.single {
+                return Emitted::ToolCallDone;
+            }
         }
     }
     Emitted::Continue
+}
+
+/// A tool call being decoded. Its input goes out as it comes, except while it is still a
+/// prefix of a call already sent: a model that loops on a call would otherwise show the
+/// repeat before it could be stopped.
+struct OpenCall {
+    name: String,
+    /// The input so far.
+    json: String,
+    shown: bool,
+}
+
+impl OpenCall {
+    /// The events that open the call and send what was held, once it is no repeat.
+    fn reveal(&mut self, sent: &[SentCall]) -> Vec<BackendEvent> {
+        let repeat = sent
+            .iter()
+            .any(|c| c.name == self.name && c.json.starts_with(&self.json));
+        if repeat {
+            return Vec::new();
+        }
+        self.shown = true;
+        let mut events = vec![BackendEvent::ToolUseStart {
+            name: self.name.clone(),
+        }];
+        if !self.json.is_empty() {
+            events.push(BackendEvent::ToolInput(self.json.clone()));
+        }
+        events
+    }
+}
+
+/// A call already sent, with the input text it was streamed as.
+struct SentCall {
+    name: String,
+    input: serde_json::Value,
+    json: String,
 }
 
 fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {

@@ -115,11 +115,18 @@ async fn tool_use_streams_input_json_deltas_that_concatenate_to_the_input() {
         .starts_with("toolu_"));
     assert_eq!(start.1["content_block"]["input"], json!({}));
     let mut partial = String::new();
-    for (_, d) in events
+    let pieces: Vec<&str> = events
         .iter()
         .filter(|(n, d)| n == "content_block_delta" && d["index"] == index)
-    {
-        partial.push_str(d["delta"]["partial_json"].as_str().unwrap());
+        .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        pieces[0], "",
+        "an empty first piece, as the Claude API sends"
+    );
+    assert!(pieces.len() >= 3, "the input comes in pieces: {pieces:?}");
+    for piece in pieces {
+        partial.push_str(piece);
     }
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&partial).unwrap(),
