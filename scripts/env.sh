@@ -18,6 +18,11 @@ missive_install_system_deps() {
   python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv python3-pip)
   # The TypeScript SDK's suite and Claude Code run on node (18 or newer).
   command -v npm >/dev/null || missing+=(nodejs npm)
+  # A Vulkan build compiles llama.cpp's shaders (glslc) against the loader's headers.
+  if [[ "${MISSIVE_FEATURES:-}" == *vulkan* ]]; then
+    command -v glslc >/dev/null || missing+=(glslc)
+    dpkg -s libvulkan-dev >/dev/null 2>&1 || missing+=(libvulkan-dev)
+  fi
   command -v cargo >/dev/null || { echo "cargo is required: install Rust from rustup.rs" >&2; return 1; }
   if [ ${#missing[@]} -gt 0 ]; then
     local sudo=""

@@ -28,6 +28,7 @@ async fn main() {
         host_cache_bytes: 1 << 30,
         kv_layout: KvLayout::Unified,
         default_sampling: Default::default(),
+        placement: Default::default(),
     };
     let engine = EngineBackend::load(&config).unwrap();
     let para = "The history of computing is a story of abstraction layered upon abstraction. Early machines were programmed by rewiring panels; later, stored programs allowed instructions to live in memory beside data. ".repeat(12);

@@ -37,6 +37,7 @@ async fn main() {
         host_cache_bytes: 1 << 30,
         kv_layout: layout,
         default_sampling: Default::default(),
+        placement: Default::default(),
     };
     let engine = std::sync::Arc::new(EngineBackend::load(&config).unwrap());
     for n in [1usize, 4, 8] {

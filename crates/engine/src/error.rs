@@ -17,4 +17,6 @@ pub enum Error {
     Grammar(String),
     #[error("starting the engine thread: {0}")]
     Thread(String),
+    #[error(transparent)]
+    Placement(#[from] crate::placement::PlacementError),
 }

@@ -11,6 +11,7 @@ mod constraint;
 mod error;
 mod model;
 pub mod output;
+mod placement;
 mod prompt;
 pub mod prompt_cache;
 mod queue_wait;
@@ -32,6 +33,7 @@ use missive_protocol::models::{
 
 pub use error::Error;
 pub use model::{KvLayout, ModelConfig};
+pub use placement::{FlashAttention, KvCacheFormat, Placement, PlacementError, Split};
 
 use crate::constraint::Grammars;
 use crate::prompt_cache::{Breakpoint, CacheLedger, Clock};
@@ -76,7 +78,19 @@ impl EngineBackend {
 
     /// As [`EngineBackend::load`], with prompt-cache TTLs measured by `clock`.
     pub fn load_with_clock(config: &ModelConfig, clock: Arc<dyn Clock>) -> Result<Self, Error> {
-        let model = Arc::new(model::load(&config.path)?);
+        config.placement.check()?;
+        let model = Arc::new(model::load(&config.path, &config.placement)?);
+        let layers = placement::layer_placement(&model, &config.placement);
+        tracing::info!(
+            model = %config.name,
+            layers = layers.layers,
+            on_gpu = layers.offloaded,
+            gpus = ?layers.gpus,
+            flash_attention = ?config.placement.flash_attention,
+            kv_cache_type = config.placement.kv_cache_type.name(),
+            "model placement"
+        );
+        telemetry::layers(&config.name, &layers);
         let template = model::chat_template(&model)?;
         let grammars = Grammars::new(&model).map_err(Error::Grammar)?;
         let n_ctx = config.context_size.min(model.n_ctx_train()).max(256);
@@ -99,6 +113,7 @@ impl EngineBackend {
             host_cache_bytes: config.host_cache_bytes,
             // Worth a state save and restore from a few hundred tokens of prefill on.
             spill_min_tokens: config.cache_min_tokens.min(256),
+            placement: config.placement,
         };
         let cache_stats = Arc::new(CacheStats::default());
         let jobs = scheduler::spawn(

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::error::Error;
+use crate::placement::Placement;
 use crate::template::{ChatTemplate, GEMMA_TEMPLATE};
 
 /// How to serve one model.
@@ -39,6 +39,8 @@ pub struct ModelConfig {
     /// Sampling for requests that set none (`[models.NAME] temperature`…): a small model
     /// may need a cooler default than the Claude API's 1.0 to call tools reliably.
     pub default_sampling: missive_backend::Sampling,
+    /// GPU offload, attention kernel and KV cache format.
+    pub placement: Placement,
 }
 
 /// How the KV cache is laid out across slots.
@@ -66,12 +68,12 @@ pub(crate) fn llama_backend() -> Result<&'static LlamaBackend, Error> {
         .map_err(|err| Error::BackendInit(err.clone()))
 }
 
-pub(crate) fn load(path: &Path) -> Result<LlamaModel, Error> {
+pub(crate) fn load(path: &Path, placement: &Placement) -> Result<LlamaModel, Error> {
     if !path.exists() {
         return Err(Error::ModelMissing(path.to_owned()));
     }
     let backend = llama_backend()?;
-    LlamaModel::load_from_file(backend, path, &LlamaModelParams::default()).map_err(|err| {
+    LlamaModel::load_from_file(backend, path, &placement.model_params()).map_err(|err| {
         Error::ModelLoad {
             path: path.to_owned(),
             reason: err.to_string(),

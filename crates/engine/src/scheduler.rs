@@ -131,6 +131,7 @@ pub(crate) struct ContextSettings {
     pub host_cache_bytes: usize,
     /// Shorter prefixes are not worth keeping in host memory.
     pub spill_min_tokens: usize,
+    pub placement: crate::placement::Placement,
 }
 
 /// Starts the engine thread for `model` and returns its job queue.
@@ -174,7 +175,9 @@ fn run(
             return;
         }
     };
-    let params = LlamaContextParams::default()
+    let params = settings
+        .placement
+        .context_params(LlamaContextParams::default())
         .with_n_ctx(std::num::NonZeroU32::new(settings.total_cells()))
         .with_n_batch(settings.n_batch)
         .with_n_ubatch(settings.n_batch.min(512))

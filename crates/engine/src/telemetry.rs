@@ -59,3 +59,10 @@ pub(crate) fn host_cache(model: &str, stats: &crate::CacheStats) {
     metrics::gauge!("missive_prompt_cache_host_entries", &[label()])
         .set(stats.entries.load(Relaxed) as f64);
 }
+
+/// Where the model's layers run, for `/metrics`.
+pub(crate) fn layers(model: &str, placement: &crate::placement::LayerPlacement) {
+    let on = |device: &'static str| metrics::gauge!("missive_model_layers", "model" => model.to_owned(), "device" => device);
+    on("gpu").set(f64::from(placement.offloaded));
+    on("cpu").set(f64::from(placement.layers - placement.offloaded));
+}

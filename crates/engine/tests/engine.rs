@@ -29,6 +29,7 @@ mod real_model {
             host_cache_bytes: 64 << 20,
             kv_layout: missive_engine::KvLayout::PerSlot,
             default_sampling: Default::default(),
+            placement: Default::default(),
         }
     }
 

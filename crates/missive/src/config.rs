@@ -430,6 +430,23 @@ pub struct ModelEntry {
     pub top_p: Option<f32>,
     #[serde(default)]
     pub top_k: Option<u32>,
+    /// Layers offloaded to the GPU (llama-server's `-ngl`); default: llama.cpp's, which is
+    /// all of them on a `cuda` or `vulkan` build.
+    #[serde(default)]
+    pub gpu_layers: Option<u32>,
+    /// The GPU for the whole model (`split_mode = "none"`) or its scratch buffers.
+    #[serde(default)]
+    pub main_gpu: Option<u32>,
+    /// Across several GPUs: `layer` (whole layers each), `row`, or `none` (`main_gpu` only).
+    #[serde(default)]
+    pub split_mode: missive_engine::Split,
+    /// `auto` (llama.cpp's choice, as llama-server's default), `on` or `off`.
+    #[serde(default)]
+    pub flash_attention: missive_engine::FlashAttention,
+    /// The KV cache's number format: `f16`, `q8_0` or `q4_0` (the last two need flash
+    /// attention; they halve or quarter the cache's memory).
+    #[serde(default)]
+    pub kv_cache_type: missive_engine::KvCacheFormat,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -504,6 +521,11 @@ fn default_models() -> Vec<ModelEntry> {
         temperature: None,
         top_p: None,
         top_k: None,
+        gpu_layers: None,
+        main_gpu: None,
+        split_mode: Default::default(),
+        flash_attention: Default::default(),
+        kv_cache_type: Default::default(),
     }]
 }
 
@@ -610,6 +632,21 @@ impl Config {
                 first.host_cache_mb = mb
                     .parse()
                     .context("MISSIVE_HOST_CACHE_MB must be a number")?;
+            }
+            if let Some(layers) = var("MISSIVE_GPU_LAYERS") {
+                first.gpu_layers = Some(
+                    layers
+                        .parse()
+                        .context("MISSIVE_GPU_LAYERS must be a number")?,
+                );
+            }
+            if let Some(flash) = var("MISSIVE_FLASH_ATTENTION") {
+                first.flash_attention = serde_json::from_value(serde_json::json!(flash))
+                    .context("MISSIVE_FLASH_ATTENTION must be auto, on or off")?;
+            }
+            if let Some(format) = var("MISSIVE_KV_CACHE_TYPE") {
+                first.kv_cache_type = serde_json::from_value(serde_json::json!(format))
+                    .context("MISSIVE_KV_CACHE_TYPE must be f16, q8_0 or q4_0")?;
             }
             if let Some(threads) = var("MISSIVE_THREADS") {
                 first.threads = Some(

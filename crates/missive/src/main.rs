@@ -4,7 +4,7 @@ mod catalog;
 mod cli;
 mod config;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -16,8 +16,10 @@ fn main() -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("MISSIVE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,llama_cpp_2=warn,llama-cpp-2=warn"));
     let json = std::env::var("MISSIVE_LOG_FORMAT").is_ok_and(|f| f == "json");
+    // Colours only for a terminal: a log file or collector gets plain text.
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         subscriber.json().init();

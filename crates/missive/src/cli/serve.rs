@@ -34,6 +34,8 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let home = config.home()?;
+    // Installed before the models load, so what loading records (where layers run) is kept.
+    let _ = missive_server::metrics::handle();
     let mut router = ModelRouter::new();
     for entry in &config.models {
         if entry.images == ImagePolicy::Reject {
@@ -64,6 +66,13 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
                 temperature: entry.temperature,
                 top_p: entry.top_p,
                 top_k: entry.top_k,
+            },
+            placement: missive_engine::Placement {
+                gpu_layers: entry.gpu_layers,
+                main_gpu: entry.main_gpu,
+                split: entry.split_mode,
+                flash_attention: entry.flash_attention,
+                kv_cache_type: entry.kv_cache_type,
             },
         };
         tracing::info!(model = %entry.name, path = %model_config.path.display(), "loading model");
