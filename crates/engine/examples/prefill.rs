@@ -29,6 +29,8 @@ async fn main() {
         kv_layout: KvLayout::Unified,
         default_sampling: Default::default(),
         placement: Default::default(),
+        chat_template: None,
+        tool_format: None,
     };
     let engine = EngineBackend::load(&config).unwrap();
     let para = "The history of computing is a story of abstraction layered upon abstraction. Early machines were programmed by rewiring panels; later, stored programs allowed instructions to live in memory beside data. ".repeat(12);

@@ -38,6 +38,8 @@ async fn main() {
         kv_layout: layout,
         default_sampling: Default::default(),
         placement: Default::default(),
+        chat_template: None,
+        tool_format: None,
     };
     let engine = std::sync::Arc::new(EngineBackend::load(&config).unwrap());
     for n in [1usize, 4, 8] {

@@ -33,9 +33,13 @@ pub(crate) enum Constraint {
     Free,
     /// The whole reply must match (structured output; forced tool calls).
     FromStart(Matcher),
-    /// The reply is free until the model opens a tool call (`open`); the call then must
-    /// match.
-    AfterToolOpen { matcher: Matcher, open: LlamaToken },
+    /// The reply is free until the model opens a tool call; the call then must match.
+    /// `open` is the marker's token where the vocabulary has one; otherwise the call opens
+    /// when the marker's text is decoded.
+    AfterToolOpen {
+        matcher: Matcher,
+        open: Option<LlamaToken>,
+    },
 }
 
 impl std::fmt::Debug for Constraint {
@@ -71,10 +75,6 @@ impl Grammars {
             compiled: Mutex::new(HashMap::new()),
             tool_open: crate::model::single_token(model, OPEN),
         })
-    }
-
-    pub fn tool_open_token(&self) -> Option<LlamaToken> {
-        self.tool_open
     }
 
     /// Compiles a Lark grammar and keeps it (outside the lock: compiling can take a while).
@@ -138,9 +138,9 @@ impl Grammars {
             })?;
             return Ok(Constraint::FromStart(matcher));
         }
-        let Some(open) = self.tool_open.filter(|_| tools_offered) else {
+        if !tools_offered {
             return Ok(Constraint::Free);
-        };
+        }
         let mut calls = Vec::with_capacity(request.tools.len());
         for (i, tool) in request.tools.iter().enumerate() {
             calls.push(self.call_rule(i, tool)?);
@@ -159,7 +159,10 @@ impl Grammars {
         );
         Ok(match forced {
             true => Constraint::FromStart(matcher),
-            false => Constraint::AfterToolOpen { matcher, open },
+            false => Constraint::AfterToolOpen {
+                matcher,
+                open: self.tool_open,
+            },
         })
     }
 

@@ -8,6 +8,7 @@
 //! client went away), the loop sees it at its next step and stops the generation.
 
 mod constraint;
+mod described_tools;
 mod error;
 mod model;
 pub mod output;
@@ -34,6 +35,7 @@ use missive_protocol::models::{
 pub use error::Error;
 pub use model::{KvLayout, ModelConfig};
 pub use placement::{FlashAttention, KvCacheFormat, Placement, PlacementError, Split};
+pub use template::ToolFormat;
 
 use crate::constraint::Grammars;
 use crate::prompt_cache::{Breakpoint, CacheLedger, Clock};
@@ -91,7 +93,11 @@ impl EngineBackend {
             "model placement"
         );
         telemetry::layers(&config.name, &layers);
-        let template = model::chat_template(&model)?;
+        let mut template = model::chat_template(&model, config.chat_template.as_deref())?;
+        if let Some(format) = config.tool_format {
+            template = template.with_tool_format(format);
+        }
+        tracing::info!(model = %config.name, tool_format = ?template.tool_format(), "chat template");
         let grammars = Grammars::new(&model).map_err(Error::Grammar)?;
         let n_ctx = config.context_size.min(model.n_ctx_train()).max(256);
         let slots = config.parallel.max(1);
@@ -177,14 +183,7 @@ impl EngineBackend {
         breakpoints: bool,
     ) -> Result<PromptTokens, BackendError> {
         let mut parts = prompt::prompt_parts(request, self.template.system_anywhere())?;
-        let grammar_calls = self.grammars.tool_open_token().is_some();
-        let tools = prompt::tool_parsing(request, &parts, grammar_calls);
-        if tools.enabled && !self.template.has_tool_calls() {
-            return Err(BackendError::Unsupported(format!(
-                "tools: model `{}` has no tool-call format in its chat template",
-                self.descriptor.id
-            )));
-        }
+        let tools = prompt::tool_parsing(request, &parts);
         if !tools.enabled {
             // `tool_choice: none`, or no tools: the model is not told about them.
             parts.tools.clear();
@@ -202,6 +201,9 @@ impl EngineBackend {
             .tools
             .iter_mut()
             .for_each(|tool| self.special.fence_json(tool));
+        if self.template.tool_format() == ToolFormat::Described {
+            described_tools::describe(&mut parts);
+        }
         let thinking = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on);
         let rendered = self
             .template

@@ -41,6 +41,10 @@ pub struct ModelConfig {
     pub default_sampling: missive_backend::Sampling,
     /// GPU offload, attention kernel and KV cache format.
     pub placement: Placement,
+    /// A chat template to use instead of the GGUF's (llama-server's `--chat-template-file`).
+    pub chat_template: Option<String>,
+    /// The tool format, when detection from the template is to be overridden.
+    pub tool_format: Option<crate::template::ToolFormat>,
 }
 
 /// How the KV cache is laid out across slots.
@@ -82,14 +86,21 @@ pub(crate) fn load(path: &Path, placement: &Placement) -> Result<LlamaModel, Err
 }
 
 /// The model's own chat template, or the family's built-in one when the GGUF has none.
-pub(crate) fn chat_template(model: &LlamaModel) -> Result<ChatTemplate, Error> {
+pub(crate) fn chat_template(
+    model: &LlamaModel,
+    configured: Option<&str>,
+) -> Result<ChatTemplate, Error> {
     let vocab = model.vocab();
     let token_text = |token: LlamaToken| {
         String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned()
     };
     let bos = token_text(vocab.bos());
     let eos = token_text(vocab.eos());
-    let source = match model.meta_val_str("tokenizer.chat_template") {
+    let source = match configured {
+        Some(source) => Ok(source.to_owned()),
+        None => model.meta_val_str("tokenizer.chat_template"),
+    };
+    let source = match source {
         Ok(source) => source,
         Err(_) => {
             let arch = model

@@ -86,28 +86,17 @@ pub fn prompt_parts(
     })
 }
 
-/// How the reply is scanned for tool calls, and the prefill that forces one. For
-/// `tool_choice` `any` or `tool` the prompt ends inside a call: after the opening marker
-/// when a grammar then constrains the call (`grammar_calls`), otherwise also after the
-/// call's first words (`{"name": "`, or the named tool's whole head), so that the model
-/// cannot answer without calling it.
-pub(crate) fn tool_parsing(
-    request: &GenerateRequest,
-    parts: &PromptParts,
-    grammar_calls: bool,
-) -> ToolParsing {
+/// How the reply is scanned for tool calls, and the prefill that forces one: for
+/// `tool_choice` `any` or `tool` the prompt ends after the opening marker, and the grammar
+/// constrains the call from the first token, so the model cannot answer without it.
+pub(crate) fn tool_parsing(request: &GenerateRequest, parts: &PromptParts) -> ToolParsing {
     if parts.tools.is_empty() {
         return ToolParsing::default();
     }
     let forced_partial = match &request.tool_choice {
         Some(ToolChoice::None) => return ToolParsing::default(),
         None | Some(ToolChoice::Auto { .. }) => None,
-        Some(_) if grammar_calls => Some(String::new()),
-        Some(ToolChoice::Any { .. }) => Some("\n{\"name\": \"".to_owned()),
-        Some(ToolChoice::Tool { name, .. }) => Some(format!(
-            "\n{{\"name\": {}, \"arguments\": ",
-            Value::from(name.as_str())
-        )),
+        Some(_) => Some(String::new()),
     };
     let single = request
         .tool_choice

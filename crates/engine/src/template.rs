@@ -3,7 +3,19 @@
 
 use minijinja::value::Value;
 use minijinja::{Environment, Error as JinjaError, ErrorKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// How a model is taught to call tools (`[models.NAME] tool_format` overrides detection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolFormat {
+    /// The template renders tools and calls itself in the Hermes `<tool_call>` form
+    /// (Qwen2.5, Qwen3).
+    Hermes,
+    /// The template knows no tools: Missive describes them in the system turn and teaches
+    /// the same `<tool_call>` form (`described_tools`). Gemma 3 and plain chat templates.
+    Described,
+}
 
 /// Used when a GGUF carries no template (base models such as Gemma 3 270M): the Gemma
 /// family's turn format, so the model is still served instead of failing to load.
@@ -35,8 +47,7 @@ impl From<JinjaError> for TemplateError {
 /// A compiled chat template with the special tokens it may reference.
 pub struct ChatTemplate {
     env: Environment<'static>,
-    /// The template teaches the Hermes/Qwen `<tool_call>` format.
-    tool_calls: bool,
+    tool_format: ToolFormat,
     /// The template reasons in `<think>` tags (and may honour `enable_thinking`).
     reasons: bool,
     /// A system message after other turns renders where it stands.
@@ -62,12 +73,15 @@ impl ChatTemplate {
         env.set_trim_blocks(false);
         env.add_filter("tojson", python_tojson);
         env.add_function("raise_exception", raise_exception);
-        let tool_calls = source.contains(crate::output::tool_calls::OPEN);
+        let tool_format = match source.contains(crate::output::tool_calls::OPEN) {
+            true => ToolFormat::Hermes,
+            false => ToolFormat::Described,
+        };
         let reasons = source.contains(missive_backend::reasoning::ThinkSplitter::OPEN);
         env.add_template_owned("chat", source)?;
         let mut template = Self {
             env,
-            tool_calls,
+            tool_format,
             reasons,
             system_anywhere: false,
             bos_token,
@@ -101,8 +115,14 @@ impl ChatTemplate {
         self.system_anywhere
     }
 
-    pub fn has_tool_calls(&self) -> bool {
-        self.tool_calls
+    pub fn tool_format(&self) -> ToolFormat {
+        self.tool_format
+    }
+
+    /// Overrides the detected tool format.
+    pub fn with_tool_format(mut self, format: ToolFormat) -> Self {
+        self.tool_format = format;
+        self
     }
 
     pub fn reasons(&self) -> bool {
@@ -138,6 +158,16 @@ impl ChatTemplate {
 
 fn raise_exception(message: String) -> Result<Value, JinjaError> {
     Err(JinjaError::new(ErrorKind::InvalidOperation, message))
+}
+
+/// JSON as Python's `json.dumps` writes it (`", "`, `": "`, keys in insertion order).
+pub(crate) fn python_json(value: &serde_json::Value) -> String {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    match value.serialize(&mut ser) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => value.to_string(),
+    }
 }
 
 /// `tojson` as transformers defines it for chat templates: `json.dumps` with Python's

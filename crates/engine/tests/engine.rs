@@ -30,6 +30,8 @@ mod real_model {
             kv_layout: missive_engine::KvLayout::PerSlot,
             default_sampling: Default::default(),
             placement: Default::default(),
+            chat_template: None,
+            tool_format: None,
         }
     }
 

@@ -447,6 +447,14 @@ pub struct ModelEntry {
     /// attention; they halve or quarter the cache's memory).
     #[serde(default)]
     pub kv_cache_type: missive_engine::KvCacheFormat,
+    /// A Jinja chat template file to use instead of the GGUF's (llama-server's
+    /// `--chat-template-file`).
+    #[serde(default)]
+    pub chat_template_file: Option<PathBuf>,
+    /// `hermes` (the template renders `<tool_call>` itself) or `described` (Missive
+    /// describes the tools in the system turn); default: detected from the template.
+    #[serde(default)]
+    pub tool_format: Option<missive_engine::ToolFormat>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -526,6 +534,8 @@ fn default_models() -> Vec<ModelEntry> {
         split_mode: Default::default(),
         flash_attention: Default::default(),
         kv_cache_type: Default::default(),
+        chat_template_file: None,
+        tool_format: None,
     }]
 }
 
@@ -647,6 +657,15 @@ impl Config {
             if let Some(format) = var("MISSIVE_KV_CACHE_TYPE") {
                 first.kv_cache_type = serde_json::from_value(serde_json::json!(format))
                     .context("MISSIVE_KV_CACHE_TYPE must be f16, q8_0 or q4_0")?;
+            }
+            if let Some(path) = var("MISSIVE_CHAT_TEMPLATE_FILE") {
+                first.chat_template_file = Some(PathBuf::from(path));
+            }
+            if let Some(format) = var("MISSIVE_TOOL_FORMAT") {
+                first.tool_format = Some(
+                    serde_json::from_value(serde_json::json!(format))
+                        .context("MISSIVE_TOOL_FORMAT must be hermes or described")?,
+                );
             }
             if let Some(threads) = var("MISSIVE_THREADS") {
                 first.threads = Some(

@@ -39,7 +39,7 @@ struct Active {
     prefilled: usize,
     sampler: TokenSampler,
     /// The tool-call grammar, waiting for the model to open a call.
-    lazy_grammar: Option<(Matcher, LlamaToken)>,
+    lazy_grammar: Option<LazyGrammar>,
     decoder: TextDecoder,
     /// Present when tools may be called.
     tool_parser: Option<ToolCallParser>,
@@ -137,9 +137,14 @@ impl Slot {
         let (sampler, lazy_grammar) = match std::mem::take(&mut job.constraint) {
             Constraint::Free => (build_sampler(job.sampling, None), None),
             Constraint::FromStart(matcher) => (build_sampler(job.sampling, Some(matcher)), None),
-            Constraint::AfterToolOpen { matcher, open } => {
-                (build_sampler(job.sampling, None), Some((matcher, open)))
-            }
+            Constraint::AfterToolOpen { matcher, open } => (
+                build_sampler(job.sampling, None),
+                Some(LazyGrammar {
+                    matcher,
+                    open,
+                    scan: MarkerScan::default(),
+                }),
+            ),
         };
         self.active = Some(Active {
             sampler,
@@ -277,7 +282,24 @@ impl Slot {
         }
         active.output_tokens += 1;
         let mut piece = visible_piece(vocab, token, active.tool_parser.is_some());
-        if let Some(open) = active.lazy_grammar.as_ref().map(|(_, open)| *open) {
+        let thinking = active
+            .think
+            .as_ref()
+            .is_some_and(ThinkSplitter::is_thinking);
+        let opened = match active.lazy_grammar.as_mut() {
+            Some(lazy) if lazy.open.is_none() && !thinking => lazy.scan.push(&piece),
+            _ => None,
+        };
+        if let Some(tail) = opened {
+            let matcher = active
+                .lazy_grammar
+                .take()
+                .and_then(|lazy| lazy.after_marker(&tail, vocab));
+            if let Some(matcher) = matcher {
+                active.sampler = build_sampler(active.job.sampling, Some(matcher));
+            }
+        }
+        if let Some(open) = active.lazy_grammar.as_ref().and_then(|l| l.open) {
             // Small models often write a call's JSON without the opening marker; a reply
             // that starts with `{` while tools are offered is taken as a call and gets one.
             // A fenced call the parser is holding is its to recognise: a marker forced into
@@ -292,8 +314,8 @@ impl Slot {
                     .trim_start()
                     .starts_with('{');
             if token == open || bare_call {
-                if let Some((matcher, _)) = active.lazy_grammar.take() {
-                    active.sampler = build_sampler(active.job.sampling, Some(matcher));
+                if let Some(lazy) = active.lazy_grammar.take() {
+                    active.sampler = build_sampler(active.job.sampling, Some(lazy.matcher));
                 }
                 token = open;
                 piece = visible_piece(vocab, token, true);
@@ -561,6 +583,58 @@ fn send_pieces(active: &mut Active, pieces: Vec<Piece>) -> Emitted {
     Emitted::Continue
 }
 
+/// The tool-call grammar, waiting for the model to open a call.
+struct LazyGrammar {
+    matcher: Matcher,
+    /// The opening marker's token, where the vocabulary has one.
+    open: Option<LlamaToken>,
+    /// Without that token: where the marker's text is looked for.
+    scan: MarkerScan,
+}
+
+impl LazyGrammar {
+    /// The grammar, advanced past `tail` (what the model wrote after the marker in the
+    /// same tokens). `None` when that text already left the grammar: the call is then
+    /// parsed as written.
+    fn after_marker(mut self, tail: &str, vocab: &LlamaVocab<'_>) -> Option<Matcher> {
+        let tokens: Vec<u32> = vocab
+            .tokenize(tail.as_bytes(), false, false)
+            .iter()
+            .filter_map(|t| u32::try_from(t.0).ok())
+            .collect();
+        match self.matcher.try_consume_tokens(&tokens) {
+            Ok(n) if n == tokens.len() => Some(self.matcher),
+            _ => None,
+        }
+    }
+}
+
+/// Finds the tool-call marker's text in decoded pieces, however it is split into tokens.
+#[derive(Debug, Default)]
+struct MarkerScan {
+    /// The reply's last bytes: never more than the marker's length without it.
+    recent: String,
+}
+
+impl MarkerScan {
+    /// Adds a decoded piece; once the marker is complete, the text after it.
+    fn push(&mut self, piece: &[u8]) -> Option<String> {
+        self.recent.push_str(&String::from_utf8_lossy(piece));
+        if let Some(at) = self.recent.find(tool_calls::OPEN) {
+            return Some(self.recent[at + tool_calls::OPEN.len()..].to_owned());
+        }
+        let keep = tool_calls::OPEN.len();
+        if self.recent.len() > keep {
+            let mut cut = self.recent.len() - keep;
+            while !self.recent.is_char_boundary(cut) {
+                cut += 1;
+            }
+            self.recent.drain(..cut);
+        }
+        None
+    }
+}
+
 /// A tool call being decoded. Its input goes out as it comes, except while it is still a
 /// prefix of a call already sent: a model that loops on a call would otherwise show the
 /// repeat before it could be stopped.
@@ -714,6 +788,20 @@ fn build_sampler(sampling: Sampling, grammar: Option<Matcher>) -> TokenSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_markers_text_is_found_however_it_is_split() {
+        let mut scan = MarkerScan::default();
+        for piece in ["Let me check. ", "<", "tool", "_", "call"] {
+            assert_eq!(scan.push(piece.as_bytes()), None);
+        }
+        assert_eq!(scan.push(b">\n{"), Some("\n{".to_owned()));
+        // Only the marker's length is kept while it has not appeared.
+        let mut scan = MarkerScan::default();
+        scan.push("é".repeat(100).as_bytes());
+        assert!(scan.recent.len() <= tool_calls::OPEN.len() + 1);
+        assert_eq!(scan.push(b"<tool_call>"), Some(String::new()));
+    }
 
     #[test]
     fn greedy_takes_the_highest_logit_and_the_first_of_equals() {

@@ -50,31 +50,39 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         let path =
             tokio::task::spawn_blocking(move || crate::cli::pull::ensure(&models_dir, &source))
                 .await??;
-        let model_config = ModelConfig {
-            name: entry.name.clone(),
-            path,
-            context_size: entry.context_size,
-            threads: entry.threads.unwrap_or_else(default_threads),
-            max_output_tokens: entry.max_output_tokens,
-            queue_depth: entry.queue_depth,
-            max_queue_wait: std::time::Duration::from_secs_f64(entry.max_queue_wait_s.max(0.0)),
-            parallel: entry.parallel,
-            cache_min_tokens: missive_engine::prompt_cache::DEFAULT_MIN_TOKENS,
-            host_cache_bytes: entry.host_cache_mb.saturating_mul(1 << 20),
-            kv_layout: entry.kv_layout.layout(),
-            default_sampling: missive_backend::Sampling {
-                temperature: entry.temperature,
-                top_p: entry.top_p,
-                top_k: entry.top_k,
-            },
-            placement: missive_engine::Placement {
-                gpu_layers: entry.gpu_layers,
-                main_gpu: entry.main_gpu,
-                split: entry.split_mode,
-                flash_attention: entry.flash_attention,
-                kv_cache_type: entry.kv_cache_type,
-            },
-        };
+        let model_config =
+            ModelConfig {
+                name: entry.name.clone(),
+                path,
+                context_size: entry.context_size,
+                threads: entry.threads.unwrap_or_else(default_threads),
+                max_output_tokens: entry.max_output_tokens,
+                queue_depth: entry.queue_depth,
+                max_queue_wait: std::time::Duration::from_secs_f64(entry.max_queue_wait_s.max(0.0)),
+                parallel: entry.parallel,
+                cache_min_tokens: missive_engine::prompt_cache::DEFAULT_MIN_TOKENS,
+                host_cache_bytes: entry.host_cache_mb.saturating_mul(1 << 20),
+                kv_layout: entry.kv_layout.layout(),
+                default_sampling: missive_backend::Sampling {
+                    temperature: entry.temperature,
+                    top_p: entry.top_p,
+                    top_k: entry.top_k,
+                },
+                placement: missive_engine::Placement {
+                    gpu_layers: entry.gpu_layers,
+                    main_gpu: entry.main_gpu,
+                    split: entry.split_mode,
+                    flash_attention: entry.flash_attention,
+                    kv_cache_type: entry.kv_cache_type,
+                },
+                chat_template: match &entry.chat_template_file {
+                    Some(path) => Some(std::fs::read_to_string(path).with_context(|| {
+                        format!("reading chat_template_file {}", path.display())
+                    })?),
+                    None => None,
+                },
+                tool_format: entry.tool_format,
+            };
         tracing::info!(model = %entry.name, path = %model_config.path.display(), "loading model");
         let backend = tokio::task::spawn_blocking(move || EngineBackend::load(&model_config))
             .await?

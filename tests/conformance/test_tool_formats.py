@@ -1,0 +1,140 @@
+"""Tool formats per model family (issue 20). A template with no tool format of its own gets
+the described format: Missive lists the tools in the system turn and teaches the
+`<tool_call>` form, under the same grammar. Shown on Gemma 3 270M (a base model whose
+vocabulary has no `<tool_call>` token, so a call opens on the marker's text) and on the
+default model served with `tool_format = "described"`."""
+
+import json
+import os
+
+import anthropic
+import pytest
+
+from conftest import API_KEY, Missive, sampling
+
+MODEL = "claude-opus-4-8"
+
+
+def city_tool(**extra):
+    return {
+        "name": "get_weather",
+        "description": "Get the current weather in a given city",
+        "input_schema": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 3}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+        **extra,
+    }
+
+
+def serve(**env):
+    server = Missive()
+    server.env.update(env)
+    server.start()
+    return server, anthropic.Anthropic(base_url=server.url, api_key=API_KEY, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    model = os.environ.get("MISSIVE_GEMMA_MODEL")
+    if not model:
+        pytest.fail("MISSIVE_GEMMA_MODEL must name Gemma 3 270M's GGUF (scripts/test pulls it)")
+    server, client = serve(MISSIVE_MODEL=model)
+    yield client
+    server.stop()
+
+
+def calls(message):
+    return [block for block in message.content if block.type == "tool_use"]
+
+
+def test_a_forced_strict_call_decodes_under_the_grammar_on_a_template_without_tools(gemma):
+    # Unconstrained, the model writes "Rome"; the schema allows three characters at most.
+    kwargs = dict(
+        model=MODEL,
+        max_tokens=40,
+        tools=[city_tool(strict=True)],
+        tool_choice={"type": "tool", "name": "get_weather"},
+        messages=[{"role": "user", "content": "What is the weather in Rome?"}],
+        **sampling(temperature=0),
+    )
+    message = gemma.messages.create(**kwargs)
+    call = calls(message)[0]
+    assert call.name == "get_weather"
+    assert set(call.input) == {"city"} and 1 <= len(call.input["city"]) <= 3, call.input
+
+    pieces = []
+    with gemma.messages.stream(**kwargs) as stream:
+        for event in stream:
+            if event.type == "input_json" and event.partial_json:
+                pieces.append(event.partial_json)
+        streamed = stream.get_final_message()
+    assert calls(streamed)[0].input == call.input
+    assert pieces and "".join(pieces).startswith(json.dumps(call.input)[:-1]), pieces
+
+
+def test_auto_calls_are_recognised_on_the_markers_text(gemma):
+    # A base model follows the conversation's own example: the earlier call and its result
+    # are rendered back as text in the described form.
+    message = gemma.messages.create(
+        model=MODEL,
+        max_tokens=40,
+        tools=[
+            {
+                "name": "get_weather",
+                "description": "Get the current weather in a given location",
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"location": {"type": "string"}},
+                    "required": ["location"],
+                    "additionalProperties": False,
+                },
+            }
+        ],
+        messages=[
+            {"role": "user", "content": "What is the weather in Paris?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Paris"}}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "15 degrees"},
+                    {"type": "text", "text": "What is the weather in Rome?"},
+                ],
+            },
+        ],
+        **sampling(temperature=0),
+    )
+    first = calls(message)[0]
+    assert first.input == {"location": "Rome"}, message.content
+    assert not any(b.type == "text" and "<tool_call>" in b.text for b in message.content)
+
+
+def test_the_default_model_calls_tools_in_the_described_format():
+    server, client = serve(MISSIVE_TOOL_FORMAT="described")
+    try:
+        message = client.messages.create(
+            model=MODEL,
+            max_tokens=128,
+            tools=[
+                {
+                    "name": "get_weather",
+                    "description": "Get the current weather in a given location",
+                    "input_schema": {
+                        "type": "object",
+                        "properties": {"location": {"type": "string"}},
+                        "required": ["location"],
+                    },
+                }
+            ],
+            messages=[{"role": "user", "content": "What's the weather like in San Francisco?"}],
+            **sampling(temperature=0),
+        )
+        assert message.stop_reason == "tool_use", message.content
+        [call] = calls(message)
+        assert "San Francisco" in call.input["location"]
+        log = open(f"{server.home}/serve.log").read()
+        assert "tool_format=Described" in log
+    finally:
+        server.stop()
