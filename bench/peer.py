@@ -208,8 +208,10 @@ def with_llama_server(args, slots, ctx, body):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     print(f"llama-server: {args.threads} threads, ctx {ctx}, -np {slots}", flush=True)
+    kv = getattr(args, "kv_cache_type", "f16")
     proc = start([args.llama_server, "-m", args.model, "--port", str(port), "--ctx-size", str(ctx),
-                  "--", "-t", str(args.threads), "-tb", str(args.threads), "-np", str(slots)], os.environ, url, "llama")
+                  "--", "-t", str(args.threads), "-tb", str(args.threads), "-np", str(slots),
+                  "-fa", getattr(args, "flash_attention", "auto"), "-ctk", kv, "-ctv", kv], os.environ, url, "llama")
     try:
         return body(url)
     finally:
@@ -222,7 +224,9 @@ def with_missive(args, slots, ctx, body, kv_layout="unified"):
     print(f"missive: {args.threads} threads, ctx {ctx}, {slots} slots, {kv_layout} KV", flush=True)
     env = dict(os.environ, MISSIVE_HOME=tempfile.mkdtemp(prefix="missive-bench-"), MISSIVE_MODEL=args.model,
                MISSIVE_API_KEY="bench-key", MISSIVE_ADMIN_KEY=ADMIN_KEY, MISSIVE_PORT=str(port), MISSIVE_THREADS=str(args.threads),
-               MISSIVE_CONTEXT_SIZE=str(ctx), MISSIVE_PARALLEL=str(slots), MISSIVE_KV_LAYOUT=kv_layout)
+               MISSIVE_CONTEXT_SIZE=str(ctx), MISSIVE_PARALLEL=str(slots), MISSIVE_KV_LAYOUT=kv_layout,
+               MISSIVE_FLASH_ATTENTION=getattr(args, "flash_attention", "auto"),
+               MISSIVE_KV_CACHE_TYPE=getattr(args, "kv_cache_type", "f16"))
     proc = start([args.missive, "serve"], env, url, "missive")
     try:
         return body(url)
@@ -266,6 +270,9 @@ def server_args(ctx):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ctx", type=int, default=ctx)
     p.add_argument("--out", default=None)
+    # The same attention kernel and KV format on both servers (llama-server's -fa, -ctk/-ctv).
+    p.add_argument("--flash-attention", choices=["auto", "on", "off"], default="auto")
+    p.add_argument("--kv-cache-type", choices=["f16", "q8_0", "q4_0"], default="f16")
     return p
 
 

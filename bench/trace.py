@@ -111,7 +111,8 @@ def main():
     lines = [f"# Agent trace ({datetime.date.today()})", "",
              f"{args.turns} turns, a {prompt}-token first prompt ({peer_prompt} as llama-server renders it; system "
              f"prompt and {len(TOOLS)} tools resent every turn, history growing), {args.max_tokens} output tokens a "
-             f"turn, {args.threads} threads each, 1 slot, both servers up side by side taking turns.", "",
+             f"turn, {args.threads} threads each, 1 slot, both servers up side by side taking turns. Flash attention "
+             f"`{args.flash_attention}`, KV cache `{args.kv_cache_type}` on both.", "",
              "| metric | Missive | llama-server | ratio |", "|---|---|---|---|"]
     for label, key, turn in (("total time (s)", "total", None), ("first turn time to first token (s)", "ttft", 1),
                              ("second turn time to first token (s)", "ttft", 2)):
@@ -120,7 +121,9 @@ def main():
     second = next(r for r in rows if r["server"] == "missive" and r["turn"] == 2)["usage"]
     lines.append(f"| second turn usage (Missive) | read {second.get('cache_read_input_tokens')}, "
                  f"written {second.get('cache_creation_input_tokens')}, uncached {second.get('input_tokens')} | | |")
-    write_report(args, "trace.md", lines)
+    settings = "" if (args.flash_attention, args.kv_cache_type) == ("auto", "f16") else \
+        f"-fa-{args.flash_attention}-kv-{args.kv_cache_type}"
+    write_report(args, f"trace{settings}.md", lines)
 
 
 if __name__ == "__main__":
