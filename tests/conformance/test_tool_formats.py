@@ -138,3 +138,56 @@ def test_the_default_model_calls_tools_in_the_described_format():
         assert "tool_format=Described" in log
     finally:
         server.stop()
+
+
+QWEN3_CODER = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "engine", "tests", "templates", "Qwen3-Coder.jinja")
+
+
+def test_the_default_model_under_qwen3_coders_template_calls_in_its_xml_form():
+    """The XML family end to end: the default model served with Qwen3-Coder's own chat
+    template decodes forced and strict calls under that family's grammar; they come back as
+    tool_use blocks whose input matches the schema, streamed or not."""
+    server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(QWEN3_CODER))
+    tool = {
+        "name": "write_file",
+        "description": "Write a text file",
+        "strict": True,
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "path": {"type": "string", "description": "The file's path"},
+                "content": {"type": "string"},
+                "mode": {"type": "string", "enum": ["create", "overwrite"]},
+                "lines": {"type": "integer"},
+            },
+            "required": ["path", "content", "mode", "lines"],
+            "additionalProperties": False,
+        },
+    }
+    try:
+        assert "tool_format=QwenXml" in open(f"{server.home}/serve.log").read()
+        kwargs = dict(
+            model=MODEL,
+            max_tokens=200,
+            tools=[tool],
+            tool_choice={"type": "tool", "name": "write_file"},
+            messages=[{"role": "user", "content": "Save the word hello to notes.txt."}],
+            **sampling(temperature=0),
+        )
+        message = client.messages.create(**kwargs)
+        assert message.stop_reason == "tool_use", message.content
+        [call] = calls(message)
+        assert set(call.input) == {"path", "content", "mode", "lines"}, call.input
+        assert isinstance(call.input["path"], str) and isinstance(call.input["content"], str)
+        assert call.input["mode"] in ("create", "overwrite") and isinstance(call.input["lines"], int)
+
+        pieces = []
+        with client.messages.stream(**kwargs) as stream:
+            for event in stream:
+                if event.type == "input_json" and event.partial_json:
+                    pieces.append(event.partial_json)
+            streamed = stream.get_final_message()
+        assert calls(streamed)[0].input == call.input
+        assert len(pieces) > 3 and json.loads("".join(pieces)) == call.input
+    finally:
+        server.stop()

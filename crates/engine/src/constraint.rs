@@ -21,6 +21,9 @@ use missive_protocol::tools::{OutputFormat, Tool, ToolChoice};
 use serde_json::{json, Value};
 
 use crate::output::tool_calls::{CLOSE, OPEN};
+use crate::template::ToolFormat;
+
+mod xml_rules;
 
 /// Distinct grammars kept compiled; past this the cache starts over. Agents resend the
 /// same tools every turn, so a small cache already catches nearly every request.
@@ -127,6 +130,7 @@ impl Grammars {
         &self,
         request: &GenerateRequest,
         tools_offered: bool,
+        format: ToolFormat,
     ) -> Result<Constraint, BackendError> {
         if let Some(OutputFormat::JsonSchema { schema }) = &request.output_format {
             let lark = format!("start: {}\n", json_rule(schema));
@@ -142,14 +146,22 @@ impl Grammars {
             return Ok(Constraint::Free);
         }
         let mut calls = Vec::with_capacity(request.tools.len());
+        let mut helpers = Vec::new();
         for (i, tool) in request.tools.iter().enumerate() {
-            calls.push(self.call_rule(i, tool)?);
+            calls.push(match format {
+                ToolFormat::QwenXml => self.xml_call_rule(i, tool, &mut helpers)?,
+                ToolFormat::Hermes | ToolFormat::Described => self.call_rule(i, tool)?,
+            });
         }
         let single = request
             .tool_choice
             .as_ref()
             .is_some_and(ToolChoice::disables_parallel_tool_use);
-        let lark = tool_calls_grammar(&calls, first_call(request, &calls), single);
+        let mut lark = tool_calls_grammar(&calls, first_call(request, &calls), single);
+        for helper in helpers {
+            lark.push_str(&helper);
+            lark.push('\n');
+        }
         let matcher = self
             .matcher(&lark)
             .map_err(|err| BackendError::Unsupported(format!("tools: {}", first_line(&err))))?;
@@ -189,6 +201,25 @@ impl Grammars {
         let head = serde_json::to_string(&format!("{{\"name\": {name}, \"arguments\": "))
             .unwrap_or_default();
         Ok(format!("{head} {arguments} \"}}\""))
+    }
+}
+
+impl Grammars {
+    /// The Lark rule body of one call of `tool` in the Qwen3-Coder XML form.
+    fn xml_call_rule(
+        &self,
+        index: usize,
+        tool: &Tool,
+        helpers: &mut Vec<String>,
+    ) -> Result<String, BackendError> {
+        let schema = match client_tools::kind(tool) {
+            ToolKind::Client(schema) => schema,
+            ToolKind::Server(_) | ToolKind::Unknown(_) => json!({"type": "object"}),
+        };
+        let strict = tool.strict == Some(true);
+        xml_rules::call_rule(index, &tool.name, &schema, strict, json_rule, helpers).map_err(
+            |err| BackendError::Unsupported(format!("tools.{index}.input_schema.{}", err.0)),
+        )
     }
 }
 

@@ -183,7 +183,7 @@ impl EngineBackend {
         breakpoints: bool,
     ) -> Result<PromptTokens, BackendError> {
         let mut parts = prompt::prompt_parts(request, self.template.system_anywhere())?;
-        let tools = prompt::tool_parsing(request, &parts);
+        let tools = prompt::tool_parsing(request, &parts, self.template.tool_format());
         if !tools.enabled {
             // `tool_choice: none`, or no tools: the model is not told about them.
             parts.tools.clear();
@@ -314,7 +314,11 @@ impl Backend for EngineBackend {
         if count >= max {
             return Err(BackendError::PromptTooLong { tokens: count, max });
         }
-        let constraint = self.grammars.for_request(&request, prompt.tools.enabled)?;
+        let constraint = self.grammars.for_request(
+            &request,
+            prompt.tools.enabled,
+            self.template.tool_format(),
+        )?;
         // Prefixes are matched on the rendered text: the same text is the same tokens.
         let (usage, cache_keys) = self.cache_ledger.account_scoped(
             &request.cache_scope,

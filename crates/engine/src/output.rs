@@ -4,6 +4,7 @@
 pub mod call_stream;
 pub mod text;
 pub mod tool_calls;
+pub mod xml_call;
 
 pub use text::{Step, TextDecoder};
-pub use tool_calls::{Piece, ToolCallParser};
+pub use tool_calls::{CallBody, Piece, ToolCallParser};

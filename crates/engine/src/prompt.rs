@@ -9,9 +9,11 @@ use missive_protocol::messages::Role;
 use missive_protocol::tools::ToolChoice;
 use serde_json::{json, Value};
 
+use crate::output::xml_call::TextParams;
+use crate::output::CallBody;
 use crate::prompt_cache::Ttl;
 use crate::scheduler::ToolParsing;
-use crate::template::TemplateMessage;
+use crate::template::{TemplateMessage, ToolFormat};
 
 /// The template's inputs for one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,7 +91,11 @@ pub fn prompt_parts(
 /// How the reply is scanned for tool calls, and the prefill that forces one: for
 /// `tool_choice` `any` or `tool` the prompt ends after the opening marker, and the grammar
 /// constrains the call from the first token, so the model cannot answer without it.
-pub(crate) fn tool_parsing(request: &GenerateRequest, parts: &PromptParts) -> ToolParsing {
+pub(crate) fn tool_parsing(
+    request: &GenerateRequest,
+    parts: &PromptParts,
+    format: ToolFormat,
+) -> ToolParsing {
     if parts.tools.is_empty() {
         return ToolParsing::default();
     }
@@ -102,16 +108,50 @@ pub(crate) fn tool_parsing(request: &GenerateRequest, parts: &PromptParts) -> To
         .tool_choice
         .as_ref()
         .is_some_and(ToolChoice::disables_parallel_tool_use);
-    let slip_names = match forced_partial {
-        Some(_) => Vec::new(),
-        None => request.tools.iter().map(|t| t.name.clone()).collect(),
+    // Qwen2.5's slips are JSON; a model taught XML calls does not write them.
+    let slip_names = match (&forced_partial, format) {
+        (None, ToolFormat::Hermes | ToolFormat::Described) => {
+            request.tools.iter().map(|t| t.name.clone()).collect()
+        }
+        _ => Vec::new(),
+    };
+    let body = match format {
+        ToolFormat::QwenXml => CallBody::QwenXml(text_params(request)),
+        ToolFormat::Hermes | ToolFormat::Described => CallBody::Json,
     };
     ToolParsing {
         enabled: true,
         forced_partial,
         single,
         slip_names,
+        body,
     }
+}
+
+/// Each tool's parameters that take raw text in the XML form: those of type `string`.
+fn text_params(request: &GenerateRequest) -> TextParams {
+    let tools = request
+        .tools
+        .iter()
+        .filter_map(|tool| {
+            let ToolKind::Client(schema) = client_tools::kind(tool) else {
+                return None;
+            };
+            let strings = schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|properties| {
+                    properties
+                        .iter()
+                        .filter(|(_, p)| p.get("type").and_then(Value::as_str) == Some("string"))
+                        .map(|(key, _)| key.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some((tool.name.clone(), strings))
+        })
+        .collect();
+    TextParams::new(tools)
 }
 
 fn fold(notes: &[String]) -> String {

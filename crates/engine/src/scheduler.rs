@@ -99,6 +99,8 @@ pub(crate) struct ToolParsing {
     pub single: bool,
     /// In `auto`, the tools a call the model slips into another form may name.
     pub slip_names: Vec<String>,
+    /// How a call is written between the markers.
+    pub body: crate::output::CallBody,
 }
 
 impl ContextSettings {

@@ -15,6 +15,9 @@ pub enum ToolFormat {
     /// The template knows no tools: Missive describes them in the system turn and teaches
     /// the same `<tool_call>` form (`described_tools`). Gemma 3 and plain chat templates.
     Described,
+    /// `<tool_call>` around `<function=NAME>` and one `<parameter=KEY>` per argument
+    /// (Qwen3-Coder, Qwen3.5), rendered by the template itself.
+    QwenXml,
 }
 
 /// Used when a GGUF carries no template (base models such as Gemma 3 270M): the Gemma
@@ -70,12 +73,18 @@ impl ChatTemplate {
     ) -> Result<Self, TemplateError> {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.set_trim_blocks(false);
+        // As transformers' `apply_chat_template` and llama.cpp render templates: a block
+        // tag's own newline and indentation are not output (Qwen3-Coder's macros rely on it).
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
         env.add_filter("tojson", python_tojson);
         env.add_function("raise_exception", raise_exception);
-        let tool_format = match source.contains(crate::output::tool_calls::OPEN) {
-            true => ToolFormat::Hermes,
-            false => ToolFormat::Described,
+        let tool_format = if source.contains("<function=") {
+            ToolFormat::QwenXml
+        } else if source.contains(crate::output::tool_calls::OPEN) {
+            ToolFormat::Hermes
+        } else {
+            ToolFormat::Described
         };
         let reasons = source.contains(missive_backend::reasoning::ThinkSplitter::OPEN);
         env.add_template_owned("chat", source)?;
@@ -272,6 +281,46 @@ mod tests {
             t.render(&[], &[], true, false).unwrap(),
             "<think>\n\n</think>\n\nA"
         );
+    }
+
+    /// Qwen3-Coder's own template (tests/templates/README.md): detected as the XML format,
+    /// and a conversation with a system turn, tools, a call and its result renders as
+    /// the model was trained on.
+    #[test]
+    fn qwen3_coder_renders_tools_calls_and_results_in_its_xml_form() {
+        let source = include_str!("../tests/templates/Qwen3-Coder.jinja");
+        let t = ChatTemplate::new(source.into(), String::new(), "<|im_end|>".into()).unwrap();
+        assert_eq!(t.tool_format(), ToolFormat::QwenXml);
+        let tools = [serde_json::json!({"type": "function", "function": {
+            "name": "write_file", "description": "Write a file",
+            "parameters": {"type": "object", "properties": {
+                "path": {"type": "string", "description": "Where"},
+                "mode": {"type": "integer"}}, "required": ["path"]}}})];
+        let mut call = msg("assistant", "Writing it.");
+        call.tool_calls = vec![serde_json::json!({"type": "function", "function": {
+            "name": "write_file", "arguments": {"path": "a.txt", "mode": 420}}})];
+        let out = t
+            .render(
+                &[
+                    msg("system", "Be brief."),
+                    msg("user", "Save a.txt"),
+                    call,
+                    msg("tool", "written"),
+                ],
+                &tools,
+                true,
+                false,
+            )
+            .unwrap();
+        for expected in [
+            "<|im_start|>system\nBe brief.\n\nYou have access to the following functions:",
+            "<function>\n<name>write_file</name>\n<description>Write a file</description>",
+            "<parameter>\n<name>path</name>\n<type>string</type>\n<description>Where</description>\n</parameter>",
+            "<|im_start|>assistant\nWriting it.\n\n<tool_call>\n<function=write_file>\n<parameter=path>\na.txt\n</parameter>\n<parameter=mode>\n420\n</parameter>\n</function>\n</tool_call><|im_end|>",
+            "<|im_start|>user\n<tool_response>\nwritten\n</tool_response>\n<|im_end|>\n<|im_start|>assistant\n",
+        ] {
+            assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        }
     }
 
     #[test]

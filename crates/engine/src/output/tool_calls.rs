@@ -7,6 +7,7 @@ use missive_backend::reasoning::partial_suffix;
 use serde_json::Value;
 
 use super::call_stream::{CallStream, Progress};
+use super::xml_call::{self, TextParams, XmlCallStream};
 
 pub const OPEN: &str = "<tool_call>";
 pub const CLOSE: &str = "</tool_call>";
@@ -21,12 +22,24 @@ pub enum Piece {
     ToolCall { name: String, input: Value },
 }
 
+/// How a call's body is written between the markers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CallBody {
+    /// `{"name": …, "arguments": {…}}` (Hermes, and the described format).
+    #[default]
+    Json,
+    /// `<function=NAME>` and one `<parameter=KEY>` per argument (Qwen3-Coder).
+    QwenXml(TextParams),
+}
+
 #[derive(Debug, Default)]
 pub struct ToolCallParser {
     buf: String,
     in_call: bool,
+    body: CallBody,
     /// The open call's arguments, streamed as they come.
     call: CallStream,
+    xml: XmlCallStream,
     /// Watching the start of the reply for a call in a form the family slips into.
     slip: Option<SlipWatch>,
 }
@@ -119,6 +132,12 @@ impl ToolCallParser {
             }),
             ..Self::default()
         }
+    }
+
+    /// Calls are written in `body`'s form.
+    pub fn with_body(mut self, body: CallBody) -> Self {
+        self.body = body;
+        self
     }
 
     pub fn is_in_call(&self) -> bool {
@@ -228,8 +247,12 @@ impl ToolCallParser {
 impl ToolCallParser {
     /// Hands on what the open call's first `upto` bytes add to its streamed arguments.
     fn stream_call(&mut self, upto: usize) -> Vec<Piece> {
-        self.call
-            .advance(&self.buf[..upto])
+        let body = &self.buf[..upto];
+        let progress = match &self.body {
+            CallBody::Json => self.call.advance(body),
+            CallBody::QwenXml(params) => self.xml.advance(body, params),
+        };
+        progress
             .into_iter()
             .map(|progress| match progress {
                 Progress::Start { name } => Piece::ToolStart { name },
@@ -244,6 +267,19 @@ impl ToolCallParser {
     fn end_call(&mut self, body: &str) -> Option<Piece> {
         self.in_call = false;
         let call = std::mem::take(&mut self.call);
+        let xml = std::mem::take(&mut self.xml);
+        if let CallBody::QwenXml(params) = &self.body {
+            return match xml_call::parse(body, params) {
+                Some((name, input)) => Some(Piece::ToolCall { name, input }),
+                None if xml.is_started() => Some(Piece::ToolCall {
+                    name: xml.name().unwrap_or_default().to_owned(),
+                    input: xml
+                        .arguments()
+                        .unwrap_or_else(|| Value::Object(Default::default())),
+                }),
+                None => None,
+            };
+        }
         match parse_call(body) {
             parsed @ Piece::ToolCall { .. } => Some(parsed),
             _ if call.is_started() => Some(Piece::ToolCall {
@@ -437,6 +473,35 @@ mod tests {
                 name: "f".into(),
                 input: json!({})
             })
+        );
+    }
+
+    /// Qwen3-Coder's form: text before, two calls, split into 3-character chunks.
+    #[test]
+    fn xml_calls_are_parsed_and_streamed_in_the_qwen3_coder_form() {
+        let params = TextParams::new(std::collections::HashMap::from([(
+            "read_file".to_owned(),
+            std::collections::HashSet::from(["path".to_owned()]),
+        )]));
+        let reply = "I'll read both.\n<tool_call>\n<function=read_file>\n<parameter=path>\na.txt\n</parameter>\n<parameter=limit>\n10\n</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=read_file>\n<parameter=path>\nb <c>.txt\n</parameter>\n</function>\n</tool_call>";
+        let chars: Vec<char> = reply.chars().collect();
+        let chunks: Vec<String> = chars.chunks(3).map(|c| c.iter().collect()).collect();
+        let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        let mut p = ToolCallParser::default().with_body(CallBody::QwenXml(params));
+        assert_eq!(
+            feed(&mut p, &chunks),
+            vec![
+                Piece::Text("I'll read both.\n".into()),
+                Piece::ToolCall {
+                    name: "read_file".into(),
+                    input: json!({"path": "a.txt", "limit": 10})
+                },
+                Piece::Text("\n".into()),
+                Piece::ToolCall {
+                    name: "read_file".into(),
+                    input: json!({"path": "b <c>.txt"})
+                },
+            ]
         );
     }
 

@@ -133,7 +133,8 @@ impl Slot {
             ),
             (true, None) => Some(ToolCallParser::default()),
             (false, None) => None,
-        };
+        }
+        .map(|parser| parser.with_body(job.tools.body.clone()));
         let (sampler, lazy_grammar) = match std::mem::take(&mut job.constraint) {
             Constraint::Free => (build_sampler(job.sampling, None), None),
             Constraint::FromStart(matcher) => (build_sampler(job.sampling, Some(matcher)), None),

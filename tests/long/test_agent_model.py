@@ -1,0 +1,79 @@
+"""The 1.5B agent model in the conformance run (issue 20): the two-step weather loop (a
+call, its result, an answer that can only come from the result) without an assistant
+prefill, which the 0.5B default model needs (tests/conformance/test_tools.py), and tool
+input streamed while it is written."""
+
+import json
+import os
+
+import anthropic
+import pytest
+
+from harness import API_KEY, Missive
+
+MODEL = "claude-opus-4-8"
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Get the current weather in a given location",
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        },
+        "required": ["location"],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def client():
+    model = os.environ.get("MISSIVE_AGENT_MODEL")
+    if not model:
+        pytest.fail("MISSIVE_AGENT_MODEL must name the 1.5B agent model's GGUF (scripts/test sets it)")
+    server = Missive(f"""
+[[models]]
+name = "qwen2.5-coder-1.5b-instruct"
+source = "{model}"
+context_size = 8192
+temperature = 0.0
+
+[aliases]
+"claude-*" = "qwen2.5-coder-1.5b-instruct"
+""")
+    server.env.pop("MISSIVE_MODEL", None)
+    server.start()
+    yield anthropic.Anthropic(base_url=server.url, api_key=API_KEY, max_retries=0)
+    server.stop()
+
+
+def tool_uses(message):
+    return [block for block in message.content if block.type == "tool_use"]
+
+
+def test_the_weather_loop_needs_no_prefill(client):
+    question = {"role": "user", "content": "What's the weather like in San Francisco?"}
+    pieces = []
+    with client.messages.stream(model=MODEL, max_tokens=256, tools=[WEATHER_TOOL], messages=[question]) as stream:
+        for event in stream:
+            if event.type == "input_json" and event.partial_json:
+                pieces.append(event.partial_json)
+        first = stream.get_final_message()
+    assert first.stop_reason == "tool_use", first.content
+    [call] = tool_uses(first)
+    assert call.name == "get_weather" and "San Francisco" in call.input["location"]
+    assert len(pieces) > 2 and json.loads("".join(pieces)) == call.input
+
+    second = client.messages.create(
+        model=MODEL,
+        max_tokens=128,
+        tools=[WEATHER_TOOL],
+        messages=[
+            question,
+            {"role": "assistant", "content": first.content},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "15 degrees, sunny"}]},
+        ],
+    )
+    assert second.stop_reason == "end_turn", second.content
+    text = "".join(block.text for block in second.content if block.type == "text")
+    assert "15" in text, text
