@@ -114,13 +114,16 @@ def main():
              f"turn, {args.threads} threads each, 1 slot, both servers up side by side taking turns. Flash attention "
              f"`{args.flash_attention}`, KV cache `{args.kv_cache_type}` on both.", "",
              "| metric | Missive | llama-server | ratio |", "|---|---|---|---|"]
-    for label, key, turn in (("total time (s)", "total", None), ("first turn time to first token (s)", "ttft", 1),
-                             ("second turn time to first token (s)", "ttft", 2)):
+    metrics = [("total time (s)", "total", None), ("first turn time to first token (s)", "ttft", 1)]
+    if args.turns > 1:
+        metrics.append(("second turn time to first token (s)", "ttft", 2))
+    for label, key, turn in metrics:
         ours, theirs = get("missive", key, turn), get("llama-server", key, turn)
         lines.append(f"| {label} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f}x |")
-    second = next(r for r in rows if r["server"] == "missive" and r["turn"] == 2)["usage"]
-    lines.append(f"| second turn usage (Missive) | read {second.get('cache_read_input_tokens')}, "
-                 f"written {second.get('cache_creation_input_tokens')}, uncached {second.get('input_tokens')} | | |")
+    if args.turns > 1:
+        second = next(r for r in rows if r["server"] == "missive" and r["turn"] == 2)["usage"]
+        lines.append(f"| second turn usage (Missive) | read {second.get('cache_read_input_tokens')}, "
+                     f"written {second.get('cache_creation_input_tokens')}, uncached {second.get('input_tokens')} | | |")
     settings = "" if (args.flash_attention, args.kv_cache_type) == ("auto", "f16") else \
         f"-fa-{args.flash_attention}-kv-{args.kv_cache_type}"
     write_report(args, f"trace{settings}.md", lines)
