@@ -19,6 +19,19 @@ API_KEY = "sk-ant-api03-conformance-key"
 ADMIN_KEY = "sk-ant-admin01-conformance-key"
 SDK_MAJOR = int(anthropic.__version__.split(".")[0])
 
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Get the current weather in a given location",
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        },
+        "required": ["location"],
+    },
+}
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -120,3 +133,13 @@ def metrics(url):
     response = httpx.get(f"{url}/metrics", headers={"x-api-key": ADMIN_KEY}, timeout=30)
     assert response.status_code == 200, response.text
     return response.text
+
+
+def stream_tool_input(client, **kwargs):
+    """Streams a reply; returns the final message and its non-empty `input_json` pieces."""
+    pieces = []
+    with client.messages.stream(**kwargs) as stream:
+        for event in stream:
+            if event.type == "input_json" and event.partial_json:
+                pieces.append(event.partial_json)
+        return stream.get_final_message(), pieces

@@ -10,7 +10,7 @@ import os
 import anthropic
 import pytest
 
-from conftest import API_KEY, Missive, sampling
+from conftest import API_KEY, Missive, sampling, stream_tool_input
 
 MODEL = "claude-opus-4-8"
 
@@ -26,6 +26,19 @@ def city_tool(**extra):
             "additionalProperties": False,
         },
         **extra,
+    }
+
+
+def location_tool(**schema):
+    return {
+        "name": "get_weather",
+        "description": "Get the current weather in a given location",
+        "input_schema": {
+            "type": "object",
+            "properties": {"location": {"type": "string"}},
+            "required": ["location"],
+            **schema,
+        },
     }
 
 
@@ -65,12 +78,7 @@ def test_a_forced_strict_call_decodes_under_the_grammar_on_a_template_without_to
     assert call.name == "get_weather"
     assert set(call.input) == {"city"} and 1 <= len(call.input["city"]) <= 3, call.input
 
-    pieces = []
-    with gemma.messages.stream(**kwargs) as stream:
-        for event in stream:
-            if event.type == "input_json" and event.partial_json:
-                pieces.append(event.partial_json)
-        streamed = stream.get_final_message()
+    streamed, pieces = stream_tool_input(gemma, **kwargs)
     assert calls(streamed)[0].input == call.input
     assert pieces and "".join(pieces).startswith(json.dumps(call.input)[:-1]), pieces
 
@@ -81,18 +89,7 @@ def test_auto_calls_are_recognised_on_the_markers_text(gemma):
     message = gemma.messages.create(
         model=MODEL,
         max_tokens=40,
-        tools=[
-            {
-                "name": "get_weather",
-                "description": "Get the current weather in a given location",
-                "input_schema": {
-                    "type": "object",
-                    "properties": {"location": {"type": "string"}},
-                    "required": ["location"],
-                    "additionalProperties": False,
-                },
-            }
-        ],
+        tools=[location_tool(additionalProperties=False)],
         messages=[
             {"role": "user", "content": "What is the weather in Paris?"},
             {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Paris"}}]},
@@ -117,17 +114,7 @@ def test_the_default_model_calls_tools_in_the_described_format():
         message = client.messages.create(
             model=MODEL,
             max_tokens=128,
-            tools=[
-                {
-                    "name": "get_weather",
-                    "description": "Get the current weather in a given location",
-                    "input_schema": {
-                        "type": "object",
-                        "properties": {"location": {"type": "string"}},
-                        "required": ["location"],
-                    },
-                }
-            ],
+            tools=[location_tool()],
             messages=[{"role": "user", "content": "What's the weather like in San Francisco?"}],
             **sampling(temperature=0),
         )
@@ -181,12 +168,7 @@ def test_the_default_model_under_qwen3_coders_template_calls_in_its_xml_form():
         assert isinstance(call.input["path"], str) and isinstance(call.input["content"], str)
         assert call.input["mode"] in ("create", "overwrite") and isinstance(call.input["lines"], int)
 
-        pieces = []
-        with client.messages.stream(**kwargs) as stream:
-            for event in stream:
-                if event.type == "input_json" and event.partial_json:
-                    pieces.append(event.partial_json)
-            streamed = stream.get_final_message()
+        streamed, pieces = stream_tool_input(client, **kwargs)
         assert calls(streamed)[0].input == call.input
         assert len(pieces) > 3 and json.loads("".join(pieces)) == call.input
     finally:

@@ -5,22 +5,10 @@ import json
 import anthropic
 import pytest
 
-from conftest import sampling
+from conftest import WEATHER_TOOL, sampling, stream_tool_input
 
 MODEL = "claude-opus-4-8"
 
-WEATHER_TOOL = {
-    "name": "get_weather",
-    "description": "Get the current weather in a given location",
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
-            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-        },
-        "required": ["location"],
-    },
-}
 TIME_TOOL = {
     "name": "get_time",
     "description": "Get the current time in a given time zone",
@@ -145,12 +133,7 @@ def test_tool_input_streams_while_the_call_is_decoded(client):
         messages=[{"role": "user", "content": "Is it raining in San Francisco, California?"}],
         **sampling(temperature=0),
     )
-    partials = []
-    with client.messages.stream(**kwargs) as stream:
-        for event in stream:
-            if event.type == "input_json" and event.partial_json:
-                partials.append(event.partial_json)
-        final = stream.get_final_message()
+    final, partials = stream_tool_input(client, **kwargs)
     assert final.stop_reason == "max_tokens"
     [call] = tool_uses(final)
     streamed = "".join(partials)

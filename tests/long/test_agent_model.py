@@ -8,45 +8,18 @@ tests/conformance/test_tools.py). Here the answering turn sends `tool_choice: no
 instead, with no prefill: the answer then comes from the result."""
 
 import json
-import os
 
 import anthropic
 import pytest
 
-from harness import API_KEY, Missive
+from harness import API_KEY, WEATHER_TOOL, agent_server, stream_tool_input
 
 MODEL = "claude-opus-4-8"
-WEATHER_TOOL = {
-    "name": "get_weather",
-    "description": "Get the current weather in a given location",
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
-            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-        },
-        "required": ["location"],
-    },
-}
 
 
 @pytest.fixture(scope="module")
 def client():
-    model = os.environ.get("MISSIVE_AGENT_MODEL")
-    if not model:
-        pytest.fail("MISSIVE_AGENT_MODEL must name the 1.5B agent model's GGUF (scripts/test sets it)")
-    server = Missive(f"""
-[[models]]
-name = "qwen2.5-coder-1.5b-instruct"
-source = "{model}"
-context_size = 8192
-temperature = 0.0
-
-[aliases]
-"claude-*" = "qwen2.5-coder-1.5b-instruct"
-""")
-    server.env.pop("MISSIVE_MODEL", None)
-    server.start()
+    server = agent_server()
     yield anthropic.Anthropic(base_url=server.url, api_key=API_KEY, max_retries=0)
     server.stop()
 
@@ -57,12 +30,7 @@ def tool_uses(message):
 
 def test_the_weather_loop_answers_from_the_result_without_a_prefill(client):
     question = {"role": "user", "content": "What's the weather like in San Francisco?"}
-    pieces = []
-    with client.messages.stream(model=MODEL, max_tokens=256, tools=[WEATHER_TOOL], messages=[question]) as stream:
-        for event in stream:
-            if event.type == "input_json" and event.partial_json:
-                pieces.append(event.partial_json)
-        first = stream.get_final_message()
+    first, pieces = stream_tool_input(client, model=MODEL, max_tokens=256, tools=[WEATHER_TOOL], messages=[question])
     assert first.stop_reason == "tool_use", first.content
     [call] = tool_uses(first)
     assert call.name == "get_weather" and "San Francisco" in call.input["location"]

@@ -13,29 +13,15 @@ import tempfile
 
 import pytest
 
-from harness import API_KEY, Missive
+from harness import API_KEY
+from harness import agent_server as start_agent_server
 
 CODE_WORD = "PELICAN-7"
 
 
 @pytest.fixture(scope="module")
 def agent_server():
-    model = os.environ.get("MISSIVE_AGENT_MODEL")
-    if not model:
-        pytest.fail("MISSIVE_AGENT_MODEL must name the 1.5B agent model's GGUF (scripts/test sets it)")
-    server = Missive(f"""
-[[models]]
-name = "qwen2.5-coder-1.5b-instruct"
-source = "{model}"
-context_size = 8192
-temperature = 0.0
-
-[aliases]
-"claude-*" = "qwen2.5-coder-1.5b-instruct"
-""")
-    # The file names the model; MISSIVE_MODEL would replace it with the default one.
-    server.env.pop("MISSIVE_MODEL", None)
-    server.start()
+    server = start_agent_server()
     yield server
     server.stop()
 
