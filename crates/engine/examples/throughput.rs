@@ -40,6 +40,7 @@ async fn main() {
         placement: Default::default(),
         chat_template: None,
         tool_format: None,
+        lookup_tokens: 0,
     };
     let engine = std::sync::Arc::new(EngineBackend::load(&config).unwrap());
     for n in [1usize, 4, 8] {

@@ -39,7 +39,7 @@ pub use template::ToolFormat;
 
 use crate::constraint::Grammars;
 use crate::prompt_cache::{Breakpoint, CacheLedger, Clock};
-pub use crate::scheduler::CacheStats;
+pub use crate::scheduler::{CacheStats, DraftStats};
 use crate::scheduler::{CacheTouch, ContextSettings, Job, Reasoning, ToolParsing};
 use crate::template::ChatTemplate;
 use missive_backend::reasoning::ThinkSplitter;
@@ -57,6 +57,7 @@ pub struct EngineBackend {
     /// The single token `</think>`, for closing a thought at its budget.
     think_close: Option<LlamaToken>,
     cache_stats: Arc<CacheStats>,
+    draft_stats: Arc<DraftStats>,
     descriptor: ModelDescriptor,
     jobs: SyncSender<Job>,
     add_bos: bool,
@@ -76,6 +77,11 @@ impl EngineBackend {
     /// Host-memory prefix cache counters (bytes, entries, spills, restores).
     pub fn cache_stats(&self) -> &CacheStats {
         &self.cache_stats
+    }
+
+    /// Prompt-lookup counters (tokens guessed, tokens kept).
+    pub fn draft_stats(&self) -> &DraftStats {
+        &self.draft_stats
     }
 
     /// As [`EngineBackend::load`], with prompt-cache TTLs measured by `clock`.
@@ -120,14 +126,17 @@ impl EngineBackend {
             // Worth a state save and restore from a few hundred tokens of prefill on.
             spill_min_tokens: config.cache_min_tokens.min(256),
             placement: config.placement,
+            lookup_tokens: config.lookup_tokens,
         };
         let cache_stats = Arc::new(CacheStats::default());
+        let draft_stats = Arc::new(DraftStats::default());
         let jobs = scheduler::spawn(
             &config.name,
             Arc::clone(&model),
             settings,
             config.queue_depth,
             Arc::clone(&cache_stats),
+            Arc::clone(&draft_stats),
         )?;
         let descriptor = ModelDescriptor {
             id: config.name.clone(),
@@ -161,6 +170,7 @@ impl EngineBackend {
             name: Arc::from(config.name.as_str()),
             think_close,
             cache_stats,
+            draft_stats,
             descriptor,
             jobs,
             add_bos,

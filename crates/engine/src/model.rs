@@ -45,6 +45,9 @@ pub struct ModelConfig {
     pub chat_template: Option<String>,
     /// The tool format, when detection from the template is to be overridden.
     pub tool_format: Option<crate::template::ToolFormat>,
+    /// Prompt-lookup decoding: tokens guessed from the prompt and reply after each sampled
+    /// one and checked in the same decode, at most (0 turns it off).
+    pub lookup_tokens: usize,
 }
 
 /// How the KV cache is laid out across slots.

@@ -6,10 +6,12 @@
 //! is new.
 
 mod host_cache;
+mod lookup;
 mod packing;
 mod slot;
 
 pub use host_cache::HostCacheStats as CacheStats;
+pub use lookup::DraftStats;
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
@@ -33,6 +35,10 @@ use slot::{Slot, StepOutcome};
 const GATHER_GAP: Duration = Duration::from_millis(5);
 /// The longest it gathers a burst before the first prefill starts.
 const GATHER_MAX: Duration = Duration::from_millis(25);
+/// Guessed tokens are decoded only while at most this many sequences decode: a step of
+/// few sequences reads the weights for one token each and has compute to spare, a full
+/// one does not (bench/lookup measures both).
+const DRAFT_MAX_STREAMS: usize = 2;
 
 /// One generation, as the engine thread sees it: token ids, limits and where events go.
 pub(crate) struct Job {
@@ -134,6 +140,8 @@ pub(crate) struct ContextSettings {
     /// Shorter prefixes are not worth keeping in host memory.
     pub spill_min_tokens: usize,
     pub placement: crate::placement::Placement,
+    /// Prompt-lookup guesses decoded after each sampled token, at most (0: none).
+    pub lookup_tokens: usize,
 }
 
 /// Starts the engine thread for `model` and returns its job queue.
@@ -143,6 +151,7 @@ pub(crate) fn spawn(
     settings: ContextSettings,
     queue_depth: usize,
     stats: Arc<HostCacheStats>,
+    drafts: Arc<DraftStats>,
 ) -> Result<SyncSender<Job>, Error> {
     let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<Job>(queue_depth);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), Error>>();
@@ -150,7 +159,7 @@ pub(crate) fn spawn(
         .name(format!("engine-{name}"))
         .spawn({
             let name: Arc<str> = Arc::from(name);
-            move || run(name, model, settings, stats, jobs_rx, ready_tx)
+            move || run(name, model, settings, stats, drafts, jobs_rx, ready_tx)
         })
         .map_err(|err| Error::Thread(err.to_string()))?;
     match ready_rx.recv() {
@@ -167,6 +176,7 @@ fn run(
     model: Arc<LlamaModel>,
     settings: ContextSettings,
     stats: Arc<HostCacheStats>,
+    drafts: Arc<DraftStats>,
     jobs: Receiver<Job>,
     ready: std::sync::mpsc::Sender<Result<(), Error>>,
 ) {
@@ -202,6 +212,7 @@ fn run(
         settings,
         slots: (0..settings.slots).map(Slot::new).collect(),
         host: HostCache::new(settings.host_cache_bytes, stats),
+        drafts,
         tick: 0,
         deferred: std::collections::VecDeque::new(),
     };
@@ -215,6 +226,7 @@ struct Scheduler<'m> {
     settings: ContextSettings,
     slots: Vec<Slot>,
     host: HostCache,
+    drafts: Arc<DraftStats>,
     /// Steps taken; orders slots by last use for eviction.
     tick: u64,
     /// Background jobs taken from the queue that may not start yet.
@@ -246,7 +258,7 @@ impl Scheduler<'_> {
             );
             let vocab = self.model.vocab();
             for slot in &mut self.slots {
-                if let StepOutcome::Finished = slot.sample(ctx, &vocab) {
+                if let StepOutcome::Finished = slot.sample(ctx, &vocab, &self.drafts) {
                     slot.release(self.tick);
                 }
             }
@@ -446,6 +458,11 @@ impl Scheduler<'_> {
         let n_ctx = self.settings.n_ctx as usize;
         let mut used: usize = self.slots.iter().map(Slot::cached_len).sum();
         let decoding = self.slots.iter().filter(|s| s.is_decoding()).count();
+        let lookup = match decoding <= DRAFT_MAX_STREAMS {
+            true => self.settings.lookup_tokens,
+            false => 0,
+        };
+        let n_batch = self.settings.n_batch as usize;
         for i in 0..self.slots.len() {
             if !self.slots[i].is_decoding() || (pause_background && self.slots[i].is_background()) {
                 continue;
@@ -458,8 +475,15 @@ impl Scheduler<'_> {
                 self.slots[i].finish_context_full(self.tick);
                 continue;
             }
-            if self.slots[i].add_pending(&mut self.batch).is_ok() {
-                used += 1;
+            // Guesses only use free cells and batch room, leaving one per decoding sequence.
+            let free_cells = match self.settings.per_slot_kv {
+                true => n_ctx - self.slots[i].cached_len() - 1,
+                false => n_ctx - used - 1,
+            };
+            let batch_room = n_batch.saturating_sub(self.batch.n_tokens() as usize + decoding);
+            let drafts = lookup.min(free_cells).min(batch_room);
+            if let Ok(added) = self.slots[i].add_pending(&mut self.batch, drafts) {
+                used += added;
             }
         }
         let mut budget = if decoding > 0 {

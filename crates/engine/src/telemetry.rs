@@ -66,3 +66,14 @@ pub(crate) fn layers(model: &str, placement: &crate::placement::LayerPlacement) 
     on("gpu").set(f64::from(placement.offloaded));
     on("cpu").set(f64::from(placement.layers - placement.offloaded));
 }
+
+/// Guessed tokens decoded and those kept, once per job: their ratio is the acceptance rate.
+pub(crate) fn drafts(model: &str, drafted: u32, accepted: u32) {
+    if drafted == 0 {
+        return;
+    }
+    let label = || ("model", model.to_owned());
+    metrics::counter!("missive_draft_tokens_total", &[label()]).increment(u64::from(drafted));
+    metrics::counter!("missive_draft_accepted_tokens_total", &[label()])
+        .increment(u64::from(accepted));
+}

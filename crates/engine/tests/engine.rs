@@ -32,6 +32,7 @@ mod real_model {
             placement: Default::default(),
             chat_template: None,
             tool_format: None,
+            lookup_tokens: 0,
         }
     }
 
@@ -646,5 +647,68 @@ mod real_model {
         // (90 tokens hold 20 three-digit numbers: Qwen's digits are a token each).
         assert!(counted_from(&replies[0], 1) >= 20, "{:?}", replies[0]);
         assert!(counted_from(&replies[2], 101) >= 20, "{:?}", replies[2]);
+    }
+
+    /// Two engines of one sequence each, the second with prompt-lookup decoding on, used
+    /// only by the test below: a sequence batched with another may round differently and
+    /// part at a near tie, which is not what is compared here.
+    fn lookup_pair() -> &'static (EngineBackend, EngineBackend) {
+        static ENGINES: OnceLock<(EngineBackend, EngineBackend)> = OnceLock::new();
+        ENGINES.get_or_init(|| {
+            let mut config = config(16);
+            config.parallel = 1;
+            let plain = EngineBackend::load(&config).unwrap();
+            config.lookup_tokens = 10;
+            (plain, EngineBackend::load(&config).unwrap())
+        })
+    }
+
+    const SNIPPET: &str = "fn parse_port(text: &str) -> Option<u16> {\n    let trimmed = text.trim();\n    if trimmed.is_empty() {\n        return None;\n    }\n    trimmed.parse::<u16>().ok().filter(|port| *port != 0)\n}\n";
+
+    #[tokio::test]
+    async fn prompt_lookup_output_is_token_identical_and_a_strict_call_still_validates() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (plain, lookup) = lookup_pair();
+        let copy = format!(
+            "Repeat this Rust function exactly, renaming parse_port to read_port:\n\n{SNIPPET}"
+        );
+        let prompts = [
+            copy.as_str(),
+            "List the first five prime numbers.",
+            "Write a haiku about autumn rain.",
+        ];
+        for prompt in prompts {
+            let body = serde_json::json!({"model": "m", "max_tokens": 160, "temperature": 0,
+                "messages": [{"role": "user", "content": prompt}]});
+            let expected = run_full(plain, request(body.clone())).await;
+            let guessed = run_full(lookup, request(body)).await;
+            assert_eq!(expected.text, guessed.text, "{prompt}");
+            assert_eq!(expected.output_tokens, guessed.output_tokens, "{prompt}");
+            assert_eq!(expected.reason, guessed.reason, "{prompt}");
+        }
+        // The copy task is where guesses are kept: most of the reply is in the prompt.
+        let stats = lookup.draft_stats();
+        let (drafted, accepted) = (stats.drafted.load(Relaxed), stats.accepted.load(Relaxed));
+        assert!(accepted >= 40, "kept {accepted} of {drafted} guessed tokens");
+
+        // A forced strict call whose input copies the prompt: the guesses pass through the
+        // grammar like any sampled token.
+        let schema = serde_json::json!({"type": "object",
+            "properties": {"path": {"type": "string", "maxLength": 40},
+                           "content": {"type": "string", "maxLength": 400}},
+            "required": ["path", "content"], "additionalProperties": false});
+        let body = serde_json::json!({"model": "m", "max_tokens": 400, "temperature": 0,
+            "tools": [{"name": "write_file", "description": "Write a file", "strict": true, "input_schema": schema}],
+            "tool_choice": {"type": "tool", "name": "write_file"},
+            "messages": [{"role": "user", "content": format!("Save this code to src/port.rs:\n\n{SNIPPET}")}]});
+        let expected = run_full(plain, request(body.clone())).await;
+        let accepted_before = stats.accepted.load(Relaxed);
+        let guessed = run_full(lookup, request(body)).await;
+        assert_eq!(guessed.reason, FinishReason::ToolUse, "{}", guessed.text);
+        let (name, input) = &guessed.tool_calls[0];
+        assert_eq!(name, "write_file");
+        assert!(jsonschema::is_valid(&schema, input), "{input}");
+        assert_eq!(expected.tool_calls, guessed.tool_calls);
+        assert!(stats.accepted.load(Relaxed) > accepted_before + 20);
     }
 }

@@ -455,6 +455,13 @@ pub struct ModelEntry {
     /// describes the tools in the system turn); default: detected from the template.
     #[serde(default)]
     pub tool_format: Option<missive_engine::ToolFormat>,
+    /// Prompt-lookup decoding: guesses the next tokens from the prompt and the reply so
+    /// far and checks them in the same decode (the output is unchanged).
+    #[serde(default = "default_prompt_lookup")]
+    pub prompt_lookup: bool,
+    /// Guessed tokens checked per step, at most.
+    #[serde(default = "default_draft_tokens")]
+    pub draft_tokens: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -512,6 +519,12 @@ fn default_parallel() -> u32 {
 fn default_host_cache_mb() -> usize {
     2048
 }
+fn default_prompt_lookup() -> bool {
+    true
+}
+fn default_draft_tokens() -> u32 {
+    10
+}
 fn default_models() -> Vec<ModelEntry> {
     vec![ModelEntry {
         name: DEFAULT_MODEL.to_owned(),
@@ -536,6 +549,8 @@ fn default_models() -> Vec<ModelEntry> {
         kv_cache_type: Default::default(),
         chat_template_file: None,
         tool_format: None,
+        prompt_lookup: default_prompt_lookup(),
+        draft_tokens: default_draft_tokens(),
     }]
 }
 
@@ -666,6 +681,18 @@ impl Config {
                     serde_json::from_value(serde_json::json!(format))
                         .context("MISSIVE_TOOL_FORMAT must be hermes or described")?,
                 );
+            }
+            if let Some(lookup) = var("MISSIVE_PROMPT_LOOKUP") {
+                first.prompt_lookup = match lookup.as_str() {
+                    "on" | "true" | "1" => true,
+                    "off" | "false" | "0" => false,
+                    other => anyhow::bail!("MISSIVE_PROMPT_LOOKUP must be on or off (got {other})"),
+                };
+            }
+            if let Some(tokens) = var("MISSIVE_DRAFT_TOKENS") {
+                first.draft_tokens = tokens
+                    .parse()
+                    .context("MISSIVE_DRAFT_TOKENS must be a number")?;
             }
             if let Some(threads) = var("MISSIVE_THREADS") {
                 first.threads = Some(

@@ -54,7 +54,13 @@ struct Active {
     output_tokens: u32,
     /// Sampled and emitted, but not yet decoded.
     pending: Option<LlamaToken>,
-    /// Where this sequence's logits are in the batch just decoded.
+    /// Guesses at the tokens after `pending`, decoded with it (see [`super::lookup`]).
+    drafts: Vec<LlamaToken>,
+    /// Guessed tokens decoded, and those the sampler confirmed, for metrics.
+    drafted: u32,
+    accepted: u32,
+    /// Where this sequence's logits are in the batch just decoded (the first of them,
+    /// when drafts follow).
     logits_at: Option<i32>,
     in_batch: bool,
     started: bool,
@@ -161,6 +167,9 @@ impl Slot {
             prefilled: common,
             output_tokens: 0,
             pending: None,
+            drafts: Vec::new(),
+            drafted: 0,
+            accepted: 0,
             logits_at: None,
             in_batch: false,
             started: false,
@@ -183,6 +192,7 @@ impl Slot {
         // Counted once per job rather than per token: this runs on the engine loop.
         if let Some(active) = self.active.take() {
             crate::telemetry::output_tokens(&active.job.model, active.output_tokens);
+            crate::telemetry::drafts(&active.job.model, active.drafted, active.accepted);
         }
         self.last_used = tick;
     }
@@ -191,22 +201,46 @@ impl Slot {
         [i32::try_from(self.seq).unwrap_or(0)]
     }
 
-    /// Adds the last sampled token, with logits.
-    pub fn add_pending(&mut self, batch: &mut LlamaBatch<'_>) -> Result<(), BatchAddError> {
+    /// Adds the last sampled token, with logits, followed by up to `max_drafts` guessed
+    /// tokens after it (each with logits, to check it). Returns how many tokens it added.
+    pub fn add_pending(
+        &mut self,
+        batch: &mut LlamaBatch<'_>,
+        max_drafts: usize,
+    ) -> Result<usize, BatchAddError> {
         let seq = self.seq_ids();
-        let pos = i32::try_from(self.cached.len()).unwrap_or(i32::MAX);
         let Some(active) = self.active.as_mut() else {
-            return Ok(());
+            return Ok(0);
         };
         let Some(token) = active.pending else {
-            return Ok(());
+            return Ok(0);
         };
+        let pos = i32::try_from(self.cached.len()).unwrap_or(i32::MAX);
         batch.add(token, pos, &seq, true)?;
         active.pending = None;
         active.logits_at = Some(batch.n_tokens() - 1);
         active.in_batch = true;
         self.cached.push(token);
-        Ok(())
+        // A guess past `max_tokens` could never be kept.
+        let left = active
+            .job
+            .max_tokens
+            .saturating_sub(active.output_tokens.saturating_add(1)) as usize;
+        active.drafts.clear();
+        active
+            .drafts
+            .extend_from_slice(super::lookup::draft(&self.cached, max_drafts.min(left)));
+        for &draft in &active.drafts {
+            let pos = i32::try_from(self.cached.len()).unwrap_or(i32::MAX);
+            if batch.add(draft, pos, &seq, true).is_err() {
+                break;
+            }
+            self.cached.push(draft);
+        }
+        // Whatever did not fit in the batch is no guess.
+        let added = self.cached.len() - usize::try_from(pos).unwrap_or(0) - 1;
+        active.drafts.truncate(added);
+        Ok(1 + added)
     }
 
     /// Adds up to `want` prompt tokens; logits only for the prompt's last token.
@@ -237,8 +271,17 @@ impl Slot {
         Ok(end - start)
     }
 
-    /// Samples this sequence's next token from the batch just decoded and emits it.
-    pub fn sample(&mut self, ctx: &LlamaContext<'_>, vocab: &LlamaVocab<'_>) -> StepOutcome {
+    /// Samples this sequence's next token from the batch just decoded and emits it. When
+    /// guessed tokens were decoded after it, each is kept while it is the token the
+    /// sampler picks at its place (so the output is the same as without guessing), and
+    /// the next is then sampled from the logits the guess already produced. The KV cells
+    /// of guesses not kept are freed.
+    pub fn sample(
+        &mut self,
+        ctx: &mut LlamaContext<'_>,
+        vocab: &LlamaVocab<'_>,
+        stats: &super::DraftStats,
+    ) -> StepOutcome {
         let Some(active) = self.active.as_mut() else {
             return StepOutcome::Running;
         };
@@ -246,96 +289,36 @@ impl Slot {
         let Some(index) = active.logits_at.take() else {
             return StepOutcome::Running;
         };
-        if !active.started {
-            active.started = true;
-            if let Some(touch) = &active.job.cache_touch {
-                touch.ledger.touch(&touch.keys);
+        let drafts = std::mem::take(&mut active.drafts);
+        let mut outcome = sample_at(active, ctx, vocab, index);
+        let mut accepted = 0;
+        for (&draft, at) in drafts.iter().zip(index + 1..) {
+            if !matches!(outcome, StepOutcome::Running) || active.pending != Some(draft) {
+                break;
             }
-            let _ = active.job.events.send(Ok(BackendEvent::Started {
-                prompt: active.job.usage,
-            }));
-            if active.job.max_tokens == 0 {
-                return finish(active, FinishReason::MaxTokens);
+            // Its KV cells are already computed: it is no longer pending.
+            active.pending = None;
+            accepted += 1;
+            outcome = sample_at(active, ctx, vocab, at);
+        }
+        active.drafted += u32::try_from(drafts.len()).unwrap_or(u32::MAX);
+        active.accepted += u32::try_from(accepted).unwrap_or(u32::MAX);
+        stats.add(drafts.len(), accepted);
+        let rejected = drafts.len() - accepted;
+        active.drafts = drafts;
+        if rejected > 0 {
+            let keep = self.cached.len() - rejected;
+            let from = u32::try_from(keep).unwrap_or(u32::MAX);
+            if ctx
+                .clear_kv_cache_seq(Some(self.seq), Some(from), None)
+                .is_err()
+            {
+                self.fail(ctx, BackendError::Generation("freeing guessed tokens failed".into()));
+                return StepOutcome::Finished;
             }
+            self.cached.truncate(keep);
         }
-        let mut token = active.sampler.sample(ctx, index);
-        if vocab.is_eog(token) {
-            return finish(active, FinishReason::EndTurn);
-        }
-        if active.output_tokens == 0 {
-            crate::telemetry::first_token(&active.job.model, active.job.enqueued.elapsed());
-        }
-        if active
-            .think
-            .as_ref()
-            .is_some_and(ThinkSplitter::is_thinking)
-        {
-            active.thinking_tokens += 1;
-            // At the budget, the thought is closed for the model: its next token is the
-            // closing tag, whatever it sampled.
-            let reasoning = active.job.reasoning;
-            let spent = reasoning
-                .and_then(|r| r.budget)
-                .is_some_and(|budget| active.thinking_tokens > budget);
-            if let (true, Some(close)) = (spent, reasoning.and_then(|r| r.close_token)) {
-                token = close;
-            }
-        }
-        active.output_tokens += 1;
-        let mut piece = visible_piece(vocab, token, active.tool_parser.is_some());
-        let thinking = active
-            .think
-            .as_ref()
-            .is_some_and(ThinkSplitter::is_thinking);
-        let opened = match active.lazy_grammar.as_mut() {
-            Some(lazy) if lazy.open.is_none() && !thinking => lazy.scan.push(&piece),
-            _ => None,
-        };
-        if let Some(tail) = opened {
-            let matcher = active
-                .lazy_grammar
-                .take()
-                .and_then(|lazy| lazy.after_marker(&tail, vocab));
-            if let Some(matcher) = matcher {
-                active.sampler = build_sampler(active.job.sampling, Some(matcher));
-            }
-        }
-        if let Some(open) = active.lazy_grammar.as_ref().and_then(|l| l.open) {
-            // Small models often write a call's JSON without the opening marker; a reply
-            // that starts with `{` while tools are offered is taken as a call and gets one.
-            // A fenced call the parser is holding is its to recognise: a marker forced into
-            // the fence would hide the call from it.
-            let bare_call = !active.emitted_text
-                && active.sent_calls.is_empty()
-                && !active
-                    .tool_parser
-                    .as_ref()
-                    .is_some_and(ToolCallParser::is_holding)
-                && String::from_utf8_lossy(&piece)
-                    .trim_start()
-                    .starts_with('{');
-            if token == open || bare_call {
-                if let Some(lazy) = active.lazy_grammar.take() {
-                    active.sampler = build_sampler(active.job.sampling, Some(lazy.matcher));
-                }
-                token = open;
-                piece = visible_piece(vocab, token, true);
-            }
-        }
-        let step = active.decoder.push(&piece);
-        match route(active, &step.text) {
-            Emitted::Continue => {}
-            Emitted::ClientGone => return StepOutcome::Finished,
-            Emitted::ToolCallDone => return finish(active, FinishReason::ToolUse),
-        }
-        if let Some(stop) = step.stop {
-            return finish(active, FinishReason::StopSequence(stop));
-        }
-        if active.output_tokens >= active.job.max_tokens {
-            return finish(active, FinishReason::MaxTokens);
-        }
-        active.pending = Some(token);
-        StepOutcome::Running
+        outcome
     }
 
     /// Ends the job because the KV pool has no room for its next token.
@@ -345,6 +328,7 @@ impl Slot {
         }
         self.release(tick);
     }
+
 
     /// Ends the job with an error; its KV state is unknown, so the cache is dropped.
     pub fn fail(&mut self, ctx: &mut LlamaContext<'_>, err: BackendError) {
@@ -422,6 +406,105 @@ impl Slot {
         self.cached.clear();
         freed
     }
+}
+
+/// Samples the token after batch position `index` for this sequence and emits it.
+fn sample_at(
+    active: &mut Active,
+    ctx: &LlamaContext<'_>,
+    vocab: &LlamaVocab<'_>,
+    index: i32,
+) -> StepOutcome {
+    if !active.started {
+        active.started = true;
+        if let Some(touch) = &active.job.cache_touch {
+            touch.ledger.touch(&touch.keys);
+        }
+        let _ = active.job.events.send(Ok(BackendEvent::Started {
+            prompt: active.job.usage,
+        }));
+        if active.job.max_tokens == 0 {
+            return finish(active, FinishReason::MaxTokens);
+        }
+    }
+    let mut token = active.sampler.sample(ctx, index);
+    if vocab.is_eog(token) {
+        return finish(active, FinishReason::EndTurn);
+    }
+    if active.output_tokens == 0 {
+        crate::telemetry::first_token(&active.job.model, active.job.enqueued.elapsed());
+    }
+    if active
+        .think
+        .as_ref()
+        .is_some_and(ThinkSplitter::is_thinking)
+    {
+        active.thinking_tokens += 1;
+        // At the budget, the thought is closed for the model: its next token is the
+        // closing tag, whatever it sampled.
+        let reasoning = active.job.reasoning;
+        let spent = reasoning
+            .and_then(|r| r.budget)
+            .is_some_and(|budget| active.thinking_tokens > budget);
+        if let (true, Some(close)) = (spent, reasoning.and_then(|r| r.close_token)) {
+            token = close;
+        }
+    }
+    active.output_tokens += 1;
+    let mut piece = visible_piece(vocab, token, active.tool_parser.is_some());
+    let thinking = active
+        .think
+        .as_ref()
+        .is_some_and(ThinkSplitter::is_thinking);
+    let opened = match active.lazy_grammar.as_mut() {
+        Some(lazy) if lazy.open.is_none() && !thinking => lazy.scan.push(&piece),
+        _ => None,
+    };
+    if let Some(tail) = opened {
+        let matcher = active
+            .lazy_grammar
+            .take()
+            .and_then(|lazy| lazy.after_marker(&tail, vocab));
+        if let Some(matcher) = matcher {
+            active.sampler = build_sampler(active.job.sampling, Some(matcher));
+        }
+    }
+    if let Some(open) = active.lazy_grammar.as_ref().and_then(|l| l.open) {
+        // Small models often write a call's JSON without the opening marker; a reply
+        // that starts with `{` while tools are offered is taken as a call and gets one.
+        // A fenced call the parser is holding is its to recognise: a marker forced into
+        // the fence would hide the call from it.
+        let bare_call = !active.emitted_text
+            && active.sent_calls.is_empty()
+            && !active
+                .tool_parser
+                .as_ref()
+                .is_some_and(ToolCallParser::is_holding)
+            && String::from_utf8_lossy(&piece)
+                .trim_start()
+                .starts_with('{');
+        if token == open || bare_call {
+            if let Some(lazy) = active.lazy_grammar.take() {
+                active.sampler = build_sampler(active.job.sampling, Some(lazy.matcher));
+            }
+            token = open;
+            piece = visible_piece(vocab, token, true);
+        }
+    }
+    let step = active.decoder.push(&piece);
+    match route(active, &step.text) {
+        Emitted::Continue => {}
+        Emitted::ClientGone => return StepOutcome::Finished,
+        Emitted::ToolCallDone => return finish(active, FinishReason::ToolUse),
+    }
+    if let Some(stop) = step.stop {
+        return finish(active, FinishReason::StopSequence(stop));
+    }
+    if active.output_tokens >= active.job.max_tokens {
+        return finish(active, FinishReason::MaxTokens);
+    }
+    active.pending = Some(token);
+    StepOutcome::Running
 }
 
 /// The token's text. Control tokens render as nothing, except the tool-call markers when

@@ -82,6 +82,10 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
                     None => None,
                 },
                 tool_format: entry.tool_format,
+                lookup_tokens: match entry.prompt_lookup {
+                    true => entry.draft_tokens as usize,
+                    false => 0,
+                },
             };
         tracing::info!(model = %entry.name, path = %model_config.path.display(), "loading model");
         let backend = tokio::task::spawn_blocking(move || EngineBackend::load(&model_config))
