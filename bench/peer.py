@@ -65,11 +65,17 @@ def anthropic_events(url, body, client=httpx):
                 yield time.perf_counter(), json.loads(line[6:])
 
 
+def conversation(user):
+    """`user` is the one user message, or the messages themselves (ending with an assistant
+    prefill, say)."""
+    return user if isinstance(user, list) else [{"role": "user", "content": user}]
+
+
 def run_anthropic(url, system, user, max_tokens, client=httpx, ready=None):
     """One streamed reply: (send time, arrival time of each text delta, prompt tokens, output
     tokens). `ready` is waited on just before sending."""
     body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": 0,
-            "system": system, "messages": [{"role": "user", "content": user}]}
+            "system": system, "messages": conversation(user)}
     if ready:
         ready.wait()
     t0 = time.perf_counter()
@@ -87,7 +93,7 @@ def run_anthropic(url, system, user, max_tokens, client=httpx, ready=None):
 def run_openai(url, system, user, max_tokens, client=httpx, ready=None):
     body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True},
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+            "messages": [{"role": "system", "content": system}, *conversation(user)]}
     if ready:
         ready.wait()
     t0 = time.perf_counter()
@@ -204,29 +210,29 @@ def stop(proc):
         proc.kill()
 
 
-def with_llama_server(args, slots, ctx, body):
+def with_llama_server(args, slots, ctx, body, extra=()):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    print(f"llama-server: {args.threads} threads, ctx {ctx}, -np {slots}", flush=True)
+    print(f"llama-server: {args.threads} threads, ctx {ctx}, -np {slots} {' '.join(extra)}", flush=True)
     kv = getattr(args, "kv_cache_type", "f16")
     proc = start([args.llama_server, "-m", args.model, "--port", str(port), "--ctx-size", str(ctx),
                   "--", "-t", str(args.threads), "-tb", str(args.threads), "-np", str(slots),
-                  "-fa", getattr(args, "flash_attention", "auto"), "-ctk", kv, "-ctv", kv], os.environ, url, "llama")
+                  "-fa", getattr(args, "flash_attention", "auto"), "-ctk", kv, "-ctv", kv, *extra], os.environ, url, "llama")
     try:
         return body(url)
     finally:
         stop(proc)
 
 
-def with_missive(args, slots, ctx, body, kv_layout="unified"):
+def with_missive(args, slots, ctx, body, kv_layout="unified", extra_env=None):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    print(f"missive: {args.threads} threads, ctx {ctx}, {slots} slots, {kv_layout} KV", flush=True)
+    print(f"missive: {args.threads} threads, ctx {ctx}, {slots} slots, {kv_layout} KV {extra_env or ''}", flush=True)
     env = dict(os.environ, MISSIVE_HOME=tempfile.mkdtemp(prefix="missive-bench-"), MISSIVE_MODEL=args.model,
                MISSIVE_API_KEY="bench-key", MISSIVE_ADMIN_KEY=ADMIN_KEY, MISSIVE_PORT=str(port), MISSIVE_THREADS=str(args.threads),
                MISSIVE_CONTEXT_SIZE=str(ctx), MISSIVE_PARALLEL=str(slots), MISSIVE_KV_LAYOUT=kv_layout,
                MISSIVE_FLASH_ATTENTION=getattr(args, "flash_attention", "auto"),
-               MISSIVE_KV_CACHE_TYPE=getattr(args, "kv_cache_type", "f16"))
+               MISSIVE_KV_CACHE_TYPE=getattr(args, "kv_cache_type", "f16"), **(extra_env or {}))
     proc = start([args.missive, "serve"], env, url, "missive")
     try:
         return body(url)

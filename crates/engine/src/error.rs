@@ -17,6 +17,8 @@ pub enum Error {
     Grammar(String),
     #[error("starting the engine thread: {0}")]
     Thread(String),
+    #[error("opening the disk prefix cache: {0}")]
+    DiskCache(String),
     #[error(transparent)]
     Placement(#[from] crate::placement::PlacementError),
 }

@@ -39,7 +39,7 @@ pub use template::ToolFormat;
 
 use crate::constraint::Grammars;
 use crate::prompt_cache::{Breakpoint, CacheLedger, Clock};
-pub use crate::scheduler::{CacheStats, DraftStats};
+pub use crate::scheduler::{CacheStats, DiskCacheSettings, DiskCacheStats, DraftStats};
 use crate::scheduler::{CacheTouch, ContextSettings, Job, Reasoning, ToolParsing};
 use crate::template::ChatTemplate;
 use missive_backend::reasoning::ThinkSplitter;
@@ -58,6 +58,7 @@ pub struct EngineBackend {
     think_close: Option<LlamaToken>,
     cache_stats: Arc<CacheStats>,
     draft_stats: Arc<DraftStats>,
+    disk_stats: Arc<DiskCacheStats>,
     descriptor: ModelDescriptor,
     jobs: SyncSender<Job>,
     add_bos: bool,
@@ -77,6 +78,11 @@ impl EngineBackend {
     /// Host-memory prefix cache counters (bytes, entries, spills, restores).
     pub fn cache_stats(&self) -> &CacheStats {
         &self.cache_stats
+    }
+
+    /// Disk prefix cache counters (entries, bytes, writes, hits, restore time).
+    pub fn disk_cache_stats(&self) -> &DiskCacheStats {
+        &self.disk_stats
     }
 
     /// Prompt-lookup counters (tokens guessed, tokens kept).
@@ -127,6 +133,37 @@ impl EngineBackend {
             spill_min_tokens: config.cache_min_tokens.min(256),
             placement: config.placement,
             lookup_tokens: config.lookup_tokens,
+            disk_min_tokens: config.cache_min_tokens,
+        };
+        let cache_ledger = Arc::new(CacheLedger::new(clock, config.cache_min_tokens));
+        let disk_stats = Arc::new(DiskCacheStats::default());
+        let disk = match &config.disk_cache {
+            Some(disk) if disk.budget_bytes > 0 => {
+                // Everything the layout of a sequence's cells depends on.
+                let shape = format!(
+                    "{}|ctx {n_ctx}|slots {slots}|per-slot {per_slot_kv}|{:?}",
+                    env!("CARGO_PKG_VERSION"),
+                    config.placement
+                );
+                let fingerprint = scheduler::fingerprint(&config.path, &shape)
+                    .map_err(|err| Error::DiskCache(err.to_string()))?;
+                let (disk, keys) = scheduler::DiskCache::open(
+                    disk,
+                    &config.name,
+                    &fingerprint,
+                    Arc::clone(&disk_stats),
+                )
+                .map_err(|err| Error::DiskCache(err.to_string()))?;
+                tracing::info!(
+                    model = %config.name,
+                    entries = disk_stats.entries.load(std::sync::atomic::Ordering::Relaxed),
+                    ledger_keys = keys.len(),
+                    "disk prefix cache opened"
+                );
+                cache_ledger.restore(&keys);
+                Some(disk)
+            }
+            _ => None,
         };
         let cache_stats = Arc::new(CacheStats::default());
         let draft_stats = Arc::new(DraftStats::default());
@@ -137,6 +174,7 @@ impl EngineBackend {
             config.queue_depth,
             Arc::clone(&cache_stats),
             Arc::clone(&draft_stats),
+            disk,
         )?;
         let descriptor = ModelDescriptor {
             id: config.name.clone(),
@@ -166,11 +204,12 @@ impl EngineBackend {
             model,
             template,
             grammars,
-            cache_ledger: Arc::new(CacheLedger::new(clock, config.cache_min_tokens)),
+            cache_ledger,
             name: Arc::from(config.name.as_str()),
             think_close,
             cache_stats,
             draft_stats,
+            disk_stats,
             descriptor,
             jobs,
             add_bos,
@@ -355,6 +394,7 @@ impl Backend for EngineBackend {
         });
         telemetry::prompt_billed(&self.descriptor.id, &usage, self.cache_ledger.len());
         telemetry::host_cache(&self.descriptor.id, &self.cache_stats);
+        telemetry::disk_cache(&self.descriptor.id, &self.disk_stats);
         let in_system = match self.queue_wait.admit(std::time::Instant::now()) {
             Ok(()) => queue_wait::InSystem::new(Arc::clone(&self.queue_wait)),
             Err(refused) => {

@@ -48,6 +48,8 @@ pub struct ModelConfig {
     /// Prompt-lookup decoding: tokens guessed from the prompt and reply after each sampled
     /// one and checked in the same decode, at most (0 turns it off).
     pub lookup_tokens: usize,
+    /// Prefixes kept on disk across restarts, when set.
+    pub disk_cache: Option<crate::DiskCacheSettings>,
 }
 
 /// How the KV cache is laid out across slots.

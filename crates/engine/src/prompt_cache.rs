@@ -44,11 +44,17 @@ impl Ttl {
         }
     }
 
-    fn duration(self) -> Duration {
+    pub(crate) fn duration(self) -> Duration {
         match self {
             Ttl::FiveMinutes => Duration::from_secs(5 * 60),
             Ttl::OneHour => Duration::from_secs(60 * 60),
         }
+    }
+
+    pub(crate) fn from_secs(secs: u64) -> Option<Self> {
+        [Ttl::FiveMinutes, Ttl::OneHour]
+            .into_iter()
+            .find(|ttl| ttl.duration().as_secs() == secs)
     }
 }
 
@@ -176,6 +182,22 @@ impl CacheLedger {
             cache_creation_1h_input_tokens: count(written_1h),
         };
         (usage, touched)
+    }
+
+    /// Takes back entries a disk cache holds the cells of, from before a restart, each for
+    /// what is left of its TTL.
+    pub(crate) fn restore(&self, keys: &[crate::scheduler::RestoredKey]) {
+        let now = self.clock.now();
+        if let Ok(mut entries) = self.entries.lock() {
+            for key in keys {
+                let expires = now + key.left;
+                let entry = entries.entry(key.key).or_insert(Entry {
+                    expires,
+                    ttl: key.ttl,
+                });
+                entry.expires = entry.expires.max(expires);
+            }
+        }
     }
 
     /// Restarts the TTL of these entries from now.

@@ -5,11 +5,14 @@
 //! its tokens after a job ends, so a later prompt with the same prefix only prefills what
 //! is new.
 
+mod disk_cache;
 mod host_cache;
 mod lookup;
 mod packing;
 mod slot;
 
+pub(crate) use disk_cache::{fingerprint, DiskCache, LedgerKey, RestoredKey};
+pub use disk_cache::{DiskCacheSettings, DiskCacheStats};
 pub use host_cache::HostCacheStats as CacheStats;
 pub use lookup::DraftStats;
 
@@ -142,6 +145,9 @@ pub(crate) struct ContextSettings {
     pub placement: crate::placement::Placement,
     /// Prompt-lookup guesses decoded after each sampled token, at most (0: none).
     pub lookup_tokens: usize,
+    /// A prompt is written to the disk cache when that adds at least this many tokens to
+    /// what it holds of it.
+    pub disk_min_tokens: usize,
 }
 
 /// Starts the engine thread for `model` and returns its job queue.
@@ -152,6 +158,7 @@ pub(crate) fn spawn(
     queue_depth: usize,
     stats: Arc<HostCacheStats>,
     drafts: Arc<DraftStats>,
+    disk: Option<DiskCache>,
 ) -> Result<SyncSender<Job>, Error> {
     let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<Job>(queue_depth);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), Error>>();
@@ -159,7 +166,16 @@ pub(crate) fn spawn(
         .name(format!("engine-{name}"))
         .spawn({
             let name: Arc<str> = Arc::from(name);
-            move || run(name, model, settings, stats, drafts, jobs_rx, ready_tx)
+            move || {
+                run(
+                    name,
+                    model,
+                    settings,
+                    (stats, drafts, disk),
+                    jobs_rx,
+                    ready_tx,
+                )
+            }
         })
         .map_err(|err| Error::Thread(err.to_string()))?;
     match ready_rx.recv() {
@@ -175,8 +191,7 @@ fn run(
     name: Arc<str>,
     model: Arc<LlamaModel>,
     settings: ContextSettings,
-    stats: Arc<HostCacheStats>,
-    drafts: Arc<DraftStats>,
+    (stats, drafts, disk): (Arc<HostCacheStats>, Arc<DraftStats>, Option<DiskCache>),
     jobs: Receiver<Job>,
     ready: std::sync::mpsc::Sender<Result<(), Error>>,
 ) {
@@ -213,6 +228,7 @@ fn run(
         slots: (0..settings.slots).map(Slot::new).collect(),
         host: HostCache::new(settings.host_cache_bytes, stats),
         drafts,
+        disk,
         tick: 0,
         deferred: std::collections::VecDeque::new(),
     };
@@ -227,6 +243,7 @@ struct Scheduler<'m> {
     slots: Vec<Slot>,
     host: HostCache,
     drafts: Arc<DraftStats>,
+    disk: Option<DiskCache>,
     /// Steps taken; orders slots by last use for eviction.
     tick: u64,
     /// Background jobs taken from the queue that may not start yet.
@@ -258,7 +275,15 @@ impl Scheduler<'_> {
             );
             let vocab = self.model.vocab();
             for slot in &mut self.slots {
-                if let StepOutcome::Finished = slot.sample(ctx, &vocab, &self.drafts) {
+                let outcome = slot.sample(ctx, &vocab, &self.drafts);
+                // A prompt just prefilled is exactly what the slot's cells hold now.
+                if let (Some(disk), Some(fresh)) = (self.disk.as_mut(), slot.take_fresh_prompt()) {
+                    if disk.worth_saving(fresh.scope, slot.cached(), self.settings.disk_min_tokens)
+                    {
+                        disk.save(ctx, slot.seq(), fresh.scope, slot.cached(), fresh.ledger);
+                    }
+                }
+                if let StepOutcome::Finished = outcome {
                     slot.release(self.tick);
                 }
             }
@@ -528,18 +553,33 @@ impl Scheduler<'_> {
     ) {
         let min = self.settings.spill_min_tokens;
         let in_slot = self.slots[i].common_prefix(scope, prompt);
+        let in_host = self.host.best(scope, prompt);
+        // Disk comes last: it is the slowest to restore from.
+        let from_disk = self
+            .disk
+            .as_ref()
+            .and_then(|disk| disk.best(scope, prompt))
+            .filter(|(_, common)| {
+                *common >= in_slot.max(in_host.map_or(0, |(_, c)| c)) + min.max(1)
+            });
         // Taken out first: keeping the slot's cache may evict host entries.
-        let restore = self
-            .host
-            .best(scope, prompt)
-            .filter(|(_, common)| *common >= in_slot + min.max(1))
+        let restore = in_host
+            .filter(|(_, common)| from_disk.is_none() && *common >= in_slot + min.max(1))
             .and_then(|(index, _)| self.host.take(index));
         let replaced = in_slot < min && self.slots[i].cached_len() >= min;
-        if restore.is_some() || replaced {
+        if restore.is_some() || from_disk.is_some() || replaced {
             self.slots[i].spill(ctx, &mut self.host, min, self.tick);
         }
         if let Some(entry) = restore {
             self.slots[i].restore(ctx, entry);
+        }
+        if let (Some((id, _)), Some(disk)) = (from_disk, self.disk.as_ref()) {
+            let tokens = disk.tokens_of(&id);
+            let mut used: usize = self.slots.iter().map(Slot::cached_len).sum();
+            let fits = self.settings.per_slot_kv || self.evict(ctx, &mut used, tokens);
+            if let (true, Some(disk)) = (fits, self.disk.as_ref()) {
+                self.slots[i].restore_from_disk(ctx, disk, scope, &id);
+            }
         }
     }
 

@@ -77,3 +77,25 @@ pub(crate) fn drafts(model: &str, drafted: u32, accepted: u32) {
     metrics::counter!("missive_draft_accepted_tokens_total", &[label()])
         .increment(u64::from(accepted));
 }
+
+/// The disk prefix cache: its size, and restores from it (hits, bytes, time).
+pub(crate) fn disk_cache(model: &str, stats: &crate::DiskCacheStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let label = || ("model", model.to_owned());
+    metrics::gauge!("missive_disk_cache_bytes", &[label()]).set(stats.bytes.load(Relaxed) as f64);
+    metrics::gauge!("missive_disk_cache_entries", &[label()])
+        .set(stats.entries.load(Relaxed) as f64);
+    metrics::counter!("missive_disk_cache_writes_total", &[label()])
+        .absolute(stats.writes.load(Relaxed));
+    metrics::counter!("missive_disk_cache_hits_total", &[label()])
+        .absolute(stats.hits.load(Relaxed));
+    metrics::counter!("missive_disk_cache_read_bytes_total", &[label()])
+        .absolute(stats.bytes_read.load(Relaxed));
+    metrics::counter!("missive_disk_cache_rejected_total", &[label()])
+        .absolute(stats.rejected.load(Relaxed));
+}
+
+pub(crate) fn disk_cache_restored(model: &str, took: Duration) {
+    metrics::histogram!("missive_disk_cache_restore_seconds", "model" => model.to_owned())
+        .record(took.as_secs_f64());
+}

@@ -689,7 +689,10 @@ mod real_model {
         // The copy task is where guesses are kept: most of the reply is in the prompt.
         let stats = lookup.draft_stats();
         let (drafted, accepted) = (stats.drafted.load(Relaxed), stats.accepted.load(Relaxed));
-        assert!(accepted >= 40, "kept {accepted} of {drafted} guessed tokens");
+        assert!(
+            accepted >= 40,
+            "kept {accepted} of {drafted} guessed tokens"
+        );
 
         // A forced strict call whose input copies the prompt: the guesses pass through the
         // grammar like any sampled token.

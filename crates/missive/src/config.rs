@@ -462,6 +462,10 @@ pub struct ModelEntry {
     /// Guessed tokens checked per step, at most.
     #[serde(default = "default_draft_tokens")]
     pub draft_tokens: u32,
+    /// Disk space for prefix KV caches under `MISSIVE_HOME/kv-cache`, in GiB (0: none):
+    /// a restart or a new session with the same prompt prefix restores it from there.
+    #[serde(default = "default_disk_cache_gb")]
+    pub disk_cache_gb: f64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -525,6 +529,9 @@ fn default_prompt_lookup() -> bool {
 fn default_draft_tokens() -> u32 {
     10
 }
+fn default_disk_cache_gb() -> f64 {
+    4.0
+}
 fn default_models() -> Vec<ModelEntry> {
     vec![ModelEntry {
         name: DEFAULT_MODEL.to_owned(),
@@ -551,6 +558,7 @@ fn default_models() -> Vec<ModelEntry> {
         tool_format: None,
         prompt_lookup: default_prompt_lookup(),
         draft_tokens: default_draft_tokens(),
+        disk_cache_gb: default_disk_cache_gb(),
     }]
 }
 
@@ -693,6 +701,11 @@ impl Config {
                 first.draft_tokens = tokens
                     .parse()
                     .context("MISSIVE_DRAFT_TOKENS must be a number")?;
+            }
+            if let Some(gb) = var("MISSIVE_DISK_CACHE_GB") {
+                first.disk_cache_gb = gb
+                    .parse()
+                    .context("MISSIVE_DISK_CACHE_GB must be a number")?;
             }
             if let Some(threads) = var("MISSIVE_THREADS") {
                 first.threads = Some(

@@ -64,6 +64,15 @@ struct Active {
     logits_at: Option<i32>,
     in_batch: bool,
     started: bool,
+    /// The prefilled prompt was offered to the disk cache.
+    offered: bool,
+}
+
+/// A prompt whose cells a slot has just computed, for the disk cache.
+pub(super) struct FreshPrompt {
+    pub scope: u64,
+    /// The billing-ledger entries those cells back.
+    pub ledger: Vec<super::LedgerKey>,
 }
 
 impl Slot {
@@ -95,6 +104,40 @@ impl Slot {
 
     pub fn cached_len(&self) -> usize {
         self.cached.len()
+    }
+
+    /// The tokens whose KV cells this slot holds.
+    pub fn cached(&self) -> &[LlamaToken] {
+        &self.cached
+    }
+
+    pub fn seq(&self) -> u32 {
+        self.seq
+    }
+
+    /// Once per job, right after its prompt is prefilled (the cells then hold exactly the
+    /// prompt): what the disk cache needs to keep it.
+    pub fn take_fresh_prompt(&mut self) -> Option<FreshPrompt> {
+        let active = self.active.as_mut()?;
+        if !active.started || active.offered {
+            return None;
+        }
+        active.offered = true;
+        let ledger = active
+            .job
+            .cache_touch
+            .as_ref()
+            .map_or_else(Vec::new, |touch| {
+                touch
+                    .keys
+                    .iter()
+                    .map(|&(key, ttl)| super::LedgerKey::new(key, ttl))
+                    .collect()
+            });
+        Some(FreshPrompt {
+            scope: self.scope,
+            ledger,
+        })
     }
 
     pub fn prefill_remaining(&self) -> usize {
@@ -173,6 +216,7 @@ impl Slot {
             logits_at: None,
             in_batch: false,
             started: false,
+            offered: false,
         });
         Ok(())
     }
@@ -313,7 +357,10 @@ impl Slot {
                 .clear_kv_cache_seq(Some(self.seq), Some(from), None)
                 .is_err()
             {
-                self.fail(ctx, BackendError::Generation("freeing guessed tokens failed".into()));
+                self.fail(
+                    ctx,
+                    BackendError::Generation("freeing guessed tokens failed".into()),
+                );
                 return StepOutcome::Finished;
             }
             self.cached.truncate(keep);
@@ -328,7 +375,6 @@ impl Slot {
         }
         self.release(tick);
     }
-
 
     /// Ends the job with an error; its KV state is unknown, so the cache is dropped.
     pub fn fail(&mut self, ctx: &mut LlamaContext<'_>, err: BackendError) {
@@ -370,6 +416,21 @@ impl Slot {
                 tracing::warn!(error = %err, "restoring a prefix from host memory failed");
                 self.clear_cache(ctx);
             }
+        }
+    }
+
+    /// Loads a disk cache entry into this idle slot's sequence.
+    pub fn restore_from_disk(
+        &mut self,
+        ctx: &mut LlamaContext<'_>,
+        disk: &super::DiskCache,
+        scope: u64,
+        id: &str,
+    ) {
+        self.clear_cache(ctx);
+        if let Some(tokens) = disk.restore(ctx, self.seq, id) {
+            self.cached = tokens;
+            self.scope = scope;
         }
     }
 

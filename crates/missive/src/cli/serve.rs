@@ -82,6 +82,10 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
                     None => None,
                 },
                 tool_format: entry.tool_format,
+                disk_cache: Some(missive_engine::DiskCacheSettings {
+                    root: home.join("kv-cache"),
+                    budget_bytes: (entry.disk_cache_gb.max(0.0) * (1u64 << 30) as f64) as u64,
+                }),
                 lookup_tokens: match entry.prompt_lookup {
                     true => entry.draft_tokens as usize,
                     false => 0,
