@@ -10,8 +10,10 @@ import statistics
 import subprocess
 import sys
 
+import httpx
+
 sys.path.insert(0, os.path.dirname(__file__))
-from peer import in_turn, run_anthropic, run_openai, server_args, with_llama_server, with_missive, write_report  # noqa: E402
+from peer import ADMIN_KEY, in_turn, run_anthropic, run_openai, server_args, with_llama_server, with_missive, write_report  # noqa: E402
 
 SYSTEM = "You are a careful coding assistant."
 
@@ -35,11 +37,24 @@ def edit_prompt():
 NO_COPY = "Write a haiku about autumn rain."
 
 
+def drafts(url):
+    """Missive's guessed and kept token counts so far."""
+    text = httpx.get(f"{url}/metrics", headers={"x-api-key": ADMIN_KEY}, timeout=30).text
+
+    def total(name):
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+    return total("missive_draft_tokens_total"), total("missive_draft_accepted_tokens_total")
+
+
 def measure(lane, run, url, prompt, max_tokens):
+    missive = "missive" in lane
+    before = drafts(url) if missive else (0, 0)
     t0, times, _, n_out = run(url, SYSTEM, prompt, max_tokens)
     decode = (n_out - 1) / (times[-1] - times[0]) if n_out > 1 and times[-1] > times[0] else 0.0
-    print(f"  {lane:28} {n_out:5} tokens, decode {decode:6.1f} tok/s", flush=True)
-    return {"lane": lane, "output_tokens": n_out, "decode_tps": decode}
+    after = drafts(url) if missive else (0, 0)
+    guessed, kept = after[0] - before[0], after[1] - before[1]
+    print(f"  {lane:28} {n_out:5} tokens, decode {decode:6.1f} tok/s, guessed {guessed:.0f} kept {kept:.0f}", flush=True)
+    return {"lane": lane, "output_tokens": n_out, "decode_tps": decode, "guessed": guessed, "kept": kept}
 
 
 def main():
@@ -96,6 +111,12 @@ def main():
         l0, l1 = med(task, "llama-server"), med(task, "llama-server+ngram")
         lines.append(f"| {task} ({med(task, 'missive+lookup', 'output_tokens'):.0f} tokens) | {m0:.1f} | {m1:.1f} | "
                      f"{m1 / m0:.2f}x | {l0:.1f} | {l1:.1f} | {m1 / l1:.2f}x |")
+    for task in ("edit", "haiku"):
+        picked = [r for r in rows if r["task"] == task and r["server"] == "missive+lookup"]
+        guessed, kept = sum(r["guessed"] for r in picked), sum(r["kept"] for r in picked)
+        out = sum(r["output_tokens"] for r in picked)
+        lines.append(f"\n{task}: Missive guessed {guessed:.0f} tokens and kept {kept:.0f} "
+                     f"({kept / guessed if guessed else 0:.0%}); {kept / out if out else 0:.0%} of the output came from kept guesses.")
     write_report(args, "lookup.md", lines)
 
 

@@ -32,6 +32,8 @@ async fn main() {
         chat_template: None,
         tool_format: None,
         lookup_tokens: 0,
+        disk_cache: None,
+        draft: None,
     };
     let engine = EngineBackend::load(&config).unwrap();
     let para = "The history of computing is a story of abstraction layered upon abstraction. Early machines were programmed by rewiring panels; later, stored programs allowed instructions to live in memory beside data. ".repeat(12);

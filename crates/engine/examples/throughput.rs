@@ -41,6 +41,8 @@ async fn main() {
         chat_template: None,
         tool_format: None,
         lookup_tokens: 0,
+        disk_cache: None,
+        draft: None,
     };
     let engine = std::sync::Arc::new(EngineBackend::load(&config).unwrap());
     for n in [1usize, 4, 8] {

@@ -33,13 +33,15 @@ use missive_protocol::models::{
 };
 
 pub use error::Error;
-pub use model::{KvLayout, ModelConfig};
+pub use model::{DraftModel, KvLayout, ModelConfig};
 pub use placement::{FlashAttention, KvCacheFormat, Placement, PlacementError, Split};
 pub use template::ToolFormat;
 
 use crate::constraint::Grammars;
 use crate::prompt_cache::{Breakpoint, CacheLedger, Clock};
-pub use crate::scheduler::{CacheStats, DiskCacheSettings, DiskCacheStats, DraftStats};
+pub use crate::scheduler::{
+    CacheStats, DiskCacheSettings, DiskCacheStats, DraftSettings, DraftStats,
+};
 use crate::scheduler::{CacheTouch, ContextSettings, Job, Reasoning, ToolParsing};
 use crate::template::ChatTemplate;
 use missive_backend::reasoning::ThinkSplitter;
@@ -165,6 +167,13 @@ impl EngineBackend {
             }
             _ => None,
         };
+        let draft = match &config.draft {
+            Some(draft) => Some((
+                Arc::new(model::load_draft(&draft.path, &model, &config.placement)?),
+                draft.settings,
+            )),
+            None => None,
+        };
         let cache_stats = Arc::new(CacheStats::default());
         let draft_stats = Arc::new(DraftStats::default());
         let jobs = scheduler::spawn(
@@ -172,9 +181,12 @@ impl EngineBackend {
             Arc::clone(&model),
             settings,
             config.queue_depth,
-            Arc::clone(&cache_stats),
-            Arc::clone(&draft_stats),
-            disk,
+            scheduler::Parts {
+                host_stats: Arc::clone(&cache_stats),
+                draft_stats: Arc::clone(&draft_stats),
+                disk,
+                draft,
+            },
         )?;
         let descriptor = ModelDescriptor {
             id: config.name.clone(),
@@ -394,7 +406,6 @@ impl Backend for EngineBackend {
         });
         telemetry::prompt_billed(&self.descriptor.id, &usage, self.cache_ledger.len());
         telemetry::host_cache(&self.descriptor.id, &self.cache_stats);
-        telemetry::disk_cache(&self.descriptor.id, &self.disk_stats);
         let in_system = match self.queue_wait.admit(std::time::Instant::now()) {
             Ok(()) => queue_wait::InSystem::new(Arc::clone(&self.queue_wait)),
             Err(refused) => {

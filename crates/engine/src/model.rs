@@ -50,6 +50,16 @@ pub struct ModelConfig {
     pub lookup_tokens: usize,
     /// Prefixes kept on disk across restarts, when set.
     pub disk_cache: Option<crate::DiskCacheSettings>,
+    /// A draft model for speculative decoding, when set (it takes the place of prompt
+    /// lookup).
+    pub draft: Option<DraftModel>,
+}
+
+/// A smaller model with the same tokenizer, proposing tokens for the target to check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DraftModel {
+    pub path: PathBuf,
+    pub settings: crate::DraftSettings,
 }
 
 /// How the KV cache is laid out across slots.
@@ -75,6 +85,31 @@ pub(crate) fn llama_backend() -> Result<&'static LlamaBackend, Error> {
         })
         .as_ref()
         .map_err(|err| Error::BackendInit(err.clone()))
+}
+
+/// Loads a draft model for `target`, refusing one whose tokenizer differs: its token ids
+/// would mean other text.
+pub(crate) fn load_draft(
+    path: &Path,
+    target: &LlamaModel,
+    placement: &Placement,
+) -> Result<LlamaModel, Error> {
+    let draft = load(path, placement)?;
+    let vocab = |m: &LlamaModel| {
+        let v = m.vocab();
+        let sample: Vec<Vec<u8>> = [0, 1, 100, 1000, 10_000]
+            .into_iter()
+            .map(|t| v.token_to_piece(LlamaToken(t), true, None))
+            .collect();
+        (m.n_vocab(), sample)
+    };
+    if vocab(&draft) != vocab(target) {
+        return Err(Error::ModelLoad {
+            path: path.to_owned(),
+            reason: "the draft model's tokenizer differs from the model's".into(),
+        });
+    }
+    Ok(draft)
 }
 
 pub(crate) fn load(path: &Path, placement: &Placement) -> Result<LlamaModel, Error> {

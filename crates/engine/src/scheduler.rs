@@ -6,6 +6,7 @@
 //! is new.
 
 mod disk_cache;
+mod drafter;
 mod host_cache;
 mod lookup;
 mod packing;
@@ -14,6 +15,7 @@ mod slot;
 pub(crate) use disk_cache::{fingerprint, DiskCache, LedgerKey, RestoredKey};
 pub use disk_cache::{DiskCacheSettings, DiskCacheStats};
 pub use host_cache::HostCacheStats as CacheStats;
+pub use drafter::DraftSettings;
 pub use lookup::DraftStats;
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -150,15 +152,22 @@ pub(crate) struct ContextSettings {
     pub disk_min_tokens: usize,
 }
 
+/// What the engine thread shares with the backend, beside the model and its settings.
+pub(crate) struct Parts {
+    pub host_stats: Arc<HostCacheStats>,
+    pub draft_stats: Arc<DraftStats>,
+    pub disk: Option<DiskCache>,
+    /// A draft model for speculative decoding.
+    pub draft: Option<(Arc<LlamaModel>, DraftSettings)>,
+}
+
 /// Starts the engine thread for `model` and returns its job queue.
 pub(crate) fn spawn(
     name: &str,
     model: Arc<LlamaModel>,
     settings: ContextSettings,
     queue_depth: usize,
-    stats: Arc<HostCacheStats>,
-    drafts: Arc<DraftStats>,
-    disk: Option<DiskCache>,
+    parts: Parts,
 ) -> Result<SyncSender<Job>, Error> {
     let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel::<Job>(queue_depth);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), Error>>();
@@ -166,16 +175,7 @@ pub(crate) fn spawn(
         .name(format!("engine-{name}"))
         .spawn({
             let name: Arc<str> = Arc::from(name);
-            move || {
-                run(
-                    name,
-                    model,
-                    settings,
-                    (stats, drafts, disk),
-                    jobs_rx,
-                    ready_tx,
-                )
-            }
+            move || run(name, model, settings, parts, jobs_rx, ready_tx)
         })
         .map_err(|err| Error::Thread(err.to_string()))?;
     match ready_rx.recv() {
@@ -191,7 +191,7 @@ fn run(
     name: Arc<str>,
     model: Arc<LlamaModel>,
     settings: ContextSettings,
-    (stats, drafts, disk): (Arc<HostCacheStats>, Arc<DraftStats>, Option<DiskCache>),
+    parts: Parts,
     jobs: Receiver<Job>,
     ready: std::sync::mpsc::Sender<Result<(), Error>>,
 ) {
@@ -205,19 +205,39 @@ fn run(
     let params = settings
         .placement
         .context_params(LlamaContextParams::default())
+        .with_n_threads(settings.threads)
+        .with_n_threads_batch(settings.threads);
+    let target_params = params
+        .clone()
         .with_n_ctx(std::num::NonZeroU32::new(settings.total_cells()))
         .with_n_batch(settings.n_batch)
         .with_n_ubatch(settings.n_batch.min(512))
         .with_n_seq_max(settings.slots)
-        .with_kv_unified(!settings.per_slot_kv)
-        .with_n_threads(settings.threads)
-        .with_n_threads_batch(settings.threads);
-    let mut ctx = match model.new_context(backend, params) {
+        .with_kv_unified(!settings.per_slot_kv);
+    let mut ctx = match model.new_context(backend, target_params) {
         Ok(ctx) => ctx,
         Err(err) => {
             let _ = ready.send(Err(Error::Context(err.to_string())));
             return;
         }
+    };
+    let drafter = match &parts.draft {
+        Some((draft_model, draft_settings)) => {
+            match drafter::Drafter::new(
+                draft_model,
+                params,
+                settings.total_cells(),
+                settings.slots,
+                *draft_settings,
+            ) {
+                Ok(drafter) => Some(drafter),
+                Err(err) => {
+                    let _ = ready.send(Err(err));
+                    return;
+                }
+            }
+        }
+        None => None,
     };
     let _ = ready.send(Ok(()));
     let mut scheduler = Scheduler {
@@ -226,9 +246,10 @@ fn run(
         batch: LlamaBatch::new(settings.n_batch as usize, 1),
         settings,
         slots: (0..settings.slots).map(Slot::new).collect(),
-        host: HostCache::new(settings.host_cache_bytes, stats),
-        drafts,
-        disk,
+        host: HostCache::new(settings.host_cache_bytes, parts.host_stats),
+        drafts: parts.draft_stats,
+        disk: parts.disk,
+        drafter,
         tick: 0,
         deferred: std::collections::VecDeque::new(),
     };
@@ -244,6 +265,8 @@ struct Scheduler<'m> {
     host: HostCache,
     drafts: Arc<DraftStats>,
     disk: Option<DiskCache>,
+    /// The draft model, when one proposes tokens (else prompt lookup does, if on).
+    drafter: Option<drafter::Drafter<'m>>,
     /// Steps taken; orders slots by last use for eviction.
     tick: u64,
     /// Background jobs taken from the queue that may not start yet.
@@ -466,6 +489,9 @@ impl Scheduler<'_> {
             let _ = ctx.clear_kv_cache_seq(Some(seq), None, None);
         }
         self.slots.swap(a, b);
+        if let Some(drafter) = self.drafter.as_mut() {
+            drafter.swapped(a, b);
+        }
         self.slots[a].move_to(ctx, seq_a, state_b.as_ref());
         self.slots[b].move_to(ctx, seq_b, state_a.as_ref());
         self.host.count_move();
@@ -483,9 +509,10 @@ impl Scheduler<'_> {
         let n_ctx = self.settings.n_ctx as usize;
         let mut used: usize = self.slots.iter().map(Slot::cached_len).sum();
         let decoding = self.slots.iter().filter(|s| s.is_decoding()).count();
-        let lookup = match decoding <= DRAFT_MAX_STREAMS {
-            true => self.settings.lookup_tokens,
-            false => 0,
+        let speculate = match (decoding <= DRAFT_MAX_STREAMS, &self.drafter) {
+            (false, _) => 0,
+            (true, Some(_)) => usize::MAX,
+            (true, None) => self.settings.lookup_tokens,
         };
         let n_batch = self.settings.n_batch as usize;
         for i in 0..self.slots.len() {
@@ -506,8 +533,13 @@ impl Scheduler<'_> {
                 false => n_ctx - used - 1,
             };
             let batch_room = n_batch.saturating_sub(self.batch.n_tokens() as usize + decoding);
-            let drafts = lookup.min(free_cells).min(batch_room);
-            if let Ok(added) = self.slots[i].add_pending(&mut self.batch, drafts) {
+            let drafts = speculate.min(free_cells).min(batch_room);
+            let drafter = &mut self.drafter;
+            let propose = |seq: u32, history: &[LlamaToken], max: usize| match drafter {
+                Some(drafter) => drafter.propose(seq, history, max),
+                None => lookup::draft(history, max).to_vec(),
+            };
+            if let Ok(added) = self.slots[i].add_pending(&mut self.batch, drafts, propose) {
                 used += added;
             }
         }

@@ -33,6 +33,8 @@ mod real_model {
             chat_template: None,
             tool_format: None,
             lookup_tokens: 0,
+            disk_cache: None,
+            draft: None,
         }
     }
 

@@ -459,9 +459,17 @@ pub struct ModelEntry {
     /// far and checks them in the same decode (the output is unchanged).
     #[serde(default = "default_prompt_lookup")]
     pub prompt_lookup: bool,
-    /// Guessed tokens checked per step, at most.
+    /// Speculative decoding: a smaller model with the same tokenizer (a source as for
+    /// `source`, say `qwen2.5-coder-0.5b-instruct`) proposes tokens the model checks in one
+    /// decode. Takes the place of prompt lookup.
+    #[serde(default)]
+    pub draft_model: Option<String>,
+    /// Guessed tokens (from prompt lookup or the draft model) checked per step, at most.
     #[serde(default = "default_draft_tokens")]
     pub draft_tokens: u32,
+    /// The draft model stops proposing at a token it gives less probability than this.
+    #[serde(default = "default_draft_min_p")]
+    pub draft_min_p: f32,
     /// Disk space for prefix KV caches under `MISSIVE_HOME/kv-cache`, in GiB (0: none):
     /// a restart or a new session with the same prompt prefix restores it from there.
     #[serde(default = "default_disk_cache_gb")]
@@ -529,6 +537,9 @@ fn default_prompt_lookup() -> bool {
 fn default_draft_tokens() -> u32 {
     10
 }
+fn default_draft_min_p() -> f32 {
+    0.5
+}
 fn default_disk_cache_gb() -> f64 {
     4.0
 }
@@ -557,7 +568,9 @@ fn default_models() -> Vec<ModelEntry> {
         chat_template_file: None,
         tool_format: None,
         prompt_lookup: default_prompt_lookup(),
+        draft_model: None,
         draft_tokens: default_draft_tokens(),
+        draft_min_p: default_draft_min_p(),
         disk_cache_gb: default_disk_cache_gb(),
     }]
 }
@@ -696,6 +709,12 @@ impl Config {
                     "off" | "false" | "0" => false,
                     other => anyhow::bail!("MISSIVE_PROMPT_LOOKUP must be on or off (got {other})"),
                 };
+            }
+            if let Some(draft) = var("MISSIVE_DRAFT_MODEL") {
+                first.draft_model = (!draft.is_empty()).then_some(draft);
+            }
+            if let Some(p) = var("MISSIVE_DRAFT_MIN_P") {
+                first.draft_min_p = p.parse().context("MISSIVE_DRAFT_MIN_P must be a number")?;
             }
             if let Some(tokens) = var("MISSIVE_DRAFT_TOKENS") {
                 first.draft_tokens = tokens

@@ -239,17 +239,7 @@ impl DiskCache {
         id: &str,
     ) -> Option<Vec<LlamaToken>> {
         let started = Instant::now();
-        let (tokens, bytes, crc32) = {
-            let entries = self.shared.lock();
-            let entry = entries.iter().find(|e| e.id == id)?;
-            (entry.tokens.clone(), entry.bytes, entry.crc32)
-        };
-        let path = self.shared.dir.join(format!("{id}.kv"));
-        match file_crc(&path) {
-            Ok((len, crc)) if len == bytes && crc == crc32 => {}
-            Ok(_) => return self.reject(id, "its state file does not match its record"),
-            Err(err) => return self.reject(id, &err.to_string()),
-        }
+        let (path, tokens, bytes) = self.check(id).ok()?;
         let seq = i32::try_from(seq).unwrap_or(0);
         match ctx.state_seq_load_file(&path, seq, tokens.len()) {
             Ok((loaded, _)) if loaded == tokens => {}
@@ -278,12 +268,35 @@ impl DiskCache {
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         stats.restore_us.fetch_add(micros, Ordering::Relaxed);
         crate::telemetry::disk_cache_restored(&self.shared.model, started.elapsed());
+        self.shared.publish(&self.shared.lock());
         tracing::debug!(
             tokens = tokens.len(),
             ms = started.elapsed().as_secs_f64() * 1e3,
             "prefix restored from the disk cache"
         );
         Some(tokens)
+    }
+
+    /// Entry `id`'s state file, tokens and size, once the file is found to match the
+    /// record byte for byte (else the entry is dropped).
+    fn check(&self, id: &str) -> Result<(PathBuf, Vec<LlamaToken>, u64), ()> {
+        let (tokens, bytes, crc32) = {
+            let entries = self.shared.lock();
+            let entry = entries.iter().find(|e| e.id == id).ok_or(())?;
+            (entry.tokens.clone(), entry.bytes, entry.crc32)
+        };
+        let path = self.shared.dir.join(format!("{id}.kv"));
+        match file_crc(&path) {
+            Ok((len, crc)) if len == bytes && crc == crc32 => Ok((path, tokens, bytes)),
+            Ok(_) => {
+                self.reject(id, "its state file does not match its record");
+                Err(())
+            }
+            Err(err) => {
+                self.reject(id, &err.to_string());
+                Err(())
+            }
+        }
     }
 
     fn reject(&self, id: &str, why: &str) -> Option<Vec<LlamaToken>> {
@@ -377,12 +390,14 @@ impl Shared {
         let _ = fs::remove_file(self.dir.join(format!("{id}.kv")));
     }
 
+    /// Updates the counters and the metrics, which are then current whenever scraped.
     fn publish(&self, entries: &[Entry]) {
         let bytes = entries.iter().map(|e| e.bytes).sum();
         self.stats.bytes.store(bytes, Ordering::Relaxed);
         self.stats
             .entries
             .store(entries.len() as u64, Ordering::Relaxed);
+        crate::telemetry::disk_cache(&self.model, &self.stats);
     }
 }
 
@@ -519,4 +534,150 @@ fn sanitize(name: &str) -> String {
             },
         )
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(root: &Path, budget_bytes: u64) -> DiskCacheSettings {
+        DiskCacheSettings {
+            root: root.to_owned(),
+            budget_bytes,
+        }
+    }
+
+    fn open(root: &Path, fingerprint: &str, budget: u64) -> (DiskCache, Vec<RestoredKey>) {
+        DiskCache::open(
+            &settings(root, budget),
+            "test-model",
+            fingerprint,
+            Arc::default(),
+        )
+        .unwrap()
+    }
+
+    fn tokens(ids: &[i32]) -> Vec<LlamaToken> {
+        ids.iter().copied().map(LlamaToken).collect()
+    }
+
+    /// Publishes an entry as the writer thread does, from a state file of `bytes`.
+    fn add(cache: &DiskCache, id: &str, ids: &[i32], bytes: &[u8], ledger: Vec<LedgerKey>) {
+        fs::write(cache.shared.dir.join(format!("{id}.kv.tmp")), bytes).unwrap();
+        cache
+            .shared
+            .finish(Pending {
+                id: id.into(),
+                scope: 7,
+                tokens: tokens(ids),
+                ledger,
+            })
+            .unwrap();
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn an_entry_survives_reopening_and_what_a_crash_left_half_written_is_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let (cache, _) = open(root.path(), "aaaa", 1 << 20);
+        add(&cache, "good", &[1, 2, 3, 4], b"state bytes", Vec::new());
+        let dir = cache.shared.dir.clone();
+        // What a kill -9 can leave at each step of a write: a state still being written, a
+        // state renamed before its record, a record still being written, and a record whose
+        // state file was cut short.
+        fs::write(dir.join("b.kv.tmp"), b"partial").unwrap();
+        fs::write(dir.join("c.kv"), b"no record").unwrap();
+        fs::write(dir.join("d.meta.tmp"), b"{\"format\":").unwrap();
+        add(&cache, "e", &[9, 9, 9], b"a longer state file", Vec::new());
+        fs::write(dir.join("e.kv"), b"a longer").unwrap();
+        drop(cache);
+
+        let (cache, _) = open(root.path(), "aaaa", 1 << 20);
+        assert_eq!(files(&dir), ["good.kv", "good.meta"]);
+        assert_eq!(
+            cache.best(7, &tokens(&[1, 2, 3, 5])),
+            Some(("good".to_owned(), 3))
+        );
+        // Another scope never sees it.
+        assert_eq!(cache.best(8, &tokens(&[1, 2, 3, 5])), None);
+    }
+
+    #[test]
+    fn a_state_file_changed_after_its_record_is_never_read_as_valid() {
+        let root = tempfile::tempdir().unwrap();
+        let (cache, _) = open(root.path(), "aaaa", 1 << 20);
+        add(&cache, "x", &[1, 2, 3], b"0123456789", Vec::new());
+        assert!(cache.check("x").is_ok());
+        // Same length, one byte changed: only the checksum can tell.
+        fs::write(cache.shared.dir.join("x.kv"), b"0123456780").unwrap();
+        assert!(cache.check("x").is_err());
+        assert_eq!(cache.best(7, &tokens(&[1, 2, 3])), None);
+        assert!(files(&cache.shared.dir).is_empty());
+        assert_eq!(cache.shared.stats.rejected.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn another_model_file_or_settings_never_reads_an_entry() {
+        let root = tempfile::tempdir().unwrap();
+        let (cache, _) = open(root.path(), "aaaa", 1 << 20);
+        add(&cache, "x", &[1, 2, 3], b"state", Vec::new());
+        let old_dir = cache.shared.dir.clone();
+        drop(cache);
+        // A record copied under another fingerprint names its own and is dropped too.
+        let other = root.path().join("test-model").join("bbbb");
+        fs::create_dir_all(&other).unwrap();
+        fs::copy(old_dir.join("x.meta"), other.join("x.meta")).unwrap();
+        fs::copy(old_dir.join("x.kv"), other.join("x.kv")).unwrap();
+        let (cache, _) = open(root.path(), "bbbb", 1 << 20);
+        assert_eq!(cache.best(7, &tokens(&[1, 2, 3])), None);
+        assert!(!old_dir.exists());
+        assert!(files(&other).is_empty());
+    }
+
+    #[test]
+    fn the_budget_drops_the_least_recently_used_and_an_extended_prefix_replaces_its_own() {
+        let root = tempfile::tempdir().unwrap();
+        let (cache, _) = open(root.path(), "aaaa", 25);
+        add(&cache, "a", &[1, 1], &[0; 10], Vec::new());
+        add(&cache, "b", &[2, 2], &[0; 10], Vec::new());
+        add(&cache, "c", &[3, 3], &[0; 10], Vec::new());
+        assert_eq!(files(&cache.shared.dir), ["b.kv", "b.meta", "c.kv", "c.meta"]);
+        add(&cache, "c2", &[3, 3, 4], &[0; 5], Vec::new());
+        assert_eq!(files(&cache.shared.dir), ["b.kv", "b.meta", "c2.kv", "c2.meta"]);
+        assert!(cache.worth_saving(7, &tokens(&[3, 3, 4, 5, 6]), 2));
+        assert!(!cache.worth_saving(7, &tokens(&[3, 3, 4, 5]), 2));
+    }
+
+    #[test]
+    fn ledger_keys_come_back_with_what_is_left_of_their_ttl() {
+        let root = tempfile::tempdir().unwrap();
+        let (cache, _) = open(root.path(), "aaaa", 1 << 20);
+        let keys = vec![
+            LedgerKey::new(11, Ttl::FiveMinutes),
+            LedgerKey::new(12, Ttl::OneHour),
+        ];
+        add(&cache, "x", &[1, 2, 3], b"state", keys);
+        // Last used ten minutes ago: the five-minute key has run out, the hour has not.
+        let record = File::options()
+            .write(true)
+            .open(cache.shared.dir.join("x.meta"))
+            .unwrap();
+        record
+            .set_modified(SystemTime::now() - Duration::from_secs(600))
+            .unwrap();
+        drop(cache);
+        let (_, restored) = open(root.path(), "aaaa", 1 << 20);
+        assert_eq!(restored.len(), 1);
+        assert_eq!((restored[0].key, restored[0].ttl), (12, Ttl::OneHour));
+        assert!(restored[0].left <= Duration::from_secs(3000));
+        assert!(restored[0].left > Duration::from_secs(2900));
+    }
 }

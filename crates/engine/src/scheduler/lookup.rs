@@ -27,32 +27,38 @@ impl DraftStats {
 /// The shortest run of tokens matched: shorter ones match by chance in plain prose, and a
 /// wrong guess costs a decode wider than one token.
 const NGRAM_MIN: usize = 3;
-/// The longest run tried first: a longer match is likelier to continue the same way.
-const NGRAM_MAX: usize = 5;
+/// How far back a match is compared, at most. Code repeats short runs everywhere
+/// (`self.`, an indent and `if`); the occurrence that agrees longest with the recent
+/// tokens is the one being copied.
+const MATCH_MAX: usize = 64;
 
-/// Up to `max` tokens that followed the most recent earlier occurrence of the sequence's
-/// last tokens (the longest of [`NGRAM_MAX`] down to [`NGRAM_MIN`] that occurs), or
-/// nothing.
+/// Up to `max` tokens that followed the earlier occurrence of the sequence's last tokens
+/// that agrees with them longest (at least [`NGRAM_MIN`] tokens; among equals, the most
+/// recent), or nothing.
 pub(super) fn draft(history: &[LlamaToken], max: usize) -> &[LlamaToken] {
-    if max == 0 {
+    let len = history.len();
+    if max == 0 || len <= NGRAM_MIN {
         return &[];
     }
-    for n in (NGRAM_MIN..=NGRAM_MAX).rev() {
-        if history.len() <= n {
+    let tail = &history[len - NGRAM_MIN..];
+    let mut best: Option<(usize, usize)> = None;
+    // Occurrences that end before the last token, so at least one token follows.
+    for start in (0..len - NGRAM_MIN).rev() {
+        if &history[start..start + NGRAM_MIN] != tail {
             continue;
         }
-        let tail = &history[history.len() - n..];
-        // Occurrences that end before the last token, so at least one token follows.
-        let found = (0..history.len() - n)
-            .rev()
-            .find(|&start| &history[start..start + n] == tail);
-        if let Some(start) = found {
-            let from = start + n;
-            let to = (from + max).min(history.len());
-            return &history[from..to];
+        let agree = NGRAM_MIN
+            + (1..=MATCH_MAX.min(start))
+                .take_while(|&back| history[start - back] == history[len - NGRAM_MIN - back])
+                .count();
+        if best.is_none_or(|(_, longest)| agree > longest) {
+            best = Some((start + NGRAM_MIN, agree));
+        }
+        if agree >= MATCH_MAX {
+            break;
         }
     }
-    &[]
+    best.map_or(&[], |(from, _)| &history[from..(from + max).min(len)])
 }
 
 #[cfg(test)]
@@ -74,11 +80,11 @@ mod tests {
     }
 
     #[test]
-    fn the_longest_match_wins_and_then_the_most_recent() {
-        // `2 3 4` occurs twice; only the first occurrence also matches `1 2 3 4`.
+    fn the_longest_agreement_wins_and_then_the_most_recent() {
+        // `2 3 4` occurs twice; only the first occurrence also agrees on the `1` before it.
         let history = tokens(&[1, 2, 3, 4, 10, 0, 2, 3, 4, 20, 0, 1, 2, 3, 4]);
         assert_eq!(draft(&history, 1), tokens(&[10]).as_slice());
-        // Without a longer match, the most recent occurrence.
+        // Agreeing equally, the most recent occurrence.
         let history = tokens(&[2, 3, 4, 10, 0, 2, 3, 4, 20, 0, 2, 3, 4]);
         assert_eq!(draft(&history, 1), tokens(&[20]).as_slice());
     }

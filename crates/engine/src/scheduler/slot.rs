@@ -245,12 +245,14 @@ impl Slot {
         [i32::try_from(self.seq).unwrap_or(0)]
     }
 
-    /// Adds the last sampled token, with logits, followed by up to `max_drafts` guessed
-    /// tokens after it (each with logits, to check it). Returns how many tokens it added.
+    /// Adds the last sampled token, with logits, followed by the tokens `propose` guesses
+    /// come after it (given this sequence's tokens, that one included, and how many it may
+    /// guess), each with logits to check it. Returns how many tokens it added.
     pub fn add_pending(
         &mut self,
         batch: &mut LlamaBatch<'_>,
         max_drafts: usize,
+        propose: impl FnOnce(u32, &[LlamaToken], usize) -> Vec<LlamaToken>,
     ) -> Result<usize, BatchAddError> {
         let seq = self.seq_ids();
         let Some(active) = self.active.as_mut() else {
@@ -270,10 +272,10 @@ impl Slot {
             .job
             .max_tokens
             .saturating_sub(active.output_tokens.saturating_add(1)) as usize;
-        active.drafts.clear();
-        active
-            .drafts
-            .extend_from_slice(super::lookup::draft(&self.cached, max_drafts.min(left)));
+        active.drafts = match max_drafts.min(left) {
+            0 => Vec::new(),
+            max => propose(self.seq, &self.cached, max),
+        };
         for &draft in &active.drafts {
             let pos = i32::try_from(self.cached.len()).unwrap_or(i32::MAX);
             if batch.add(draft, pos, &seq, true).is_err() {

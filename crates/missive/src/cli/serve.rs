@@ -47,9 +47,24 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         }
         let models_dir = home.join("models");
         let source = entry.source().to_owned();
-        let path =
-            tokio::task::spawn_blocking(move || crate::cli::pull::ensure(&models_dir, &source))
-                .await??;
+        let path = tokio::task::spawn_blocking({
+            let models_dir = models_dir.clone();
+            move || crate::cli::pull::ensure(&models_dir, &source)
+        })
+        .await??;
+        let draft = match entry.draft_model.clone() {
+            Some(source) => Some(missive_engine::DraftModel {
+                path: tokio::task::spawn_blocking(move || {
+                    crate::cli::pull::ensure(&models_dir, &source)
+                })
+                .await??,
+                settings: missive_engine::DraftSettings {
+                    tokens: entry.draft_tokens as usize,
+                    min_p: entry.draft_min_p,
+                },
+            }),
+            None => None,
+        };
         let model_config =
             ModelConfig {
                 name: entry.name.clone(),
@@ -86,6 +101,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
                     root: home.join("kv-cache"),
                     budget_bytes: (entry.disk_cache_gb.max(0.0) * (1u64 << 30) as f64) as u64,
                 }),
+                draft,
                 lookup_tokens: match entry.prompt_lookup {
                     true => entry.draft_tokens as usize,
                     false => 0,
