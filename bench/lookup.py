@@ -101,7 +101,8 @@ def main():
         f"(draft_tokens {n}), llama-server plain and with `{' '.join(ngram)}`. Edit task: the first 300 "
         f"lines of Python {platform.python_version()}'s shlex.py, returned with one method renamed, its first "
         f"three lines prefilled ({args.rounds} rounds); no-copy task: a haiku "
-        f"({args.haiku_rounds} rounds). Decode tokens/s from the first to the last streamed delta, medians.",
+        f"({args.haiku_rounds} rounds). Decode tokens/s from the first to the last streamed delta, medians. "
+        f"Flash attention `{args.flash_attention}` on all.",
         "",
         "| task | missive | missive+lookup | lookup/plain | llama-server | llama-server+ngram | missive+lookup / llama-server+ngram |",
         "|---|---|---|---|---|---|---|",
@@ -117,7 +118,8 @@ def main():
         out = sum(r["output_tokens"] for r in picked)
         lines.append(f"\n{task}: Missive guessed {guessed:.0f} tokens and kept {kept:.0f} "
                      f"({kept / guessed if guessed else 0:.0%}); {kept / out if out else 0:.0%} of the output came from kept guesses.")
-    write_report(args, "lookup.md", lines)
+    suffix = "" if args.flash_attention == "auto" else f"-fa-{args.flash_attention}"
+    write_report(args, f"lookup{suffix}.md", lines)
 
 
 if __name__ == "__main__":

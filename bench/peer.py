@@ -71,10 +71,10 @@ def conversation(user):
     return user if isinstance(user, list) else [{"role": "user", "content": user}]
 
 
-def run_anthropic(url, system, user, max_tokens, client=httpx, ready=None):
+def run_anthropic(url, system, user, max_tokens, client=httpx, ready=None, temperature=0):
     """One streamed reply: (send time, arrival time of each text delta, prompt tokens, output
     tokens). `ready` is waited on just before sending."""
-    body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": 0,
+    body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": temperature,
             "system": system, "messages": conversation(user)}
     if ready:
         ready.wait()
@@ -90,8 +90,8 @@ def run_anthropic(url, system, user, max_tokens, client=httpx, ready=None):
     return t0, times, n_in, n_out
 
 
-def run_openai(url, system, user, max_tokens, client=httpx, ready=None):
-    body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": 0, "stream": True,
+def run_openai(url, system, user, max_tokens, client=httpx, ready=None, temperature=0):
+    body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": temperature, "stream": True,
             "stream_options": {"include_usage": True},
             "messages": [{"role": "system", "content": system}, *conversation(user)]}
     if ready:

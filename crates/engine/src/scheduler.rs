@@ -14,8 +14,8 @@ mod slot;
 
 pub(crate) use disk_cache::{fingerprint, DiskCache, LedgerKey, RestoredKey};
 pub use disk_cache::{DiskCacheSettings, DiskCacheStats};
-pub use host_cache::HostCacheStats as CacheStats;
 pub use drafter::DraftSettings;
+pub use host_cache::HostCacheStats as CacheStats;
 pub use lookup::DraftStats;
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};

@@ -651,26 +651,35 @@ mod real_model {
         assert!(counted_from(&replies[2], 101) >= 20, "{:?}", replies[2]);
     }
 
-    /// Two engines of one sequence each, the second with prompt-lookup decoding on, used
-    /// only by the test below: a sequence batched with another may round differently and
-    /// part at a near tie, which is not what is compared here.
-    fn lookup_pair() -> &'static (EngineBackend, EngineBackend) {
-        static ENGINES: OnceLock<(EngineBackend, EngineBackend)> = OnceLock::new();
+    /// Engines of one sequence each: plain, with prompt-lookup decoding, and with the same
+    /// model drafting for itself (every proposal should then be kept). Used only by the test
+    /// below: a sequence batched with another may round differently and part at a near tie,
+    /// which is not what is compared here.
+    fn speculation_engines() -> &'static [EngineBackend; 3] {
+        static ENGINES: OnceLock<[EngineBackend; 3]> = OnceLock::new();
         ENGINES.get_or_init(|| {
             let mut config = config(16);
             config.parallel = 1;
             let plain = EngineBackend::load(&config).unwrap();
             config.lookup_tokens = 10;
-            (plain, EngineBackend::load(&config).unwrap())
+            let lookup = EngineBackend::load(&config).unwrap();
+            config.draft = Some(missive_engine::DraftModel {
+                path: config.path.clone(),
+                settings: missive_engine::DraftSettings {
+                    tokens: 6,
+                    min_p: 0.0,
+                },
+            });
+            [plain, lookup, EngineBackend::load(&config).unwrap()]
         })
     }
 
     const SNIPPET: &str = "fn parse_port(text: &str) -> Option<u16> {\n    let trimmed = text.trim();\n    if trimmed.is_empty() {\n        return None;\n    }\n    trimmed.parse::<u16>().ok().filter(|port| *port != 0)\n}\n";
 
     #[tokio::test]
-    async fn prompt_lookup_output_is_token_identical_and_a_strict_call_still_validates() {
+    async fn speculation_output_is_token_identical_and_a_strict_call_still_validates() {
         use std::sync::atomic::Ordering::Relaxed;
-        let (plain, lookup) = lookup_pair();
+        let [plain, lookup, drafted] = speculation_engines();
         let copy = format!(
             "Repeat this Rust function exactly, renaming parse_port to read_port:\n\n{SNIPPET}"
         );
@@ -683,17 +692,24 @@ mod real_model {
             let body = serde_json::json!({"model": "m", "max_tokens": 160, "temperature": 0,
                 "messages": [{"role": "user", "content": prompt}]});
             let expected = run_full(plain, request(body.clone())).await;
-            let guessed = run_full(lookup, request(body)).await;
-            assert_eq!(expected.text, guessed.text, "{prompt}");
-            assert_eq!(expected.output_tokens, guessed.output_tokens, "{prompt}");
-            assert_eq!(expected.reason, guessed.reason, "{prompt}");
+            for engine in [lookup, drafted] {
+                let guessed = run_full(engine, request(body.clone())).await;
+                assert_eq!(expected.text, guessed.text, "{prompt}");
+                assert_eq!(expected.output_tokens, guessed.output_tokens, "{prompt}");
+                assert_eq!(expected.reason, guessed.reason, "{prompt}");
+            }
         }
-        // The copy task is where guesses are kept: most of the reply is in the prompt.
+        // The copy task is where lookup guesses are kept: most of the reply is in the prompt.
         let stats = lookup.draft_stats();
-        let (drafted, accepted) = (stats.drafted.load(Relaxed), stats.accepted.load(Relaxed));
+        let (guessed, kept) = (stats.drafted.load(Relaxed), stats.accepted.load(Relaxed));
+        assert!(kept >= 40, "lookup kept {kept} of {guessed} guessed tokens");
+        // A model drafting for itself proposes what it then samples, but for near ties its
+        // other batch shapes round apart, and for guesses past the end of a reply.
+        let stats = drafted.draft_stats();
+        let (guessed, kept) = (stats.drafted.load(Relaxed), stats.accepted.load(Relaxed));
         assert!(
-            accepted >= 40,
-            "kept {accepted} of {drafted} guessed tokens"
+            kept * 4 >= guessed * 3 && kept >= 60,
+            "the draft kept {kept} of {guessed}"
         );
 
         // A forced strict call whose input copies the prompt: the guesses pass through the
@@ -707,13 +723,34 @@ mod real_model {
             "tool_choice": {"type": "tool", "name": "write_file"},
             "messages": [{"role": "user", "content": format!("Save this code to src/port.rs:\n\n{SNIPPET}")}]});
         let expected = run_full(plain, request(body.clone())).await;
-        let accepted_before = stats.accepted.load(Relaxed);
-        let guessed = run_full(lookup, request(body)).await;
-        assert_eq!(guessed.reason, FinishReason::ToolUse, "{}", guessed.text);
-        let (name, input) = &guessed.tool_calls[0];
-        assert_eq!(name, "write_file");
-        assert!(jsonschema::is_valid(&schema, input), "{input}");
-        assert_eq!(expected.tool_calls, guessed.tool_calls);
-        assert!(stats.accepted.load(Relaxed) > accepted_before + 20);
+        for engine in [lookup, drafted] {
+            let kept_before = engine.draft_stats().accepted.load(Relaxed);
+            let guessed = run_full(engine, request(body.clone())).await;
+            assert_eq!(guessed.reason, FinishReason::ToolUse, "{}", guessed.text);
+            let (name, input) = &guessed.tool_calls[0];
+            assert_eq!(name, "write_file");
+            assert!(jsonschema::is_valid(&schema, input), "{input}");
+            assert_eq!(expected.tool_calls, guessed.tool_calls);
+            assert!(engine.draft_stats().accepted.load(Relaxed) > kept_before + 20);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_draft_model_with_another_tokenizer_is_refused() {
+        let gemma = std::env::var_os("MISSIVE_GEMMA_MODEL")
+            .expect("MISSIVE_GEMMA_MODEL must name the Gemma GGUF (scripts/test sets it)");
+        let mut config = config(4);
+        config.parallel = 1;
+        config.draft = Some(missive_engine::DraftModel {
+            path: gemma.into(),
+            settings: missive_engine::DraftSettings {
+                tokens: 4,
+                min_p: 0.0,
+            },
+        });
+        match EngineBackend::load(&config) {
+            Err(err) => assert!(err.to_string().contains("tokenizer"), "{err}"),
+            Ok(_) => panic!("a draft model with another tokenizer was accepted"),
+        }
     }
 }

@@ -649,9 +649,15 @@ mod tests {
         add(&cache, "a", &[1, 1], &[0; 10], Vec::new());
         add(&cache, "b", &[2, 2], &[0; 10], Vec::new());
         add(&cache, "c", &[3, 3], &[0; 10], Vec::new());
-        assert_eq!(files(&cache.shared.dir), ["b.kv", "b.meta", "c.kv", "c.meta"]);
+        assert_eq!(
+            files(&cache.shared.dir),
+            ["b.kv", "b.meta", "c.kv", "c.meta"]
+        );
         add(&cache, "c2", &[3, 3, 4], &[0; 5], Vec::new());
-        assert_eq!(files(&cache.shared.dir), ["b.kv", "b.meta", "c2.kv", "c2.meta"]);
+        assert_eq!(
+            files(&cache.shared.dir),
+            ["b.kv", "b.meta", "c2.kv", "c2.meta"]
+        );
         assert!(cache.worth_saving(7, &tokens(&[3, 3, 4, 5, 6]), 2));
         assert!(!cache.worth_saving(7, &tokens(&[3, 3, 4, 5]), 2));
     }

@@ -182,13 +182,14 @@ impl<'m> Drafter<'m> {
 
 /// The most likely token and its probability under the logits' softmax.
 fn most_likely_with_p(logits: &[f32]) -> (LlamaToken, f32) {
-    let (best, max) = logits
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| match v > bv {
-            true => (i, v),
-            false => (bi, bv),
-        });
+    let (best, max) =
+        logits
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| match v > bv {
+                true => (i, v),
+                false => (bi, bv),
+            });
     let sum: f32 = logits.iter().map(|&v| (v - max).exp()).sum();
     let p = if sum > 0.0 { 1.0 / sum } else { 0.0 };
     (LlamaToken(i32::try_from(best).unwrap_or(0)), p)
