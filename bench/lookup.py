@@ -61,7 +61,7 @@ def main():
     p = server_args(8192)
     p.add_argument("--rounds", type=int, default=2, help="turns per lane on the edit task")
     p.add_argument("--haiku-rounds", type=int, default=8)
-    p.add_argument("--draft-tokens", type=int, default=10)
+    p.add_argument("--draft-tokens", type=int, default=16)
     args = p.parse_args()
     n = args.draft_tokens
     # llama-server's simplest n-gram speculation, with Missive's shortest match and draft length.

@@ -39,7 +39,7 @@ def main():
     p.add_argument("--streams", type=int, default=4, help="streams for the aggregate test")
     args = p.parse_args()
     n, p_min = args.draft_tokens, args.draft_min_p
-    draft_args = ["--model-draft", args.draft, "--spec-draft-n-max", str(n), "--spec-draft-p-min", str(p_min),
+    draft_args = ["--spec-type", "draft-simple", "--model-draft", args.draft, "--spec-draft-n-max", str(n), "--spec-draft-p-min", str(p_min),
                   "-td", str(args.threads), "-tbd", str(args.threads)]
     rows, crows, accept = [], [], {}
     slots = args.streams
@@ -90,7 +90,7 @@ def main():
         f"Machine: {cpu}, {os.cpu_count()} cores; {args.threads} threads each; target "
         f"{os.path.basename(args.model)}, draft {os.path.basename(args.draft)}; commit {commit}. Four servers up at "
         f"once, taking turns, the order rotated per prompt: Missive without and with `draft_model` (draft_tokens {n}, "
-        f"draft_min_p {p_min}, prompt lookup off in both), llama-server without and with `{' '.join(draft_args[:6])}`. "
+        f"draft_min_p {p_min}, prompt lookup off in both), llama-server without and with `{' '.join(draft_args[:8])}`. "
         f"{len(PROMPTS)} code prompts, {args.max_tokens} output tokens, {args.rounds} rounds at each temperature; "
         f"{slots} slots each (Missive kv_layout per_slot, llama-server -np {slots}). Decode tokens/s from the first to "
         "the last streamed delta, medians; aggregate: tokens/s while all streams decode. "

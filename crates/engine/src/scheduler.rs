@@ -11,6 +11,7 @@ mod host_cache;
 mod lookup;
 mod packing;
 mod slot;
+mod spec_gate;
 
 pub(crate) use disk_cache::{fingerprint, DiskCache, LedgerKey, RestoredKey};
 pub use disk_cache::{DiskCacheSettings, DiskCacheStats};
@@ -250,6 +251,9 @@ fn run(
         drafts: parts.draft_stats,
         disk: parts.disk,
         drafter,
+        spec_gate: spec_gate::SpecGate::default(),
+        step_guessed: false,
+        step_decode_only: false,
         tick: 0,
         deferred: std::collections::VecDeque::new(),
     };
@@ -267,6 +271,10 @@ struct Scheduler<'m> {
     disk: Option<DiskCache>,
     /// The draft model, when one proposes tokens (else prompt lookup does, if on).
     drafter: Option<drafter::Drafter<'m>>,
+    spec_gate: spec_gate::SpecGate,
+    /// Whether the batch being decoded holds guessed tokens, and only decoding.
+    step_guessed: bool,
+    step_decode_only: bool,
     /// Steps taken; orders slots by last use for eviction.
     tick: u64,
     /// Background jobs taken from the queue that may not start yet.
@@ -283,6 +291,7 @@ impl Scheduler<'_> {
             for slot in &mut self.slots {
                 slot.drop_if_cancelled(self.tick);
             }
+            let step_started = Instant::now();
             if !self.fill_batch(ctx) {
                 continue;
             }
@@ -297,8 +306,11 @@ impl Scheduler<'_> {
                 "decoded a batch"
             );
             let vocab = self.model.vocab();
+            let mut emitted = 0;
             for slot in &mut self.slots {
+                let before = slot.output_tokens();
                 let outcome = slot.sample(ctx, &vocab, &self.drafts);
+                emitted += slot.output_tokens().saturating_sub(before) as usize;
                 // A prompt just prefilled is exactly what the slot's cells hold now.
                 if let (Some(disk), Some(fresh)) = (self.disk.as_mut(), slot.take_fresh_prompt()) {
                     if disk.worth_saving(fresh.scope, slot.cached(), self.settings.disk_min_tokens)
@@ -309,6 +321,14 @@ impl Scheduler<'_> {
                 if let StepOutcome::Finished = outcome {
                     slot.release(self.tick);
                 }
+            }
+            if self.step_decode_only {
+                self.spec_gate.record(
+                    self.tick,
+                    step_started.elapsed().as_secs_f64(),
+                    emitted,
+                    self.step_guessed,
+                );
             }
             if self.settings.per_slot_kv {
                 self.compact(ctx);
@@ -509,7 +529,10 @@ impl Scheduler<'_> {
         let n_ctx = self.settings.n_ctx as usize;
         let mut used: usize = self.slots.iter().map(Slot::cached_len).sum();
         let decoding = self.slots.iter().filter(|s| s.is_decoding()).count();
-        let speculate = match (decoding <= DRAFT_MAX_STREAMS, &self.drafter) {
+        let speculate = match (
+            decoding <= DRAFT_MAX_STREAMS && self.spec_gate.allows(self.tick),
+            &self.drafter,
+        ) {
             (false, _) => 0,
             (true, Some(_)) => usize::MAX,
             (true, None) => self.settings.lookup_tokens,
@@ -543,6 +566,8 @@ impl Scheduler<'_> {
                 used += added;
             }
         }
+        self.step_guessed = self.batch.n_tokens() as usize > decoding;
+        let decode_tokens = self.batch.n_tokens();
         let mut budget = if decoding > 0 {
             self.settings.prefill_chunk as usize
         } else {
@@ -570,6 +595,7 @@ impl Scheduler<'_> {
                 budget -= added;
             }
         }
+        self.step_decode_only = decoding > 0 && self.batch.n_tokens() == decode_tokens;
         self.batch.n_tokens() > 0
     }
 

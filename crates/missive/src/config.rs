@@ -535,7 +535,7 @@ fn default_prompt_lookup() -> bool {
     true
 }
 fn default_draft_tokens() -> u32 {
-    10
+    16
 }
 fn default_draft_min_p() -> f32 {
     0.5

@@ -18,6 +18,11 @@ use super::Job;
 use crate::constraint::Constraint;
 use crate::output::{tool_calls, Piece, TextDecoder, ToolCallParser};
 
+/// The first guess of a job is this long at most (see `Active::draft_cap`).
+const FIRST_DRAFT_CAP: usize = 4;
+/// Past any `draft_tokens` worth setting.
+const MAX_DRAFT_CAP: usize = 64;
+
 pub(super) enum StepOutcome {
     Running,
     Finished,
@@ -59,6 +64,9 @@ struct Active {
     /// Guessed tokens decoded, and those the sampler confirmed, for metrics.
     drafted: u32,
     accepted: u32,
+    /// How many tokens the next guess may be: doubled while guesses are all kept, cut to
+    /// what was kept otherwise, so a sequence whose guesses miss pays for short ones.
+    draft_cap: usize,
     /// Where this sequence's logits are in the batch just decoded (the first of them,
     /// when drafts follow).
     logits_at: Option<i32>,
@@ -104,6 +112,11 @@ impl Slot {
 
     pub fn cached_len(&self) -> usize {
         self.cached.len()
+    }
+
+    /// Tokens the running job has emitted (0 when none runs).
+    pub fn output_tokens(&self) -> u32 {
+        self.active.as_ref().map_or(0, |a| a.output_tokens)
     }
 
     /// The tokens whose KV cells this slot holds.
@@ -213,6 +226,7 @@ impl Slot {
             drafts: Vec::new(),
             drafted: 0,
             accepted: 0,
+            draft_cap: FIRST_DRAFT_CAP,
             logits_at: None,
             in_batch: false,
             started: false,
@@ -272,7 +286,7 @@ impl Slot {
             .job
             .max_tokens
             .saturating_sub(active.output_tokens.saturating_add(1)) as usize;
-        active.drafts = match max_drafts.min(left) {
+        active.drafts = match max_drafts.min(left).min(active.draft_cap) {
             0 => Vec::new(),
             max => propose(self.seq, &self.cached, max),
         };
@@ -350,6 +364,12 @@ impl Slot {
         active.drafted += u32::try_from(drafts.len()).unwrap_or(u32::MAX);
         active.accepted += u32::try_from(accepted).unwrap_or(u32::MAX);
         stats.add(drafts.len(), accepted);
+        if !drafts.is_empty() {
+            active.draft_cap = match accepted == drafts.len() {
+                true => active.draft_cap.saturating_mul(2).min(MAX_DRAFT_CAP),
+                false => accepted.max(1),
+            };
+        }
         let rejected = drafts.len() - accepted;
         active.drafts = drafts;
         if rejected > 0 {

@@ -1,0 +1,90 @@
+//! Whether guessing tokens pays on this machine, measured as it runs.
+//!
+//! A guess is checked in a wider decode, which costs more than a one-token step; whether
+//! the tokens it saves make up for that depends on the hardware, the attention kernel, the
+//! draft's size against the model's and how often guesses are kept. The gate times steps
+//! with and without guesses (per emitted token) and pauses guessing while it loses, probing
+//! again now and then, so speculation never makes decoding slower for long.
+
+/// Weight of the newest step in the running averages.
+const ALPHA: f64 = 0.2;
+/// Steps with guesses timed before they are compared with plain ones.
+const PROBE_STEPS: u32 = 4;
+/// Steps guessing stays paused once it has lost.
+const PAUSE_STEPS: u64 = 256;
+/// Every this many steps one is decoded plainly, to keep the comparison current.
+const BASELINE_EVERY: u64 = 64;
+
+#[derive(Debug, Default)]
+pub(super) struct SpecGate {
+    /// Seconds per emitted token, averaged, in steps with and without guesses.
+    with: Option<f64>,
+    without: Option<f64>,
+    with_steps: u32,
+    paused_until: u64,
+}
+
+impl SpecGate {
+    /// Whether step `tick` may carry guesses.
+    pub fn allows(&self, tick: u64) -> bool {
+        tick >= self.paused_until && tick % BASELINE_EVERY != 0
+    }
+
+    /// Records a step that only decoded (no prompt in it): how long it took, the tokens it
+    /// emitted, and whether it carried guesses.
+    pub fn record(&mut self, tick: u64, seconds: f64, emitted: usize, guessed: bool) {
+        if emitted == 0 {
+            return;
+        }
+        let per_token = seconds / emitted as f64;
+        let average = match guessed {
+            true => &mut self.with,
+            false => &mut self.without,
+        };
+        *average = Some(average.map_or(per_token, |old| old + ALPHA * (per_token - old)));
+        if !guessed {
+            return;
+        }
+        self.with_steps += 1;
+        if let (Some(with), Some(without)) = (self.with, self.without) {
+            if self.with_steps >= PROBE_STEPS && with > without {
+                tracing::debug!(with, without, "guessing costs more than it saves; paused");
+                self.paused_until = tick + PAUSE_STEPS;
+                self.with = None;
+                self.with_steps = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guessing_that_loses_is_paused_and_probed_again_later() {
+        let mut gate = SpecGate::default();
+        gate.record(1, 0.030, 1, false);
+        // Guesses that emit 4 tokens in 80 ms (20 ms a token) win: never paused.
+        for tick in 2..20 {
+            gate.record(tick, 0.080, 4, true);
+        }
+        assert!(gate.allows(21));
+        // Guesses that emit 2 tokens in 100 ms (50 ms a token) lose.
+        let mut tick = 21;
+        while gate.allows(tick) || tick % BASELINE_EVERY == 0 {
+            gate.record(tick, 0.100, 2, true);
+            tick += 1;
+            assert!(tick < 40, "never paused");
+        }
+        assert!(!gate.allows(tick + 1));
+        assert!(gate.allows(tick + PAUSE_STEPS + 1));
+    }
+
+    #[test]
+    fn some_steps_stay_plain_to_keep_a_baseline() {
+        let gate = SpecGate::default();
+        assert!(!gate.allows(BASELINE_EVERY * 3));
+        assert!(gate.allows(BASELINE_EVERY * 3 + 1));
+    }
+}
