@@ -64,8 +64,9 @@ struct Active {
     /// Guessed tokens decoded, and those the sampler confirmed, for metrics.
     drafted: u32,
     accepted: u32,
-    /// How many tokens the next guess may be: doubled while guesses are all kept, cut to
-    /// what was kept otherwise, so a sequence whose guesses miss pays for short ones.
+    /// How many tokens the next guess may be: doubled while guesses are all kept, halved
+    /// (but not below what was kept) otherwise, so a sequence whose guesses miss pays for
+    /// short ones.
     draft_cap: usize,
     /// Where this sequence's logits are in the batch just decoded (the first of them,
     /// when drafts follow).
@@ -367,7 +368,7 @@ impl Slot {
         if !drafts.is_empty() {
             active.draft_cap = match accepted == drafts.len() {
                 true => active.draft_cap.saturating_mul(2).min(MAX_DRAFT_CAP),
-                false => accepted.max(1),
+                false => (active.draft_cap / 2).max(accepted + 1),
             };
         }
         let rejected = drafts.len() - accepted;
