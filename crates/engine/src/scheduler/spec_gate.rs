@@ -28,9 +28,9 @@ pub(super) struct SpecGate {
 }
 
 impl SpecGate {
-    /// Whether step `tick` may carry guesses.
+    /// Whether step `tick` may carry guesses: not before a plain step has been timed.
     pub fn allows(&self, tick: u64) -> bool {
-        tick >= self.paused_until && tick % BASELINE_EVERY != 0
+        self.plain.is_some() && tick >= self.paused_until && tick % BASELINE_EVERY != 0
     }
 
     /// Records a step that only decoded (no prompt in it): how long it took, the tokens it
@@ -93,8 +93,10 @@ mod tests {
     }
 
     #[test]
-    fn some_steps_stay_plain_to_keep_a_baseline() {
-        let gate = SpecGate::default();
+    fn guessing_starts_after_a_plain_step_and_some_stay_plain() {
+        let mut gate = SpecGate::default();
+        assert!(!gate.allows(1));
+        gate.record(1, 0.030, 1, false);
         assert!(!gate.allows(BASELINE_EVERY * 3));
         assert!(gate.allows(BASELINE_EVERY * 3 + 1));
     }
