@@ -30,7 +30,7 @@ pub(super) struct SpecGate {
 impl SpecGate {
     /// Whether step `tick` may carry guesses: not before a plain step has been timed.
     pub fn allows(&self, tick: u64) -> bool {
-        self.plain.is_some() && tick >= self.paused_until && tick % BASELINE_EVERY != 0
+        self.plain.is_some() && tick >= self.paused_until && !tick.is_multiple_of(BASELINE_EVERY)
     }
 
     /// Records a step that only decoded (no prompt in it): how long it took, the tokens it
@@ -83,7 +83,7 @@ mod tests {
         assert!(gate.allows(41));
         // Guesses that emit 2 tokens in 100 ms (50 ms a token) lose.
         let mut tick = 41;
-        while gate.allows(tick) || tick % BASELINE_EVERY == 0 {
+        while gate.allows(tick) || tick.is_multiple_of(BASELINE_EVERY) {
             gate.record(tick, 0.100, 2, true);
             tick += 1;
             assert!(tick < 80, "never paused");
