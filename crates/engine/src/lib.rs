@@ -135,6 +135,7 @@ impl EngineBackend {
             spill_min_tokens: config.cache_min_tokens.min(256),
             placement: config.placement,
             lookup_tokens: config.lookup_tokens,
+            speculation_gate: config.speculation_gate,
             disk_min_tokens: config.cache_min_tokens,
         };
         let cache_ledger = Arc::new(CacheLedger::new(clock, config.cache_min_tokens));

@@ -48,6 +48,10 @@ pub struct ModelConfig {
     /// Prompt-lookup decoding: tokens guessed from the prompt and reply after each sampled
     /// one and checked in the same decode, at most (0 turns it off).
     pub lookup_tokens: usize,
+    /// Pause guessing (lookup or draft) while it measures slower than plain decoding. Off,
+    /// guesses are made whenever there are some: tests that count them, or hardware known
+    /// to gain.
+    pub speculation_gate: bool,
     /// Prefixes kept on disk across restarts, when set.
     pub disk_cache: Option<crate::DiskCacheSettings>,
     /// A draft model for speculative decoding, when set (it takes the place of prompt

@@ -148,6 +148,8 @@ pub(crate) struct ContextSettings {
     pub placement: crate::placement::Placement,
     /// Prompt-lookup guesses decoded after each sampled token, at most (0: none).
     pub lookup_tokens: usize,
+    /// Guessing pauses while it measures slower than plain decoding (`spec_gate`).
+    pub speculation_gate: bool,
     /// A prompt is written to the disk cache when that adds at least this many tokens to
     /// what it holds of it.
     pub disk_min_tokens: usize,
@@ -530,7 +532,8 @@ impl Scheduler<'_> {
         let mut used: usize = self.slots.iter().map(Slot::cached_len).sum();
         let decoding = self.slots.iter().filter(|s| s.is_decoding()).count();
         let speculate = match (
-            decoding <= DRAFT_MAX_STREAMS && self.spec_gate.allows(self.tick),
+            decoding <= DRAFT_MAX_STREAMS
+                && (!self.settings.speculation_gate || self.spec_gate.allows(self.tick)),
             &self.drafter,
         ) {
             (false, _) => 0,

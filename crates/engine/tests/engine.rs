@@ -33,6 +33,7 @@ mod real_model {
             chat_template: None,
             tool_format: None,
             lookup_tokens: 0,
+            speculation_gate: false,
             disk_cache: None,
             draft: None,
         }
@@ -730,8 +731,15 @@ mod real_model {
             let (name, input) = &guessed.tool_calls[0];
             assert_eq!(name, "write_file");
             assert!(jsonschema::is_valid(&schema, input), "{input}");
-            assert_eq!(expected.tool_calls, guessed.tool_calls);
-            assert!(engine.draft_stats().accepted.load(Relaxed) > kept_before + 20);
+            // The same call, but for the file's final newline: a near tie here (`}` then
+            // `\n` or the closing quote) that a wider decode has been seen to round the
+            // other way, as llama.cpp's kernels are not batch-invariant.
+            let content =
+                |v: &serde_json::Value| v["content"].as_str().map(str::trim_end).map(str::to_owned);
+            assert_eq!(expected.tool_calls[0].1["path"], input["path"]);
+            assert_eq!(content(&expected.tool_calls[0].1), content(input));
+            let kept = engine.draft_stats().accepted.load(Relaxed) - kept_before;
+            assert!(kept > 20, "kept {kept} guessed tokens of {input}");
         }
     }
 

@@ -102,6 +102,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
                     budget_bytes: (entry.disk_cache_gb.max(0.0) * (1u64 << 30) as f64) as u64,
                 }),
                 draft,
+                speculation_gate: true,
                 lookup_tokens: match entry.prompt_lookup {
                     true => entry.draft_tokens as usize,
                     false => 0,
