@@ -82,7 +82,7 @@ impl EngineBackend {
         &self.cache_stats
     }
 
-    /// Disk prefix cache counters (entries, bytes, writes, hits, restore time).
+    /// Disk prefix cache counters (entries, bytes, writes, hits, bytes read, damaged).
     pub fn disk_cache_stats(&self) -> &DiskCacheStats {
         &self.disk_stats
     }

@@ -49,8 +49,6 @@ pub struct DiskCacheStats {
     pub bytes_read: AtomicU64,
     /// Entries found damaged (CRC, size or llama.cpp refused them) and dropped.
     pub rejected: AtomicU64,
-    /// Time spent restoring, in microseconds.
-    pub restore_us: AtomicU64,
 }
 
 /// A billing-ledger key an entry backs: a `cache_control` prefix whose cells it holds.
@@ -265,8 +263,6 @@ impl DiskCache {
         let stats = &self.shared.stats;
         stats.hits.fetch_add(1, Ordering::Relaxed);
         stats.bytes_read.fetch_add(bytes, Ordering::Relaxed);
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        stats.restore_us.fetch_add(micros, Ordering::Relaxed);
         crate::telemetry::disk_cache_restored(&self.shared.model, started.elapsed());
         self.shared.publish(&self.shared.lock());
         tracing::debug!(
