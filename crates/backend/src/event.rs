@@ -29,6 +29,18 @@ pub enum FinishReason {
     ToolUse,
     /// The conversation was compacted and the reply paused there.
     Compaction,
+    /// The server ran as many rounds of its own tools as one request may; the client
+    /// resumes by sending the conversation back.
+    PauseTurn,
+}
+
+/// A server tool's call and result, each one whole content block, and what the call
+/// counts for in `usage.server_tool_use`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerToolRun {
+    pub call: missive_protocol::content::ContentBlock,
+    pub result: missive_protocol::content::ContentBlock,
+    pub usage: missive_protocol::usage::ServerToolUsage,
 }
 
 /// One step of a generation, in order: `Started`, then output, then `Finished`.
@@ -52,6 +64,8 @@ pub enum BackendEvent {
         name: String,
         input: serde_json::Value,
     },
+    /// A tool the server ran for the model.
+    ServerTool(Box<ServerToolRun>),
     Finished {
         reason: FinishReason,
         output_tokens: u32,

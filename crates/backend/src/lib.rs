@@ -24,7 +24,7 @@ use missive_protocol::models::ModelCapabilities;
 pub mod served_by;
 
 pub use error::BackendError;
-pub use event::{BackendEvent, FinishReason, PromptUsage};
+pub use event::{BackendEvent, FinishReason, PromptUsage, ServerToolRun};
 pub use request::{GenerateRequest, Priority, Sampling, Turn};
 
 /// The events of one generation, ended by [`BackendEvent::Finished`] or an error.

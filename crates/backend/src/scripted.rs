@@ -24,6 +24,8 @@ pub struct ScriptedBackend {
     delay: Duration,
     fail_after: Option<usize>,
     tool_call: Option<(String, serde_json::Value)>,
+    /// The call is made only while the conversation holds no tool result yet.
+    call_once: bool,
     /// The pieces hold a `<think>…</think>` thought, as a reasoning model writes one.
     reasoning: bool,
     /// Generations that may run at once; past it, `QueueFull`.
@@ -47,6 +49,7 @@ impl ScriptedBackend {
             delay: Duration::ZERO,
             fail_after: None,
             tool_call: None,
+            call_once: false,
             reasoning: false,
             capacity: None,
             live: Arc::new(AtomicUsize::new(0)),
@@ -83,6 +86,13 @@ impl ScriptedBackend {
     pub fn calling_tool(mut self, name: &str, input: serde_json::Value) -> Self {
         self.tool_call = Some((name.to_owned(), input));
         self
+    }
+
+    /// As [`Self::calling_tool`], but only while no tool result is in the conversation: a
+    /// model that calls, reads the result, and answers.
+    pub fn calling_tool_once(mut self, name: &str, input: serde_json::Value) -> Self {
+        self.call_once = true;
+        self.calling_tool(name, input)
     }
 
     pub fn with_context_window(mut self, tokens: u32) -> Self {
@@ -231,7 +241,17 @@ fn async_stream_events(
         }
         events.push(Ok(BackendEvent::Text(answer)));
     }
-    if let (FinishReason::EndTurn, Some((name, input))) = (&reason, &backend.tool_call) {
+    let answered = request.turns.iter().flat_map(|t| &t.blocks).any(|b| {
+        matches!(
+            b,
+            missive_protocol::content::ContentBlockParam::ToolResult { .. }
+        )
+    });
+    let call = backend
+        .tool_call
+        .as_ref()
+        .filter(|_| !(backend.call_once && answered));
+    if let (FinishReason::EndTurn, Some((name, input))) = (&reason, call) {
         // Streamed as the engine streams a call: its input in pieces, then the whole call.
         events.push(Ok(BackendEvent::ToolUseStart { name: name.clone() }));
         let json = input.to_string();

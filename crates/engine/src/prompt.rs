@@ -211,12 +211,16 @@ fn user_messages(
             }
             // Assistant-side blocks in a user turn carry nothing the model should read.
             // Compaction blocks became the summary turn when the request was normalised;
-            // a tool reference outside a tool result was refused by validation.
+            // a tool reference outside a tool result was refused by validation; the
+            // server turned server-tool blocks into tool calls and results before.
             ContentBlockParam::ToolUse { .. }
             | ContentBlockParam::Thinking { .. }
             | ContentBlockParam::RedactedThinking { .. }
             | ContentBlockParam::Compaction { .. }
-            | ContentBlockParam::ToolReference { .. } => {}
+            | ContentBlockParam::ToolReference { .. }
+            | ContentBlockParam::ServerToolUse { .. }
+            | ContentBlockParam::WebFetchToolResult { .. }
+            | ContentBlockParam::WebSearchToolResult { .. } => {}
         }
     }
     if !text.is_empty() {

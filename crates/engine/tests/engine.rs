@@ -120,6 +120,7 @@ mod real_model {
                         output_tokens,
                     }
                 }
+                BackendEvent::ServerTool(_) => panic!("the engine runs no server tools"),
             }
         }
         panic!("stream ended without Finished");
@@ -272,6 +273,7 @@ mod real_model {
                         | BackendEvent::ToolUseStart { .. }
                         | BackendEvent::ToolInput(_)
                         | BackendEvent::ToolUse { .. }
+                        | BackendEvent::ServerTool(_)
                         | BackendEvent::Thinking(_) => {}
                     }
                 }

@@ -55,6 +55,9 @@ pub struct Config {
     pub cache: CacheSection,
     #[serde(default)]
     pub batches: BatchesSection,
+    /// `web_fetch` and `web_search`, run by this server for any model.
+    #[serde(default)]
+    pub server_tools: ServerToolsSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,6 +221,98 @@ pub struct CacheSection {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ServerToolsSection {
+    /// Private hosts or addresses `web_fetch` may reach all the same (the operator's own
+    /// servers); every other private, loopback, link-local or metadata address is refused.
+    #[serde(default)]
+    pub private_hosts: Vec<String>,
+    /// Rounds of server tools in one request before it pauses with `pause_turn`.
+    #[serde(default = "default_max_rounds")]
+    pub max_rounds: u32,
+    /// Seconds one tool call may take.
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout_s: u64,
+    /// Bytes one fetch may read.
+    #[serde(default = "default_fetch_max_bytes")]
+    pub fetch_max_bytes: usize,
+    /// The service `web_search` asks; without one, `web_search` is refused (400).
+    #[serde(default)]
+    pub search: Option<SearchEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SearchEntry {
+    /// A SearXNG instance with `format: json` enabled, by its base URL.
+    Searxng { url: String },
+    /// The Brave Search API; the key is read from `api_key_env`.
+    Brave {
+        api_key_env: String,
+        #[serde(default)]
+        url: Option<String>,
+    },
+}
+
+fn default_max_rounds() -> u32 {
+    10
+}
+
+fn default_call_timeout() -> u64 {
+    30
+}
+
+fn default_fetch_max_bytes() -> usize {
+    10 * 1024 * 1024
+}
+
+impl Default for ServerToolsSection {
+    fn default() -> Self {
+        Self {
+            private_hosts: Vec::new(),
+            max_rounds: default_max_rounds(),
+            call_timeout_s: default_call_timeout(),
+            fetch_max_bytes: default_fetch_max_bytes(),
+            search: None,
+        }
+    }
+}
+
+impl ServerToolsSection {
+    pub fn toolbox(&self) -> anyhow::Result<missive_tools::Toolbox> {
+        use anyhow::Context;
+        use missive_tools::web_search::SearchBackend;
+        let search = match &self.search {
+            None => None,
+            Some(SearchEntry::Searxng { url }) => Some(SearchBackend::Searxng {
+                url: url::Url::parse(&format!("{}/", url.trim_end_matches('/')))
+                    .with_context(|| format!("[server_tools.search] url `{url}`"))?,
+            }),
+            Some(SearchEntry::Brave { api_key_env, url }) => Some(SearchBackend::Brave {
+                api_key: std::env::var(api_key_env)
+                    .with_context(|| format!("[server_tools.search] {api_key_env} is not set"))?,
+                url: url::Url::parse(
+                    url.as_deref()
+                        .unwrap_or("https://api.search.brave.com/res/v1/web/search"),
+                )
+                .context("[server_tools.search] url")?,
+            }),
+        };
+        let call_timeout = std::time::Duration::from_secs(self.call_timeout_s.max(1));
+        Ok(missive_tools::Toolbox {
+            fetcher: missive_tools::fetch::Fetcher {
+                private_hosts: self.private_hosts.clone(),
+                timeout: call_timeout,
+                max_bytes: self.fetch_max_bytes,
+            },
+            search,
+            max_rounds: self.max_rounds.max(1),
+            call_timeout,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BatchesSection {
     /// Batch requests in flight at once (they run at background priority).
     #[serde(default = "default_batch_concurrency")]
@@ -265,6 +360,9 @@ pub struct PriceEntry {
     pub cache_write_5m: Option<f64>,
     pub cache_write_1h: Option<f64>,
     pub cache_read: Option<f64>,
+    /// USD per 1,000 web searches.
+    #[serde(default)]
+    pub web_search: Option<f64>,
 }
 
 impl PriceEntry {
@@ -274,6 +372,7 @@ impl PriceEntry {
             cache_write_5m: self.cache_write_5m.unwrap_or(base.cache_write_5m),
             cache_write_1h: self.cache_write_1h.unwrap_or(base.cache_write_1h),
             cache_read: self.cache_read.unwrap_or(base.cache_read),
+            web_search: self.web_search.unwrap_or(base.web_search),
             ..base
         }
     }
@@ -594,6 +693,7 @@ impl Default for Config {
             files: FilesSection::default(),
             cache: CacheSection::default(),
             batches: BatchesSection::default(),
+            server_tools: ServerToolsSection::default(),
         }
     }
 }

@@ -78,6 +78,35 @@ pub enum ContentBlockParam {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cache_control: Option<CacheControl>,
     },
+    /// A call of a tool the server ran (`web_fetch`, `web_search`), echoed back in the
+    /// assistant turn it came in.
+    ServerToolUse {
+        id: String,
+        name: String,
+        input: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caller: Option<Value>,
+    },
+    /// What a `web_fetch` call brought back: a `web_fetch_result` or an error.
+    WebFetchToolResult {
+        tool_use_id: String,
+        content: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caller: Option<Value>,
+    },
+    /// What a `web_search` call brought back: a list of results or an error.
+    WebSearchToolResult {
+        tool_use_id: String,
+        content: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caller: Option<Value>,
+    },
     /// Inside a `tool_result` only: loads a deferred tool (`defer_loading: true`) from
     /// this point of the conversation on.
     ToolReference {
@@ -97,6 +126,9 @@ impl ContentBlockParam {
             | Self::ToolUse { cache_control, .. }
             | Self::ToolResult { cache_control, .. }
             | Self::Compaction { cache_control, .. }
+            | Self::ServerToolUse { cache_control, .. }
+            | Self::WebFetchToolResult { cache_control, .. }
+            | Self::WebSearchToolResult { cache_control, .. }
             | Self::ToolReference { cache_control, .. } => cache_control.as_ref(),
             Self::Thinking { .. } | Self::RedactedThinking { .. } => None,
         }
@@ -197,6 +229,22 @@ pub enum ContentBlock {
     /// The summary that replaced the conversation before it; sent back as it came.
     Compaction {
         content: Option<String>,
+    },
+    /// A call of a tool the server runs itself (`web_fetch`, `web_search`).
+    ServerToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    /// The outcome of a `web_fetch` call: `web_fetch_result` or `web_fetch_tool_result_error`.
+    WebFetchToolResult {
+        tool_use_id: String,
+        content: Value,
+    },
+    /// The outcome of a `web_search` call: a list of `web_search_result` or an error.
+    WebSearchToolResult {
+        tool_use_id: String,
+        content: Value,
     },
 }
 

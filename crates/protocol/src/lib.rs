@@ -8,6 +8,7 @@
 pub mod content;
 pub mod context;
 pub mod error;
+pub mod ids;
 pub mod messages;
 pub mod models;
 pub mod parse;

@@ -85,7 +85,7 @@ fn block_error(blocks: &[serde_json::Value], at: &str) -> Option<String> {
         }
         Some(match kind {
             Some(kind) if err.to_string().starts_with("unknown variant") => format!(
-                "{at}.type: unknown content block type `{kind}`; this server takes text, image, document, tool_use, tool_result (with tool_reference), thinking, redacted_thinking and compaction blocks (docs/compatibility.md)"
+                "{at}.type: unknown content block type `{kind}`; this server takes text, image, document, tool_use, tool_result (with tool_reference), thinking, redacted_thinking, compaction, server_tool_use, web_fetch_tool_result and web_search_tool_result blocks (docs/compatibility.md)"
             ),
             None => format!("{at}.type: Field required"),
             Some(kind) => format!("{at}: invalid `{kind}` block: {}", describe(".", &err.to_string())),
@@ -827,10 +827,10 @@ mod tests {
 
     #[test]
     fn an_unknown_content_block_is_named_by_type_and_index() {
-        let body = r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"a"},{"role":"assistant","content":[{"type":"text","text":"b"},{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{}}]}]}"#;
+        let body = r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"a"},{"role":"assistant","content":[{"type":"text","text":"b"},{"type":"advisor_tool_result","tool_use_id":"srvtoolu_1","content":{}}]}]}"#;
         assert!(
             err(body).starts_with(
-                "messages.1.content.1.type: unknown content block type `server_tool_use`"
+                "messages.1.content.1.type: unknown content block type `advisor_tool_result`"
             ),
             "{}",
             err(body)

@@ -24,6 +24,16 @@ pub struct Usage {
     /// compaction's are not in the top-level fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<Vec<IterationUsage>>,
+    /// Present when the server ran tools for the reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_tool_use: Option<ServerToolUsage>,
+}
+
+/// `usage.server_tool_use`: the server's tool calls a reply made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerToolUsage {
+    pub web_fetch_requests: u32,
+    pub web_search_requests: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +71,8 @@ pub struct MessageDeltaUsage {
     pub output_tokens_details: Option<OutputTokensDetails>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<Vec<IterationUsage>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_tool_use: Option<ServerToolUsage>,
 }
 
 impl From<&Usage> for MessageDeltaUsage {
@@ -72,6 +84,7 @@ impl From<&Usage> for MessageDeltaUsage {
             cache_read_input_tokens: Some(u.cache_read_input_tokens),
             output_tokens_details: u.output_tokens_details,
             iterations: u.iterations.clone(),
+            server_tool_use: u.server_tool_use,
         }
     }
 }

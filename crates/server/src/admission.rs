@@ -123,6 +123,9 @@ pub async fn admit(
     );
     outcome?;
     crate::policy::check_urls(&state.policies, policy, &request).await?;
+    let server_tools =
+        missive_tools::prepare(&mut request, &state.server_tools).map_err(ApiError::invalid)?;
+
     // A session that once held a screenshot keeps working on a model that reads text.
     let images_replaced = if descriptor.capabilities.image_input.supported
         || state.models.rejects_images(&descriptor.id)
@@ -222,6 +225,21 @@ pub async fn admit(
     if !state.share_cache_across_workspaces {
         generate.cache_scope.clone_from(&principal.workspace_id);
     }
+    // The model calls the request's server tools; this server runs them between rounds.
+    let backend: Arc<dyn Backend> = if server_tools.is_empty() {
+        backend
+    } else {
+        Arc::new(missive_tools::rounds::ToolRunner::new(
+            backend,
+            server_tools,
+            state.server_tools.clone(),
+            state
+                .policies
+                .for_workspace(&principal.workspace)
+                .url_allowlist
+                .clone(),
+        ))
+    };
     Ok(Admitted {
         backend,
         generate,

@@ -7,6 +7,7 @@
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use missive_protocol::content::ContentBlock;
 use missive_protocol::context::IterationUsage;
 use missive_protocol::stream::{ContentBlockDelta, StreamEvent};
 use missive_protocol::usage::MessageDeltaUsage;
@@ -35,16 +36,21 @@ pub struct Tally {
     pub cache_creation_5m: u64,
     pub cache_creation_1h: u64,
     pub output: u64,
+    pub web_search_requests: u64,
+    pub web_fetch_requests: u64,
 }
 
 impl Tally {
     pub fn of_usage(usage: &Usage) -> Self {
+        let tools = usage.server_tool_use.unwrap_or_default();
         Self {
             input: usage.input_tokens.into(),
             cache_read: usage.cache_read_input_tokens.into(),
             cache_creation_5m: usage.cache_creation.ephemeral_5m_input_tokens.into(),
             cache_creation_1h: usage.cache_creation.ephemeral_1h_input_tokens.into(),
             output: usage.output_tokens.into(),
+            web_search_requests: tools.web_search_requests.into(),
+            web_fetch_requests: tools.web_fetch_requests.into(),
         }
     }
 
@@ -59,6 +65,10 @@ impl Tally {
         }
         if let Some(read) = usage.cache_read_input_tokens {
             settled.cache_read = read.into();
+        }
+        if let Some(tools) = usage.server_tool_use {
+            settled.web_search_requests = tools.web_search_requests.into();
+            settled.web_fetch_requests = tools.web_fetch_requests.into();
         }
         // Upstreams that report the prompt only at the end give the writes as one total.
         if let Some(total) = usage.cache_creation_input_tokens.map(u64::from) {
@@ -77,6 +87,8 @@ impl Tally {
             cache_creation_1h: self.cache_creation_1h,
             cache_read: self.cache_read,
             output: self.output,
+            web_search_requests: self.web_search_requests,
+            web_fetch_requests: self.web_fetch_requests,
         }
     }
 }
@@ -136,8 +148,8 @@ impl Billing {
             input: usage.input_tokens.into(),
             cache_read: usage.cache_read_input_tokens.into(),
             cache_creation_5m: usage.cache_creation_input_tokens.into(),
-            cache_creation_1h: 0,
             output: usage.output_tokens.into(),
+            ..Tally::default()
         };
         self.state.spend.add(
             &self.record.workspace_id,
@@ -221,6 +233,27 @@ pub fn metered(
                     meter.tally.output += 1;
                 }
                 StreamEvent::ContentBlockDelta { index, delta }
+            }
+            // A server tool's result: the call ran, and counts if the stream is dropped.
+            StreamEvent::ContentBlockStart {
+                index,
+                content_block,
+            } => {
+                match &content_block {
+                    ContentBlock::WebSearchToolResult { content, .. } if content.is_array() => {
+                        meter.tally.web_search_requests += 1;
+                    }
+                    ContentBlock::WebFetchToolResult { content, .. }
+                        if content["type"] == "web_fetch_result" =>
+                    {
+                        meter.tally.web_fetch_requests += 1;
+                    }
+                    _ => {}
+                }
+                StreamEvent::ContentBlockStart {
+                    index,
+                    content_block,
+                }
             }
             StreamEvent::MessageDelta {
                 delta,

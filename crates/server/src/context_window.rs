@@ -344,7 +344,8 @@ pub async fn compact(
             BackendEvent::Thinking(_)
             | BackendEvent::ToolUseStart { .. }
             | BackendEvent::ToolInput(_)
-            | BackendEvent::ToolUse { .. } => {}
+            | BackendEvent::ToolUse { .. }
+            | BackendEvent::ServerTool(_) => {}
         }
     }
     let text = text.trim();

@@ -5,7 +5,6 @@
 //! the answer can cite them ([`cite`]).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use base64::Engine;
 use futures::{Stream, StreamExt};
@@ -13,7 +12,6 @@ use missive_protocol::content::{ContentBlockParam, DocumentSource};
 use missive_protocol::messages::{MessageContent, MessagesRequest};
 use missive_protocol::{ContentBlockDelta, ErrorType, StreamEvent};
 use serde_json::{json, Value};
-use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 use crate::file_storage;
@@ -38,44 +36,6 @@ pub enum CitableBody {
 /// Bytes of documents (decoded base64 and uploaded files) one request may carry. A file
 /// larger than what is left is refused before it is read.
 pub const MAX_DOCUMENT_BYTES: u64 = 32 * 1024 * 1024;
-
-/// How long reading one PDF may take.
-const PDF_TIME_LIMIT: Duration = Duration::from_secs(10);
-
-/// PDFs read at once, server-wide: the reader runs on the blocking pool, and a time limit
-/// cannot stop a thread that is already reading, so their number is bounded instead.
-static PDF_READERS: Semaphore = Semaphore::const_new(2);
-
-/// Text of each page of a PDF. The parser is not ours to trust with hostile input: a
-/// panic inside it is a bad document, not a crashed request.
-pub fn pdf_pages(bytes: &[u8]) -> Result<Vec<String>, String> {
-    let bytes = bytes.to_vec();
-    match std::panic::catch_unwind(move || pdf_extract::extract_text_from_mem_by_pages(&bytes)) {
-        Ok(Ok(pages)) if pages.iter().any(|p| !p.trim().is_empty()) => {
-            Ok(pages.into_iter().map(|p| p.trim().to_owned()).collect())
-        }
-        Ok(Ok(_)) => Err("the PDF has no extractable text".to_owned()),
-        Ok(Err(err)) => Err(format!("the PDF could not be read: {err}")),
-        Err(_) => Err("the PDF could not be read: it is malformed".to_owned()),
-    }
-}
-
-/// [`pdf_pages`] on the blocking pool, within [`PDF_TIME_LIMIT`].
-async fn read_pdf(bytes: Vec<u8>) -> Result<Vec<String>, String> {
-    let _permit = PDF_READERS
-        .acquire()
-        .await
-        .map_err(|_| "the PDF reader is shutting down".to_owned())?;
-    let reading = tokio::task::spawn_blocking(move || pdf_pages(&bytes));
-    match tokio::time::timeout(PDF_TIME_LIMIT, reading).await {
-        Ok(Ok(pages)) => pages,
-        Ok(Err(_)) => Err("the PDF could not be read: it is malformed".to_owned()),
-        Err(_) => Err(format!(
-            "the PDF could not be read within {} s",
-            PDF_TIME_LIMIT.as_secs()
-        )),
-    }
-}
 
 fn pages_source(pages: &[String]) -> DocumentSource {
     DocumentSource::Content {
@@ -205,7 +165,7 @@ async fn read_source(
 
 async fn decode(bytes: Vec<u8>, media_type: &str, at: &str) -> Result<CitableBody, ApiError> {
     if media_type == "application/pdf" {
-        return read_pdf(bytes)
+        return missive_tools::pdf::read(bytes)
             .await
             .map(CitableBody::Pages)
             .map_err(|e| ApiError::invalid(format!("{at}: {e}")));
@@ -375,7 +335,7 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_pdf() {
-        assert!(pdf_pages(b"%PDF-1.4 this is not really a pdf").is_err());
-        assert!(pdf_pages(b"hello").is_err());
+        assert!(missive_tools::pdf::pages(b"%PDF-1.4 this is not really a pdf").is_err());
+        assert!(missive_tools::pdf::pages(b"hello").is_err());
     }
 }

@@ -24,7 +24,6 @@ pub mod metrics;
 pub mod model_router;
 mod params;
 pub mod policy;
-pub mod public_url;
 mod request_id;
 mod routes;
 pub mod spend;

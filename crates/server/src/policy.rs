@@ -15,7 +15,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::public_url::{self, Rules};
+use missive_tools::public_url::{self, Rules};
 
 /// What a workspace's requests are held to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

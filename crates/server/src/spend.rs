@@ -21,6 +21,8 @@ pub struct Price {
     pub cache_write_5m: f64,
     pub cache_write_1h: f64,
     pub cache_read: f64,
+    /// USD per 1,000 web searches (`web_search`); fetches cost only their tokens.
+    pub web_search: f64,
 }
 
 impl Price {
@@ -32,6 +34,7 @@ impl Price {
             cache_write_5m: input * 1.25,
             cache_write_1h: input * 2.0,
             cache_read: input * 0.1,
+            web_search: 0.0,
         }
     }
 
@@ -41,11 +44,16 @@ impl Price {
         cache_write_5m: 0.0,
         cache_write_1h: 0.0,
         cache_read: 0.0,
+        web_search: 0.0,
     };
 }
 
-/// The cost report's token types, in its own names, with what each costs.
-pub fn line_items(price: &Price, tokens: &TokenCounts) -> [(&'static str, u64, f64); 5] {
+/// The cost report's line for web searches, beside the token types.
+pub const WEB_SEARCH: &str = "web_search_requests";
+
+/// The cost report's token types, in its own names, with what each costs per million (a
+/// search's price per 1,000 scaled to match).
+pub fn line_items(price: &Price, tokens: &TokenCounts) -> [(&'static str, u64, f64); 6] {
     [
         ("uncached_input_tokens", tokens.uncached_input, price.input),
         ("output_tokens", tokens.output, price.output),
@@ -63,6 +71,11 @@ pub fn line_items(price: &Price, tokens: &TokenCounts) -> [(&'static str, u64, f
             "cache_creation.ephemeral_1h_input_tokens",
             tokens.cache_creation_1h,
             price.cache_write_1h,
+        ),
+        (
+            WEB_SEARCH,
+            tokens.web_search_requests,
+            price.web_search * 1000.0,
         ),
     ]
 }
@@ -361,7 +374,27 @@ mod tests {
             cache_creation_1h: write_1h,
             cache_read: read,
             output,
+            ..TokenCounts::default()
         }
+    }
+
+    #[test]
+    fn web_searches_are_priced_per_thousand() {
+        let prices = Prices {
+            default: Some(Price {
+                web_search: 10.0,
+                ..Price::new(3.0, 15.0)
+            }),
+            models: HashMap::new(),
+        };
+        let searches = TokenCounts {
+            web_search_requests: 3,
+            web_fetch_requests: 5,
+            ..TokenCounts::default()
+        };
+        // $10 per 1,000 searches: 3 cost 3 cents; fetches cost only their tokens.
+        let cents = prices.cost_cents("m", "standard", &searches);
+        assert!((cents - 3.0).abs() < 1e-9, "{cents}");
     }
 
     #[test]

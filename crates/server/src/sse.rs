@@ -3,7 +3,9 @@
 //! the two can never disagree.
 
 use futures::{Stream, StreamExt};
-use missive_backend::{BackendError, BackendEvent, EventStream, FinishReason, PromptUsage};
+use missive_backend::{
+    BackendError, BackendEvent, EventStream, FinishReason, PromptUsage, ServerToolRun,
+};
 use missive_protocol::content::ContentBlock;
 use missive_protocol::context::{
     AppliedEdit, ContextManagementResponse, IterationKind, IterationUsage,
@@ -219,6 +221,48 @@ impl Assembler {
                 }
                 out.push(StreamEvent::ContentBlockStop { index });
             }
+            Ok(BackendEvent::ServerTool(run)) => {
+                let ServerToolRun {
+                    call,
+                    result,
+                    usage,
+                } = *run;
+                self.start(&mut out);
+                self.close(&mut out);
+                // The call streams as a client call does: its input in deltas.
+                let input = match &call {
+                    ContentBlock::ServerToolUse { input, .. } => input.clone(),
+                    _ => serde_json::Value::Null,
+                };
+                let opened = match call {
+                    ContentBlock::ServerToolUse { id, name, .. } => ContentBlock::ServerToolUse {
+                        id,
+                        name,
+                        input: serde_json::json!({}),
+                    },
+                    other => other,
+                };
+                let index = self.open(opened, &mut out);
+                self.open_block = None;
+                if !input.is_null() {
+                    for partial_json in json_chunks(&input) {
+                        out.push(StreamEvent::ContentBlockDelta {
+                            index,
+                            delta: ContentBlockDelta::InputJsonDelta { partial_json },
+                        });
+                    }
+                }
+                out.push(StreamEvent::ContentBlockStop { index });
+                let index = self.open(result, &mut out);
+                self.open_block = None;
+                out.push(StreamEvent::ContentBlockStop { index });
+                let counts = self
+                    .usage
+                    .server_tool_use
+                    .get_or_insert_with(Default::default);
+                counts.web_fetch_requests += usage.web_fetch_requests;
+                counts.web_search_requests += usage.web_search_requests;
+            }
             Ok(BackendEvent::Finished {
                 reason,
                 output_tokens,
@@ -244,6 +288,7 @@ impl Assembler {
                     }
                     FinishReason::ToolUse => (StopReason::ToolUse, None),
                     FinishReason::Compaction => (StopReason::Compaction, None),
+                    FinishReason::PauseTurn => (StopReason::PauseTurn, None),
                 };
                 if let Some(compaction) = &self.compaction {
                     let mut iterations = vec![compaction.usage.clone()];
@@ -418,8 +463,9 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
                 }
             },
             StreamEvent::ContentBlockStop { index } => {
-                if let Some(ContentBlock::ToolUse { input, .. }) =
-                    message.as_mut().and_then(|m| m.content.get_mut(index))
+                if let Some(
+                    ContentBlock::ToolUse { input, .. } | ContentBlock::ServerToolUse { input, .. },
+                ) = message.as_mut().and_then(|m| m.content.get_mut(index))
                 {
                     let json = tool_json.get(index).map_or("", String::as_str);
                     if !json.is_empty() {
@@ -439,6 +485,7 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
                     m.stop_sequence = delta.stop_sequence;
                     m.usage.output_tokens = usage.output_tokens;
                     m.usage.output_tokens_details = usage.output_tokens_details;
+                    m.usage.server_tool_use = usage.server_tool_use;
                     // Cumulative, as the SDKs' accumulators read it: an upstream learns the
                     // prompt's size only at the end.
                     if let Some(n) = usage.input_tokens {

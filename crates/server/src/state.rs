@@ -32,6 +32,8 @@ pub struct AppState {
     pub share_cache_across_workspaces: bool,
     /// `[server] public_url`: where clients reach this server, for links in responses.
     pub public_url: Option<String>,
+    /// `[server_tools]`: what `web_fetch` and `web_search` run with.
+    pub server_tools: Arc<missive_tools::Toolbox>,
 }
 
 impl AppState {
@@ -50,7 +52,14 @@ impl AppState {
             policies: Arc::default(),
             share_cache_across_workspaces: false,
             public_url: None,
+            server_tools: Arc::default(),
         }
+    }
+
+    /// `[server_tools]`.
+    pub fn with_server_tools(mut self, toolbox: missive_tools::Toolbox) -> Self {
+        self.server_tools = Arc::new(toolbox);
+        self
     }
 
     pub fn with_public_url(mut self, url: Option<String>) -> Self {

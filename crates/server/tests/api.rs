@@ -12,6 +12,7 @@ mod api {
     mod limits;
     mod messages;
     mod models;
+    mod server_tools;
     mod streaming;
     mod structure;
     mod thinking;

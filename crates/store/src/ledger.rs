@@ -24,6 +24,9 @@ pub struct TokenCounts {
     pub cache_creation_1h: u64,
     pub cache_read: u64,
     pub output: u64,
+    /// Server tool calls: not tokens, but billed beside them.
+    pub web_search_requests: u64,
+    pub web_fetch_requests: u64,
 }
 
 impl TokenCounts {
@@ -33,6 +36,8 @@ impl TokenCounts {
         self.cache_creation_1h += other.cache_creation_1h;
         self.cache_read += other.cache_read;
         self.output += other.output;
+        self.web_search_requests += other.web_search_requests;
+        self.web_fetch_requests += other.web_fetch_requests;
     }
 }
 

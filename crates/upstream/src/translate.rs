@@ -105,7 +105,11 @@ fn messages(request: &GenerateRequest) -> Result<Vec<Value>, BackendError> {
                         | ContentBlockParam::Thinking { .. }
                         | ContentBlockParam::RedactedThinking { .. }
                         | ContentBlockParam::Compaction { .. }
-                        | ContentBlockParam::ToolReference { .. } => {}
+                        | ContentBlockParam::ToolReference { .. }
+                        // The server turned these into tool calls and results before.
+                        | ContentBlockParam::ServerToolUse { .. }
+                        | ContentBlockParam::WebFetchToolResult { .. }
+                        | ContentBlockParam::WebSearchToolResult { .. } => {}
                     }
                 }
                 if parts.is_empty() {

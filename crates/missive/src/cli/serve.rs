@@ -157,7 +157,8 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     let mut state = AppState::new(router, auth)
         .with_thinking_key(thinking_key)
         .with_cache_shared_across_workspaces(config.cache.share_across_workspaces)
-        .with_public_url(config.server.public_url.clone());
+        .with_public_url(config.server.public_url.clone())
+        .with_server_tools(config.server_tools.toolbox()?);
     if governed {
         state = state
             .with_rate_limits(RateLimiter::new(defaults, overrides))

@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_tenancy.sql"),
     include_str!("../../migrations/sqlite/0004_control_generation.sql"),
     include_str!("../../migrations/sqlite/0005_batches_files.sql"),
+    include_str!("../../migrations/sqlite/0006_server_tool_use.sql"),
 ];
 
 /// Two connections: writes (the ledger's commits, admin changes) go through one, lookups on

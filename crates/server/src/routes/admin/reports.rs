@@ -16,7 +16,7 @@ use super::store;
 use crate::error::ApiError;
 use crate::ids::unix_ms;
 use crate::params::{parse_time, rfc3339_ms, Params};
-use crate::spend::{line_items, tier_factor};
+use crate::spend::{line_items, tier_factor, WEB_SEARCH};
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -213,7 +213,7 @@ fn usage_result(row: &UsageRow) -> Value {
         },
         "cache_read_input_tokens": t.cache_read,
         "output_tokens": t.output,
-        "server_tool_use": {"web_search_requests": 0},
+        "server_tool_use": {"web_search_requests": t.web_search_requests},
         "api_key_id": row.api_key_id,
         "workspace_id": row.workspace_id,
         "model": row.model,
@@ -241,6 +241,7 @@ fn token_label(token_type: &str) -> &'static str {
         "output_tokens" => "Output Tokens",
         "cache_read_input_tokens" => "Cache Read",
         "cache_creation.ephemeral_5m_input_tokens" => "5m Cache Write",
+        WEB_SEARCH => "Web Search",
         _ => "1h Cache Write",
     }
 }
@@ -322,14 +323,20 @@ pub async fn cost(State(state): State<AppState>, params: Params) -> Result<Json<
                         }
                         _ => None,
                     };
+                    let searches = token_type == Some(WEB_SEARCH);
+                    let cost_type = match (by_description, searches) {
+                        (false, _) => None,
+                        (true, true) => Some("web_search"),
+                        (true, false) => Some("tokens"),
+                    };
                     json!({
                         "amount": amount(cents),
                         "currency": "USD",
-                        "cost_type": if by_description { Some("tokens") } else { None },
+                        "cost_type": cost_type,
                         "description": description,
                         "model": model,
                         "service_tier": tier,
-                        "token_type": token_type,
+                        "token_type": token_type.filter(|_| !searches),
                         "context_window": if by_description { Some("0-200k") } else { None },
                         "workspace_id": if by_workspace { workspace } else { None },
                         "inference_geo": null,

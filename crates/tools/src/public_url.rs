@@ -4,7 +4,7 @@
 //! answer checked, so a name that points inside the network is refused like the address.
 //! Hosts the operator names in `private_hosts` are let through (tests' local servers).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use url::{Host, Url};
 
@@ -68,19 +68,28 @@ pub fn parse(raw: &str, rules: Rules<'_>) -> Result<Url, Refused> {
 
 /// [`parse`], then the host name resolved and every address it resolves to checked.
 pub async fn check(raw: &str, rules: Rules<'_>) -> Result<Url, Refused> {
+    resolve(raw, rules).await.map(|(url, _)| url)
+}
+
+/// [`check`], and the address to connect to: a client that connects to this address, and
+/// not to what a second lookup answers, cannot be turned inside by a name that changes its
+/// answer (DNS rebinding). `None` for a literal address or a host the operator allows.
+pub async fn resolve(raw: &str, rules: Rules<'_>) -> Result<(Url, Option<SocketAddr>), Refused> {
     let url = parse(raw, rules)?;
     let Some(Host::Domain(domain)) = url.host() else {
-        return Ok(url);
+        return Ok((url, None));
     };
     if rules.private_hosts.iter().any(|h| same_host(h, domain)) {
-        return Ok(url);
+        return Ok((url, None));
     }
     let port = url.port_or_known_default().unwrap_or(443);
-    let addresses = tokio::net::lookup_host((domain, port))
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((domain, port))
         .await
-        .map_err(|e| Refused(format!("`{domain}` could not be resolved: {e}")))?;
-    vet_resolved(domain, addresses.map(|a| a.ip()))?;
-    Ok(url)
+        .map_err(|e| Refused(format!("`{domain}` could not be resolved: {e}")))?
+        .collect();
+    vet_resolved(domain, addresses.iter().map(SocketAddr::ip))?;
+    let first = addresses.first().copied();
+    Ok((url, first))
 }
 
 /// Every address a name resolved to must be public: a name with one private answer could

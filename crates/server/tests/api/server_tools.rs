@@ -1,0 +1,359 @@
+//! Server tools (`web_fetch`, `web_search`) run between model rounds: the blocks, the
+//! usage and the ledger, the round cap, and the address rules, against local HTTP servers.
+
+use axum::response::{Html, IntoResponse, Redirect};
+use axum::routing::get;
+use missive_backend::scripted::ScriptedBackend;
+use missive_store::{Store, UsageQuery};
+use missive_tools::web_search::SearchBackend;
+use missive_tools::Toolbox;
+use serde_json::{json, Value};
+
+use super::common::{assert_error, parse_sse, TestServer};
+
+const PAGE: &str = "<html><head><title>Otter facts</title></head><body><h1>Otters</h1><p>Sea otters hold hands while they sleep.</p></body></html>";
+
+/// A local web site: a page, redirects (one leading inside), a search API, a large body.
+async fn site() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new()
+        .route("/page", get(|| async { Html(PAGE) }))
+        .route("/hop", get(|| async { Redirect::temporary("/page") }))
+        .route(
+            "/inside",
+            get(move || async move {
+                Redirect::temporary(&format!("http://127.0.0.2:{port}/page")).into_response()
+            }),
+        )
+        .route("/big", get(|| async { "x".repeat(64 * 1024) }))
+        .route(
+            "/search",
+            get(|| async {
+                axum::Json(json!({"results": [
+                    {"url": "https://otters.example/facts", "title": "Otter facts", "content": "Sea otters hold hands."},
+                    {"url": "https://spam.example/otters", "title": "Buy otters", "content": "Cheap."}
+                ]}))
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://127.0.0.1:{port}")
+}
+
+fn toolbox(site: &str, max_rounds: u32) -> Toolbox {
+    let mut toolbox = Toolbox {
+        max_rounds,
+        search: Some(SearchBackend::Searxng {
+            url: format!("{site}/").parse().unwrap(),
+        }),
+        ..Toolbox::default()
+    };
+    toolbox.fetcher.private_hosts = vec!["127.0.0.1".into()];
+    toolbox.fetcher.max_bytes = 16 * 1024;
+    toolbox
+}
+
+async fn serve(backend: ScriptedBackend, site: &str, max_rounds: u32) -> TestServer {
+    let toolbox = toolbox(site, max_rounds);
+    TestServer::start_with(backend, move |state| state.with_server_tools(toolbox)).await
+}
+
+fn fetch_request(url: &str) -> Value {
+    json!({
+        "model": "scripted-1",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": format!("Summarise {url}")}],
+        "tools": [{"type": "web_fetch_20250910", "name": "web_fetch"}],
+    })
+}
+
+/// The `error_code` of each `web_fetch_tool_result` of a reply.
+fn fetch_errors(body: &Value) -> Vec<String> {
+    body["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "web_fetch_tool_result")
+        .map(|b| {
+            b["content"]["error_code"]
+                .as_str()
+                .unwrap_or("ok")
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fetch_runs_between_rounds_and_is_counted_in_usage_and_the_ledger() {
+    let site = site().await;
+    let url = format!("{site}/hop");
+    let backend = ScriptedBackend::new("scripted-1", &["They", " hold", " hands."])
+        .calling_tool_once("web_fetch", json!({"url": url}));
+    let server = serve(backend, &site, 5).await;
+    let response = server.messages(fetch_request(&url)).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let types: Vec<&str> = body["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    // The scripted model writes its text, calls, then answers again after the result.
+    assert_eq!(
+        types,
+        ["text", "server_tool_use", "web_fetch_tool_result", "text"],
+        "{body}"
+    );
+    let call = &body["content"][1];
+    assert!(call["id"].as_str().unwrap().starts_with("srvtoolu_"));
+    assert_eq!(call["input"]["url"], url.as_str());
+    let result = &body["content"][2];
+    assert_eq!(result["tool_use_id"], call["id"]);
+    assert_eq!(result["content"]["type"], "web_fetch_result");
+    // Redirects followed: the final URL is the page's.
+    assert_eq!(result["content"]["url"], format!("{site}/page"));
+    let document = &result["content"]["content"];
+    assert_eq!(document["title"], "Otter facts");
+    let text = document["source"]["data"].as_str().unwrap();
+    assert!(
+        text.contains("Sea otters hold hands while they sleep."),
+        "{text}"
+    );
+    assert_eq!(body["stop_reason"], "end_turn");
+    assert_eq!(body["usage"]["server_tool_use"]["web_fetch_requests"], 1);
+    // Two rounds of output (three pieces and the call, then three pieces).
+    assert_eq!(body["usage"]["output_tokens"], 7, "{body}");
+    let rows = server
+        .store
+        .usage(&UsageQuery {
+            start_ms: 0,
+            end_ms: i64::MAX,
+            bucket_ms: i64::MAX,
+            group_by: vec![],
+            filters: vec![],
+        })
+        .unwrap();
+    assert_eq!(rows[0].tokens.web_fetch_requests, 1);
+    assert_eq!(rows[0].tokens.output, 7);
+}
+
+#[tokio::test]
+async fn a_stream_carries_the_call_and_result_blocks_in_order() {
+    let site = site().await;
+    let url = format!("{site}/page");
+    let backend = ScriptedBackend::new("scripted-1", &["Done."])
+        .calling_tool_once("web_fetch", json!({"url": url}));
+    let server = serve(backend, &site, 5).await;
+    let mut request = fetch_request(&url);
+    request["stream"] = json!(true);
+    let text = server.messages(request).await.text().await.unwrap();
+    let events = parse_sse(&text);
+    let starts: Vec<(u64, String)> = events
+        .iter()
+        .filter(|(name, _)| name == "content_block_start")
+        .map(|(_, data)| {
+            (
+                data["index"].as_u64().unwrap(),
+                data["content_block"]["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            (0, "text".to_owned()),
+            (1, "server_tool_use".to_owned()),
+            (2, "web_fetch_tool_result".to_owned()),
+            (3, "text".to_owned())
+        ]
+    );
+    let input: String = events
+        .iter()
+        .filter(|(name, data)| name == "content_block_delta" && data["index"] == 1)
+        .map(|(_, data)| data["delta"]["partial_json"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&input).unwrap()["url"],
+        url.as_str()
+    );
+    let (_, delta) = events.iter().find(|(n, _)| n == "message_delta").unwrap();
+    assert_eq!(delta["usage"]["server_tool_use"]["web_fetch_requests"], 1);
+    assert_eq!(events.last().unwrap().0, "message_stop");
+}
+
+#[tokio::test]
+async fn the_round_cap_pauses_the_turn_and_the_client_resumes_it() {
+    let site = site().await;
+    let url = format!("{site}/page");
+    // A model that fetches in every round.
+    let backend = ScriptedBackend::new("scripted-1", &["Again."])
+        .calling_tool("web_fetch", json!({"url": url}));
+    let server = serve(backend, &site, 2).await;
+    let request = fetch_request(&url);
+    let body: Value = server.messages(request.clone()).await.json().await.unwrap();
+    assert_eq!(body["stop_reason"], "pause_turn", "{body}");
+    assert_eq!(fetch_errors(&body), ["ok", "ok"]);
+    assert_eq!(body["usage"]["server_tool_use"]["web_fetch_requests"], 2);
+    // Resuming: the paused reply goes back as the assistant turn, server blocks and all.
+    let mut resumed = request;
+    resumed["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "assistant", "content": body["content"]}));
+    let response = server.messages(resumed).await;
+    assert_eq!(response.status(), 200);
+    let again: Value = response.json().await.unwrap();
+    assert_eq!(again["stop_reason"], "pause_turn", "{again}");
+}
+
+#[tokio::test]
+async fn max_uses_and_prior_context_are_enforced() {
+    let site = site().await;
+    let url = format!("{site}/page");
+    let backend = ScriptedBackend::new("scripted-1", &["Again."])
+        .calling_tool("web_fetch", json!({"url": url}));
+    let server = serve(backend, &site, 3).await;
+    let mut request = fetch_request(&url);
+    request["tools"][0]["max_uses"] = json!(1);
+    let body: Value = server.messages(request).await.json().await.unwrap();
+    assert_eq!(
+        fetch_errors(&body),
+        ["ok", "max_uses_exceeded", "max_uses_exceeded"]
+    );
+    assert_eq!(body["usage"]["server_tool_use"]["web_fetch_requests"], 1);
+
+    // A URL the model made up is not fetched.
+    let made_up = format!("{site}/big");
+    let backend = ScriptedBackend::new("scripted-1", &["Hm."])
+        .calling_tool_once("web_fetch", json!({"url": made_up}));
+    let server = serve(backend, &site, 3).await;
+    let body: Value = server
+        .messages(fetch_request(&format!("{site}/page")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fetch_errors(&body), ["url_not_in_prior_context"]);
+    assert!(
+        body["usage"].get("server_tool_use").is_none()
+            || body["usage"]["server_tool_use"]["web_fetch_requests"] == 0
+    );
+}
+
+#[tokio::test]
+async fn inside_addresses_are_refused_however_they_are_spelled_or_reached() {
+    let site = site().await;
+    let port = site.rsplit(':').next().unwrap();
+    for (url, code) in [
+        // A redirect from an allowed host to one inside.
+        (format!("{site}/inside"), "url_not_allowed"),
+        // 127.0.0.1 is the operator's (`private_hosts`); other inside addresses are not,
+        // in any spelling.
+        (format!("http://127.0.0.2:{port}/page"), "url_not_allowed"),
+        (format!("http://localhost.:{port}/page"), "url_not_allowed"),
+        (format!("http://2130706434:{port}/page"), "url_not_allowed"),
+        (format!("http://0177.0.0.2:{port}/page"), "url_not_allowed"),
+        (format!("http://0x7f.0.0.2:{port}/page"), "url_not_allowed"),
+        (
+            format!("http://[::ffff:127.0.0.2]:{port}/page"),
+            "url_not_allowed",
+        ),
+        (
+            format!("http://[::ffff:a00:1]:{port}/page"),
+            "url_not_allowed",
+        ),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "url_not_allowed",
+        ),
+        ("file:///etc/passwd".to_owned(), "url_not_allowed"),
+        // Larger than the byte cap.
+        (format!("{site}/big"), "content_too_large"),
+    ] {
+        let backend = ScriptedBackend::new("scripted-1", &["Hm."])
+            .calling_tool_once("web_fetch", json!({"url": url}));
+        let server = serve(backend, &site, 3).await;
+        let body: Value = server
+            .messages(fetch_request(&url))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(fetch_errors(&body), [code], "{url}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_search_returns_results_filtered_by_domain_and_is_billed() {
+    let site = site().await;
+    let backend = ScriptedBackend::new("scripted-1", &["Found."])
+        .calling_tool_once("web_search", json!({"query": "otters"}));
+    let server = serve(backend, &site, 3).await;
+    let response = server
+        .messages(json!({
+            "model": "scripted-1",
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": "Find otter facts"}],
+            "tools": [{"type": "web_search_20250305", "name": "web_search", "blocked_domains": ["spam.example"]}],
+        }))
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let result = body["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "web_search_tool_result")
+        .unwrap();
+    let results = result["content"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{result}");
+    assert_eq!(results[0]["type"], "web_search_result");
+    assert_eq!(results[0]["url"], "https://otters.example/facts");
+    assert_eq!(results[0]["title"], "Otter facts");
+    assert_eq!(body["usage"]["server_tool_use"]["web_search_requests"], 1);
+    let report: Value = server
+        .client
+        .get(format!(
+            "{}/v1/organizations/usage_report/messages?starting_at={}T00:00:00Z",
+            server.url,
+            time::OffsetDateTime::now_utc().date()
+        ))
+        .header("x-api-key", super::common::ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let searches: u64 = report["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["results"].as_array().unwrap())
+        .map(|r| {
+            r["server_tool_use"]["web_search_requests"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(searches, 1, "{report}");
+}
+
+#[tokio::test]
+async fn a_search_without_a_search_service_is_refused_by_name() {
+    let server = TestServer::start(ScriptedBackend::new("scripted-1", &["Hi."])).await;
+    let response = server
+        .messages(json!({
+            "model": "scripted-1",
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": "Find otters"}],
+            "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+        }))
+        .await;
+    let message = assert_error(response, 400, "invalid_request_error").await;
+    assert!(
+        message.starts_with("tools.0.type: `web_search_20250305` needs a search service"),
+        "{message}"
+    );
+}

@@ -1,0 +1,114 @@
+//! Tools the server runs for the model, as the Claude API runs them: `web_fetch` and
+//! `web_search`. A request's server tools are read and checked ([`prepare`]), the model
+//! is given client-tool definitions in their place, and [`rounds::ToolRunner`] runs the
+//! model → tool → model loop inside one call.
+//!
+//! Outbound requests go through [`fetch`], which refuses private, loopback, link-local,
+//! CGNAT and metadata addresses however they are spelled or resolved.
+
+pub mod fetch;
+pub mod history;
+pub mod pdf;
+pub mod public_url;
+pub mod rounds;
+pub mod spec;
+pub mod web_fetch;
+pub mod web_search;
+
+use std::time::Duration;
+
+use missive_protocol::content::ContentBlock;
+use missive_protocol::usage::ServerToolUsage;
+use missive_protocol::MessagesRequest;
+use serde_json::json;
+
+use crate::fetch::Fetcher;
+use crate::spec::{Kind, ServerTool};
+use crate::web_search::SearchBackend;
+
+/// What the server needs to run tools, from its configuration.
+#[derive(Debug, Clone)]
+pub struct Toolbox {
+    pub fetcher: Fetcher,
+    /// `None`: `web_search` is refused with a 400 that says so.
+    pub search: Option<SearchBackend>,
+    /// Rounds of server tools in one call before it pauses (`pause_turn`).
+    pub max_rounds: u32,
+    /// How long one call may take.
+    pub call_timeout: Duration,
+}
+
+impl Default for Toolbox {
+    fn default() -> Self {
+        Self {
+            fetcher: Fetcher {
+                private_hosts: Vec::new(),
+                timeout: Duration::from_secs(20),
+                max_bytes: 10 * 1024 * 1024,
+            },
+            search: None,
+            max_rounds: 10,
+            call_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One call's result: its block for the client, its text for the model, and what it
+/// counts for.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub result: ContentBlock,
+    pub for_model: String,
+    pub is_error: bool,
+    pub usage: ServerToolUsage,
+}
+
+impl Outcome {
+    /// A call that failed before it ran, in its tool's error block.
+    pub fn error_for(tool: &ServerTool, tool_use_id: &str, code: &str) -> Self {
+        let tool_use_id = tool_use_id.to_owned();
+        let result = match tool.kind {
+            Kind::WebFetch { .. } => ContentBlock::WebFetchToolResult {
+                tool_use_id,
+                content: json!({"type": "web_fetch_tool_result_error", "error_code": code}),
+            },
+            Kind::WebSearch { .. } => ContentBlock::WebSearchToolResult {
+                tool_use_id,
+                content: json!({"type": "web_search_tool_result_error", "error_code": code}),
+            },
+        };
+        Self {
+            result,
+            for_model: format!("The tool call failed: {code}"),
+            is_error: true,
+            usage: ServerToolUsage::default(),
+        }
+    }
+}
+
+/// Reads the request's server tools, gives the model client-tool definitions in their
+/// place, and rewrites server-tool blocks of the conversation as tool calls and results.
+/// Returns the tools to run, or a refusal naming the field.
+pub fn prepare(
+    request: &mut MessagesRequest,
+    toolbox: &Toolbox,
+) -> Result<Vec<ServerTool>, String> {
+    let mut found = Vec::new();
+    for (i, tool) in request.tools.iter_mut().flatten().enumerate() {
+        let Some(server) = spec::parse(i, tool)? else {
+            continue;
+        };
+        if matches!(server.kind, Kind::WebSearch { .. }) && toolbox.search.is_none() {
+            return Err(format!(
+                "tools.{i}.type: `{}` needs a search service, and none is configured on this server (`[server_tools.search]`, docs/configuration.md)",
+                tool.kind.as_deref().unwrap_or("web_search")
+            ));
+        }
+        *tool = spec::as_client_tool(tool, &server);
+        found.push(server);
+    }
+    if history::has_server_blocks(&request.messages) {
+        request.messages = history::lower(std::mem::take(&mut request.messages));
+    }
+    Ok(found)
+}

@@ -1,0 +1,332 @@
+//! The loop inside one API call: the model answers; when it calls a server tool, the
+//! server runs it, streams the call and its result as `server_tool_use` and
+//! `*_tool_result` blocks, adds both to the conversation and lets the model go on. It ends
+//! when a round calls no server tool, calls a client tool (the client runs those), runs out
+//! of `max_tokens`, or reaches the round cap, where it pauses (`pause_turn`) for the client
+//! to send the conversation back.
+//!
+//! [`ToolRunner`] is a [`Backend`] around the model's backend, so every path that admits a
+//! request (messages, batches, chat completions, compaction) runs the loop the same way.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use missive_backend::{
+    Backend, BackendError, BackendEvent, EventStream, FinishReason, GenerateRequest,
+    ModelDescriptor, PromptUsage, ServerToolRun, Turn,
+};
+use missive_protocol::content::{ContentBlock, ContentBlockParam, ToolResultContent};
+use missive_protocol::messages::Role;
+use missive_protocol::tools::ToolChoice;
+use serde_json::Value;
+
+use crate::spec::{Kind, ServerTool};
+use crate::Toolbox;
+
+/// A backend whose model may call the request's server tools.
+pub struct ToolRunner {
+    inner: Arc<dyn Backend>,
+    tools: Arc<Vec<ServerTool>>,
+    toolbox: Arc<Toolbox>,
+    /// The workspace's URL allowlist, on top of the tools' own domain filters.
+    allowlist: Option<Arc<[String]>>,
+}
+
+impl ToolRunner {
+    pub fn new(
+        inner: Arc<dyn Backend>,
+        tools: Vec<ServerTool>,
+        toolbox: Arc<Toolbox>,
+        allowlist: Option<Vec<String>>,
+    ) -> Self {
+        Self {
+            inner,
+            tools: Arc::new(tools),
+            toolbox,
+            allowlist: allowlist.map(Into::into),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for ToolRunner {
+    fn descriptor(&self) -> &ModelDescriptor {
+        self.inner.descriptor()
+    }
+
+    async fn count_tokens(&self, request: &GenerateRequest) -> Result<u32, BackendError> {
+        self.inner.count_tokens(request).await
+    }
+
+    async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
+        // The first round's errors (prompt too long, overload) keep their HTTP status.
+        let first = self.inner.generate(request.clone()).await?;
+        let round = Rounds {
+            inner: self.inner.clone(),
+            tools: self.tools.clone(),
+            toolbox: self.toolbox.clone(),
+            allowlist: self.allowlist.clone(),
+            request,
+        };
+        Ok(Box::pin(round.run(first)))
+    }
+}
+
+struct Rounds {
+    inner: Arc<dyn Backend>,
+    tools: Arc<Vec<ServerTool>>,
+    toolbox: Arc<Toolbox>,
+    allowlist: Option<Arc<[String]>>,
+    request: GenerateRequest,
+}
+
+/// What the model did in one round, besides what was streamed.
+#[derive(Default)]
+struct Round {
+    text: String,
+    server_calls: Vec<(String, Value)>,
+    client_calls: bool,
+    finish: Option<(FinishReason, u32, u32, PromptUsage)>,
+}
+
+impl Rounds {
+    fn run(
+        mut self,
+        first: EventStream,
+    ) -> impl futures::Stream<Item = Result<BackendEvent, BackendError>> + Send {
+        async_stream::stream! {
+            let mut events = first;
+            let mut prompt_total = PromptUsage::default();
+            let mut output_total = 0u32;
+            let mut thinking_total = 0u32;
+            let mut uses: HashMap<String, u32> = HashMap::new();
+            for round_no in 1.. {
+                let mut round = Round::default();
+                let mut started = PromptUsage::default();
+                let mut hiding = false;
+                while let Some(event) = events.next().await {
+                    match event {
+                        Err(err) => {
+                            yield Err(err);
+                            return;
+                        }
+                        Ok(BackendEvent::Started { prompt }) => {
+                            started = prompt;
+                            if round_no == 1 {
+                                yield Ok(BackendEvent::Started { prompt });
+                            }
+                        }
+                        Ok(BackendEvent::Text(text)) => {
+                            round.text.push_str(&text);
+                            yield Ok(BackendEvent::Text(text));
+                        }
+                        Ok(BackendEvent::ToolUseStart { name }) if self.is_server(&name) => {
+                            hiding = true;
+                        }
+                        Ok(BackendEvent::ToolInput(_)) if hiding => {}
+                        Ok(BackendEvent::ToolUse { name, input }) if self.is_server(&name) => {
+                            hiding = false;
+                            round.server_calls.push((name, input));
+                        }
+                        Ok(event @ BackendEvent::ToolUse { .. }) => {
+                            round.client_calls = true;
+                            yield Ok(event);
+                        }
+                        Ok(BackendEvent::Finished { reason, output_tokens, thinking_tokens, prompt }) => {
+                            round.finish = Some((reason, output_tokens, thinking_tokens, prompt.unwrap_or(started)));
+                            break;
+                        }
+                        Ok(other) => yield Ok(other),
+                    }
+                }
+                let Some((reason, output, thinking, prompt)) = round.finish.take() else {
+                    yield Err(BackendError::Generation("the model's stream ended before it finished".into()));
+                    return;
+                };
+                add(&mut prompt_total, &prompt);
+                output_total = output_total.saturating_add(output);
+                thinking_total = thinking_total.saturating_add(thinking);
+                let finished = |reason| Ok(BackendEvent::Finished {
+                    reason,
+                    output_tokens: output_total,
+                    thinking_tokens: thinking_total,
+                    prompt: Some(prompt_total),
+                });
+                if round.server_calls.is_empty() {
+                    yield finished(reason);
+                    return;
+                }
+                let mut calls = Vec::new();
+                let mut results = Vec::new();
+                for (name, input) in std::mem::take(&mut round.server_calls) {
+                    let Some(tool) = self.tools.iter().find(|t| t.name == name).cloned() else {
+                        continue;
+                    };
+                    let id = missive_protocol::ids::new_id("srvtoolu");
+                    let outcome = self.call(&tool, &input, &id, &mut uses).await;
+                    calls.push(ContentBlockParam::ToolUse {
+                        id: id.clone(),
+                        name: name.clone(),
+                        input: input.clone(),
+                        cache_control: None,
+                    });
+                    results.push(ContentBlockParam::ToolResult {
+                        tool_use_id: id.clone(),
+                        content: Some(ToolResultContent::Text(outcome.for_model)),
+                        is_error: outcome.is_error.then_some(true),
+                        cache_control: None,
+                    });
+                    yield Ok(BackendEvent::ServerTool(Box::new(ServerToolRun {
+                        call: ContentBlock::ServerToolUse { id, name, input },
+                        result: outcome.result,
+                        usage: outcome.usage,
+                    })));
+                }
+                if round.client_calls {
+                    yield finished(FinishReason::ToolUse);
+                    return;
+                }
+                if round_no >= self.toolbox.max_rounds {
+                    yield finished(FinishReason::PauseTurn);
+                    return;
+                }
+                let left = self.request.max_tokens.saturating_sub(output_total);
+                if left == 0 {
+                    yield finished(FinishReason::MaxTokens);
+                    return;
+                }
+                self.continue_with(round.text, calls, results, left);
+                events = match self.inner.generate(self.request.clone()).await {
+                    Ok(events) => events,
+                    Err(err) => {
+                        yield Err(err);
+                        return;
+                    }
+                };
+            }
+        }
+    }
+
+    fn is_server(&self, name: &str) -> bool {
+        self.tools.iter().any(|t| t.name == name)
+    }
+
+    /// Runs one call, within the per-call time limit and the tool's `max_uses`.
+    async fn call(
+        &self,
+        tool: &ServerTool,
+        input: &Value,
+        id: &str,
+        uses: &mut HashMap<String, u32>,
+    ) -> crate::Outcome {
+        let used = uses.entry(tool.name.clone()).or_default();
+        if tool.max_uses.is_some_and(|max| *used >= max) {
+            return crate::Outcome::error_for(tool, id, "max_uses_exceeded");
+        }
+        *used += 1;
+        let running = async {
+            match &tool.kind {
+                Kind::WebFetch {
+                    max_content_tokens, ..
+                } => {
+                    crate::web_fetch::run(
+                        &self.toolbox,
+                        tool,
+                        input,
+                        &self.conversation(),
+                        self.allowlist.as_deref(),
+                        *max_content_tokens,
+                        id,
+                    )
+                    .await
+                }
+                Kind::WebSearch { .. } => {
+                    crate::web_search::run(&self.toolbox, tool, input, id).await
+                }
+            }
+        };
+        match tokio::time::timeout(self.toolbox.call_timeout, running).await {
+            Ok(outcome) => outcome,
+            Err(_) => crate::Outcome::error_for(tool, id, "unavailable"),
+        }
+    }
+
+    /// Every text the model has been given: the system prompt and the user turns, which
+    /// hold the results of earlier calls. A URL the model may fetch must appear here.
+    fn conversation(&self) -> String {
+        let mut text = self.request.system_text();
+        for turn in self
+            .request
+            .turns
+            .iter()
+            .filter(|t| t.role != Role::Assistant)
+        {
+            text.push('\n');
+            text.push_str(&serde_json::to_string(&turn.blocks).unwrap_or_default());
+        }
+        text
+    }
+
+    /// The conversation after this round: the model's text and calls, then the results.
+    /// Later rounds choose freely: a forced call was made, and forcing it again would
+    /// only repeat it.
+    fn continue_with(
+        &mut self,
+        text: String,
+        calls: Vec<ContentBlockParam>,
+        results: Vec<ContentBlockParam>,
+        max_tokens: u32,
+    ) {
+        let mut blocks = Vec::with_capacity(calls.len() + 1);
+        if !text.is_empty() {
+            blocks.push(ContentBlockParam::Text {
+                text,
+                cache_control: None,
+                citations: None,
+            });
+        }
+        blocks.extend(calls);
+        let turns = &mut self.request.turns;
+        match turns.last_mut() {
+            // The reply continued a prefill: the round's text follows it.
+            Some(last) if last.role == Role::Assistant => last.blocks.extend(blocks),
+            _ => turns.push(Turn {
+                role: Role::Assistant,
+                blocks,
+            }),
+        }
+        turns.push(Turn {
+            role: Role::User,
+            blocks: results,
+        });
+        self.request.max_tokens = max_tokens;
+        self.request.tool_choice = match self.request.tool_choice.take() {
+            Some(
+                ToolChoice::Any {
+                    disable_parallel_tool_use,
+                }
+                | ToolChoice::Tool {
+                    disable_parallel_tool_use,
+                    ..
+                },
+            ) => Some(ToolChoice::Auto {
+                disable_parallel_tool_use,
+            }),
+            other => other,
+        };
+    }
+}
+
+fn add(total: &mut PromptUsage, round: &PromptUsage) {
+    total.input_tokens = total.input_tokens.saturating_add(round.input_tokens);
+    total.cache_read_input_tokens = total
+        .cache_read_input_tokens
+        .saturating_add(round.cache_read_input_tokens);
+    total.cache_creation_5m_input_tokens = total
+        .cache_creation_5m_input_tokens
+        .saturating_add(round.cache_creation_5m_input_tokens);
+    total.cache_creation_1h_input_tokens = total
+        .cache_creation_1h_input_tokens
+        .saturating_add(round.cache_creation_1h_input_tokens);
+}
