@@ -196,7 +196,7 @@ impl Rounds {
                     yield finished(FinishReason::MaxTokens);
                     return;
                 }
-                self.continue_with(round.text, calls, results, left);
+                self.continue_with(round.text, calls, results, left, &uses);
                 events = match self.inner.generate(self.request.clone()).await {
                     Ok(events) => events,
                     Err(err) => {
@@ -270,13 +270,16 @@ impl Rounds {
 
     /// The conversation after this round: the model's text and calls, then the results.
     /// Later rounds choose freely: a forced call was made, and forcing it again would
-    /// only repeat it.
+    /// only repeat it. When no tool is left to call (every server tool has spent its
+    /// `max_uses` and the request has no client tools), they call none: a call could only
+    /// be refused, and a small model would spend its rounds repeating it.
     fn continue_with(
         &mut self,
         text: String,
         calls: Vec<ContentBlockParam>,
         results: Vec<ContentBlockParam>,
         max_tokens: u32,
+        uses: &HashMap<String, u32>,
     ) {
         let mut blocks = Vec::with_capacity(calls.len() + 1);
         if !text.is_empty() {
@@ -315,6 +318,13 @@ impl Rounds {
             }),
             other => other,
         };
+        let spent = self.tools.iter().all(|tool| {
+            tool.max_uses
+                .is_some_and(|max| uses.get(&tool.name).is_some_and(|used| *used >= max))
+        });
+        if spent && self.request.tools.len() == self.tools.len() {
+            self.request.tool_choice = Some(ToolChoice::None);
+        }
     }
 }
 

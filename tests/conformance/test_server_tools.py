@@ -1,0 +1,228 @@
+"""Server tools through the official SDK against the default model (issue 23): web_fetch of
+local pages (HTML, a redirect chain, a PDF), the address rules on a redirect inside, and
+web_search against a local server speaking SearXNG's JSON API with a recorded answer.
+The 0.5B model is forced to call where it would not on its own; the rounds after a call
+choose freely."""
+
+import http.server
+from datetime import datetime, timezone
+import json
+import os
+import threading
+import urllib.parse
+
+import anthropic
+import httpx
+import pytest
+
+from conftest import ADMIN_KEY, API_KEY, Missive, sampling
+from pdf import make_pdf
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+PAGE = (
+    "<html><head><title>Otter facts</title></head><body><h1>Sea otters</h1>"
+    "<p>Sea otters hold hands while they sleep, so that they do not drift apart.</p></body></html>"
+)
+PDF_TEXT = "Quarterly otter census: 412 sea otters were counted in Monterey Bay."
+
+
+class Site(http.server.BaseHTTPRequestHandler):
+    """Pages, redirects and a SearXNG-style search endpoint; records what was asked."""
+
+    searches = []
+
+    def do_GET(self):
+        port = self.server.server_address[1]
+        path = urllib.parse.urlparse(self.path)
+        if path.path == "/otters.html":
+            self.reply(200, "text/html; charset=utf-8", PAGE.encode())
+        elif path.path == "/census.pdf":
+            self.reply(200, "application/pdf", make_pdf([PDF_TEXT]))
+        elif path.path == "/hop1":
+            self.redirect("/hop2")
+        elif path.path == "/hop2":
+            self.redirect(f"http://127.0.0.1:{port}/otters.html")
+        elif path.path == "/inside":
+            # 127.0.0.2 is inside and not among the operator's private hosts.
+            self.redirect(f"http://127.0.0.2:{port}/otters.html")
+        elif path.path == "/search":
+            query = urllib.parse.parse_qs(path.query)
+            Site.searches.append(query)
+            with open(os.path.join(DATA, "searxng-otters.json"), "rb") as f:
+                self.reply(200, "application/json", f.read())
+        else:
+            self.reply(404, "text/plain", b"not found")
+
+    def redirect(self, location):
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.end_headers()
+
+    def reply(self, status, media_type, body):
+        self.send_response(status)
+        self.send_header("Content-Type", media_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tools_server(site):
+    config = f"""
+[server_tools]
+private_hosts = ["127.0.0.1"]
+max_rounds = 2
+
+[server_tools.search]
+kind = "searxng"
+url = "{site}"
+
+[prices.default]
+input = 3.0
+output = 15.0
+web_search = 10.0
+"""
+    server = Missive(config).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def tools_client(tools_server):
+    return anthropic.Anthropic(base_url=tools_server, api_key=API_KEY, max_retries=0)
+
+
+FETCH = {"type": "web_fetch_20250910", "name": "web_fetch", "max_uses": 1}
+FORCE_FETCH = {"type": "tool", "name": "web_fetch", "disable_parallel_tool_use": True}
+
+
+def fetch(client, url, question, **extra):
+    return client.messages.create(
+        model="claude-sonnet-4-5",
+        max_tokens=80,
+        **sampling(temperature=0.0),
+        messages=[{"role": "user", "content": f"Fetch {url} and then answer in one sentence: {question}"}],
+        tools=[FETCH],
+        tool_choice=FORCE_FETCH,
+        **extra,
+    )
+
+
+def blocks(message, kind):
+    return [b for b in message.content if b.type == kind]
+
+
+def test_a_forced_fetch_reaches_the_answer(tools_client, site):
+    url = f"{site}/otters.html"
+    message = fetch(tools_client, url, "what do sea otters do while they sleep?")
+    [call] = blocks(message, "server_tool_use")
+    assert call.name == "web_fetch" and call.id.startswith("srvtoolu_")
+    assert call.input["url"] == url
+    [result] = blocks(message, "web_fetch_tool_result")
+    assert result.tool_use_id == call.id
+    assert result.content.type == "web_fetch_result"
+    assert result.content.content.title == "Otter facts"
+    assert "hold hands while they sleep" in result.content.content.source.data
+    assert message.usage.server_tool_use.web_fetch_requests == 1
+    # The model read the page: its answer follows the result and uses it.
+    assert message.stop_reason == "end_turn"
+    assert message.content[-1].type == "text"
+    assert "hand" in message.content[-1].text.lower(), message.content[-1].text
+
+
+def test_a_streamed_fetch_follows_redirects(tools_client, site):
+    url = f"{site}/hop1"
+    starts = []
+    with tools_client.messages.stream(
+        model="claude-sonnet-4-5",
+        max_tokens=40,
+        **sampling(temperature=0.0),
+        messages=[{"role": "user", "content": f"Summarise {url}"}],
+        tools=[FETCH],
+        tool_choice=FORCE_FETCH,
+    ) as stream:
+        for event in stream:
+            if event.type == "content_block_start":
+                starts.append(event.content_block.type)
+        message = stream.get_final_message()
+    assert starts[:2] == ["server_tool_use", "web_fetch_tool_result"], starts
+    [call] = blocks(message, "server_tool_use")
+    assert call.input == {"url": url}
+    [result] = blocks(message, "web_fetch_tool_result")
+    assert result.content.url == f"{site}/otters.html"
+    assert message.usage.server_tool_use.web_fetch_requests == 1
+
+
+def test_a_pdf_comes_back_as_its_text(tools_client, site):
+    message = fetch(tools_client, f"{site}/census.pdf", "how many otters were counted?")
+    [result] = blocks(message, "web_fetch_tool_result")
+    assert "412 sea otters" in result.content.content.source.data
+
+
+def test_a_redirect_inside_is_refused_and_the_server_stays_up(tools_client, site):
+    message = fetch(tools_client, f"{site}/inside", "what is the page about?")
+    [result] = blocks(message, "web_fetch_tool_result")
+    assert result.content.type == "web_fetch_tool_result_error"
+    assert result.content.error_code == "url_not_allowed"
+    assert not message.usage.server_tool_use or message.usage.server_tool_use.web_fetch_requests == 0
+    assert httpx.get(f"{site}/otters.html").status_code == 200
+
+
+def test_a_search_returns_filtered_results_and_is_priced(tools_client, tools_server, site):
+    Site.searches.clear()
+    message = tools_client.messages.create(
+        model="claude-sonnet-4-5",
+        max_tokens=60,
+        **sampling(temperature=0.0),
+        messages=[{"role": "user", "content": "Search the web: how do sea otters sleep?"}],
+        tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 1,
+                "blocked_domains": ["spam.example"]}],
+        tool_choice={"type": "tool", "name": "web_search", "disable_parallel_tool_use": True},
+    )
+    [call] = blocks(message, "server_tool_use")
+    assert call.name == "web_search" and call.input["query"]
+    assert Site.searches and Site.searches[0]["format"] == ["json"]
+    assert Site.searches[0]["q"] == [call.input["query"]]
+    [result] = blocks(message, "web_search_tool_result")
+    urls = [r.url for r in result.content]
+    assert urls == ["https://www.otters.example/facts/sleep", "https://wildlife.example/marine/sea-otter"]
+    assert all(r.type == "web_search_result" and r.title for r in result.content)
+    assert message.usage.server_tool_use.web_search_requests == 1
+    # $10 per 1,000 searches: the cost report has a web_search line of 1 cent.
+    report = httpx.get(
+        f"{tools_server}/v1/organizations/cost_report",
+        params={"starting_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT00:00:00Z"), "group_by[]": "description"},
+        headers={"x-api-key": ADMIN_KEY, "anthropic-version": "2023-06-01"},
+        timeout=30,
+    ).json()
+    lines = [r for b in report["data"] for r in b["results"] if r["cost_type"] == "web_search"]
+    assert sum(float(r["amount"]) for r in lines) == pytest.approx(1.0), json.dumps(report)[:2000]
+
+
+def test_search_results_go_back_to_the_model_in_the_next_turn(tools_client):
+    history = [
+        {"role": "user", "content": "How do sea otters sleep?"},
+        {"role": "assistant", "content": [
+            {"type": "server_tool_use", "id": "srvtoolu_01A", "name": "web_search", "input": {"query": "sea otters sleep"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_01A", "content": [
+                {"type": "web_search_result", "url": "https://www.otters.example/facts/sleep", "title": "How sea otters sleep",
+                 "encrypted_content": "U2VhIG90dGVycyBob2xkIGhhbmRzIHdoaWxlIHRoZXkgc2xlZXAu"}]},
+            {"type": "text", "text": "They hold hands."},
+        ]},
+        {"role": "user", "content": "Say that again in three words."},
+    ]
+    count = tools_client.messages.count_tokens(model="claude-sonnet-4-5", messages=history)
+    assert count.input_tokens > 20
+    message = tools_client.messages.create(model="claude-sonnet-4-5", max_tokens=20, messages=history)
+    assert message.content[0].type == "text"
