@@ -46,6 +46,20 @@ missive_claude_code() {
   echo "$dir/package/claude"
 }
 
+# MCP's reference server (`@modelcontextprotocol/server-everything`) from npm, installed
+# once into the cache; prints the path of its entry point (run with node).
+missive_mcp_everything() {
+  local version=$1
+  local dir="$MISSIVE_CACHE/mcp-everything-$version"
+  local entry="$dir/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+  if [ ! -f "$entry" ]; then
+    rm -rf "$dir" && mkdir -p "$dir"
+    (cd "$dir" && npm install --silent --no-audit --no-fund \
+      "@modelcontextprotocol/server-everything@$version" >/dev/null) >&2
+  fi
+  echo "$entry"
+}
+
 # A Python virtualenv under the cache with the given pip requirements; prints its path.
 missive_venv() {
   local name=$1; shift

@@ -99,7 +99,6 @@ def refused_with(response, name):
 # A value that asks for what Missive does not do, for each refused request parameter.
 REFUSED_SAMPLES = {
     "container": "cntr_011CZ",
-    "mcp_servers": [{"type": "url", "url": "https://mcp.example.com/sse", "name": "crm"}],
     "billing_policy": {"type": "billing_policy", "bill_to": "user_profile"},
     "fallbacks": ["claude-haiku-4-5"],
     "fallback_credit_token": "fct_011CZ",

@@ -220,7 +220,9 @@ fn user_messages(
             | ContentBlockParam::ToolReference { .. }
             | ContentBlockParam::ServerToolUse { .. }
             | ContentBlockParam::WebFetchToolResult { .. }
-            | ContentBlockParam::WebSearchToolResult { .. } => {}
+            | ContentBlockParam::WebSearchToolResult { .. }
+            | ContentBlockParam::McpToolUse { .. }
+            | ContentBlockParam::McpToolResult { .. } => {}
         }
     }
     if !text.is_empty() {

@@ -107,6 +107,25 @@ pub enum ContentBlockParam {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         caller: Option<Value>,
     },
+    /// A call of an MCP server's tool, run by the server (the MCP connector).
+    McpToolUse {
+        id: String,
+        name: String,
+        server_name: String,
+        input: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
+    },
+    /// What an MCP tool call returned: a string or text blocks.
+    McpToolResult {
+        tool_use_id: String,
+        #[serde(default)]
+        content: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        is_error: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
+    },
     /// Inside a `tool_result` only: loads a deferred tool (`defer_loading: true`) from
     /// this point of the conversation on.
     ToolReference {
@@ -129,6 +148,8 @@ impl ContentBlockParam {
             | Self::ServerToolUse { cache_control, .. }
             | Self::WebFetchToolResult { cache_control, .. }
             | Self::WebSearchToolResult { cache_control, .. }
+            | Self::McpToolUse { cache_control, .. }
+            | Self::McpToolResult { cache_control, .. }
             | Self::ToolReference { cache_control, .. } => cache_control.as_ref(),
             Self::Thinking { .. } | Self::RedactedThinking { .. } => None,
         }
@@ -244,6 +265,19 @@ pub enum ContentBlock {
     /// The outcome of a `web_search` call: a list of `web_search_result` or an error.
     WebSearchToolResult {
         tool_use_id: String,
+        content: Value,
+    },
+    /// A call of an MCP server's tool.
+    McpToolUse {
+        id: String,
+        name: String,
+        server_name: String,
+        input: Value,
+    },
+    /// What the MCP tool returned, as text blocks.
+    McpToolResult {
+        tool_use_id: String,
+        is_error: bool,
         content: Value,
     },
 }

@@ -238,16 +238,7 @@ fn check_unsupported(request: &MessagesRequest) -> Result<(), RequestError> {
             "containers belong to code execution, which this server does not run",
         );
     }
-    if request
-        .mcp_servers
-        .as_ref()
-        .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
-    {
-        return refuse(
-            "mcp_servers",
-            "the MCP connector is not available on this server",
-        );
-    }
+    validate_mcp_servers(request.mcp_servers.as_ref())?;
     if given(&request.thread) {
         return refuse(
             "thread",
@@ -401,6 +392,44 @@ pub const MAX_STOP_SEQUENCES: usize = 64;
 pub const MAX_STOP_SEQUENCE_BYTES: usize = 256;
 
 /// `^[a-zA-Z0-9_-]{1,128}$`, as the Claude API requires of tool names.
+/// `mcp_servers`: URL servers with unique names.
+fn validate_mcp_servers(servers: Option<&serde_json::Value>) -> Result<(), RequestError> {
+    use serde_json::Value;
+    let servers = match servers {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(list)) => list,
+        Some(_) => {
+            return Err(RequestError(
+                "mcp_servers: Input should be a valid list".into(),
+            ))
+        }
+    };
+    let mut names = std::collections::HashSet::new();
+    for (i, server) in servers.iter().enumerate() {
+        let field = |key: &str| server.get(key).and_then(Value::as_str);
+        if field("type") != Some("url") {
+            return Err(RequestError(format!(
+                "mcp_servers.{i}.type: Input should be 'url'"
+            )));
+        }
+        if field("url").is_none() {
+            return Err(RequestError(format!("mcp_servers.{i}.url: Field required")));
+        }
+        match field("name") {
+            None | Some("") => {
+                return Err(RequestError(format!("mcp_servers.{i}.name: Field required")))
+            }
+            Some(name) if !names.insert(name) => {
+                return Err(RequestError(format!(
+                    "mcp_servers.{i}.name: server names must be unique (`{name}` appears more than once)"
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 fn valid_tool_name(name: &str) -> bool {
     (1..=128).contains(&name.len())
         && name
@@ -411,7 +440,35 @@ fn valid_tool_name(name: &str) -> bool {
 fn validate_tools(request: &MessagesRequest) -> Result<(), RequestError> {
     let tools = request.tools.as_deref().unwrap_or_default();
     let mut seen = std::collections::HashSet::new();
+    let servers: Vec<&str> = request
+        .mcp_servers
+        .as_ref()
+        .and_then(serde_json::Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|s| s.get("name").and_then(serde_json::Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
     for (i, tool) in tools.iter().enumerate() {
+        // A toolset names its server, not itself; its tools are named by the server.
+        if tool.kind.as_deref() == Some("mcp_toolset") {
+            match tool
+                .settings
+                .get("mcp_server_name")
+                .and_then(serde_json::Value::as_str)
+            {
+                Some(name) if servers.contains(&name) => continue,
+                Some(name) => return Err(RequestError(format!(
+                    "tools.{i}.mcp_server_name: `{name}` is not among the request's `mcp_servers`"
+                ))),
+                None => {
+                    return Err(RequestError(format!(
+                        "tools.{i}.mcp_server_name: Field required"
+                    )))
+                }
+            }
+        }
         if !valid_tool_name(&tool.name) {
             return Err(RequestError(format!(
                 "tools.{i}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$' (got `{}`)",
@@ -460,6 +517,8 @@ fn validate_tools(request: &MessagesRequest) -> Result<(), RequestError> {
         check_schema(schema, path)?;
     }
     match &request.tool_choice {
+        // An MCP server's tools are known once it is reached; the server checks then.
+        Some(ToolChoice::Tool { .. }) if !servers.is_empty() => Ok(()),
         Some(ToolChoice::Tool { name, .. }) if !tools.iter().any(|t| &t.name == name) => Err(RequestError(format!(
             "tool_choice.name: tool `{name}` is not among the request's tools"
         ))),
@@ -696,13 +755,34 @@ mod tests {
     }
 
     #[test]
+    fn mcp_servers_and_toolsets_are_checked_by_name() {
+        let body = |servers: &str, tools: &str| {
+            format!(
+                r#"{{"model":"m","max_tokens":5,"messages":[{{"role":"user","content":"hi"}}],"mcp_servers":{servers},"tools":{tools}}}"#
+            )
+        };
+        let server = r#"[{"type":"url","url":"https://mcp.example.com/mcp","name":"crm"}]"#;
+        let toolset = r#"[{"type":"mcp_toolset","mcp_server_name":"crm"}]"#;
+        assert!(parse_messages_request(body(server, toolset).as_bytes()).is_ok());
+        let other = r#"[{"type":"mcp_toolset","mcp_server_name":"erp"}]"#;
+        assert_eq!(
+            err(&body(server, other)),
+            "tools.0.mcp_server_name: `erp` is not among the request's `mcp_servers`"
+        );
+        let twice = r#"[{"type":"url","url":"https://a.example/mcp","name":"crm"},{"type":"url","url":"https://b.example/mcp","name":"crm"}]"#;
+        assert!(
+            err(&body(twice, "[]")).starts_with("mcp_servers.1.name: server names must be unique")
+        );
+    }
+
+    #[test]
     fn sdk_fields_this_server_lacks_are_refused_by_name() {
         let base = r#""model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]"#;
         for (field, value) in [
             ("container", r#""cntr_1""#),
             (
                 "mcp_servers",
-                r#"[{"type":"url","url":"https://mcp.example.com","name":"x"}]"#,
+                r#"[{"type":"url","url":"https://mcp.example.com"}]"#,
             ),
             ("thread", r#"{"type":"create"}"#),
             ("fallback_credit_token", r#""fct_1""#),

@@ -9,6 +9,8 @@ use crate::content::CacheControl;
 /// carry a versioned `type` instead, so both are optional here and checked where used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tool {
+    /// Empty only for an `mcp_toolset`, which names its server instead.
+    #[serde(default)]
     pub name: String,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,

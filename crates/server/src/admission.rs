@@ -123,8 +123,13 @@ pub async fn admit(
     );
     outcome?;
     crate::policy::check_urls(&state.policies, policy, &request).await?;
-    let server_tools =
-        missive_tools::prepare(&mut request, &state.server_tools).map_err(ApiError::invalid)?;
+    let server_tools = missive_tools::prepare(
+        &mut request,
+        &state.server_tools,
+        policy.url_allowlist.as_deref(),
+    )
+    .await
+    .map_err(ApiError::invalid)?;
 
     // A session that once held a screenshot keeps working on a model that reads text.
     let images_replaced = if descriptor.capabilities.image_input.supported
@@ -226,7 +231,7 @@ pub async fn admit(
         generate.cache_scope.clone_from(&principal.workspace_id);
     }
     // The model calls the request's server tools; this server runs them between rounds.
-    let backend: Arc<dyn Backend> = if server_tools.is_empty() {
+    let backend: Arc<dyn Backend> = if server_tools.tools.is_empty() {
         backend
     } else {
         Arc::new(missive_tools::rounds::ToolRunner::new(

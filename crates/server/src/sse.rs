@@ -230,17 +230,30 @@ impl Assembler {
                 self.start(&mut out);
                 self.close(&mut out);
                 // The call streams as a client call does: its input in deltas.
-                let input = match &call {
-                    ContentBlock::ServerToolUse { input, .. } => input.clone(),
-                    _ => serde_json::Value::Null,
-                };
-                let opened = match call {
-                    ContentBlock::ServerToolUse { id, name, .. } => ContentBlock::ServerToolUse {
+                let (opened, input) = match call {
+                    ContentBlock::ServerToolUse { id, name, input } => (
+                        ContentBlock::ServerToolUse {
+                            id,
+                            name,
+                            input: serde_json::json!({}),
+                        },
+                        input,
+                    ),
+                    ContentBlock::McpToolUse {
                         id,
                         name,
-                        input: serde_json::json!({}),
-                    },
-                    other => other,
+                        server_name,
+                        input,
+                    } => (
+                        ContentBlock::McpToolUse {
+                            id,
+                            name,
+                            server_name,
+                            input: serde_json::json!({}),
+                        },
+                        input,
+                    ),
+                    other => (other, serde_json::Value::Null),
                 };
                 let index = self.open(opened, &mut out);
                 self.open_block = None;
@@ -464,7 +477,9 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
             },
             StreamEvent::ContentBlockStop { index } => {
                 if let Some(
-                    ContentBlock::ToolUse { input, .. } | ContentBlock::ServerToolUse { input, .. },
+                    ContentBlock::ToolUse { input, .. }
+                    | ContentBlock::ServerToolUse { input, .. }
+                    | ContentBlock::McpToolUse { input, .. },
                 ) = message.as_mut().and_then(|m| m.content.get_mut(index))
                 {
                     let json = tool_json.get(index).map_or("", String::as_str);

@@ -26,6 +26,8 @@ fn is_server_block(block: &ContentBlockParam) -> bool {
         ContentBlockParam::ServerToolUse { .. }
             | ContentBlockParam::WebFetchToolResult { .. }
             | ContentBlockParam::WebSearchToolResult { .. }
+            | ContentBlockParam::McpToolUse { .. }
+            | ContentBlockParam::McpToolResult { .. }
     )
 }
 
@@ -63,6 +65,37 @@ pub fn lower(messages: Vec<MessageParam>) -> Vec<MessageParam> {
                         input,
                         cache_control,
                     });
+                }
+                ContentBlockParam::McpToolUse {
+                    id,
+                    name,
+                    input,
+                    cache_control,
+                    ..
+                } => run.push(ContentBlockParam::ToolUse {
+                    id,
+                    name,
+                    input,
+                    cache_control,
+                }),
+                ContentBlockParam::McpToolResult {
+                    tool_use_id,
+                    content,
+                    is_error,
+                    cache_control,
+                } => {
+                    push(&mut out, message.role, std::mem::take(&mut run));
+                    let text = mcp_text(content.as_ref());
+                    push(
+                        &mut out,
+                        Role::User,
+                        vec![result(
+                            tool_use_id,
+                            text,
+                            is_error == Some(true),
+                            cache_control,
+                        )],
+                    );
                 }
                 ContentBlockParam::WebFetchToolResult {
                     tool_use_id,
@@ -132,6 +165,19 @@ fn result(
         content: Some(ToolResultContent::Text(text)),
         is_error: is_error.then_some(true),
         cache_control,
+    }
+}
+
+/// An `mcp_tool_result`'s content: a string, or text blocks.
+fn mcp_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
     }
 }
 

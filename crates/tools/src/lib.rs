@@ -8,6 +8,7 @@
 
 pub mod fetch;
 pub mod history;
+pub mod mcp;
 pub mod pdf;
 pub mod public_url;
 pub mod rounds;
@@ -17,7 +18,9 @@ pub mod web_search;
 
 use std::time::Duration;
 
+use missive_protocol::content::CacheControl;
 use missive_protocol::content::ContentBlock;
+use missive_protocol::tools::{Tool, ToolChoice};
 use missive_protocol::usage::ServerToolUsage;
 use missive_protocol::MessagesRequest;
 use serde_json::json;
@@ -76,6 +79,11 @@ impl Outcome {
                 tool_use_id,
                 content: json!({"type": "web_search_tool_result_error", "error_code": code}),
             },
+            Kind::Mcp { .. } => ContentBlock::McpToolResult {
+                tool_use_id,
+                is_error: true,
+                content: mcp::result_content(&[format!("The tool call failed: {code}")]),
+            },
         };
         Self {
             result,
@@ -86,13 +94,23 @@ impl Outcome {
     }
 }
 
+/// The server tools of one request, ready to run.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    pub tools: Vec<ServerTool>,
+    /// Connections to the request's MCP servers, open until the reply ends.
+    pub sessions: Vec<mcp::Session>,
+}
+
 /// Reads the request's server tools, gives the model client-tool definitions in their
-/// place, and rewrites server-tool blocks of the conversation as tool calls and results.
-/// Returns the tools to run, or a refusal naming the field.
-pub fn prepare(
+/// place, connects to its MCP servers and lists their tools, and rewrites server-tool
+/// blocks of the conversation as tool calls and results. Returns what is to run, or a
+/// refusal naming the field.
+pub async fn prepare(
     request: &mut MessagesRequest,
     toolbox: &Toolbox,
-) -> Result<Vec<ServerTool>, String> {
+    allowlist: Option<&[String]>,
+) -> Result<Prepared, String> {
     let mut found = Vec::new();
     for (i, tool) in request.tools.iter_mut().flatten().enumerate() {
         let Some(server) = spec::parse(i, tool)? else {
@@ -107,8 +125,118 @@ pub fn prepare(
         *tool = spec::as_client_tool(tool, &server);
         found.push(server);
     }
+    let sessions = connect_mcp(request, toolbox, allowlist, &mut found).await?;
+    if let Some(ToolChoice::Tool { name, .. }) = &request.tool_choice {
+        if !request.tools.iter().flatten().any(|t| &t.name == name) {
+            return Err(format!(
+                "tool_choice.name: tool `{name}` is not among the request's tools"
+            ));
+        }
+    }
     if history::has_server_blocks(&request.messages) {
         request.messages = history::lower(std::mem::take(&mut request.messages));
     }
-    Ok(found)
+    Ok(Prepared {
+        tools: found,
+        sessions,
+    })
+}
+
+/// Connects to the MCP servers the request names and puts the tools it selects in place
+/// of its `mcp_toolset` entries. With no toolset at all, the older shape applies: every
+/// server's tools, as its `tool_configuration` allows.
+async fn connect_mcp(
+    request: &mut MessagesRequest,
+    toolbox: &Toolbox,
+    allowlist: Option<&[String]>,
+    found: &mut Vec<ServerTool>,
+) -> Result<Vec<mcp::Session>, String> {
+    let entries = mcp::servers(request.mcp_servers.as_ref());
+    request.mcp_servers = None;
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tools = request.tools.get_or_insert_with(Vec::new);
+    let toolsets: Vec<Tool> = tools
+        .iter()
+        .filter(|t| t.kind.as_deref() == Some("mcp_toolset"))
+        .cloned()
+        .collect();
+    tools.retain(|t| t.kind.as_deref() != Some("mcp_toolset"));
+    let selections: Vec<(usize, mcp::Selection, Option<CacheControl>)> = if toolsets.is_empty() {
+        (0..entries.len())
+            .map(|i| (i, mcp::Selection::from_entry(&entries[i]), None))
+            .collect()
+    } else {
+        toolsets
+            .iter()
+            .filter_map(|set| {
+                let name = set.settings.get("mcp_server_name")?.as_str()?;
+                let i = entries.iter().position(|e| e.name == name)?;
+                Some((
+                    i,
+                    mcp::Selection::from_toolset(&set.settings),
+                    set.cache_control.clone(),
+                ))
+            })
+            .collect()
+    };
+    let mut sessions = Vec::new();
+    for (i, selection, cache_control) in selections {
+        let entry = &entries[i];
+        let session = mcp::Session::connect(
+            entry,
+            allowlist,
+            &toolbox.fetcher.private_hosts,
+            toolbox.call_timeout,
+        )
+        .await
+        .map_err(|e| format!("mcp_servers.{i}: {e}"))?;
+        let listed = match &selection.listed {
+            Some(listed) => listed.clone(),
+            None => session
+                .list()
+                .await
+                .map_err(|e| format!("mcp_servers.{i}: {e}"))?,
+        };
+        let start = tools.len();
+        for tool in listed {
+            let Some(defer) = selection.choose(&tool.name) else {
+                continue;
+            };
+            if tools.iter().any(|t| t.name == tool.name) {
+                return Err(format!(
+                    "mcp_servers.{i}: the server's tool `{}` has the name of another tool of the request",
+                    tool.name
+                ));
+            }
+            found.push(ServerTool {
+                name: tool.name.clone(),
+                kind: Kind::Mcp {
+                    server: entry.name.clone(),
+                },
+                max_uses: None,
+                domains: spec::Domains::default(),
+            });
+            tools.push(Tool {
+                name: tool.name,
+                kind: None,
+                description: tool.description,
+                input_schema: Some(tool.input_schema),
+                strict: None,
+                cache_control: None,
+                defer_loading: defer.then_some(true),
+                input_examples: None,
+                allowed_callers: None,
+                eager_input_streaming: None,
+                settings: serde_json::Map::new(),
+            });
+        }
+        // The toolset's breakpoint goes on the last of its tools.
+        if let (Some(last), Some(cache_control)) = (tools[start..].last_mut(), cache_control) {
+            last.cache_control = Some(cache_control);
+        }
+        sessions.push(session);
+    }
+    Ok(sessions)
 }

@@ -21,6 +21,7 @@ use missive_protocol::messages::Role;
 use missive_protocol::tools::ToolChoice;
 use serde_json::Value;
 
+use crate::mcp::Session;
 use crate::spec::{Kind, ServerTool};
 use crate::Toolbox;
 
@@ -28,6 +29,7 @@ use crate::Toolbox;
 pub struct ToolRunner {
     inner: Arc<dyn Backend>,
     tools: Arc<Vec<ServerTool>>,
+    sessions: Arc<Vec<Session>>,
     toolbox: Arc<Toolbox>,
     /// The workspace's URL allowlist, on top of the tools' own domain filters.
     allowlist: Option<Arc<[String]>>,
@@ -36,13 +38,14 @@ pub struct ToolRunner {
 impl ToolRunner {
     pub fn new(
         inner: Arc<dyn Backend>,
-        tools: Vec<ServerTool>,
+        prepared: crate::Prepared,
         toolbox: Arc<Toolbox>,
         allowlist: Option<Vec<String>>,
     ) -> Self {
         Self {
             inner,
-            tools: Arc::new(tools),
+            tools: Arc::new(prepared.tools),
+            sessions: Arc::new(prepared.sessions),
             toolbox,
             allowlist: allowlist.map(Into::into),
         }
@@ -65,6 +68,7 @@ impl Backend for ToolRunner {
         let round = Rounds {
             inner: self.inner.clone(),
             tools: self.tools.clone(),
+            sessions: self.sessions.clone(),
             toolbox: self.toolbox.clone(),
             allowlist: self.allowlist.clone(),
             request,
@@ -76,6 +80,7 @@ impl Backend for ToolRunner {
 struct Rounds {
     inner: Arc<dyn Backend>,
     tools: Arc<Vec<ServerTool>>,
+    sessions: Arc<Vec<Session>>,
     toolbox: Arc<Toolbox>,
     allowlist: Option<Arc<[String]>>,
     request: GenerateRequest,
@@ -163,7 +168,11 @@ impl Rounds {
                     let Some(tool) = self.tools.iter().find(|t| t.name == name).cloned() else {
                         continue;
                     };
-                    let id = missive_protocol::ids::new_id("srvtoolu");
+                    let mcp_server = match &tool.kind {
+                        Kind::Mcp { server } => Some(server.clone()),
+                        Kind::WebFetch { .. } | Kind::WebSearch { .. } => None,
+                    };
+                    let id = missive_protocol::ids::new_id(if mcp_server.is_some() { "mcptoolu" } else { "srvtoolu" });
                     let outcome = self.call(&tool, &input, &id, &mut uses).await;
                     calls.push(ContentBlockParam::ToolUse {
                         id: id.clone(),
@@ -177,8 +186,12 @@ impl Rounds {
                         is_error: outcome.is_error.then_some(true),
                         cache_control: None,
                     });
+                    let call = match mcp_server {
+                        Some(server_name) => ContentBlock::McpToolUse { id, name, server_name, input },
+                        None => ContentBlock::ServerToolUse { id, name, input },
+                    };
                     yield Ok(BackendEvent::ServerTool(Box::new(ServerToolRun {
-                        call: ContentBlock::ServerToolUse { id, name, input },
+                        call,
                         result: outcome.result,
                         usage: outcome.usage,
                     })));
@@ -244,11 +257,36 @@ impl Rounds {
                 Kind::WebSearch { .. } => {
                     crate::web_search::run(&self.toolbox, tool, input, id).await
                 }
+                Kind::Mcp { server } => self.call_mcp(server, tool, input, id).await,
             }
         };
         match tokio::time::timeout(self.toolbox.call_timeout, running).await {
             Ok(outcome) => outcome,
             Err(_) => crate::Outcome::error_for(tool, id, "unavailable"),
+        }
+    }
+
+    /// Runs an MCP tool on the server that listed it; its own time limit applies.
+    async fn call_mcp(
+        &self,
+        server: &str,
+        tool: &ServerTool,
+        input: &Value,
+        id: &str,
+    ) -> crate::Outcome {
+        let Some(session) = self.sessions.iter().find(|s| s.name == server) else {
+            return crate::Outcome::error_for(tool, id, "unavailable");
+        };
+        let (texts, is_error) = session.call(&tool.name, input).await;
+        crate::Outcome {
+            result: ContentBlock::McpToolResult {
+                tool_use_id: id.to_owned(),
+                is_error,
+                content: crate::mcp::result_content(&texts),
+            },
+            for_model: texts.join("\n"),
+            is_error,
+            usage: Default::default(),
         }
     }
 

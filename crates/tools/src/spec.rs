@@ -28,6 +28,8 @@ pub enum Kind {
         /// `user_location`, as sent: backends that localise results read it.
         user_location: Option<Value>,
     },
+    /// A tool of the MCP server of this name.
+    Mcp { server: String },
 }
 
 /// `allowed_domains` / `blocked_domains`. A domain covers its subdomains.
@@ -190,7 +192,7 @@ pub fn as_client_tool(tool: &Tool, server: &ServerTool) -> Tool {
                 "additionalProperties": false
             }),
         ),
-        Kind::WebSearch { .. } => (
+        Kind::WebSearch { .. } | Kind::Mcp { .. } => (
             "Search the web. Returns titles, URLs and snippets of the best matching pages.",
             json!({
                 "type": "object",

@@ -109,7 +109,9 @@ fn messages(request: &GenerateRequest) -> Result<Vec<Value>, BackendError> {
                         // The server turned these into tool calls and results before.
                         | ContentBlockParam::ServerToolUse { .. }
                         | ContentBlockParam::WebFetchToolResult { .. }
-                        | ContentBlockParam::WebSearchToolResult { .. } => {}
+                        | ContentBlockParam::WebSearchToolResult { .. }
+            | ContentBlockParam::McpToolUse { .. }
+            | ContentBlockParam::McpToolResult { .. } => {}
                     }
                 }
                 if parts.is_empty() {
