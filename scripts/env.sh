@@ -18,6 +18,8 @@ missive_install_system_deps() {
   python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv python3-pip)
   # The TypeScript SDK's suite and Claude Code run on node (18 or newer).
   command -v npm >/dev/null || missing+=(nodejs npm)
+  # Code execution's sandbox.
+  command -v bwrap >/dev/null || missing+=(bubblewrap)
   # A Vulkan build compiles llama.cpp's shaders (glslc) against the loader's headers.
   if [[ "${MISSIVE_FEATURES:-}" == *vulkan* ]]; then
     command -v glslc >/dev/null || missing+=(glslc)

@@ -41,6 +41,8 @@ pub struct ServerToolRun {
     pub call: missive_protocol::content::ContentBlock,
     pub result: missive_protocol::content::ContentBlock,
     pub usage: missive_protocol::usage::ServerToolUsage,
+    /// The code execution container the call ran in (`{id, expires_at}`).
+    pub container: Option<serde_json::Value>,
 }
 
 /// One step of a generation, in order: `Started`, then output, then `Finished`.

@@ -222,7 +222,10 @@ fn user_messages(
             | ContentBlockParam::WebFetchToolResult { .. }
             | ContentBlockParam::WebSearchToolResult { .. }
             | ContentBlockParam::McpToolUse { .. }
-            | ContentBlockParam::McpToolResult { .. } => {}
+            | ContentBlockParam::McpToolResult { .. }
+            | ContentBlockParam::BashCodeExecutionToolResult { .. }
+            | ContentBlockParam::TextEditorCodeExecutionToolResult { .. }
+            | ContentBlockParam::ContainerUpload { .. } => {}
         }
     }
     if !text.is_empty() {

@@ -238,6 +238,49 @@ pub struct ServerToolsSection {
     /// The service `web_search` asks; without one, `web_search` is refused (400).
     #[serde(default)]
     pub search: Option<SearchEntry>,
+    /// `code_execution` in a bubblewrap sandbox; without it, refused (400).
+    #[serde(default)]
+    pub code_execution: Option<CodeExecutionEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeExecutionEntry {
+    /// Address space of one command, in MiB.
+    #[serde(default = "default_code_memory_mb")]
+    pub memory_mb: u64,
+    /// CPU seconds of one command.
+    #[serde(default = "default_code_cpu_s")]
+    pub cpu_s: u64,
+    /// Wall-clock seconds of one command.
+    #[serde(default = "default_code_wall_s")]
+    pub wall_s: u64,
+    /// Processes the sandbox's user may run at once.
+    #[serde(default = "default_code_processes")]
+    pub processes: u32,
+    /// Days a container is kept after its last use (the Claude API keeps them 30).
+    #[serde(default = "default_container_days")]
+    pub container_idle_days: u64,
+}
+
+fn default_code_memory_mb() -> u64 {
+    1024
+}
+
+fn default_code_cpu_s() -> u64 {
+    60
+}
+
+fn default_code_wall_s() -> u64 {
+    60
+}
+
+fn default_code_processes() -> u32 {
+    64
+}
+
+fn default_container_days() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -273,12 +316,14 @@ impl Default for ServerToolsSection {
             call_timeout_s: default_call_timeout(),
             fetch_max_bytes: default_fetch_max_bytes(),
             search: None,
+            code_execution: None,
         }
     }
 }
 
 impl ServerToolsSection {
-    pub fn toolbox(&self) -> anyhow::Result<missive_tools::Toolbox> {
+    /// What server tools run with; containers live under `home`.
+    pub fn toolbox(&self, home: &std::path::Path) -> anyhow::Result<missive_tools::Toolbox> {
         use anyhow::Context;
         use missive_tools::web_search::SearchBackend;
         let search = match &self.search {
@@ -306,7 +351,23 @@ impl ServerToolsSection {
             },
             search,
             max_rounds: self.max_rounds.max(1),
-            call_timeout,
+            // A command has its own wall-clock limit; the call's is the larger.
+            call_timeout: self.code_execution.as_ref().map_or(call_timeout, |c| {
+                call_timeout.max(std::time::Duration::from_secs(c.wall_s + 5))
+            }),
+            containers: self.code_execution.as_ref().map(|c| {
+                missive_tools::code_execution::Containers {
+                    root: home.join("containers"),
+                    idle: std::time::Duration::from_secs(c.container_idle_days * 86_400),
+                    limits: missive_tools::sandbox::Limits {
+                        memory_bytes: c.memory_mb * 1024 * 1024,
+                        cpu_seconds: c.cpu_s,
+                        wall: std::time::Duration::from_secs(c.wall_s),
+                        processes: c.processes,
+                        file_bytes: 64 * 1024 * 1024,
+                    },
+                }
+            }),
         })
     }
 }

@@ -116,6 +116,26 @@ pub enum ContentBlockParam {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cache_control: Option<CacheControl>,
     },
+    /// What a `bash_code_execution` call did.
+    BashCodeExecutionToolResult {
+        tool_use_id: String,
+        content: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
+    },
+    /// What a `text_editor_code_execution` call did.
+    TextEditorCodeExecutionToolResult {
+        tool_use_id: String,
+        content: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
+    },
+    /// A Files API file put into the code execution container before the model runs.
+    ContainerUpload {
+        file_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
+    },
     /// What an MCP tool call returned: a string or text blocks.
     McpToolResult {
         tool_use_id: String,
@@ -149,6 +169,9 @@ impl ContentBlockParam {
             | Self::WebFetchToolResult { cache_control, .. }
             | Self::WebSearchToolResult { cache_control, .. }
             | Self::McpToolUse { cache_control, .. }
+            | Self::BashCodeExecutionToolResult { cache_control, .. }
+            | Self::TextEditorCodeExecutionToolResult { cache_control, .. }
+            | Self::ContainerUpload { cache_control, .. }
             | Self::McpToolResult { cache_control, .. }
             | Self::ToolReference { cache_control, .. } => cache_control.as_ref(),
             Self::Thinking { .. } | Self::RedactedThinking { .. } => None,
@@ -278,6 +301,16 @@ pub enum ContentBlock {
     McpToolResult {
         tool_use_id: String,
         is_error: bool,
+        content: Value,
+    },
+    /// What a command run in the container did.
+    BashCodeExecutionToolResult {
+        tool_use_id: String,
+        content: Value,
+    },
+    /// What a file edit in the container did.
+    TextEditorCodeExecutionToolResult {
+        tool_use_id: String,
         content: Value,
     },
 }

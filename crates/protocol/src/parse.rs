@@ -232,12 +232,6 @@ fn check_unsupported(request: &MessagesRequest) -> Result<(), RequestError> {
     use serde_json::Value;
     let refuse = |field: &str, why: &str| Err(RequestError(format!("{field}: {why}")));
     let given = |value: &Option<Value>| value.as_ref().is_some_and(|v| !v.is_null());
-    if given(&request.container) {
-        return refuse(
-            "container",
-            "containers belong to code execution, which this server does not run",
-        );
-    }
     validate_mcp_servers(request.mcp_servers.as_ref())?;
     if given(&request.thread) {
         return refuse(
@@ -459,9 +453,11 @@ fn validate_tools(request: &MessagesRequest) -> Result<(), RequestError> {
                 .and_then(serde_json::Value::as_str)
             {
                 Some(name) if servers.contains(&name) => continue,
-                Some(name) => return Err(RequestError(format!(
+                Some(name) => {
+                    return Err(RequestError(format!(
                     "tools.{i}.mcp_server_name: `{name}` is not among the request's `mcp_servers`"
-                ))),
+                )))
+                }
                 None => {
                     return Err(RequestError(format!(
                         "tools.{i}.mcp_server_name: Field required"
@@ -779,7 +775,6 @@ mod tests {
     fn sdk_fields_this_server_lacks_are_refused_by_name() {
         let base = r#""model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]"#;
         for (field, value) in [
-            ("container", r#""cntr_1""#),
             (
                 "mcp_servers",
                 r#"[{"type":"url","url":"https://mcp.example.com"}]"#,

@@ -69,6 +69,9 @@ pub struct MessageDelta {
     pub stop_sequence: Option<String>,
     #[serde(default)]
     pub stop_details: Option<serde_json::Value>,
+    /// The code execution container the reply used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<serde_json::Value>,
 }
 
 impl StreamEvent {

@@ -123,13 +123,15 @@ pub async fn admit(
     );
     outcome?;
     crate::policy::check_urls(&state.policies, policy, &request).await?;
-    let server_tools = missive_tools::prepare(
-        &mut request,
-        &state.server_tools,
-        policy.url_allowlist.as_deref(),
-    )
-    .await
-    .map_err(ApiError::invalid)?;
+    let files = crate::file_storage::WorkspaceFiles::of(state, &principal.workspace_id);
+    let tenant = missive_tools::Tenant {
+        workspace: &principal.workspace_id,
+        allowlist: policy.url_allowlist.as_deref(),
+        files: files.as_ref(),
+    };
+    let server_tools = missive_tools::prepare(&mut request, &state.server_tools, tenant)
+        .await
+        .map_err(ApiError::invalid)?;
 
     // A session that once held a screenshot keeps working on a model that reads text.
     let images_replaced = if descriptor.capabilities.image_input.supported
@@ -243,6 +245,7 @@ pub async fn admit(
                 .for_workspace(&principal.workspace)
                 .url_allowlist
                 .clone(),
+            files,
         ))
     };
     Ok(Admitted {

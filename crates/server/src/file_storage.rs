@@ -86,8 +86,12 @@ pub fn find(state: &AppState, workspace_id: &str, id: &str) -> Result<Option<Fil
 /// How many more bytes the workspace may upload: the smaller of the per-file cap and what
 /// its quota has left.
 pub fn upload_allowance(state: &AppState, workspace_id: &str) -> Result<u64, ApiError> {
-    let quota = config(state)?.workspace_quota_bytes;
-    let used: u64 = store(state)?
+    allowance(store(state)?.as_ref(), config(state)?, workspace_id)
+}
+
+fn allowance(store: &dyn Store, config: &FilesConfig, workspace_id: &str) -> Result<u64, ApiError> {
+    let quota = config.workspace_quota_bytes;
+    let used: u64 = store
         .list_files(workspace_id)?
         .iter()
         .map(|f| f.size_bytes)
@@ -101,6 +105,109 @@ pub fn upload_allowance(state: &AppState, workspace_id: &str) -> Result<u64, Api
         ));
     }
     Ok(MAX_FILE_BYTES.min(quota - used))
+}
+
+/// The media type of an upload: what the client said, unless it said nothing useful, then
+/// what the name's extension says.
+pub fn mime_for(filename: &str, given: Option<&str>) -> String {
+    if let Some(given) = given.filter(|m| !m.is_empty() && *m != "application/octet-stream") {
+        return given.to_owned();
+    }
+    let ext = filename
+        .rsplit('.')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "pdf" => "application/pdf",
+        "txt" | "text" => "text/plain",
+        "md" => "text/markdown",
+        "csv" => "text/csv",
+        "json" => "application/json",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        _ => given.unwrap_or("application/octet-stream"),
+    }
+    .to_owned()
+}
+
+/// One workspace's Files API, as code execution reaches it: the files a command writes are
+/// saved as downloadable files (as the Claude API makes them), and `container_upload`
+/// blocks read files.
+pub struct WorkspaceFiles {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<FilesConfig>,
+    pub workspace_id: String,
+}
+
+impl WorkspaceFiles {
+    /// The sink for this workspace, when the server has a Files API.
+    pub fn of(state: &AppState, workspace_id: &str) -> Option<Arc<dyn missive_tools::Files>> {
+        Some(Arc::new(Self {
+            store: state.store.clone()?,
+            config: state.files.clone()?,
+            workspace_id: workspace_id.to_owned(),
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl missive_tools::Files for WorkspaceFiles {
+    async fn save(&self, path: &str, bytes: Vec<u8>) -> Result<String, String> {
+        let left = allowance(self.store.as_ref(), &self.config, &self.workspace_id)
+            .map_err(|e| e.message)?;
+        if bytes.len() as u64 > left {
+            return Err(format!("{path}: over the workspace's file quota"));
+        }
+        let id = crate::ids::new_id("file");
+        tokio::fs::create_dir_all(&self.config.dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        // Written whole, synced, then renamed: a crash leaves a `.part` the sweep removes.
+        let partial = partial_path(&self.config, &id);
+        let written = async {
+            let mut out = tokio::fs::File::create(&partial).await?;
+            tokio::io::AsyncWriteExt::write_all(&mut out, &bytes).await?;
+            out.sync_all().await?;
+            tokio::fs::rename(&partial, path_of(&self.config, &id)).await
+        };
+        if let Err(err) = written.await {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(err.to_string());
+        }
+        let filename = Path::new(path)
+            .file_name()
+            .map_or_else(|| "output".to_owned(), |n| n.to_string_lossy().into_owned());
+        let meta = FileMeta {
+            id: id.clone(),
+            workspace_id: self.workspace_id.clone(),
+            mime_type: mime_for(&filename, None),
+            filename,
+            size_bytes: bytes.len() as u64,
+            created_at_ms: crate::ids::now_ms(),
+            downloadable: true,
+        };
+        self.store.add_file(&meta).map_err(|e| e.to_string())?;
+        Ok(id)
+    }
+
+    async fn load(&self, file_id: &str) -> Result<(String, Vec<u8>), String> {
+        let meta = self
+            .store
+            .file(&self.workspace_id, file_id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("file {file_id} not found"))?;
+        let bytes = read_limited(
+            &path_of(&self.config, file_id),
+            meta.size_bytes,
+            MAX_FILE_BYTES,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok((meta.filename, bytes))
+    }
 }
 
 /// Reads a file's bytes, refusing one larger than `limit` before reading anything.

@@ -39,6 +39,8 @@ pub struct Assembler {
     compaction: Option<Summary>,
     /// `context_management` was asked for: the edits that applied.
     applied_edits: Option<Vec<AppliedEdit>>,
+    /// The code execution container the reply's calls ran in.
+    container: Option<serde_json::Value>,
 }
 
 impl Assembler {
@@ -56,6 +58,7 @@ impl Assembler {
             omit_thinking: false,
             compaction: None,
             applied_edits: None,
+            container: None,
         }
     }
 
@@ -226,7 +229,11 @@ impl Assembler {
                     call,
                     result,
                     usage,
+                    container,
                 } = *run;
+                if container.is_some() {
+                    self.container = container;
+                }
                 self.start(&mut out);
                 self.close(&mut out);
                 // The call streams as a client call does: its input in deltas.
@@ -321,6 +328,7 @@ impl Assembler {
                         stop_reason: Some(stop_reason),
                         stop_sequence,
                         stop_details: None,
+                        container: self.container.clone(),
                     },
                     usage: (&self.usage).into(),
                     context_management: self
@@ -497,6 +505,7 @@ pub async fn collect(stream: impl Stream<Item = StreamEvent>) -> Result<Message,
                     m.context_management = context_management;
                     m.usage.iterations = usage.iterations;
                     m.stop_reason = delta.stop_reason;
+                    m.container = delta.container;
                     m.stop_sequence = delta.stop_sequence;
                     m.usage.output_tokens = usage.output_tokens;
                     m.usage.output_tokens_details = usage.output_tokens_details;

@@ -21,8 +21,10 @@ use missive_protocol::messages::Role;
 use missive_protocol::tools::ToolChoice;
 use serde_json::Value;
 
+use crate::code_execution::Container;
 use crate::mcp::Session;
 use crate::spec::{Kind, ServerTool};
+use crate::Files;
 use crate::Toolbox;
 
 /// A backend whose model may call the request's server tools.
@@ -30,6 +32,8 @@ pub struct ToolRunner {
     inner: Arc<dyn Backend>,
     tools: Arc<Vec<ServerTool>>,
     sessions: Arc<Vec<Session>>,
+    container: Option<Arc<Container>>,
+    files: Option<Arc<dyn Files>>,
     toolbox: Arc<Toolbox>,
     /// The workspace's URL allowlist, on top of the tools' own domain filters.
     allowlist: Option<Arc<[String]>>,
@@ -41,11 +45,14 @@ impl ToolRunner {
         prepared: crate::Prepared,
         toolbox: Arc<Toolbox>,
         allowlist: Option<Vec<String>>,
+        files: Option<Arc<dyn Files>>,
     ) -> Self {
         Self {
             inner,
             tools: Arc::new(prepared.tools),
             sessions: Arc::new(prepared.sessions),
+            container: prepared.container.map(Arc::new),
+            files,
             toolbox,
             allowlist: allowlist.map(Into::into),
         }
@@ -69,6 +76,8 @@ impl Backend for ToolRunner {
             inner: self.inner.clone(),
             tools: self.tools.clone(),
             sessions: self.sessions.clone(),
+            container: self.container.clone(),
+            files: self.files.clone(),
             toolbox: self.toolbox.clone(),
             allowlist: self.allowlist.clone(),
             request,
@@ -81,6 +90,8 @@ struct Rounds {
     inner: Arc<dyn Backend>,
     tools: Arc<Vec<ServerTool>>,
     sessions: Arc<Vec<Session>>,
+    container: Option<Arc<Container>>,
+    files: Option<Arc<dyn Files>>,
     toolbox: Arc<Toolbox>,
     allowlist: Option<Arc<[String]>>,
     request: GenerateRequest,
@@ -170,7 +181,7 @@ impl Rounds {
                     };
                     let mcp_server = match &tool.kind {
                         Kind::Mcp { server } => Some(server.clone()),
-                        Kind::WebFetch { .. } | Kind::WebSearch { .. } => None,
+                        _ => None,
                     };
                     let id = missive_protocol::ids::new_id(if mcp_server.is_some() { "mcptoolu" } else { "srvtoolu" });
                     let outcome = self.call(&tool, &input, &id, &mut uses).await;
@@ -194,6 +205,7 @@ impl Rounds {
                         call,
                         result: outcome.result,
                         usage: outcome.usage,
+                        container: self.container.as_ref().map(|c| c.wire()),
                     })));
                 }
                 if round.client_calls {
@@ -258,11 +270,33 @@ impl Rounds {
                     crate::web_search::run(&self.toolbox, tool, input, id).await
                 }
                 Kind::Mcp { server } => self.call_mcp(server, tool, input, id).await,
+                Kind::Bash | Kind::TextEditor => self.call_code(tool, input, id).await,
             }
         };
         match tokio::time::timeout(self.toolbox.call_timeout, running).await {
             Ok(outcome) => outcome,
             Err(_) => crate::Outcome::error_for(tool, id, "unavailable"),
+        }
+    }
+
+    /// Runs a command or an edit in the request's container.
+    async fn call_code(&self, tool: &ServerTool, input: &Value, id: &str) -> crate::Outcome {
+        let (Some(container), Some(containers)) = (&self.container, &self.toolbox.containers)
+        else {
+            return crate::Outcome::error_for(tool, id, "unavailable");
+        };
+        match tool.kind {
+            Kind::TextEditor => crate::code_execution::text_editor(container, input, id),
+            _ => {
+                crate::code_execution::bash(
+                    container,
+                    &containers.limits,
+                    self.files.as_ref(),
+                    input,
+                    id,
+                )
+                .await
+            }
         }
     }
 

@@ -30,6 +30,10 @@ pub enum Kind {
     },
     /// A tool of the MCP server of this name.
     Mcp { server: String },
+    /// `bash_code_execution`, in the request's container.
+    Bash,
+    /// `text_editor_code_execution`, in the request's container.
+    TextEditor,
 }
 
 /// `allowed_domains` / `blocked_domains`. A domain covers its subdomains.
@@ -192,7 +196,7 @@ pub fn as_client_tool(tool: &Tool, server: &ServerTool) -> Tool {
                 "additionalProperties": false
             }),
         ),
-        Kind::WebSearch { .. } | Kind::Mcp { .. } => (
+        Kind::WebSearch { .. } | Kind::Mcp { .. } | Kind::Bash | Kind::TextEditor => (
             "Search the web. Returns titles, URLs and snippets of the best matching pages.",
             json!({
                 "type": "object",

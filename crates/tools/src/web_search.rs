@@ -69,7 +69,7 @@ pub async fn run(
     };
     let location = match &tool.kind {
         crate::spec::Kind::WebSearch { user_location } => user_location.as_ref(),
-        crate::spec::Kind::WebFetch { .. } | crate::spec::Kind::Mcp { .. } => None,
+        _ => None,
     };
     let hits = match search(backend, query, location, toolbox.call_timeout).await {
         Ok(hits) => hits,

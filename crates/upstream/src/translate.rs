@@ -111,7 +111,10 @@ fn messages(request: &GenerateRequest) -> Result<Vec<Value>, BackendError> {
                         | ContentBlockParam::WebFetchToolResult { .. }
                         | ContentBlockParam::WebSearchToolResult { .. }
             | ContentBlockParam::McpToolUse { .. }
-            | ContentBlockParam::McpToolResult { .. } => {}
+            | ContentBlockParam::McpToolResult { .. }
+            | ContentBlockParam::BashCodeExecutionToolResult { .. }
+            | ContentBlockParam::TextEditorCodeExecutionToolResult { .. }
+            | ContentBlockParam::ContainerUpload { .. } => {}
                     }
                 }
                 if parts.is_empty() {

@@ -158,7 +158,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         .with_thinking_key(thinking_key)
         .with_cache_shared_across_workspaces(config.cache.share_across_workspaces)
         .with_public_url(config.server.public_url.clone())
-        .with_server_tools(config.server_tools.toolbox()?);
+        .with_server_tools(config.server_tools.toolbox(&home)?);
     if governed {
         state = state
             .with_rate_limits(RateLimiter::new(defaults, overrides))

@@ -58,30 +58,6 @@ fn find(state: &AppState, principal: &Principal, id: &str) -> Result<FileMeta, A
         .ok_or_else(|| ApiError::not_found(format!("file {id} not found")))
 }
 
-fn mime_for(filename: &str, given: Option<&str>) -> String {
-    if let Some(given) = given.filter(|m| !m.is_empty() && *m != "application/octet-stream") {
-        return given.to_owned();
-    }
-    let ext = filename
-        .rsplit('.')
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    match ext.as_str() {
-        "pdf" => "application/pdf",
-        "txt" | "text" => "text/plain",
-        "md" => "text/markdown",
-        "csv" => "text/csv",
-        "json" => "application/json",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        _ => given.unwrap_or("application/octet-stream"),
-    }
-    .to_owned()
-}
-
 /// Bytes of multipart framing (preamble, part headers) allowed between parts' data: a
 /// body that never reaches a part's content is refused after this much, not buffered.
 const MAX_FRAMING_BYTES: usize = 64 * 1024;
@@ -126,7 +102,7 @@ pub async fn upload(
             continue;
         }
         let filename = field.file_name().unwrap_or("upload").to_owned();
-        let mime_type = mime_for(&filename, field.content_type().map(|m| m.as_ref()));
+        let mime_type = file_storage::mime_for(&filename, field.content_type().map(|m| m.as_ref()));
         let id = crate::ids::new_id("file");
         tokio::fs::create_dir_all(&config.dir)
             .await

@@ -357,3 +357,194 @@ async fn a_search_without_a_search_service_is_refused_by_name() {
         "{message}"
     );
 }
+
+/// A server whose model runs one command in a sandboxed container (bubblewrap), with
+/// tight limits so that the abuse cases end quickly.
+async fn code_server(command: &str) -> (TestServer, tempfile::TempDir) {
+    let root = tempfile::tempdir().unwrap();
+    let toolbox = Toolbox {
+        containers: Some(missive_tools::code_execution::Containers {
+            root: root.path().to_path_buf(),
+            idle: std::time::Duration::from_secs(3600),
+            limits: missive_tools::sandbox::Limits {
+                memory_bytes: 512 * 1024 * 1024,
+                cpu_seconds: 5,
+                wall: std::time::Duration::from_secs(3),
+                processes: 32,
+                file_bytes: 1024 * 1024,
+            },
+        }),
+        ..Toolbox::default()
+    };
+    let backend = ScriptedBackend::new("scripted-1", &["Ran."])
+        .calling_tool_once("bash_code_execution", json!({"command": command}));
+    let server =
+        TestServer::start_with(backend, move |state| state.with_server_tools(toolbox)).await;
+    (server, root)
+}
+
+fn code_request(container: Option<&str>) -> Value {
+    let mut request = json!({
+        "model": "scripted-1",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "Run it."}],
+        "tools": [{"type": "code_execution_20250825", "name": "code_execution"}],
+    });
+    if let Some(id) = container {
+        request["container"] = json!(id);
+    }
+    request
+}
+
+/// The `bash_code_execution_tool_result` content of a reply.
+fn bash_result(body: &Value) -> Value {
+    body["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "bash_code_execution_tool_result")
+        .unwrap_or_else(|| panic!("no bash result: {body}"))["content"]
+        .clone()
+}
+
+#[tokio::test]
+async fn code_runs_in_a_container_and_its_files_come_back_as_files() {
+    let (server, _root) =
+        code_server("python3 -c 'print(sum(range(10)))' && echo done > report.txt").await;
+    let body: Value = server
+        .messages(code_request(None))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let call = body["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "server_tool_use")
+        .unwrap();
+    assert_eq!(call["name"], "bash_code_execution");
+    let result = bash_result(&body);
+    assert_eq!(result["type"], "bash_code_execution_result", "{body}");
+    assert_eq!(result["stdout"], "45\n");
+    assert_eq!(result["return_code"], 0);
+    let file_id = result["content"][0]["file_id"].as_str().unwrap();
+    let meta: Value = server
+        .get(&format!("/v1/files/{file_id}"))
+        .header("anthropic-beta", "files-api-2025-04-14")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["filename"], "report.txt", "{meta}");
+    assert_eq!(meta["downloadable"], true);
+    let bytes = server
+        .get(&format!("/v1/files/{file_id}/content"))
+        .header("anthropic-beta", "files-api-2025-04-14")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(bytes, "done\n");
+    // The container is named in the reply and kept: the next request reads the file.
+    let container = body["container"]["id"].as_str().unwrap().to_owned();
+    assert!(container.starts_with("container_"));
+    assert!(body["container"]["expires_at"].is_string());
+    // A container this server never made is refused by name.
+    let (other, _other_root) = code_server("cat report.txt").await;
+    let response = other.messages(code_request(Some(&container))).await;
+    let message = assert_error(response, 400, "invalid_request_error").await;
+    assert!(
+        message.starts_with(&format!("container: `{container}` was not found")),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_container_is_reused_by_id_within_its_workspace() {
+    let root = tempfile::tempdir().unwrap();
+    let toolbox = |root: &std::path::Path| Toolbox {
+        containers: Some(missive_tools::code_execution::Containers {
+            root: root.to_path_buf(),
+            idle: std::time::Duration::from_secs(3600),
+            limits: missive_tools::sandbox::Limits::default(),
+        }),
+        ..Toolbox::default()
+    };
+    let writer = ScriptedBackend::new("scripted-1", &["Ran."]).calling_tool_once(
+        "bash_code_execution",
+        json!({"command": "echo kept > note.txt"}),
+    );
+    let first_box = toolbox(root.path());
+    let server = TestServer::start_with(writer, move |s| s.with_server_tools(first_box)).await;
+    let body: Value = server
+        .messages(code_request(None))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let container = body["container"]["id"].as_str().unwrap().to_owned();
+    let reader = ScriptedBackend::new("scripted-1", &["Ran."])
+        .calling_tool_once("bash_code_execution", json!({"command": "cat note.txt"}));
+    let second_box = toolbox(root.path());
+    let server = TestServer::start_with(reader, move |s| s.with_server_tools(second_box)).await;
+    let body: Value = server
+        .messages(code_request(Some(&container)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bash_result(&body)["stdout"], "kept\n", "{body}");
+    assert_eq!(body["container"]["id"], container.as_str());
+}
+
+#[tokio::test]
+async fn abuse_fails_cleanly_and_the_server_stays_up() {
+    for (command, check) in [
+        (
+            "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 80), timeout=2)\"",
+            "Network is unreachable",
+        ),
+        ("echo x > /usr/missive-escape", "Read-only file system"),
+        ("python3 -c 'b = bytearray(10 * 1024**3)'", "MemoryError"),
+        ("sleep 3600", "execution_time_exceeded"),
+        // The process cap stops the forks; the namespace dies with the command.
+        (
+            ":(){ :|:& };:",
+            "fork: retry: Resource temporarily unavailable",
+        ),
+    ] {
+        let (server, _root) = code_server(command).await;
+        let started = std::time::Instant::now();
+        let response = server.messages(code_request(None)).await;
+        assert_eq!(response.status(), 200, "{command}");
+        let body: Value = response.json().await.unwrap();
+        let result = bash_result(&body);
+        let text = result.to_string();
+        assert!(text.contains(check), "{command}: {result}");
+        match check {
+            "execution_time_exceeded" => {
+                assert_eq!(result["type"], "bash_code_execution_tool_result_error")
+            }
+            "fork: retry: Resource temporarily unavailable" => {}
+            _ => assert_ne!(result["return_code"], 0, "{command}"),
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{command}"
+        );
+        // Still serving.
+        let health = server
+            .client
+            .get(format!("{}/health", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+    }
+    assert!(!std::path::Path::new("/usr/missive-escape").exists());
+}
