@@ -246,6 +246,11 @@ pub struct ServerToolsSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CodeExecutionEntry {
+    /// Where containers live. Default: `MISSIVE_HOME/containers`, or
+    /// `/var/lib/missive/containers` for a server running as root (the sandbox runs as
+    /// `nobody`, who must be able to reach it).
+    #[serde(default)]
+    pub dir: Option<std::path::PathBuf>,
     /// Address space of one command, in MiB.
     #[serde(default = "default_code_memory_mb")]
     pub memory_mb: u64,
@@ -357,7 +362,10 @@ impl ServerToolsSection {
             }),
             containers: self.code_execution.as_ref().map(|c| {
                 missive_tools::code_execution::Containers {
-                    root: home.join("containers"),
+                    root: c
+                        .dir
+                        .clone()
+                        .unwrap_or_else(|| missive_tools::sandbox::default_root(home)),
                     idle: std::time::Duration::from_secs(c.container_idle_days * 86_400),
                     limits: missive_tools::sandbox::Limits {
                         memory_bytes: c.memory_mb * 1024 * 1024,

@@ -49,6 +49,8 @@ impl Containers {
     /// a new one. Expired containers of the workspace are removed on the way.
     pub fn open(&self, requested: Option<&str>, workspace: &str) -> Result<Container, String> {
         let home = self.root.join(safe_name(workspace));
+        sandbox::prepare_parent(&self.root).map_err(|e| format!("container: {e}"))?;
+        sandbox::prepare_parent(&home).map_err(|e| format!("container: {e}"))?;
         self.sweep(&home);
         let id = match requested {
             Some(id) => {

@@ -64,6 +64,27 @@ pub fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Where containers live by default: under the data directory, or, for a server running as
+/// root, under `/var/lib/missive`, since the sandbox's user must be able to reach them
+/// and a root home directory is closed to others.
+pub fn default_root(home: &Path) -> PathBuf {
+    if running_as_root() {
+        PathBuf::from("/var/lib/missive/containers")
+    } else {
+        home.join("containers")
+    }
+}
+
+/// Makes `dir` a directory the sandboxed user may pass through but not list.
+pub fn prepare_parent(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    if running_as_root() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
+    }
+    Ok(())
+}
+
 /// Makes `dir` a workspace the sandboxed user can write.
 pub fn prepare_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
