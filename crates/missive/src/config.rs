@@ -943,6 +943,40 @@ fn model_name(source: &str) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn server_tools_are_read_into_a_toolbox() {
+        let config: super::Config = toml::from_str(
+            r#"
+[server_tools]
+max_rounds = 3
+private_hosts = ["127.0.0.1"]
+[server_tools.search]
+kind = "searxng"
+url = "http://searx.internal:8080"
+[server_tools.code_execution]
+wall_s = 5
+dir = "/srv/containers"
+"#,
+        )
+        .unwrap();
+        let toolbox = config
+            .server_tools
+            .toolbox(std::path::Path::new("/home"))
+            .unwrap();
+        assert_eq!(toolbox.max_rounds, 3);
+        assert_eq!(toolbox.fetcher.private_hosts, ["127.0.0.1"]);
+        assert!(matches!(
+            toolbox.search,
+            Some(missive_tools::web_search::SearchBackend::Searxng { ref url })
+                if url.as_str() == "http://searx.internal:8080/"
+        ));
+        let containers = toolbox.containers.unwrap();
+        assert_eq!(containers.root, std::path::Path::new("/srv/containers"));
+        assert_eq!(containers.limits.wall, std::time::Duration::from_secs(5));
+        let unknown: Result<super::Config, _> = toml::from_str("[server_tools]\nmax_round = 3\n");
+        assert!(unknown.is_err());
+    }
+
+    #[test]
     fn model_names_follow_their_source() {
         assert_eq!(super::model_name("gemma-3-270m"), "gemma-3-270m");
         assert_eq!(

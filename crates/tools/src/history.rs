@@ -28,6 +28,8 @@ fn is_server_block(block: &ContentBlockParam) -> bool {
             | ContentBlockParam::WebSearchToolResult { .. }
             | ContentBlockParam::McpToolUse { .. }
             | ContentBlockParam::McpToolResult { .. }
+            | ContentBlockParam::BashCodeExecutionToolResult { .. }
+            | ContentBlockParam::TextEditorCodeExecutionToolResult { .. }
     )
 }
 
@@ -95,6 +97,24 @@ pub fn lower(messages: Vec<MessageParam>) -> Vec<MessageParam> {
                             is_error == Some(true),
                             cache_control,
                         )],
+                    );
+                }
+                ContentBlockParam::BashCodeExecutionToolResult {
+                    tool_use_id,
+                    content,
+                    cache_control,
+                }
+                | ContentBlockParam::TextEditorCodeExecutionToolResult {
+                    tool_use_id,
+                    content,
+                    cache_control,
+                } => {
+                    push(&mut out, message.role, std::mem::take(&mut run));
+                    let (text, is_error) = code_text(&content);
+                    push(
+                        &mut out,
+                        Role::User,
+                        vec![result(tool_use_id, text, is_error, cache_control)],
                     );
                 }
                 ContentBlockParam::WebFetchToolResult {
@@ -165,6 +185,34 @@ fn result(
         content: Some(ToolResultContent::Text(text)),
         is_error: is_error.then_some(true),
         cache_control,
+    }
+}
+
+/// A code execution result as the model read it: the command's output, the file's text,
+/// or the error code.
+fn code_text(content: &Value) -> (String, bool) {
+    let kind = content["type"].as_str().unwrap_or_default();
+    if kind.ends_with("_tool_result_error") {
+        let code = content["error_code"].as_str().unwrap_or("unavailable");
+        return (format!("The tool call failed: {code}"), true);
+    }
+    match kind {
+        "bash_code_execution_result" => {
+            let code = content["return_code"].as_i64().unwrap_or(0);
+            (
+                format!(
+                    "exit code {code}\nstdout:\n{}\nstderr:\n{}",
+                    content["stdout"].as_str().unwrap_or_default(),
+                    content["stderr"].as_str().unwrap_or_default()
+                ),
+                code != 0,
+            )
+        }
+        "text_editor_code_execution_view_result" => (
+            content["content"].as_str().unwrap_or_default().to_owned(),
+            false,
+        ),
+        _ => (content.to_string(), false),
     }
 }
 
