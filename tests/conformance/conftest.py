@@ -43,7 +43,7 @@ class Missive:
     """One `missive serve` on the default model over a data directory that outlives it, so
     a test can kill it (even with SIGKILL) and start it again on the same store."""
 
-    def __init__(self, config=None, home=None):
+    def __init__(self, config=None, home=None, wrap=()):
         self.home = home or tempfile.mkdtemp(prefix="missive-conformance-")
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -63,11 +63,13 @@ class Missive:
             with open(path, "w") as f:
                 f.write(config)
             self.env["MISSIVE_CONFIG"] = path
+        # A command the server runs under (a namespace, say): its argv before the binary's.
+        self.wrap = list(wrap)
         self.proc = None
 
     def start(self):
         log = open(os.path.join(self.home, "serve.log"), "a")
-        self.proc = subprocess.Popen([BINARY, "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([*self.wrap, BINARY, "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:

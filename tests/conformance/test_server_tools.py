@@ -88,6 +88,9 @@ max_rounds = 2
 kind = "searxng"
 url = "{site}"
 
+[server_tools.code_execution]
+wall_s = 10
+
 [prices.default]
 input = 3.0
 output = 15.0
@@ -226,3 +229,63 @@ def test_search_results_go_back_to_the_model_in_the_next_turn(tools_client):
     assert count.input_tokens > 20
     message = tools_client.messages.create(model="claude-sonnet-4-5", max_tokens=20, messages=history)
     assert message.content[0].type == "text"
+
+
+def test_every_server_tool_type_of_the_sdk_runs_or_is_refused_by_name(tools_server):
+    """Walks SDK 2.14's tool union: each server tool type is run (the request is accepted)
+    when docs/compatibility.md says honoured, and refused with a 400 naming it otherwise."""
+    from test_compatibility import doc_rows, tags
+    from anthropic.types.beta import BetaToolUnionParam
+
+    rows = doc_rows()["Tool types"]
+    server_types = sorted(
+        t for t in tags(BetaToolUnionParam)
+        if t.startswith(("web_", "code_execution", "tool_search", "advisor", "mcp_toolset"))
+    )
+    assert server_types, "the SDK walk found no server tool types"
+    for kind in server_types:
+        name = {"web_fetch": "web_fetch", "web_search": "web_search", "code_execution": "code_execution"}
+        tool = {"type": kind, "name": next((v for k, v in name.items() if kind.startswith(k)), "t")}
+        body = {"model": "claude-sonnet-4-5", "max_tokens": 1,
+                "messages": [{"role": "user", "content": "Hi."}], "tools": [tool]}
+        if kind == "mcp_toolset":
+            tool = {"type": kind, "mcp_server_name": "nowhere"}
+            body["tools"] = [tool]
+        response = httpx.post(f"{tools_server}/v1/messages", json=body, timeout=120,
+                              headers={"x-api-key": API_KEY, "anthropic-version": "2023-06-01"})
+        status = rows.get(kind)
+        if status == "honoured" and kind != "mcp_toolset":
+            assert response.status_code == 200, (kind, response.text)
+        else:
+            assert response.status_code == 400, (kind, response.text)
+            message = response.json()["error"]["message"]
+            assert kind in message or "mcp_server_name" in message, (kind, message)
+
+
+def test_a_name_that_resolves_inside_is_refused(site, tmp_path):
+    """DNS that answers with inside addresses: the server runs in a mount namespace whose
+    /etc/hosts maps names to 10.x and to loopback, as a hostile resolver would."""
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a hosts file in a namespace, which needs root (CI runs as root)")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n10.0.0.5 intranet.example\n127.0.0.1 sneaky.example\n"
+                     "8.8.8.8 public.example\n")
+    wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'mount --bind {hosts} /etc/hosts && exec "$@"', "sh"]
+    config = '[server_tools]\nprivate_hosts = ["127.0.0.1"]\nmax_rounds = 1\n'
+    server = Missive(config, wrap=wrap).start()
+    try:
+        client = anthropic.Anthropic(base_url=server.url, api_key=API_KEY, max_retries=0)
+        port = site.rsplit(":", 1)[1]
+        for url in [f"http://intranet.example:{port}/otters.html", f"http://sneaky.example:{port}/otters.html"]:
+            message = fetch(client, url, "what is on the page?")
+            [result] = blocks(message, "web_fetch_tool_result")
+            assert result.content.type == "web_fetch_tool_result_error", (url, result)
+            assert result.content.error_code == "url_not_allowed", (url, result)
+        # The control: a name the hosts file maps to a public address passes the check and
+        # is then unreachable here (no internet), so the file is what the server read.
+        message = fetch(client, "http://public.example/", "what is on the page?")
+        [result] = blocks(message, "web_fetch_tool_result")
+        assert result.content.error_code == "url_not_accessible", result
+    finally:
+        server.stop()
