@@ -46,6 +46,8 @@ pub struct Admitted {
     pub model_name: String,
     /// Documents the answer may cite.
     pub citable: Vec<Citable>,
+    /// The model may search the web, or fetch with citations: what comes back is citable.
+    pub cites_server_results: bool,
     /// Thinking was asked of a model that cannot reason.
     pub thinking_ignored: bool,
     /// Images replaced by text placeholders for a model that reads text only.
@@ -232,6 +234,16 @@ pub async fn admit(
     if !state.share_cache_across_workspaces {
         generate.cache_scope.clone_from(&principal.workspace_id);
     }
+    let cites_server_results = server_tools.tools.iter().any(|t| {
+        matches!(
+            t.kind,
+            missive_tools::spec::Kind::WebSearch { .. }
+                | missive_tools::spec::Kind::WebFetch {
+                    citations: true,
+                    ..
+                }
+        )
+    });
     // The model calls the request's server tools; this server runs them between rounds.
     let backend: Arc<dyn Backend> = if server_tools.tools.is_empty() {
         backend
@@ -253,6 +265,7 @@ pub async fn admit(
         generate,
         model_name,
         citable,
+        cites_server_results,
         thinking_ignored,
         images_replaced,
         omit_thinking,

@@ -194,8 +194,11 @@ async fn generate(state: &AppState, pending: &PendingRequest) -> Result<Outcome,
             admitted.omit_thinking,
         )
         .with_context(generation.summary, generation.applied_edits);
-    let events =
-        crate::documents::cite_stream(sse::events(generation.events, assembler), admitted.citable);
+    let events = crate::documents::cite_stream(
+        sse::events(generation.events, assembler),
+        admitted.citable,
+        admitted.cites_server_results,
+    );
     let mut message = match sse::collect(events).await {
         Ok(message) => message,
         Err(err) => {

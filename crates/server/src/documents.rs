@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use base64::Engine;
 use futures::{Stream, StreamExt};
-use missive_protocol::content::{ContentBlockParam, DocumentSource};
+use missive_protocol::content::{ContentBlock, ContentBlockParam, DocumentSource};
 use missive_protocol::messages::{MessageContent, MessagesRequest};
 use missive_protocol::{ContentBlockDelta, ErrorType, StreamEvent};
 use serde_json::{json, Value};
@@ -31,6 +31,8 @@ pub enum CitableBody {
     Text(String),
     /// A PDF: cited by page range.
     Pages(Vec<String>),
+    /// A web search result's snippet: cited by its URL (`web_search_result_location`).
+    SearchResult { url: String, snippet: String },
 }
 
 /// Bytes of documents (decoded base64 and uploaded files) one request may carry. A file
@@ -217,6 +219,7 @@ pub fn citation_for(text: &str, documents: &[Citable]) -> Option<Value> {
     for doc in documents {
         let pages: Vec<(Option<usize>, &str)> = match &doc.body {
             CitableBody::Text(t) => vec![(None, t.as_str())],
+            CitableBody::SearchResult { snippet, .. } => vec![(None, snippet.as_str())],
             CitableBody::Pages(p) => p
                 .iter()
                 .enumerate()
@@ -230,8 +233,17 @@ pub fn citation_for(text: &str, documents: &[Citable]) -> Option<Value> {
                 if score < 2 || best.as_ref().is_some_and(|(s, _)| *s >= score) {
                     continue;
                 }
-                let citation = match page {
-                    None => json!({
+                let citation = match (page, &doc.body) {
+                    // The API quotes at most 150 characters of a result.
+                    (_, CitableBody::SearchResult { url, .. }) => json!({
+                        "type": "web_search_result_location",
+                        "cited_text": quote.chars().take(150).collect::<String>(),
+                        "url": url,
+                        "title": doc.title,
+                        "encrypted_index": base64::engine::general_purpose::STANDARD
+                            .encode(doc.index.to_string()),
+                    }),
+                    (None, _) => json!({
                         "type": "char_location",
                         "cited_text": quote,
                         "document_index": doc.index,
@@ -239,7 +251,7 @@ pub fn citation_for(text: &str, documents: &[Citable]) -> Option<Value> {
                         "start_char_index": body[..start].chars().count(),
                         "end_char_index": body[..end].chars().count(),
                     }),
-                    Some(p) => json!({
+                    (Some(p), _) => json!({
                         "type": "page_location",
                         "cited_text": quote,
                         "document_index": doc.index,
@@ -257,19 +269,62 @@ pub fn citation_for(text: &str, documents: &[Citable]) -> Option<Value> {
 
 /// Adds a `citations_delta` before the end of each text block that has something to cite,
 /// as the Claude API streams citations; the non-streaming `Message` is folded from the same
-/// events. Without documents to cite, the events pass untouched: no answer text is kept.
+/// events. With `server_results`, what the server's tools bring back during the reply
+/// becomes citable as it arrives: web search results, and fetched pages whose document
+/// enables citations (numbered after the request's documents). Without anything to cite,
+/// the events pass untouched: no answer text is kept.
 pub fn cite_stream(
     events: impl Stream<Item = StreamEvent> + Send + 'static,
-    documents: Vec<Citable>,
+    mut documents: Vec<Citable>,
+    server_results: bool,
 ) -> futures::stream::BoxStream<'static, StreamEvent> {
-    if documents.is_empty() {
+    if documents.is_empty() && !server_results {
         return events.boxed();
     }
     let mut texts: HashMap<usize, String> = HashMap::new();
+    let mut results = 0;
+    let mut next_document = documents.iter().map(|d| d.index + 1).max().unwrap_or(0);
     events
         .flat_map(move |event| {
             let mut out = Vec::with_capacity(2);
             match &event {
+                StreamEvent::ContentBlockStart {
+                    content_block: ContentBlock::WebSearchToolResult { content, .. },
+                    ..
+                } => {
+                    for hit in content.as_array().into_iter().flatten() {
+                        let snippet = hit["encrypted_content"]
+                            .as_str()
+                            .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+                            .and_then(|b| String::from_utf8(b).ok())
+                            .unwrap_or_default();
+                        documents.push(Citable {
+                            index: results,
+                            title: hit["title"].as_str().map(str::to_owned),
+                            body: CitableBody::SearchResult {
+                                url: hit["url"].as_str().unwrap_or_default().to_owned(),
+                                snippet,
+                            },
+                        });
+                        results += 1;
+                    }
+                }
+                StreamEvent::ContentBlockStart {
+                    content_block: ContentBlock::WebFetchToolResult { content, .. },
+                    ..
+                } => {
+                    let document = &content["content"];
+                    if document["citations"]["enabled"] == true {
+                        if let Some(text) = document["source"]["data"].as_str() {
+                            documents.push(Citable {
+                                index: next_document,
+                                title: document["title"].as_str().map(str::to_owned),
+                                body: CitableBody::Text(text.to_owned()),
+                            });
+                            next_document += 1;
+                        }
+                    }
+                }
                 StreamEvent::ContentBlockDelta {
                     index,
                     delta: ContentBlockDelta::TextDelta { text },

@@ -88,6 +88,16 @@ pub async fn run(
     if let Some(title) = &title {
         document["title"] = Value::String(title.clone());
     }
+    // The answer cites the page the way it cites a document of the request.
+    if matches!(
+        tool.kind,
+        crate::spec::Kind::WebFetch {
+            citations: true,
+            ..
+        }
+    ) {
+        document["citations"] = json!({"enabled": true});
+    }
     let for_model = match &title {
         Some(title) => format!("Fetched {final_url}\nTitle: {title}\n\n{text}"),
         None => format!("Fetched {final_url}\n\n{text}"),

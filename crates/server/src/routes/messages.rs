@@ -152,7 +152,8 @@ pub(crate) async fn run(
         .with_context(generation.summary, generation.applied_edits);
     let events = generation.events;
     let events = sse::events(events, assembler);
-    let events = crate::documents::cite_stream(events, admitted.citable);
+    let events =
+        crate::documents::cite_stream(events, admitted.citable, admitted.cites_server_results);
     let events = billing::metered(events, billing);
     let mut headers = axum::http::HeaderMap::new();
     headers.extend(extra_headers);

@@ -139,6 +139,38 @@ async fn a_fetch_runs_between_rounds_and_is_counted_in_usage_and_the_ledger() {
 }
 
 #[tokio::test]
+async fn a_fetched_page_with_citations_is_cited_like_a_document() {
+    let site = site().await;
+    let url = format!("{site}/page");
+    let backend = ScriptedBackend::new(
+        "scripted-1",
+        &["Sea otters hold hands", " while they sleep."],
+    )
+    .calling_tool_once("web_fetch", json!({"url": url}));
+    let server = serve(backend, &site, 5).await;
+    let mut request = fetch_request(&url);
+    request["tools"][0]["citations"] = json!({"enabled": true});
+    let body: Value = server.messages(request).await.json().await.unwrap();
+    let result = &body["content"][2];
+    assert_eq!(
+        result["content"]["content"]["citations"]["enabled"], true,
+        "{body}"
+    );
+    let citation = &body["content"][3]["citations"][0];
+    assert_eq!(citation["type"], "char_location", "{body}");
+    assert_eq!(citation["document_index"], 0);
+    assert_eq!(citation["document_title"], "Otter facts");
+    let page = result["content"]["content"]["source"]["data"]
+        .as_str()
+        .unwrap();
+    let quoted = citation["cited_text"].as_str().unwrap();
+    assert!(
+        page.contains(quoted) && quoted.contains("hold hands"),
+        "{quoted}"
+    );
+}
+
+#[tokio::test]
 async fn a_stream_carries_the_call_and_result_blocks_in_order() {
     let site = site().await;
     let url = format!("{site}/page");
@@ -287,7 +319,7 @@ async fn inside_addresses_are_refused_however_they_are_spelled_or_reached() {
 #[tokio::test]
 async fn a_search_returns_results_filtered_by_domain_and_is_billed() {
     let site = site().await;
-    let backend = ScriptedBackend::new("scripted-1", &["Found."])
+    let backend = ScriptedBackend::new("scripted-1", &["Sea otters", " hold hands."])
         .calling_tool_once("web_search", json!({"query": "otters"}));
     let server = serve(backend, &site, 3).await;
     let response = server
@@ -312,6 +344,20 @@ async fn a_search_returns_results_filtered_by_domain_and_is_billed() {
     assert_eq!(results[0]["url"], "https://otters.example/facts");
     assert_eq!(results[0]["title"], "Otter facts");
     assert_eq!(body["usage"]["server_tool_use"]["web_search_requests"], 1);
+    // The answer after the search cites the result it repeats; the text before it cannot.
+    let texts: Vec<&Value> = body["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "text")
+        .collect();
+    assert!(texts[0]["citations"].is_null(), "{body}");
+    let citation = &texts[1]["citations"][0];
+    assert_eq!(citation["type"], "web_search_result_location", "{body}");
+    assert_eq!(citation["url"], "https://otters.example/facts");
+    assert_eq!(citation["title"], "Otter facts");
+    assert_eq!(citation["cited_text"], "Sea otters hold hands.");
+    assert!(citation["encrypted_index"].is_string());
     let report: Value = server
         .client
         .get(format!(
