@@ -289,3 +289,51 @@ def test_a_name_that_resolves_inside_is_refused(site, tmp_path):
         assert result.content.error_code == "url_not_accessible", result
     finally:
         server.stop()
+
+
+def test_a_claude_api_upstream_runs_them_and_its_blocks_pass_through(site):
+    """Missive behind Missive: the outer one reaches the inner one as an `anthropic`
+    upstream and passes server tools through. Only the inner one may fetch from 127.0.0.1,
+    so a page in the answer was fetched there."""
+    inner_key = "sk-ant-api03-inner-tools-key"
+    inner = Missive('[server_tools]\nprivate_hosts = ["127.0.0.1"]\nmax_rounds = 2\n')
+    inner.env["MISSIVE_API_KEY"] = inner_key
+    inner.start()
+    outer = Missive(f"""
+[[models]]
+name = "via-missive"
+upstreams = ["inner"]
+context_size = 4096
+max_output_tokens = 1024
+
+[[upstreams]]
+name = "inner"
+kind = "anthropic"
+url = "{inner.url}"
+model = "claude-haiku-4-5"
+api_key_env = "INNER_KEY"
+""")
+    outer.env["INNER_KEY"] = inner_key
+    outer.start()
+    try:
+        client = anthropic.Anthropic(base_url=outer.url, api_key=API_KEY, max_retries=0)
+        url = f"{site}/otters.html"
+        message = client.messages.create(
+            model="via-missive",
+            max_tokens=80,
+            messages=[{"role": "user", "content": f"Fetch {url} and then answer in one sentence: what do sea otters do while they sleep?"}],
+            tools=[FETCH],
+            tool_choice=FORCE_FETCH,
+            **sampling(temperature=0.0),
+        )
+        [call] = blocks(message, "server_tool_use")
+        assert call.input == {"url": url}
+        [result] = blocks(message, "web_fetch_tool_result")
+        assert result.content.type == "web_fetch_result", result
+        assert "hold hands" in result.content.content.source.data
+        assert message.usage.server_tool_use.web_fetch_requests == 1
+        models = httpx.get(f"{outer.url}/v1/models/via-missive", headers={"x-api-key": API_KEY}).json()
+        assert models["capabilities"]["server_tools"]["supported"] is True
+    finally:
+        outer.stop()
+        inner.stop()

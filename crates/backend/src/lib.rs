@@ -42,6 +42,9 @@ pub struct ModelDescriptor {
     /// Tokens one reply may use.
     pub max_output_tokens: u32,
     pub capabilities: ModelCapabilities,
+    /// The backend runs server tools itself (a Claude API upstream): they, their blocks and
+    /// `mcp_servers` pass through. Otherwise the server runs them.
+    pub runs_server_tools: bool,
 }
 
 /// Runs a model. Implementations: the embedded engine, a scripted backend for tests,

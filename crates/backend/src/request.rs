@@ -64,6 +64,9 @@ pub struct GenerateRequest {
     /// Whose prompt cache this request may read and write: the workspace id, so that one
     /// tenant's cache hits never reveal another's prompts. Empty: the shared cache.
     pub cache_scope: String,
+    /// Fields only a Claude API upstream reads (`mcp_servers`, `container`), sent on as they
+    /// came when that upstream runs the server tools itself.
+    pub passthrough: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Who waits for a generation. Background work (Message Batches) runs in what interactive
@@ -108,6 +111,15 @@ impl GenerateRequest {
             }
         }
         let affinity = request.metadata.as_ref().and_then(|m| m.user_id.clone());
+        let mut passthrough = serde_json::Map::new();
+        for (key, value) in [
+            ("mcp_servers", request.mcp_servers),
+            ("container", request.container),
+        ] {
+            if let Some(value) = value.filter(|v| !v.is_null()) {
+                passthrough.insert(key.to_owned(), value);
+            }
+        }
         let output_format = request
             .output_config
             .and_then(|config| config.format)
@@ -132,6 +144,7 @@ impl GenerateRequest {
             affinity,
             betas: Vec::new(),
             cache_scope: String::new(),
+            passthrough,
         }
     }
 

@@ -44,6 +44,7 @@ impl ScriptedBackend {
                 max_input_tokens: 1000,
                 max_output_tokens: 4096,
                 capabilities: ModelCapabilities::default(),
+                runs_server_tools: false,
             },
             pieces: pieces.iter().map(|p| (*p).to_owned()).collect(),
             delay: Duration::ZERO,

@@ -208,6 +208,7 @@ impl EngineBackend {
                 effort: EffortCapability::all(template.reasons()),
                 server_tools: ServerToolsCapability::default(),
             },
+            runs_server_tools: false,
         };
         let add_bos = model.vocab().should_add_bos();
         let piece_lengths = token_offsets::PieceLengths::new(&model.vocab());

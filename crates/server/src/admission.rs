@@ -131,9 +131,15 @@ pub async fn admit(
         allowlist: policy.url_allowlist.as_deref(),
         files: files.as_ref(),
     };
-    let server_tools = missive_tools::prepare(&mut request, &state.server_tools, tenant)
-        .await
-        .map_err(ApiError::invalid)?;
+    // A Claude API upstream runs server tools itself: they, their blocks and `mcp_servers`
+    // pass through unchanged.
+    let server_tools = if descriptor.runs_server_tools {
+        missive_tools::Prepared::default()
+    } else {
+        missive_tools::prepare(&mut request, &state.server_tools, tenant)
+            .await
+            .map_err(ApiError::invalid)?
+    };
 
     // A session that once held a screenshot keeps working on a model that reads text.
     let images_replaced = if descriptor.capabilities.image_input.supported

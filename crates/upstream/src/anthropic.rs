@@ -9,9 +9,11 @@ use std::collections::HashMap;
 use futures::StreamExt;
 use missive_backend::{
     Backend, BackendError, BackendEvent, EventStream, FinishReason, GenerateRequest,
-    ModelDescriptor, PromptUsage,
+    ModelDescriptor, PromptUsage, ServerToolRun,
 };
+use missive_protocol::content::ContentBlock;
 use missive_protocol::tools::OutputFormat;
+use missive_protocol::usage::ServerToolUsage;
 
 use crate::UpstreamConfig;
 use serde_json::{json, Map, Value};
@@ -87,8 +89,40 @@ fn messages_body(
     if let Some(cache) = &request.cache_control {
         body.insert("cache_control".into(), to_json(cache)?);
     }
+    for (key, value) in &request.passthrough {
+        body.insert(key.clone(), value.clone());
+    }
     body.insert("stream".into(), json!(stream));
     Ok(Value::Object(body))
+}
+
+/// A server block the relay has no type for: said, never dropped.
+fn unrelayable(err: &serde_json::Error) -> BackendError {
+    BackendError::Generation(format!(
+        "the upstream sent a server tool block this server cannot relay: {err}"
+    ))
+}
+
+/// What a relayed result counts for in `usage.server_tool_use`: a search or fetch that
+/// brought something back, as this server counts its own.
+fn counted(result: &ContentBlock) -> ServerToolUsage {
+    match result {
+        ContentBlock::WebSearchToolResult { content, .. } if content.is_array() => {
+            ServerToolUsage {
+                web_search_requests: 1,
+                ..ServerToolUsage::default()
+            }
+        }
+        ContentBlock::WebFetchToolResult { content, .. }
+            if content["type"] == "web_fetch_result" =>
+        {
+            ServerToolUsage {
+                web_fetch_requests: 1,
+                ..ServerToolUsage::default()
+            }
+        }
+        _ => ServerToolUsage::default(),
+    }
 }
 
 /// One of the protocol's types as JSON for the upstream body.
@@ -123,6 +157,13 @@ struct Relay {
     prompt: Option<PromptUsage>,
     /// Open tool_use blocks by index: name and input JSON so far.
     tools: HashMap<u64, (String, String)>,
+    /// Open calls of tools the upstream runs (`server_tool_use`, `mcp_tool_use`) by index:
+    /// the block as it started and its input JSON so far.
+    server_calls: HashMap<u64, (Value, String)>,
+    /// Closed server calls waiting for their result block.
+    pending_calls: Vec<ContentBlock>,
+    /// Open result blocks of server tools, by index.
+    server_results: HashMap<u64, Value>,
     stop_reason: Option<String>,
     stop_sequence: Option<String>,
     output_tokens: u32,
@@ -139,7 +180,17 @@ impl Relay {
             }
             Some("content_block_start") => {
                 if let Some(block) = event.get("content_block") {
-                    if block.get("type").and_then(Value::as_str) == Some("tool_use") {
+                    let kind = block
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    if matches!(kind, "server_tool_use" | "mcp_tool_use") {
+                        self.server_calls
+                            .insert(index, (block.clone(), String::new()));
+                    } else if kind.ends_with("_tool_result") && kind != "tool_result" {
+                        self.server_results.insert(index, block.clone());
+                    }
+                    if kind == "tool_use" {
                         let name = block
                             .get("name")
                             .and_then(Value::as_str)
@@ -163,6 +214,14 @@ impl Relay {
                             out.push(Ok(BackendEvent::Thinking(text.to_owned())));
                         }
                     }
+                    Some("input_json_delta") if self.server_calls.contains_key(&index) => {
+                        if let (Some(call), Some(part)) = (
+                            self.server_calls.get_mut(&index),
+                            delta.get("partial_json").and_then(Value::as_str),
+                        ) {
+                            call.1.push_str(part);
+                        }
+                    }
                     Some("input_json_delta") => {
                         if let (Some(tool), Some(part)) = (
                             self.tools.get_mut(&index),
@@ -175,6 +234,39 @@ impl Relay {
                         }
                     }
                     _ => {}
+                }
+            }
+            Some("content_block_stop") if self.server_calls.contains_key(&index) => {
+                if let Some((mut block, json)) = self.server_calls.remove(&index) {
+                    if let Ok(input) = serde_json::from_str::<Value>(&json) {
+                        block["input"] = input;
+                    }
+                    match serde_json::from_value::<ContentBlock>(block) {
+                        Ok(call) => self.pending_calls.push(call),
+                        Err(err) => out.push(Err(unrelayable(&err))),
+                    }
+                }
+            }
+            Some("content_block_stop") if self.server_results.contains_key(&index) => {
+                if let Some(block) = self.server_results.remove(&index) {
+                    let kind = block["type"].as_str().unwrap_or_default().to_owned();
+                    match serde_json::from_value::<ContentBlock>(block) {
+                        Ok(result) if !self.pending_calls.is_empty() => {
+                            let call = self.pending_calls.remove(0);
+                            out.push(Ok(BackendEvent::ServerTool(Box::new(ServerToolRun {
+                                usage: counted(&result),
+                                call,
+                                result,
+                                container: None,
+                            }))));
+                        }
+                        Ok(_) => out.push(Err(BackendError::Generation(format!(
+                            "the upstream sent a `{kind}` block without its call"
+                        )))),
+                        Err(_) => out.push(Err(BackendError::Generation(format!(
+                            "the upstream sent a `{kind}` block, which this server cannot relay yet"
+                        )))),
+                    }
                 }
             }
             Some("content_block_stop") => {
@@ -208,6 +300,7 @@ impl Relay {
                 let reason = match (self.stop_reason.as_deref(), self.stop_sequence.take()) {
                     (Some("max_tokens"), _) => FinishReason::MaxTokens,
                     (Some("tool_use"), _) => FinishReason::ToolUse,
+                    (Some("pause_turn"), _) => FinishReason::PauseTurn,
                     (Some("stop_sequence"), Some(s)) => FinishReason::StopSequence(s),
                     (Some("model_context_window_exceeded"), _) => {
                         FinishReason::ContextWindowExceeded
@@ -406,6 +499,52 @@ mod tests {
             "anthropic-beta".into(),
             "interleaved-thinking-2025-05-14,context-1m-2025-08-07".into()
         )));
+    }
+
+    #[test]
+    fn server_tool_blocks_of_the_upstream_are_relayed_whole() {
+        let mut relay = Relay::default();
+        let mut out = Vec::new();
+        for event in [
+            json!({"type": "message_start", "message": {"usage": {"input_tokens": 10, "output_tokens": 0}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"query\": \"otters\"}"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [{"type": "web_search_result", "url": "https://o.example", "title": "O", "encrypted_content": "x", "page_age": null}]}}),
+            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_search_tool_result", "tool_use_id": "srvtoolu_2", "content": {}}}),
+            json!({"type": "content_block_stop", "index": 2}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "pause_turn", "stop_sequence": null}, "usage": {"output_tokens": 9}}),
+            json!({"type": "message_stop"}),
+        ] {
+            relay.event(&event, &mut out);
+        }
+        let Some(Ok(BackendEvent::ServerTool(run))) = out.get(1) else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            run.call,
+            ContentBlock::ServerToolUse {
+                id: "srvtoolu_1".into(),
+                name: "web_search".into(),
+                input: json!({"query": "otters"})
+            }
+        );
+        assert!(
+            matches!(&run.result, ContentBlock::WebSearchToolResult { tool_use_id, .. } if tool_use_id == "srvtoolu_1")
+        );
+        assert_eq!(run.usage.web_search_requests, 1);
+        // A block with no type here is an error in the stream, never dropped.
+        assert!(
+            matches!(&out[2], Err(BackendError::Generation(m)) if m.contains("tool_search_tool_result"))
+        );
+        assert!(matches!(
+            out.last(),
+            Some(Ok(BackendEvent::Finished {
+                reason: FinishReason::PauseTurn,
+                ..
+            }))
+        ));
     }
 
     #[test]

@@ -206,6 +206,14 @@ fn upstream_chain(
     use missive_upstream::UpstreamConfig;
     use std::time::Duration;
 
+    // A chain of Claude API upstreams runs server tools itself; any other runs them here.
+    let upstream_runs_tools = !entry.upstreams.is_empty()
+        && entry.upstreams.iter().all(|name| {
+            config
+                .upstreams
+                .iter()
+                .any(|u| &u.name == name && u.kind == crate::config::UpstreamKind::Anthropic)
+        });
     let descriptor = ModelDescriptor {
         id: entry.name.clone(),
         display_name: entry.name.clone(),
@@ -223,8 +231,13 @@ fn upstream_chain(
             // The server applies context edits and compaction for every backend.
             context_management: Supported::from(true),
             effort: EffortCapability::default(),
-            server_tools: ServerToolsCapability::default(),
+            server_tools: ServerToolsCapability {
+                supported: upstream_runs_tools,
+                code_execution: Supported::from(upstream_runs_tools),
+                web_search: Supported::from(upstream_runs_tools),
+            },
         },
+        runs_server_tools: upstream_runs_tools,
     };
     let gateway = &config.gateway;
     let mut members = Vec::new();

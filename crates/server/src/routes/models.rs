@@ -3,7 +3,9 @@
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use missive_backend::ModelDescriptor;
-use missive_protocol::models::{Lifecycle, ModelInfo, ModelTag, Page};
+use missive_protocol::models::{
+    Lifecycle, ModelInfo, ModelTag, Page, ServerToolsCapability, Supported,
+};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -16,7 +18,17 @@ pub struct ListParams {
     before_id: Option<String>,
 }
 
-fn info(d: &ModelDescriptor) -> ModelInfo {
+fn info(d: &ModelDescriptor, toolbox: &missive_tools::Toolbox) -> ModelInfo {
+    let mut capabilities = d.capabilities.clone();
+    // Server tools this server runs for the model, by what the operator configured.
+    if !d.runs_server_tools {
+        capabilities.server_tools = ServerToolsCapability {
+            supported: true,
+            web_search: Supported::from(toolbox.search.is_some()),
+            code_execution: Supported::from(toolbox.containers.is_some()),
+        };
+        capabilities.code_execution = Supported::from(toolbox.containers.is_some());
+    }
     ModelInfo {
         kind: ModelTag::Model,
         id: d.id.clone(),
@@ -24,7 +36,7 @@ fn info(d: &ModelDescriptor) -> ModelInfo {
         created_at: d.created_at.clone(),
         max_input_tokens: Some(d.max_input_tokens),
         max_tokens: Some(d.max_output_tokens),
-        capabilities: Some(d.capabilities.clone()),
+        capabilities: Some(capabilities),
         lifecycle: Lifecycle::Active,
         deprecated_at: None,
         retires_at: None,
@@ -33,11 +45,11 @@ fn info(d: &ModelDescriptor) -> ModelInfo {
 }
 
 /// An exact alias as a model of its own: the model it names, under the alias's id.
-fn alias_info(alias: &str, d: &ModelDescriptor) -> ModelInfo {
+fn alias_info(alias: &str, d: &ModelDescriptor, toolbox: &missive_tools::Toolbox) -> ModelInfo {
     ModelInfo {
         id: alias.to_owned(),
         display_name: format!("{alias} (alias of {})", d.id),
-        ..info(d)
+        ..info(d, toolbox)
     }
 }
 
@@ -62,12 +74,12 @@ pub async fn list(
     let aliases = state
         .models
         .exact_aliases()
-        .map(|(alias, backend)| alias_info(alias, backend.descriptor()));
+        .map(|(alias, backend)| alias_info(alias, backend.descriptor(), &state.server_tools));
     let models: Vec<ModelInfo> = state
         .models
         .models()
         .iter()
-        .map(|m| info(m.descriptor()))
+        .map(|m| info(m.descriptor(), &state.server_tools))
         .chain(aliases)
         .collect();
     Ok(Json(Page::paginate(
@@ -84,8 +96,12 @@ pub async fn retrieve(
     Path(model_id): Path<String>,
 ) -> Result<Json<ModelInfo>, ApiError> {
     if let Some((alias, backend)) = state.models.exact_aliases().find(|(a, _)| *a == model_id) {
-        return Ok(Json(alias_info(alias, backend.descriptor())));
+        return Ok(Json(alias_info(
+            alias,
+            backend.descriptor(),
+            &state.server_tools,
+        )));
     }
     let backend = state.models.resolve(&model_id)?;
-    Ok(Json(info(backend.descriptor())))
+    Ok(Json(info(backend.descriptor(), &state.server_tools)))
 }
