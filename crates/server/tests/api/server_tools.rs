@@ -594,3 +594,53 @@ async fn abuse_fails_cleanly_and_the_server_stays_up() {
     }
     assert!(!std::path::Path::new("/usr/missive-escape").exists());
 }
+
+#[tokio::test]
+async fn a_batch_request_runs_its_server_tools_too() {
+    let site = site().await;
+    let url = format!("{site}/page");
+    let backend = ScriptedBackend::new("scripted-1", &["Done."])
+        .calling_tool_once("web_fetch", json!({"url": url}));
+    let server = serve(backend, &site, 5).await;
+    let created: Value = server
+        .post("/v1/messages/batches")
+        .json(&json!({"requests": [{"custom_id": "fetch", "params": fetch_request(&url)}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let mut results_url = None;
+    for _ in 0..400 {
+        let batch: Value = server
+            .get(&format!("/v1/messages/batches/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if batch["processing_status"] == "ended" {
+            results_url = batch["results_url"].as_str().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let text = server
+        .client
+        .get(results_url.expect("the batch ended"))
+        .header("x-api-key", super::common::KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let message = &line["result"]["message"];
+    assert_eq!(fetch_errors(message), ["ok"], "{line}");
+    assert_eq!(message["usage"]["server_tool_use"]["web_fetch_requests"], 1);
+    assert_eq!(message["usage"]["service_tier"], "batch");
+}
