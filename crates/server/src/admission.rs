@@ -254,17 +254,16 @@ pub async fn admit(
     let backend: Arc<dyn Backend> = if server_tools.tools.is_empty() {
         backend
     } else {
-        Arc::new(missive_tools::rounds::ToolRunner::new(
-            backend,
-            server_tools,
-            state.server_tools.clone(),
-            state
-                .policies
-                .for_workspace(&principal.workspace)
-                .url_allowlist
-                .clone(),
-            files,
-        ))
+        Arc::new(
+            missive_tools::rounds::ToolRunner::new(
+                backend,
+                server_tools,
+                state.server_tools.clone(),
+                policy.url_allowlist.clone(),
+                files,
+            )
+            .with_guard(crate::policy::guard(policy)),
+        )
     };
     Ok(Admitted {
         backend,

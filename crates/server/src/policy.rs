@@ -340,6 +340,16 @@ pub async fn check_urls(
     Ok(())
 }
 
+/// Redaction as a function, for texts a model reads after admission (what server tools
+/// bring back); `None` when the policy redacts nothing.
+pub fn guard(policy: &Policy) -> Option<missive_tools::rounds::Guard> {
+    policy.redact_pii.then(|| {
+        let guard: missive_tools::rounds::Guard =
+            std::sync::Arc::new(|text: &str| redact(text, &mut Actions::default()));
+        guard
+    })
+}
+
 /// Counts and audits what the guard did to one request.
 pub fn record(
     store: Option<&Arc<dyn Store>>,
@@ -374,6 +384,19 @@ pub fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_server_tools_bring_back_is_redacted_like_the_prompt() {
+        let redacting = Policy {
+            redact_pii: true,
+            ..Policy::default()
+        };
+        let redact = guard(&redacting).unwrap();
+        let page = redact("Write to jane.doe@example.com for otter facts.");
+        assert!(!page.contains("jane.doe@example.com"), "{page}");
+        assert!(page.contains("otter facts"));
+        assert!(guard(&Policy::default()).is_none());
+    }
 
     #[test]
     fn personal_data_is_redacted_and_cards_need_a_valid_luhn() {

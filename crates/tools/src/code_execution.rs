@@ -221,10 +221,8 @@ pub fn bash_error(tool_use_id: &str, code: &str) -> Outcome {
     }
 }
 
-/// Runs `text_editor_code_execution` on the host side of the container's directory. A
-/// path (after symlinks) must stay inside it: a link the code planted cannot reach out.
-pub fn text_editor(container: &Container, input: &Value, tool_use_id: &str) -> Outcome {
-    let error = |code: &str, message: &str| Outcome {
+pub fn editor_error(tool_use_id: &str, code: &str, message: &str) -> Outcome {
+    Outcome {
         result: ContentBlock::TextEditorCodeExecutionToolResult {
             tool_use_id: tool_use_id.to_owned(),
             content: json!({
@@ -236,7 +234,13 @@ pub fn text_editor(container: &Container, input: &Value, tool_use_id: &str) -> O
         for_model: format!("The edit failed: {code}: {message}"),
         is_error: true,
         usage: Default::default(),
-    };
+    }
+}
+
+/// Runs `text_editor_code_execution` on the host side of the container's directory. A
+/// path (after symlinks) must stay inside it: a link the code planted cannot reach out.
+pub fn text_editor(container: &Container, input: &Value, tool_use_id: &str) -> Outcome {
+    let error = |code: &str, message: &str| editor_error(tool_use_id, code, message);
     let text = |key: &str| input.get(key).and_then(Value::as_str);
     let (Some(command), Some(path)) = (text("command"), text("path")) else {
         return error("invalid_tool_input", "`command` and `path` are required");

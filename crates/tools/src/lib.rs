@@ -100,8 +100,9 @@ impl Outcome {
                 is_error: true,
                 content: mcp::result_content(&[format!("The tool call failed: {code}")]),
             },
-            Kind::Bash | Kind::TextEditor => {
-                return code_execution::bash_error(&tool_use_id, code);
+            Kind::Bash => return code_execution::bash_error(&tool_use_id, code),
+            Kind::TextEditor => {
+                return code_execution::editor_error(&tool_use_id, code, "the call failed")
             }
         };
         Self {
@@ -153,7 +154,7 @@ pub async fn prepare(
                 tool.kind.as_deref().unwrap_or("web_search")
             ));
         }
-        *tool = spec::as_client_tool(tool, &server);
+        *tool = spec::as_client_tool(tool, matches!(server.kind, Kind::WebFetch { .. }));
         found.push(server);
     }
     let container = code_tools(request, toolbox, tenant, &mut found).await?;

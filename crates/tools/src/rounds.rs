@@ -27,6 +27,9 @@ use crate::spec::{Kind, ServerTool};
 use crate::Files;
 use crate::Toolbox;
 
+/// What a workspace's policy does to a text before a model reads it (redaction).
+pub type Guard = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 /// A backend whose model may call the request's server tools.
 pub struct ToolRunner {
     inner: Arc<dyn Backend>,
@@ -37,6 +40,8 @@ pub struct ToolRunner {
     toolbox: Arc<Toolbox>,
     /// The workspace's URL allowlist, on top of the tools' own domain filters.
     allowlist: Option<Arc<[String]>>,
+    /// Applied to every result before the model reads it.
+    guard: Option<Guard>,
 }
 
 impl ToolRunner {
@@ -55,7 +60,14 @@ impl ToolRunner {
             files,
             toolbox,
             allowlist: allowlist.map(Into::into),
+            guard: None,
         }
+    }
+
+    /// Results pass through `guard` (the workspace's redaction) before the model reads them.
+    pub fn with_guard(mut self, guard: Option<Guard>) -> Self {
+        self.guard = guard;
+        self
     }
 }
 
@@ -80,6 +92,7 @@ impl Backend for ToolRunner {
             files: self.files.clone(),
             toolbox: self.toolbox.clone(),
             allowlist: self.allowlist.clone(),
+            guard: self.guard.clone(),
             request,
         };
         Ok(Box::pin(round.run(first)))
@@ -94,6 +107,7 @@ struct Rounds {
     files: Option<Arc<dyn Files>>,
     toolbox: Arc<Toolbox>,
     allowlist: Option<Arc<[String]>>,
+    guard: Option<Guard>,
     request: GenerateRequest,
 }
 
@@ -191,9 +205,13 @@ impl Rounds {
                         input: input.clone(),
                         cache_control: None,
                     });
+                    let for_model = match &self.guard {
+                        Some(guard) => guard(&outcome.for_model),
+                        None => outcome.for_model,
+                    };
                     results.push(ContentBlockParam::ToolResult {
                         tool_use_id: id.clone(),
-                        content: Some(ToolResultContent::Text(outcome.for_model)),
+                        content: Some(ToolResultContent::Text(for_model)),
                         is_error: outcome.is_error.then_some(true),
                         cache_control: None,
                     });

@@ -182,12 +182,12 @@ pub fn parse(index: usize, tool: &Tool) -> Result<Option<ServerTool>, String> {
     }))
 }
 
-/// The definition a model that has never seen Anthropic's server tools is given: a client
-/// tool of the same name with an input schema. Cache breakpoints and deferred loading
-/// carry over.
-pub fn as_client_tool(tool: &Tool, server: &ServerTool) -> Tool {
-    let (description, schema) = match server.kind {
-        Kind::WebFetch { .. } => (
+/// The definition a model that has never seen Anthropic's web tools is given: a client
+/// tool of the same name with an input schema, for `web_fetch` (`fetch`) or `web_search`.
+/// Cache breakpoints and deferred loading carry over.
+pub fn as_client_tool(tool: &Tool, fetch: bool) -> Tool {
+    let (description, schema) = if fetch {
+        (
             "Fetch a web page or PDF and read its text. Only URLs that appear in the conversation (from the user or from earlier search and fetch results) can be fetched.",
             json!({
                 "type": "object",
@@ -195,8 +195,9 @@ pub fn as_client_tool(tool: &Tool, server: &ServerTool) -> Tool {
                 "required": ["url"],
                 "additionalProperties": false
             }),
-        ),
-        Kind::WebSearch { .. } | Kind::Mcp { .. } | Kind::Bash | Kind::TextEditor => (
+        )
+    } else {
+        (
             "Search the web. Returns titles, URLs and snippets of the best matching pages.",
             json!({
                 "type": "object",
@@ -204,7 +205,7 @@ pub fn as_client_tool(tool: &Tool, server: &ServerTool) -> Tool {
                 "required": ["query"],
                 "additionalProperties": false
             }),
-        ),
+        )
     };
     Tool {
         name: tool.name.clone(),
