@@ -432,6 +432,9 @@ pub struct PriceEntry {
     /// USD per 1,000 web searches.
     #[serde(default)]
     pub web_search: Option<f64>,
+    /// USD per hour of code execution.
+    #[serde(default)]
+    pub code_execution: Option<f64>,
 }
 
 impl PriceEntry {
@@ -442,6 +445,7 @@ impl PriceEntry {
             cache_write_1h: self.cache_write_1h.unwrap_or(base.cache_write_1h),
             cache_read: self.cache_read.unwrap_or(base.cache_read),
             web_search: self.web_search.unwrap_or(base.web_search),
+            code_execution: self.code_execution.unwrap_or(base.code_execution),
             ..base
         }
     }

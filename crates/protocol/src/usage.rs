@@ -34,6 +34,10 @@ pub struct Usage {
 pub struct ServerToolUsage {
     pub web_fetch_requests: u32,
     pub web_search_requests: u32,
+    /// Milliseconds commands ran in code execution containers: billed (per hour) but not a
+    /// field of the API's usage, so never written or read on the wire.
+    #[serde(skip)]
+    pub code_execution_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

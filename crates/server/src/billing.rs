@@ -38,6 +38,7 @@ pub struct Tally {
     pub output: u64,
     pub web_search_requests: u64,
     pub web_fetch_requests: u64,
+    pub code_execution_ms: u64,
 }
 
 impl Tally {
@@ -51,6 +52,7 @@ impl Tally {
             output: usage.output_tokens.into(),
             web_search_requests: tools.web_search_requests.into(),
             web_fetch_requests: tools.web_fetch_requests.into(),
+            code_execution_ms: tools.code_execution_ms,
         }
     }
 
@@ -69,6 +71,7 @@ impl Tally {
         if let Some(tools) = usage.server_tool_use {
             settled.web_search_requests = tools.web_search_requests.into();
             settled.web_fetch_requests = tools.web_fetch_requests.into();
+            settled.code_execution_ms = tools.code_execution_ms;
         }
         // Upstreams that report the prompt only at the end give the writes as one total.
         if let Some(total) = usage.cache_creation_input_tokens.map(u64::from) {
@@ -89,6 +92,7 @@ impl Tally {
             output: self.output,
             web_search_requests: self.web_search_requests,
             web_fetch_requests: self.web_fetch_requests,
+            code_execution_ms: self.code_execution_ms,
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct Price {
     pub cache_read: f64,
     /// USD per 1,000 web searches (`web_search`); fetches cost only their tokens.
     pub web_search: f64,
+    /// USD per hour of code execution.
+    pub code_execution: f64,
 }
 
 impl Price {
@@ -35,6 +37,7 @@ impl Price {
             cache_write_1h: input * 2.0,
             cache_read: input * 0.1,
             web_search: 0.0,
+            code_execution: 0.0,
         }
     }
 
@@ -45,15 +48,18 @@ impl Price {
         cache_write_1h: 0.0,
         cache_read: 0.0,
         web_search: 0.0,
+        code_execution: 0.0,
     };
 }
 
 /// The cost report's line for web searches, beside the token types.
 pub const WEB_SEARCH: &str = "web_search_requests";
+/// The cost report's line for code execution time.
+pub const CODE_EXECUTION: &str = "code_execution_ms";
 
 /// The cost report's token types, in its own names, with what each costs per million (a
-/// search's price per 1,000 scaled to match).
-pub fn line_items(price: &Price, tokens: &TokenCounts) -> [(&'static str, u64, f64); 6] {
+/// search's price per 1,000 and an hour of code execution scaled to match).
+pub fn line_items(price: &Price, tokens: &TokenCounts) -> [(&'static str, u64, f64); 7] {
     [
         ("uncached_input_tokens", tokens.uncached_input, price.input),
         ("output_tokens", tokens.output, price.output),
@@ -76,6 +82,12 @@ pub fn line_items(price: &Price, tokens: &TokenCounts) -> [(&'static str, u64, f
             WEB_SEARCH,
             tokens.web_search_requests,
             price.web_search * 1000.0,
+        ),
+        // Milliseconds: an hour is 3.6 million of them.
+        (
+            CODE_EXECUTION,
+            tokens.code_execution_ms,
+            price.code_execution / 3.6,
         ),
     ]
 }
@@ -395,6 +407,19 @@ mod tests {
         // $10 per 1,000 searches: 3 cost 3 cents; fetches cost only their tokens.
         let cents = prices.cost_cents("m", "standard", &searches);
         assert!((cents - 3.0).abs() < 1e-9, "{cents}");
+        let prices = Prices {
+            default: Some(Price {
+                code_execution: 0.05,
+                ..Price::new(3.0, 15.0)
+            }),
+            models: HashMap::new(),
+        };
+        let half_hour = TokenCounts {
+            code_execution_ms: 1_800_000,
+            ..TokenCounts::default()
+        };
+        let cents = prices.cost_cents("m", "standard", &half_hour);
+        assert!((cents - 2.5).abs() < 1e-9, "{cents}");
     }
 
     #[test]

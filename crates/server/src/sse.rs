@@ -282,6 +282,7 @@ impl Assembler {
                     .get_or_insert_with(Default::default);
                 counts.web_fetch_requests += usage.web_fetch_requests;
                 counts.web_search_requests += usage.web_search_requests;
+                counts.code_execution_ms += usage.code_execution_ms;
             }
             Ok(BackendEvent::Finished {
                 reason,

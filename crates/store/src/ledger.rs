@@ -27,6 +27,7 @@ pub struct TokenCounts {
     /// Server tool calls: not tokens, but billed beside them.
     pub web_search_requests: u64,
     pub web_fetch_requests: u64,
+    pub code_execution_ms: u64,
 }
 
 impl TokenCounts {
@@ -38,6 +39,7 @@ impl TokenCounts {
         self.output += other.output;
         self.web_search_requests += other.web_search_requests;
         self.web_fetch_requests += other.web_fetch_requests;
+        self.code_execution_ms += other.code_execution_ms;
     }
 }
 

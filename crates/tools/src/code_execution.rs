@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use missive_protocol::content::ContentBlock;
+use missive_protocol::usage::ServerToolUsage;
 use serde_json::{json, Value};
 
 use crate::sandbox::{self, Limits};
@@ -155,6 +156,7 @@ pub async fn bash(
         return error("invalid_tool_input");
     };
     let before = snapshot(&container.dir);
+    let started = std::time::Instant::now();
     let ran = match sandbox::run(&container.dir, command, limits).await {
         Ok(ran) => ran,
         Err(err) => {
@@ -163,8 +165,15 @@ pub async fn bash(
         }
     };
     touch(&container.dir);
+    let usage = ServerToolUsage {
+        code_execution_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        ..ServerToolUsage::default()
+    };
     if ran.timed_out {
-        return error("execution_time_exceeded");
+        return Outcome {
+            usage,
+            ..error("execution_time_exceeded")
+        };
     }
     let mut outputs = Vec::new();
     let mut saved = Vec::new();
@@ -205,7 +214,7 @@ pub async fn bash(
         },
         for_model,
         is_error: ran.return_code != 0,
-        usage: Default::default(),
+        usage,
     }
 }
 

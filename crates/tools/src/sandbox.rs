@@ -197,10 +197,26 @@ pub async fn run(workspace: &Path, command: &str, limits: &Limits) -> Result<Ran
             })
         }
         Err(_) => {
-            // Killing bubblewrap takes the namespace, and everything in it, down; waiting
-            // reaps it.
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            // The namespace's first process is killed, which takes everything in it down;
+            // bubblewrap then exits and is reaped here. Killing bubblewrap instead would
+            // leave that process to the host's init to reap.
+            if let Some(pid) = child.id() {
+                let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                    .unwrap_or_default();
+                for inner in children.split_whitespace() {
+                    let _ = tokio::process::Command::new("kill")
+                        .args(["-KILL", inner])
+                        .status()
+                        .await;
+                }
+            }
+            if tokio::time::timeout(Duration::from_secs(2), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
             Ok(Ran {
                 stdout: String::new(),
                 stderr: format!("killed after {} s", limits.wall.as_secs()),

@@ -15,8 +15,8 @@ pub(super) fn insert(conn: &Connection, records: &[UsageRecord]) -> Result<(), E
         let mut stmt = conn.prepare_cached(
             "INSERT INTO usage_ledger (request_id, at_ms, endpoint, api_key_id, workspace_id, model, \
              service_tier, uncached_input_tokens, cache_creation_5m, cache_creation_1h, cache_read, \
-             output_tokens, web_search_requests, web_fetch_requests) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             output_tokens, web_search_requests, web_fetch_requests, code_execution_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
         for r in records {
             let t = &r.tokens;
@@ -35,6 +35,7 @@ pub(super) fn insert(conn: &Connection, records: &[UsageRecord]) -> Result<(), E
                 count(t.output),
                 count(t.web_search_requests),
                 count(t.web_fetch_requests),
+                count(t.code_execution_ms),
             ])?;
         }
     }
@@ -62,7 +63,7 @@ pub(super) fn usage(conn: &Connection, query: &UsageQuery) -> Result<Vec<UsageRo
     sql.push_str(
         ", sum(uncached_input_tokens), sum(cache_creation_5m), sum(cache_creation_1h), \
          sum(cache_read), sum(output_tokens), sum(web_search_requests), \
-         sum(web_fetch_requests) FROM usage_ledger WHERE endpoint = 'messages' AND at_ms >= ? AND at_ms < ?",
+         sum(web_fetch_requests), sum(code_execution_ms) FROM usage_ledger WHERE endpoint = 'messages' AND at_ms >= ? AND at_ms < ?",
     );
     let mut values: Vec<Value> = vec![Value::Integer(query.start_ms), Value::Integer(query.end_ms)];
     for (dim, allowed) in &query.filters {
@@ -95,6 +96,7 @@ pub(super) fn usage(conn: &Connection, query: &UsageQuery) -> Result<Vec<UsageRo
                     output: tokens(row.get(9)?),
                     web_search_requests: tokens(row.get(10)?),
                     web_fetch_requests: tokens(row.get(11)?),
+                    code_execution_ms: tokens(row.get(12)?),
                 },
             })
         })?

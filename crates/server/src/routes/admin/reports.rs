@@ -16,7 +16,7 @@ use super::store;
 use crate::error::ApiError;
 use crate::ids::unix_ms;
 use crate::params::{parse_time, rfc3339_ms, Params};
-use crate::spend::{line_items, tier_factor, WEB_SEARCH};
+use crate::spend::{line_items, tier_factor, CODE_EXECUTION, WEB_SEARCH};
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -242,6 +242,7 @@ fn token_label(token_type: &str) -> &'static str {
         "cache_read_input_tokens" => "Cache Read",
         "cache_creation.ephemeral_5m_input_tokens" => "5m Cache Write",
         WEB_SEARCH => "Web Search",
+        CODE_EXECUTION => "Code Execution",
         _ => "1h Cache Write",
     }
 }
@@ -323,12 +324,13 @@ pub async fn cost(State(state): State<AppState>, params: Params) -> Result<Json<
                         }
                         _ => None,
                     };
-                    let searches = token_type == Some(WEB_SEARCH);
-                    let cost_type = match (by_description, searches) {
-                        (false, _) => None,
-                        (true, true) => Some("web_search"),
-                        (true, false) => Some("tokens"),
+                    let cost_type = match token_type {
+                        _ if !by_description => None,
+                        Some(WEB_SEARCH) => Some("web_search"),
+                        Some(CODE_EXECUTION) => Some("code_execution"),
+                        _ => Some("tokens"),
                     };
+                    let tokens = cost_type == Some("tokens");
                     json!({
                         "amount": amount(cents),
                         "currency": "USD",
@@ -336,7 +338,7 @@ pub async fn cost(State(state): State<AppState>, params: Params) -> Result<Json<
                         "description": description,
                         "model": model,
                         "service_tier": tier,
-                        "token_type": token_type.filter(|_| !searches),
+                        "token_type": token_type.filter(|_| tokens),
                         "context_window": if by_description { Some("0-200k") } else { None },
                         "workspace_id": if by_workspace { workspace } else { None },
                         "inference_geo": null,
