@@ -18,7 +18,13 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{json, Value};
 
+use missive_protocol::content::CacheControl;
+use missive_protocol::tools::Tool;
+use missive_protocol::MessagesRequest;
+
 use crate::public_url::{self, Rules};
+use crate::spec::{self, Kind, ServerTool};
+use crate::Toolbox;
 
 /// One entry of `mcp_servers`.
 #[derive(Debug, Clone, PartialEq)]
@@ -266,6 +272,105 @@ pub fn result_content(texts: &[String]) -> Value {
             .map(|t| json!({"type": "text", "text": t, "citations": null}))
             .collect(),
     )
+}
+
+/// Connects to the MCP servers the request names and puts the tools it selects in place
+/// of its `mcp_toolset` entries. With no toolset at all, the older shape applies: every
+/// server's tools, as its `tool_configuration` allows.
+pub(crate) async fn connect_all(
+    request: &mut MessagesRequest,
+    toolbox: &Toolbox,
+    allowlist: Option<&[String]>,
+    found: &mut Vec<ServerTool>,
+) -> Result<Vec<Session>, String> {
+    let entries = servers(request.mcp_servers.as_ref());
+    request.mcp_servers = None;
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tools = request.tools.get_or_insert_with(Vec::new);
+    let toolsets: Vec<Tool> = tools
+        .iter()
+        .filter(|t| t.kind.as_deref() == Some("mcp_toolset"))
+        .cloned()
+        .collect();
+    tools.retain(|t| t.kind.as_deref() != Some("mcp_toolset"));
+    let selections: Vec<(usize, Selection, Option<CacheControl>)> = if toolsets.is_empty() {
+        (0..entries.len())
+            .map(|i| (i, Selection::from_entry(&entries[i]), None))
+            .collect()
+    } else {
+        toolsets
+            .iter()
+            .filter_map(|set| {
+                let name = set.settings.get("mcp_server_name")?.as_str()?;
+                let i = entries.iter().position(|e| e.name == name)?;
+                Some((
+                    i,
+                    Selection::from_toolset(&set.settings),
+                    set.cache_control.clone(),
+                ))
+            })
+            .collect()
+    };
+    let mut sessions = Vec::new();
+    for (i, selection, cache_control) in selections {
+        let entry = &entries[i];
+        let session = Session::connect(
+            entry,
+            allowlist,
+            &toolbox.fetcher.private_hosts,
+            toolbox.call_timeout,
+        )
+        .await
+        .map_err(|e| format!("mcp_servers.{i}: {e}"))?;
+        let listed = match &selection.listed {
+            Some(listed) => listed.clone(),
+            None => session
+                .list()
+                .await
+                .map_err(|e| format!("mcp_servers.{i}: {e}"))?,
+        };
+        let start = tools.len();
+        for tool in listed {
+            let Some(defer) = selection.choose(&tool.name) else {
+                continue;
+            };
+            if tools.iter().any(|t| t.name == tool.name) {
+                return Err(format!(
+                    "mcp_servers.{i}: the server's tool `{}` has the name of another tool of the request",
+                    tool.name
+                ));
+            }
+            found.push(ServerTool {
+                name: tool.name.clone(),
+                kind: Kind::Mcp {
+                    server: entry.name.clone(),
+                },
+                max_uses: None,
+                domains: spec::Domains::default(),
+            });
+            tools.push(Tool {
+                name: tool.name,
+                kind: None,
+                description: tool.description,
+                input_schema: Some(tool.input_schema),
+                strict: None,
+                cache_control: None,
+                defer_loading: defer.then_some(true),
+                input_examples: None,
+                allowed_callers: None,
+                eager_input_streaming: None,
+                settings: serde_json::Map::new(),
+            });
+        }
+        // The toolset's breakpoint goes on the last of its tools.
+        if let (Some(last), Some(cache_control)) = (tools[start..].last_mut(), cache_control) {
+            last.cache_control = Some(cache_control);
+        }
+        sessions.push(session);
+    }
+    Ok(sessions)
 }
 
 #[cfg(test)]
