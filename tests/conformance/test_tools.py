@@ -268,7 +268,16 @@ def test_a_server_tool_the_model_cannot_run_is_refused_by_type(client):
         client.messages.create(
             model=MODEL,
             max_tokens=20,
+            tools=[{"type": "tool_search_tool_regex_20251119", "name": "tool_search_tool_regex"}],
+            messages=[{"role": "user", "content": "Find a tool."}],
+        )
+    assert "tools.0.type: `tool_search_tool_regex_20251119` is a server tool" in refused.value.message
+    # Web search runs here only against a search service the operator configured.
+    with pytest.raises(anthropic.BadRequestError) as unconfigured:
+        client.messages.create(
+            model=MODEL,
+            max_tokens=20,
             tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
             messages=[{"role": "user", "content": "Search the news."}],
         )
-    assert "tools.0.type: `web_search_20250305` is a server tool" in refused.value.message
+    assert "tools.0.type: `web_search_20250305` needs a search service" in unconfigured.value.message

@@ -21,6 +21,8 @@ pub fn handle() -> Option<PrometheusHandle> {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
             ];
             PrometheusBuilder::new()
+                // Several replicas behind one Prometheus: every series says whose it is.
+                .add_global_label("replica", replica())
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
                 .ok()?
                 .install_recorder()
@@ -28,6 +30,19 @@ pub fn handle() -> Option<PrometheusHandle> {
                 .ok()
         })
         .clone()
+}
+
+/// This replica's name in metrics: `MISSIVE_REPLICA`, else the host's name.
+fn replica() -> String {
+    std::env::var("MISSIVE_REPLICA")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "missive".to_owned())
 }
 
 pub async fn render(State(state): State<AppState>) -> impl IntoResponse {

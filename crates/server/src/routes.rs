@@ -3,6 +3,7 @@
 pub(crate) mod admin;
 pub(crate) mod batches;
 pub(crate) mod files;
+mod health;
 pub(crate) mod messages;
 mod models;
 mod openai;
@@ -49,7 +50,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(admin::routes(state.clone()))
-        .route("/health", get(|| async { "ok" }))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
         .merge(
             // Metrics name workspaces and their traffic: operators only.
             Router::new()

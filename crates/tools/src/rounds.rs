@@ -30,7 +30,8 @@ use crate::Toolbox;
 /// What a workspace's policy does to a text before a model reads it (redaction).
 pub type Guard = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
-/// A backend whose model may call the request's server tools.
+/// A backend whose model may call the request's server tools. Cloning shares them.
+#[derive(Clone)]
 pub struct ToolRunner {
     inner: Arc<dyn Backend>,
     tools: Arc<Vec<ServerTool>>,
@@ -85,29 +86,16 @@ impl Backend for ToolRunner {
         // The first round's errors (prompt too long, overload) keep their HTTP status.
         let first = self.inner.generate(request.clone()).await?;
         let round = Rounds {
-            inner: self.inner.clone(),
-            tools: self.tools.clone(),
-            sessions: self.sessions.clone(),
-            container: self.container.clone(),
-            files: self.files.clone(),
-            toolbox: self.toolbox.clone(),
-            allowlist: self.allowlist.clone(),
-            guard: self.guard.clone(),
+            runner: self.clone(),
             request,
         };
         Ok(Box::pin(round.run(first)))
     }
 }
 
+/// One generation's loop: the runner's tools, and the conversation as it grows.
 struct Rounds {
-    inner: Arc<dyn Backend>,
-    tools: Arc<Vec<ServerTool>>,
-    sessions: Arc<Vec<Session>>,
-    container: Option<Arc<Container>>,
-    files: Option<Arc<dyn Files>>,
-    toolbox: Arc<Toolbox>,
-    allowlist: Option<Arc<[String]>>,
-    guard: Option<Guard>,
+    runner: ToolRunner,
     request: GenerateRequest,
 }
 
@@ -190,7 +178,7 @@ impl Rounds {
                 let mut calls = Vec::new();
                 let mut results = Vec::new();
                 for (name, input) in std::mem::take(&mut round.server_calls) {
-                    let Some(tool) = self.tools.iter().find(|t| t.name == name).cloned() else {
+                    let Some(tool) = self.runner.tools.iter().find(|t| t.name == name).cloned() else {
                         continue;
                     };
                     let mcp_server = match &tool.kind {
@@ -205,7 +193,7 @@ impl Rounds {
                         input: input.clone(),
                         cache_control: None,
                     });
-                    let for_model = match &self.guard {
+                    let for_model = match &self.runner.guard {
                         Some(guard) => guard(&outcome.for_model),
                         None => outcome.for_model,
                     };
@@ -223,14 +211,14 @@ impl Rounds {
                         call,
                         result: outcome.result,
                         usage: outcome.usage,
-                        container: self.container.as_ref().map(|c| c.wire()),
+                        container: self.runner.container.as_ref().map(|c| c.wire()),
                     })));
                 }
                 if round.client_calls {
                     yield finished(FinishReason::ToolUse);
                     return;
                 }
-                if round_no >= self.toolbox.max_rounds {
+                if round_no >= self.runner.toolbox.max_rounds {
                     yield finished(FinishReason::PauseTurn);
                     return;
                 }
@@ -240,7 +228,7 @@ impl Rounds {
                     return;
                 }
                 self.continue_with(round.text, calls, results, left, &uses);
-                events = match self.inner.generate(self.request.clone()).await {
+                events = match self.runner.inner.generate(self.request.clone()).await {
                     Ok(events) => events,
                     Err(err) => {
                         yield Err(err);
@@ -252,7 +240,7 @@ impl Rounds {
     }
 
     fn is_server(&self, name: &str) -> bool {
-        self.tools.iter().any(|t| t.name == name)
+        self.runner.tools.iter().any(|t| t.name == name)
     }
 
     /// Runs one call, within the per-call time limit and the tool's `max_uses`.
@@ -274,24 +262,24 @@ impl Rounds {
                     max_content_tokens, ..
                 } => {
                     crate::web_fetch::run(
-                        &self.toolbox,
+                        &self.runner.toolbox,
                         tool,
                         input,
                         &self.conversation(),
-                        self.allowlist.as_deref(),
+                        self.runner.allowlist.as_deref(),
                         *max_content_tokens,
                         id,
                     )
                     .await
                 }
                 Kind::WebSearch { .. } => {
-                    crate::web_search::run(&self.toolbox, tool, input, id).await
+                    crate::web_search::run(&self.runner.toolbox, tool, input, id).await
                 }
                 Kind::Mcp { server } => self.call_mcp(server, tool, input, id).await,
                 Kind::Bash | Kind::TextEditor => self.call_code(tool, input, id).await,
             }
         };
-        match tokio::time::timeout(self.toolbox.call_timeout, running).await {
+        match tokio::time::timeout(self.runner.toolbox.call_timeout, running).await {
             Ok(outcome) => outcome,
             Err(_) => crate::Outcome::error_for(tool, id, "unavailable"),
         }
@@ -299,7 +287,8 @@ impl Rounds {
 
     /// Runs a command or an edit in the request's container.
     async fn call_code(&self, tool: &ServerTool, input: &Value, id: &str) -> crate::Outcome {
-        let (Some(container), Some(containers)) = (&self.container, &self.toolbox.containers)
+        let (Some(container), Some(containers)) =
+            (&self.runner.container, &self.runner.toolbox.containers)
         else {
             return crate::Outcome::error_for(tool, id, "unavailable");
         };
@@ -309,7 +298,7 @@ impl Rounds {
                 crate::code_execution::bash(
                     container,
                     &containers.limits,
-                    self.files.as_ref(),
+                    self.runner.files.as_ref(),
                     input,
                     id,
                 )
@@ -326,7 +315,7 @@ impl Rounds {
         input: &Value,
         id: &str,
     ) -> crate::Outcome {
-        let Some(session) = self.sessions.iter().find(|s| s.name == server) else {
+        let Some(session) = self.runner.sessions.iter().find(|s| s.name == server) else {
             return crate::Outcome::error_for(tool, id, "unavailable");
         };
         let (texts, is_error) = session.call(&tool.name, input).await;
@@ -408,11 +397,11 @@ impl Rounds {
             }),
             other => other,
         };
-        let spent = self.tools.iter().all(|tool| {
+        let spent = self.runner.tools.iter().all(|tool| {
             tool.max_uses
                 .is_some_and(|max| uses.get(&tool.name).is_some_and(|used| *used >= max))
         });
-        if spent && self.request.tools.len() == self.tools.len() {
+        if spent && self.request.tools.len() == self.runner.tools.len() {
             self.request.tool_choice = Some(ToolChoice::None);
         }
     }

@@ -95,6 +95,22 @@ async fn unknown_model_and_bad_limit_are_rejected() {
 }
 
 #[tokio::test]
+async fn readiness_checks_the_store_and_the_models_without_a_key() {
+    let server = super::common::TestServer::start(super::common::hello()).await;
+    let response = reqwest::get(format!("{}/ready", server.url)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "ready", "checks": {"store": "ok", "models": "ok"}})
+    );
+    let live = reqwest::get(format!("{}/health", server.url))
+        .await
+        .unwrap();
+    assert_eq!(live.text().await.unwrap(), "ok");
+}
+
+#[tokio::test]
 async fn metrics_are_served_in_prometheus_text_format() {
     let server = super::common::TestServer::start(super::common::hello()).await;
     let _ = server
@@ -121,8 +137,13 @@ async fn metrics_are_served_in_prometheus_text_format() {
         .unwrap()
         .starts_with("text/plain"));
     let text = response.text().await.unwrap();
+    // Every series names its replica, beside its own labels.
     assert!(
-        text.contains("missive_http_requests_total{route=\"messages\",status=\"200\"}"),
+        text.lines()
+            .any(|line| line.starts_with("missive_http_requests_total{")
+                && line.contains("route=\"messages\"")
+                && line.contains("status=\"200\"")
+                && line.contains("replica=\"")),
         "{text}"
     );
     assert!(text.contains("# TYPE missive_http_request_duration_seconds histogram"));
