@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
 use missive_protocol::content::ContentBlock;
@@ -35,7 +35,26 @@ pub struct Container {
     pub expires_at: SystemTime,
 }
 
+/// One lock per container directory: a command and a file edit never overlap. The editor
+/// works on the host side (as the server's user) and resolves symlinks before it touches a
+/// file; a command running at the same time could swap a checked path for a link.
+static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Mutex::default);
+
 impl Container {
+    /// Holds the container against every other command and edit of this process.
+    async fn lock(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = LOCKS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Locks nobody holds are dropped, so the map stays as small as what runs.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            Arc::clone(locks.entry(self.dir.clone()).or_default())
+        };
+        lock.lock_owned().await
+    }
+
     /// The response's `container` object.
     pub fn wire(&self) -> Value {
         let expires = time::OffsetDateTime::from(self.expires_at)
@@ -155,6 +174,7 @@ pub async fn bash(
     let Some(command) = input.get("command").and_then(Value::as_str) else {
         return error("invalid_tool_input");
     };
+    let _held = container.lock().await;
     let before = snapshot(&container.dir);
     let started = std::time::Instant::now();
     let ran = match sandbox::run(&container.dir, command, limits).await {
@@ -248,7 +268,8 @@ pub fn editor_error(tool_use_id: &str, code: &str, message: &str) -> Outcome {
 
 /// Runs `text_editor_code_execution` on the host side of the container's directory. A
 /// path (after symlinks) must stay inside it: a link the code planted cannot reach out.
-pub fn text_editor(container: &Container, input: &Value, tool_use_id: &str) -> Outcome {
+pub async fn text_editor(container: &Container, input: &Value, tool_use_id: &str) -> Outcome {
+    let _held = container.lock().await;
     let error = |code: &str, message: &str| editor_error(tool_use_id, code, message);
     let text = |key: &str| input.get(key).and_then(Value::as_str);
     let (Some(command), Some(path)) = (text("command"), text("path")) else {

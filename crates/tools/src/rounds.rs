@@ -293,7 +293,7 @@ impl Rounds {
             return crate::Outcome::error_for(tool, id, "unavailable");
         };
         match tool.kind {
-            Kind::TextEditor => crate::code_execution::text_editor(container, input, id),
+            Kind::TextEditor => crate::code_execution::text_editor(container, input, id).await,
             _ => {
                 crate::code_execution::bash(
                     container,

@@ -679,3 +679,82 @@ async fn a_batch_request_runs_its_server_tools_too() {
     assert_eq!(message["usage"]["server_tool_use"]["web_fetch_requests"], 1);
     assert_eq!(message["usage"]["service_tier"], "batch");
 }
+
+#[tokio::test]
+async fn the_text_editor_works_in_the_container_and_links_cannot_lead_out() {
+    let _one_at_a_time = SANDBOX.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let toolbox = |root: &std::path::Path| Toolbox {
+        containers: Some(missive_tools::code_execution::Containers {
+            root: root.to_path_buf(),
+            idle: std::time::Duration::from_secs(3600),
+            limits: missive_tools::sandbox::Limits::default(),
+        }),
+        ..Toolbox::default()
+    };
+    let edit = |input: Value| {
+        ScriptedBackend::new("scripted-1", &["Done."])
+            .calling_tool_once("text_editor_code_execution", input)
+    };
+    let first = toolbox(root.path());
+    let server = TestServer::start_with(
+        edit(json!({"command": "create", "path": "/workspace/notes.md", "file_text": "otters\n"})),
+        move |s| s.with_server_tools(first),
+    )
+    .await;
+    let body: Value = server
+        .messages(code_request(None))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let result = body["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "text_editor_code_execution_tool_result")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(
+        result["content"]["type"],
+        "text_editor_code_execution_create_result"
+    );
+    assert_eq!(result["content"]["is_file_update"], false);
+    let container = body["container"]["id"].as_str().unwrap().to_owned();
+    // A link the code planted pointing out of the container is not followed.
+    let linker = ScriptedBackend::new("scripted-1", &["Done."]).calling_tool_once(
+        "bash_code_execution",
+        json!({"command": "ln -s /etc escape && cat notes.md"}),
+    );
+    let second = toolbox(root.path());
+    let server = TestServer::start_with(linker, move |s| s.with_server_tools(second)).await;
+    let body: Value = server
+        .messages(code_request(Some(&container)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bash_result(&body)["stdout"], "otters\n", "{body}");
+    let third = toolbox(root.path());
+    let server = TestServer::start_with(
+        edit(json!({"command": "view", "path": "escape/hostname"})),
+        move |s| s.with_server_tools(third),
+    )
+    .await;
+    let body: Value = server
+        .messages(code_request(Some(&container)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let result = body["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "text_editor_code_execution_tool_result")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(
+        result["content"]["type"],
+        "text_editor_code_execution_tool_result_error"
+    );
+    assert_eq!(result["content"]["error_code"], "invalid_tool_input");
+}
