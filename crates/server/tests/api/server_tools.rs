@@ -446,15 +446,43 @@ fn code_request(container: Option<&str>) -> Value {
     request
 }
 
-/// The `bash_code_execution_tool_result` content of a reply.
-fn bash_result(body: &Value) -> Value {
+/// The first block of a reply of this type.
+fn result_of<'a>(body: &'a Value, kind: &str) -> &'a Value {
     body["content"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|b| b["type"] == "bash_code_execution_tool_result")
-        .unwrap_or_else(|| panic!("no bash result: {body}"))["content"]
-        .clone()
+        .find(|b| b["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}: {body}"))
+}
+
+/// The `bash_code_execution_tool_result` content of a reply.
+fn bash_result(body: &Value) -> Value {
+    result_of(body, "bash_code_execution_tool_result")["content"].clone()
+}
+
+/// One request on a new server whose containers live under `root` (default limits), in
+/// the container named, or a new one; the reply.
+async fn run_in(
+    root: &std::path::Path,
+    backend: ScriptedBackend,
+    container: Option<&str>,
+) -> Value {
+    let toolbox = Toolbox {
+        containers: Some(missive_tools::code_execution::Containers {
+            root: root.to_path_buf(),
+            idle: std::time::Duration::from_secs(3600),
+            limits: missive_tools::sandbox::Limits::default(),
+        }),
+        ..Toolbox::default()
+    };
+    let server = TestServer::start_with(backend, move |s| s.with_server_tools(toolbox)).await;
+    server
+        .messages(code_request(container))
+        .await
+        .json()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -537,37 +565,15 @@ async fn code_runs_in_a_container_and_its_files_come_back_as_files() {
 async fn a_container_is_reused_by_id_within_its_workspace() {
     let _one_at_a_time = SANDBOX.lock().await;
     let root = tempfile::tempdir().unwrap();
-    let toolbox = |root: &std::path::Path| Toolbox {
-        containers: Some(missive_tools::code_execution::Containers {
-            root: root.to_path_buf(),
-            idle: std::time::Duration::from_secs(3600),
-            limits: missive_tools::sandbox::Limits::default(),
-        }),
-        ..Toolbox::default()
-    };
     let writer = ScriptedBackend::new("scripted-1", &["Ran."]).calling_tool_once(
         "bash_code_execution",
         json!({"command": "echo kept > note.txt"}),
     );
-    let first_box = toolbox(root.path());
-    let server = TestServer::start_with(writer, move |s| s.with_server_tools(first_box)).await;
-    let body: Value = server
-        .messages(code_request(None))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = run_in(root.path(), writer, None).await;
     let container = body["container"]["id"].as_str().unwrap().to_owned();
     let reader = ScriptedBackend::new("scripted-1", &["Ran."])
         .calling_tool_once("bash_code_execution", json!({"command": "cat note.txt"}));
-    let second_box = toolbox(root.path());
-    let server = TestServer::start_with(reader, move |s| s.with_server_tools(second_box)).await;
-    let body: Value = server
-        .messages(code_request(Some(&container)))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = run_in(root.path(), reader, Some(&container)).await;
     assert_eq!(bash_result(&body)["stdout"], "kept\n", "{body}");
     assert_eq!(body["container"]["id"], container.as_str());
 }
@@ -684,77 +690,33 @@ async fn a_batch_request_runs_its_server_tools_too() {
 async fn the_text_editor_works_in_the_container_and_links_cannot_lead_out() {
     let _one_at_a_time = SANDBOX.lock().await;
     let root = tempfile::tempdir().unwrap();
-    let toolbox = |root: &std::path::Path| Toolbox {
-        containers: Some(missive_tools::code_execution::Containers {
-            root: root.to_path_buf(),
-            idle: std::time::Duration::from_secs(3600),
-            limits: missive_tools::sandbox::Limits::default(),
-        }),
-        ..Toolbox::default()
-    };
     let edit = |input: Value| {
         ScriptedBackend::new("scripted-1", &["Done."])
             .calling_tool_once("text_editor_code_execution", input)
     };
-    let first = toolbox(root.path());
-    let server = TestServer::start_with(
+    let body = run_in(
+        root.path(),
         edit(json!({"command": "create", "path": "/workspace/notes.md", "file_text": "otters\n"})),
-        move |s| s.with_server_tools(first),
+        None,
     )
     .await;
-    let body: Value = server
-        .messages(code_request(None))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let result = body["content"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["type"] == "text_editor_code_execution_tool_result")
-        .unwrap_or_else(|| panic!("{body}"));
-    assert_eq!(
-        result["content"]["type"],
-        "text_editor_code_execution_create_result"
-    );
-    assert_eq!(result["content"]["is_file_update"], false);
+    let created = &result_of(&body, "text_editor_code_execution_tool_result")["content"];
+    assert_eq!(created["type"], "text_editor_code_execution_create_result");
+    assert_eq!(created["is_file_update"], false);
     let container = body["container"]["id"].as_str().unwrap().to_owned();
     // A link the code planted pointing out of the container is not followed.
     let linker = ScriptedBackend::new("scripted-1", &["Done."]).calling_tool_once(
         "bash_code_execution",
         json!({"command": "ln -s /etc escape && cat notes.md"}),
     );
-    let second = toolbox(root.path());
-    let server = TestServer::start_with(linker, move |s| s.with_server_tools(second)).await;
-    let body: Value = server
-        .messages(code_request(Some(&container)))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body = run_in(root.path(), linker, Some(&container)).await;
     assert_eq!(bash_result(&body)["stdout"], "otters\n", "{body}");
-    let third = toolbox(root.path());
-    let server = TestServer::start_with(
-        edit(json!({"command": "view", "path": "escape/hostname"})),
-        move |s| s.with_server_tools(third),
-    )
-    .await;
-    let body: Value = server
-        .messages(code_request(Some(&container)))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let result = body["content"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["type"] == "text_editor_code_execution_tool_result")
-        .unwrap_or_else(|| panic!("{body}"));
+    let viewer = edit(json!({"command": "view", "path": "escape/hostname"}));
+    let body = run_in(root.path(), viewer, Some(&container)).await;
+    let refused = &result_of(&body, "text_editor_code_execution_tool_result")["content"];
     assert_eq!(
-        result["content"]["type"],
+        refused["type"],
         "text_editor_code_execution_tool_result_error"
     );
-    assert_eq!(result["content"]["error_code"], "invalid_tool_input");
+    assert_eq!(refused["error_code"], "invalid_tool_input");
 }
