@@ -40,6 +40,29 @@ pub struct ServerToolUsage {
     pub code_execution_ms: u64,
 }
 
+impl ServerToolUsage {
+    /// What one server tool result counts for: a search or a fetch that brought something
+    /// back (errors count nothing, as on the Claude API).
+    pub fn of_result(result: &crate::content::ContentBlock) -> Self {
+        use crate::content::ContentBlock;
+        match result {
+            ContentBlock::WebSearchToolResult { content, .. } if content.is_array() => Self {
+                web_search_requests: 1,
+                ..Self::default()
+            },
+            ContentBlock::WebFetchToolResult { content, .. }
+                if content["type"] == "web_fetch_result" =>
+            {
+                Self {
+                    web_fetch_requests: 1,
+                    ..Self::default()
+                }
+            }
+            _ => Self::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputTokensDetails {
     pub thinking_tokens: u32,

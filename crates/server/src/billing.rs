@@ -7,10 +7,9 @@
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use missive_protocol::content::ContentBlock;
 use missive_protocol::context::IterationUsage;
 use missive_protocol::stream::{ContentBlockDelta, StreamEvent};
-use missive_protocol::usage::MessageDeltaUsage;
+use missive_protocol::usage::{MessageDeltaUsage, ServerToolUsage};
 use missive_protocol::Usage;
 use missive_store::{TokenCounts, UsageRecord};
 
@@ -243,17 +242,9 @@ pub fn metered(
                 index,
                 content_block,
             } => {
-                match &content_block {
-                    ContentBlock::WebSearchToolResult { content, .. } if content.is_array() => {
-                        meter.tally.web_search_requests += 1;
-                    }
-                    ContentBlock::WebFetchToolResult { content, .. }
-                        if content["type"] == "web_fetch_result" =>
-                    {
-                        meter.tally.web_fetch_requests += 1;
-                    }
-                    _ => {}
-                }
+                let counted = ServerToolUsage::of_result(&content_block);
+                meter.tally.web_search_requests += u64::from(counted.web_search_requests);
+                meter.tally.web_fetch_requests += u64::from(counted.web_fetch_requests);
                 StreamEvent::ContentBlockStart {
                     index,
                     content_block,

@@ -86,18 +86,9 @@ pub fn lower(messages: Vec<MessageParam>) -> Vec<MessageParam> {
                     is_error,
                     cache_control,
                 } => {
-                    push(&mut out, message.role, std::mem::take(&mut run));
                     let text = mcp_text(content.as_ref());
-                    push(
-                        &mut out,
-                        Role::User,
-                        vec![result(
-                            tool_use_id,
-                            text,
-                            is_error == Some(true),
-                            cache_control,
-                        )],
-                    );
+                    let answer = result(tool_use_id, text, is_error == Some(true), cache_control);
+                    answer_after(&mut out, message.role, &mut run, answer);
                 }
                 ContentBlockParam::BashCodeExecutionToolResult {
                     tool_use_id,
@@ -109,13 +100,9 @@ pub fn lower(messages: Vec<MessageParam>) -> Vec<MessageParam> {
                     content,
                     cache_control,
                 } => {
-                    push(&mut out, message.role, std::mem::take(&mut run));
                     let (text, is_error) = code_text(&content);
-                    push(
-                        &mut out,
-                        Role::User,
-                        vec![result(tool_use_id, text, is_error, cache_control)],
-                    );
+                    let answer = result(tool_use_id, text, is_error, cache_control);
+                    answer_after(&mut out, message.role, &mut run, answer);
                 }
                 ContentBlockParam::WebFetchToolResult {
                     tool_use_id,
@@ -123,13 +110,9 @@ pub fn lower(messages: Vec<MessageParam>) -> Vec<MessageParam> {
                     cache_control,
                     ..
                 } => {
-                    push(&mut out, message.role, std::mem::take(&mut run));
                     let (text, is_error) = fetch_text(&content);
-                    push(
-                        &mut out,
-                        Role::User,
-                        vec![result(tool_use_id, text, is_error, cache_control)],
-                    );
+                    let answer = result(tool_use_id, text, is_error, cache_control);
+                    answer_after(&mut out, message.role, &mut run, answer);
                 }
                 ContentBlockParam::WebSearchToolResult {
                     tool_use_id,
@@ -137,14 +120,10 @@ pub fn lower(messages: Vec<MessageParam>) -> Vec<MessageParam> {
                     cache_control,
                     ..
                 } => {
-                    push(&mut out, message.role, std::mem::take(&mut run));
                     let query = queries.get(&tool_use_id).cloned().unwrap_or_default();
                     let (text, is_error) = search_text(&query, &content);
-                    push(
-                        &mut out,
-                        Role::User,
-                        vec![result(tool_use_id, text, is_error, cache_control)],
-                    );
+                    let answer = result(tool_use_id, text, is_error, cache_control);
+                    answer_after(&mut out, message.role, &mut run, answer);
                 }
                 other => run.push(other),
             }
@@ -152,6 +131,17 @@ pub fn lower(messages: Vec<MessageParam>) -> Vec<MessageParam> {
         push(&mut out, message.role, run);
     }
     out
+}
+
+/// Ends the message so far (the calls) and puts the tool's result in a user turn after it.
+fn answer_after(
+    out: &mut Vec<MessageParam>,
+    role: Role,
+    run: &mut Vec<ContentBlockParam>,
+    answer: ContentBlockParam,
+) {
+    push(out, role, std::mem::take(run));
+    push(out, Role::User, vec![answer]);
 }
 
 /// Appends `blocks` as a `role` message, merged into the last message when it has that

@@ -103,28 +103,6 @@ fn unrelayable(err: &serde_json::Error) -> BackendError {
     ))
 }
 
-/// What a relayed result counts for in `usage.server_tool_use`: a search or fetch that
-/// brought something back, as this server counts its own.
-fn counted(result: &ContentBlock) -> ServerToolUsage {
-    match result {
-        ContentBlock::WebSearchToolResult { content, .. } if content.is_array() => {
-            ServerToolUsage {
-                web_search_requests: 1,
-                ..ServerToolUsage::default()
-            }
-        }
-        ContentBlock::WebFetchToolResult { content, .. }
-            if content["type"] == "web_fetch_result" =>
-        {
-            ServerToolUsage {
-                web_fetch_requests: 1,
-                ..ServerToolUsage::default()
-            }
-        }
-        _ => ServerToolUsage::default(),
-    }
-}
-
 /// One of the protocol's types as JSON for the upstream body.
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, BackendError> {
     serde_json::to_value(value).map_err(|e| BackendError::Generation(e.to_string()))
@@ -254,7 +232,7 @@ impl Relay {
                         Ok(result) if !self.pending_calls.is_empty() => {
                             let call = self.pending_calls.remove(0);
                             out.push(Ok(BackendEvent::ServerTool(Box::new(ServerToolRun {
-                                usage: counted(&result),
+                                usage: ServerToolUsage::of_result(&result),
                                 call,
                                 result,
                                 container: None,

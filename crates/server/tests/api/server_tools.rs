@@ -58,6 +58,20 @@ async fn serve(backend: ScriptedBackend, site: &str, max_rounds: u32) -> TestSer
     TestServer::start_with(backend, move |state| state.with_server_tools(toolbox)).await
 }
 
+/// The server's ledger, all time in one row.
+fn ledger(server: &TestServer) -> Vec<missive_store::UsageRow> {
+    server
+        .store
+        .usage(&UsageQuery {
+            start_ms: 0,
+            end_ms: i64::MAX,
+            bucket_ms: i64::MAX,
+            group_by: vec![],
+            filters: vec![],
+        })
+        .unwrap()
+}
+
 fn fetch_request(url: &str) -> Value {
     json!({
         "model": "scripted-1",
@@ -124,16 +138,7 @@ async fn a_fetch_runs_between_rounds_and_is_counted_in_usage_and_the_ledger() {
     assert_eq!(body["usage"]["server_tool_use"]["web_fetch_requests"], 1);
     // Two rounds of output (three pieces and the call, then three pieces).
     assert_eq!(body["usage"]["output_tokens"], 7, "{body}");
-    let rows = server
-        .store
-        .usage(&UsageQuery {
-            start_ms: 0,
-            end_ms: i64::MAX,
-            bucket_ms: i64::MAX,
-            group_by: vec![],
-            filters: vec![],
-        })
-        .unwrap();
+    let rows = ledger(&server);
     assert_eq!(rows[0].tokens.web_fetch_requests, 1);
     assert_eq!(rows[0].tokens.output, 7);
 }
@@ -514,16 +519,7 @@ async fn code_runs_in_a_container_and_its_files_come_back_as_files() {
             .is_none(),
         "{body}"
     );
-    let rows = server
-        .store
-        .usage(&UsageQuery {
-            start_ms: 0,
-            end_ms: i64::MAX,
-            bucket_ms: i64::MAX,
-            group_by: vec![],
-            filters: vec![],
-        })
-        .unwrap();
+    let rows = ledger(&server);
     assert!(rows[0].tokens.code_execution_ms > 0, "{:?}", rows[0].tokens);
     let file_id = result["content"][0]["file_id"].as_str().unwrap();
     let meta: Value = server
