@@ -1,11 +1,16 @@
 """Starts a real `missive serve` on the default model and hands tests an official SDK client.
 
 Environment (set by scripts/test): MISSIVE_BIN (the binary), MISSIVE_TEST_MODEL (a GGUF
-path). Each run gets its own MISSIVE_HOME, so the store starts empty.
+path). Each run gets its own MISSIVE_HOME, so the store starts empty. With
+MISSIVE_TEST_POSTGRES (a PostgreSQL server's URL), each server's store is instead a fresh
+database there: the whole suite then runs on the Postgres store.
 """
 
+import hashlib
 import os
+import re
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -33,6 +38,20 @@ WEATHER_TOOL = {
 }
 
 
+POSTGRES = os.environ.get("MISSIVE_TEST_POSTGRES")
+
+
+def _postgres_database(home: str) -> str:
+    """The database for the store under `home` (created on first use): a server restarted
+    on the same home finds its state again, as with SQLite."""
+    name = "m_" + hashlib.sha1(home.encode()).hexdigest()[:24]
+    done = subprocess.run(["psql", POSTGRES, "-qAt", "-c", f"CREATE DATABASE {name}"],
+                          capture_output=True, text=True)
+    if done.returncode != 0 and "already exists" not in done.stderr:
+        pytest.fail(f"creating database {name}: {done.stderr}")
+    return POSTGRES.rsplit("/", 1)[0] + "/" + name
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -58,6 +77,8 @@ class Missive:
             MISSIVE_ADMIN_KEY=ADMIN_KEY,
             MISSIVE_PORT=str(self.port),
         )
+        if POSTGRES:
+            self.env["MISSIVE_STORE_URL"] = _postgres_database(self.home)
         if config is not None:
             path = os.path.join(self.home, "missive.toml")
             with open(path, "w") as f:
@@ -87,6 +108,21 @@ class Missive:
         done = subprocess.run([BINARY, *args], env=self.env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
+
+    def query(self, sql, *params):
+        """Rows of a read straight from this server's store, SQLite or Postgres (`?` marks
+        the parameters)."""
+        url = self.env.get("MISSIVE_STORE_URL")
+        if url is None:
+            with sqlite3.connect(os.path.join(self.home, "missive.db")) as db:
+                return db.execute(sql, params).fetchall()
+        for p in params:
+            sql = sql.replace("?", "'" + str(p).replace("'", "''") + "'", 1)
+        out = subprocess.run(["psql", url, "-qAt", "-F", "\x1f", "-R", "\x1e", "-c", sql],
+                             check=True, capture_output=True, text=True).stdout
+        number = re.compile(r"-?\d+")
+        return [tuple(int(v) if number.fullmatch(v) else v for v in row.split("\x1f"))
+                for row in out.rstrip("\n").split("\x1e") if row]
 
     def kill9(self):
         self.proc.kill()

@@ -3,9 +3,7 @@ CPU, forge turns, read another workspace's cache, reach inside the network, or k
 batch after its key is revoked. Each probe asserts the fix, not the absence of a crash."""
 
 import json
-import os
 import socket
-import sqlite3
 import time
 
 import anthropic
@@ -208,12 +206,9 @@ def test_a_batch_stops_billing_its_key_once_the_key_is_revoked(server):
     # Read results straight from the store: the key that could read them is revoked.
     deadline = time.time() + 300
     while time.time() < deadline:
-        db = sqlite3.connect(os.path.join(server.home, "missive.db"))
-        done = db.execute("SELECT count(*) FROM batch_requests WHERE batch_id = ? AND result_type IS NOT NULL",
-                          (batch.id,)).fetchone()[0]
-        results = db.execute("SELECT result_type, result FROM batch_requests WHERE batch_id = ?",
-                             (batch.id,)).fetchall()
-        db.close()
+        done = server.query("SELECT count(*) FROM batch_requests WHERE batch_id = ? AND result_type IS NOT NULL",
+                            batch.id)[0][0]
+        results = server.query("SELECT result_type, result FROM batch_requests WHERE batch_id = ?", batch.id)
         if done == len(requests):
             break
         time.sleep(1)

@@ -1,8 +1,6 @@
 """A batch survives `kill -9`: 200 requests, the server killed twice mid-run and restarted;
 every request has exactly one result, the tallies agree, and each success is billed once."""
 
-import os
-import sqlite3
 import time
 
 import anthropic
@@ -17,11 +15,10 @@ def batches(client):
     return client.messages.batches if SDK_MAJOR >= 1 else client.beta.messages.batches
 
 
-def finished(home, batch_id):
-    with sqlite3.connect(os.path.join(home, "missive.db")) as db:
-        return db.execute(
-            "SELECT count(*) FROM batch_requests WHERE batch_id = ? AND result_type IS NOT NULL", (batch_id,)
-        ).fetchone()[0]
+def finished(server, batch_id):
+    return server.query(
+        "SELECT count(*) FROM batch_requests WHERE batch_id = ? AND result_type IS NOT NULL", batch_id
+    )[0][0]
 
 
 def test_a_batch_survives_two_kill_9s():
@@ -39,10 +36,10 @@ def test_a_batch_survives_two_kill_9s():
     progress = []
     for kill in (TOTAL // 4, TOTAL // 2):
         deadline = time.time() + 300
-        while finished(server.home, batch.id) < kill and time.time() < deadline:
+        while finished(server, batch.id) < kill and time.time() < deadline:
             time.sleep(0.1)
         server.kill9()
-        progress.append(finished(server.home, batch.id))
+        progress.append(finished(server, batch.id))
         server.start()
     assert progress[0] >= TOTAL // 4 and progress[1] >= progress[0], progress
     assert progress[1] < TOTAL, "the second kill came after the batch had finished"
@@ -64,7 +61,6 @@ def test_a_batch_survives_two_kill_9s():
     assert len(ids) == TOTAL and len(set(ids)) == TOTAL, "a request has no result or two"
     assert set(ids) == {r["custom_id"] for r in requests}
     # Billed exactly once each: one batch-tier ledger row per success.
-    with sqlite3.connect(os.path.join(server.home, "missive.db")) as db:
-        rows = db.execute("SELECT count(*) FROM usage_ledger WHERE service_tier = 'batch'").fetchone()[0]
+    rows = server.query("SELECT count(*) FROM usage_ledger WHERE service_tier = 'batch'")[0][0]
     assert rows == TOTAL
     server.stop()

@@ -2,8 +2,6 @@
 CLI, the Admin API's usage and cost reports against the usage the SDK received, a spend
 cap, workspaces kept apart, and a usage ledger that survives `kill -9`."""
 
-import os
-import sqlite3
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -215,8 +213,7 @@ def test_the_ledger_survives_kill_9_mid_traffic():
     server.start()
 
     # Every request that got its 200 is in the ledger, by request id...
-    with sqlite3.connect(os.path.join(server.home, "missive.db")) as db:
-        recorded = {row[0] for row in db.execute("SELECT request_id FROM usage_ledger WHERE endpoint = 'messages'")}
+    recorded = {row[0] for row in server.query("SELECT request_id FROM usage_ledger WHERE endpoint = 'messages'")}
     missing = [rid for rid, _ in answered if rid not in recorded]
     assert not missing, missing
     # ...and in the usage report, which counts nothing that was not sent.

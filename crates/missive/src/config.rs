@@ -58,6 +58,66 @@ pub struct Config {
     /// `web_fetch` and `web_search`, run by this server for any model.
     #[serde(default)]
     pub server_tools: ServerToolsSection,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub coordination: CoordinationSection,
+}
+
+/// Redis, shared by several replicas for rate limits and spend caps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinationSection {
+    /// `redis://host:port[/db]`. Unset: limits and spend are kept by each replica.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// What a replica does while Redis is unreachable: `refuse` requests (529, retried by
+    /// the SDKs) or keep serving on `local` limits.
+    #[serde(default)]
+    pub when_unreachable: WhenUnreachable,
+    /// How long a request waits for Redis before it counts as unreachable.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Prefix of every key, so deployments can share one Redis.
+    #[serde(default = "default_redis_prefix")]
+    pub key_prefix: String,
+}
+
+impl Default for CoordinationSection {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            when_unreachable: WhenUnreachable::default(),
+            timeout_ms: default_redis_timeout_ms(),
+            key_prefix: default_redis_prefix(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenUnreachable {
+    #[default]
+    Refuse,
+    Local,
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    250
+}
+
+fn default_redis_prefix() -> String {
+    "missive".to_owned()
+}
+
+/// Where keys, workspaces, the ledger, batches and file metadata live.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `postgres://user[:password]@host[:port]/database`: one state shared by several
+    /// replicas. Unset: a SQLite file under the data directory (one machine).
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -201,6 +261,11 @@ fn default_breaker_cooldown_ms() -> u64 {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesSection {
+    /// Where file bytes live. Default: `files` under the data directory. Several replicas
+    /// point this at one directory they all mount (NFS, a shared volume); metadata is in
+    /// the store they share.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
     /// Let uploaded files be downloaded again. The Claude API does not (only files it
     /// created are `downloadable`); off by default for the same behaviour.
     #[serde(default)]
@@ -767,6 +832,8 @@ impl Default for Config {
             cache: CacheSection::default(),
             batches: BatchesSection::default(),
             server_tools: ServerToolsSection::default(),
+            store: StoreSection::default(),
+            coordination: CoordinationSection::default(),
         }
     }
 }
@@ -801,6 +868,12 @@ impl Config {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         if let Some(home) = var("MISSIVE_HOME") {
             self.home = Some(PathBuf::from(home));
+        }
+        if let Some(url) = var("MISSIVE_STORE_URL") {
+            self.store.url = Some(url);
+        }
+        if let Some(url) = var("MISSIVE_REDIS_URL") {
+            self.coordination.redis_url = Some(url);
         }
         if let Some(host) = var("MISSIVE_HOST") {
             self.server.host = host;
@@ -932,6 +1005,19 @@ impl Config {
             .iter()
             .map(|_| "sk-ant-admin01-…(masked)".to_owned())
             .collect();
+        for url in [
+            shown.store.url.as_mut(),
+            shown.coordination.redis_url.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Ok(mut parsed) = url::Url::parse(url) {
+                if parsed.password().is_some() && parsed.set_password(Some("masked")).is_ok() {
+                    *url = parsed.to_string();
+                }
+            }
+        }
         Ok(toml::to_string_pretty(&shown)?)
     }
 }

@@ -29,6 +29,12 @@ const TICK: Duration = Duration::from_millis(250);
 /// four times a second would preempt the engine's threads for nothing.
 const IDLE_TICK: Duration = Duration::from_secs(5);
 
+/// How long a replica's claim on a request lasts without renewal: when a replica dies, its
+/// requests go back to the others after this.
+const LEASE: Duration = Duration::from_secs(30);
+/// How often a replica renews the leases of what it runs.
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+
 /// What running a request came to.
 enum Outcome {
     Done {
@@ -48,6 +54,9 @@ pub fn spawn(state: AppState, store: Arc<dyn Store>, concurrency: usize) {
 async fn run(state: AppState, store: Arc<dyn Store>, concurrency: usize) {
     let running: Arc<Mutex<HashSet<(String, i64)>>> = Arc::default();
     let mut tasks = JoinSet::new();
+    let owner = crate::metrics::replica();
+    let lease_ms = i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
+    let mut renewed = tokio::time::Instant::now();
     loop {
         let in_flight: Vec<(String, i64)> = match running.lock() {
             Ok(r) => r.iter().cloned().collect(),
@@ -57,11 +66,17 @@ async fn run(state: AppState, store: Arc<dyn Store>, concurrency: usize) {
         if let Err(err) = store.settle_batches(&batch_ids) {
             tracing::error!(error = %err, "settling batches");
         }
+        if !in_flight.is_empty() && renewed.elapsed() >= RENEW_EVERY {
+            renewed = tokio::time::Instant::now();
+            if let Err(err) = store.renew_batch_leases(&owner, lease_ms) {
+                tracing::error!(error = %err, "renewing batch leases");
+            }
+        }
         let free = concurrency.saturating_sub(in_flight.len());
         let mut backoff = false;
         let mut idle = in_flight.is_empty();
         if free > 0 {
-            match store.pending_batch_requests(free, &in_flight) {
+            match store.claim_batch_requests(&owner, free, lease_ms, &in_flight) {
                 Ok(pending) => {
                     idle &= pending.is_empty();
                     for request in pending {

@@ -141,6 +141,10 @@ impl From<missive_store::Error> for ApiError {
             }
             missive_store::Error::Conflict(message) => ApiError::invalid(message),
             missive_store::Error::Database(_)
+            | missive_store::Error::Postgres(_)
+            | missive_store::Error::Pool(_)
+            | missive_store::Error::Runtime(_)
+            | missive_store::Error::Stopped
             | missive_store::Error::DataDir { .. }
             | missive_store::Error::Poisoned => ApiError::internal(err),
         }

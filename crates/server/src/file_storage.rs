@@ -20,6 +20,9 @@ pub const DEFAULT_WORKSPACE_QUOTA_BYTES: u64 = 100 * 1024 * 1024 * 1024;
 /// Suffix of an upload still being written; renamed away once whole.
 const PARTIAL: &str = ".part";
 
+/// How long a partial upload sits untouched before it counts as abandoned.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
 #[derive(Debug, Clone)]
 pub struct FilesConfig {
     pub dir: PathBuf,
@@ -39,14 +42,22 @@ impl FilesConfig {
         }
     }
 
-    /// Removes uploads a crash left half-written. Run at start, before serving.
+    /// Removes uploads a crash left half-written. Run at start, before serving. Several
+    /// replicas may share the directory, so a partial file is only removed once it has sat
+    /// untouched for [`ABANDONED_AFTER`]: a fresh one is another replica's upload.
     pub fn sweep_partials(&self) -> std::io::Result<usize> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Ok(0);
         };
         let mut removed = 0;
         for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().ends_with(PARTIAL) {
+            let abandoned = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .is_some_and(|age| age >= ABANDONED_AFTER);
+            if abandoned && entry.file_name().to_string_lossy().ends_with(PARTIAL) {
                 std::fs::remove_file(entry.path())?;
                 removed += 1;
             }

@@ -26,6 +26,7 @@ mod params;
 pub mod policy;
 mod request_id;
 mod routes;
+pub mod shared;
 pub mod spend;
 mod sse;
 mod state;

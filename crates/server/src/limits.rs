@@ -2,6 +2,10 @@
 //! output tokens per minute, each a token bucket that refills continuously. A request
 //! reserves an estimate before it runs (its prompt's size, its `max_tokens`) and settles
 //! the difference when its usage is known; cache reads do not count as input tokens.
+//!
+//! With Redis configured ([`Shared`]), the buckets live there and every replica takes from
+//! the same ones; this replica keeps the levels Redis last reported, for the response
+//! headers and as its own buckets should Redis become unreachable.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +15,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use missive_protocol::ErrorType;
 
 use crate::error::ApiError;
+use crate::shared::Shared;
 
 /// Per-minute limits of one workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +34,17 @@ impl Default for Limits {
             input_tokens_per_minute: 2_000_000,
             output_tokens_per_minute: 400_000,
         }
+    }
+}
+
+impl Limits {
+    /// Per-minute capacities: requests, input tokens, output tokens.
+    fn capacities(&self) -> [f64; 3] {
+        [
+            f64::from(self.requests_per_minute),
+            f64::from(self.input_tokens_per_minute),
+            f64::from(self.output_tokens_per_minute),
+        ]
     }
 }
 
@@ -72,12 +88,60 @@ struct Buckets {
     output: Bucket,
 }
 
+impl Buckets {
+    /// In the order of [`Limits::capacities`].
+    fn all_mut(&mut self) -> [&mut Bucket; 3] {
+        [&mut self.requests, &mut self.input, &mut self.output]
+    }
+
+    fn get(&self, k: usize) -> &Bucket {
+        match k {
+            0 => &self.requests,
+            1 => &self.input,
+            _ => &self.output,
+        }
+    }
+}
+
+/// The 429 for a request that `buckets[short]` cannot serve.
+fn refusal(
+    workspace: &str,
+    limits: &Limits,
+    buckets: &Buckets,
+    short: usize,
+    amounts: &[f64; 3],
+) -> ApiError {
+    let (name, limit) = match short {
+        0 => ("requests per minute", limits.requests_per_minute),
+        1 => ("input tokens per minute", limits.input_tokens_per_minute),
+        _ => ("output tokens per minute", limits.output_tokens_per_minute),
+    };
+    let amount = amounts.get(short).copied().unwrap_or(1.0);
+    let retry = buckets
+        .get(short)
+        .wait_for(amount)
+        .as_secs_f64()
+        .ceil()
+        .max(1.0) as u64;
+    ApiError {
+        retry_after: Some(retry),
+        ..ApiError::new(
+            ErrorType::RateLimitError,
+            format!(
+                "This request would exceed the rate limit for workspace `{workspace}` of {limit} {name}. Retry after {retry} s, or ask the operator to raise the limit."
+            ),
+        )
+    }
+}
+
 /// What a request holds until it settles.
 #[derive(Debug, Clone)]
 pub struct Reservation {
     workspace: Arc<str>,
     input: u32,
     output: u32,
+    /// Taken from the shared buckets (else from this replica's own).
+    shared: bool,
 }
 
 /// Where time comes from; tests inject their own.
@@ -100,6 +164,7 @@ pub struct RateLimiter {
     clock: Arc<dyn Clock>,
     /// Off only when governance is off: no buckets, no headers.
     enabled: bool,
+    shared: Option<Shared>,
 }
 
 impl RateLimiter {
@@ -118,7 +183,14 @@ impl RateLimiter {
             buckets: Mutex::new(HashMap::new()),
             clock,
             enabled: true,
+            shared: None,
         }
+    }
+
+    /// Takes from buckets every replica shares.
+    pub fn shared(mut self, shared: Shared) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// Limits nothing (governance off).
@@ -171,52 +243,49 @@ impl RateLimiter {
         input_estimate: u32,
         max_tokens: u32,
     ) -> Result<Reservation, ApiError> {
+        let amounts = [1.0, f64::from(input_estimate), f64::from(max_tokens)];
+        let reservation = |shared| Reservation {
+            workspace: Arc::from(workspace),
+            input: input_estimate,
+            output: max_tokens,
+            shared,
+        };
         if !self.enabled {
             return Ok(Reservation {
-                workspace: Arc::from(workspace),
                 input: 0,
                 output: 0,
+                ..reservation(false)
             });
         }
         let limits = self.limits(workspace);
-        self.with_buckets(workspace, |b| {
-            let checks = [
-                (&b.requests, 1.0, "requests per minute", limits.requests_per_minute),
-                (
-                    &b.input,
-                    f64::from(input_estimate),
-                    "input tokens per minute",
-                    limits.input_tokens_per_minute,
-                ),
-                (
-                    &b.output,
-                    f64::from(max_tokens),
-                    "output tokens per minute",
-                    limits.output_tokens_per_minute,
-                ),
-            ];
-            for (bucket, amount, name, limit) in checks {
-                if bucket.level < amount.min(bucket.capacity) {
-                    let retry = bucket.wait_for(amount).as_secs_f64().ceil().max(1.0) as u64;
-                    return Err(ApiError {
-                        retry_after: Some(retry),
-                        ..ApiError::new(
-                            ErrorType::RateLimitError,
-                            format!(
-                                "This request would exceed the rate limit for workspace `{workspace}` of {limit} {name}. Retry after {retry} s, or ask the operator to raise the limit."
-                            ),
-                        )
+        if let Some(shared) = &self.shared {
+            match shared.redis.take(workspace, &limits.capacities(), &amounts) {
+                Ok(take) => {
+                    // Redis decided; this replica only mirrors the levels it reported.
+                    return self.with_buckets(workspace, |b| {
+                        for (bucket, level) in b.all_mut().into_iter().zip(&take.levels) {
+                            bucket.level = *level;
+                        }
+                        match take.short {
+                            Some(short) => Err(refusal(workspace, &limits, b, short, &amounts)),
+                            None => Ok(reservation(true)),
+                        }
                     });
                 }
+                Err(err) => shared.unreachable(&err)?,
             }
-            b.requests.level -= 1.0;
-            b.input.level -= f64::from(input_estimate);
-            b.output.level -= f64::from(max_tokens);
-            Ok(Reservation {
-                workspace: Arc::from(workspace),
-                input: input_estimate,
-                output: max_tokens,
-            })
+        }
+        self.with_buckets(workspace, |b| {
+            let levels = b.all_mut();
+            if let Some(short) =
+                (0..3).find(|&k| levels[k].level < amounts[k].min(levels[k].capacity))
+            {
+                return Err(refusal(workspace, &limits, b, short, &amounts));
+            }
+            for (bucket, amount) in levels.into_iter().zip(amounts) {
+                bucket.level -= amount;
+            }
+            Ok(reservation(false))
         })
     }
 
@@ -225,6 +294,18 @@ impl RateLimiter {
     pub fn settle(&self, reservation: &Reservation, uncached_input: u32, output: u32) {
         if !self.enabled {
             return;
+        }
+        if let (true, Some(shared)) = (reservation.shared, &self.shared) {
+            let limits = self.limits(&reservation.workspace);
+            shared.redis.give_back(
+                &reservation.workspace,
+                &limits.capacities(),
+                &[
+                    0.0,
+                    f64::from(reservation.input) - f64::from(uncached_input),
+                    f64::from(reservation.output) - f64::from(output),
+                ],
+            );
         }
         self.with_buckets(&reservation.workspace, |b| {
             b.input.level = (b.input.level + f64::from(reservation.input)

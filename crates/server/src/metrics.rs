@@ -32,8 +32,9 @@ pub fn handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// This replica's name in metrics: `MISSIVE_REPLICA`, else the host's name.
-fn replica() -> String {
+/// This replica's name (in metrics, and on the batch requests it leases): `MISSIVE_REPLICA`,
+/// else the host's name. Replicas on one host need distinct names.
+pub fn replica() -> String {
     std::env::var("MISSIVE_REPLICA")
         .ok()
         .filter(|r| !r.is_empty())

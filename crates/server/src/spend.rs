@@ -2,9 +2,12 @@
 //! tokens); cache writes and reads are priced as the Claude API prices them (1.25x input for
 //! 5-minute writes, 2x for 1-hour writes, 0.1x for reads) and batch usage at half price.
 //! Month-to-date spend per workspace is kept in memory, seeded from the ledger at start.
+//! With Redis configured ([`Shared`]) the month-to-date figures every replica checks live
+//! there (seeded from the ledger when missing); holds for requests in flight stay with the
+//! replica that runs them.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use missive_protocol::ErrorType;
 use missive_store::{Dimension, Store, TokenCounts, UsageQuery};
@@ -12,6 +15,7 @@ use time::{Date, OffsetDateTime, Time};
 
 use crate::error::ApiError;
 use crate::ids::unix_ms;
+use crate::shared::Shared;
 
 /// USD per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -164,6 +168,16 @@ pub struct SpendTracker {
     limits: SpendLimits,
     month: Mutex<MonthToDate>,
     in_flight: Mutex<InFlight>,
+    shared: Option<SharedSpend>,
+}
+
+/// Redis, the ledger it is seeded from, and what could not reach it yet.
+struct SharedSpend {
+    shared: Shared,
+    store: Arc<dyn Store>,
+    /// Costs whose addition failed (Redis unreachable): added before the next one, so a
+    /// short outage loses nothing.
+    unsent: Mutex<Vec<(String, String, f64)>>,
 }
 
 fn month_start(now: OffsetDateTime) -> OffsetDateTime {
@@ -191,12 +205,39 @@ impl SpendTracker {
                 by_workspace: HashMap::new(),
             }),
             in_flight: Mutex::default(),
+            shared: None,
         }
+    }
+
+    /// Checks caps against month-to-date figures every replica shares, seeded from `store`.
+    pub fn shared(mut self, shared: Shared, store: Arc<dyn Store>) -> Self {
+        self.shared = Some(SharedSpend {
+            shared,
+            store,
+            unsent: Mutex::default(),
+        });
+        self
     }
 
     /// Seeds this month's spend from the ledger, so caps hold across restarts.
     pub fn load(&self, store: &dyn Store) -> Result<(), missive_store::Error> {
         let start = month_start(OffsetDateTime::now_utc());
+        let (organization_cents, by_workspace) = self.ledger_totals(store, start)?;
+        *self.lock() = MonthToDate {
+            month_start: start,
+            organization_cents,
+            by_workspace,
+        };
+        Ok(())
+    }
+
+    /// What the ledger says was spent since `start`: the organization's total, and by
+    /// workspace id.
+    fn ledger_totals(
+        &self,
+        store: &dyn Store,
+        start: OffsetDateTime,
+    ) -> Result<(f64, HashMap<String, f64>), missive_store::Error> {
         let rows = store.usage(&UsageQuery {
             start_ms: unix_ms(start),
             end_ms: i64::MAX,
@@ -208,25 +249,96 @@ impl SpendTracker {
             ],
             filters: vec![],
         })?;
-        let mut month = self.lock();
-        *month = MonthToDate {
-            month_start: start,
-            organization_cents: 0.0,
-            by_workspace: HashMap::new(),
-        };
+        let mut organization = 0.0;
+        let mut by_workspace: HashMap<String, f64> = HashMap::new();
         for row in rows {
             let cents = self.prices.cost_cents(
                 row.model.as_deref().unwrap_or_default(),
                 row.service_tier.as_deref().unwrap_or_default(),
                 &row.tokens,
             );
-            month.organization_cents += cents;
-            *month
-                .by_workspace
+            organization += cents;
+            *by_workspace
                 .entry(row.workspace_id.unwrap_or_default())
                 .or_default() += cents;
         }
+        Ok((organization, by_workspace))
+    }
+
+    /// Month-to-date spend of the organization and a workspace as every replica sees it,
+    /// seeding Redis from the ledger when the month is missing there; `None` to use this
+    /// replica's own figures (Redis unreachable, and the operator chose that).
+    fn shared_spent(
+        &self,
+        shared: &SharedSpend,
+        month_start: OffsetDateTime,
+        workspace_id: &str,
+    ) -> Result<Option<(f64, f64)>, ApiError> {
+        let month = month_label(month_start);
+        let answer = (|| -> Result<_, Seeding> {
+            self.flush_unsent(shared)?;
+            if let Some(spent) = shared.shared.redis.spent(&month, workspace_id)? {
+                return Ok(Some(spent));
+            }
+            self.seed(shared, month_start)?;
+            Ok(shared.shared.redis.spent(&month, workspace_id)?)
+        })();
+        match answer {
+            Ok(spent) => Ok(spent.map(|s| (s.workspace_cents, s.organization_cents))),
+            Err(Seeding::Redis(err)) => shared.shared.unreachable(&err).map(|()| None),
+            Err(Seeding::Store(err)) => Err(ApiError::from(err)),
+        }
+    }
+
+    fn seed(&self, shared: &SharedSpend, month_start: OffsetDateTime) -> Result<(), Seeding> {
+        let (organization, by_workspace) =
+            self.ledger_totals(shared.store.as_ref(), month_start)?;
+        shared
+            .shared
+            .redis
+            .seed_spend(&month_label(month_start), organization, &by_workspace)?;
         Ok(())
+    }
+
+    /// Adds what earlier failed to reach Redis.
+    fn flush_unsent(&self, shared: &SharedSpend) -> Result<(), missive_coordination::Error> {
+        let mut unsent = match shared.unsent.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        while let Some((month, workspace_id, cents)) = unsent.last() {
+            shared.shared.redis.add_spend(month, workspace_id, *cents)?;
+            unsent.pop();
+        }
+        Ok(())
+    }
+
+    fn add_shared(
+        &self,
+        shared: &SharedSpend,
+        month_start: OffsetDateTime,
+        workspace_id: &str,
+        cents: f64,
+    ) {
+        let month = month_label(month_start);
+        let added = self
+            .flush_unsent(shared)
+            .and_then(|()| shared.shared.redis.add_spend(&month, workspace_id, cents));
+        match added {
+            Ok(true) => {}
+            // Not seeded: the seed reads the ledger, which already holds this call.
+            Ok(false) => {
+                if let Err(err) = self.seed(shared, month_start) {
+                    tracing::warn!(error = %err, "seeding shared spend from the ledger");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "shared spend: kept to add later");
+                if let Ok(mut unsent) = shared.unsent.lock() {
+                    unsent.push((month, workspace_id.to_owned(), cents));
+                }
+            }
+        }
     }
 
     /// Whether a cap is configured for this workspace name.
@@ -335,21 +447,31 @@ impl SpendTracker {
         if workspace_cap.is_none() && self.limits.organization.is_none() {
             return Ok(());
         }
-        let month = self.rolled();
-        let spent = month.by_workspace.get(workspace_id).copied().unwrap_or(0.0) + held_workspace;
+        let month_start = self.rolled().month_start;
+        let shared = match &self.shared {
+            Some(shared) => self.shared_spent(shared, month_start, workspace_id)?,
+            None => None,
+        };
+        let (workspace_spent, organization_spent) = shared.unwrap_or_else(|| {
+            let month = self.rolled();
+            (
+                month.by_workspace.get(workspace_id).copied().unwrap_or(0.0),
+                month.organization_cents,
+            )
+        });
         let over =
             |cap_usd: Option<f64>, cents: f64| cap_usd.is_some_and(|cap| cents >= cap * 100.0);
-        let scope = if over(workspace_cap, spent) {
+        let scope = if over(workspace_cap, workspace_spent + held_workspace) {
             format!("workspace `{workspace_name}`")
         } else if over(
             self.limits.organization,
-            month.organization_cents + held_organization,
+            organization_spent + held_organization,
         ) {
             "organization".to_owned()
         } else {
             return Ok(());
         };
-        let regain = next_month(month.month_start);
+        let regain = next_month(month_start);
         Err(ApiError::new(
             ErrorType::InvalidRequestError,
             format!(
@@ -366,13 +488,33 @@ impl SpendTracker {
         if cents == 0.0 {
             return;
         }
-        let mut month = self.rolled();
-        month.organization_cents += cents;
-        *month
-            .by_workspace
-            .entry(workspace_id.to_owned())
-            .or_default() += cents;
+        let month_start = {
+            let mut month = self.rolled();
+            month.organization_cents += cents;
+            *month
+                .by_workspace
+                .entry(workspace_id.to_owned())
+                .or_default() += cents;
+            month.month_start
+        };
+        if let Some(shared) = &self.shared {
+            self.add_shared(shared, month_start, workspace_id, cents);
+        }
     }
+}
+
+/// The month's name in Redis keys: `2026-11`.
+fn month_label(start: OffsetDateTime) -> String {
+    format!("{:04}-{:02}", start.year(), u8::from(start.month()))
+}
+
+/// Why shared spend could not be read.
+#[derive(Debug, thiserror::Error)]
+enum Seeding {
+    #[error(transparent)]
+    Redis(#[from] missive_coordination::Error),
+    #[error(transparent)]
+    Store(#[from] missive_store::Error),
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub struct AppState {
     pub store: Option<Arc<dyn Store>>,
     pub ledger: Ledger,
     pub spend: Arc<SpendTracker>,
+    /// Limits and spend shared with other replicas through Redis.
+    pub shared: Option<crate::shared::Shared>,
     /// Where uploaded files live; `None`: no Files API.
     pub files: Option<Arc<FilesConfig>>,
     /// Wakes the batch worker when a batch is created or canceled.
@@ -47,6 +49,7 @@ impl AppState {
             store: None,
             ledger: Ledger::disabled(),
             spend: Arc::new(SpendTracker::new(Prices::default(), SpendLimits::default())),
+            shared: None,
             files: None,
             batches: Arc::new(tokio::sync::Notify::new()),
             policies: Arc::default(),
@@ -100,8 +103,18 @@ impl AppState {
         self
     }
 
+    /// Shares rate limits and spend with other replicas through Redis. Call before
+    /// [`AppState::with_rate_limits`] and [`AppState::with_store`], which take it up.
+    pub fn with_coordination(mut self, shared: crate::shared::Shared) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
     pub fn with_rate_limits(mut self, limits: RateLimiter) -> Self {
-        self.limits = Arc::new(limits);
+        self.limits = Arc::new(match &self.shared {
+            Some(shared) => limits.shared(shared.clone()),
+            None => limits,
+        });
         self
     }
 
@@ -119,7 +132,10 @@ impl AppState {
         prices: Prices,
         spend_limits: SpendLimits,
     ) -> Result<Self, missive_store::Error> {
-        let spend = SpendTracker::new(prices, spend_limits);
+        let mut spend = SpendTracker::new(prices, spend_limits);
+        if let Some(shared) = &self.shared {
+            spend = spend.shared(shared.clone(), Arc::clone(&store));
+        }
         spend.load(store.as_ref())?;
         self.spend = Arc::new(spend);
         self.ledger = Ledger::spawn(Arc::clone(&store));

@@ -1,16 +1,18 @@
-//! Durable state behind one [`Store`] trait. SQLite (WAL) under the data directory is the
-//! default; the trait leaves room for Postgres. Knows nothing of HTTP or the wire format:
+//! Durable state behind one [`Store`] trait: SQLite (WAL) under the data directory by
+//! default, PostgreSQL for several replicas sharing one state. Knows nothing of HTTP or the wire format:
 //! the server converts between these types and the Claude API's.
 
 mod batches;
 mod keys;
 mod ledger;
+mod postgres;
 mod sqlite;
 mod tenancy;
 
 pub use batches::{Batch, BatchResult, FileMeta, NewBatchRequest, PendingRequest, RequestCounts};
 pub use keys::{hash_key, ApiKey, KeyKind, KeyStatus, NewApiKey};
 pub use ledger::{Dimension, TokenCounts, UsageQuery, UsageRecord, UsageRow};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use tenancy::{
     AuditEntry, KillSwitch, Member, Organization, User, Workspace, DEFAULT_WORKSPACE_ID, ORG_ROLES,
@@ -22,6 +24,14 @@ pub use tenancy::{
 pub enum Error {
     #[error("database: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("postgres connection pool: {0}")]
+    Pool(String),
+    #[error("starting the store's runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("the store has shut down")]
+    Stopped,
     #[error("creating the data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,
@@ -136,12 +146,20 @@ pub trait Store: Send + Sync {
     fn cancel_batch(&self, workspace_id: &str, id: &str) -> Result<Batch, Error>;
     /// Only an ended batch; its results go with it.
     fn delete_batch(&self, workspace_id: &str, id: &str) -> Result<(), Error>;
-    /// Up to `limit` requests to run, oldest batch first, leaving out those in `skip`.
-    fn pending_batch_requests(
+    /// Up to `limit` requests to run, oldest batch first, now leased to `owner` (a replica)
+    /// for `lease_ms`. Requests another owner holds a live lease on are left out, and so are
+    /// those in `skip` (what `owner` runs now); a lease that runs out, because its replica
+    /// died, puts the request back for anyone, and a replica restarted under the same name
+    /// takes its own back at once.
+    fn claim_batch_requests(
         &self,
+        owner: &str,
         limit: usize,
+        lease_ms: i64,
         skip: &[(String, i64)],
     ) -> Result<Vec<PendingRequest>, Error>;
+    /// Extends `owner`'s leases on the requests it has not finished.
+    fn renew_batch_leases(&self, owner: &str, lease_ms: i64) -> Result<(), Error>;
     /// Stores a result and its usage row together, once: false if the request had already
     /// finished (canceled meanwhile, or completed before a crash).
     fn complete_batch_request(
@@ -152,7 +170,8 @@ pub trait Store: Send + Sync {
         result: &str,
         usage: Option<&UsageRecord>,
     ) -> Result<bool, Error>;
-    /// Ends canceled and expired batches, except those with a request in `running`.
+    /// Ends canceled and expired batches, except those with a request in `running` or under
+    /// a live lease (running on another replica).
     fn settle_batches(&self, running: &[String]) -> Result<(), Error>;
     /// Finished results in submission order, after `after_idx`.
     fn batch_results(
@@ -169,7 +188,8 @@ pub trait Store: Send + Sync {
     fn delete_file(&self, workspace_id: &str, id: &str) -> Result<(), Error>;
 
     /// Moves whenever keys, workspaces or kill switches change, whoever changed them: what
-    /// the request path caches is current while this stays put.
+    /// the request path caches is current while this stays put. A change made through
+    /// another handle (the CLI, another replica) shows within a second.
     fn control_generation(&self) -> Result<u64, Error>;
     /// Counts control changes made through this handle (no IO): lets a cache in the same
     /// process see its own changes at once, without asking the database.

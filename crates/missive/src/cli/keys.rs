@@ -1,7 +1,8 @@
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::Context;
-use missive_store::{AuditEntry, KeyKind, KeyStatus, SqliteStore, Store};
+use missive_store::{AuditEntry, KeyKind, KeyStatus, PostgresStore, SqliteStore, Store};
 
 use crate::config::Config;
 
@@ -27,8 +28,22 @@ pub enum Command {
     Revoke { id: String },
 }
 
-pub fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    Ok(SqliteStore::open(&config.home()?.join("missive.db"))?)
+/// The configured store: `[store] url` (PostgreSQL), else the SQLite file in the data
+/// directory. The server and every CLI command open it the same way.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match config.store.url.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let store = PostgresStore::open(url).context("opening the PostgreSQL store")?;
+            Ok(Arc::new(store))
+        }
+        Some(other) => anyhow::bail!(
+            "[store] url must be a postgres:// URL (got {:?}); leave it unset for SQLite",
+            other.split(':').next().unwrap_or_default()
+        ),
+        None => Ok(Arc::new(SqliteStore::open(
+            &config.home()?.join("missive.db"),
+        )?)),
+    }
 }
 
 /// Records a CLI change in the audit log.
@@ -75,7 +90,7 @@ pub fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             let mut created = if admin {
                 store.create_api_key(&name, KeyKind::Admin, None)?
             } else {
-                let workspace_id = ensure_workspace(&store, &workspace)?;
+                let workspace_id = ensure_workspace(store.as_ref(), &workspace)?;
                 store.create_api_key(&name, KeyKind::Standard, Some(&workspace_id))?
             };
             if let Some(after) = expires_in {
@@ -84,7 +99,7 @@ pub fn run(config: &Config, command: Command) -> anyhow::Result<()> {
                 created.key = store.set_api_key_expiry(&created.key.id, Some(at))?;
             }
             audit(
-                &store,
+                store.as_ref(),
                 "api_key.create",
                 &created.key.id,
                 format!("{{\"name\":{name:?}}}"),
@@ -119,7 +134,7 @@ pub fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             store
                 .update_api_key(&id, None, Some(KeyStatus::Inactive))
                 .with_context(|| format!("revoking {id}"))?;
-            audit(&store, "api_key.revoke", &id, "{}".to_owned())?;
+            audit(store.as_ref(), "api_key.revoke", &id, "{}".to_owned())?;
             eprintln!("revoked {id}");
         }
     }

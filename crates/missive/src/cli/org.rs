@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use missive_store::{Store, ORG_ROLES};
+use missive_store::ORG_ROLES;
 
 use crate::cli::keys::{audit, ensure_workspace, open_store};
 use crate::config::Config;
@@ -48,7 +48,7 @@ pub fn users(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
             let name = if name.is_empty() { email.clone() } else { name };
             let user = store.add_user(&email, &name, &role)?;
             audit(
-                &store,
+                store.as_ref(),
                 "user.create",
                 &user.id,
                 format!("{{\"email\":{email:?},\"role\":{role:?}}}"),
@@ -71,13 +71,13 @@ pub fn users(config: &Config, command: UsersCommand) -> anyhow::Result<()> {
 pub fn kill_switch(config: &Config, args: KillSwitchArgs) -> anyhow::Result<()> {
     let store = open_store(config)?;
     let workspace_id = match &args.workspace {
-        Some(name) => Some(ensure_workspace(&store, name)?),
+        Some(name) => Some(ensure_workspace(store.as_ref(), name)?),
         None => None,
     };
     let on = args.state == "on";
     store.set_kill_switch(workspace_id.as_deref(), args.model.as_deref(), on)?;
     audit(
-        &store,
+        store.as_ref(),
         if on {
             "kill_switch.on"
         } else {

@@ -7,7 +7,7 @@ use missive_server::limits::{Limits, RateLimiter};
 use missive_server::{app, AppState, Auth, FilesConfig, ModelRouter};
 
 use crate::config::ImagePolicy;
-use missive_store::{KeyKind, SqliteStore, Store};
+use missive_store::{KeyKind, Store};
 
 use crate::config::Config;
 
@@ -118,7 +118,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
     // 3-4% slower for the life of the process (measured, alternated with llama-server: the
     // same kernels doing the same work, slower; the mechanism is not identified).
     // ARCHITECTURE.md, "Prefill: the gap was the process's layout, not the engine".
-    let store = Arc::new(SqliteStore::open(&home.join("missive.db"))?);
+    let store = crate::cli::keys::open_store(&config)?;
     if config.governance.enabled && config.api_keys.is_empty() && store.list_api_keys()?.is_empty()
     {
         let created = store.create_api_key("first-start", KeyKind::Standard, None)?;
@@ -160,6 +160,9 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         .with_public_url(config.server.public_url.clone())
         .with_server_tools(config.server_tools.toolbox(&home)?);
     if governed {
+        if let Some(shared) = coordination(&config.coordination)? {
+            state = state.with_coordination(shared);
+        }
         state = state
             .with_rate_limits(RateLimiter::new(defaults, overrides))
             .with_store(store, config.prices.prices(), config.spend_limits.limits())?
@@ -301,7 +304,12 @@ fn upstream_chain(
 /// Where uploads live and what a workspace may keep; uploads a crash left half-written
 /// are removed before serving.
 fn files_config(config: &Config, home: &std::path::Path) -> anyhow::Result<FilesConfig> {
-    let mut files = FilesConfig::new(home.join("files"));
+    let dir = config
+        .files
+        .dir
+        .clone()
+        .unwrap_or_else(|| home.join("files"));
+    let mut files = FilesConfig::new(dir);
     files.downloadable_uploads = config.files.downloadable_uploads;
     if let Some(gb) = config.files.workspace_quota_gb {
         files.workspace_quota_bytes = (gb * 1e9) as u64;
@@ -311,4 +319,33 @@ fn files_config(config: &Config, home: &std::path::Path) -> anyhow::Result<Files
         tracing::info!(removed, "removed uploads a crash left unfinished");
     }
     Ok(files)
+}
+
+/// Redis for limits and spend shared across replicas, when configured.
+fn coordination(
+    section: &crate::config::CoordinationSection,
+) -> anyhow::Result<Option<missive_server::shared::Shared>> {
+    let Some(url) = section.redis_url.as_deref() else {
+        return Ok(None);
+    };
+    let redis = missive_coordination::Coordination::open(
+        url,
+        &section.key_prefix,
+        std::time::Duration::from_millis(section.timeout_ms.max(1)),
+    )
+    .context("[coordination] redis_url")?;
+    if let Err(err) = redis.ping() {
+        tracing::warn!(error = %err, "redis does not answer yet; limits follow [coordination] when_unreachable until it does");
+    }
+    Ok(Some(missive_server::shared::Shared {
+        redis: Arc::new(redis),
+        when_unreachable: match section.when_unreachable {
+            crate::config::WhenUnreachable::Refuse => {
+                missive_server::shared::WhenUnreachable::Refuse
+            }
+            crate::config::WhenUnreachable::Local => {
+                missive_server::shared::WhenUnreachable::LocalLimits
+            }
+        },
+    }))
 }

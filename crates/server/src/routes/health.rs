@@ -14,8 +14,8 @@ pub async fn health() -> &'static str {
     "ok"
 }
 
-/// 200 when the store answers a query and at least one model is served; 503 naming the
-/// failing checks otherwise.
+/// 200 when the store (and Redis, when configured) answers and at least one model is
+/// served; 503 naming the failing checks otherwise.
 pub async fn ready(State(state): State<AppState>) -> Response {
     let mut checks = Map::new();
     if let Some(store) = state.store.clone() {
@@ -23,6 +23,12 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             .await
             .unwrap_or(false);
         checks.insert("store".into(), status(answered));
+    }
+    if let Some(shared) = state.shared.clone() {
+        let answered = tokio::task::spawn_blocking(move || shared.redis.ping().is_ok())
+            .await
+            .unwrap_or(false);
+        checks.insert("redis".into(), status(answered));
     }
     checks.insert("models".into(), status(!state.models.models().is_empty()));
     let ready = checks.values().all(|v| v == "ok");

@@ -157,37 +157,72 @@ pub(super) fn delete(conn: &mut Connection, workspace_id: &str, id: &str) -> Res
     Ok(())
 }
 
-pub(super) fn pending(
-    conn: &Connection,
+pub(super) fn claim(
+    conn: &mut Connection,
+    owner: &str,
     limit: usize,
+    lease_ms: i64,
     skip: &[(String, i64)],
 ) -> Result<Vec<PendingRequest>, Error> {
+    let now = now_ms();
+    // IMMEDIATE: the read and the lease it leads to are one step; a deferred transaction
+    // would fail (busy) when another handle wrote between them.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     // Oldest batch first, in submission order; a few more than asked so skipped (in-flight)
     // rows do not starve the page.
     let want = limit + skip.len();
-    let mut stmt = conn.prepare_cached(
-        "SELECT r.batch_id, r.idx, r.custom_id, r.params, b.workspace_id, b.api_key_id \
-         FROM batches b JOIN batch_requests r ON r.batch_id = b.id \
-         WHERE b.ended_at_ms IS NULL AND b.cancel_initiated_ms IS NULL AND b.deleted = 0 \
-         AND r.result_type IS NULL ORDER BY b.created_at_ms, b.rowid, r.idx LIMIT ?1",
-    )?;
-    let rows = stmt
-        .query_map(params![i64::try_from(want).unwrap_or(i64::MAX)], |row| {
-            Ok(PendingRequest {
-                batch_id: row.get(0)?,
-                idx: row.get(1)?,
-                custom_id: row.get(2)?,
-                params: row.get(3)?,
-                workspace_id: row.get(4)?,
-                api_key_id: row.get(5)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows
+    let rows = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT r.batch_id, r.idx, r.custom_id, r.params, b.workspace_id, b.api_key_id \
+             FROM batches b JOIN batch_requests r ON r.batch_id = b.id \
+             WHERE b.ended_at_ms IS NULL AND b.cancel_initiated_ms IS NULL AND b.deleted = 0 \
+             AND r.result_type IS NULL \
+             AND (r.lease_until IS NULL OR r.lease_until <= ?2 OR r.leased_by = ?3) \
+             ORDER BY b.created_at_ms, b.rowid, r.idx LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(
+            params![i64::try_from(want).unwrap_or(i64::MAX), now, owner],
+            |row| {
+                Ok(PendingRequest {
+                    batch_id: row.get(0)?,
+                    idx: row.get(1)?,
+                    custom_id: row.get(2)?,
+                    params: row.get(3)?,
+                    workspace_id: row.get(4)?,
+                    api_key_id: row.get(5)?,
+                })
+            },
+        )?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    let claimed: Vec<PendingRequest> = rows
         .into_iter()
         .filter(|r| !skip.iter().any(|(b, i)| *b == r.batch_id && *i == r.idx))
         .take(limit)
-        .collect())
+        .collect();
+    {
+        let mut lease = tx.prepare_cached(
+            "UPDATE batch_requests SET leased_by = ?3, lease_until = ?4 WHERE batch_id = ?1 AND idx = ?2",
+        )?;
+        for r in &claimed {
+            lease.execute(params![
+                r.batch_id,
+                r.idx,
+                owner,
+                now.saturating_add(lease_ms)
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(claimed)
+}
+
+pub(super) fn renew(conn: &Connection, owner: &str, lease_ms: i64) -> Result<(), Error> {
+    conn.execute(
+        "UPDATE batch_requests SET lease_until = ?2 WHERE leased_by = ?1 AND result_type IS NULL",
+        params![owner, now_ms().saturating_add(lease_ms)],
+    )?;
+    Ok(())
 }
 
 /// Writes a result (and its usage row) if the request is still pending; ends the batch when
@@ -232,8 +267,9 @@ pub(super) fn settle(conn: &mut Connection, running: &[String]) -> Result<(), Er
     let tx = conn.transaction()?;
     let finishing: Vec<(String, &'static str)> = {
         let mut stmt = tx.prepare(
-            "SELECT id, cancel_initiated_ms IS NOT NULL FROM batches WHERE ended_at_ms IS NULL AND deleted = 0 \
-             AND (cancel_initiated_ms IS NOT NULL OR expires_at_ms <= ?1)",
+            "SELECT id, cancel_initiated_ms IS NOT NULL FROM batches b WHERE ended_at_ms IS NULL AND deleted = 0 \
+             AND (cancel_initiated_ms IS NOT NULL OR expires_at_ms <= ?1) AND NOT EXISTS \
+             (SELECT 1 FROM batch_requests r WHERE r.batch_id = b.id AND r.result_type IS NULL AND r.lease_until > ?1)",
         )?;
         let rows = stmt
             .query_map(params![now], |row| {

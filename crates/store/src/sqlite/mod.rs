@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_control_generation.sql"),
     include_str!("../../migrations/sqlite/0005_batches_files.sql"),
     include_str!("../../migrations/sqlite/0006_server_tool_use.sql"),
+    include_str!("../../migrations/sqlite/0007_batch_leases.sql"),
 ];
 
 /// Two connections: writes (the ledger's commits, admin changes) go through one, lookups on
@@ -403,12 +404,18 @@ impl Store for SqliteStore {
         self.with_mut(|conn| batches::delete(conn, workspace_id, id))
     }
 
-    fn pending_batch_requests(
+    fn claim_batch_requests(
         &self,
+        owner: &str,
         limit: usize,
+        lease_ms: i64,
         skip: &[(String, i64)],
     ) -> Result<Vec<PendingRequest>, Error> {
-        self.read(|conn| batches::pending(conn, limit, skip))
+        self.with_mut(|conn| batches::claim(conn, owner, limit, lease_ms, skip))
+    }
+
+    fn renew_batch_leases(&self, owner: &str, lease_ms: i64) -> Result<(), Error> {
+        self.with(|conn| batches::renew(conn, owner, lease_ms))
     }
 
     fn complete_batch_request(

@@ -1,0 +1,109 @@
+//! Token buckets that refill continuously, one hash per workspace with a level per bucket
+//! and the time of its last change. Time is Redis's own (`TIME`), so the replicas' clocks
+//! never disagree about a refill.
+
+use crate::{Coordination, Error};
+
+/// Refills every bucket of `KEYS[1]` (capacities `ARGV[1..n]`, per minute), then takes
+/// `ARGV[n+1..2n]` from each if every one has enough. Returns the index (1-based) of the first
+/// bucket that had not (0 when all were taken) and the levels after.
+pub(crate) const TAKE: &str = r"
+local n = #ARGV / 2
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local stored = redis.call('HGETALL', KEYS[1])
+local fields = {}
+for i = 1, #stored, 2 do fields[stored[i]] = tonumber(stored[i + 1]) end
+local since = ms - (fields['t'] or ms)
+local levels = {}
+for k = 1, n do
+  local cap = tonumber(ARGV[k])
+  local level = fields['b' .. k] or cap
+  levels[k] = math.min(cap, level + since * cap / 60000)
+end
+local short = 0
+for k = 1, n do
+  local want = math.min(tonumber(ARGV[n + k]), tonumber(ARGV[k]))
+  if short == 0 and levels[k] < want then short = k end
+end
+if short == 0 then
+  for k = 1, n do levels[k] = levels[k] - tonumber(ARGV[n + k]) end
+end
+local out = {short}
+local set = {'t', ms}
+for k = 1, n do
+  table.insert(out, tostring(levels[k]))
+  table.insert(set, 'b' .. k)
+  table.insert(set, tostring(levels[k]))
+end
+redis.call('HSET', KEYS[1], unpack(set))
+redis.call('PEXPIRE', KEYS[1], 120000)
+return out
+";
+
+/// Refills, then adds `ARGV[n+1..2n]` (negative: takes) to each bucket, capped at its
+/// capacity: what a request reserved and did not use flows back.
+pub(crate) const GIVE_BACK: &str = r"
+local n = #ARGV / 2
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local stored = redis.call('HGETALL', KEYS[1])
+local fields = {}
+for i = 1, #stored, 2 do fields[stored[i]] = tonumber(stored[i + 1]) end
+local since = ms - (fields['t'] or ms)
+local set = {'t', ms}
+for k = 1, n do
+  local cap = tonumber(ARGV[k])
+  local level = math.min(cap, (fields['b' .. k] or cap) + since * cap / 60000)
+  level = math.min(cap, level + tonumber(ARGV[n + k]))
+  table.insert(set, 'b' .. k)
+  table.insert(set, tostring(level))
+end
+redis.call('HSET', KEYS[1], unpack(set))
+redis.call('PEXPIRE', KEYS[1], 120000)
+return 1
+";
+
+/// What [`Coordination::take`] came to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Take {
+    /// The first bucket (by index) that lacked its amount; nothing was taken then.
+    pub short: Option<usize>,
+    /// Every bucket's level after the call.
+    pub levels: Vec<f64>,
+}
+
+impl Coordination {
+    /// Takes `amounts` from the buckets named `key` (capacities per minute in `capacities`),
+    /// all or none.
+    pub fn take(&self, key: &str, capacities: &[f64], amounts: &[f64]) -> Result<Take, Error> {
+        let key = self.key(&["buckets", key]);
+        let args: Vec<f64> = capacities.iter().chain(amounts).copied().collect();
+        let reply: Vec<String> = self.call(move |mut c, scripts| async move {
+            let mut invocation = scripts.take.key(&key);
+            for arg in &args {
+                invocation.arg(*arg);
+            }
+            invocation.invoke_async(&mut c).await
+        })?;
+        let mut values = reply.iter().map(|v| v.parse::<f64>().unwrap_or(0.0));
+        let short = values.next().unwrap_or(0.0) as usize;
+        Ok(Take {
+            short: short.checked_sub(1),
+            levels: values.collect(),
+        })
+    }
+
+    /// Adds `amounts` back (negative amounts take), without waiting.
+    pub fn give_back(&self, key: &str, capacities: &[f64], amounts: &[f64]) {
+        let key = self.key(&["buckets", key]);
+        let args: Vec<f64> = capacities.iter().chain(amounts).copied().collect();
+        self.send("rate-limit settle", move |mut c, scripts| async move {
+            let mut invocation = scripts.give_back.key(&key);
+            for arg in &args {
+                invocation.arg(*arg);
+            }
+            invocation.invoke_async::<i64>(&mut c).await.map(|_| ())
+        });
+    }
+}

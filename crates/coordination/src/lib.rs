@@ -1,0 +1,165 @@
+//! What several replicas share through Redis: the rate-limit buckets of each workspace and
+//! the month-to-date spend. Every change is one Lua script, so it is atomic however many
+//! replicas race. Redis holds no state that cannot be rebuilt: buckets start full again and
+//! spend is reseeded from the ledger when Redis comes back empty.
+//!
+//! Callers are synchronous (the rate limiter and the spend tracker sit on the request path
+//! beside the store), so calls run on a runtime of this crate's own and the caller waits at
+//! most [`Coordination::timeout`]: an unreachable Redis is an answer ([`Error::Unreachable`]),
+//! never a hang.
+
+mod buckets;
+mod spend;
+
+use std::future::Future;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+pub use buckets::Take;
+pub use spend::Spent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("redis is unreachable: {0}")]
+    Unreachable(String),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("starting the coordination runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+struct Scripts {
+    take: redis::Script,
+    give_back: redis::Script,
+    spend_add: redis::Script,
+    spend_seed: redis::Script,
+}
+
+pub struct Coordination {
+    runtime: tokio::runtime::Handle,
+    connection: ConnectionManager,
+    scripts: Arc<Scripts>,
+    timeout: Duration,
+    /// Key prefix, so several deployments (or test runs) can share one Redis.
+    prefix: String,
+    /// Dropping it ends the runtime, on its own thread.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Coordination {
+    /// Connects lazily to `url` (`redis://host:port[/db]`): a replica starts while Redis is
+    /// down, and every call until it is up answers [`Error::Unreachable`].
+    pub fn open(url: &str, prefix: &str, timeout: Duration) -> Result<Self, Error> {
+        let client = redis::Client::open(url)?;
+        let (runtime, stop) = spawn_runtime()?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = {
+            let _entered = runtime.enter();
+            ConnectionManager::new_lazy_with_config(client, config)?
+        };
+        Ok(Self {
+            runtime,
+            connection,
+            scripts: Arc::new(Scripts {
+                take: redis::Script::new(buckets::TAKE),
+                give_back: redis::Script::new(buckets::GIVE_BACK),
+                spend_add: redis::Script::new(spend::ADD),
+                spend_seed: redis::Script::new(spend::SEED),
+            }),
+            timeout,
+            prefix: prefix.to_owned(),
+            _stop: stop,
+        })
+    }
+
+    /// How long a caller waits for Redis before calling it unreachable.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut key = self.prefix.clone();
+        for part in parts {
+            key.push(':');
+            key.push_str(part);
+        }
+        key
+    }
+
+    /// Runs `f` on the coordination runtime and waits for its answer, up to the timeout.
+    fn call<T, F, Fut>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(ConnectionManager, Arc<Scripts>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, redis::RedisError>> + Send,
+    {
+        let (connection, scripts) = (self.connection.clone(), Arc::clone(&self.scripts));
+        let (done, answer) = mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = done.send(f(connection, scripts).await);
+        });
+        match answer.recv_timeout(self.timeout) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) if is_unreachable(&err) => Err(Error::Unreachable(err.to_string())),
+            Ok(Err(err)) => Err(Error::Redis(err)),
+            Err(_) => Err(Error::Unreachable(format!(
+                "no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Runs `f` without waiting for it: for changes whose loss costs only precision.
+    fn send<F, Fut>(&self, what: &'static str, f: F)
+    where
+        F: FnOnce(ConnectionManager, Arc<Scripts>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), redis::RedisError>> + Send,
+    {
+        let (connection, scripts) = (self.connection.clone(), Arc::clone(&self.scripts));
+        self.runtime.spawn(async move {
+            if let Err(err) = f(connection, scripts).await {
+                tracing::warn!(error = %err, what, "redis update lost");
+            }
+        });
+    }
+
+    /// Whether Redis answers now.
+    pub fn ping(&self) -> Result<(), Error> {
+        self.call(|mut c, _| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
+    }
+}
+
+fn is_unreachable(err: &redis::RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        || err.is_unrecoverable_error()
+}
+
+fn spawn_runtime() -> Result<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let handle = runtime.handle().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("missive-redis".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                let _ = stopped.await;
+            });
+        })
+        .map_err(Error::Runtime)?;
+    Ok((handle, stop))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! Against a real Redis: the server `MISSIVE_TEST_REDIS` names (`scripts/test` starts one
+//! from Debian's package). Each test keeps its keys under a prefix of its own.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn redis_url() -> String {
+    std::env::var("MISSIVE_TEST_REDIS").expect(
+        "MISSIVE_TEST_REDIS must name a Redis server for the tests (scripts/test starts one)",
+    )
+}
+
+fn open() -> Coordination {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let prefix = format!("test-{}-{nanos}", std::process::id());
+    Coordination::open(&redis_url(), &prefix, Duration::from_millis(500)).unwrap()
+}
+
+#[test]
+fn replicas_taking_at_once_never_take_more_than_the_bucket_holds() {
+    let first = open();
+    // A second connection with the same prefix: another replica.
+    let second =
+        Coordination::open(&redis_url(), &first.prefix, Duration::from_millis(500)).unwrap();
+    let granted = std::thread::scope(|scope| {
+        let workers: Vec<_> = [&first, &second, &first, &second]
+            .into_iter()
+            .map(|c| {
+                scope.spawn(move || {
+                    (0..50)
+                        .filter(|_| {
+                            c.take("w", &[60.0, 1e6], &[1.0, 10.0])
+                                .unwrap()
+                                .short
+                                .is_none()
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .sum::<usize>()
+    });
+    // 60 at once, plus what a minute-long refill adds while the burst runs (one a second).
+    assert!((60..=62).contains(&granted), "granted {granted} of 200");
+    let refused = first.take("w", &[60.0, 1e6], &[1.0, 10.0]).unwrap();
+    assert_eq!(
+        refused.short,
+        Some(0),
+        "the request bucket is the short one"
+    );
+    assert!(refused.levels[0] < 1.0);
+    assert!(refused.levels[1] > 1e6 - 10.0 * 63.0);
+}
+
+#[test]
+fn what_a_request_does_not_use_flows_back() {
+    let c = open();
+    let taken = c.take("w", &[10.0, 1000.0], &[1.0, 800.0]).unwrap();
+    assert_eq!(taken.short, None);
+    assert!((taken.levels[1] - 200.0).abs() < 1.0);
+    assert_eq!(
+        c.take("w", &[10.0, 1000.0], &[1.0, 600.0]).unwrap().short,
+        Some(1)
+    );
+    c.give_back("w", &[10.0, 1000.0], &[0.0, 700.0]);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let again = c.take("w", &[10.0, 1000.0], &[0.0, 0.0]).unwrap();
+        if again.levels[1] > 850.0 {
+            assert!(again.levels[1] <= 1000.0, "capped at capacity");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the give-back never landed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn spend_is_seeded_once_then_added_atomically() {
+    let c = open();
+    assert_eq!(c.spent("2026-11", "w1").unwrap(), None);
+    assert!(
+        !c.add_spend("2026-11", "w1", 5.0).unwrap(),
+        "unseeded: nothing added"
+    );
+    let ledger = HashMap::from([("w1".to_owned(), 40.0), ("w2".to_owned(), 2.5)]);
+    c.seed_spend("2026-11", 42.5, &ledger).unwrap();
+    // A second seed (another replica, a moment later) changes nothing.
+    c.seed_spend("2026-11", 1.0, &HashMap::new()).unwrap();
+    assert!(c.add_spend("2026-11", "w1", 5.0).unwrap());
+    assert_eq!(
+        c.spent("2026-11", "w1").unwrap(),
+        Some(Spent {
+            organization_cents: 47.5,
+            workspace_cents: 45.0
+        })
+    );
+    assert_eq!(
+        c.spent("2026-11", "w3").unwrap().unwrap().workspace_cents,
+        0.0
+    );
+}
+
+#[test]
+fn an_unreachable_redis_is_an_answer_within_the_timeout() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = Coordination::open(
+        &format!("redis://127.0.0.1:{port}"),
+        "down",
+        Duration::from_millis(200),
+    )
+    .unwrap();
+    let started = Instant::now();
+    assert!(matches!(
+        c.take("w", &[1.0], &[1.0]),
+        Err(Error::Unreachable(_))
+    ));
+    assert!(matches!(c.ping(), Err(Error::Unreachable(_))));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}

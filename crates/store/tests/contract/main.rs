@@ -1,0 +1,51 @@
+//! One contract for every store: each test below runs against SQLite (a file in a temp
+//! directory) and against PostgreSQL (a fresh database on the server `MISSIVE_TEST_POSTGRES`
+//! names; `scripts/test` starts one from Debian's package), so the two cannot drift.
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod suite;
+
+/// Lists each contract test once, for one store.
+macro_rules! contract {
+    ($fixture:path; $($test:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                crate::suite::$test(&$fixture());
+            }
+        )*
+    };
+}
+
+macro_rules! every_store {
+    ($($test:ident),* $(,)?) => {
+        #[cfg(test)]
+        mod sqlite {
+            contract!(crate::fixtures::sqlite; $($test),*);
+        }
+        #[cfg(test)]
+        mod postgres {
+            contract!(crate::fixtures::postgres; $($test),*);
+        }
+    };
+}
+
+every_store!(
+    created_key_is_found_by_hash_and_revocation_is_seen_by_another_handle,
+    admin_keys_have_their_own_prefix_and_no_workspace,
+    archiving_a_workspace_archives_its_keys_and_they_stay_archived,
+    users_and_members_keep_their_roles,
+    usage_is_bucketed_grouped_and_filtered,
+    the_audit_log_lists_newest_first,
+    kill_switches_cover_workspace_model_and_everything,
+    a_secret_is_created_once_and_every_handle_reads_it,
+    the_control_generation_moves_with_keys_workspaces_and_kill_switches_only,
+    a_key_past_its_expiry_reports_expired_and_is_not_usable,
+    a_batch_runs_each_request_once_and_ends_with_its_tallies,
+    canceling_ends_a_batch_once_nothing_of_it_runs,
+    a_lease_keeps_a_request_from_other_owners_until_it_runs_out,
+    owners_claiming_at_once_never_take_the_same_request,
+    files_are_scoped_by_workspace_and_deleted_once,
+);
