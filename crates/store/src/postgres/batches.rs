@@ -240,6 +240,10 @@ pub(super) async fn complete(
     usage: Option<&UsageRecord>,
 ) -> Result<bool, Error> {
     let tx = c.transaction().await?;
+    // Completions of one batch take turns: two at once would each see the other's request
+    // still pending, and neither would end the batch.
+    tx.execute("SELECT 1 FROM batches WHERE id = $1 FOR UPDATE", &[&batch_id])
+        .await?;
     let changed = tx
         .execute(
             "UPDATE batch_requests SET result_type = $3, result = $4, leased_by = NULL, lease_until = NULL \
@@ -269,7 +273,8 @@ async fn end_if_done(c: &impl GenericClient, batch_id: &str) -> Result<(), Error
 }
 
 /// Ends canceled batches (their pending requests `canceled`) and expired ones (`expired`),
-/// unless a request of theirs runs here or under a live lease elsewhere.
+/// unless a request of theirs runs here or under a live lease elsewhere. Batches are locked
+/// in id order, so replicas settling at once cannot deadlock.
 pub(super) async fn settle(mut c: Client, running: &[String]) -> Result<(), Error> {
     let now = now_ms();
     let tx = c.transaction().await?;
@@ -277,7 +282,7 @@ pub(super) async fn settle(mut c: Client, running: &[String]) -> Result<(), Erro
         .query(
             "SELECT id, cancel_initiated_ms IS NOT NULL FROM batches b WHERE ended_at_ms IS NULL AND NOT deleted \
              AND (cancel_initiated_ms IS NOT NULL OR expires_at_ms <= $1) AND NOT (id = ANY($2)) AND NOT EXISTS \
-             (SELECT 1 FROM batch_requests r WHERE r.batch_id = b.id AND r.result_type IS NULL AND r.lease_until > $1)",
+             (SELECT 1 FROM batch_requests r WHERE r.batch_id = b.id AND r.result_type IS NULL AND r.lease_until > $1) ORDER BY id",
             &[&now, &running],
         )
         .await?;
@@ -289,6 +294,8 @@ pub(super) async fn settle(mut c: Client, running: &[String]) -> Result<(), Erro
             "expired"
         };
         let result = format!("{{\"type\":\"{kind}\"}}");
+        tx.execute("SELECT 1 FROM batches WHERE id = $1 FOR UPDATE", &[&id])
+            .await?;
         tx.execute(
             "UPDATE batch_requests SET result_type = $2, result = $3 WHERE batch_id = $1 AND result_type IS NULL",
             &[&id, &kind, &result],
