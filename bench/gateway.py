@@ -8,7 +8,7 @@ import tempfile
 import time
 import urllib.request
 
-from peer import free_port, write_report
+from peer import bench_http, free_port, write_report
 
 KEY = "sk-ant-api03-bench-gateway"
 # LiteLLM refuses to start without one; both gateways then authenticate every request.
@@ -38,17 +38,8 @@ def start(cmd, env, health, name):
 
 
 def load(args, url, body, headers, connections, label):
-    cmd = [args.missive, "bench", "http", url, "--body", json.dumps(body), "--connections", str(connections),
-           "--seconds", str(args.seconds), "--warmup", "1", "--threads", "1", "--label", label]
-    for h in headers:
-        cmd += ["-H", h]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    result = json.loads(out.strip().splitlines()[-1])
-    bad = {s: n for s, n in result["statuses"].items() if s != "200"}
-    if bad:
-        raise SystemExit(f"{label}: non-200 answers {bad}")
-    print(json.dumps(result), flush=True)
-    return result
+    return bench_http(args.missive, url, json.dumps(body), headers, args.seconds, label,
+                      connections=connections, warmup=1, threads=1)
 
 
 def main():

@@ -7,7 +7,7 @@ import statistics
 import subprocess
 import tempfile
 
-from peer import free_port, wait_healthy, write_report
+from peer import bench_http, free_port, load_arguments, wait_healthy, write_report
 
 BODY = json.dumps(
     {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "How many tokens is this sentence?"}]}
@@ -51,13 +51,8 @@ def start(args, governed):
 
 
 def load(args, url, key, label, **mode):
-    cmd = [args.missive, "bench", "http", f"{url}/v1/messages/count_tokens", "--body", BODY,
-           "-H", f"x-api-key: {key}", "-H", "anthropic-version: 2023-06-01",
-           "--seconds", str(args.seconds), "--label", label]
-    for name, value in mode.items():
-        cmd += [f"--{name}", str(value)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    headers = [f"x-api-key: {key}", "anthropic-version: 2023-06-01"]
+    return bench_http(args.missive, f"{url}/v1/messages/count_tokens", BODY, headers, args.seconds, label, **mode)
 
 
 def ledger_rows(home):
@@ -68,15 +63,7 @@ def ledger_rows(home):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--missive", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--seconds", type=float, default=10)
-    p.add_argument("--rate", type=int, default=1000)
-    p.add_argument("--connections", type=int, default=8)
-    p.add_argument("--out", default=None)
+    p = load_arguments(argparse.ArgumentParser())
     args = p.parse_args()
 
     results = {True: [], False: []}
@@ -92,10 +79,6 @@ def main():
             finally:
                 proc.terminate()
                 proc.wait()
-            for r in (closed, opened):
-                bad = {s: n for s, n in r["statuses"].items() if s != "200"}
-                if bad:
-                    raise SystemExit(f"{r['label']}: non-200 answers {bad}")
             print(json.dumps(closed), json.dumps(opened), f"ledger rows {rows}", flush=True)
             results[governed].append((closed, opened, rows))
 

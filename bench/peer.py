@@ -257,6 +257,36 @@ def in_turn(servers, i):
     return servers if i % 2 == 0 else servers[::-1]
 
 
+def bench_http(missive, url, body, headers, seconds, label, **mode):
+    """One `missive bench http` run (`mode`: connections=N or rate=R, warmup, threads): its
+    JSON result, printed; any answer but 200 ends the bench."""
+    cmd = [missive, "bench", "http", url, "--body", body, "--seconds", str(seconds), "--label", label]
+    for header in headers:
+        cmd += ["-H", header]
+    for name, value in mode.items():
+        cmd += [f"--{name}", str(value)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    bad = {s: n for s, n in result["statuses"].items() if s != "200"}
+    if bad:
+        raise SystemExit(f"{label}: non-200 answers {bad}")
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def load_arguments(p):
+    """The arguments of the benches that load one endpoint with `missive bench http`."""
+    p.add_argument("--missive", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--rate", type=int, default=1000)
+    p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--out", default=None)
+    return p
+
+
 def write_report(args, name, lines):
     """Prints a report and writes it to bench/runs/<date>-vm/<name> (or --out)."""
     text = "\n".join(lines)
