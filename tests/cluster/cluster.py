@@ -87,18 +87,18 @@ class Replica:
 
 
 class Cluster:
-    def __init__(self, replicas=3, config=""):
+    def __init__(self, replicas=3, config="", coordination=""):
         self.dir = tempfile.mkdtemp(prefix="missive-cluster-")
         self.redis_port = free_port()
         self.redis = None
         self.replicas = []
         try:
-            self._start(replicas, config)
+            self._start(replicas, config, coordination)
         except BaseException:
             self.stop()
             raise
 
-    def _start(self, replicas, config):
+    def _start(self, replicas, config, coordination):
         self.start_redis()
         self.database = "cluster_" + uuid.uuid4().hex[:16]
         server = require("MISSIVE_TEST_POSTGRES")
@@ -108,7 +108,7 @@ class Cluster:
         with open(self.config_path, "w") as f:
             f.write(
                 f'[store]\nurl = "{self.store_url}"\n'
-                f'[coordination]\nredis_url = "redis://127.0.0.1:{self.redis_port}"\n'
+                f'[coordination]\nredis_url = "redis://127.0.0.1:{self.redis_port}"\n{coordination}\n'
                 f'[files]\ndir = "{os.path.join(self.dir, "files")}"\n' + config
             )
         self.replicas = [Replica(self, f"r{i + 1}") for i in range(replicas)]

@@ -241,3 +241,17 @@ def test_a_file_uploaded_through_one_replica_is_read_through_another(cluster):
     listed = httpx.get(cluster.replicas[1].url + "/v1/files", headers={
         "x-api-key": key, "anthropic-version": "2023-06-01", "anthropic-beta": "files-api-2025-04-14"}, timeout=30)
     assert [f["id"] for f in listed.json()["data"]] == [file_id]
+
+
+def test_with_local_limits_a_replica_keeps_serving_and_limiting_without_redis():
+    cluster = Cluster(1, "[rate_limits.workspaces.small]\nrequests_per_minute = 3\n", 'when_unreachable = "local"')
+    try:
+        client = cluster.replicas[0].client(cluster.create_key("small", "local"))
+        assert status_of(client) == 200
+        cluster.kill_redis()
+        # This replica's own buckets carry on from the levels Redis last reported: two left.
+        assert [status_of(client) for _ in range(3)] == [200, 200, 429]
+        ready = httpx.get(cluster.replicas[0].url + "/ready", timeout=5).json()
+        assert ready["checks"]["redis"] == "failing"
+    finally:
+        cluster.stop()

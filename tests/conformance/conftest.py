@@ -3,7 +3,8 @@
 Environment (set by scripts/test): MISSIVE_BIN (the binary), MISSIVE_TEST_MODEL (a GGUF
 path). Each run gets its own MISSIVE_HOME, so the store starts empty. With
 MISSIVE_TEST_POSTGRES (a PostgreSQL server's URL), each server's store is instead a fresh
-database there: the whole suite then runs on the Postgres store.
+database there, and with MISSIVE_TEST_REDIS its limits and spend live in that Redis under
+a prefix of its own: the whole suite then runs as a replica of a multi-replica deployment.
 """
 
 import hashlib
@@ -39,6 +40,7 @@ WEATHER_TOOL = {
 
 
 POSTGRES = os.environ.get("MISSIVE_TEST_POSTGRES")
+REDIS = os.environ.get("MISSIVE_TEST_REDIS")
 
 
 def _postgres_database(home: str) -> str:
@@ -79,6 +81,9 @@ class Missive:
         )
         if POSTGRES:
             self.env["MISSIVE_STORE_URL"] = _postgres_database(self.home)
+            if REDIS:
+                self.env["MISSIVE_REDIS_URL"] = REDIS
+                self.env["MISSIVE_REDIS_PREFIX"] = "conformance-" + hashlib.sha1(self.home.encode()).hexdigest()[:16]
         if config is not None:
             path = os.path.join(self.home, "missive.toml")
             with open(path, "w") as f:

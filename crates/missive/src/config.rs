@@ -875,6 +875,9 @@ impl Config {
         if let Some(url) = var("MISSIVE_REDIS_URL") {
             self.coordination.redis_url = Some(url);
         }
+        if let Some(prefix) = var("MISSIVE_REDIS_PREFIX") {
+            self.coordination.key_prefix = prefix;
+        }
         if let Some(host) = var("MISSIVE_HOST") {
             self.server.host = host;
         }
