@@ -76,16 +76,23 @@ pub struct Take {
 impl Coordination {
     /// Takes `amounts` from the buckets named `key` (capacities per minute in `capacities`),
     /// all or none.
-    pub fn take(&self, key: &str, capacities: &[f64], amounts: &[f64]) -> Result<Take, Error> {
+    pub async fn take(
+        &self,
+        key: &str,
+        capacities: &[f64],
+        amounts: &[f64],
+    ) -> Result<Take, Error> {
         let key = self.key(&["buckets", key]);
         let args: Vec<f64> = capacities.iter().chain(amounts).copied().collect();
-        let reply: Vec<String> = self.call(move |mut c, scripts| async move {
-            let mut invocation = scripts.take.key(&key);
-            for arg in &args {
-                invocation.arg(*arg);
-            }
-            invocation.invoke_async(&mut c).await
-        })?;
+        let reply: Vec<String> = self
+            .call_async(move |mut c, scripts| async move {
+                let mut invocation = scripts.take.key(&key);
+                for arg in &args {
+                    invocation.arg(*arg);
+                }
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
         let mut values = reply.iter().map(|v| v.parse::<f64>().unwrap_or(0.0));
         let short = values.next().unwrap_or(0.0) as usize;
         Ok(Take {

@@ -3,10 +3,10 @@
 //! replicas race. Redis holds no state that cannot be rebuilt: buckets start full again and
 //! spend is reseeded from the ledger when Redis comes back empty.
 //!
-//! Callers are synchronous (the rate limiter and the spend tracker sit on the request path
-//! beside the store), so calls run on a runtime of this crate's own and the caller waits at
-//! most [`Coordination::timeout`]: an unreachable Redis is an answer ([`Error::Unreachable`]),
-//! never a hang.
+//! The bucket take, on every request, is awaited. The rest is called from synchronous code
+//! (the spend tracker sits beside the store), so it runs on a runtime of this crate's own
+//! and the caller waits. Either way a call waits at most [`Coordination::timeout`]: an
+//! unreachable Redis is an answer ([`Error::Unreachable`]), never a hang.
 
 mod buckets;
 mod spend;
@@ -105,14 +105,27 @@ impl Coordination {
             let _ = done.send(f(connection, scripts).await);
         });
         match answer.recv_timeout(self.timeout) {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) if is_unreachable(&err) => Err(Error::Unreachable(err.to_string())),
-            Ok(Err(err)) => Err(Error::Redis(err)),
-            Err(_) => Err(Error::Unreachable(format!(
-                "no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
+            Ok(answer) => answer.map_err(classify),
+            Err(_) => Err(self.no_answer()),
         }
+    }
+
+    /// Runs `f` on the caller's runtime (the connection is shared with this crate's own):
+    /// the request path awaits Redis instead of blocking a worker on it.
+    async fn call_async<T, F, Fut>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(ConnectionManager, Arc<Scripts>) -> Fut,
+        Fut: Future<Output = Result<T, redis::RedisError>>,
+    {
+        let call = f(self.connection.clone(), Arc::clone(&self.scripts));
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(answer) => answer.map_err(classify),
+            Err(_) => Err(self.no_answer()),
+        }
+    }
+
+    fn no_answer(&self) -> Error {
+        Error::Unreachable(format!("no answer within {} ms", self.timeout.as_millis()))
     }
 
     /// Runs `f` without waiting for it: for changes whose loss costs only precision.
@@ -135,12 +148,17 @@ impl Coordination {
     }
 }
 
-fn is_unreachable(err: &redis::RedisError) -> bool {
-    err.is_io_error()
+fn classify(err: redis::RedisError) -> Error {
+    let unreachable = err.is_io_error()
         || err.is_connection_dropped()
         || err.is_connection_refusal()
         || err.is_timeout()
-        || err.is_unrecoverable_error()
+        || err.is_unrecoverable_error();
+    if unreachable {
+        Error::Unreachable(err.to_string())
+    } else {
+        Error::Redis(err)
+    }
 }
 
 fn spawn_runtime() -> Result<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>), Error> {

@@ -2,6 +2,7 @@
 //! from Debian's package). Each test keeps its keys under a prefix of its own.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -21,36 +22,34 @@ fn open() -> Coordination {
     Coordination::open(&redis_url(), &prefix, Duration::from_millis(500)).unwrap()
 }
 
-#[test]
-fn replicas_taking_at_once_never_take_more_than_the_bucket_holds() {
-    let first = open();
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_taking_at_once_never_take_more_than_the_bucket_holds() {
+    let first = Arc::new(open());
     // A second connection with the same prefix: another replica.
-    let second =
-        Coordination::open(&redis_url(), &first.prefix, Duration::from_millis(500)).unwrap();
-    let granted = std::thread::scope(|scope| {
-        let workers: Vec<_> = [&first, &second, &first, &second]
-            .into_iter()
-            .map(|c| {
-                scope.spawn(move || {
-                    (0..50)
-                        .filter(|_| {
-                            c.take("w", &[60.0, 1e6], &[1.0, 10.0])
-                                .unwrap()
-                                .short
-                                .is_none()
-                        })
-                        .count()
-                })
+    let second = Arc::new(
+        Coordination::open(&redis_url(), &first.prefix, Duration::from_millis(500)).unwrap(),
+    );
+    let workers: Vec<_> = [&first, &second, &first, &second]
+        .into_iter()
+        .map(|c| {
+            let c = Arc::clone(c);
+            tokio::spawn(async move {
+                let mut granted = 0;
+                for _ in 0..50 {
+                    let take = c.take("w", &[60.0, 1e6], &[1.0, 10.0]).await.unwrap();
+                    granted += usize::from(take.short.is_none());
+                }
+                granted
             })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap())
-            .sum::<usize>()
-    });
+        })
+        .collect();
+    let mut granted = 0;
+    for worker in workers {
+        granted += worker.await.unwrap();
+    }
     // 60 at once, plus what a minute-long refill adds while the burst runs (one a second).
     assert!((60..=62).contains(&granted), "granted {granted} of 200");
-    let refused = first.take("w", &[60.0, 1e6], &[1.0, 10.0]).unwrap();
+    let refused = first.take("w", &[60.0, 1e6], &[1.0, 10.0]).await.unwrap();
     assert_eq!(
         refused.short,
         Some(0),
@@ -60,26 +59,24 @@ fn replicas_taking_at_once_never_take_more_than_the_bucket_holds() {
     assert!(refused.levels[1] > 1e6 - 10.0 * 63.0);
 }
 
-#[test]
-fn what_a_request_does_not_use_flows_back() {
+#[tokio::test]
+async fn what_a_request_does_not_use_flows_back() {
     let c = open();
-    let taken = c.take("w", &[10.0, 1000.0], &[1.0, 800.0]).unwrap();
+    let taken = c.take("w", &[10.0, 1000.0], &[1.0, 800.0]).await.unwrap();
     assert_eq!(taken.short, None);
     assert!((taken.levels[1] - 200.0).abs() < 1.0);
-    assert_eq!(
-        c.take("w", &[10.0, 1000.0], &[1.0, 600.0]).unwrap().short,
-        Some(1)
-    );
+    let short = c.take("w", &[10.0, 1000.0], &[1.0, 600.0]).await.unwrap();
+    assert_eq!(short.short, Some(1));
     c.give_back("w", &[10.0, 1000.0], &[0.0, 700.0]);
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
-        let again = c.take("w", &[10.0, 1000.0], &[0.0, 0.0]).unwrap();
+        let again = c.take("w", &[10.0, 1000.0], &[0.0, 0.0]).await.unwrap();
         if again.levels[1] > 850.0 {
             assert!(again.levels[1] <= 1000.0, "capped at capacity");
             break;
         }
         assert!(Instant::now() < deadline, "the give-back never landed");
-        std::thread::sleep(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -109,8 +106,8 @@ fn spend_is_seeded_once_then_added_atomically() {
     );
 }
 
-#[test]
-fn an_unreachable_redis_is_an_answer_within_the_timeout() {
+#[tokio::test]
+async fn an_unreachable_redis_is_an_answer_within_the_timeout() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -124,7 +121,7 @@ fn an_unreachable_redis_is_an_answer_within_the_timeout() {
     .unwrap();
     let started = Instant::now();
     assert!(matches!(
-        c.take("w", &[1.0], &[1.0]),
+        c.take("w", &[1.0], &[1.0]).await,
         Err(Error::Unreachable(_))
     ));
     assert!(matches!(c.ping(), Err(Error::Unreachable(_))));

@@ -169,19 +169,18 @@ pub async fn admit(
                 .spend
                 .check(&principal.workspace_id, &principal.workspace)?;
             Hold {
-                reservation: state.limits.reserve(
-                    &format!("{}/count_tokens", principal.workspace),
-                    0,
-                    0,
-                )?,
+                reservation: state
+                    .limits
+                    .reserve(&format!("{}/count_tokens", principal.workspace), 0, 0)
+                    .await?,
                 spend: None,
             }
         }
         Entry::Messages | Entry::Batch => {
-            let reservation =
-                state
-                    .limits
-                    .reserve(&principal.workspace, estimate, request.max_tokens)?;
+            let reservation = state
+                .limits
+                .reserve(&principal.workspace, estimate, request.max_tokens)
+                .await?;
             let spend = state.spend.reserve(
                 &principal.workspace_id,
                 &principal.workspace,

@@ -237,7 +237,7 @@ impl RateLimiter {
 
     /// Takes one request and the estimated tokens, or refuses with a 429 that names the
     /// limit and says when to retry.
-    pub fn reserve(
+    pub async fn reserve(
         &self,
         workspace: &str,
         input_estimate: u32,
@@ -259,7 +259,11 @@ impl RateLimiter {
         }
         let limits = self.limits(workspace);
         if let Some(shared) = &self.shared {
-            match shared.redis.take(workspace, &limits.capacities(), &amounts) {
+            match shared
+                .redis
+                .take(workspace, &limits.capacities(), &amounts)
+                .await
+            {
                 Ok(take) => {
                     // Redis decided; this replica only mirrors the levels it reported.
                     return self.with_buckets(workspace, |b| {
@@ -402,12 +406,12 @@ mod tests {
         (clock, limiter)
     }
 
-    #[test]
-    fn requests_past_the_limit_wait_for_the_refill() {
+    #[tokio::test]
+    async fn requests_past_the_limit_wait_for_the_refill() {
         let (clock, limiter) = limiter(2, 1000, 1000);
-        limiter.reserve("w", 1, 1).unwrap();
-        limiter.reserve("w", 1, 1).unwrap();
-        let refused = limiter.reserve("w", 1, 1).unwrap_err();
+        limiter.reserve("w", 1, 1).await.unwrap();
+        limiter.reserve("w", 1, 1).await.unwrap();
+        let refused = limiter.reserve("w", 1, 1).await.unwrap_err();
         assert_eq!(refused.retry_after, Some(30));
         assert!(
             refused.message.contains("2 requests per minute"),
@@ -415,17 +419,17 @@ mod tests {
             refused.message
         );
         *clock.0.lock().unwrap() += Duration::from_secs(30);
-        assert!(limiter.reserve("w", 1, 1).is_ok());
+        assert!(limiter.reserve("w", 1, 1).await.is_ok());
         // Another workspace has its own buckets.
-        assert!(limiter.reserve("other", 1, 1).is_ok());
+        assert!(limiter.reserve("other", 1, 1).await.is_ok());
     }
 
-    #[test]
-    fn settling_returns_unused_output_and_ignores_cache_reads() {
+    #[tokio::test]
+    async fn settling_returns_unused_output_and_ignores_cache_reads() {
         let (_, limiter) = limiter(100, 1000, 1000);
-        let held = limiter.reserve("w", 600, 800).unwrap();
+        let held = limiter.reserve("w", 600, 800).await.unwrap();
         assert!(
-            limiter.reserve("w", 600, 1).is_err(),
+            limiter.reserve("w", 600, 1).await.is_err(),
             "input estimate not held"
         );
         // The prompt was mostly read from cache: 100 uncached tokens, 50 output.
@@ -437,6 +441,6 @@ mod tests {
             "950"
         );
         assert_eq!(headers["anthropic-ratelimit-requests-remaining"], "99");
-        assert!(limiter.reserve("w", 600, 1).is_ok());
+        assert!(limiter.reserve("w", 600, 1).await.is_ok());
     }
 }

@@ -242,8 +242,11 @@ pub(super) async fn complete(
     let tx = c.transaction().await?;
     // Completions of one batch take turns: two at once would each see the other's request
     // still pending, and neither would end the batch.
-    tx.execute("SELECT 1 FROM batches WHERE id = $1 FOR UPDATE", &[&batch_id])
-        .await?;
+    tx.execute(
+        "SELECT 1 FROM batches WHERE id = $1 FOR UPDATE",
+        &[&batch_id],
+    )
+    .await?;
     let changed = tx
         .execute(
             "UPDATE batch_requests SET result_type = $3, result = $4, leased_by = NULL, lease_until = NULL \
