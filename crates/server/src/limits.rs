@@ -299,17 +299,21 @@ impl RateLimiter {
         if !self.enabled {
             return;
         }
-        if let (true, Some(shared)) = (reservation.shared, &self.shared) {
+        let back = [
+            0.0,
+            f64::from(reservation.input) - f64::from(uncached_input),
+            f64::from(reservation.output) - f64::from(output),
+        ];
+        // Nothing to settle (a token count, an estimate that was exact): no Redis call.
+        if let (true, Some(shared), true) = (
+            reservation.shared,
+            &self.shared,
+            back.iter().any(|b| *b != 0.0),
+        ) {
             let limits = self.limits(&reservation.workspace);
-            shared.redis.give_back(
-                &reservation.workspace,
-                &limits.capacities(),
-                &[
-                    0.0,
-                    f64::from(reservation.input) - f64::from(uncached_input),
-                    f64::from(reservation.output) - f64::from(output),
-                ],
-            );
+            shared
+                .redis
+                .give_back(&reservation.workspace, &limits.capacities(), &back);
         }
         self.with_buckets(&reservation.workspace, |b| {
             b.input.level = (b.input.level + f64::from(reservation.input)
