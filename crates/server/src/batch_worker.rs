@@ -84,10 +84,22 @@ async fn run(state: AppState, store: Arc<dyn Store>, concurrency: usize) {
                         if let Ok(mut r) = running.lock() {
                             r.insert(key.clone());
                         }
-                        let (state, store, running) =
-                            (state.clone(), Arc::clone(&store), Arc::clone(&running));
+                        let (state, store, running, owner) = (
+                            state.clone(),
+                            Arc::clone(&store),
+                            Arc::clone(&running),
+                            owner.clone(),
+                        );
                         tasks.spawn(async move {
+                            let (batch_id, idx) = (request.batch_id.clone(), request.idx);
                             let later = run_one(&state, store.as_ref(), request).await;
+                            if later {
+                                if let Err(err) =
+                                    store.release_batch_request(&owner, &batch_id, idx)
+                                {
+                                    tracing::error!(error = %err, "releasing a batch lease");
+                                }
+                            }
                             if let Ok(mut r) = running.lock() {
                                 r.remove(&key);
                             }

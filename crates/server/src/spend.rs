@@ -175,9 +175,10 @@ pub struct SpendTracker {
 struct SharedSpend {
     shared: Shared,
     store: Arc<dyn Store>,
-    /// Costs whose addition failed (Redis unreachable): added before the next one, so a
-    /// short outage loses nothing.
-    unsent: Mutex<Vec<(String, String, f64)>>,
+    /// Costs whose addition failed (Redis unreachable), summed by month and workspace id:
+    /// added before the next one, so an outage loses nothing and holds one entry per
+    /// workspace however long it lasts.
+    unsent: Mutex<HashMap<(String, String), f64>>,
 }
 
 fn month_start(now: OffsetDateTime) -> OffsetDateTime {
@@ -306,9 +307,10 @@ impl SpendTracker {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        while let Some((month, workspace_id, cents)) = unsent.last() {
+        while let Some(((month, workspace_id), cents)) = unsent.iter().next() {
             shared.shared.redis.add_spend(month, workspace_id, *cents)?;
-            unsent.pop();
+            let sent = (month.clone(), workspace_id.clone());
+            unsent.remove(&sent);
         }
         Ok(())
     }
@@ -335,7 +337,7 @@ impl SpendTracker {
             Err(err) => {
                 tracing::warn!(error = %err, "shared spend: kept to add later");
                 if let Ok(mut unsent) = shared.unsent.lock() {
-                    unsent.push((month, workspace_id.to_owned(), cents));
+                    *unsent.entry((month, workspace_id.to_owned())).or_default() += cents;
                 }
             }
         }

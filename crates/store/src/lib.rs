@@ -160,6 +160,9 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<PendingRequest>, Error>;
     /// Extends `owner`'s leases on the requests it has not finished.
     fn renew_batch_leases(&self, owner: &str, lease_ms: i64) -> Result<(), Error>;
+    /// Gives up `owner`'s lease on a request it will not run now (the model was busy), so
+    /// another replica, or a cancel, need not wait for the lease to run out.
+    fn release_batch_request(&self, owner: &str, batch_id: &str, idx: i64) -> Result<(), Error>;
     /// Stores a result and its usage row together, once: false if the request had already
     /// finished (canceled meanwhile, or completed before a crash).
     fn complete_batch_request(

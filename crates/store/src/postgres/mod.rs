@@ -590,6 +590,19 @@ impl Store for PostgresStore {
         })
     }
 
+    fn release_batch_request(&self, owner: &str, batch_id: &str, idx: i64) -> Result<(), Error> {
+        let (owner, batch_id) = (owner.to_owned(), batch_id.to_owned());
+        self.run(move |c| async move {
+            c.execute(
+                "UPDATE batch_requests SET leased_by = NULL, lease_until = NULL \
+                 WHERE batch_id = $1 AND idx = $2 AND leased_by = $3 AND result_type IS NULL",
+                &[&batch_id, &idx, &owner],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
     fn complete_batch_request(
         &self,
         batch_id: &str,

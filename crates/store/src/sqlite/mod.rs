@@ -418,6 +418,17 @@ impl Store for SqliteStore {
         self.with(|conn| batches::renew(conn, owner, lease_ms))
     }
 
+    fn release_batch_request(&self, owner: &str, batch_id: &str, idx: i64) -> Result<(), Error> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE batch_requests SET leased_by = NULL, lease_until = NULL \
+                 WHERE batch_id = ?1 AND idx = ?2 AND leased_by = ?3 AND result_type IS NULL",
+                params![batch_id, idx, owner],
+            )?;
+            Ok(())
+        })
+    }
+
     fn complete_batch_request(
         &self,
         batch_id: &str,

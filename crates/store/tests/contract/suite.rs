@@ -526,6 +526,36 @@ pub fn a_lease_keeps_a_request_from_other_owners_until_it_runs_out(f: &Fixture) 
         1
     );
 
+    // A released lease (the model was busy) frees the request at once.
+    let busy = store
+        .create_batch("w", "k", i64::MAX, &[batch_request("z")])
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_batch_requests("r1", 10, LEASE_MS, &[])
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(other
+        .claim_batch_requests("r2", 10, LEASE_MS, &[])
+        .unwrap()
+        .is_empty());
+    other.release_batch_request("r2", &busy.id, 0).unwrap();
+    assert!(
+        other
+            .claim_batch_requests("r2", 10, LEASE_MS, &[])
+            .unwrap()
+            .is_empty(),
+        "only its owner releases a lease"
+    );
+    store.release_batch_request("r1", &busy.id, 0).unwrap();
+    let freed = other.claim_batch_requests("r2", 10, LEASE_MS, &[]).unwrap();
+    assert_eq!(freed.len(), 1);
+    other
+        .complete_batch_request(&busy.id, 0, "succeeded", "{}", None)
+        .unwrap();
+
     // A lease that runs out puts the request back for anyone.
     let next = store
         .create_batch("w", "k", i64::MAX, &[batch_request("b")])
