@@ -27,17 +27,32 @@ pub fn sqlite() -> Fixture {
 
 /// A fresh database on the test server for each test.
 pub fn postgres() -> Fixture {
-    let server = std::env::var("MISSIVE_TEST_POSTGRES").expect(
+    let url = fresh_postgres_database(&postgres_server());
+    let store = Box::new(PostgresStore::open(&url).unwrap());
+    Fixture {
+        store,
+        again: Box::new(move || Box::new(PostgresStore::open(&url).unwrap())),
+        _dir: None,
+    }
+}
+
+/// The PostgreSQL server the tests create their databases on.
+pub fn postgres_server() -> String {
+    std::env::var("MISSIVE_TEST_POSTGRES").expect(
         "MISSIVE_TEST_POSTGRES must name a PostgreSQL server the tests may create databases on \
          (scripts/test starts one)",
-    );
+    )
+}
+
+/// Creates an empty database on the server `url` points at; returns its URL.
+pub fn fresh_postgres_database(url: &str) -> String {
     let name = format!("contract_{}", uuid::Uuid::new_v4().simple());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
             .unwrap();
         tokio::spawn(connection);
@@ -46,13 +61,7 @@ pub fn postgres() -> Fixture {
             .await
             .unwrap();
     });
-    let mut url: url::Url = server.parse().unwrap();
+    let mut url: url::Url = url.parse().unwrap();
     url.set_path(&name);
-    let url = url.to_string();
-    let store = Box::new(PostgresStore::open(&url).unwrap());
-    Fixture {
-        store,
-        again: Box::new(move || Box::new(PostgresStore::open(&url).unwrap())),
-        _dir: None,
-    }
+    url.to_string()
 }

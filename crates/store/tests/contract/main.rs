@@ -49,3 +49,24 @@ every_store!(
     owners_claiming_at_once_never_take_the_same_request,
     files_are_scoped_by_workspace_and_deleted_once,
 );
+
+/// Replicas starting together on an empty database: one applies the migrations under the
+/// lock, the others wait for it and find them applied.
+#[cfg(test)]
+#[test]
+fn replicas_starting_at_once_migrate_a_postgres_database_once() {
+    let fresh = fixtures::fresh_postgres_database(&fixtures::postgres_server());
+    let stores: Vec<missive_store::PostgresStore> = std::thread::scope(|scope| {
+        let starting: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| missive_store::PostgresStore::open(&fresh).unwrap()))
+            .collect();
+        starting.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    use missive_store::Store;
+    let organizations: std::collections::HashSet<String> = stores
+        .iter()
+        .map(|s| s.organization().unwrap().id)
+        .collect();
+    assert_eq!(organizations.len(), 1, "one organization, seen by all");
+    assert_eq!(stores[0].list_workspaces(true).unwrap().len(), 1);
+}
