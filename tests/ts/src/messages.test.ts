@@ -85,12 +85,14 @@ test('a system message inside the conversation is read', async () => {
 
 test('compaction round trip', async () => {
   const history: BetaMessageParam[] = [{ role: 'user', content: 'Review the project. The code word is HERON-42.' }];
-  for (let i = 0; i < 3; i++) {
+  // Long enough that a summary at its cap (512 tokens) still halves the conversation,
+  // however the model words it.
+  for (let i = 0; i < 4; i++) {
     history.push({
       role: 'assistant',
       content: [{ type: 'tool_use', id: `toolu_${i}`, name: 'read_file', input: { path: `src/m${i}.py` } }],
     });
-    const body = Array.from({ length: 30 }, (_, j) => `line${j} = compute(${i}, ${j})`).join(' ');
+    const body = Array.from({ length: 80 }, (_, j) => `line${j} = compute(${i}, ${j})`).join(' ');
     history.push({ role: 'user', content: [{ type: 'tool_result', tool_use_id: `toolu_${i}`, content: body }] });
   }
   const tools = [{ name: 'read_file', input_schema: { type: 'object' as const, properties: { path: { type: 'string' } } } }];
