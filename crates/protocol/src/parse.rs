@@ -592,7 +592,7 @@ fn validate_thinking(request: &MessagesRequest) -> Result<(), RequestError> {
 
 /// A schema the client sends must itself be valid JSON Schema (checked against the
 /// draft it declares, 2020-12 when it declares none).
-fn check_schema(schema: &serde_json::Value, path: &str) -> Result<(), RequestError> {
+pub fn check_schema(schema: &serde_json::Value, path: &str) -> Result<(), RequestError> {
     if !schema.is_object() {
         return Err(RequestError(format!(
             "{path}: must be a JSON Schema object"

@@ -60,6 +60,8 @@ pub struct Admitted {
     pub service_tier: &'static str,
     /// Context management and compaction, applied when the reply starts.
     pub context: ContextAsks,
+    /// Registry prompts and schemas the request named, for the response's headers.
+    pub registry: crate::registry::Used,
 }
 
 impl Admitted {
@@ -113,6 +115,13 @@ pub async fn admit(
     state
         .signer
         .verify_history(&principal.workspace_id, &request)?;
+    // Registry references first: every later check sees the text and schemas they stand for.
+    let mut request = request;
+    let registry = crate::registry::resolve(
+        state.store.as_deref(),
+        &principal.workspace_id,
+        &mut request,
+    )?;
     let (mut request, citable) =
         crate::documents::resolve(state, &principal.workspace_id, request).await?;
     let policy = state.policies.for_workspace(&principal.workspace);
@@ -277,6 +286,7 @@ pub async fn admit(
         hold,
         service_tier,
         context,
+        registry,
     })
 }
 

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod model_router;
 mod params;
 pub mod policy;
+pub mod registry;
 mod request_id;
 mod routes;
 pub mod shared;

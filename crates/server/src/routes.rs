@@ -7,6 +7,7 @@ mod health;
 pub(crate) mod messages;
 mod models;
 mod openai;
+mod registry;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -43,6 +44,12 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/files/{file_id}/content", get(files::content))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{model_id}", get(models::retrieve))
+        .route(
+            "/v1/missive/{kind}",
+            post(registry::create).get(registry::list),
+        )
+        .route("/v1/missive/{kind}/{name}", get(registry::retrieve))
+        .route("/v1/missive/{kind}/{name}/labels", post(registry::label))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::middleware,

@@ -6,6 +6,7 @@ mod batches;
 mod keys;
 mod ledger;
 mod postgres;
+mod registry;
 mod sqlite;
 mod tenancy;
 
@@ -13,6 +14,7 @@ pub use batches::{Batch, BatchResult, FileMeta, NewBatchRequest, PendingRequest,
 pub use keys::{hash_key, ApiKey, KeyKind, KeyStatus, NewApiKey};
 pub use ledger::{Dimension, TokenCounts, UsageQuery, UsageRecord, UsageRow};
 pub use postgres::PostgresStore;
+pub use registry::{RegistryEntry, RegistryKind, RegistryVersion, PRODUCTION};
 pub use sqlite::SqliteStore;
 pub use tenancy::{
     AuditEntry, KillSwitch, Member, Organization, User, Workspace, DEFAULT_WORKSPACE_ID, ORG_ROLES,
@@ -197,6 +199,38 @@ pub trait Store: Send + Sync {
     /// Counts control changes made through this handle (no IO): lets a cache in the same
     /// process see its own changes at once, without asking the database.
     fn local_control_changes(&self) -> u64;
+
+    /// Stores `body` as the next version of `name` in the workspace's registry (version 1,
+    /// labelled [`PRODUCTION`], for a new name). Versions never change.
+    fn add_registry_version(
+        &self,
+        workspace_id: &str,
+        kind: RegistryKind,
+        name: &str,
+        body: &str,
+    ) -> Result<RegistryVersion, Error>;
+    /// The entry with every version and label.
+    fn registry_entry(
+        &self,
+        workspace_id: &str,
+        kind: RegistryKind,
+        name: &str,
+    ) -> Result<Option<RegistryEntry>, Error>;
+    /// Every entry of the workspace, by name.
+    fn list_registry(
+        &self,
+        workspace_id: &str,
+        kind: RegistryKind,
+    ) -> Result<Vec<RegistryEntry>, Error>;
+    /// Points `label` at `version`, which must exist.
+    fn set_registry_label(
+        &self,
+        workspace_id: &str,
+        kind: RegistryKind,
+        name: &str,
+        label: &str,
+        version: i64,
+    ) -> Result<RegistryEntry, Error>;
 
     /// The named secret, created (`len` random bytes) on first use and kept thereafter.
     fn secret(&self, name: &str, len: usize) -> Result<Vec<u8>, Error>;

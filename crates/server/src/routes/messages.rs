@@ -157,6 +157,22 @@ pub(crate) async fn run(
     let events = billing::metered(events, billing);
     let mut headers = axum::http::HeaderMap::new();
     headers.extend(extra_headers);
+    for (name, used) in [
+        (
+            crate::registry::PROMPT_VERSION_HEADER,
+            &admitted.registry.prompts,
+        ),
+        (
+            crate::registry::SCHEMA_VERSION_HEADER,
+            &admitted.registry.schemas,
+        ),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&used.join(", ")) {
+            if !used.is_empty() {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+    }
     if admitted.images_replaced > 0 {
         let note = format!(
             "replaced {} with text placeholders; the model reads text only",

@@ -11,6 +11,7 @@
 mod batches;
 mod keys;
 mod ledger;
+mod registry;
 mod tenancy;
 
 use std::future::Future;
@@ -25,11 +26,14 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::{
     now_ms, ApiKey, AuditEntry, Batch, BatchResult, Error, FileMeta, KeyKind, KeyStatus,
-    KillSwitch, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest, Store,
-    UsageQuery, UsageRecord, UsageRow, User, Workspace,
+    KillSwitch, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest, RegistryEntry,
+    RegistryKind, RegistryVersion, Store, UsageQuery, UsageRecord, UsageRow, User, Workspace,
 };
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_schema.sql"),
+    include_str!("../../migrations/postgres/0002_registry.sql"),
+];
 
 /// Serializes migrations across replicas starting together (an arbitrary constant).
 const MIGRATION_LOCK: i64 = 0x006d_6973_7369_7665;
@@ -661,6 +665,48 @@ impl Store for PostgresStore {
 
     fn local_control_changes(&self) -> u64 {
         self.control_changes.load(Ordering::Acquire)
+    }
+
+    fn add_registry_version(
+        &self,
+        workspace_id: &str,
+        kind: RegistryKind,
+        name: &str,
+        body: &str,
+    ) -> Result<RegistryVersion, Error> {
+        let (w, n, b) = (workspace_id.to_owned(), name.to_owned(), body.to_owned());
+        self.run(move |c| async move { registry::add_version(c, &w, kind, &n, &b).await })
+    }
+
+    fn registry_entry(
+        &self,
+        workspace_id: &str,
+        kind: RegistryKind,
+        name: &str,
+    ) -> Result<Option<RegistryEntry>, Error> {
+        let (w, n) = (workspace_id.to_owned(), name.to_owned());
+        self.run(move |c| async move { Ok(registry::entries(&c, &w, kind, Some(&n)).await?.pop()) })
+    }
+
+    fn list_registry(
+        &self,
+        workspace_id: &str,
+        kind: RegistryKind,
+    ) -> Result<Vec<RegistryEntry>, Error> {
+        let w = workspace_id.to_owned();
+        self.run(move |c| async move { registry::entries(&c, &w, kind, None).await })
+    }
+
+    fn set_registry_label(
+        &self,
+        workspace_id: &str,
+        kind: RegistryKind,
+        name: &str,
+        label: &str,
+        version: i64,
+    ) -> Result<RegistryEntry, Error> {
+        let (w, n, l) = (workspace_id.to_owned(), name.to_owned(), label.to_owned());
+        self.run(move |c| async move { registry::set_label(&c, &w, kind, &n, &l, version).await })
     }
 
     fn secret(&self, name: &str, len: usize) -> Result<Vec<u8>, Error> {

@@ -4,6 +4,7 @@
 mod batches;
 mod keys;
 mod ledger;
+mod registry;
 mod tenancy;
 
 use std::path::Path;
@@ -14,8 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
     now_ms, ApiKey, AuditEntry, Batch, BatchResult, Error, FileMeta, KeyKind, KeyStatus,
-    KillSwitch, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest, Store,
-    UsageQuery, UsageRecord, UsageRow, User, Workspace,
+    KillSwitch, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest, RegistryEntry,
+    RegistryKind, RegistryVersion, Store, UsageQuery, UsageRecord, UsageRow, User, Workspace,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -26,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_batches_files.sql"),
     include_str!("../../migrations/sqlite/0006_server_tool_use.sql"),
     include_str!("../../migrations/sqlite/0007_batch_leases.sql"),
+    include_str!("../../migrations/sqlite/0008_registry.sql"),
 ];
 
 /// Two connections: writes (the ledger's commits, admin changes) go through one, lookups on
@@ -480,6 +482,44 @@ impl Store for SqliteStore {
 
     fn local_control_changes(&self) -> u64 {
         self.control_changes.load(Ordering::Acquire)
+    }
+
+    fn add_registry_version(
+        &self,
+        workspace_id: &str,
+        kind: RegistryKind,
+        name: &str,
+        body: &str,
+    ) -> Result<RegistryVersion, Error> {
+        self.with_mut(|conn| registry::add_version(conn, workspace_id, kind, name, body))
+    }
+
+    fn registry_entry(
+        &self,
+        workspace_id: &str,
+        kind: RegistryKind,
+        name: &str,
+    ) -> Result<Option<RegistryEntry>, Error> {
+        self.read(|conn| Ok(registry::entries(conn, workspace_id, kind, Some(name))?.pop()))
+    }
+
+    fn list_registry(
+        &self,
+        workspace_id: &str,
+        kind: RegistryKind,
+    ) -> Result<Vec<RegistryEntry>, Error> {
+        self.read(|conn| registry::entries(conn, workspace_id, kind, None))
+    }
+
+    fn set_registry_label(
+        &self,
+        workspace_id: &str,
+        kind: RegistryKind,
+        name: &str,
+        label: &str,
+        version: i64,
+    ) -> Result<RegistryEntry, Error> {
+        self.with(|conn| registry::set_label(conn, workspace_id, kind, name, label, version))
     }
 
     fn secret(&self, name: &str, len: usize) -> Result<Vec<u8>, Error> {

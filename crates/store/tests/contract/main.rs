@@ -48,6 +48,8 @@ every_store!(
     a_lease_keeps_a_request_from_other_owners_until_it_runs_out,
     owners_claiming_at_once_never_take_the_same_request,
     files_are_scoped_by_workspace_and_deleted_once,
+    registry_versions_are_immutable_and_labels_move,
+    replicas_adding_versions_at_once_number_them_without_gaps,
 );
 
 /// Replicas starting together on an empty database: one applies the migrations under the

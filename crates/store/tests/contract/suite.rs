@@ -658,3 +658,90 @@ pub fn files_are_scoped_by_workspace_and_deleted_once(f: &Fixture) {
     ));
     assert_eq!(f.open_again().list_files("w1").unwrap().len(), 1);
 }
+
+pub fn registry_versions_are_immutable_and_labels_move(f: &Fixture) {
+    use missive_store::{RegistryKind::Prompt, RegistryKind::Schema, PRODUCTION};
+    let store = &f.store;
+    let first = store
+        .add_registry_version("w1", Prompt, "support", "Be kind.")
+        .unwrap();
+    assert_eq!(first.version, 1);
+    let second = store
+        .add_registry_version("w1", Prompt, "support", "Be brief.")
+        .unwrap();
+    assert_eq!(second.version, 2);
+    let entry = store
+        .registry_entry("w1", Prompt, "support")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        entry.labelled(PRODUCTION).unwrap().body,
+        "Be kind.",
+        "the first version is production until a label moves"
+    );
+    assert_eq!(entry.version(2).unwrap().body, "Be brief.");
+    let moved = store
+        .set_registry_label("w1", Prompt, "support", PRODUCTION, 2)
+        .unwrap();
+    assert_eq!(moved.labelled(PRODUCTION).unwrap().version, 2);
+    store
+        .set_registry_label("w1", Prompt, "support", "staging", 1)
+        .unwrap();
+    assert!(matches!(
+        store.set_registry_label("w1", Prompt, "support", "staging", 3),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(store
+        .registry_entry("w2", Prompt, "support")
+        .unwrap()
+        .is_none());
+    assert!(store
+        .registry_entry("w1", Schema, "support")
+        .unwrap()
+        .is_none());
+    store
+        .add_registry_version("w1", Prompt, "billing", "Quote prices.")
+        .unwrap();
+    let listed = f.open_again().list_registry("w1", Prompt).unwrap();
+    assert_eq!(
+        listed.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        ["billing", "support"]
+    );
+    let support = &listed[1];
+    assert_eq!(
+        support.versions[0].body, "Be kind.",
+        "versions never change"
+    );
+    assert_eq!(
+        support.labels,
+        vec![(PRODUCTION.to_owned(), 2), ("staging".to_owned(), 1)]
+    );
+}
+
+pub fn replicas_adding_versions_at_once_number_them_without_gaps(f: &Fixture) {
+    use missive_store::RegistryKind::Schema;
+    let handles: Vec<Box<dyn Store>> = (0..3).map(|_| f.open_again()).collect();
+    let numbers: Vec<i64> = std::thread::scope(|scope| {
+        let writers: Vec<_> = handles
+            .iter()
+            .map(|store| {
+                scope.spawn(move || {
+                    (0..5)
+                        .map(|_| {
+                            store
+                                .add_registry_version("w", Schema, "order", "{}")
+                                .unwrap()
+                                .version
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        writers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let distinct: HashSet<i64> = numbers.iter().copied().collect();
+    assert_eq!(distinct, (1..=15).collect::<HashSet<i64>>());
+}

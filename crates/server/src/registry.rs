@@ -1,0 +1,219 @@
+//! Prompts and schemas from the workspace's registry, named inside a request: a system
+//! text block whose whole text is `{{prompt:NAME}}` (the `production` label),
+//! `{{prompt:NAME@LABEL}}` or `{{prompt:NAME@VERSION}}`, and a schema that is only
+//! `{"$ref": "missive:schemas/NAME@LABEL"}` in `output_config.format` or a tool's
+//! `input_schema`. Each is replaced by the stored text or schema before any other check,
+//! so the policy guard, the grammar and prompt caching see exactly what inline text would
+//! give them. What served a response is named in its headers.
+
+use missive_protocol::messages::{MessagesRequest, SystemPrompt};
+use missive_protocol::tools::OutputFormat;
+use missive_store::{RegistryEntry, RegistryKind, RegistryVersion, Store, PRODUCTION};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// The headers that name the registry versions a response used.
+pub const PROMPT_VERSION_HEADER: &str = "x-missive-prompt-version";
+pub const SCHEMA_VERSION_HEADER: &str = "x-missive-schema-version";
+
+const SCHEMA_REF: &str = "missive:schemas/";
+
+/// Which registry versions a request used, as `NAME@VERSION`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Used {
+    pub prompts: Vec<String>,
+    pub schemas: Vec<String>,
+}
+
+/// A reference: the entry's name and what picks the version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference<'a> {
+    pub name: &'a str,
+    pub pick: Pick<'a>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick<'a> {
+    Label(&'a str),
+    Version(i64),
+}
+
+/// Names are what the registry's routes accept: letters, digits, `_`, `-`, `.`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// `NAME`, `NAME@LABEL` or `NAME@VERSION`.
+pub fn parse_reference(text: &str) -> Option<Reference<'_>> {
+    let (name, pick) = match text.split_once('@') {
+        None => (text, Pick::Label(PRODUCTION)),
+        Some((name, pick)) => match pick.parse::<i64>() {
+            Ok(version) => (name, Pick::Version(version)),
+            Err(_) if valid_name(pick) => (name, Pick::Label(pick)),
+            Err(_) => return None,
+        },
+    };
+    valid_name(name).then_some(Reference { name, pick })
+}
+
+/// The prompt a system block's whole text names, if it names one.
+fn prompt_reference(text: &str) -> Option<&str> {
+    text.trim()
+        .strip_prefix("{{prompt:")?
+        .strip_suffix("}}")
+        .map(str::trim)
+}
+
+/// The schema a `{"$ref": "missive:schemas/…"}` object names, if that is all it is.
+fn schema_reference(schema: &Value) -> Option<&str> {
+    let object = schema.as_object().filter(|o| o.len() == 1)?;
+    object.get("$ref")?.as_str()?.strip_prefix(SCHEMA_REF)
+}
+
+/// The version a reference picks from an entry.
+pub fn pick<'e>(entry: &'e RegistryEntry, pick: Pick<'_>) -> Option<&'e RegistryVersion> {
+    match pick {
+        Pick::Label(label) => entry.labelled(label),
+        Pick::Version(version) => entry.version(version),
+    }
+}
+
+fn lookup(
+    store: &dyn Store,
+    workspace_id: &str,
+    kind: RegistryKind,
+    reference: &str,
+    field: &str,
+) -> Result<RegistryVersion, ApiError> {
+    let parsed = parse_reference(reference).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{field}: `{reference}` is not a registry reference (NAME, NAME@LABEL or NAME@VERSION)"
+        ))
+    })?;
+    let entry = store.registry_entry(workspace_id, kind, parsed.name)?;
+    entry
+        .as_ref()
+        .and_then(|entry| pick(entry, parsed.pick))
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "{field}: {} `{reference}` is not in this workspace's registry",
+                kind.as_str()
+            ))
+        })
+}
+
+/// Replaces every registry reference in the request; returns what was used.
+pub fn resolve(
+    store: Option<&dyn Store>,
+    workspace_id: &str,
+    request: &mut MessagesRequest,
+) -> Result<Used, ApiError> {
+    let mut used = Used::default();
+    let Some(store) = store else {
+        return Ok(used);
+    };
+    if let Some(SystemPrompt::Blocks(blocks)) = &mut request.system {
+        for (i, block) in blocks.iter_mut().enumerate() {
+            if let Some(reference) = prompt_reference(&block.text) {
+                let found = lookup(
+                    store,
+                    workspace_id,
+                    RegistryKind::Prompt,
+                    reference,
+                    &format!("system.{i}.text"),
+                )?;
+                used.prompts
+                    .push(format!("{}@{}", found.name, found.version));
+                block.text = found.body;
+            }
+        }
+    } else if let Some(SystemPrompt::Text(text)) = &mut request.system {
+        if let Some(reference) = prompt_reference(text) {
+            let found = lookup(
+                store,
+                workspace_id,
+                RegistryKind::Prompt,
+                reference,
+                "system",
+            )?;
+            used.prompts
+                .push(format!("{}@{}", found.name, found.version));
+            *text = found.body;
+        }
+    }
+    let mut schemas: Vec<(&mut Value, String)> = Vec::new();
+    if let Some(OutputFormat::JsonSchema { schema }) = request
+        .output_config
+        .as_mut()
+        .and_then(|c| c.format.as_mut())
+    {
+        schemas.push((schema, "output_config.format.schema".to_owned()));
+    }
+    if let Some(OutputFormat::JsonSchema { schema }) = request.output_format.as_mut() {
+        schemas.push((schema, "output_format.schema".to_owned()));
+    }
+    for (i, tool) in request.tools.iter_mut().flatten().enumerate() {
+        if let Some(schema) = tool.input_schema.as_mut() {
+            schemas.push((schema, format!("tools.{i}.input_schema")));
+        }
+    }
+    for (schema, field) in schemas {
+        let Some(reference) = schema_reference(schema) else {
+            continue;
+        };
+        let found = lookup(store, workspace_id, RegistryKind::Schema, reference, &field)?;
+        let stored: Value = serde_json::from_str(&found.body).map_err(ApiError::internal)?;
+        used.schemas
+            .push(format!("{}@{}", found.name, found.version));
+        *schema = stored;
+    }
+    Ok(used)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_name_a_label_or_a_version() {
+        assert_eq!(
+            parse_reference("support"),
+            Some(Reference {
+                name: "support",
+                pick: Pick::Label("production")
+            })
+        );
+        assert_eq!(
+            parse_reference("support@staging").map(|r| r.pick),
+            Some(Pick::Label("staging"))
+        );
+        assert_eq!(
+            parse_reference("support@3").map(|r| r.pick),
+            Some(Pick::Version(3))
+        );
+        assert_eq!(parse_reference("sup port"), None);
+        assert_eq!(parse_reference("a@b c"), None);
+        assert_eq!(
+            prompt_reference(" {{prompt:support@2}} "),
+            Some("support@2")
+        );
+        assert_eq!(prompt_reference("Be kind. {{prompt:support}}"), None);
+        assert_eq!(
+            schema_reference(&serde_json::json!({"$ref": "missive:schemas/order@production"})),
+            Some("order@production")
+        );
+        assert_eq!(
+            schema_reference(
+                &serde_json::json!({"$ref": "missive:schemas/order", "type": "object"})
+            ),
+            None,
+            "only a schema that is the reference alone"
+        );
+    }
+}

@@ -1,0 +1,123 @@
+"""The registry of versioned prompts and schemas (`/v1/missive/…`), used from the official
+SDK without changing its calls: a system block `{{prompt:NAME}}` and a schema
+`{"$ref": "missive:schemas/NAME"}`."""
+
+import json
+
+import anthropic
+import httpx
+import pytest
+
+from conftest import API_KEY, Missive, sampling
+
+MODEL = "claude-sonnet-4-5"
+ORDER = {
+    "type": "object",
+    "properties": {"size": {"type": "string", "enum": ["small", "large"]}, "count": {"type": "integer"}},
+    "required": ["size", "count"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture(scope="module")
+def registry():
+    server = Missive().start()
+    yield server
+    server.stop()
+
+
+def call(server, method, path, key=API_KEY, **kwargs):
+    return httpx.request(method, server.url + path, headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+                         timeout=30, **kwargs)
+
+
+def ask(client, system, **extra):
+    raw = client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=8, system=system, messages=[{"role": "user", "content": "Go."}],
+        **sampling(temperature=0), **extra,
+    )
+    return raw.headers, raw.parse()
+
+
+def tokens(client, system):
+    return client.messages.count_tokens(model=MODEL, system=system, messages=[{"role": "user", "content": "Go."}]).input_tokens
+
+
+def test_versions_are_immutable_and_a_label_move_takes_effect_on_the_next_request(registry):
+    client = anthropic.Anthropic(base_url=registry.url, api_key=API_KEY, max_retries=0)
+    texts = ["Answer in one word: yes.", "Answer in exactly three short words, all lowercase, about the sea."]
+    for i, text in enumerate(texts, start=1):
+        created = call(registry, "POST", "/v1/missive/prompts", json={"name": "support", "text": text}).json()
+        assert created["type"] == "prompt_version" and created["version"] == i and created["text"] == text
+    entry = call(registry, "GET", "/v1/missive/prompts/support").json()
+    assert entry["labels"] == {"production": 1} and [v["version"] for v in entry["versions"]] == [1, 2]
+
+    reference = [{"type": "text", "text": "{{prompt:support}}"}]
+    headers, message = ask(client, reference)
+    assert headers["x-missive-prompt-version"] == "support@1"
+    # The resolved prompt is exactly the inline text: the same tokens, the same prefix.
+    assert tokens(client, reference) == tokens(client, [{"type": "text", "text": texts[0]}])
+    assert message.usage.input_tokens == tokens(client, [{"type": "text", "text": texts[0]}])
+
+    moved = call(registry, "POST", "/v1/missive/prompts/support/labels", json={"label": "production", "version": 2})
+    assert moved.status_code == 200 and moved.json()["labels"]["production"] == 2
+    headers, _ = ask(client, reference)
+    assert headers["x-missive-prompt-version"] == "support@2"
+    assert tokens(client, reference) == tokens(client, [{"type": "text", "text": texts[1]}])
+    # Pinned versions and other labels, and version 1 exactly as it was saved.
+    headers, _ = ask(client, [{"type": "text", "text": "{{prompt:support@1}}"}])
+    assert headers["x-missive-prompt-version"] == "support@1"
+    call(registry, "POST", "/v1/missive/prompts/support/labels", json={"label": "staging", "version": 1})
+    headers, _ = ask(client, "{{prompt:support@staging}}")
+    assert headers["x-missive-prompt-version"] == "support@1"
+    assert call(registry, "GET", "/v1/missive/prompts/support", params={"version": 1}).json()["text"] == texts[0]
+    assert call(registry, "POST", "/v1/missive/prompts/support/labels",
+                json={"label": "production", "version": 9}).status_code == 404
+
+
+def test_unknown_names_are_a_400_that_names_them(registry):
+    client = anthropic.Anthropic(base_url=registry.url, api_key=API_KEY, max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        ask(client, [{"type": "text", "text": "{{prompt:nosuch@production}}"}])
+    assert "nosuch@production" in refused.value.message and "system.0.text" in refused.value.message
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        ask(client, "Hi.", extra_body={"output_config": {"format": {
+            "type": "json_schema", "schema": {"$ref": "missive:schemas/missing"}}}})
+    assert "missing" in refused.value.message and "output_config.format.schema" in refused.value.message
+
+
+def test_a_schema_is_checked_on_save_fetched_by_label_and_enforced_by_reference(registry):
+    client = anthropic.Anthropic(base_url=registry.url, api_key=API_KEY, max_retries=0)
+    bad = call(registry, "POST", "/v1/missive/schemas", json={"name": "order", "schema": {"type": 5}})
+    assert bad.status_code == 400 and "schema" in bad.json()["error"]["message"]
+    saved = call(registry, "POST", "/v1/missive/schemas", json={"name": "order", "schema": ORDER}).json()
+    assert saved["type"] == "schema_version" and saved["version"] == 1
+    fetched = call(registry, "GET", "/v1/missive/schemas/order", params={"label": "production"}).json()
+    assert fetched["schema"] == ORDER
+
+    reference = {"$ref": "missive:schemas/order@production"}
+    raw = client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=60, messages=[{"role": "user", "content": "Order some coffee."}],
+        extra_body={"output_config": {"format": {"type": "json_schema", "schema": reference}}, "temperature": 1.0},
+    )
+    assert raw.headers["x-missive-schema-version"] == "order@1"
+    answer = json.loads(raw.parse().content[0].text)
+    assert answer["size"] in ("small", "large") and isinstance(answer["count"], int)
+    assert set(answer) == {"size", "count"}, "the grammar held the stored schema"
+
+    message = client.messages.create(
+        model=MODEL, max_tokens=60, messages=[{"role": "user", "content": "Order some tea."}],
+        tools=[{"name": "place_order", "description": "Place an order", "input_schema": reference}],
+        tool_choice={"type": "tool", "name": "place_order"},
+    )
+    call_block = next(b for b in message.content if b.type == "tool_use")
+    assert call_block.input["size"] in ("small", "large") and set(call_block.input) == {"size", "count"}
+
+
+def test_a_workspace_sees_only_its_own_registry(registry):
+    other = registry.cli("keys", "create", "--workspace", "elsewhere", "--name", "elsewhere")
+    assert call(registry, "GET", "/v1/missive/prompts/support", key=other).status_code == 404
+    assert call(registry, "GET", "/v1/missive/prompts", key=other).json()["data"] == []
+    client = anthropic.Anthropic(base_url=registry.url, api_key=other, max_retries=0)
+    with pytest.raises(anthropic.BadRequestError):
+        ask(client, "{{prompt:support}}")
