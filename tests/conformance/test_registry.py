@@ -81,8 +81,11 @@ def test_unknown_names_are_a_400_that_names_them(registry):
         ask(client, [{"type": "text", "text": "{{prompt:nosuch@production}}"}])
     assert "nosuch@production" in refused.value.message and "system.0.text" in refused.value.message
     with pytest.raises(anthropic.BadRequestError) as refused:
-        ask(client, "Hi.", extra_body={"output_config": {"format": {
-            "type": "json_schema", "schema": {"$ref": "missive:schemas/missing"}}}})
+        client.messages.create(
+            model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "Hi."}],
+            extra_body={"output_config": {"format": {"type": "json_schema",
+                                                     "schema": {"$ref": "missive:schemas/missing"}}}},
+        )
     assert "missing" in refused.value.message and "output_config.format.schema" in refused.value.message
 
 
