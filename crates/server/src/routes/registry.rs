@@ -14,13 +14,19 @@ use serde_json::{json, Map, Value};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::file_storage;
 use crate::params::rfc3339_ms;
 use crate::registry::{parse_reference, pick, valid_name, Pick};
 use crate::state::AppState;
 
 /// The most one version may hold: a system prompt or a schema, not a corpus.
 const MAX_VERSION_BYTES: usize = 1024 * 1024;
+
+/// The registry lives in the store; a server without one (governance off) has none.
+fn store(state: &AppState) -> Result<&dyn missive_store::Store, ApiError> {
+    state.store.as_deref().ok_or_else(|| {
+        ApiError::not_found("The registry needs a store; this server runs without one")
+    })
+}
 
 fn kind_of(path: &str) -> Result<RegistryKind, ApiError> {
     match path {
@@ -113,12 +119,8 @@ pub async fn create(
             "schema: Field required (a JSON Schema object; `text` belongs to /v1/missive/prompts)",
         )),
     };
-    let version = file_storage::store(&state)?.add_registry_version(
-        &principal.workspace_id,
-        kind,
-        &body.name,
-        &stored,
-    )?;
+    let version =
+        store(&state)?.add_registry_version(&principal.workspace_id, kind, &body.name, &stored)?;
     Ok(Json(version_view(kind, &version)))
 }
 
@@ -129,7 +131,7 @@ pub async fn list(
     Path(kind): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let kind = kind_of(&kind)?;
-    let entries = file_storage::store(&state)?.list_registry(&principal.workspace_id, kind)?;
+    let entries = store(&state)?.list_registry(&principal.workspace_id, kind)?;
     let data: Vec<Value> = entries.iter().map(|e| entry_view(kind, e)).collect();
     Ok(Json(json!({
         "data": data,
@@ -157,7 +159,7 @@ pub async fn retrieve(
     Query(selector): Query<Selector>,
 ) -> Result<Response, ApiError> {
     let kind = kind_of(&kind)?;
-    let entry = file_storage::store(&state)?
+    let entry = store(&state)?
         .registry_entry(&principal.workspace_id, kind, &name)?
         .ok_or_else(|| ApiError::not_found(format!("{} {name} not found", kind.as_str())))?;
     let chosen = match (&selector.label, selector.version) {
@@ -204,7 +206,7 @@ pub async fn label(
             "label: 1 to 64 letters, digits, `_`, `-` or `.`, not a number",
         ));
     }
-    let entry = file_storage::store(&state)?.set_registry_label(
+    let entry = store(&state)?.set_registry_label(
         &principal.workspace_id,
         kind,
         &name,
