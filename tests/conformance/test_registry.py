@@ -71,6 +71,14 @@ def test_versions_are_immutable_and_a_label_move_takes_effect_on_the_next_reques
     headers, _ = ask(client, "{{prompt:support@staging}}")
     assert headers["x-missive-prompt-version"] == "support@1"
     assert call(registry, "GET", "/v1/missive/prompts/support", params={"version": 1}).json()["text"] == texts[0]
+    # The header names a prompt for a client that cannot change its `system`: it goes first.
+    headers, _ = ask(client, "Keep it short.", extra_headers={"x-missive-prompt": "support@staging"})
+    assert headers["x-missive-prompt-version"] == "support@1"
+    both = [{"type": "text", "text": texts[0]}, {"type": "text", "text": "Keep it short."}]
+    raw = client.messages.with_raw_response.count_tokens(
+        model=MODEL, system="Keep it short.", messages=[{"role": "user", "content": "Go."}],
+        extra_headers={"x-missive-prompt": "support@staging"})
+    assert raw.parse().input_tokens == tokens(client, both)
     assert call(registry, "POST", "/v1/missive/prompts/support/labels",
                 json={"label": "production", "version": 9}).status_code == 404
 

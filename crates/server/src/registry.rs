@@ -6,7 +6,7 @@
 //! so the policy guard, the grammar and prompt caching see exactly what inline text would
 //! give them. What served a response is named in its headers.
 
-use missive_protocol::messages::{MessagesRequest, SystemPrompt};
+use missive_protocol::messages::{MessagesRequest, SystemBlock, SystemBlockType, SystemPrompt};
 use missive_protocol::tools::OutputFormat;
 use missive_store::{RegistryEntry, RegistryKind, RegistryVersion, Store, PRODUCTION};
 use serde_json::Value;
@@ -16,6 +16,9 @@ use crate::error::ApiError;
 /// The headers that name the registry versions a response used.
 pub const PROMPT_VERSION_HEADER: &str = "x-missive-prompt-version";
 pub const SCHEMA_VERSION_HEADER: &str = "x-missive-schema-version";
+
+/// The request header that names a prompt without touching `system`.
+pub const PROMPT_HEADER: &str = "x-missive-prompt";
 
 const SCHEMA_REF: &str = "missive:schemas/";
 
@@ -106,6 +109,26 @@ fn lookup(
                 kind.as_str()
             ))
         })
+}
+
+/// Puts a `{{prompt:REFERENCE}}` block before the request's system prompt (the
+/// `x-missive-prompt` header); [`resolve`] then fills it in like any other.
+pub fn prepend_prompt(request: &mut MessagesRequest, reference: &str) {
+    let block = SystemBlock {
+        kind: SystemBlockType::Text,
+        text: format!("{{{{prompt:{reference}}}}}"),
+        cache_control: None,
+    };
+    let mut blocks = match request.system.take() {
+        None => Vec::new(),
+        Some(SystemPrompt::Text(text)) => vec![SystemBlock {
+            text,
+            ..block.clone()
+        }],
+        Some(SystemPrompt::Blocks(blocks)) => blocks,
+    };
+    blocks.insert(0, block);
+    request.system = Some(SystemPrompt::Blocks(blocks));
 }
 
 /// Replaces every registry reference in the request; returns what was used.

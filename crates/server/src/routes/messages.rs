@@ -54,6 +54,7 @@ pub async fn create(
             .map(|b| b.trim().to_owned())
             .filter(|b| !b.is_empty())
             .collect(),
+        prompt: prompt_header(&headers),
     };
     let run = run(&state, &principal, access, &body, dispatch).await?;
     let mut response = if run.stream {
@@ -79,6 +80,14 @@ pub async fn create(
     Ok(response)
 }
 
+/// `x-missive-prompt`, when the request names a registry prompt that way.
+fn prompt_header(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(crate::registry::PROMPT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+}
+
 /// What a request's headers say about where and how it is sent on.
 #[derive(Debug, Default)]
 pub(crate) struct Dispatch {
@@ -86,6 +95,9 @@ pub(crate) struct Dispatch {
     pub session: Option<String>,
     /// `anthropic-beta` values, passed on to Claude API upstreams.
     pub betas: Vec<String>,
+    /// `x-missive-prompt: NAME@LABEL`: a registry prompt placed before the request's own
+    /// system prompt, for clients that cannot change their `system`.
+    pub prompt: Option<String>,
 }
 
 /// A Messages request under way: its Claude events, and the headers its response carries.
@@ -105,7 +117,10 @@ pub(crate) async fn run(
     dispatch: Dispatch,
 ) -> Result<Run, ApiError> {
     let started = std::time::Instant::now();
-    let request = parse_messages_request(body)?;
+    let mut request = parse_messages_request(body)?;
+    if let Some(reference) = dispatch.prompt.as_deref() {
+        crate::registry::prepend_prompt(&mut request, reference);
+    }
     let admitted = admission::admit(state, principal, request, body.len(), Entry::Messages).await?;
     access.model(&admitted.backend.descriptor().id);
     // Claude Code sends thinking to any model it takes for Claude; a model that cannot
@@ -199,10 +214,14 @@ pub async fn count_tokens(
     State(state): State<AppState>,
     principal: Option<Extension<Principal>>,
     access: Option<Extension<AccessSlot>>,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let principal = principal.map_or_else(|| Principal::configured(KeyKind::Standard), |p| p.0);
-    let request = parse_count_tokens_request(&body)?.into_messages_request();
+    let mut request = parse_count_tokens_request(&body)?.into_messages_request();
+    if let Some(reference) = prompt_header(&headers) {
+        crate::registry::prepend_prompt(&mut request, &reference);
+    }
     let admitted =
         admission::admit(&state, &principal, request, body.len(), Entry::CountTokens).await?;
     let id = admitted.backend.descriptor().id.clone();
