@@ -87,12 +87,19 @@ pub fn pick<'e>(entry: &'e RegistryEntry, pick: Pick<'_>) -> Option<&'e Registry
 }
 
 fn lookup(
-    store: &dyn Store,
+    store: Option<&dyn Store>,
     workspace_id: &str,
     kind: RegistryKind,
     reference: &str,
     field: &str,
 ) -> Result<RegistryVersion, ApiError> {
+    // Without a store (governance off) there is no registry: the reference is refused,
+    // not sent to the model as text.
+    let store = store.ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{field}: `{reference}` names the registry, which needs the store; this server runs without one"
+        ))
+    })?;
     let parsed = parse_reference(reference).ok_or_else(|| {
         ApiError::invalid(format!(
             "{field}: `{reference}` is not a registry reference (NAME, NAME@LABEL or NAME@VERSION)"
@@ -138,9 +145,6 @@ pub fn resolve(
     request: &mut MessagesRequest,
 ) -> Result<Used, ApiError> {
     let mut used = Used::default();
-    let Some(store) = store else {
-        return Ok(used);
-    };
     if let Some(SystemPrompt::Blocks(blocks)) = &mut request.system {
         for (i, block) in blocks.iter_mut().enumerate() {
             if let Some(reference) = prompt_reference(&block.text) {
@@ -238,5 +242,16 @@ mod tests {
             None,
             "only a schema that is the reference alone"
         );
+    }
+
+    #[test]
+    fn without_a_store_a_reference_is_refused_and_plain_text_passes() {
+        let body = br#"{"model":"m","max_tokens":5,"system":"{{prompt:support}}","messages":[{"role":"user","content":"x"}]}"#;
+        let mut request = missive_protocol::parse_messages_request(body).unwrap();
+        let refused = resolve(None, "w", &mut request).unwrap_err();
+        assert!(refused.message.contains("support"), "{}", refused.message);
+        let body = br#"{"model":"m","max_tokens":5,"system":"Be kind.","messages":[{"role":"user","content":"x"}]}"#;
+        let mut request = missive_protocol::parse_messages_request(body).unwrap();
+        assert_eq!(resolve(None, "w", &mut request).unwrap(), Used::default());
     }
 }
