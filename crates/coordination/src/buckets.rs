@@ -4,10 +4,9 @@
 
 use crate::{Coordination, Error};
 
-/// Refills every bucket of `KEYS[1]` (capacities `ARGV[1..n]`, per minute), then takes
-/// `ARGV[n+1..2n]` from each if every one has enough. Returns the index (1-based) of the first
-/// bucket that had not (0 when all were taken) and the levels after.
-pub(crate) const TAKE: &str = r"
+/// What both scripts start with: the buckets of `KEYS[1]` (capacities per minute in
+/// `ARGV[1..n]`) refilled to now; `level(k)` is bucket `k`'s level, capped at capacity.
+const REFILL: &str = r"
 local n = #ARGV / 2
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -15,12 +14,17 @@ local stored = redis.call('HGETALL', KEYS[1])
 local fields = {}
 for i = 1, #stored, 2 do fields[stored[i]] = tonumber(stored[i + 1]) end
 local since = ms - (fields['t'] or ms)
-local levels = {}
-for k = 1, n do
+local function level(k)
   local cap = tonumber(ARGV[k])
-  local level = fields['b' .. k] or cap
-  levels[k] = math.min(cap, level + since * cap / 60000)
+  return math.min(cap, (fields['b' .. k] or cap) + since * cap / 60000)
 end
+";
+
+/// Takes `ARGV[n+1..2n]` from each bucket if every one has enough. Returns the index
+/// (1-based) of the first bucket that had not (0 when all were taken) and the levels after.
+const TAKE: &str = r"
+local levels = {}
+for k = 1, n do levels[k] = level(k) end
 local short = 0
 for k = 1, n do
   local want = math.min(tonumber(ARGV[n + k]), tonumber(ARGV[k]))
@@ -41,28 +45,26 @@ redis.call('PEXPIRE', KEYS[1], 120000)
 return out
 ";
 
-/// Refills, then adds `ARGV[n+1..2n]` (negative: takes) to each bucket, capped at its
-/// capacity: what a request reserved and did not use flows back.
-pub(crate) const GIVE_BACK: &str = r"
-local n = #ARGV / 2
-local now = redis.call('TIME')
-local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local stored = redis.call('HGETALL', KEYS[1])
-local fields = {}
-for i = 1, #stored, 2 do fields[stored[i]] = tonumber(stored[i + 1]) end
-local since = ms - (fields['t'] or ms)
+/// Adds `ARGV[n+1..2n]` (negative: takes) to each bucket, capped at its capacity: what a
+/// request reserved and did not use flows back.
+const GIVE_BACK: &str = r"
 local set = {'t', ms}
 for k = 1, n do
-  local cap = tonumber(ARGV[k])
-  local level = math.min(cap, (fields['b' .. k] or cap) + since * cap / 60000)
-  level = math.min(cap, level + tonumber(ARGV[n + k]))
   table.insert(set, 'b' .. k)
-  table.insert(set, tostring(level))
+  table.insert(set, tostring(math.min(tonumber(ARGV[k]), level(k) + tonumber(ARGV[n + k]))))
 end
 redis.call('HSET', KEYS[1], unpack(set))
 redis.call('PEXPIRE', KEYS[1], 120000)
 return 1
 ";
+
+pub(crate) fn take_script() -> redis::Script {
+    redis::Script::new(&format!("{REFILL}{TAKE}"))
+}
+
+pub(crate) fn give_back_script() -> redis::Script {
+    redis::Script::new(&format!("{REFILL}{GIVE_BACK}"))
+}
 
 /// What [`Coordination::take`] came to.
 #[derive(Debug, Clone, PartialEq)]

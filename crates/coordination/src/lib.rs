@@ -67,8 +67,8 @@ impl Coordination {
             runtime,
             connection,
             scripts: Arc::new(Scripts {
-                take: redis::Script::new(buckets::TAKE),
-                give_back: redis::Script::new(buckets::GIVE_BACK),
+                take: buckets::take_script(),
+                give_back: buckets::give_back_script(),
                 spend_add: redis::Script::new(spend::ADD),
                 spend_seed: redis::Script::new(spend::SEED),
             }),

@@ -25,6 +25,33 @@ pub struct RequestCounts {
 }
 
 impl RequestCounts {
+    /// Tallies from `(result_type, count)` rows (`None`: still pending), as the Claude API
+    /// reports them: everything is `processing` until the batch has ended.
+    pub(crate) fn tally(
+        rows: impl IntoIterator<Item = (Option<String>, i64)>,
+        ended: bool,
+    ) -> Self {
+        let mut c = RequestCounts::default();
+        for (kind, n) in rows {
+            let n = u64::try_from(n).unwrap_or(0);
+            match kind.as_deref() {
+                Some("succeeded") => c.succeeded += n,
+                Some("errored") => c.errored += n,
+                Some("canceled") => c.canceled += n,
+                Some("expired") => c.expired += n,
+                _ => c.processing += n,
+            }
+        }
+        if ended {
+            c
+        } else {
+            RequestCounts {
+                processing: c.total(),
+                ..RequestCounts::default()
+            }
+        }
+    }
+
     pub fn total(&self) -> u64 {
         self.processing + self.succeeded + self.errored + self.canceled + self.expired
     }

@@ -86,6 +86,40 @@ impl ApiKey {
     }
 }
 
+/// A key's columns as both stores keep them; [`ApiKey`] derives what they leave implicit.
+pub(crate) struct StoredKey {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    /// Empty for admin keys.
+    pub workspace_id: String,
+    pub workspace_name: Option<String>,
+    pub hint: String,
+    pub status: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+impl From<StoredKey> for ApiKey {
+    fn from(k: StoredKey) -> Self {
+        let mut status = KeyStatus::parse(&k.status).unwrap_or(KeyStatus::Inactive);
+        if status == KeyStatus::Active && k.expires_at.is_some_and(|at| at <= crate::now_secs()) {
+            status = KeyStatus::Expired;
+        }
+        ApiKey {
+            id: k.id,
+            name: k.name,
+            kind: KeyKind::parse(&k.kind).unwrap_or(KeyKind::Standard),
+            workspace_id: (!k.workspace_id.is_empty()).then_some(k.workspace_id),
+            workspace_name: k.workspace_name,
+            hint: k.hint,
+            status,
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+        }
+    }
+}
+
 /// A key just created: the only time its secret exists outside the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewApiKey {

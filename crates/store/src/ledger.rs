@@ -31,6 +31,23 @@ pub struct TokenCounts {
 }
 
 impl TokenCounts {
+    /// Totals summed by a store, in the order its usage query selects them: uncached input,
+    /// 5-minute and 1-hour cache writes, cache reads, output, web searches, web fetches,
+    /// code execution milliseconds.
+    pub(crate) fn from_sums(sums: [i64; 8]) -> Self {
+        let n = |i: usize| u64::try_from(sums[i]).unwrap_or(0);
+        TokenCounts {
+            uncached_input: n(0),
+            cache_creation_5m: n(1),
+            cache_creation_1h: n(2),
+            cache_read: n(3),
+            output: n(4),
+            web_search_requests: n(5),
+            web_fetch_requests: n(6),
+            code_execution_ms: n(7),
+        }
+    }
+
     pub fn add(&mut self, other: &TokenCounts) {
         self.uncached_input += other.uncached_input;
         self.cache_creation_5m += other.cache_creation_5m;

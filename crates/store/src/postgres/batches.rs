@@ -25,7 +25,6 @@ fn row_to_batch(row: &Row) -> Result<Batch, Error> {
     })
 }
 
-/// Tallies as the Claude API reports them: everything is `processing` until the batch ends.
 async fn counts(c: &impl GenericClient, batch: &mut Batch) -> Result<(), Error> {
     let rows = c
         .query(
@@ -33,25 +32,11 @@ async fn counts(c: &impl GenericClient, batch: &mut Batch) -> Result<(), Error> 
             &[&batch.id],
         )
         .await?;
-    let mut tally = RequestCounts::default();
-    for row in rows {
-        let kind: Option<String> = row.try_get(0)?;
-        let n = u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0);
-        match kind.as_deref() {
-            Some("succeeded") => tally.succeeded += n,
-            Some("errored") => tally.errored += n,
-            Some("canceled") => tally.canceled += n,
-            Some("expired") => tally.expired += n,
-            _ => tally.processing += n,
-        }
-    }
-    if batch.ended_at_ms.is_none() {
-        tally = RequestCounts {
-            processing: tally.total(),
-            ..RequestCounts::default()
-        };
-    }
-    batch.counts = tally;
+    let rows = rows
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    batch.counts = RequestCounts::tally(rows, batch.ended_at_ms.is_some());
     Ok(())
 }
 

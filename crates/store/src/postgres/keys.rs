@@ -1,7 +1,7 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use crate::keys::{generate_secret, hash_key, hint};
+use crate::keys::{generate_secret, hash_key, hint, StoredKey};
 use crate::{now_secs, ApiKey, Error, KeyKind, KeyStatus, NewApiKey};
 
 const COLUMNS: &str = "k.id, k.name, k.kind, k.workspace_id, w.name, k.hint, k.status, \
@@ -9,25 +9,18 @@ const COLUMNS: &str = "k.id, k.name, k.kind, k.workspace_id, w.name, k.hint, k.s
 const FROM: &str = "api_keys k LEFT JOIN workspaces w ON w.id = k.workspace_id";
 
 fn row_to_key(row: &Row) -> Result<ApiKey, Error> {
-    let kind: String = row.try_get(2)?;
-    let workspace_id: String = row.try_get(3)?;
-    let status: String = row.try_get(6)?;
-    let expires_at: Option<i64> = row.try_get(8)?;
-    let mut status = KeyStatus::parse(&status).unwrap_or(KeyStatus::Inactive);
-    if status == KeyStatus::Active && expires_at.is_some_and(|at| at <= now_secs()) {
-        status = KeyStatus::Expired;
-    }
-    Ok(ApiKey {
+    Ok(StoredKey {
         id: row.try_get(0)?,
         name: row.try_get(1)?,
-        kind: KeyKind::parse(&kind).unwrap_or(KeyKind::Standard),
-        workspace_id: (!workspace_id.is_empty()).then_some(workspace_id),
+        kind: row.try_get(2)?,
+        workspace_id: row.try_get(3)?,
         workspace_name: row.try_get(4)?,
         hint: row.try_get(5)?,
-        status,
+        status: row.try_get(6)?,
         created_at: row.try_get(7)?,
-        expires_at,
-    })
+        expires_at: row.try_get(8)?,
+    }
+    .into())
 }
 
 pub(super) async fn create(

@@ -54,10 +54,6 @@ fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn tokens(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
 pub(super) async fn usage(
     c: &impl GenericClient,
     query: &UsageQuery,
@@ -107,16 +103,16 @@ pub(super) async fn usage(
                 workspace_id: row.try_get(2)?,
                 model: row.try_get(3)?,
                 service_tier: row.try_get(4)?,
-                tokens: TokenCounts {
-                    uncached_input: tokens(row.try_get(5)?),
-                    cache_creation_5m: tokens(row.try_get(6)?),
-                    cache_creation_1h: tokens(row.try_get(7)?),
-                    cache_read: tokens(row.try_get(8)?),
-                    output: tokens(row.try_get(9)?),
-                    web_search_requests: tokens(row.try_get(10)?),
-                    web_fetch_requests: tokens(row.try_get(11)?),
-                    code_execution_ms: tokens(row.try_get(12)?),
-                },
+                tokens: TokenCounts::from_sums([
+                    row.try_get(5)?,
+                    row.try_get(6)?,
+                    row.try_get(7)?,
+                    row.try_get(8)?,
+                    row.try_get(9)?,
+                    row.try_get(10)?,
+                    row.try_get(11)?,
+                    row.try_get(12)?,
+                ]),
             })
         })
         .collect()

@@ -21,7 +21,6 @@ fn row_to_batch(row: &Row<'_>) -> Result<Batch, rusqlite::Error> {
     })
 }
 
-/// Tallies as the Claude API reports them: everything is `processing` until the batch ends.
 fn counts(conn: &Connection, batch: &mut Batch) -> Result<(), Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT result_type, count(*) FROM batch_requests WHERE batch_id = ?1 GROUP BY result_type",
@@ -31,24 +30,7 @@ fn counts(conn: &Connection, batch: &mut Batch) -> Result<(), Error> {
             Ok((row.get::<_, Option<String>>(0)?, row.get::<_, i64>(1)?))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut c = RequestCounts::default();
-    for (kind, n) in rows {
-        let n = u64::try_from(n).unwrap_or(0);
-        match kind.as_deref() {
-            Some("succeeded") => c.succeeded += n,
-            Some("errored") => c.errored += n,
-            Some("canceled") => c.canceled += n,
-            Some("expired") => c.expired += n,
-            _ => c.processing += n,
-        }
-    }
-    if batch.ended_at_ms.is_none() {
-        c = RequestCounts {
-            processing: c.total(),
-            ..RequestCounts::default()
-        };
-    }
-    batch.counts = c;
+    batch.counts = RequestCounts::tally(rows, batch.ended_at_ms.is_some());
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::keys::{generate_secret, hash_key, hint};
+use crate::keys::{generate_secret, hash_key, hint, StoredKey};
 use crate::{now_secs, ApiKey, Error, KeyKind, KeyStatus, NewApiKey};
 
 const COLUMNS: &str = "k.id, k.name, k.kind, k.workspace_id, w.name, k.hint, k.status, \
@@ -8,25 +8,18 @@ const COLUMNS: &str = "k.id, k.name, k.kind, k.workspace_id, w.name, k.hint, k.s
 const FROM: &str = "api_keys k LEFT JOIN workspaces w ON w.id = k.workspace_id";
 
 fn row_to_key(row: &Row<'_>) -> Result<ApiKey, rusqlite::Error> {
-    let kind: String = row.get(2)?;
-    let workspace_id: String = row.get(3)?;
-    let status: String = row.get(6)?;
-    let expires_at: Option<i64> = row.get(8)?;
-    let mut status = KeyStatus::parse(&status).unwrap_or(KeyStatus::Inactive);
-    if status == KeyStatus::Active && expires_at.is_some_and(|at| at <= now_secs()) {
-        status = KeyStatus::Expired;
-    }
-    Ok(ApiKey {
+    Ok(StoredKey {
         id: row.get(0)?,
         name: row.get(1)?,
-        kind: KeyKind::parse(&kind).unwrap_or(KeyKind::Standard),
-        workspace_id: (!workspace_id.is_empty()).then_some(workspace_id),
+        kind: row.get(2)?,
+        workspace_id: row.get(3)?,
         workspace_name: row.get(4)?,
         hint: row.get(5)?,
-        status,
+        status: row.get(6)?,
         created_at: row.get(7)?,
-        expires_at,
-    })
+        expires_at: row.get(8)?,
+    }
+    .into())
 }
 
 pub(super) fn create(

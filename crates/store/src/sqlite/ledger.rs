@@ -46,10 +46,6 @@ fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn tokens(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
 pub(super) fn usage(conn: &Connection, query: &UsageQuery) -> Result<Vec<UsageRow>, Error> {
     let width = query.bucket_ms.max(1);
     let mut sql = format!("SELECT (at_ms / {width}) * {width} AS bucket");
@@ -88,16 +84,16 @@ pub(super) fn usage(conn: &Connection, query: &UsageQuery) -> Result<Vec<UsageRo
                 workspace_id: row.get(2)?,
                 model: row.get(3)?,
                 service_tier: row.get(4)?,
-                tokens: TokenCounts {
-                    uncached_input: tokens(row.get(5)?),
-                    cache_creation_5m: tokens(row.get(6)?),
-                    cache_creation_1h: tokens(row.get(7)?),
-                    cache_read: tokens(row.get(8)?),
-                    output: tokens(row.get(9)?),
-                    web_search_requests: tokens(row.get(10)?),
-                    web_fetch_requests: tokens(row.get(11)?),
-                    code_execution_ms: tokens(row.get(12)?),
-                },
+                tokens: TokenCounts::from_sums([
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                    row.get(8)?,
+                    row.get(9)?,
+                    row.get(10)?,
+                    row.get(11)?,
+                    row.get(12)?,
+                ]),
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
