@@ -3,12 +3,15 @@ SDK without changing its calls: a system block `{{prompt:NAME}}` and a schema
 `{"$ref": "missive:schemas/NAME"}`."""
 
 import json
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 
 import anthropic
 import httpx
 import pytest
 
-from conftest import API_KEY, Missive, sampling
+from conftest import ADMIN_KEY, API_KEY, Missive, sampling
 
 MODEL = "claude-sonnet-4-5"
 ORDER = {
@@ -123,6 +126,61 @@ def test_a_schema_is_checked_on_save_fetched_by_label_and_enforced_by_reference(
     )
     call_block = next(b for b in message.content if b.type == "tool_use")
     assert call_block.input["size"] in ("small", "large") and set(call_block.input) == {"size", "count"}
+
+    # Greedy decoding under the referenced schema and under the same schema inline: the
+    # grammar is the same, so the answers are the same.
+    def greedy(schema):
+        return client.messages.create(
+            model=MODEL, max_tokens=40, messages=[{"role": "user", "content": "Order some juice."}],
+            extra_body={"output_config": {"format": {"type": "json_schema", "schema": schema}}, "temperature": 0.0},
+        ).content[0].text
+    assert greedy(reference) == greedy(ORDER)
+
+
+def test_a_70_30_split_lands_within_5_percent_sticks_per_user_and_the_report_groups_by_version(registry):
+    client = anthropic.Anthropic(base_url=registry.url, api_key=API_KEY, max_retries=0)
+    for text in ["Reply with the letter A.", "Reply with the letter B, in capitals."]:
+        call(registry, "POST", "/v1/missive/prompts", json={"name": "ab", "text": text})
+    split = [{"version": 1, "weight": 70}, {"version": 2, "weight": 30}]
+    entry = call(registry, "POST", "/v1/missive/prompts/ab/labels", json={"label": "production", "split": split}).json()
+    assert entry["splits"] == {"production": split} and "production" not in entry["labels"]
+    started = (datetime.now(timezone.utc) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def one(user):
+        raw = client.messages.with_raw_response.create(
+            model=MODEL, max_tokens=1, system="{{prompt:ab}}", messages=[{"role": "user", "content": "Go."}],
+            metadata={"user_id": f"user-{user}"},
+        )
+        return raw.headers["x-missive-prompt-version"], raw.parse().usage
+
+    with ThreadPoolExecutor(4) as pool:
+        served = list(pool.map(one, range(1000)))
+    counts = Counter(version for version, _ in served)
+    assert set(counts) == {"ab@1", "ab@2"}
+    assert abs(counts["ab@1"] / 1000 - 0.70) <= 0.05, counts
+    # A user keeps their version, so a conversation does not change prompts halfway.
+    again = [one(user) for user in range(25)]
+    assert [version for version, _ in again] == [version for version, _ in served[:25]]
+
+    # The usage report grouped by prompt version is what the clients were told they used.
+    report = httpx.get(
+        registry.url + "/v1/organizations/usage_report/messages",
+        params={"starting_at": started, "bucket_width": "1d", "group_by[]": ["prompt_version"],
+                "prompt_versions[]": ["ab@1", "ab@2"]},
+        headers={"x-api-key": ADMIN_KEY}, timeout=30,
+    ).json()
+    reported, received = Counter(), Counter()
+    for bucket in report["data"]:
+        for row in bucket["results"]:
+            written = row["cache_creation"]["ephemeral_5m_input_tokens"] + row["cache_creation"]["ephemeral_1h_input_tokens"]
+            reported[row["prompt_version"], "input"] += row["uncached_input_tokens"] + written
+            reported[row["prompt_version"], "cache_read"] += row["cache_read_input_tokens"]
+            reported[row["prompt_version"], "output"] += row["output_tokens"]
+    for version, usage in served + again:
+        received[version, "input"] += usage.input_tokens + (usage.cache_creation_input_tokens or 0)
+        received[version, "cache_read"] += usage.cache_read_input_tokens or 0
+        received[version, "output"] += usage.output_tokens
+    assert reported == received
 
 
 def test_a_workspace_sees_only_its_own_registry(registry):

@@ -86,6 +86,8 @@ impl Admitted {
                 workspace_id: principal.workspace_id.clone(),
                 model: self.backend.descriptor().id.clone(),
                 service_tier: self.service_tier.into(),
+                prompt_version: self.registry.prompt_version(),
+                schema_version: self.registry.schema_version(),
                 tokens: TokenCounts::default(),
             },
         }

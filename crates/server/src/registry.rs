@@ -8,8 +8,11 @@
 
 use missive_protocol::messages::{MessagesRequest, SystemBlock, SystemBlockType, SystemPrompt};
 use missive_protocol::tools::OutputFormat;
-use missive_store::{RegistryEntry, RegistryKind, RegistryVersion, Store, PRODUCTION};
+use missive_store::{
+    LabelTarget, RegistryEntry, RegistryKind, RegistryVersion, SplitShare, Store, PRODUCTION,
+};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 
@@ -27,6 +30,17 @@ const SCHEMA_REF: &str = "missive:schemas/";
 pub struct Used {
     pub prompts: Vec<String>,
     pub schemas: Vec<String>,
+}
+
+impl Used {
+    /// What the ledger records: `NAME@VERSION`, comma-separated when several.
+    pub fn prompt_version(&self) -> Option<String> {
+        (!self.prompts.is_empty()).then(|| self.prompts.join(","))
+    }
+
+    pub fn schema_version(&self) -> Option<String> {
+        (!self.schemas.is_empty()).then(|| self.schemas.join(","))
+    }
 }
 
 /// A reference: the entry's name and what picks the version.
@@ -78,17 +92,68 @@ fn schema_reference(schema: &Value) -> Option<&str> {
     object.get("$ref")?.as_str()?.strip_prefix(SCHEMA_REF)
 }
 
-/// The version a reference picks from an entry.
-pub fn pick<'e>(entry: &'e RegistryEntry, pick: Pick<'_>) -> Option<&'e RegistryVersion> {
+/// The version a reference picks from an entry. A label that splits traffic picks by
+/// `user`: the same user always gets the same version of the same split, so a
+/// conversation does not change prompts halfway; without one, each request is drawn anew.
+pub fn pick<'e>(
+    entry: &'e RegistryEntry,
+    pick: Pick<'_>,
+    user: Option<&str>,
+) -> Option<&'e RegistryVersion> {
     match pick {
-        Pick::Label(label) => entry.labelled(label),
         Pick::Version(version) => entry.version(version),
+        Pick::Label(label) => match entry.label(label)? {
+            LabelTarget::Version(version) => entry.version(*version),
+            LabelTarget::Split(shares) => {
+                let draw = match user {
+                    Some(user) => sticky_draw(&entry.name, label, user),
+                    None => fresh_draw(),
+                };
+                entry.version(choose(shares, draw)?)
+            }
+        },
     }
+}
+
+/// The share `draw` falls in, each share owning `weight` of the total.
+fn choose(shares: &[SplitShare], draw: u64) -> Option<i64> {
+    let total: u64 = shares.iter().map(|s| u64::from(s.weight)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut point = draw % total;
+    for share in shares {
+        let weight = u64::from(share.weight);
+        if point < weight {
+            return Some(share.version);
+        }
+        point -= weight;
+    }
+    None
+}
+
+/// A stable, evenly spread number for one user under one split.
+fn sticky_draw(name: &str, label: &str, user: &str) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(name)
+        .chain_update([0])
+        .chain_update(label)
+        .chain_update([0])
+        .chain_update(user)
+        .finalize();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+fn fresh_draw() -> u64 {
+    sticky_draw("", "", &crate::ids::new_id(""))
 }
 
 fn lookup(
     store: Option<&dyn Store>,
     workspace_id: &str,
+    user: Option<&str>,
     kind: RegistryKind,
     reference: &str,
     field: &str,
@@ -108,7 +173,7 @@ fn lookup(
     let entry = store.registry_entry(workspace_id, kind, parsed.name)?;
     entry
         .as_ref()
-        .and_then(|entry| pick(entry, parsed.pick))
+        .and_then(|entry| pick(entry, parsed.pick, user))
         .cloned()
         .ok_or_else(|| {
             ApiError::invalid(format!(
@@ -145,12 +210,15 @@ pub fn resolve(
     request: &mut MessagesRequest,
 ) -> Result<Used, ApiError> {
     let mut used = Used::default();
+    let user = request.metadata.as_ref().and_then(|m| m.user_id.clone());
+    let user = user.as_deref();
     if let Some(SystemPrompt::Blocks(blocks)) = &mut request.system {
         for (i, block) in blocks.iter_mut().enumerate() {
             if let Some(reference) = prompt_reference(&block.text) {
                 let found = lookup(
                     store,
                     workspace_id,
+                    user,
                     RegistryKind::Prompt,
                     reference,
                     &format!("system.{i}.text"),
@@ -165,6 +233,7 @@ pub fn resolve(
             let found = lookup(
                 store,
                 workspace_id,
+                user,
                 RegistryKind::Prompt,
                 reference,
                 "system",
@@ -194,7 +263,14 @@ pub fn resolve(
         let Some(reference) = schema_reference(schema) else {
             continue;
         };
-        let found = lookup(store, workspace_id, RegistryKind::Schema, reference, &field)?;
+        let found = lookup(
+            store,
+            workspace_id,
+            user,
+            RegistryKind::Schema,
+            reference,
+            &field,
+        )?;
         let stored: Value = serde_json::from_str(&found.body).map_err(ApiError::internal)?;
         used.schemas
             .push(format!("{}@{}", found.name, found.version));
@@ -241,6 +317,36 @@ mod tests {
             ),
             None,
             "only a schema that is the reference alone"
+        );
+    }
+
+    #[test]
+    fn a_split_draws_by_weight_and_sticks_per_user() {
+        let shares = [
+            SplitShare {
+                version: 1,
+                weight: 70,
+            },
+            SplitShare {
+                version: 2,
+                weight: 30,
+            },
+        ];
+        assert_eq!(choose(&shares, 69), Some(1));
+        assert_eq!(choose(&shares, 70), Some(2));
+        assert_eq!(choose(&shares, 100), Some(1), "the draw wraps");
+        assert_eq!(choose(&[], 5), None);
+        let first: Vec<u64> = (0..50)
+            .map(|u| sticky_draw("support", "production", &format!("user-{u}")))
+            .collect();
+        let again: Vec<u64> = (0..50)
+            .map(|u| sticky_draw("support", "production", &format!("user-{u}")))
+            .collect();
+        assert_eq!(first, again);
+        assert_ne!(
+            sticky_draw("support", "production", "u"),
+            sticky_draw("support", "staging", "u"),
+            "each split draws on its own"
         );
     }
 

@@ -13,6 +13,9 @@ pub struct UsageRecord {
     pub model: String,
     /// `standard` or `batch`.
     pub service_tier: String,
+    /// Registry versions the call used, `NAME@VERSION` (comma-separated when several).
+    pub prompt_version: Option<String>,
+    pub schema_version: Option<String>,
     pub tokens: TokenCounts,
 }
 
@@ -67,6 +70,8 @@ pub enum Dimension {
     WorkspaceId,
     Model,
     ServiceTier,
+    PromptVersion,
+    SchemaVersion,
 }
 
 impl Dimension {
@@ -76,24 +81,30 @@ impl Dimension {
             "workspace_id" => Some(Dimension::WorkspaceId),
             "model" => Some(Dimension::Model),
             "service_tier" => Some(Dimension::ServiceTier),
+            "prompt_version" => Some(Dimension::PromptVersion),
+            "schema_version" => Some(Dimension::SchemaVersion),
             _ => None,
         }
     }
 
-    pub(crate) fn column(self) -> &'static str {
+    pub fn column(self) -> &'static str {
         match self {
             Dimension::ApiKeyId => "api_key_id",
             Dimension::WorkspaceId => "workspace_id",
             Dimension::Model => "model",
             Dimension::ServiceTier => "service_tier",
+            Dimension::PromptVersion => "prompt_version",
+            Dimension::SchemaVersion => "schema_version",
         }
     }
 
-    pub const ALL: [Dimension; 4] = [
+    pub const ALL: [Dimension; 6] = [
         Dimension::ApiKeyId,
         Dimension::WorkspaceId,
         Dimension::Model,
         Dimension::ServiceTier,
+        Dimension::PromptVersion,
+        Dimension::SchemaVersion,
     ];
 }
 
@@ -120,5 +131,7 @@ pub struct UsageRow {
     pub workspace_id: Option<String>,
     pub model: Option<String>,
     pub service_tier: Option<String>,
+    pub prompt_version: Option<String>,
+    pub schema_version: Option<String>,
     pub tokens: TokenCounts,
 }

@@ -14,7 +14,9 @@ pub use batches::{Batch, BatchResult, FileMeta, NewBatchRequest, PendingRequest,
 pub use keys::{hash_key, ApiKey, KeyKind, KeyStatus, NewApiKey};
 pub use ledger::{Dimension, TokenCounts, UsageQuery, UsageRecord, UsageRow};
 pub use postgres::PostgresStore;
-pub use registry::{RegistryEntry, RegistryKind, RegistryVersion, PRODUCTION};
+pub use registry::{
+    LabelTarget, RegistryEntry, RegistryKind, RegistryVersion, SplitShare, PRODUCTION,
+};
 pub use sqlite::SqliteStore;
 pub use tenancy::{
     AuditEntry, KillSwitch, Member, Organization, User, Workspace, DEFAULT_WORKSPACE_ID, ORG_ROLES,
@@ -222,14 +224,14 @@ pub trait Store: Send + Sync {
         workspace_id: &str,
         kind: RegistryKind,
     ) -> Result<Vec<RegistryEntry>, Error>;
-    /// Points `label` at `version`, which must exist.
+    /// Points `label` at a version, or splits it over versions; each must exist.
     fn set_registry_label(
         &self,
         workspace_id: &str,
         kind: RegistryKind,
         name: &str,
         label: &str,
-        version: i64,
+        target: &LabelTarget,
     ) -> Result<RegistryEntry, Error>;
 
     /// The named secret, created (`len` random bytes) on first use and kept thereafter.

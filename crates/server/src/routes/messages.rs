@@ -257,6 +257,8 @@ pub async fn count_tokens(
             workspace_id: principal.workspace_id,
             model: id,
             service_tier: "standard".into(),
+            prompt_version: admitted.registry.prompt_version(),
+            schema_version: admitted.registry.schema_version(),
             tokens: TokenCounts {
                 uncached_input: input_tokens.into(),
                 ..TokenCounts::default()

@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use missive_protocol::ErrorType;
-use missive_store::{RegistryEntry, RegistryKind, RegistryVersion};
+use missive_store::{LabelTarget, RegistryEntry, RegistryKind, RegistryVersion, SplitShare};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -54,12 +54,24 @@ fn version_view(kind: RegistryKind, version: &RegistryVersion) -> Value {
     view
 }
 
+/// Labels that point at one version map to it; A/B splits are listed apart, with weights.
 fn entry_view(kind: RegistryKind, entry: &RegistryEntry) -> Value {
-    let labels: Map<String, Value> = entry
-        .labels
-        .iter()
-        .map(|(label, version)| (label.clone(), Value::from(*version)))
-        .collect();
+    let mut labels = Map::new();
+    let mut splits = Map::new();
+    for (label, target) in &entry.labels {
+        match target {
+            LabelTarget::Version(version) => {
+                labels.insert(label.clone(), Value::from(*version));
+            }
+            LabelTarget::Split(shares) => {
+                let shares: Vec<Value> = shares
+                    .iter()
+                    .map(|s| json!({"version": s.version, "weight": s.weight}))
+                    .collect();
+                splits.insert(label.clone(), Value::from(shares));
+            }
+        }
+    }
     let versions: Vec<Value> = entry
         .versions
         .iter()
@@ -70,6 +82,7 @@ fn entry_view(kind: RegistryKind, entry: &RegistryEntry) -> Value {
         "name": entry.name,
         "latest_version": entry.versions.last().map_or(0, |v| v.version),
         "labels": labels,
+        "splits": splits,
         "versions": versions,
     })
 }
@@ -148,6 +161,9 @@ pub struct Selector {
     label: Option<String>,
     #[serde(default)]
     version: Option<i64>,
+    /// For a label that splits traffic: the user whose version to fetch.
+    #[serde(default)]
+    user_id: Option<String>,
 }
 
 /// `GET /v1/missive/{prompts|schemas}/{name}`: the entry, or with `?label=` or `?version=`
@@ -168,7 +184,7 @@ pub async fn retrieve(
         (None, Some(version)) => Pick::Version(version),
         (Some(_), Some(_)) => return Err(ApiError::invalid("give `label` or `version`, not both")),
     };
-    let version = pick(&entry, chosen).ok_or_else(|| {
+    let version = pick(&entry, chosen, selector.user_id.as_deref()).ok_or_else(|| {
         ApiError::not_found(format!(
             "{} {name} has no version {}",
             kind.as_str(),
@@ -185,11 +201,60 @@ pub async fn retrieve(
 #[serde(deny_unknown_fields)]
 struct LabelBody {
     label: String,
+    #[serde(default)]
+    version: Option<i64>,
+    #[serde(default)]
+    split: Option<Vec<ShareBody>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShareBody {
     version: i64,
+    weight: u32,
+}
+
+/// The most versions one split may serve.
+const MAX_SPLIT: usize = 16;
+
+fn label_target(body: LabelBody) -> Result<LabelTarget, ApiError> {
+    match (body.version, body.split) {
+        (Some(version), None) => Ok(LabelTarget::Version(version)),
+        (None, Some(shares)) => {
+            if shares.is_empty() || shares.len() > MAX_SPLIT {
+                return Err(ApiError::invalid(format!(
+                    "split: 1 to {MAX_SPLIT} versions, each with a weight"
+                )));
+            }
+            if shares.iter().any(|s| s.weight == 0 || s.weight > 1_000_000) {
+                return Err(ApiError::invalid(
+                    "split: each weight is a whole number from 1 to 1000000",
+                ));
+            }
+            let mut seen: Vec<i64> = shares.iter().map(|s| s.version).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            if seen.len() != shares.len() {
+                return Err(ApiError::invalid("split: each version may appear once"));
+            }
+            Ok(LabelTarget::Split(
+                shares
+                    .into_iter()
+                    .map(|s| SplitShare {
+                        version: s.version,
+                        weight: s.weight,
+                    })
+                    .collect(),
+            ))
+        }
+        _ => Err(ApiError::invalid(
+            "give `version` (the label points at it) or `split` (weights over versions), not both",
+        )),
+    }
 }
 
 /// `POST /v1/missive/{prompts|schemas}/{name}/labels`: points a label at a version (a
-/// rollout, or a rollback).
+/// rollout, or a rollback), or splits it over versions by weight (an A/B test).
 pub async fn label(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -206,12 +271,9 @@ pub async fn label(
             "label: 1 to 64 letters, digits, `_`, `-` or `.`, not a number",
         ));
     }
-    let entry = store(&state)?.set_registry_label(
-        &principal.workspace_id,
-        kind,
-        &name,
-        &body.label,
-        body.version,
-    )?;
+    let label = body.label.clone();
+    let target = label_target(body)?;
+    let entry =
+        store(&state)?.set_registry_label(&principal.workspace_id, kind, &name, &label, &target)?;
     Ok(Json(entry_view(kind, &entry)))
 }

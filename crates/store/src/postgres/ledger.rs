@@ -15,15 +15,19 @@ pub(super) async fn insert(c: &impl GenericClient, records: &[UsageRecord]) -> R
     let number = |f: fn(&TokenCounts) -> u64| -> Vec<i64> {
         records.iter().map(|r| count(f(&r.tokens))).collect()
     };
+    let optional = |f: fn(&UsageRecord) -> &Option<String>| -> Vec<Option<&str>> {
+        records.iter().map(|r| f(r).as_deref()).collect()
+    };
     let at: Vec<i64> = records.iter().map(|r| r.at_ms).collect();
     let statement = c
         .prepare_cached(
             "INSERT INTO usage_ledger (request_id, at_ms, endpoint, api_key_id, workspace_id, model, \
              service_tier, uncached_input_tokens, cache_creation_5m, cache_creation_1h, cache_read, \
-             output_tokens, web_search_requests, web_fetch_requests, code_execution_ms) \
+             output_tokens, web_search_requests, web_fetch_requests, code_execution_ms, \
+             prompt_version, schema_version) \
              SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], \
              $6::TEXT[], $7::TEXT[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::BIGINT[], \
-             $12::BIGINT[], $13::BIGINT[], $14::BIGINT[], $15::BIGINT[])",
+             $12::BIGINT[], $13::BIGINT[], $14::BIGINT[], $15::BIGINT[], $16::TEXT[], $17::TEXT[])",
         )
         .await?;
     c.execute(
@@ -44,6 +48,8 @@ pub(super) async fn insert(c: &impl GenericClient, records: &[UsageRecord]) -> R
             &number(|t| t.web_search_requests),
             &number(|t| t.web_fetch_requests),
             &number(|t| t.code_execution_ms),
+            &optional(|r| &r.prompt_version),
+            &optional(|r| &r.schema_version),
         ],
     )
     .await?;
@@ -103,15 +109,17 @@ pub(super) async fn usage(
                 workspace_id: row.try_get(2)?,
                 model: row.try_get(3)?,
                 service_tier: row.try_get(4)?,
+                prompt_version: row.try_get(5)?,
+                schema_version: row.try_get(6)?,
                 tokens: TokenCounts::from_sums([
-                    row.try_get(5)?,
-                    row.try_get(6)?,
                     row.try_get(7)?,
                     row.try_get(8)?,
                     row.try_get(9)?,
                     row.try_get(10)?,
                     row.try_get(11)?,
                     row.try_get(12)?,
+                    row.try_get(13)?,
+                    row.try_get(14)?,
                 ]),
             })
         })

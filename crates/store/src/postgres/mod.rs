@@ -26,13 +26,15 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::{
     now_ms, ApiKey, AuditEntry, Batch, BatchResult, Error, FileMeta, KeyKind, KeyStatus,
-    KillSwitch, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest, RegistryEntry,
-    RegistryKind, RegistryVersion, Store, UsageQuery, UsageRecord, UsageRow, User, Workspace,
+    KillSwitch, LabelTarget, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest,
+    RegistryEntry, RegistryKind, RegistryVersion, Store, UsageQuery, UsageRecord, UsageRow, User,
+    Workspace,
 };
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_schema.sql"),
     include_str!("../../migrations/postgres/0002_registry.sql"),
+    include_str!("../../migrations/postgres/0003_registry_splits_versions.sql"),
 ];
 
 /// Serializes migrations across replicas starting together (an arbitrary constant).
@@ -155,12 +157,15 @@ async fn migrate(client: &mut Client) -> Result<(), Error> {
     client
         .batch_execute("SET client_min_messages TO warning")
         .await?;
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
-        )
-        .await
-        .or_else(ignore_concurrent_create)?;
+    // Under the lock too: `IF NOT EXISTS` alone races when replicas start together.
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
+    )
+    .await?;
+    tx.commit().await?;
     for (i, migration) in MIGRATIONS.iter().enumerate() {
         let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
         // One transaction per migration, under a lock every replica takes: the first to
@@ -196,15 +201,6 @@ async fn migrate(client: &mut Client) -> Result<(), Error> {
 
 /// Two replicas creating the bookkeeping table at once: one of them loses the race on the
 /// catalog, which is as good as winning it.
-fn ignore_concurrent_create(err: tokio_postgres::Error) -> Result<(), Error> {
-    match err.code() {
-        Some(code) if *code == SqlState::UNIQUE_VIOLATION || *code == SqlState::DUPLICATE_TABLE => {
-            Ok(())
-        }
-        _ => Err(err.into()),
-    }
-}
-
 async fn read_generation(client: &Client) -> Result<u64, Error> {
     let row = client
         .query_one("SELECT value FROM control_generation WHERE id = 1", &[])
@@ -703,10 +699,15 @@ impl Store for PostgresStore {
         kind: RegistryKind,
         name: &str,
         label: &str,
-        version: i64,
+        target: &LabelTarget,
     ) -> Result<RegistryEntry, Error> {
-        let (w, n, l) = (workspace_id.to_owned(), name.to_owned(), label.to_owned());
-        self.run(move |c| async move { registry::set_label(&c, &w, kind, &n, &l, version).await })
+        let (w, n, l, t) = (
+            workspace_id.to_owned(),
+            name.to_owned(),
+            label.to_owned(),
+            target.clone(),
+        );
+        self.run(move |c| async move { registry::set_label(&c, &w, kind, &n, &l, &t).await })
     }
 
     fn secret(&self, name: &str, len: usize) -> Result<Vec<u8>, Error> {

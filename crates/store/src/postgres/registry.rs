@@ -1,7 +1,8 @@
 use deadpool_postgres::GenericClient;
 
 use super::Client;
-use crate::{now_ms, Error, RegistryEntry, RegistryKind, RegistryVersion, PRODUCTION};
+use crate::registry::{label_columns, label_target};
+use crate::{now_ms, Error, LabelTarget, RegistryEntry, RegistryKind, RegistryVersion, PRODUCTION};
 
 pub(super) async fn add_version(
     mut c: Client,
@@ -69,13 +70,19 @@ pub(super) async fn entries(
         .collect::<Result<Vec<_>, Error>>()?;
     let labels = c
         .query(
-            "SELECT name, label, version FROM registry_labels \
+            "SELECT name, label, version, split FROM registry_labels \
              WHERE workspace_id = $1 AND kind = $2 AND ($3::TEXT IS NULL OR name = $3) ORDER BY name, label",
             &[&workspace_id, &kind.as_str(), &name],
         )
         .await?
         .iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                label_target(row.try_get(2)?, row.try_get(3)?),
+            ))
+        })
         .collect::<Result<Vec<_>, Error>>()?;
     Ok(crate::registry::group(versions, labels))
 }
@@ -86,23 +93,26 @@ pub(super) async fn set_label(
     kind: RegistryKind,
     name: &str,
     label: &str,
-    version: i64,
+    target: &LabelTarget,
 ) -> Result<RegistryEntry, Error> {
-    let changed = c
-        .execute(
-            "INSERT INTO registry_labels (workspace_id, kind, name, label, version) \
-             SELECT workspace_id, kind, name, $4, version FROM registry_versions \
-             WHERE workspace_id = $1 AND kind = $2 AND name = $3 AND version = $5 \
-             ON CONFLICT (workspace_id, kind, name, label) DO UPDATE SET version = excluded.version",
-            &[&workspace_id, &kind.as_str(), &name, &label, &version],
-        )
-        .await?;
-    if changed == 0 {
-        return Err(Error::not_found(
-            kind.as_str(),
-            &format!("{name}@{version}"),
-        ));
-    }
+    // Versions are never removed, so what is checked here still holds at the write.
+    let entry = entries(c, workspace_id, kind, Some(name)).await?.pop();
+    let (version, split) = label_columns(entry.as_ref(), kind, name, target)?;
+    c.execute(
+        "INSERT INTO registry_labels (workspace_id, kind, name, label, version, split) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (workspace_id, kind, name, label) \
+         DO UPDATE SET version = excluded.version, split = excluded.split",
+        &[
+            &workspace_id,
+            &kind.as_str(),
+            &name,
+            &label,
+            &version,
+            &split,
+        ],
+    )
+    .await?;
     entries(c, workspace_id, kind, Some(name))
         .await?
         .pop()

@@ -15,8 +15,9 @@ pub(super) fn insert(conn: &Connection, records: &[UsageRecord]) -> Result<(), E
         let mut stmt = conn.prepare_cached(
             "INSERT INTO usage_ledger (request_id, at_ms, endpoint, api_key_id, workspace_id, model, \
              service_tier, uncached_input_tokens, cache_creation_5m, cache_creation_1h, cache_read, \
-             output_tokens, web_search_requests, web_fetch_requests, code_execution_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             output_tokens, web_search_requests, web_fetch_requests, code_execution_ms, \
+             prompt_version, schema_version) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?;
         for r in records {
             let t = &r.tokens;
@@ -36,6 +37,8 @@ pub(super) fn insert(conn: &Connection, records: &[UsageRecord]) -> Result<(), E
                 count(t.web_search_requests),
                 count(t.web_fetch_requests),
                 count(t.code_execution_ms),
+                r.prompt_version,
+                r.schema_version,
             ])?;
         }
     }
@@ -84,15 +87,17 @@ pub(super) fn usage(conn: &Connection, query: &UsageQuery) -> Result<Vec<UsageRo
                 workspace_id: row.get(2)?,
                 model: row.get(3)?,
                 service_tier: row.get(4)?,
+                prompt_version: row.get(5)?,
+                schema_version: row.get(6)?,
                 tokens: TokenCounts::from_sums([
-                    row.get(5)?,
-                    row.get(6)?,
                     row.get(7)?,
                     row.get(8)?,
                     row.get(9)?,
                     row.get(10)?,
                     row.get(11)?,
                     row.get(12)?,
+                    row.get(13)?,
+                    row.get(14)?,
                 ]),
             })
         })?

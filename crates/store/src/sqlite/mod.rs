@@ -15,8 +15,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
     now_ms, ApiKey, AuditEntry, Batch, BatchResult, Error, FileMeta, KeyKind, KeyStatus,
-    KillSwitch, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest, RegistryEntry,
-    RegistryKind, RegistryVersion, Store, UsageQuery, UsageRecord, UsageRow, User, Workspace,
+    KillSwitch, LabelTarget, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest,
+    RegistryEntry, RegistryKind, RegistryVersion, Store, UsageQuery, UsageRecord, UsageRow, User,
+    Workspace,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -28,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_server_tool_use.sql"),
     include_str!("../../migrations/sqlite/0007_batch_leases.sql"),
     include_str!("../../migrations/sqlite/0008_registry.sql"),
+    include_str!("../../migrations/sqlite/0009_registry_splits_versions.sql"),
 ];
 
 /// Two connections: writes (the ledger's commits, admin changes) go through one, lookups on
@@ -517,9 +519,9 @@ impl Store for SqliteStore {
         kind: RegistryKind,
         name: &str,
         label: &str,
-        version: i64,
+        target: &LabelTarget,
     ) -> Result<RegistryEntry, Error> {
-        self.with(|conn| registry::set_label(conn, workspace_id, kind, name, label, version))
+        self.with(|conn| registry::set_label(conn, workspace_id, kind, name, label, target))
     }
 
     fn secret(&self, name: &str, len: usize) -> Result<Vec<u8>, Error> {

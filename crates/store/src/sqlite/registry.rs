@@ -1,6 +1,7 @@
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use crate::{now_ms, Error, RegistryEntry, RegistryKind, RegistryVersion, PRODUCTION};
+use crate::registry::{label_columns, label_target};
+use crate::{now_ms, Error, LabelTarget, RegistryEntry, RegistryKind, RegistryVersion, PRODUCTION};
 
 pub(super) fn add_version(
     conn: &mut Connection,
@@ -66,7 +67,7 @@ pub(super) fn entries(
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut labels = conn.prepare_cached(
-        "SELECT name, label, version FROM registry_labels \
+        "SELECT name, label, version, split FROM registry_labels \
          WHERE workspace_id = ?1 AND kind = ?2 AND (?3 IS NULL OR name = ?3) ORDER BY name, label",
     )?;
     let labels = labels
@@ -74,7 +75,7 @@ pub(super) fn entries(
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
+                label_target(row.get(2)?, row.get(3)?),
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -87,21 +88,18 @@ pub(super) fn set_label(
     kind: RegistryKind,
     name: &str,
     label: &str,
-    version: i64,
+    target: &LabelTarget,
 ) -> Result<RegistryEntry, Error> {
-    let changed = conn.execute(
-        "INSERT INTO registry_labels (workspace_id, kind, name, label, version) \
-         SELECT workspace_id, kind, name, ?4, version FROM registry_versions \
-         WHERE workspace_id = ?1 AND kind = ?2 AND name = ?3 AND version = ?5 \
-         ON CONFLICT (workspace_id, kind, name, label) DO UPDATE SET version = excluded.version",
-        params![workspace_id, kind.as_str(), name, label, version],
+    // Versions are never removed, so what is checked here still holds at the write.
+    let entry = entries(conn, workspace_id, kind, Some(name))?.pop();
+    let (version, split) = label_columns(entry.as_ref(), kind, name, target)?;
+    conn.execute(
+        "INSERT INTO registry_labels (workspace_id, kind, name, label, version, split) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (workspace_id, kind, name, label) \
+         DO UPDATE SET version = excluded.version, split = excluded.split",
+        params![workspace_id, kind.as_str(), name, label, version, split],
     )?;
-    if changed == 0 {
-        return Err(Error::not_found(
-            kind.as_str(),
-            &format!("{name}@{version}"),
-        ));
-    }
     entries(conn, workspace_id, kind, Some(name))?
         .pop()
         .ok_or_else(|| Error::not_found(kind.as_str(), name))

@@ -38,6 +38,7 @@ every_store!(
     archiving_a_workspace_archives_its_keys_and_they_stay_archived,
     users_and_members_keep_their_roles,
     usage_is_bucketed_grouped_and_filtered,
+    usage_groups_by_the_registry_versions_a_call_used,
     the_audit_log_lists_newest_first,
     kill_switches_cover_workspace_model_and_everything,
     a_secret_is_created_once_and_every_handle_reads_it,
@@ -49,6 +50,7 @@ every_store!(
     owners_claiming_at_once_never_take_the_same_request,
     files_are_scoped_by_workspace_and_deleted_once,
     registry_versions_are_immutable_and_labels_move,
+    a_label_can_split_over_versions_and_back,
     replicas_adding_versions_at_once_number_them_without_gaps,
 );
 

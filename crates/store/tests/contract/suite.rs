@@ -4,8 +4,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use missive_store::{
-    hash_key, AuditEntry, Dimension, Error, FileMeta, KeyKind, KeyStatus, KillSwitch,
-    NewBatchRequest, Store, TokenCounts, UsageQuery, UsageRecord, DEFAULT_WORKSPACE_ID,
+    hash_key, AuditEntry, Dimension, Error, FileMeta, KeyKind, KeyStatus, KillSwitch, LabelTarget,
+    NewBatchRequest, SplitShare, Store, TokenCounts, UsageQuery, UsageRecord, DEFAULT_WORKSPACE_ID,
+    PRODUCTION,
 };
 
 use crate::fixtures::Fixture;
@@ -156,6 +157,8 @@ fn record(at_ms: i64, key: &str, model: &str, input: u64, output: u64) -> UsageR
         workspace_id: DEFAULT_WORKSPACE_ID.into(),
         model: model.into(),
         service_tier: "standard".into(),
+        prompt_version: None,
+        schema_version: None,
         tokens: TokenCounts {
             uncached_input: input,
             output,
@@ -224,6 +227,45 @@ pub fn usage_is_bucketed_grouped_and_filtered(f: &Fixture) {
     let total = store.usage(&everything()).unwrap();
     assert_eq!(total.len(), 1);
     assert_eq!(total[0].tokens.output, 7, "count_tokens is not billed");
+}
+
+pub fn usage_groups_by_the_registry_versions_a_call_used(f: &Fixture) {
+    let store = &f.store;
+    let mut first = record(1, "k", "m", 10, 1);
+    first.prompt_version = Some("support@1".into());
+    let mut second = record(2, "k", "m", 20, 2);
+    second.prompt_version = Some("support@2".into());
+    second.schema_version = Some("order@1".into());
+    let mut again = record(3, "k", "m", 40, 4);
+    again.prompt_version = Some("support@2".into());
+    store
+        .record_usage(&[first, second, again, record(4, "k", "m", 80, 8)])
+        .unwrap();
+    let mut rows = store
+        .usage(&UsageQuery {
+            group_by: vec![Dimension::PromptVersion],
+            ..everything()
+        })
+        .unwrap();
+    rows.sort_by(|a, b| a.prompt_version.cmp(&b.prompt_version));
+    let totals: Vec<(Option<&str>, u64)> = rows
+        .iter()
+        .map(|r| (r.prompt_version.as_deref(), r.tokens.uncached_input))
+        .collect();
+    assert_eq!(
+        totals,
+        [(None, 80), (Some("support@1"), 10), (Some("support@2"), 60)]
+    );
+    let by_schema = store
+        .usage(&UsageQuery {
+            group_by: vec![Dimension::SchemaVersion],
+            filters: vec![(Dimension::SchemaVersion, vec!["order@1".into()])],
+            ..everything()
+        })
+        .unwrap();
+    assert_eq!(by_schema.len(), 1);
+    assert_eq!(by_schema[0].schema_version.as_deref(), Some("order@1"));
+    assert_eq!(by_schema[0].tokens.output, 2);
 }
 
 pub fn the_audit_log_lists_newest_first(f: &Fixture) {
@@ -681,14 +723,20 @@ pub fn registry_versions_are_immutable_and_labels_move(f: &Fixture) {
     );
     assert_eq!(entry.version(2).unwrap().body, "Be brief.");
     let moved = store
-        .set_registry_label("w1", Prompt, "support", PRODUCTION, 2)
+        .set_registry_label(
+            "w1",
+            Prompt,
+            "support",
+            PRODUCTION,
+            &LabelTarget::Version(2),
+        )
         .unwrap();
     assert_eq!(moved.labelled(PRODUCTION).unwrap().version, 2);
     store
-        .set_registry_label("w1", Prompt, "support", "staging", 1)
+        .set_registry_label("w1", Prompt, "support", "staging", &LabelTarget::Version(1))
         .unwrap();
     assert!(matches!(
-        store.set_registry_label("w1", Prompt, "support", "staging", 3),
+        store.set_registry_label("w1", Prompt, "support", "staging", &LabelTarget::Version(3)),
         Err(Error::NotFound { .. })
     ));
     assert!(store
@@ -714,8 +762,55 @@ pub fn registry_versions_are_immutable_and_labels_move(f: &Fixture) {
     );
     assert_eq!(
         support.labels,
-        vec![(PRODUCTION.to_owned(), 2), ("staging".to_owned(), 1)]
+        vec![
+            (PRODUCTION.to_owned(), LabelTarget::Version(2)),
+            ("staging".to_owned(), LabelTarget::Version(1))
+        ]
     );
+}
+
+pub fn a_label_can_split_over_versions_and_back(f: &Fixture) {
+    use missive_store::RegistryKind::Prompt;
+    let store = &f.store;
+    for text in ["A", "B", "C"] {
+        store.add_registry_version("w", Prompt, "ab", text).unwrap();
+    }
+    let split = LabelTarget::Split(vec![
+        SplitShare {
+            version: 1,
+            weight: 70,
+        },
+        SplitShare {
+            version: 3,
+            weight: 30,
+        },
+    ]);
+    store
+        .set_registry_label("w", Prompt, "ab", PRODUCTION, &split)
+        .unwrap();
+    let entry = f
+        .open_again()
+        .registry_entry("w", Prompt, "ab")
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.label(PRODUCTION), Some(&split));
+    assert_eq!(
+        entry.labelled(PRODUCTION),
+        None,
+        "a split is not one version"
+    );
+    let missing = LabelTarget::Split(vec![SplitShare {
+        version: 9,
+        weight: 1,
+    }]);
+    assert!(matches!(
+        store.set_registry_label("w", Prompt, "ab", PRODUCTION, &missing),
+        Err(Error::NotFound { .. })
+    ));
+    let back = store
+        .set_registry_label("w", Prompt, "ab", PRODUCTION, &LabelTarget::Version(2))
+        .unwrap();
+    assert_eq!(back.labelled(PRODUCTION).unwrap().body, "B");
 }
 
 pub fn replicas_adding_versions_at_once_number_them_without_gaps(f: &Fixture) {

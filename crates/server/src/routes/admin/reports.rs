@@ -164,7 +164,14 @@ pub async fn usage(
     let group_by = dimension_list(
         &params,
         "group_by",
-        &["api_key_id", "workspace_id", "model", "service_tier"],
+        &[
+            "api_key_id",
+            "workspace_id",
+            "model",
+            "service_tier",
+            "prompt_version",
+            "schema_version",
+        ],
     )?;
     let mut filters = Vec::new();
     for (name, dim) in [
@@ -172,6 +179,8 @@ pub async fn usage(
         ("workspace_ids", Dimension::WorkspaceId),
         ("models", Dimension::Model),
         ("service_tiers", Dimension::ServiceTier),
+        ("prompt_versions", Dimension::PromptVersion),
+        ("schema_versions", Dimension::SchemaVersion),
     ] {
         let values = params.many(name);
         if dim == Dimension::ServiceTier {
@@ -186,6 +195,11 @@ pub async fn usage(
         }
         filters.push((dim, values));
     }
+    // The registry's dimensions are Missive's own: their fields appear only when asked for.
+    let registry_fields = [Dimension::PromptVersion, Dimension::SchemaVersion]
+        .into_iter()
+        .filter(|d| group_by.contains(d))
+        .collect::<Vec<_>>();
     let rows = store(&state)?.usage(&UsageQuery {
         start_ms: window.start_ms,
         end_ms: window.end_ms,
@@ -195,10 +209,15 @@ pub async fn usage(
     })?;
     let mut results: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
     for row in rows {
-        results
-            .entry(row.bucket_start_ms)
-            .or_default()
-            .push(usage_result(&row));
+        let mut result = usage_result(&row);
+        for dim in &registry_fields {
+            let value = match dim {
+                Dimension::PromptVersion => &row.prompt_version,
+                _ => &row.schema_version,
+            };
+            result[dim.column()] = value.clone().into();
+        }
+        results.entry(row.bucket_start_ms).or_default().push(result);
     }
     Ok(Json(buckets(&window, results)))
 }
