@@ -62,6 +62,33 @@ pub struct Config {
     pub store: StoreSection,
     #[serde(default)]
     pub coordination: CoordinationSection,
+    #[serde(default)]
+    pub console: ConsoleSection,
+}
+
+/// The web console at `/console`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// Serve it (with governance on). Off: `/console` is a 404.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How long a sign-in lasts, in seconds (default 8 hours).
+    #[serde(default = "default_console_session_s")]
+    pub session_ttl_s: u64,
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_ttl_s: default_console_session_s(),
+        }
+    }
+}
+
+fn default_console_session_s() -> u64 {
+    8 * 3600
 }
 
 /// Redis, shared by several replicas for rate limits and spend caps.
@@ -834,6 +861,7 @@ impl Default for Config {
             server_tools: ServerToolsSection::default(),
             store: StoreSection::default(),
             coordination: CoordinationSection::default(),
+            console: ConsoleSection::default(),
         }
     }
 }

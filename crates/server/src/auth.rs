@@ -85,6 +85,11 @@ impl Auth {
         }
     }
 
+    /// Whether a key of this kind is given in config or the environment.
+    pub fn has_configured(&self, kind: KeyKind) -> bool {
+        self.configured.iter().any(|(_, k)| *k == kind)
+    }
+
     /// The cached view of the store's keys and kill switches, when there is a store.
     pub fn controls(&self) -> Option<&Arc<Controls>> {
         self.store.as_ref()
@@ -144,7 +149,14 @@ async fn authenticate_as(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let principal = match state.auth.authenticate(request.headers()) {
+    // A console session stands in for the key it was opened with.
+    let principal =
+        match crate::console_session::principal(state, request.method(), request.headers()) {
+            Some(Ok((principal, _))) => Ok(principal),
+            Some(Err(err)) => Err(err),
+            None => state.auth.authenticate(request.headers()),
+        };
+    let principal = match principal {
         Ok(principal) => principal,
         Err(err) => return err.into_response(),
     };

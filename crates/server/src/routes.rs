@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod batches;
+mod console;
 pub(crate) mod files;
 mod health;
 pub(crate) mod messages;
@@ -54,9 +55,14 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             crate::auth::middleware,
         ));
+    let console = match state.console {
+        Some(_) => console::routes(),
+        None => Router::new(),
+    };
     Router::new()
         .merge(api)
         .merge(admin::routes(state.clone()))
+        .merge(console)
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(

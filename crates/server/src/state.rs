@@ -36,6 +36,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// `[server_tools]`: what `web_fetch` and `web_search` run with.
     pub server_tools: Arc<missive_tools::Toolbox>,
+    /// `[console]`: signs console sessions; `None` serves no console.
+    pub console: Option<Arc<crate::console_session::Sessions>>,
 }
 
 impl AppState {
@@ -56,7 +58,14 @@ impl AppState {
             share_cache_across_workspaces: false,
             public_url: None,
             server_tools: Arc::default(),
+            console: None,
         }
+    }
+
+    /// Serves the console at `/console`, with sessions signed by `sessions`.
+    pub fn with_console(mut self, sessions: crate::console_session::Sessions) -> Self {
+        self.console = Some(Arc::new(sessions));
+        self
     }
 
     /// `[server_tools]`.

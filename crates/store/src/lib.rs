@@ -117,6 +117,12 @@ pub trait Store: Send + Sync {
     fn record_usage(&self, records: &[UsageRecord]) -> Result<(), Error>;
     /// Billed (`messages`) usage, bucketed and grouped as asked; empty combinations omitted.
     fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, Error>;
+    /// The newest ledger rows, newest first: all workspaces', or one's.
+    fn recent_usage(
+        &self,
+        workspace_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<UsageRecord>, Error>;
 
     fn audit(&self, entry: &AuditEntry) -> Result<(), Error>;
     /// Newest first.

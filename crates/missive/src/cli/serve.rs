@@ -133,6 +133,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         router = router.with_alias(pattern, target);
     }
     let thinking_key = store.secret("thinking-signature", 32)?;
+    let console_key = store.secret("console-session", 32)?;
     let store: Arc<dyn Store> = store;
     let governed = config.governance.enabled;
     let auth = if governed {
@@ -169,6 +170,12 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             .with_files(files_config(&config, &home)?)
             .with_policies(config.policy.policies())
             .with_batch_worker(config.batches.concurrency);
+        if config.console.enabled {
+            state = state.with_console(missive_server::console_session::Sessions::new(
+                console_key,
+                config.console.session_ttl_s,
+            ));
+        }
     } else {
         state = state.with_rate_limits(RateLimiter::unlimited());
     }

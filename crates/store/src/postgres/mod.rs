@@ -439,6 +439,15 @@ impl Store for PostgresStore {
         self.run(move |c| async move { ledger::usage(&c, &query).await })
     }
 
+    fn recent_usage(
+        &self,
+        workspace_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<UsageRecord>, Error> {
+        let w = workspace_id.map(str::to_owned);
+        self.run(move |c| async move { ledger::recent(&c, w.as_deref(), limit).await })
+    }
+
     fn audit(&self, entry: &AuditEntry) -> Result<(), Error> {
         let e = entry.clone();
         self.run(move |c| async move {

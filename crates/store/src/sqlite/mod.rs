@@ -296,6 +296,14 @@ impl Store for SqliteStore {
         self.read(|conn| ledger::usage(conn, query))
     }
 
+    fn recent_usage(
+        &self,
+        workspace_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<UsageRecord>, Error> {
+        self.read(|conn| ledger::recent(conn, workspace_id, limit))
+    }
+
     fn audit(&self, entry: &AuditEntry) -> Result<(), Error> {
         self.with(|conn| {
             conn.execute(

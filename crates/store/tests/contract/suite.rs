@@ -266,6 +266,15 @@ pub fn usage_groups_by_the_registry_versions_a_call_used(f: &Fixture) {
     assert_eq!(by_schema.len(), 1);
     assert_eq!(by_schema[0].schema_version.as_deref(), Some("order@1"));
     assert_eq!(by_schema[0].tokens.output, 2);
+
+    let mut elsewhere = record(5, "k2", "m", 1, 1);
+    elsewhere.workspace_id = "w2".into();
+    store.record_usage(&[elsewhere.clone()]).unwrap();
+    let newest = f.open_again().recent_usage(None, 2).unwrap();
+    assert_eq!(newest[0], elsewhere, "newest first, every column read back");
+    assert_eq!(newest[1].request_id, "req_4");
+    let theirs = store.recent_usage(Some("w2"), 10).unwrap();
+    assert_eq!(theirs, vec![elsewhere]);
 }
 
 pub fn the_audit_log_lists_newest_first(f: &Fixture) {

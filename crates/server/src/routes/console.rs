@@ -1,0 +1,720 @@
+//! `/console`: the operator's web console, served by the binary itself. The page and its
+//! script are embedded (nothing from a CDN); they call the JSON endpoints below with the
+//! session cookie (see `crate::console_session`), never with a key.
+//!
+//! An admin session sees and changes the whole organization. A session opened with a
+//! workspace key sees its own workspace only, and changes nothing but that workspace's
+//! registry.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use missive_protocol::ErrorType;
+use missive_store::{
+    AuditEntry, Dimension, KeyKind, KeyStatus, LabelTarget, RegistryKind, Store, UsageQuery,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::Principal;
+use crate::console_session::{self, Session};
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::params::rfc3339_ms;
+use crate::state::AppState;
+
+const PAGE: &str = include_str!("../../console/index.html");
+const SCRIPT: &str = include_str!("../../console/console.js");
+const STYLE: &str = include_str!("../../console/console.css");
+
+/// Scripts from this origin only, no inline code, no framing.
+const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console", get(page))
+        .route("/console/", get(page))
+        .route("/console/console.js", get(script))
+        .route("/console/console.css", get(style))
+        .route("/console/session", post(sign_in))
+        .route("/console/api/session", get(session))
+        .route("/console/api/session/end", post(sign_out))
+        .route(
+            "/console/api/workspaces",
+            get(workspaces).post(create_workspace),
+        )
+        .route("/console/api/keys", get(keys).post(create_key))
+        .route("/console/api/keys/{key_id}", post(update_key))
+        .route(
+            "/console/api/kill_switches",
+            get(kill_switches).post(set_kill_switch),
+        )
+        .route("/console/api/usage", get(usage))
+        .route("/console/api/requests", get(requests))
+        .route("/console/api/audit", get(audit_log))
+        .route("/console/api/prompts", get(prompts).post(create_prompt))
+        .route("/console/api/prompts/{name}/labels", post(label_prompt))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn page() -> Response {
+    asset("text/html; charset=utf-8", PAGE)
+}
+
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", SCRIPT)
+}
+
+async fn style() -> Response {
+    asset("text/css; charset=utf-8", STYLE)
+}
+
+/// Who is signed in: the session and the principal behind it.
+struct User {
+    principal: Principal,
+    session: Session,
+}
+
+impl User {
+    fn is_admin(&self) -> bool {
+        self.principal.kind == KeyKind::Admin
+    }
+
+    fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorType::PermissionError,
+                "This needs a console session opened with an admin key",
+            ))
+        }
+    }
+
+    /// The workspace a request may look at: an admin names any (or none, for all); a
+    /// workspace session is held to its own.
+    fn scope<'a>(&'a self, asked: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
+        if self.is_admin() {
+            return Ok(asked.filter(|w| !w.is_empty()));
+        }
+        let own = self.principal.workspace_id.as_str();
+        match asked {
+            Some(other) if !other.is_empty() && other != own => {
+                Err(ApiError::not_found(format!("workspace {other} not found")))
+            }
+            _ => Ok(Some(own)),
+        }
+    }
+
+    fn audit(&self, store: &dyn Store, action: &str, target: &str, detail: Value) {
+        let entry = AuditEntry {
+            at_ms: crate::ids::now_ms(),
+            actor: format!("console:{}", self.principal.key_id),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            detail: detail.to_string(),
+        };
+        if let Err(err) = store.audit(&entry) {
+            tracing::warn!(%err, action, "console change not written to the audit log");
+        }
+    }
+}
+
+fn user(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<User, ApiError> {
+    match console_session::principal(state, method, headers) {
+        Some(Ok((principal, session))) => Ok(User { principal, session }),
+        Some(Err(err)) => Err(err),
+        None => Err(ApiError::unauthenticated("Sign in to the console")),
+    }
+}
+
+fn store(state: &AppState) -> Result<&dyn Store, ApiError> {
+    state.store.as_deref().ok_or_else(|| {
+        ApiError::not_found("The console needs a store; this server runs without one")
+    })
+}
+
+fn body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(raw).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    key: String,
+}
+
+/// `POST /console/session` `{"key"}`: opens a session for an admin or workspace key. A
+/// JSON body is required, which a cross-site form cannot send.
+async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(raw): JsonBody,
+) -> Result<Response, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(ApiError::invalid("content-type: sign in with a JSON body"));
+    }
+    let sessions = state
+        .console
+        .as_deref()
+        .ok_or_else(|| ApiError::not_found("Not found: /console/session"))?;
+    let request: SignIn = body(&raw)?;
+    let mut presented = HeaderMap::new();
+    let key = HeaderValue::from_str(request.key.trim())
+        .map_err(|_| ApiError::unauthenticated("invalid key"))?;
+    presented.insert("x-api-key", key);
+    let principal = state.auth.authenticate(&presented)?;
+    let (value, session) = sessions.issue(&principal);
+    let max_age = (session.expires_at_ms - crate::ids::now_ms()) / 1000;
+    let cookie =
+        console_session::set_cookie(&value, max_age, console_session::over_tls(&state, &headers));
+    if let Some(store) = state.store.as_deref() {
+        User {
+            principal: principal.clone(),
+            session: session.clone(),
+        }
+        .audit(store, "console.sign_in", &principal.key_id, json!({}));
+    }
+    let mut response = Json(session_view(sessions, &principal, &session)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+fn session_view(
+    sessions: &console_session::Sessions,
+    principal: &Principal,
+    session: &Session,
+) -> Value {
+    json!({
+        "type": "console_session",
+        "kind": principal.kind.as_str(),
+        "workspace_id": (!principal.workspace_id.is_empty()).then_some(&principal.workspace_id),
+        "workspace_name": (!principal.workspace.is_empty()).then_some(&principal.workspace),
+        "expires_at": rfc3339_ms(session.expires_at_ms),
+        "csrf_token": sessions.csrf(session),
+    })
+}
+
+async fn session(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    let sessions = state
+        .console
+        .as_deref()
+        .ok_or_else(|| ApiError::unauthenticated("Sign in to the console"))?;
+    Ok(Json(session_view(sessions, &user.principal, &user.session)))
+}
+
+async fn sign_out(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    user(&state, &method, &headers)?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(value) = HeaderValue::from_str(&console_session::set_cookie("", 0, false)) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize, Default)]
+struct Filter {
+    #[serde(default)]
+    workspace_id: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    /// `1h` or `1d`.
+    #[serde(default)]
+    bucket: Option<String>,
+    /// Unix milliseconds.
+    #[serde(default)]
+    start_ms: Option<i64>,
+    #[serde(default)]
+    end_ms: Option<i64>,
+}
+
+async fn workspaces(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    let store = store(&state)?;
+    let all = store.list_workspaces(false)?;
+    let scope = user.scope(None)?;
+    let data: Vec<Value> = all
+        .into_iter()
+        .filter(|w| scope.is_none_or(|own| own == w.id))
+        .map(|w| {
+            json!({
+                "id": w.id,
+                "name": w.name,
+                "killed": store.is_killed(&w.id, "*").unwrap_or(false),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWorkspace {
+    name: String,
+}
+
+async fn create_workspace(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    JsonBody(raw): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    user.require_admin()?;
+    let request: NewWorkspace = body(&raw)?;
+    let name = request.name.trim();
+    if name.is_empty() || name.chars().count() > 40 {
+        return Err(ApiError::invalid("name: must be 1 to 40 characters"));
+    }
+    let store = store(&state)?;
+    let created = store.create_workspace(name)?;
+    user.audit(
+        store,
+        "workspace.create",
+        &created.id,
+        json!({"name": name}),
+    );
+    Ok(Json(json!({"id": created.id, "name": created.name})))
+}
+
+fn key_view(key: &missive_store::ApiKey) -> Value {
+    json!({
+        "id": key.id,
+        "name": key.name,
+        "workspace_id": key.workspace_id,
+        "hint": key.hint,
+        "status": key.status.as_str(),
+        "created_at": rfc3339_ms(key.created_at.saturating_mul(1000)),
+        "expires_at": key.expires_at.map(|at| rfc3339_ms(at.saturating_mul(1000))),
+    })
+}
+
+async fn keys(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    let scope = user.scope(filter.workspace_id.as_deref())?;
+    let data: Vec<Value> = store(&state)?
+        .list_api_keys()?
+        .iter()
+        .filter(|k| k.kind == KeyKind::Standard)
+        .filter(|k| scope.is_none_or(|w| k.workspace_id.as_deref() == Some(w)))
+        .map(key_view)
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    workspace_id: String,
+    name: String,
+}
+
+/// Creates a workspace key; the secret is in this answer and nowhere else, ever.
+async fn create_key(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    JsonBody(raw): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    user.require_admin()?;
+    let request: NewKey = body(&raw)?;
+    let name = request.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::invalid("name: must be 1 to 100 characters"));
+    }
+    let store = store(&state)?;
+    let created = store.create_api_key(name, KeyKind::Standard, Some(&request.workspace_id))?;
+    user.audit(
+        store,
+        "api_key.create",
+        &created.key.id,
+        json!({"name": name, "workspace_id": request.workspace_id}),
+    );
+    let mut view = key_view(&created.key);
+    view["secret"] = Value::from(created.secret);
+    Ok(Json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyChange {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// Renames a key, or revokes it (`status: "inactive"`).
+async fn update_key(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(key_id): Path<String>,
+    JsonBody(raw): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    user.require_admin()?;
+    let change: KeyChange = body(&raw)?;
+    let status = match change.status.as_deref() {
+        None => None,
+        Some(s @ ("active" | "inactive")) => KeyStatus::parse(s),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "status: `{other}` is not one of active, inactive"
+            )))
+        }
+    };
+    let store = store(&state)?;
+    let updated = store.update_api_key(&key_id, change.name.as_deref(), status)?;
+    user.audit(
+        store,
+        "api_key.update",
+        &key_id,
+        json!({"name": change.name, "status": change.status}),
+    );
+    Ok(Json(key_view(&updated)))
+}
+
+async fn kill_switches(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    let scope = user.scope(None)?;
+    let data: Vec<Value> = store(&state)?
+        .kill_switches()?
+        .into_iter()
+        .filter(|s| scope.is_none_or(|w| s.workspace_id.as_deref().is_none_or(|id| id == w)))
+        .map(|s| json!({"workspace_id": s.workspace_id, "model": s.model}))
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillSwitchChange {
+    #[serde(default)]
+    workspace_id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    on: bool,
+}
+
+async fn set_kill_switch(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    JsonBody(raw): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    user.require_admin()?;
+    let change: KillSwitchChange = body(&raw)?;
+    let workspace = change.workspace_id.as_deref().filter(|w| !w.is_empty());
+    let model = change.model.as_deref().filter(|m| !m.is_empty());
+    let store = store(&state)?;
+    store.set_kill_switch(workspace, model, change.on)?;
+    user.audit(
+        store,
+        if change.on {
+            "kill_switch.on"
+        } else {
+            "kill_switch.off"
+        },
+        workspace.unwrap_or("*"),
+        json!({"model": model}),
+    );
+    Ok(Json(
+        json!({"workspace_id": workspace, "model": model, "on": change.on}),
+    ))
+}
+
+/// Billed usage over time by model: the overview's chart.
+async fn usage(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    let scope = user.scope(filter.workspace_id.as_deref())?;
+    let bucket_ms = match filter.bucket.as_deref().unwrap_or("1h") {
+        "1h" => 3_600_000,
+        "1d" => 86_400_000,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "bucket: `{other}` is not one of 1h, 1d"
+            )))
+        }
+    };
+    let now = crate::ids::now_ms();
+    let end_ms = filter.end_ms.unwrap_or(now + 1);
+    let start_ms = filter.start_ms.unwrap_or(end_ms - 24 * 3_600_000);
+    if end_ms <= start_ms || (end_ms - start_ms) / bucket_ms > 1000 {
+        return Err(ApiError::invalid(
+            "start_ms, end_ms: a range of at most 1000 buckets, start before end",
+        ));
+    }
+    let rows = store(&state)?.usage(&UsageQuery {
+        start_ms,
+        end_ms,
+        bucket_ms,
+        group_by: vec![Dimension::Model],
+        filters: scope
+            .map(|w| vec![(Dimension::WorkspaceId, vec![w.to_owned()])])
+            .unwrap_or_default(),
+    })?;
+    let prices = state.spend.prices();
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            let model = row.model.clone().unwrap_or_default();
+            let t = &row.tokens;
+            json!({
+                "bucket_start": rfc3339_ms(row.bucket_start_ms),
+                "model": model,
+                "input_tokens": t.uncached_input + t.cache_creation_5m + t.cache_creation_1h,
+                "cache_read_input_tokens": t.cache_read,
+                "output_tokens": t.output,
+                "cost_usd": prices.cost_cents(&model, "standard", t) / 100.0,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "bucket": filter.bucket.unwrap_or_else(|| "1h".to_owned()),
+        "start": rfc3339_ms(start_ms),
+        "end": rfc3339_ms(end_ms),
+        "data": data,
+    })))
+}
+
+/// The request log: one row per call, newest first.
+async fn requests(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    let scope = user.scope(filter.workspace_id.as_deref())?;
+    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+    let data: Vec<Value> = store(&state)?
+        .recent_usage(scope, limit)?
+        .iter()
+        .map(|r| {
+            let t = &r.tokens;
+            json!({
+                "request_id": r.request_id,
+                "at": rfc3339_ms(r.at_ms),
+                "endpoint": r.endpoint,
+                "api_key_id": r.api_key_id,
+                "workspace_id": r.workspace_id,
+                "model": r.model,
+                "service_tier": r.service_tier,
+                "input_tokens": t.uncached_input,
+                "cache_creation_input_tokens": t.cache_creation_5m + t.cache_creation_1h,
+                "cache_read_input_tokens": t.cache_read,
+                "output_tokens": t.output,
+                "prompt_version": r.prompt_version,
+                "schema_version": r.schema_version,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    user.require_admin()?;
+    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+    let data: Vec<Value> = store(&state)?
+        .audit_log(limit)?
+        .into_iter()
+        .map(|e| {
+            json!({
+                "at": rfc3339_ms(e.at_ms),
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "detail": serde_json::from_str::<Value>(&e.detail).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+/// The workspace a registry change or listing is for: an admin must name one.
+fn registry_workspace(user: &User, asked: Option<&str>) -> Result<String, ApiError> {
+    user.scope(asked)?
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::invalid("workspace_id: name the workspace"))
+}
+
+async fn prompts(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    let workspace = registry_workspace(&user, filter.workspace_id.as_deref())?;
+    let data: Vec<Value> = store(&state)?
+        .list_registry(&workspace, RegistryKind::Prompt)?
+        .iter()
+        .map(|entry| {
+            let labels: serde_json::Map<String, Value> = entry
+                .labels
+                .iter()
+                .map(|(label, target)| {
+                    let target = match target {
+                        LabelTarget::Version(v) => json!(v),
+                        LabelTarget::Split(shares) => json!(shares
+                            .iter()
+                            .map(|s| format!("{}:{}", s.version, s.weight))
+                            .collect::<Vec<_>>()
+                            .join(",")),
+                    };
+                    (label.clone(), target)
+                })
+                .collect();
+            let versions: Vec<Value> = entry
+                .versions
+                .iter()
+                .map(|v| json!({"version": v.version, "text": v.body, "created_at": rfc3339_ms(v.created_at_ms)}))
+                .collect();
+            json!({"name": entry.name, "labels": labels, "versions": versions})
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPrompt {
+    #[serde(default)]
+    workspace_id: Option<String>,
+    name: String,
+    text: String,
+}
+
+async fn create_prompt(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    JsonBody(raw): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    let request: NewPrompt = body(&raw)?;
+    let workspace = registry_workspace(&user, request.workspace_id.as_deref())?;
+    if !crate::registry::valid_name(&request.name) || request.text.is_empty() {
+        return Err(ApiError::invalid(
+            "name: 1 to 64 letters, digits, `_`, `-` or `.`; text: not empty",
+        ));
+    }
+    let store = store(&state)?;
+    let version = store.add_registry_version(
+        &workspace,
+        RegistryKind::Prompt,
+        &request.name,
+        &request.text,
+    )?;
+    user.audit(
+        store,
+        "prompt.version",
+        &format!("{}@{}", version.name, version.version),
+        json!({"workspace_id": workspace}),
+    );
+    Ok(Json(
+        json!({"name": version.name, "version": version.version}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelMove {
+    #[serde(default)]
+    workspace_id: Option<String>,
+    label: String,
+    version: i64,
+}
+
+async fn label_prompt(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    JsonBody(raw): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    let request: LabelMove = body(&raw)?;
+    let workspace = registry_workspace(&user, request.workspace_id.as_deref())?;
+    if !crate::registry::valid_name(&request.label) || request.label.parse::<i64>().is_ok() {
+        return Err(ApiError::invalid(
+            "label: 1 to 64 letters, digits, `_`, `-` or `.`, not a number",
+        ));
+    }
+    let store = store(&state)?;
+    store.set_registry_label(
+        &workspace,
+        RegistryKind::Prompt,
+        &name,
+        &request.label,
+        &LabelTarget::Version(request.version),
+    )?;
+    user.audit(
+        store,
+        "prompt.label",
+        &format!("{name}@{}", request.label),
+        json!({"workspace_id": workspace, "version": request.version}),
+    );
+    Ok(Json(
+        json!({"name": name, "label": request.label, "version": request.version}),
+    ))
+}

@@ -1,0 +1,236 @@
+"""What an operator does in the console, in a real browser, against a real server and the
+default model; the official SDK plays the operator's users."""
+
+import base64
+import os
+import pathlib
+import time
+
+import anthropic
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from conftest import ADMIN_KEY, Missive
+
+MODEL = "claude-sonnet-4-5"
+# Where page screenshots go (scripts/console-screenshots points it at docs/console).
+SHOTS = os.environ.get("MISSIVE_CONSOLE_SCREENSHOTS")
+
+
+def shot(page, name):
+    if SHOTS:
+        pathlib.Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def server():
+    server = Missive().start()
+    yield server
+    server.stop()
+
+
+def sign_in(page, server, key):
+    page.goto(server.url + "/console")
+    page.fill("#key", key)
+    page.click("#sign-in button[type=submit]")
+    expect(page.locator("#nav")).to_be_visible()
+
+
+def go(page, view):
+    """Shows a view afresh (rendered again when it is the one showing) and waits for it."""
+    before = page.evaluate("renders")
+    page.evaluate(f"location.hash === '#{view}' ? route() : (location.hash = '#{view}')")
+    # A function, not an expression: the console's policy forbids eval.
+    page.wait_for_function("(before) => renders > before", arg=before)
+    expect(page.locator(f"#page[data-page={view}]")).to_be_attached()
+
+
+def ask(key, server, system="Say hi.", **extra):
+    client = anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0)
+    return client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=4, system=system, messages=[{"role": "user", "content": "Go."}], **extra)
+
+
+def session_client(server, key):
+    """An HTTP client holding a console session, and the session's CSRF token."""
+    http = httpx.Client(base_url=server.url, timeout=30)
+    opened = http.post("/console/session", json={"key": key})
+    assert opened.status_code == 200, opened.text
+    return http, opened.json()["csrf_token"]
+
+
+def test_an_operator_runs_a_workspace_from_the_console(server, page):
+    page.goto(server.url + "/console")
+    shot(page, "sign-in")
+    sign_in(page, server, ADMIN_KEY)
+
+    # A workspace and a key; the secret is shown once.
+    go(page, "workspaces")
+    page.fill("#workspace-name", "team-a")
+    page.click("[data-testid=create-workspace] button")
+    team = page.locator("[data-testid=workspace-team-a]")
+    expect(team).to_be_visible()
+    team.locator("[data-testid=key-name]").fill("app")
+    team.locator("[data-testid=create-key] button").click()
+    secret = page.locator("[data-testid=new-secret]").inner_text()
+    assert secret.startswith("sk-ant-api03-")
+    shot(page, "workspaces")
+    go(page, "workspaces")
+    assert secret not in page.content(), "the secret is shown once"
+
+    # Traffic through the SDK shows in the chart and the request log.
+    used = ask(secret, server).parse().usage
+    go(page, "overview")
+    total = used.input_tokens + (used.cache_read_input_tokens or 0) + (used.cache_creation_input_tokens or 0) + used.output_tokens
+    expect(page.locator("[data-testid=usage-total]")).to_contain_text(f"{total} tokens")
+    assert page.locator("[data-testid=usage-chart] rect").count() >= 1
+    shot(page, "overview")
+    ask(secret, server, system="Say bye.")
+    go(page, "overview")
+    expect(page.locator("[data-testid=usage-total]")).not_to_contain_text(f"{total} tokens")
+    go(page, "requests")
+    expect(page.locator("[data-testid=request-log] tbody tr")).to_have_count(2)
+
+    # The kill switch stops the workspace's traffic, and lets it through again.
+    go(page, "workspaces")
+    team.locator("[data-testid=kill-switch]").click()
+    expect(team).to_contain_text("switched off")
+    with pytest.raises(anthropic.PermissionDeniedError):
+        ask(secret, server)
+    team.locator("[data-testid=kill-switch]").click()
+    expect(team).not_to_contain_text("switched off")
+    assert ask(secret, server).http_response.status_code == 200
+
+    # A prompt: two versions, used from the SDK, the label moved, the log shows both.
+    go(page, "prompts")
+    page.select_option("#prompt-workspace", label="team-a")
+    for text in ["Reply with one word: hello.", "Reply with one word: goodbye."]:
+        page.fill("[data-testid=prompt-name]", "greeting")
+        page.fill("[data-testid=prompt-text]", text)
+        page.click("[data-testid=create-prompt] button")
+    greeting = page.locator("[data-testid=prompt-greeting]")
+    expect(greeting.locator("[data-testid=versions-greeting] tbody tr")).to_have_count(2)
+    expect(greeting.locator("[data-testid=labels]")).to_have_text("production → 1")
+    assert ask(secret, server, system="{{prompt:greeting}}").headers["x-missive-prompt-version"] == "greeting@1"
+    greeting.locator("[data-testid=label-version]").fill("2")
+    greeting.locator("[data-testid=move-label] button").click()
+    expect(greeting.locator("[data-testid=labels]")).to_have_text("production → 2")
+    shot(page, "prompts")
+    assert ask(secret, server, system="{{prompt:greeting}}").headers["x-missive-prompt-version"] == "greeting@2"
+    go(page, "requests")
+    log = page.locator("[data-testid=request-log] tbody")
+    expect(log.locator("tr").first).to_contain_text("greeting@2")
+    expect(log).to_contain_text("greeting@1")
+    shot(page, "requests")
+
+    # Revoked, the key stops working at once.
+    go(page, "workspaces")
+    team.locator("[data-testid=revoke-app]").click()
+    expect(team.locator("[data-testid=keys-team-a]")).to_contain_text("inactive")
+    with pytest.raises(anthropic.AuthenticationError):
+        ask(secret, server)
+
+    go(page, "audit")
+    audit = page.locator("[data-testid=audit-log]")
+    for action in ["workspace.create", "api_key.create", "kill_switch.on", "prompt.label", "api_key.update"]:
+        expect(audit).to_contain_text(action)
+    shot(page, "audit")
+    # The admin key is in no page, script or cookie.
+    assert ADMIN_KEY not in page.content()
+    for cookie in page.context.cookies():
+        payload = cookie["value"].split(".")[0]
+        assert ADMIN_KEY not in base64.urlsafe_b64decode(payload + "==").decode(errors="replace")
+
+
+def test_changes_without_the_sessions_csrf_token_are_refused(server):
+    http, csrf = session_client(server, ADMIN_KEY)
+    assert http.post("/console/api/workspaces", json={"name": "no-token"}).status_code == 403
+    assert http.post("/console/api/workspaces", json={"name": "bad-token"},
+                     headers={"x-missive-csrf": csrf[:-2] + "xx"}).status_code == 403
+    _, other_csrf = session_client(server, ADMIN_KEY)
+    assert http.post("/console/api/workspaces", json={"name": "other-token"},
+                     headers={"x-missive-csrf": other_csrf}).status_code == 403, "a token is bound to its session"
+    assert http.post("/console/api/workspaces", json={"name": "with-token"},
+                     headers={"x-missive-csrf": csrf}).status_code == 200
+    # The session cookie cannot be read by scripts nor sent cross-site.
+    opened = httpx.post(server.url + "/console/session", json={"key": ADMIN_KEY})
+    cookie = opened.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    # A form post (all a cross-site page can send without CORS) cannot open a session.
+    form = httpx.post(server.url + "/console/session", data={"key": ADMIN_KEY})
+    assert form.status_code == 400
+    # Behind a TLS proxy the cookie is Secure.
+    tls = httpx.post(server.url + "/console/session", json={"key": ADMIN_KEY}, headers={"x-forwarded-proto": "https"})
+    assert "Secure" in tls.headers["set-cookie"]
+
+
+def test_a_workspace_user_sees_only_their_workspace(server, page):
+    admin, csrf = session_client(server, ADMIN_KEY)
+    ids = {}
+    for name in ["blue", "green"]:
+        ids[name] = admin.post("/console/api/workspaces", json={"name": name}, headers={"x-missive-csrf": csrf}).json()["id"]
+    keys = {name: admin.post("/console/api/keys", json={"workspace_id": ids[name], "name": f"{name}-key"},
+                             headers={"x-missive-csrf": csrf}).json()["secret"] for name in ids}
+    ask(keys["green"], server)
+    ask(keys["blue"], server)
+
+    blue, blue_csrf = session_client(server, keys["blue"])
+    assert blue.get("/console/api/requests", params={"workspace_id": ids["green"]}).status_code == 404
+    rows = blue.get("/console/api/requests").json()["data"]
+    assert rows and {r["workspace_id"] for r in rows} == {ids["blue"]}
+    assert {k["workspace_id"] for k in blue.get("/console/api/keys").json()["data"]} == {ids["blue"]}
+    assert [w["name"] for w in blue.get("/console/api/workspaces").json()["data"]] == ["blue"]
+    assert blue.get("/console/api/prompts", params={"workspace_id": ids["green"]}).status_code == 404
+    assert blue.get("/console/api/audit").status_code == 403
+    assert blue.post("/console/api/keys", json={"workspace_id": ids["blue"], "name": "x"},
+                     headers={"x-missive-csrf": blue_csrf}).status_code == 403
+    usage = blue.get("/console/api/usage").json()["data"]
+    assert usage, "their own usage is there"
+    # The Admin API is not reachable with a workspace session either.
+    assert blue.get("/v1/organizations/workspaces").status_code == 403
+
+    # In the browser: their workspace, no audit log, no other workspace's name anywhere.
+    sign_in(page, server, keys["blue"])
+    go(page, "workspaces")
+    expect(page.locator("[data-testid=workspace-blue]")).to_be_visible()
+    assert page.locator("[data-testid=workspace-green]").count() == 0
+    expect(page.locator("nav a[href='#audit']")).to_be_hidden()
+    go(page, "requests")
+    assert ids["green"] not in page.content()
+
+    # Revoking the key that opened a session ends the session.
+    green, _ = session_client(server, keys["green"])
+    key_id = next(k["id"] for k in admin.get("/console/api/keys", params={"workspace_id": ids["green"]}).json()["data"])
+    assert admin.post(f"/console/api/keys/{key_id}", json={"status": "inactive"},
+                      headers={"x-missive-csrf": csrf}).status_code == 200
+    assert green.get("/console/api/session").status_code == 401
+
+
+def test_a_session_expires_and_the_admin_key_is_never_shown_or_logged():
+    server = Missive(config="[console]\nsession_ttl_s = 2\n").start()
+    try:
+        http, _ = session_client(server, ADMIN_KEY)
+        assert http.get("/console/api/workspaces").status_code == 200
+        # Sent again by hand after the browser would have dropped it: the server refuses it.
+        cookie = f"missive_console={http.cookies['missive_console']}"
+        time.sleep(3)
+        expired = httpx.get(server.url + "/console/api/workspaces", headers={"cookie": cookie})
+        assert expired.status_code == 401 and "expired" in expired.json()["error"]["message"]
+        for path in ["/console", "/console/console.js", "/console/console.css"]:
+            served = httpx.get(server.url + path)
+            assert served.status_code == 200 and ADMIN_KEY not in served.text
+            assert "default-src 'self'" in served.headers["content-security-policy"]
+    finally:
+        server.stop()
+    assert ADMIN_KEY not in open(os.path.join(server.home, "serve.log")).read()
+
+
+def test_without_the_console_there_is_no_console():
+    server = Missive(config="[console]\nenabled = false\n").start()
+    try:
+        assert httpx.get(server.url + "/console").status_code == 404
+        assert httpx.post(server.url + "/console/session", json={"key": ADMIN_KEY}).status_code == 404
+    finally:
+        server.stop()
