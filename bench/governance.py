@@ -12,6 +12,7 @@ from peer import bench_http, free_port, load_arguments, wait_healthy, write_repo
 BODY = json.dumps(
     {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "How many tokens is this sentence?"}]}
 )
+ADMIN_KEY = "sk-ant-admin01-governance-bench"
 # Limits high enough never to refuse: the buckets still run on every request.
 CONFIG = """
 [rate_limits]
@@ -21,12 +22,12 @@ output_tokens_per_minute = 100000000
 """
 
 
-def start(args, governed):
+def start(args, governed, console=False):
     home = tempfile.mkdtemp(prefix="missive-governance-")
     port = free_port()
     config = os.path.join(home, "missive.toml")
     with open(config, "w") as f:
-        f.write(CONFIG)
+        f.write(CONFIG + f"\n[console]\nenabled = {'true' if console else 'false'}\n")
     env = dict(
         os.environ,
         MISSIVE_HOME=home,
@@ -36,6 +37,7 @@ def start(args, governed):
         MISSIVE_THREADS=str(args.threads),
         MISSIVE_GOVERNANCE="on" if governed else "off",
         MISSIVE_LOG="warn",
+        MISSIVE_ADMIN_KEY=ADMIN_KEY,
     )
     key = ""
     if governed:
@@ -62,9 +64,86 @@ def ledger_rows(home):
         return db.execute("SELECT count(*) FROM usage_ledger").fetchone()[0]
 
 
+class Operator:
+    """A signed-in console session reading the overview and the request log once a
+    second, as an operator watching traffic would, for as long as it runs."""
+
+    def __init__(self, url):
+        import threading
+
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=30)
+        self.http.post("/console/session", json={"key": ADMIN_KEY}).raise_for_status()
+        self.reads = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.wait(1.0):
+            for path in ("/console/api/usage", "/console/api/requests?limit=200"):
+                self.http.get(path).raise_for_status()
+                self.reads += 1
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        return self.reads
+
+
+def console_main(args):
+    """Governance on both sides; the console off on one, on (and watched) on the other."""
+    results = {True: [], False: []}
+    for round_no in range(1, args.rounds + 1):
+        for console in ([False, True] if round_no % 2 else [True, False]):
+            proc, url, key, home = start(args, True, console=console)
+            try:
+                operator = Operator(url) if console else None
+                side = "console" if console else "no console"
+                closed = load(args, url, key, f"{side} closed", connections=args.connections)
+                opened = load(args, url, key, f"{side} open", rate=args.rate)
+                reads = operator.close() if operator else 0
+            finally:
+                proc.terminate()
+                proc.wait()
+            print(json.dumps(closed), json.dumps(opened), f"console reads {reads}", flush=True)
+            results[console].append((closed, opened, reads))
+
+    def med(console, which, field):
+        return statistics.median(r[which][field] for r in results[console])
+
+    lines = [
+        "# The console's cost to the API: `count_tokens`, governance on, console off vs on",
+        "",
+        f"Missive release build, default model, {args.threads} threads, {args.rounds} rounds alternating; "
+        f"each load {args.seconds:.0f} s after 2 s warm-up (`missive bench http`, one client thread on the same machine). "
+        "Both sides govern (a stored key, rate limits, the ledger). Off: `[console] enabled = false`. "
+        "On: the console served, and a signed-in session reading the overview and the request log (200 rows) "
+        "once a second throughout. Medians.",
+        "",
+        "| load | metric | console off | console on | on/off |",
+        "|---|---|---|---|---|",
+    ]
+    for which, name in ((0, f"closed loop, {args.connections} connections"), (1, f"open loop, {args.rate} req/s")):
+        for field, label in (("rps", "requests/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")):
+            off, on = med(False, which, field), med(True, which, field)
+            lines.append(f"| {name} | {label} | {off:.2f} | {on:.2f} | {on / off:.3f}x |")
+    lines += [
+        "",
+        f"Console reads per run with the console on: {[r[2] for r in results[True]]}.",
+        "Target: nothing measurable (p99 ratio within run-to-run noise at 1,000 requests/s).",
+    ]
+    write_report(args, "console.md", lines)
+
+
 def main():
     p = load_arguments(argparse.ArgumentParser())
+    p.add_argument("--console", action="store_true", help="compare the console off and on, governance on both sides")
     args = p.parse_args()
+    if args.console:
+        console_main(args)
+        return
 
     results = {True: [], False: []}
     for round_no in range(1, args.rounds + 1):

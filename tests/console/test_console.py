@@ -93,6 +93,20 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
     go(page, "requests")
     expect(page.locator("[data-testid=request-log] tbody tr")).to_have_count(2)
 
+    # A limit of one request a minute: the next request is a 429 that says when to retry.
+    go(page, "workspaces")
+    team.locator("[data-testid=limit-requests_per_minute]").fill("1")
+    team.locator("[data-testid=set-limits] button").click()
+    expect(team.locator("[data-testid=limit-requests_per_minute]")).to_have_value("1")
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        for _ in range(2):
+            ask(secret, server)
+    assert "team-a" in limited.value.message and int(limited.value.response.headers["retry-after"]) >= 1
+    team.locator("[data-testid=limit-requests_per_minute]").fill("")
+    team.locator("[data-testid=set-limits] button").click()
+    expect(team.locator("[data-testid=limit-requests_per_minute]")).to_have_value("")
+    assert ask(secret, server).http_response.status_code == 200, "the limit is lifted at once"
+
     # The kill switch stops the workspace's traffic, and lets it through again.
     go(page, "workspaces")
     team.locator("[data-testid=kill-switch]").click()
@@ -134,7 +148,8 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
 
     go(page, "audit")
     audit = page.locator("[data-testid=audit-log]")
-    for action in ["workspace.create", "api_key.create", "kill_switch.on", "prompt.label", "api_key.update"]:
+    for action in ["workspace.create", "api_key.create", "workspace.limits", "kill_switch.on", "prompt.label",
+                   "api_key.update"]:
         expect(audit).to_contain_text(action)
     shot(page, "audit")
     # The admin key is in no page, script or cookie.

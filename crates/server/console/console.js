@@ -156,6 +156,25 @@ async function workspaces(page) {
           try { await api("POST", "/console/api/kill_switches", { workspace_id: w.id, on }); route(); } catch (err) { report(err); }
         },
       }, w.killed ? "Turn traffic back on" : "Kill switch: stop traffic"));
+      const number = (field, step) => el("input", {
+        "data-testid": `limit-${field}`, type: "number", min: step === "any" ? 0 : 1, step: step || 1,
+        value: w.limits[field] === null ? "" : w.limits[field], placeholder: "config",
+      });
+      const limits = {
+        requests_per_minute: number("requests_per_minute"),
+        input_tokens_per_minute: number("input_tokens_per_minute"),
+        output_tokens_per_minute: number("output_tokens_per_minute"),
+        spend_cap_usd: number("spend_cap_usd", "any"),
+      };
+      section.append(form("set-limits", [
+        ["Requests / min", limits.requests_per_minute], ["Input tokens / min", limits.input_tokens_per_minute],
+        ["Output tokens / min", limits.output_tokens_per_minute], ["Spend cap, USD / month", limits.spend_cap_usd],
+      ], "Set limits", async () => {
+        const body = {};
+        for (const [field, input] of Object.entries(limits)) body[field] = input.value === "" ? null : Number(input.value);
+        await api("POST", `/console/api/workspaces/${w.id}/limits`, body);
+        await route();
+      }));
       const keyName = el("input", { "data-testid": "key-name", required: true });
       section.append(form("create-key", [["New key", keyName]], "Create key", async () => {
         const created = await api("POST", "/console/api/keys", { workspace_id: w.id, name: keyName.value });

@@ -114,6 +114,7 @@ pub async fn admit(
     let backend = state.models.resolve(&request.model)?;
     let descriptor = backend.descriptor();
     check_kill_switch(state, principal, [&request.model, &descriptor.id])?;
+    take_up_workspace_limits(state, principal)?;
     state
         .signer
         .verify_history(&principal.workspace_id, &request)?;
@@ -311,6 +312,20 @@ fn check_key(state: &AppState, principal: &Principal) -> Result<(), ApiError> {
         ))),
         None => Err(ApiError::unauthenticated("invalid x-api-key")),
     }
+}
+
+/// Limits and the spend cap an operator set for the workspace at run time (the console)
+/// apply from the next request, on every replica.
+fn take_up_workspace_limits(state: &AppState, principal: &Principal) -> Result<(), ApiError> {
+    let Some(controls) = state.auth.controls() else {
+        return Ok(());
+    };
+    let set = controls.workspace_limits(&principal.workspace_id)?;
+    state.limits.set_runtime(&principal.workspace, set);
+    state
+        .spend
+        .set_runtime_cap(&principal.workspace, set.spend_cap_usd);
+    Ok(())
 }
 
 /// Refuses traffic an operator switched off, for the model as asked or as resolved.

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use missive_store::{ApiKey, KillSwitch, Store};
+use missive_store::{ApiKey, KillSwitch, Store, WorkspaceLimits};
 
 /// How stale a change made by another process can be when a request is checked.
 pub const FRESHNESS: Duration = Duration::from_millis(2);
@@ -17,6 +17,8 @@ pub const FRESHNESS: Duration = Duration::from_millis(2);
 const MAX_KEYS: usize = 100_000;
 
 type KillSwitches = Vec<KillSwitch>;
+/// Run-time limits by workspace id.
+pub type LimitsById = HashMap<String, WorkspaceLimits>;
 
 struct Snapshot {
     generation: u64,
@@ -26,6 +28,7 @@ struct Snapshot {
     /// The same keys by id, for requests that run after their key was checked (batches).
     by_id: HashMap<String, ApiKey>,
     kill_switches: Option<Arc<KillSwitches>>,
+    workspace_limits: Option<Arc<LimitsById>>,
 }
 
 pub struct Controls {
@@ -72,6 +75,7 @@ impl Controls {
                     keys: HashMap::new(),
                     by_id: HashMap::new(),
                     kill_switches: None,
+                    workspace_limits: None,
                 })
             }
         }
@@ -116,30 +120,47 @@ impl Controls {
         Ok(key)
     }
 
+    /// A list the snapshot keeps whole, read from the store when the snapshot lacks it.
+    fn cached<T>(
+        &self,
+        slot: fn(&mut Snapshot) -> &mut Option<Arc<T>>,
+        load: impl FnOnce() -> Result<T, missive_store::Error>,
+    ) -> Result<Arc<T>, missive_store::Error> {
+        let (mut guard, generation) = self.current()?;
+        if let Some(cached) = guard.as_mut().and_then(|s| slot(s).clone()) {
+            return Ok(cached);
+        }
+        drop(guard);
+        let loaded = Arc::new(load()?);
+        let mut guard = self.lock();
+        if let Some(s) = guard.as_mut().filter(|s| s.generation == generation) {
+            *slot(s) = Some(Arc::clone(&loaded));
+        }
+        Ok(loaded)
+    }
+
     /// Whether a switch covers this workspace and any of the models.
     pub fn is_killed(
         &self,
         workspace_id: &str,
         models: &[&str],
     ) -> Result<bool, missive_store::Error> {
-        let cached = {
-            let (guard, generation) = self.current()?;
-            match guard.as_ref().and_then(|s| s.kill_switches.clone()) {
-                Some(list) => list,
-                None => {
-                    drop(guard);
-                    let list = Arc::new(self.store.kill_switches()?);
-                    let mut guard = self.lock();
-                    if let Some(s) = guard.as_mut().filter(|s| s.generation == generation) {
-                        s.kill_switches = Some(Arc::clone(&list));
-                    }
-                    list
-                }
-            }
-        };
-        Ok(cached
+        let switches = self.cached(|s| &mut s.kill_switches, || self.store.kill_switches())?;
+        Ok(switches
             .iter()
             .any(|switch| switch.covers(workspace_id, models)))
+    }
+
+    /// The limits set for a workspace at run time (the console), if any.
+    pub fn workspace_limits(
+        &self,
+        workspace_id: &str,
+    ) -> Result<WorkspaceLimits, missive_store::Error> {
+        let all = self.cached(
+            |s| &mut s.workspace_limits,
+            || Ok(self.store.workspace_limits()?.into_iter().collect()),
+        )?;
+        Ok(all.get(workspace_id).copied().unwrap_or_default())
     }
 }
 

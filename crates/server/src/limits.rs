@@ -8,11 +8,12 @@
 //! headers and as its own buckets should Redis become unreachable.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use missive_protocol::ErrorType;
+use missive_store::WorkspaceLimits;
 
 use crate::error::ApiError;
 use crate::shared::Shared;
@@ -160,6 +161,8 @@ impl Clock for SystemClock {
 pub struct RateLimiter {
     defaults: Limits,
     overrides: HashMap<String, Limits>,
+    /// Set at run time (the console), by workspace name: over the config's.
+    runtime: RwLock<HashMap<String, WorkspaceLimits>>,
     buckets: Mutex<HashMap<String, Buckets>>,
     clock: Arc<dyn Clock>,
     /// Off only when governance is off: no buckets, no headers.
@@ -180,6 +183,7 @@ impl RateLimiter {
         Self {
             defaults,
             overrides,
+            runtime: RwLock::default(),
             buckets: Mutex::new(HashMap::new()),
             clock,
             enabled: true,
@@ -207,10 +211,50 @@ impl RateLimiter {
     }
 
     fn limits(&self, workspace: &str) -> Limits {
-        self.overrides
+        let configured = self
+            .overrides
             .get(workspace)
             .copied()
-            .unwrap_or(self.defaults)
+            .unwrap_or(self.defaults);
+        let runtime = match self.runtime.read() {
+            Ok(runtime) => runtime.get(workspace).copied(),
+            Err(poisoned) => poisoned.into_inner().get(workspace).copied(),
+        };
+        match runtime {
+            None => configured,
+            Some(set) => Limits {
+                requests_per_minute: set
+                    .requests_per_minute
+                    .unwrap_or(configured.requests_per_minute),
+                input_tokens_per_minute: set
+                    .input_tokens_per_minute
+                    .unwrap_or(configured.input_tokens_per_minute),
+                output_tokens_per_minute: set
+                    .output_tokens_per_minute
+                    .unwrap_or(configured.output_tokens_per_minute),
+            },
+        }
+    }
+
+    /// Takes up the limits set for a workspace at run time; a cheap read when they are
+    /// what this limiter already has.
+    pub fn set_runtime(&self, workspace: &str, limits: WorkspaceLimits) {
+        let current = match self.runtime.read() {
+            Ok(runtime) => runtime.get(workspace).copied(),
+            Err(poisoned) => poisoned.into_inner().get(workspace).copied(),
+        };
+        if current.unwrap_or_default() == limits {
+            return;
+        }
+        let mut runtime = match self.runtime.write() {
+            Ok(runtime) => runtime,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if limits.is_empty() {
+            runtime.remove(workspace);
+        } else {
+            runtime.insert(workspace.to_owned(), limits);
+        }
     }
 
     fn with_buckets<T>(&self, workspace: &str, f: impl FnOnce(&mut Buckets) -> T) -> T {
@@ -225,12 +269,21 @@ impl RateLimiter {
             input: Bucket::new(limits.input_tokens_per_minute, now),
             output: Bucket::new(limits.output_tokens_per_minute, now),
         });
-        for bucket in [
+        for (bucket, capacity) in [
             &mut buckets.requests,
             &mut buckets.input,
             &mut buckets.output,
-        ] {
+        ]
+        .into_iter()
+        .zip(limits.capacities())
+        {
             bucket.refill(now);
+            // A limit changed at run time: a raise adds its headroom at once, a cut leaves
+            // no more than the new size.
+            if bucket.capacity != capacity {
+                bucket.level = (bucket.level + (capacity - bucket.capacity).max(0.0)).min(capacity);
+                bucket.capacity = capacity;
+            }
         }
         f(buckets)
     }
@@ -408,6 +461,22 @@ mod tests {
         };
         let limiter = RateLimiter::with_clock(limits, HashMap::new(), clock.clone());
         (clock, limiter)
+    }
+
+    #[tokio::test]
+    async fn a_limit_set_at_run_time_applies_next_and_a_raise_adds_its_headroom_at_once() {
+        let limiter = RateLimiter::new(Limits::default(), HashMap::new());
+        let one = WorkspaceLimits {
+            requests_per_minute: Some(1),
+            ..WorkspaceLimits::default()
+        };
+        limiter.set_runtime("w", one);
+        assert!(limiter.reserve("w", 0, 0).await.is_ok());
+        let refused = limiter.reserve("w", 0, 0).await.unwrap_err();
+        assert!(refused.message.contains("1 requests per minute"), "{}", refused.message);
+        assert!(limiter.reserve("other", 0, 0).await.is_ok(), "per workspace");
+        limiter.set_runtime("w", WorkspaceLimits::default());
+        assert!(limiter.reserve("w", 0, 0).await.is_ok());
     }
 
     #[tokio::test]

@@ -166,6 +166,8 @@ pub struct SpendHold {
 pub struct SpendTracker {
     prices: Prices,
     limits: SpendLimits,
+    /// Caps set at run time (the console), by workspace name: over the config's.
+    runtime_caps: std::sync::RwLock<HashMap<String, f64>>,
     month: Mutex<MonthToDate>,
     in_flight: Mutex<InFlight>,
     shared: Option<SharedSpend>,
@@ -200,6 +202,7 @@ impl SpendTracker {
         Self {
             prices,
             limits,
+            runtime_caps: std::sync::RwLock::default(),
             month: Mutex::new(MonthToDate {
                 month_start: month_start(OffsetDateTime::now_utc()),
                 organization_cents: 0.0,
@@ -352,6 +355,28 @@ impl SpendTracker {
         &self.prices
     }
 
+    fn runtime_cap(&self, workspace: &str) -> Option<f64> {
+        match self.runtime_caps.read() {
+            Ok(caps) => caps.get(workspace).copied(),
+            Err(poisoned) => poisoned.into_inner().get(workspace).copied(),
+        }
+    }
+
+    /// Takes up the cap set for a workspace at run time; a cheap read when unchanged.
+    pub fn set_runtime_cap(&self, workspace: &str, cap_usd: Option<f64>) {
+        if self.runtime_cap(workspace) == cap_usd {
+            return;
+        }
+        let mut caps = match self.runtime_caps.write() {
+            Ok(caps) => caps,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match cap_usd {
+            Some(cap) => caps.insert(workspace.to_owned(), cap),
+            None => caps.remove(workspace),
+        };
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, MonthToDate> {
         match self.month.lock() {
             Ok(guard) => guard,
@@ -445,7 +470,9 @@ impl SpendTracker {
         held_workspace: f64,
         held_organization: f64,
     ) -> Result<(), ApiError> {
-        let workspace_cap = self.limits.workspaces.get(workspace_name).copied();
+        let workspace_cap = self
+            .runtime_cap(workspace_name)
+            .or_else(|| self.limits.workspaces.get(workspace_name).copied());
         if workspace_cap.is_none() && self.limits.organization.is_none() {
             return Ok(());
         }

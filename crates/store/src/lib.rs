@@ -19,8 +19,8 @@ pub use registry::{
 };
 pub use sqlite::SqliteStore;
 pub use tenancy::{
-    AuditEntry, KillSwitch, Member, Organization, User, Workspace, DEFAULT_WORKSPACE_ID, ORG_ROLES,
-    WORKSPACE_ROLES,
+    AuditEntry, KillSwitch, Member, Organization, User, Workspace, WorkspaceLimits,
+    DEFAULT_WORKSPACE_ID, ORG_ROLES, WORKSPACE_ROLES,
 };
 
 /// Why the store could not do what was asked.
@@ -139,6 +139,14 @@ pub trait Store: Send + Sync {
     /// Whether any switch covers this workspace and model.
     fn is_killed(&self, workspace_id: &str, model: &str) -> Result<bool, Error>;
     fn kill_switches(&self) -> Result<Vec<KillSwitch>, Error>;
+    /// Sets a workspace's run-time limits (all `None`: back to the config's).
+    fn set_workspace_limits(
+        &self,
+        workspace_id: &str,
+        limits: &WorkspaceLimits,
+    ) -> Result<(), Error>;
+    /// Every workspace's run-time limits, by workspace id.
+    fn workspace_limits(&self) -> Result<Vec<(String, WorkspaceLimits)>, Error>;
 
     /// Stores a batch and its requests in one transaction (a repeated `custom_id` is a
     /// conflict naming it).

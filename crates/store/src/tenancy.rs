@@ -77,3 +77,19 @@ impl KillSwitch {
             && self.model.as_deref().is_none_or(|m| models.contains(&m))
     }
 }
+
+/// Limits set for one workspace at run time; `None` keeps what the config says.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WorkspaceLimits {
+    pub requests_per_minute: Option<u32>,
+    pub input_tokens_per_minute: Option<u32>,
+    pub output_tokens_per_minute: Option<u32>,
+    /// Per calendar month (UTC), in USD.
+    pub spend_cap_usd: Option<f64>,
+}
+
+impl WorkspaceLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}

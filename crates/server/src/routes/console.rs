@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use missive_protocol::ErrorType;
 use missive_store::{
     AuditEntry, Dimension, KeyKind, KeyStatus, LabelTarget, RegistryKind, Store, UsageQuery,
+    WorkspaceLimits,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -44,6 +45,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/console/api/workspaces",
             get(workspaces).post(create_workspace),
+        )
+        .route(
+            "/console/api/workspaces/{workspace_id}/limits",
+            post(set_limits),
         )
         .route("/console/api/keys", get(keys).post(create_key))
         .route("/console/api/keys/{key_id}", post(update_key))
@@ -269,14 +274,23 @@ async fn workspaces(
     let store = store(&state)?;
     let all = store.list_workspaces(false)?;
     let scope = user.scope(None)?;
+    let limits: std::collections::HashMap<String, WorkspaceLimits> =
+        store.workspace_limits()?.into_iter().collect();
     let data: Vec<Value> = all
         .into_iter()
         .filter(|w| scope.is_none_or(|own| own == w.id))
         .map(|w| {
+            let set = limits.get(&w.id).copied().unwrap_or_default();
             json!({
                 "id": w.id,
                 "name": w.name,
                 "killed": store.is_killed(&w.id, "*").unwrap_or(false),
+                "limits": {
+                    "requests_per_minute": set.requests_per_minute,
+                    "input_tokens_per_minute": set.input_tokens_per_minute,
+                    "output_tokens_per_minute": set.output_tokens_per_minute,
+                    "spend_cap_usd": set.spend_cap_usd,
+                },
             })
         })
         .collect();
@@ -311,6 +325,73 @@ async fn create_workspace(
         json!({"name": name}),
     );
     Ok(Json(json!({"id": created.id, "name": created.name})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsBody {
+    #[serde(default)]
+    requests_per_minute: Option<u32>,
+    #[serde(default)]
+    input_tokens_per_minute: Option<u32>,
+    #[serde(default)]
+    output_tokens_per_minute: Option<u32>,
+    #[serde(default)]
+    spend_cap_usd: Option<f64>,
+}
+
+/// Sets a workspace's rate limits and monthly spend cap (a field left out or null keeps the
+/// config's); every replica applies them from its next request.
+async fn set_limits(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(workspace_id): Path<String>,
+    JsonBody(raw): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    user.require_admin()?;
+    let request: LimitsBody = body(&raw)?;
+    if [
+        request.requests_per_minute,
+        request.input_tokens_per_minute,
+        request.output_tokens_per_minute,
+    ]
+    .contains(&Some(0))
+    {
+        return Err(ApiError::invalid(
+            "a per-minute limit is at least 1 (the kill switch stops all traffic)",
+        ));
+    }
+    if request
+        .spend_cap_usd
+        .is_some_and(|cap| !cap.is_finite() || cap < 0.0)
+    {
+        return Err(ApiError::invalid(
+            "spend_cap_usd: a number of dollars, 0 or more",
+        ));
+    }
+    let store = store(&state)?;
+    if store.workspace(&workspace_id)?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "workspace {workspace_id} not found"
+        )));
+    }
+    let limits = WorkspaceLimits {
+        requests_per_minute: request.requests_per_minute,
+        input_tokens_per_minute: request.input_tokens_per_minute,
+        output_tokens_per_minute: request.output_tokens_per_minute,
+        spend_cap_usd: request.spend_cap_usd,
+    };
+    store.set_workspace_limits(&workspace_id, &limits)?;
+    let view = json!({
+        "requests_per_minute": limits.requests_per_minute,
+        "input_tokens_per_minute": limits.input_tokens_per_minute,
+        "output_tokens_per_minute": limits.output_tokens_per_minute,
+        "spend_cap_usd": limits.spend_cap_usd,
+    });
+    user.audit(store, "workspace.limits", &workspace_id, view.clone());
+    Ok(Json(view))
 }
 
 fn key_view(key: &missive_store::ApiKey) -> Value {

@@ -28,13 +28,14 @@ use crate::{
     now_ms, ApiKey, AuditEntry, Batch, BatchResult, Error, FileMeta, KeyKind, KeyStatus,
     KillSwitch, LabelTarget, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest,
     RegistryEntry, RegistryKind, RegistryVersion, Store, UsageQuery, UsageRecord, UsageRow, User,
-    Workspace,
+    Workspace, WorkspaceLimits,
 };
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_schema.sql"),
     include_str!("../../migrations/postgres/0002_registry.sql"),
     include_str!("../../migrations/postgres/0003_registry_splits_versions.sql"),
+    include_str!("../../migrations/postgres/0004_workspace_limits.sql"),
 ];
 
 /// Serializes migrations across replicas starting together (an arbitrary constant).
@@ -505,6 +506,68 @@ impl Store for PostgresStore {
                 .await?;
             }
             Ok(())
+        })
+    }
+
+    fn set_workspace_limits(
+        &self,
+        workspace_id: &str,
+        limits: &WorkspaceLimits,
+    ) -> Result<(), Error> {
+        let (w, limits) = (workspace_id.to_owned(), *limits);
+        let number = |n: Option<u32>| n.map(i64::from);
+        self.control(move |c| async move {
+            if limits.is_empty() {
+                c.execute(
+                    "DELETE FROM workspace_limits WHERE workspace_id = $1",
+                    &[&w],
+                )
+                .await?;
+            } else {
+                c.execute(
+                    "INSERT INTO workspace_limits (workspace_id, requests_per_minute, \
+                     input_tokens_per_minute, output_tokens_per_minute, spend_cap_usd) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workspace_id) DO UPDATE SET \
+                     requests_per_minute = excluded.requests_per_minute, \
+                     input_tokens_per_minute = excluded.input_tokens_per_minute, \
+                     output_tokens_per_minute = excluded.output_tokens_per_minute, \
+                     spend_cap_usd = excluded.spend_cap_usd",
+                    &[
+                        &w,
+                        &number(limits.requests_per_minute),
+                        &number(limits.input_tokens_per_minute),
+                        &number(limits.output_tokens_per_minute),
+                        &limits.spend_cap_usd,
+                    ],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn workspace_limits(&self) -> Result<Vec<(String, WorkspaceLimits)>, Error> {
+        let number = |n: Option<i64>| n.and_then(|n| u32::try_from(n).ok());
+        self.run(move |c| async move {
+            c.query(
+                "SELECT workspace_id, requests_per_minute, input_tokens_per_minute, \
+                 output_tokens_per_minute, spend_cap_usd FROM workspace_limits ORDER BY workspace_id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    WorkspaceLimits {
+                        requests_per_minute: number(row.try_get(1)?),
+                        input_tokens_per_minute: number(row.try_get(2)?),
+                        output_tokens_per_minute: number(row.try_get(3)?),
+                        spend_cap_usd: row.try_get(4)?,
+                    },
+                ))
+            })
+            .collect()
         })
     }
 

@@ -17,7 +17,7 @@ use crate::{
     now_ms, ApiKey, AuditEntry, Batch, BatchResult, Error, FileMeta, KeyKind, KeyStatus,
     KillSwitch, LabelTarget, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest,
     RegistryEntry, RegistryKind, RegistryVersion, Store, UsageQuery, UsageRecord, UsageRow, User,
-    Workspace,
+    Workspace, WorkspaceLimits,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_batch_leases.sql"),
     include_str!("../../migrations/sqlite/0008_registry.sql"),
     include_str!("../../migrations/sqlite/0009_registry_splits_versions.sql"),
+    include_str!("../../migrations/sqlite/0010_workspace_limits.sql"),
 ];
 
 /// Two connections: writes (the ledger's commits, admin changes) go through one, lookups on
@@ -355,6 +356,63 @@ impl Store for SqliteStore {
                 )?;
             }
             Ok(())
+        })
+    }
+
+    fn set_workspace_limits(
+        &self,
+        workspace_id: &str,
+        limits: &WorkspaceLimits,
+    ) -> Result<(), Error> {
+        let limits = *limits;
+        self.control(|conn| {
+            if limits.is_empty() {
+                conn.execute(
+                    "DELETE FROM workspace_limits WHERE workspace_id = ?1",
+                    params![workspace_id],
+                )?;
+            } else {
+                conn.execute(
+                    "INSERT INTO workspace_limits (workspace_id, requests_per_minute, \
+                     input_tokens_per_minute, output_tokens_per_minute, spend_cap_usd) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (workspace_id) DO UPDATE SET \
+                     requests_per_minute = excluded.requests_per_minute, \
+                     input_tokens_per_minute = excluded.input_tokens_per_minute, \
+                     output_tokens_per_minute = excluded.output_tokens_per_minute, \
+                     spend_cap_usd = excluded.spend_cap_usd",
+                    params![
+                        workspace_id,
+                        limits.requests_per_minute,
+                        limits.input_tokens_per_minute,
+                        limits.output_tokens_per_minute,
+                        limits.spend_cap_usd
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn workspace_limits(&self) -> Result<Vec<(String, WorkspaceLimits)>, Error> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT workspace_id, requests_per_minute, input_tokens_per_minute, \
+                 output_tokens_per_minute, spend_cap_usd FROM workspace_limits ORDER BY workspace_id",
+            )?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok((
+                        row.get(0)?,
+                        WorkspaceLimits {
+                            requests_per_minute: row.get(1)?,
+                            input_tokens_per_minute: row.get(2)?,
+                            output_tokens_per_minute: row.get(3)?,
+                            spend_cap_usd: row.get(4)?,
+                        },
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
         })
     }
 

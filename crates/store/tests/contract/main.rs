@@ -41,6 +41,7 @@ every_store!(
     usage_groups_by_the_registry_versions_a_call_used,
     the_audit_log_lists_newest_first,
     kill_switches_cover_workspace_model_and_everything,
+    workspace_limits_are_set_read_back_and_cleared_and_move_the_generation,
     a_secret_is_created_once_and_every_handle_reads_it,
     the_control_generation_moves_with_keys_workspaces_and_kill_switches_only,
     a_key_past_its_expiry_reports_expired_and_is_not_usable,

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use missive_store::{
     hash_key, AuditEntry, Dimension, Error, FileMeta, KeyKind, KeyStatus, KillSwitch, LabelTarget,
-    NewBatchRequest, SplitShare, Store, TokenCounts, UsageQuery, UsageRecord, DEFAULT_WORKSPACE_ID,
-    PRODUCTION,
+    NewBatchRequest, SplitShare, Store, TokenCounts, UsageQuery, UsageRecord, WorkspaceLimits,
+    DEFAULT_WORKSPACE_ID, PRODUCTION,
 };
 
 use crate::fixtures::Fixture;
@@ -848,4 +848,38 @@ pub fn replicas_adding_versions_at_once_number_them_without_gaps(f: &Fixture) {
     });
     let distinct: HashSet<i64> = numbers.iter().copied().collect();
     assert_eq!(distinct, (1..=15).collect::<HashSet<i64>>());
+}
+
+pub fn workspace_limits_are_set_read_back_and_cleared_and_move_the_generation(f: &Fixture) {
+    let store = &f.store;
+    let before = store.control_generation().unwrap();
+    let limits = WorkspaceLimits {
+        requests_per_minute: Some(1),
+        spend_cap_usd: Some(2.5),
+        ..WorkspaceLimits::default()
+    };
+    store.set_workspace_limits("w1", &limits).unwrap();
+    let other = f.open_again();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while other.control_generation().unwrap() == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        other.control_generation().unwrap() > before,
+        "replicas see the change"
+    );
+    assert_eq!(
+        other.workspace_limits().unwrap(),
+        vec![("w1".to_owned(), limits)]
+    );
+    let raised = WorkspaceLimits {
+        requests_per_minute: Some(100),
+        ..limits
+    };
+    store.set_workspace_limits("w1", &raised).unwrap();
+    assert_eq!(store.workspace_limits().unwrap()[0].1, raised);
+    store
+        .set_workspace_limits("w1", &WorkspaceLimits::default())
+        .unwrap();
+    assert!(store.workspace_limits().unwrap().is_empty());
 }
