@@ -2,8 +2,11 @@
 default model; the official SDK plays the operator's users."""
 
 import base64
+import json
 import os
 import pathlib
+import subprocess
+import sys
 import time
 
 import anthropic
@@ -14,6 +17,18 @@ from playwright.sync_api import expect
 from conftest import ADMIN_KEY, Missive
 
 MODEL = "claude-sonnet-4-5"
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+                     "additionalProperties": False},
+}
+ORDER = {
+    "type": "object",
+    "properties": {"size": {"type": "string", "enum": ["small", "large"]}, "count": {"type": "integer"}},
+    "required": ["size", "count"],
+    "additionalProperties": False,
+}
 # Where page screenshots go (scripts/console-screenshots points it at docs/console).
 SHOTS = os.environ.get("MISSIVE_CONSOLE_SCREENSHOTS")
 
@@ -138,6 +153,43 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
     expect(log.locator("tr").first).to_contain_text("greeting@2")
     expect(log).to_contain_text("greeting@1")
     shot(page, "requests")
+
+    # The workbench: a streamed, forced tool call, then a structured answer; both valid.
+    go(page, "workbench")
+    page.select_option("#wb-workspace", label="team-a")
+    page.fill("#wb-message", "What is the weather in Paris?")
+    page.fill("#wb-tools", json.dumps([WEATHER]))
+    page.fill("#wb-forced-tool", "get_weather")
+    page.fill("#wb-max-tokens", "60")
+    page.click("#wb-run")
+    usage = page.locator("[data-testid=wb-usage]")
+    expect(usage).to_contain_text("stop_reason tool_use")
+    called = page.locator("[data-testid=wb-block-tool_use] [data-testid=wb-block-body]").inner_text()
+    assert set(json.loads(called)) == {"city"}
+    expect(page.locator("[data-testid=wb-raw-events]")).to_contain_text("input_json_delta")
+    page.fill("#wb-tools", "")
+    page.fill("#wb-forced-tool", "")
+    page.fill("#wb-schema", json.dumps(ORDER))
+    page.fill("#wb-message", "Order two large coffees.")
+    page.click("#wb-run")
+    expect(usage).to_contain_text("stop_reason end_turn")
+    answer = json.loads(page.locator("[data-testid=wb-block-text] [data-testid=wb-block-body]").inner_text())
+    assert answer["size"] in ("small", "large") and set(answer) == {"size", "count"}
+    expect(page.locator("[data-testid=wb-raw-request]")).to_contain_text('"json_schema"')
+    # "Get code" reproduces the call: the Python and the curl run as shown.
+    page.click("#wb-get-code")
+    code = page.locator("[data-testid=wb-code]").inner_text()
+    shot(page, "workbench")
+    python = code.split("# Python\n")[1].split("\n// TypeScript")[0]
+    curl = code.split("# curl\n")[1]
+    env = dict(os.environ, ANTHROPIC_API_KEY=secret)
+    ran = subprocess.run([sys.executable, "-c", python], env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert set(json.loads(ran.stdout)) == {"size", "count"}
+    ran = subprocess.run(["bash", "-c", curl], env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0 and "event: message_stop" in ran.stdout, ran.stdout + ran.stderr
+    go(page, "requests")
+    expect(page.locator("[data-testid=request-log]")).to_contain_text("apikey_console")
 
     # Revoked, the key stops working at once.
     go(page, "workspaces")

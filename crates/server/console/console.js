@@ -254,7 +254,130 @@ async function audit(page) {
   ], data, "audit-log"));
 }
 
-const PAGES = { overview, workspaces, requests, prompts, audit };
+// The workbench: a Messages request, streamed, with the raw request and events beside it.
+async function workbench(page) {
+  page.append(el("h1", {}, "Workbench"));
+  const workspace = await workspaceChoice("wb-workspace");
+  const { data: models } = await api("GET", "/console/api/models");
+  const model = el("select", { id: "wb-model" }, models.map((m) => el("option", { value: m.id }, m.display_name || m.id)));
+  const system = el("textarea", { id: "wb-system", rows: 2, cols: 80 });
+  const message = el("textarea", { id: "wb-message", rows: 3, cols: 80 }, "Hello!");
+  const tools = el("textarea", { id: "wb-tools", rows: 4, cols: 80, placeholder: "[] (a JSON list of tools)" });
+  const toolChoice = el("select", { id: "wb-tool-choice" },
+    ["auto", "any", "none"].map((c) => el("option", { value: c }, c)));
+  const forcedTool = el("input", { id: "wb-forced-tool", placeholder: "or a tool name to force" });
+  const schema = el("textarea", { id: "wb-schema", rows: 4, cols: 80, placeholder: "an output JSON Schema (optional)" });
+  const temperature = el("input", { id: "wb-temperature", type: "number", min: 0, max: 1, step: 0.1, value: 1 });
+  const maxTokens = el("input", { id: "wb-max-tokens", type: "number", min: 1, value: 256 });
+  const thinking = el("input", { id: "wb-thinking", type: "number", min: 0, value: 0, title: "thinking budget tokens; 0: off" });
+  const answer = el("div", { id: "wb-answer", "data-testid": "wb-answer" });
+  const usage = el("p", { "data-testid": "wb-usage" });
+  const rawRequest = el("pre", { "data-testid": "wb-raw-request" });
+  const rawEvents = el("pre", { "data-testid": "wb-raw-events" });
+  const code = el("pre", { "data-testid": "wb-code" });
+
+  const request = () => {
+    const body = { model: model.value, max_tokens: Number(maxTokens.value), stream: true,
+      messages: [{ role: "user", content: message.value }], temperature: Number(temperature.value) };
+    if (system.value) body.system = system.value;
+    if (tools.value.trim()) body.tools = JSON.parse(tools.value);
+    if (body.tools && body.tools.length) {
+      body.tool_choice = forcedTool.value ? { type: "tool", name: forcedTool.value } : { type: toolChoice.value };
+    }
+    if (schema.value.trim()) body.output_config = { format: { type: "json_schema", schema: JSON.parse(schema.value) } };
+    if (Number(thinking.value) > 0) body.thinking = { type: "enabled", budget_tokens: Number(thinking.value) };
+    return body;
+  };
+
+  const run = async () => {
+    const body = request();
+    rawRequest.textContent = JSON.stringify(body, null, 2);
+    answer.replaceChildren();
+    rawEvents.textContent = "";
+    usage.textContent = "";
+    const response = await fetch(`/console/api/messages?workspace_id=${encodeURIComponent(workspace.value)}`, {
+      method: "POST", credentials: "same-origin",
+      headers: { "content-type": "application/json", "x-missive-csrf": session.csrf_token },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) {
+      const error = await response.json().catch(() => ({}));
+      throw new Error(error.error ? error.error.message : response.statusText);
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    const blocks = [];
+    let buffer = "";
+    let input = 0, output = 0, cacheRead = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const frame = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const line = frame.split("\n").find((l) => l.startsWith("data: "));
+        if (!line) continue;
+        const event = JSON.parse(line.slice(6));
+        rawEvents.textContent += JSON.stringify(event) + "\n";
+        if (event.type === "message_start") {
+          input = event.message.usage.input_tokens; cacheRead = event.message.usage.cache_read_input_tokens || 0;
+        } else if (event.type === "content_block_start") {
+          const block = event.content_block;
+          const node = el("div", { class: `block ${block.type}`, "data-testid": `wb-block-${block.type}` },
+            block.type === "tool_use" ? `${block.name}: ` : "");
+          const body = el("span", { "data-testid": "wb-block-body" });
+          node.append(body);
+          blocks[event.index] = body;
+          answer.append(node);
+        } else if (event.type === "content_block_delta") {
+          const d = event.delta;
+          blocks[event.index].textContent += d.text || d.partial_json || d.thinking || "";
+        } else if (event.type === "message_delta") {
+          output = event.usage.output_tokens;
+          usage.textContent = `stop_reason ${event.delta.stop_reason}; input ${input}, cache read ${cacheRead}, output ${output} tokens`;
+        } else if (event.type === "error") {
+          throw new Error(event.error.message);
+        }
+      }
+    }
+  };
+
+  const getCode = () => {
+    const body = request();
+    delete body.stream;
+    // SDK 2.x takes sampling parameters in the body only (`extra_body`), not as arguments.
+    const { temperature, ...named } = body;
+    const pythonLiteral = (value) => JSON.stringify(value, null, 4)
+      .replace(/\btrue\b/g, "True").replace(/\bfalse\b/g, "False").replace(/\bnull\b/g, "None");
+    const python = `import anthropic\n\nclient = anthropic.Anthropic(base_url="${location.origin}")\n` +
+      `with client.messages.stream(\n    **${pythonLiteral(named)},\n    extra_body={"temperature": ${temperature}},\n) as stream:\n` +
+      `    for text in stream.text_stream:\n        print(text, end="", flush=True)\n`;
+    const typescript = `import Anthropic from "@anthropic-ai/sdk";\n\nconst client = new Anthropic({ baseURL: "${location.origin}" });\n` +
+      `const stream = client.messages.stream(${JSON.stringify(body, null, 2)});\n` +
+      `stream.on("text", (text) => process.stdout.write(text));\nawait stream.finalMessage();\n`;
+    const shellQuoted = JSON.stringify({ ...body, stream: true }).replace(/'/g, "'\\''");
+    const curl = `curl ${location.origin}/v1/messages \\\n  -H "x-api-key: $ANTHROPIC_API_KEY" \\\n` +
+      `  -H "anthropic-version: 2023-06-01" \\\n  -H "content-type: application/json" \\\n  -d '${shellQuoted}'\n`;
+    code.textContent = `# Python\n${python}\n// TypeScript\n${typescript}\n# curl\n${curl}`;
+  };
+
+  page.append(
+    el("div", { class: "inline" }, el("label", {}, "Workspace", workspace), el("label", {}, "Model", model),
+      el("label", {}, "Temperature", temperature), el("label", {}, "Max tokens", maxTokens),
+      el("label", {}, "Thinking budget", thinking)),
+    el("label", {}, "System", system), el("label", {}, "User message", message),
+    el("label", {}, "Tools (JSON)", tools), el("div", { class: "inline" }, el("label", {}, "Tool choice", toolChoice), el("label", {}, "Force tool", forcedTool)),
+    el("label", {}, "Output schema (JSON)", schema),
+    el("div", { class: "inline" },
+      el("button", { id: "wb-run", onclick: () => run().catch(report) }, "Run"),
+      el("button", { id: "wb-get-code", onclick: () => { try { getCode(); } catch (err) { report(err); } } }, "Get code")),
+    el("h2", {}, "Answer"), answer, usage,
+    el("h2", {}, "Raw request"), rawRequest, el("h2", {}, "Raw events"), rawEvents, el("h2", {}, "Code"), code);
+}
+
+const PAGES = { overview, workspaces, requests, prompts, workbench, audit };
 
 async function route() {
   if (!session) return;

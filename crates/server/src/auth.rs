@@ -17,6 +17,9 @@ use crate::controls::Controls;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The key id the ledger records for workbench requests an admin runs in the console.
+pub const CONSOLE_KEY_ID: &str = "apikey_console";
+
 /// Who made a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -32,6 +35,22 @@ impl Principal {
     /// Whether the key was given in config or the environment (not in the store).
     pub fn is_configured(&self) -> bool {
         self.key_id.starts_with("apikey_configured_")
+    }
+
+    /// The console's workbench acting in a workspace for an admin's session (checked
+    /// when the session was).
+    pub fn console(workspace_id: &str, workspace: &str) -> Self {
+        Self {
+            key_id: CONSOLE_KEY_ID.to_owned(),
+            kind: KeyKind::Standard,
+            workspace_id: workspace_id.to_owned(),
+            workspace: workspace.to_owned(),
+        }
+    }
+
+    /// Whether the console's workbench made the request, for an admin.
+    pub fn is_console(&self) -> bool {
+        self.key_id == CONSOLE_KEY_ID
     }
 
     /// A key from config or the environment (and everyone, when auth is off).

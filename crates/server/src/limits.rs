@@ -473,8 +473,15 @@ mod tests {
         limiter.set_runtime("w", one);
         assert!(limiter.reserve("w", 0, 0).await.is_ok());
         let refused = limiter.reserve("w", 0, 0).await.unwrap_err();
-        assert!(refused.message.contains("1 requests per minute"), "{}", refused.message);
-        assert!(limiter.reserve("other", 0, 0).await.is_ok(), "per workspace");
+        assert!(
+            refused.message.contains("1 requests per minute"),
+            "{}",
+            refused.message
+        );
+        assert!(
+            limiter.reserve("other", 0, 0).await.is_ok(),
+            "per workspace"
+        );
         limiter.set_runtime("w", WorkspaceLimits::default());
         assert!(limiter.reserve("w", 0, 0).await.is_ok());
     }

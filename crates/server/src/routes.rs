@@ -6,7 +6,7 @@ mod console;
 pub(crate) mod files;
 mod health;
 pub(crate) mod messages;
-mod models;
+pub(crate) mod models;
 mod openai;
 mod registry;
 

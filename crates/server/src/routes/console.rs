@@ -59,6 +59,8 @@ pub fn routes() -> Router<AppState> {
         .route("/console/api/usage", get(usage))
         .route("/console/api/requests", get(requests))
         .route("/console/api/audit", get(audit_log))
+        .route("/console/api/models", get(models))
+        .route("/console/api/messages", post(workbench))
         .route("/console/api/prompts", get(prompts).post(create_prompt))
         .route("/console/api/prompts/{name}/labels", post(label_prompt))
 }
@@ -798,4 +800,48 @@ async fn label_prompt(
     Ok(Json(
         json!({"name": name, "label": request.label, "version": request.version}),
     ))
+}
+
+/// The models a workbench request can name.
+async fn models(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    user(&state, &method, &headers)?;
+    let listed =
+        super::models::list(State(state), Query(super::models::ListParams::default())).await?;
+    Ok(listed.into_response())
+}
+
+/// The workbench: a Messages request run in a workspace, exactly as `/v1/messages` runs
+/// it (streamed when asked). A workspace session runs as its own key; an admin runs as
+/// the console in the workspace named, and the ledger says so.
+async fn workbench(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+    JsonBody(raw): JsonBody,
+) -> Result<Response, ApiError> {
+    let user = user(&state, &method, &headers)?;
+    let principal = if user.is_admin() {
+        let workspace_id = registry_workspace(&user, filter.workspace_id.as_deref())?;
+        let workspace = store(&state)?
+            .workspace(&workspace_id)?
+            .filter(|w| w.archived_at.is_none())
+            .ok_or_else(|| ApiError::not_found(format!("workspace {workspace_id} not found")))?;
+        Principal::console(&workspace.id, &workspace.name)
+    } else {
+        user.scope(filter.workspace_id.as_deref())?;
+        user.principal
+    };
+    super::messages::create(
+        State(state),
+        Some(axum::Extension(principal)),
+        None,
+        HeaderMap::new(),
+        JsonBody(raw),
+    )
+    .await
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ListParams {
     limit: Option<String>,
     after_id: Option<String>,
