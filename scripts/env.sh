@@ -20,6 +20,8 @@ missive_install_system_deps() {
   command -v npm >/dev/null || missing+=(nodejs npm)
   # Code execution's sandbox.
   command -v bwrap >/dev/null || missing+=(bubblewrap)
+  # The console's browser tests drive Debian's chromium (Playwright downloads none here).
+  command -v chromium >/dev/null || missing+=(chromium)
   # A Vulkan build compiles llama.cpp's shaders (glslc) against the loader's headers.
   if [[ "${MISSIVE_FEATURES:-}" == *vulkan* ]]; then
     command -v glslc >/dev/null || missing+=(glslc)
