@@ -118,9 +118,13 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
             ask(secret, server)
     assert "team-a" in limited.value.message and int(limited.value.response.headers["retry-after"]) >= 1
     team.locator("[data-testid=limit-requests_per_minute]").fill("")
+    team.locator("[data-testid=limit-spend_cap_usd]").fill("25")
     team.locator("[data-testid=set-limits] button").click()
     expect(team.locator("[data-testid=limit-requests_per_minute]")).to_have_value("")
     assert ask(secret, server).http_response.status_code == 200, "the limit is lifted at once"
+    go(page, "overview")
+    spend = page.locator("[data-testid=spend] tr", has_text="team-a")
+    expect(spend).to_contain_text("$25.0000")
 
     # The kill switch stops the workspace's traffic, and lets it through again.
     go(page, "workspaces")
@@ -255,8 +259,9 @@ def test_a_workspace_user_sees_only_their_workspace(server, page):
                      headers={"x-missive-csrf": blue_csrf}).status_code == 403
     usage = blue.get("/console/api/usage").json()["data"]
     assert usage, "their own usage is there"
-    # The Admin API is not reachable with a workspace session either.
-    assert blue.get("/v1/organizations/workspaces").status_code == 403
+    # A session opens the console's endpoints only: the APIs take keys.
+    assert blue.get("/v1/organizations/workspaces").status_code == 401
+    assert admin.get("/v1/organizations/workspaces").status_code == 401
 
     # In the browser: their workspace, no audit log, no other workspace's name anywhere.
     sign_in(page, server, keys["blue"])

@@ -77,9 +77,17 @@ async function overview(page) {
   };
   bucket.addEventListener("change", draw);
   days.addEventListener("change", draw);
+  const { data: spaces } = await api("GET", "/console/api/workspaces");
+  const dollars = (usd) => `$${usd.toFixed(4)}`;
   page.append(el("h1", {}, "Overview"),
     el("div", { class: "inline" }, el("label", {}, "Bucket", bucket), el("label", {}, "Days", days)),
-    chart);
+    chart,
+    el("h2", {}, "Spend this month"),
+    table([
+      ["Workspace", (w) => w.name], ["Spent", (w) => dollars(w.spend.month_to_date_usd)],
+      ["Cap", (w) => w.spend.cap_usd === null ? "none" : dollars(w.spend.cap_usd)],
+      ["Of cap", (w) => w.spend.cap_usd ? `${Math.round((100 * w.spend.month_to_date_usd) / w.spend.cap_usd)}%` : ""],
+    ], spaces, "spend"));
   await draw();
 }
 

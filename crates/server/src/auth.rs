@@ -168,14 +168,7 @@ async fn authenticate_as(
     mut request: Request,
     next: Next,
 ) -> Response {
-    // A console session stands in for the key it was opened with.
-    let principal =
-        match crate::console_session::principal(state, request.method(), request.headers()) {
-            Some(Ok((principal, _))) => Ok(principal),
-            Some(Err(err)) => Err(err),
-            None => state.auth.authenticate(request.headers()),
-        };
-    let principal = match principal {
+    let principal = match state.auth.authenticate(request.headers()) {
         Ok(principal) => principal,
         Err(err) => return err.into_response(),
     };

@@ -1,5 +1,5 @@
 //! Console sessions: a signed, expiring cookie that stands for the key someone signed in
-//! with. It names the key's id, never its secret, so neither the page nor its scripts ever
+//! with. Only the console's own endpoints take it; the APIs take keys. It names the key's id, never its secret, so neither the page nor its scripts ever
 //! hold a key; the key is looked up again on every request, so revoking it ends the
 //! session at once. Being signed rather than stored, a session works on every replica.
 //!

@@ -355,6 +355,29 @@ impl SpendTracker {
         &self.prices
     }
 
+    /// The cap the config sets for a workspace, in USD.
+    pub fn configured_cap_usd(&self, workspace_name: &str) -> Option<f64> {
+        self.limits.workspaces.get(workspace_name).copied()
+    }
+
+    /// A workspace's spend this month, in cents, as its cap is checked against.
+    pub fn month_to_date_cents(&self, workspace_id: &str) -> Result<f64, ApiError> {
+        let month_start = self.rolled().month_start;
+        let shared = match &self.shared {
+            Some(shared) => self.shared_spent(shared, month_start, workspace_id)?,
+            None => None,
+        };
+        Ok(match shared {
+            Some((workspace, _)) => workspace,
+            None => self
+                .rolled()
+                .by_workspace
+                .get(workspace_id)
+                .copied()
+                .unwrap_or(0.0),
+        })
+    }
+
     fn runtime_cap(&self, workspace: &str) -> Option<f64> {
         match self.runtime_caps.read() {
             Ok(caps) => caps.get(workspace).copied(),

@@ -283,10 +283,15 @@ async fn workspaces(
         .filter(|w| scope.is_none_or(|own| own == w.id))
         .map(|w| {
             let set = limits.get(&w.id).copied().unwrap_or_default();
+            let cap = set
+                .spend_cap_usd
+                .or_else(|| state.spend.configured_cap_usd(&w.name));
+            let spent = state.spend.month_to_date_cents(&w.id).unwrap_or(0.0) / 100.0;
             json!({
                 "id": w.id,
                 "name": w.name,
                 "killed": store.is_killed(&w.id, "*").unwrap_or(false),
+                "spend": {"month_to_date_usd": spent, "cap_usd": cap},
                 "limits": {
                     "requests_per_minute": set.requests_per_minute,
                     "input_tokens_per_minute": set.input_tokens_per_minute,
