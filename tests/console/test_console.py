@@ -306,3 +306,53 @@ def test_without_the_console_there_is_no_console():
         assert httpx.post(server.url + "/console/session", json={"key": ADMIN_KEY}).status_code == 404
     finally:
         server.stop()
+
+
+def test_batches_are_followed_canceled_and_downloaded_and_files_deleted(server, page):
+    admin, csrf = session_client(server, ADMIN_KEY)
+    workspace = admin.post("/console/api/workspaces", json={"name": "batchers"}, headers={"x-missive-csrf": csrf}).json()
+    secret = admin.post("/console/api/keys", json={"workspace_id": workspace["id"], "name": "jobs"},
+                        headers={"x-missive-csrf": csrf}).json()["secret"]
+    client = anthropic.Anthropic(base_url=server.url, api_key=secret, max_retries=0)
+
+    def params(text, max_tokens):
+        return {"model": MODEL, "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}]}
+
+    done = client.messages.batches.create(requests=[
+        {"custom_id": f"short-{i}", "params": params("Say hi.", 4)} for i in range(2)])
+    deadline = time.time() + 120
+    while client.messages.batches.retrieve(done.id).processing_status != "ended":
+        assert time.time() < deadline, "the short batch did not end"
+        time.sleep(0.5)
+    long = client.messages.batches.create(requests=[
+        {"custom_id": f"long-{i}", "params": params("Count from one to fifty in words.", 200)} for i in range(40)])
+    uploaded = client.beta.files.upload(file=("notes.txt", b"Meeting at noon.", "text/plain"))
+
+    sign_in(page, server, ADMIN_KEY)
+    go(page, "batches")
+    page.select_option("#batch-workspace", label="batchers")
+    page.click("#batches-refresh")
+    listed = page.locator("[data-testid=batches]")
+    expect(listed.locator("tr", has_text=done.id)).to_contain_text("2 succeeded")
+    # Results download as the JSONL the Batches API serves.
+    with page.expect_download() as downloaded:
+        page.click(f"[data-testid=results-{done.id}]")
+    lines = pathlib.Path(downloaded.value.path()).read_text().splitlines()
+    assert sorted(json.loads(line)["custom_id"] for line in lines) == ["short-0", "short-1"]
+    page.click(f"[data-testid=cancel-{long.id}]")
+    expect(listed.locator("tr", has_text=long.id)).not_to_contain_text("in_progress")
+    deadline = time.time() + 120
+    while (ended := client.messages.batches.retrieve(long.id)).processing_status != "ended":
+        assert time.time() < deadline, "the canceled batch did not end"
+        time.sleep(0.5)
+    assert ended.request_counts.canceled > 0, "requests not yet run were canceled"
+
+    files = page.locator("[data-testid=files]")
+    expect(files).to_contain_text("notes.txt")
+    shot(page, "batches")
+    page.click(f"[data-testid=delete-{uploaded.id}]")
+    expect(files).not_to_contain_text("notes.txt")
+    with pytest.raises(anthropic.NotFoundError):
+        client.beta.files.retrieve_metadata(uploaded.id)
+    audit = admin.get("/console/api/audit").json()["data"]
+    assert {"batch.cancel", "file.delete"} <= {e["action"] for e in audit}

@@ -385,7 +385,53 @@ async function workbench(page) {
     el("h2", {}, "Raw request"), rawRequest, el("h2", {}, "Raw events"), rawEvents, el("h2", {}, "Code"), code);
 }
 
-const PAGES = { overview, workspaces, requests, prompts, workbench, audit };
+// Batches (progress, cancel, results) and files (list, delete), per workspace.
+async function batches(page) {
+  page.append(el("h1", {}, "Batches & files"));
+  const choice = await workspaceChoice("batch-workspace");
+  const lists = el("div", {});
+  const query = () => `workspace_id=${encodeURIComponent(choice.value)}`;
+  const load = async () => {
+    const { data: batches } = await api("GET", `/console/api/batches?${query()}`);
+    const { data: files } = await api("GET", `/console/api/files?${query()}`);
+    const counts = (b) => Object.entries(b.request_counts).filter(([, n]) => n > 0).map(([k, n]) => `${n} ${k}`).join(", ");
+    lists.replaceChildren(
+      el("h2", {}, "Batches"),
+      table([
+        ["Batch", (b) => b.id], ["Status", (b) => b.processing_status], ["Requests", counts],
+        ["Created", (b) => b.created_at.slice(0, 19).replace("T", " ")],
+        ["", (b) => b.processing_status === "ended"
+          ? el("button", { "data-testid": `results-${b.id}`, onclick: () => download(b).catch(report) }, "Download results")
+          : b.processing_status === "in_progress"
+            ? el("button", { "data-testid": `cancel-${b.id}`, onclick: async () => {
+              if (!confirm(`Cancel ${b.id}? Requests not yet run are canceled.`)) return;
+              try { await api("POST", `/console/api/batches/${b.id}/cancel?${query()}`); await load(); } catch (err) { report(err); }
+            } }, "Cancel") : ""],
+      ], batches, "batches"),
+      el("h2", {}, "Files"),
+      table([
+        ["File", (f) => f.id], ["Name", (f) => f.filename], ["Type", (f) => f.mime_type], ["Bytes", (f) => f.size_bytes],
+        ["", (f) => el("button", { "data-testid": `delete-${f.id}`, onclick: async () => {
+          if (!confirm(`Delete ${f.filename}?`)) return;
+          try { await api("POST", `/console/api/files/${f.id}/delete?${query()}`); await load(); } catch (err) { report(err); }
+        } }, "Delete")],
+      ], files, "files"));
+  };
+  const download = async (b) => {
+    const response = await fetch(`/console/api/batches/${b.id}/results?${query()}`, { credentials: "same-origin" });
+    if (!response.ok) throw new Error(`results: ${response.status}`);
+    const link = el("a", { href: URL.createObjectURL(await response.blob()), download: `${b.id}_results.jsonl` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  };
+  choice.addEventListener("change", () => load().catch(report));
+  page.append(el("label", {}, "Workspace", choice),
+    el("button", { id: "batches-refresh", onclick: () => load().catch(report) }, "Refresh"), lists);
+  await load();
+}
+
+const PAGES = { overview, workspaces, requests, prompts, workbench, batches, audit };
 
 async function route() {
   if (!session) return;

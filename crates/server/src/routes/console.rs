@@ -60,6 +60,14 @@ pub fn routes() -> Router<AppState> {
         .route("/console/api/requests", get(requests))
         .route("/console/api/audit", get(audit_log))
         .route("/console/api/models", get(models))
+        .route("/console/api/batches", get(batches))
+        .route("/console/api/batches/{batch_id}/cancel", post(cancel_batch))
+        .route(
+            "/console/api/batches/{batch_id}/results",
+            get(batch_results),
+        )
+        .route("/console/api/files", get(files))
+        .route("/console/api/files/{file_id}/delete", post(delete_file))
         .route("/console/api/messages", post(workbench))
         .route("/console/api/prompts", get(prompts).post(create_prompt))
         .route("/console/api/prompts/{name}/labels", post(label_prompt))
@@ -807,6 +815,114 @@ async fn label_prompt(
     ))
 }
 
+/// Who a console request acts as in a workspace's own APIs (Messages, Batches, Files): a
+/// workspace session as its key; an admin as the console, in the workspace named.
+fn acting(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    filter: &Filter,
+) -> Result<Principal, ApiError> {
+    let user = user(state, method, headers)?;
+    if !user.is_admin() {
+        user.scope(filter.workspace_id.as_deref())?;
+        return Ok(user.principal);
+    }
+    let workspace_id = registry_workspace(&user, filter.workspace_id.as_deref())?;
+    let workspace = store(state)?
+        .workspace(&workspace_id)?
+        .filter(|w| w.archived_at.is_none())
+        .ok_or_else(|| ApiError::not_found(format!("workspace {workspace_id} not found")))?;
+    Ok(Principal::console(&workspace.id, &workspace.name))
+}
+
+async fn batches(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Result<Response, ApiError> {
+    let principal = acting(&state, &method, &headers, &filter)?;
+    let listed = super::batches::list(
+        State(state),
+        axum::Extension(principal),
+        headers,
+        crate::params::Params::default(),
+    )
+    .await?;
+    Ok(listed.into_response())
+}
+
+async fn cancel_batch(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(batch_id): Path<String>,
+    Query(filter): Query<Filter>,
+) -> Result<Response, ApiError> {
+    let principal = acting(&state, &method, &headers, &filter)?;
+    let actor = user(&state, &method, &headers)?;
+    let canceled = super::batches::cancel(
+        State(state.clone()),
+        axum::Extension(principal),
+        headers,
+        Path(batch_id.clone()),
+    )
+    .await?;
+    if let Some(store) = state.store.as_deref() {
+        actor.audit(store, "batch.cancel", &batch_id, json!({}));
+    }
+    Ok(canceled.into_response())
+}
+
+async fn batch_results(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(batch_id): Path<String>,
+    Query(filter): Query<Filter>,
+) -> Result<Response, ApiError> {
+    let principal = acting(&state, &method, &headers, &filter)?;
+    super::batches::results(State(state), axum::Extension(principal), Path(batch_id)).await
+}
+
+async fn files(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Query(filter): Query<Filter>,
+) -> Result<Response, ApiError> {
+    let principal = acting(&state, &method, &headers, &filter)?;
+    let listed = super::files::list(
+        State(state),
+        axum::Extension(principal),
+        crate::params::Params::default(),
+    )
+    .await?;
+    Ok(listed.into_response())
+}
+
+async fn delete_file(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(file_id): Path<String>,
+    Query(filter): Query<Filter>,
+) -> Result<Response, ApiError> {
+    let principal = acting(&state, &method, &headers, &filter)?;
+    let actor = user(&state, &method, &headers)?;
+    let deleted = super::files::delete(
+        State(state.clone()),
+        axum::Extension(principal),
+        Path(file_id.clone()),
+    )
+    .await?;
+    if let Some(store) = state.store.as_deref() {
+        actor.audit(store, "file.delete", &file_id, json!({}));
+    }
+    Ok(deleted.into_response())
+}
+
 /// The models a workbench request can name.
 async fn models(
     State(state): State<AppState>,
@@ -829,18 +945,7 @@ async fn workbench(
     Query(filter): Query<Filter>,
     JsonBody(raw): JsonBody,
 ) -> Result<Response, ApiError> {
-    let user = user(&state, &method, &headers)?;
-    let principal = if user.is_admin() {
-        let workspace_id = registry_workspace(&user, filter.workspace_id.as_deref())?;
-        let workspace = store(&state)?
-            .workspace(&workspace_id)?
-            .filter(|w| w.archived_at.is_none())
-            .ok_or_else(|| ApiError::not_found(format!("workspace {workspace_id} not found")))?;
-        Principal::console(&workspace.id, &workspace.name)
-    } else {
-        user.scope(filter.workspace_id.as_deref())?;
-        user.principal
-    };
+    let principal = acting(&state, &method, &headers, &filter)?;
     super::messages::create(
         State(state),
         Some(axum::Extension(principal)),
