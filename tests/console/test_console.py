@@ -106,7 +106,11 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
     go(page, "overview")
     expect(page.locator("[data-testid=usage-total]")).not_to_contain_text(f"{total} tokens")
     go(page, "requests")
-    expect(page.locator("[data-testid=request-log] tbody tr")).to_have_count(2)
+    log = page.locator("[data-testid=request-log] tbody tr")
+    expect(log).to_have_count(2)
+    expect(log.first).to_contain_text("POST /v1/messages")
+    assert int(log.first.locator("td").nth(1).inner_text()) == 200
+    assert int(log.first.locator("td").nth(2).inner_text()) > 0, "latency in milliseconds"
 
     # A limit of one request a minute: the next request is a 429 that says when to retry.
     go(page, "workspaces")
@@ -117,6 +121,13 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
         for _ in range(2):
             ask(secret, server)
     assert "team-a" in limited.value.message and int(limited.value.response.headers["retry-after"]) >= 1
+    # Refusals are in the request log too, and the filter finds them.
+    go(page, "requests")
+    page.check("#log-errors")
+    page.click("[data-testid=log-filter] button")
+    expect(page.locator("[data-testid=request-log] tbody tr")).to_have_count(1)
+    expect(page.locator("[data-testid=request-log] tbody tr").first).to_contain_text("429")
+    go(page, "workspaces")
     team.locator("[data-testid=limit-requests_per_minute]").fill("")
     team.locator("[data-testid=limit-spend_cap_usd]").fill("25")
     team.locator("[data-testid=set-limits] button").click()
@@ -248,6 +259,10 @@ def test_a_workspace_user_sees_only_their_workspace(server, page):
     ask(keys["blue"], server)
 
     blue, blue_csrf = session_client(server, keys["blue"])
+    deadline = time.time() + 10
+    while not blue.get("/console/api/requests").json()["data"]:
+        assert time.time() < deadline, "the request log has the request"
+        time.sleep(0.1)
     assert blue.get("/console/api/requests", params={"workspace_id": ids["green"]}).status_code == 404
     rows = blue.get("/console/api/requests").json()["data"]
     assert rows and {r["workspace_id"] for r in rows} == {ids["blue"]}

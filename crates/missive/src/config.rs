@@ -76,6 +76,9 @@ pub struct ConsoleSection {
     /// How long a sign-in lasts, in seconds (default 8 hours).
     #[serde(default = "default_console_session_s")]
     pub session_ttl_s: u64,
+    /// How long the request log keeps a request, in days.
+    #[serde(default = "default_request_log_days")]
+    pub request_log_days: u64,
 }
 
 impl Default for ConsoleSection {
@@ -83,12 +86,17 @@ impl Default for ConsoleSection {
         Self {
             enabled: true,
             session_ttl_s: default_console_session_s(),
+            request_log_days: default_request_log_days(),
         }
     }
 }
 
 fn default_console_session_s() -> u64 {
     8 * 3600
+}
+
+fn default_request_log_days() -> u64 {
+    30
 }
 
 /// Redis, shared by several replicas for rate limits and spend caps.

@@ -211,14 +211,26 @@ async function workspaces(page) {
 }
 
 async function requests(page) {
-  const { data } = await api("GET", "/console/api/requests?limit=200");
-  page.append(el("h1", {}, "Request log"), table([
-    ["Time", (r) => r.at.slice(0, 19).replace("T", " ")], ["Endpoint", (r) => r.endpoint],
-    ["Key", (r) => r.api_key_id], ["Model", (r) => r.model],
-    ["Input", (r) => r.input_tokens], ["Cache write", (r) => r.cache_creation_input_tokens],
-    ["Cache read", (r) => r.cache_read_input_tokens], ["Output", (r) => r.output_tokens],
-    ["Prompt", (r) => r.prompt_version || ""], ["Schema", (r) => r.schema_version || ""],
-  ], data, "request-log"));
+  const key = el("input", { id: "log-key", placeholder: "any key" });
+  const model = el("input", { id: "log-model", placeholder: "any model" });
+  const errors = el("input", { id: "log-errors", type: "checkbox" });
+  const rows = el("div", {});
+  const load = async () => {
+    const query = new URLSearchParams({ limit: "200", api_key_id: key.value, model: model.value, errors_only: errors.checked });
+    const { data } = await api("GET", `/console/api/requests?${query}`);
+    rows.replaceChildren(table([
+      ["Time", (r) => r.at.slice(0, 19).replace("T", " ")], ["Status", (r) => r.status],
+      ["Latency ms", (r) => r.latency_ms], ["Request", (r) => `${r.method} ${r.path}`],
+      ["Key", (r) => r.api_key_id], ["Model", (r) => r.model || ""], ["Upstream", (r) => r.upstream || ""],
+      ["Input", (r) => r.input_tokens], ["Cache write", (r) => r.cache_creation_input_tokens],
+      ["Cache read", (r) => r.cache_read_input_tokens], ["Output", (r) => r.output_tokens],
+      ["Prompt", (r) => r.prompt_version || ""],
+    ], data, "request-log"));
+  };
+  page.append(el("h1", {}, "Request log"),
+    form("log-filter", [["Key id", key], ["Model", model], ["Errors only", errors]], "Filter", load),
+    rows);
+  await load();
 }
 
 async function prompts(page) {

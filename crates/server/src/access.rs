@@ -19,7 +19,12 @@ use crate::auth::Principal;
 struct Fields {
     key_id: Option<String>,
     workspace: Option<String>,
+    workspace_id: Option<String>,
     model: Option<String>,
+    upstream: Option<String>,
+    prompt_version: Option<String>,
+    /// Where the request's row goes, for requests the request log keeps.
+    log: Option<crate::request_log::RequestLog>,
     input_tokens: u64,
     output_tokens: u64,
     cache_read_input_tokens: u64,
@@ -43,6 +48,26 @@ impl AccessSlot {
         self.update(|f| f.model = Some(model.to_owned()));
     }
 
+    pub fn upstream(&self, upstream: &str) {
+        self.update(|f| f.upstream = Some(upstream.to_owned()));
+    }
+
+    pub fn prompt_version(&self, version: Option<String>) {
+        self.update(|f| f.prompt_version = version);
+    }
+
+    /// Who is calling, once auth knows; a workspace's requests also go to `log`.
+    pub fn principal(&self, principal: &Principal, log: Option<&crate::request_log::RequestLog>) {
+        self.update(|f| {
+            f.key_id = Some(principal.key_id.clone());
+            f.workspace = Some(principal.workspace.clone());
+            if !principal.workspace_id.is_empty() {
+                f.workspace_id = Some(principal.workspace_id.clone());
+                f.log = log.cloned();
+            }
+        });
+    }
+
     pub fn usage(&self, input: u32, output: u32, cache_read: u32, cache_creation: u32) {
         self.update(|f| {
             f.input_tokens = input.into();
@@ -61,12 +86,13 @@ impl AccessSlot {
 }
 
 /// Records who is calling, once auth knows.
-pub fn note_principal(request: &Request, principal: &Principal) {
+pub fn note_principal(
+    request: &Request,
+    principal: &Principal,
+    log: Option<&crate::request_log::RequestLog>,
+) {
     if let Some(slot) = request.extensions().get::<AccessSlot>() {
-        slot.update(|f| {
-            f.key_id = Some(principal.key_id.clone());
-            f.workspace = Some(principal.workspace.clone());
-        });
+        slot.principal(principal, log);
     }
 }
 
@@ -83,6 +109,26 @@ impl Drop for Line {
     fn drop(&mut self) {
         let f = self.slot.snapshot();
         let latency = self.started.elapsed().as_secs_f64();
+        if let (Some(log), Some(workspace_id)) = (&f.log, &f.workspace_id) {
+            let latency_ms = (latency * 1000.0) as u64;
+            log.record(missive_store::RequestLogEntry {
+                request_id: self.request_id.clone(),
+                at_ms: crate::ids::now_ms().saturating_sub(i64::try_from(latency_ms).unwrap_or(0)),
+                workspace_id: workspace_id.clone(),
+                api_key_id: f.key_id.clone().unwrap_or_default(),
+                method: self.method.clone(),
+                path: self.path.clone(),
+                status: self.status,
+                latency_ms,
+                model: f.model.clone(),
+                upstream: f.upstream.clone(),
+                prompt_version: f.prompt_version.clone(),
+                input_tokens: f.input_tokens,
+                output_tokens: f.output_tokens,
+                cache_read_input_tokens: f.cache_read_input_tokens,
+                cache_creation_input_tokens: f.cache_creation_input_tokens,
+            });
+        }
         crate::metrics::request_finished(&self.path, self.status, latency);
         if let (Some(workspace), Some(model)) = (&f.workspace, &f.model) {
             crate::metrics::workspace_request(

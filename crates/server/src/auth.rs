@@ -182,7 +182,7 @@ async fn authenticate_as(
     if let Err(err) = check_selectors(request.headers(), &principal) {
         return err.into_response();
     }
-    crate::access::note_principal(&request, &principal);
+    crate::access::note_principal(&request, &principal, state.request_log.as_ref());
     request.extensions_mut().insert(principal);
     next.run(request).await
 }

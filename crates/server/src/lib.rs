@@ -27,6 +27,7 @@ mod params;
 pub mod policy;
 pub mod registry;
 mod request_id;
+pub mod request_log;
 mod routes;
 pub mod shared;
 pub mod spend;

@@ -38,6 +38,8 @@ pub struct AppState {
     pub server_tools: Arc<missive_tools::Toolbox>,
     /// `[console]`: signs console sessions; `None` serves no console.
     pub console: Option<Arc<crate::console_session::Sessions>>,
+    /// The console's request log, kept with the console.
+    pub request_log: Option<crate::request_log::RequestLog>,
 }
 
 impl AppState {
@@ -59,12 +61,25 @@ impl AppState {
             public_url: None,
             server_tools: Arc::default(),
             console: None,
+            request_log: None,
         }
     }
 
-    /// Serves the console at `/console`, with sessions signed by `sessions`.
-    pub fn with_console(mut self, sessions: crate::console_session::Sessions) -> Self {
+    /// Serves the console at `/console`, with sessions signed by `sessions`, and keeps its
+    /// request log for `retention`. Call after [`AppState::with_store`]; a tokio runtime
+    /// must be running.
+    pub fn with_console(
+        mut self,
+        sessions: crate::console_session::Sessions,
+        retention: std::time::Duration,
+    ) -> Self {
         self.console = Some(Arc::new(sessions));
+        if let Some(store) = &self.store {
+            self.request_log = Some(crate::request_log::RequestLog::spawn(
+                Arc::clone(store),
+                retention,
+            ));
+        }
         self
     }
 

@@ -135,32 +135,3 @@ pub struct UsageRow {
     pub schema_version: Option<String>,
     pub tokens: TokenCounts,
 }
-
-/// The columns a ledger row is read back from, in [`UsageRecord::from_columns`] order.
-pub(crate) const RECORD_COLUMNS: &str = "request_id, at_ms, endpoint, api_key_id, workspace_id, \
-     model, service_tier, prompt_version, schema_version, uncached_input_tokens, \
-     cache_creation_5m, cache_creation_1h, cache_read, output_tokens, web_search_requests, \
-     web_fetch_requests, code_execution_ms";
-
-impl UsageRecord {
-    /// A row read in [`RECORD_COLUMNS`] order (the time comes second there).
-    pub(crate) fn from_columns(
-        [request_id, endpoint, api_key_id, workspace_id, model, service_tier]: [String; 6],
-        at_ms: i64,
-        [prompt_version, schema_version]: [Option<String>; 2],
-        counts: [i64; 8],
-    ) -> Self {
-        UsageRecord {
-            request_id,
-            at_ms,
-            endpoint,
-            api_key_id,
-            workspace_id,
-            model,
-            service_tier,
-            prompt_version,
-            schema_version,
-            tokens: TokenCounts::from_sums(counts),
-        }
-    }
-}

@@ -7,6 +7,7 @@ mod keys;
 mod ledger;
 mod postgres;
 mod registry;
+mod request_log;
 mod sqlite;
 mod tenancy;
 
@@ -17,6 +18,7 @@ pub use postgres::PostgresStore;
 pub use registry::{
     LabelTarget, RegistryEntry, RegistryKind, RegistryVersion, SplitShare, PRODUCTION,
 };
+pub use request_log::{RequestLogEntry, RequestLogQuery};
 pub use sqlite::SqliteStore;
 pub use tenancy::{
     AuditEntry, KillSwitch, Member, Organization, User, Workspace, WorkspaceLimits,
@@ -117,12 +119,12 @@ pub trait Store: Send + Sync {
     fn record_usage(&self, records: &[UsageRecord]) -> Result<(), Error>;
     /// Billed (`messages`) usage, bucketed and grouped as asked; empty combinations omitted.
     fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, Error>;
-    /// The newest ledger rows, newest first: all workspaces', or one's.
-    fn recent_usage(
-        &self,
-        workspace_id: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<UsageRecord>, Error>;
+    /// Appends rows to the request log.
+    fn log_requests(&self, entries: &[RequestLogEntry]) -> Result<(), Error>;
+    /// Request log rows, newest first.
+    fn request_log(&self, query: &RequestLogQuery) -> Result<Vec<RequestLogEntry>, Error>;
+    /// Drops request log rows older than `before_ms`; returns how many.
+    fn prune_request_log(&self, before_ms: i64) -> Result<u64, Error>;
 
     fn audit(&self, entry: &AuditEntry) -> Result<(), Error>;
     /// Newest first.

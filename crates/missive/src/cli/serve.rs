@@ -171,10 +171,13 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
             .with_policies(config.policy.policies())
             .with_batch_worker(config.batches.concurrency);
         if config.console.enabled {
-            state = state.with_console(missive_server::console_session::Sessions::new(
-                console_key,
-                config.console.session_ttl_s,
-            ));
+            state = state.with_console(
+                missive_server::console_session::Sessions::new(
+                    console_key,
+                    config.console.session_ttl_s,
+                ),
+                std::time::Duration::from_secs(config.console.request_log_days * 86_400),
+            );
         }
     } else {
         state = state.with_rate_limits(RateLimiter::unlimited());

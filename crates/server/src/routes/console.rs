@@ -13,8 +13,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use missive_protocol::ErrorType;
 use missive_store::{
-    AuditEntry, Dimension, KeyKind, KeyStatus, LabelTarget, RegistryKind, Store, UsageQuery,
-    WorkspaceLimits,
+    AuditEntry, Dimension, KeyKind, KeyStatus, LabelTarget, RegistryKind, RequestLogQuery, Store,
+    UsageQuery, WorkspaceLimits,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -273,6 +273,12 @@ struct Filter {
     start_ms: Option<i64>,
     #[serde(default)]
     end_ms: Option<i64>,
+    #[serde(default)]
+    api_key_id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    errors_only: Option<bool>,
 }
 
 async fn workspaces(
@@ -626,7 +632,7 @@ async fn usage(
     })))
 }
 
-/// The request log: one row per call, newest first.
+/// The request log: one row per API request, failures included, newest first.
 async fn requests(
     State(state): State<AppState>,
     method: Method,
@@ -635,26 +641,34 @@ async fn requests(
 ) -> Result<Json<Value>, ApiError> {
     let user = user(&state, &method, &headers)?;
     let scope = user.scope(filter.workspace_id.as_deref())?;
-    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+    let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    let query = RequestLogQuery {
+        workspace_id: scope.map(str::to_owned),
+        api_key_id: nonempty(&filter.api_key_id),
+        model: nonempty(&filter.model),
+        errors_only: filter.errors_only.unwrap_or(false),
+        limit: filter.limit.unwrap_or(100).clamp(1, 1000),
+    };
     let data: Vec<Value> = store(&state)?
-        .recent_usage(scope, limit)?
+        .request_log(&query)?
         .iter()
         .map(|r| {
-            let t = &r.tokens;
             json!({
                 "request_id": r.request_id,
                 "at": rfc3339_ms(r.at_ms),
-                "endpoint": r.endpoint,
+                "method": r.method,
+                "path": r.path,
+                "status": r.status,
+                "latency_ms": r.latency_ms,
                 "api_key_id": r.api_key_id,
                 "workspace_id": r.workspace_id,
                 "model": r.model,
-                "service_tier": r.service_tier,
-                "input_tokens": t.uncached_input,
-                "cache_creation_input_tokens": t.cache_creation_5m + t.cache_creation_1h,
-                "cache_read_input_tokens": t.cache_read,
-                "output_tokens": t.output,
+                "upstream": r.upstream,
+                "input_tokens": r.input_tokens,
+                "cache_creation_input_tokens": r.cache_creation_input_tokens,
+                "cache_read_input_tokens": r.cache_read_input_tokens,
+                "output_tokens": r.output_tokens,
                 "prompt_version": r.prompt_version,
-                "schema_version": r.schema_version,
             })
         })
         .collect();
@@ -943,13 +957,18 @@ async fn workbench(
     method: Method,
     headers: HeaderMap,
     Query(filter): Query<Filter>,
+    access: Option<axum::Extension<crate::access::AccessSlot>>,
     JsonBody(raw): JsonBody,
 ) -> Result<Response, ApiError> {
     let principal = acting(&state, &method, &headers, &filter)?;
+    // In the access and request logs like any other Messages request.
+    if let Some(slot) = &access {
+        slot.principal(&principal, state.request_log.as_ref());
+    }
     super::messages::create(
         State(state),
         Some(axum::Extension(principal)),
-        None,
+        access,
         HeaderMap::new(),
         JsonBody(raw),
     )

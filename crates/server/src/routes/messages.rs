@@ -123,6 +123,8 @@ pub(crate) async fn run(
     }
     let admitted = admission::admit(state, principal, request, body.len(), Entry::Messages).await?;
     access.model(&admitted.backend.descriptor().id);
+    access.prompt_version(admitted.registry.prompt_version());
+    let slot = access.clone();
     // Claude Code sends thinking to any model it takes for Claude; a model that cannot
     // reason answers anyway and says so in a header, rather than failing the request.
     let extra_headers = admitted.thinking_ignored.then(|| {
@@ -197,8 +199,11 @@ pub(crate) async fn run(
             headers.insert(HeaderName::from_static(IMAGES_HEADER), value);
         }
     }
-    if let Some(value) = upstream.and_then(|u| HeaderValue::from_str(&u).ok()) {
-        headers.insert(HeaderName::from_static(UPSTREAM_HEADER), value);
+    if let Some(upstream) = upstream {
+        slot.upstream(&upstream);
+        if let Ok(value) = HeaderValue::from_str(&upstream) {
+            headers.insert(HeaderName::from_static(UPSTREAM_HEADER), value);
+        }
     }
     if let Ok(value) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)) {
         headers.insert(HeaderName::from_static(OVERHEAD_HEADER), value);

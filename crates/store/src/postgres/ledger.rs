@@ -1,7 +1,6 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
-use crate::ledger::RECORD_COLUMNS;
 use crate::{Dimension, Error, TokenCounts, UsageQuery, UsageRecord, UsageRow};
 
 /// Writes the records with one statement: several rows ride in arrays, so a group commit
@@ -125,46 +124,4 @@ pub(super) async fn usage(
             })
         })
         .collect()
-}
-
-pub(super) async fn recent(
-    c: &impl GenericClient,
-    workspace_id: Option<&str>,
-    limit: usize,
-) -> Result<Vec<UsageRecord>, Error> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    c.query(
-        &format!(
-            "SELECT {RECORD_COLUMNS} FROM usage_ledger WHERE ($1::TEXT IS NULL OR workspace_id = $1) \
-             ORDER BY at_ms DESC, id DESC LIMIT $2"
-        ),
-        &[&workspace_id, &limit],
-    )
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(UsageRecord::from_columns(
-            [
-                row.try_get(0)?,
-                row.try_get(2)?,
-                row.try_get(3)?,
-                row.try_get(4)?,
-                row.try_get(5)?,
-                row.try_get(6)?,
-            ],
-            row.try_get(1)?,
-            [row.try_get(7)?, row.try_get(8)?],
-            [
-                row.try_get(9)?,
-                row.try_get(10)?,
-                row.try_get(11)?,
-                row.try_get(12)?,
-                row.try_get(13)?,
-                row.try_get(14)?,
-                row.try_get(15)?,
-                row.try_get(16)?,
-            ],
-        ))
-    })
-    .collect()
 }

@@ -24,11 +24,13 @@ use futures::StreamExt;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::request_log::{count, uncount};
+
 use crate::{
     now_ms, ApiKey, AuditEntry, Batch, BatchResult, Error, FileMeta, KeyKind, KeyStatus,
     KillSwitch, LabelTarget, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest,
-    RegistryEntry, RegistryKind, RegistryVersion, Store, UsageQuery, UsageRecord, UsageRow, User,
-    Workspace, WorkspaceLimits,
+    RegistryEntry, RegistryKind, RegistryVersion, RequestLogEntry, RequestLogQuery, Store,
+    UsageQuery, UsageRecord, UsageRow, User, Workspace, WorkspaceLimits,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -36,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_registry.sql"),
     include_str!("../../migrations/postgres/0003_registry_splits_versions.sql"),
     include_str!("../../migrations/postgres/0004_workspace_limits.sql"),
+    include_str!("../../migrations/postgres/0005_request_log.sql"),
 ];
 
 /// Serializes migrations across replicas starting together (an arbitrary constant).
@@ -440,13 +443,109 @@ impl Store for PostgresStore {
         self.run(move |c| async move { ledger::usage(&c, &query).await })
     }
 
-    fn recent_usage(
-        &self,
-        workspace_id: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<UsageRecord>, Error> {
-        let w = workspace_id.map(str::to_owned);
-        self.run(move |c| async move { ledger::recent(&c, w.as_deref(), limit).await })
+    fn log_requests(&self, entries: &[RequestLogEntry]) -> Result<(), Error> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let entries = entries.to_vec();
+        self.run(move |c| async move {
+            let text = |f: fn(&RequestLogEntry) -> &String| -> Vec<&str> {
+                entries.iter().map(|e| f(e).as_str()).collect()
+            };
+            let optional = |f: fn(&RequestLogEntry) -> &Option<String>| -> Vec<Option<&str>> {
+                entries.iter().map(|e| f(e).as_deref()).collect()
+            };
+            let number = |f: fn(&RequestLogEntry) -> u64| -> Vec<i64> {
+                entries.iter().map(|e| count(f(e))).collect()
+            };
+            let at: Vec<i64> = entries.iter().map(|e| e.at_ms).collect();
+            let status: Vec<i32> = entries.iter().map(|e| i32::from(e.status)).collect();
+            let statement = c
+                .prepare_cached(&format!(
+                    "INSERT INTO request_log ({}) SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], \
+                     $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::INTEGER[], $8::BIGINT[], \
+                     $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[], $13::BIGINT[], \
+                     $14::BIGINT[], $15::BIGINT[])",
+                    crate::request_log::COLUMNS
+                ))
+                .await?;
+            c.execute(
+                &statement,
+                &[
+                    &text(|e| &e.request_id),
+                    &at,
+                    &text(|e| &e.workspace_id),
+                    &text(|e| &e.api_key_id),
+                    &text(|e| &e.method),
+                    &text(|e| &e.path),
+                    &status,
+                    &number(|e| e.latency_ms),
+                    &optional(|e| &e.model),
+                    &optional(|e| &e.upstream),
+                    &optional(|e| &e.prompt_version),
+                    &number(|e| e.input_tokens),
+                    &number(|e| e.output_tokens),
+                    &number(|e| e.cache_read_input_tokens),
+                    &number(|e| e.cache_creation_input_tokens),
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn request_log(&self, query: &RequestLogQuery) -> Result<Vec<RequestLogEntry>, Error> {
+        let query = query.clone();
+        self.run(move |c| async move {
+            let sql = crate::request_log::filter([
+                "$1::TEXT",
+                "$2::TEXT",
+                "$3::TEXT",
+                "$4::BIGINT",
+                "$5::BIGINT",
+            ]);
+            c.query(
+                &sql,
+                &[
+                    &query.workspace_id,
+                    &query.api_key_id,
+                    &query.model,
+                    &i64::from(query.errors_only),
+                    &count(query.limit as u64),
+                ],
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(RequestLogEntry {
+                    request_id: row.try_get(0)?,
+                    at_ms: row.try_get(1)?,
+                    workspace_id: row.try_get(2)?,
+                    api_key_id: row.try_get(3)?,
+                    method: row.try_get(4)?,
+                    path: row.try_get(5)?,
+                    status: u16::try_from(row.try_get::<_, i32>(6)?).unwrap_or(0),
+                    latency_ms: uncount(row.try_get(7)?),
+                    model: row.try_get(8)?,
+                    upstream: row.try_get(9)?,
+                    prompt_version: row.try_get(10)?,
+                    input_tokens: uncount(row.try_get(11)?),
+                    output_tokens: uncount(row.try_get(12)?),
+                    cache_read_input_tokens: uncount(row.try_get(13)?),
+                    cache_creation_input_tokens: uncount(row.try_get(14)?),
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn prune_request_log(&self, before_ms: i64) -> Result<u64, Error> {
+        self.run(move |c| async move {
+            Ok(
+                c.execute("DELETE FROM request_log WHERE at_ms < $1", &[&before_ms])
+                    .await?,
+            )
+        })
     }
 
     fn audit(&self, entry: &AuditEntry) -> Result<(), Error> {

@@ -1,7 +1,6 @@
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection};
 
-use crate::ledger::RECORD_COLUMNS;
 use crate::{Dimension, Error, TokenCounts, UsageQuery, UsageRecord, UsageRow};
 
 pub(super) fn record(conn: &mut Connection, records: &[UsageRecord]) -> Result<(), Error> {
@@ -101,45 +100,6 @@ pub(super) fn usage(conn: &Connection, query: &UsageQuery) -> Result<Vec<UsageRo
                     row.get(14)?,
                 ]),
             })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
-}
-
-pub(super) fn recent(
-    conn: &Connection,
-    workspace_id: Option<&str>,
-    limit: usize,
-) -> Result<Vec<UsageRecord>, Error> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {RECORD_COLUMNS} FROM usage_ledger WHERE (?1 IS NULL OR workspace_id = ?1) \
-         ORDER BY at_ms DESC, rowid DESC LIMIT ?2"
-    ))?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt
-        .query_map(params![workspace_id, limit], |row| {
-            Ok(UsageRecord::from_columns(
-                [
-                    row.get(0)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                    row.get(6)?,
-                ],
-                row.get(1)?,
-                [row.get(7)?, row.get(8)?],
-                [
-                    row.get(9)?,
-                    row.get(10)?,
-                    row.get(11)?,
-                    row.get(12)?,
-                    row.get(13)?,
-                    row.get(14)?,
-                    row.get(15)?,
-                    row.get(16)?,
-                ],
-            ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)

@@ -13,11 +13,13 @@ use std::sync::{mpsc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::request_log::{count, uncount};
+
 use crate::{
     now_ms, ApiKey, AuditEntry, Batch, BatchResult, Error, FileMeta, KeyKind, KeyStatus,
     KillSwitch, LabelTarget, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest,
-    RegistryEntry, RegistryKind, RegistryVersion, Store, UsageQuery, UsageRecord, UsageRow, User,
-    Workspace, WorkspaceLimits,
+    RegistryEntry, RegistryKind, RegistryVersion, RequestLogEntry, RequestLogQuery, Store,
+    UsageQuery, UsageRecord, UsageRow, User, Workspace, WorkspaceLimits,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -31,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_registry.sql"),
     include_str!("../../migrations/sqlite/0009_registry_splits_versions.sql"),
     include_str!("../../migrations/sqlite/0010_workspace_limits.sql"),
+    include_str!("../../migrations/sqlite/0011_request_log.sql"),
 ];
 
 /// Two connections: writes (the ledger's commits, admin changes) go through one, lookups on
@@ -297,12 +300,85 @@ impl Store for SqliteStore {
         self.read(|conn| ledger::usage(conn, query))
     }
 
-    fn recent_usage(
-        &self,
-        workspace_id: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<UsageRecord>, Error> {
-        self.read(|conn| ledger::recent(conn, workspace_id, limit))
+    fn log_requests(&self, entries: &[RequestLogEntry]) -> Result<(), Error> {
+        self.with_mut(|conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "INSERT INTO request_log ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                    crate::request_log::COLUMNS
+                ))?;
+                for e in entries {
+                    stmt.execute(params![
+                        e.request_id,
+                        e.at_ms,
+                        e.workspace_id,
+                        e.api_key_id,
+                        e.method,
+                        e.path,
+                        e.status,
+                        count(e.latency_ms),
+                        e.model,
+                        e.upstream,
+                        e.prompt_version,
+                        count(e.input_tokens),
+                        count(e.output_tokens),
+                        count(e.cache_read_input_tokens),
+                        count(e.cache_creation_input_tokens),
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn request_log(&self, query: &RequestLogQuery) -> Result<Vec<RequestLogEntry>, Error> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached(&crate::request_log::filter(["?1", "?2", "?3", "?4", "?5"]))?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        query.workspace_id,
+                        query.api_key_id,
+                        query.model,
+                        i64::from(query.errors_only),
+                        count(query.limit as u64),
+                    ],
+                    |row| {
+                        Ok(RequestLogEntry {
+                            request_id: row.get(0)?,
+                            at_ms: row.get(1)?,
+                            workspace_id: row.get(2)?,
+                            api_key_id: row.get(3)?,
+                            method: row.get(4)?,
+                            path: row.get(5)?,
+                            status: row.get(6)?,
+                            latency_ms: uncount(row.get(7)?),
+                            model: row.get(8)?,
+                            upstream: row.get(9)?,
+                            prompt_version: row.get(10)?,
+                            input_tokens: uncount(row.get(11)?),
+                            output_tokens: uncount(row.get(12)?),
+                            cache_read_input_tokens: uncount(row.get(13)?),
+                            cache_creation_input_tokens: uncount(row.get(14)?),
+                        })
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn prune_request_log(&self, before_ms: i64) -> Result<u64, Error> {
+        self.with(|conn| {
+            let dropped = conn.execute(
+                "DELETE FROM request_log WHERE at_ms < ?1",
+                params![before_ms],
+            )?;
+            Ok(dropped as u64)
+        })
     }
 
     fn audit(&self, entry: &AuditEntry) -> Result<(), Error> {

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use missive_store::{
     hash_key, AuditEntry, Dimension, Error, FileMeta, KeyKind, KeyStatus, KillSwitch, LabelTarget,
-    NewBatchRequest, SplitShare, Store, TokenCounts, UsageQuery, UsageRecord, WorkspaceLimits,
-    DEFAULT_WORKSPACE_ID, PRODUCTION,
+    NewBatchRequest, RequestLogEntry, RequestLogQuery, SplitShare, Store, TokenCounts, UsageQuery,
+    UsageRecord, WorkspaceLimits, DEFAULT_WORKSPACE_ID, PRODUCTION,
 };
 
 use crate::fixtures::Fixture;
@@ -266,15 +266,6 @@ pub fn usage_groups_by_the_registry_versions_a_call_used(f: &Fixture) {
     assert_eq!(by_schema.len(), 1);
     assert_eq!(by_schema[0].schema_version.as_deref(), Some("order@1"));
     assert_eq!(by_schema[0].tokens.output, 2);
-
-    let mut elsewhere = record(5, "k2", "m", 1, 1);
-    elsewhere.workspace_id = "w2".into();
-    store.record_usage(&[elsewhere.clone()]).unwrap();
-    let newest = f.open_again().recent_usage(None, 2).unwrap();
-    assert_eq!(newest[0], elsewhere, "newest first, every column read back");
-    assert_eq!(newest[1].request_id, "req_4");
-    let theirs = store.recent_usage(Some("w2"), 10).unwrap();
-    assert_eq!(theirs, vec![elsewhere]);
 }
 
 pub fn the_audit_log_lists_newest_first(f: &Fixture) {
@@ -882,4 +873,57 @@ pub fn workspace_limits_are_set_read_back_and_cleared_and_move_the_generation(f:
         .set_workspace_limits("w1", &WorkspaceLimits::default())
         .unwrap();
     assert!(store.workspace_limits().unwrap().is_empty());
+}
+
+pub fn the_request_log_keeps_failures_filters_and_is_pruned(f: &Fixture) {
+    let store = &f.store;
+    let entry = |at_ms: i64, workspace: &str, status: u16| RequestLogEntry {
+        request_id: format!("req_{at_ms}"),
+        at_ms,
+        workspace_id: workspace.into(),
+        api_key_id: format!("key_{workspace}"),
+        method: "POST".into(),
+        path: "/v1/messages".into(),
+        status,
+        latency_ms: 120,
+        model: Some("m".into()),
+        upstream: (status == 200).then(|| "vllm-a".into()),
+        prompt_version: Some("support@2".into()),
+        input_tokens: 10,
+        output_tokens: 3,
+        cache_read_input_tokens: 4,
+        cache_creation_input_tokens: 5,
+    };
+    let rows = [
+        entry(1, "w1", 200),
+        entry(2, "w1", 429),
+        entry(3, "w2", 500),
+    ];
+    store.log_requests(&rows).unwrap();
+    let all = RequestLogQuery {
+        limit: 10,
+        ..RequestLogQuery::default()
+    };
+    let newest = f.open_again().request_log(&all).unwrap();
+    assert_eq!(
+        newest,
+        vec![rows[2].clone(), rows[1].clone(), rows[0].clone()]
+    );
+    let w1_errors = store
+        .request_log(&RequestLogQuery {
+            workspace_id: Some("w1".into()),
+            errors_only: true,
+            ..all.clone()
+        })
+        .unwrap();
+    assert_eq!(w1_errors, vec![rows[1].clone()]);
+    let by_key = store
+        .request_log(&RequestLogQuery {
+            api_key_id: Some("key_w2".into()),
+            ..all.clone()
+        })
+        .unwrap();
+    assert_eq!(by_key.len(), 1);
+    assert_eq!(store.prune_request_log(3).unwrap(), 2);
+    assert_eq!(store.request_log(&all).unwrap(), vec![rows[2].clone()]);
 }

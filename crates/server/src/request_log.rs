@@ -1,0 +1,69 @@
+//! The console's request log: the metadata of every authenticated API request (failures
+//! included), written to the store off the request path. A request only hands its row to
+//! a bounded queue; one task writes what has gathered in one statement, and prunes rows
+//! past the retention period. When the queue is full (the store far behind), rows are
+//! dropped and counted rather than slowing requests down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use missive_store::{RequestLogEntry, Store};
+use tokio::sync::mpsc;
+
+/// Rows waiting at most; beyond this a burst is dropped, not queued without bound.
+const QUEUE: usize = 16_384;
+/// Rows written in one statement at most.
+const BATCH: usize = 1_024;
+const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Where requests hand their rows.
+#[derive(Debug, Clone)]
+pub struct RequestLog {
+    sender: mpsc::Sender<RequestLogEntry>,
+}
+
+impl RequestLog {
+    /// Starts the writer; rows older than `retention` are pruned hourly. Needs a runtime.
+    pub fn spawn(store: Arc<dyn Store>, retention: Duration) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(write(store, receiver, retention));
+        Self { sender }
+    }
+
+    pub fn record(&self, entry: RequestLogEntry) {
+        if self.sender.try_send(entry).is_err() {
+            metrics::counter!("missive_request_log_dropped_total").increment(1);
+        }
+    }
+}
+
+async fn write(
+    store: Arc<dyn Store>,
+    mut receiver: mpsc::Receiver<RequestLogEntry>,
+    retention: Duration,
+) {
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let mut pruned = tokio::time::Instant::now();
+    let mut batch = Vec::with_capacity(BATCH);
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        let rows = std::mem::take(&mut batch);
+        let prune = pruned.elapsed() >= PRUNE_EVERY;
+        let store = Arc::clone(&store);
+        let written = tokio::task::spawn_blocking(move || {
+            store.log_requests(&rows)?;
+            if prune {
+                store.prune_request_log(crate::ids::now_ms().saturating_sub(retention_ms))?;
+            }
+            Ok::<_, missive_store::Error>(())
+        })
+        .await;
+        if prune {
+            pruned = tokio::time::Instant::now();
+        }
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(%err, "request log rows not written"),
+            Err(err) => tracing::warn!(%err, "request log writer failed"),
+        }
+    }
+}

@@ -1,0 +1,22 @@
+-- Every authenticated API request, failures included, for the console's request log:
+-- metadata only, never content. Kept for a retention period, then pruned.
+CREATE TABLE request_log (
+    id                           BIGSERIAL PRIMARY KEY,
+    request_id                   TEXT NOT NULL,
+    at_ms                        BIGINT NOT NULL,
+    workspace_id                 TEXT NOT NULL,
+    api_key_id                   TEXT NOT NULL,
+    method                       TEXT NOT NULL,
+    path                         TEXT NOT NULL,
+    status                       INTEGER NOT NULL,
+    latency_ms                   BIGINT NOT NULL,
+    model                        TEXT,
+    upstream                     TEXT,
+    prompt_version               TEXT,
+    input_tokens                 BIGINT NOT NULL,
+    output_tokens                BIGINT NOT NULL,
+    cache_read_input_tokens      BIGINT NOT NULL,
+    cache_creation_input_tokens  BIGINT NOT NULL
+);
+CREATE INDEX request_log_workspace_at ON request_log (workspace_id, at_ms);
+CREATE INDEX request_log_at ON request_log (at_ms);
