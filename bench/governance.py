@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -107,6 +108,7 @@ def console_main(args):
             finally:
                 proc.terminate()
                 proc.wait()
+                shutil.rmtree(home, ignore_errors=True)
             print(json.dumps(closed), json.dumps(opened), f"console reads {reads}", flush=True)
             results[console].append((closed, opened, reads))
 
@@ -158,6 +160,7 @@ def main():
             finally:
                 proc.terminate()
                 proc.wait()
+                shutil.rmtree(home, ignore_errors=True)
             print(json.dumps(closed), json.dumps(opened), f"ledger rows {rows}", flush=True)
             results[governed].append((closed, opened, rows))
 

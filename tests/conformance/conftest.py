@@ -7,9 +7,11 @@ database there, and with MISSIVE_TEST_REDIS its limits and spend live in that Re
 a prefix of its own: the whole suite then runs as a replica of a multi-replica deployment.
 """
 
+import atexit
 import hashlib
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -65,7 +67,11 @@ class Missive:
     a test can kill it (even with SIGKILL) and start it again on the same store."""
 
     def __init__(self, config=None, home=None, wrap=()):
-        self.home = home or tempfile.mkdtemp(prefix="missive-conformance-")
+        if home is None:
+            home = tempfile.mkdtemp(prefix="missive-conformance-")
+            # Gone when the suite ends (a test may restart a server on the same home).
+            atexit.register(shutil.rmtree, home, True)
+        self.home = home
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         model = os.environ.get("MISSIVE_TEST_MODEL")

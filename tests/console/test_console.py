@@ -62,6 +62,22 @@ def go(page, view):
     expect(page.locator(f"#page[data-page={view}]")).to_be_attached()
 
 
+def logged(page, check, errors_only=False):
+    """Shows the request log until `check(rows)` holds: rows reach it a moment after their
+    response (the log is written off the request path)."""
+    deadline = time.time() + 15
+    while True:
+        go(page, "requests")
+        if errors_only:
+            page.check("#log-errors")
+            page.click("[data-testid=log-filter] button")
+            page.wait_for_load_state()
+        rows = page.locator("[data-testid=request-log] tbody tr")
+        if check(rows) or time.time() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
 def ask(key, server, system="Say hi.", **extra):
     client = anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0)
     return client.messages.with_raw_response.create(
@@ -105,8 +121,7 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
     ask(secret, server, system="Say bye.")
     go(page, "overview")
     expect(page.locator("[data-testid=usage-total]")).not_to_contain_text(f"{total} tokens")
-    go(page, "requests")
-    log = page.locator("[data-testid=request-log] tbody tr")
+    log = logged(page, lambda rows: rows.count() == 2)
     expect(log).to_have_count(2)
     expect(log.first).to_contain_text("POST /v1/messages")
     assert int(log.first.locator("td").nth(1).inner_text()) == 200
@@ -122,11 +137,9 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
             ask(secret, server)
     assert "team-a" in limited.value.message and int(limited.value.response.headers["retry-after"]) >= 1
     # Refusals are in the request log too, and the filter finds them.
-    go(page, "requests")
-    page.check("#log-errors")
-    page.click("[data-testid=log-filter] button")
-    expect(page.locator("[data-testid=request-log] tbody tr")).to_have_count(1)
-    expect(page.locator("[data-testid=request-log] tbody tr").first).to_contain_text("429")
+    errors = logged(page, lambda rows: rows.count() == 1, errors_only=True)
+    expect(errors).to_have_count(1)
+    expect(errors.first).to_contain_text("429")
     go(page, "workspaces")
     team.locator("[data-testid=limit-requests_per_minute]").fill("")
     team.locator("[data-testid=limit-spend_cap_usd]").fill("25")
@@ -163,10 +176,9 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
     expect(greeting.locator("[data-testid=labels]")).to_have_text("production → 2")
     shot(page, "prompts")
     assert ask(secret, server, system="{{prompt:greeting}}").headers["x-missive-prompt-version"] == "greeting@2"
-    go(page, "requests")
-    log = page.locator("[data-testid=request-log] tbody")
-    expect(log.locator("tr").first).to_contain_text("greeting@2")
-    expect(log).to_contain_text("greeting@1")
+    log = logged(page, lambda rows: "greeting@2" in rows.first.inner_text())
+    expect(log.first).to_contain_text("greeting@2")
+    expect(page.locator("[data-testid=request-log]")).to_contain_text("greeting@1")
     shot(page, "requests")
 
     # The workbench: a streamed, forced tool call, then a structured answer; both valid.
@@ -203,7 +215,7 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
     assert set(json.loads(ran.stdout)) == {"size", "count"}
     ran = subprocess.run(["bash", "-c", curl], env=env, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0 and "event: message_stop" in ran.stdout, ran.stdout + ran.stderr
-    go(page, "requests")
+    logged(page, lambda rows: "apikey_console" in page.locator("[data-testid=request-log]").inner_text())
     expect(page.locator("[data-testid=request-log]")).to_contain_text("apikey_console")
 
     # Revoked, the key stops working at once.

@@ -1,7 +1,7 @@
 //! The console's request log: the metadata of every authenticated API request (failures
 //! included), written to the store off the request path. A request only hands its row to
-//! a bounded queue; one task writes what has gathered in one statement, and prunes rows
-//! past the retention period. When the queue is full (the store far behind), rows are
+//! a bounded queue; one task writes what has gathered (for up to 200 ms) in one statement,
+//! and prunes rows past the retention period. When the queue is full (the store far behind), rows are
 //! dropped and counted rather than slowing requests down.
 
 use std::sync::Arc;
@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 const QUEUE: usize = 16_384;
 /// Rows written in one statement at most.
 const BATCH: usize = 1_024;
+/// How long rows gather before they are written: a few writes a second, whatever the rate.
+const GATHER: Duration = Duration::from_millis(200);
 const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 
 /// Where requests hand their rows.
@@ -44,9 +46,16 @@ async fn write(
 ) {
     let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     let mut pruned = tokio::time::Instant::now();
-    let mut batch = Vec::with_capacity(BATCH);
-    while receiver.recv_many(&mut batch, BATCH).await > 0 {
-        let rows = std::mem::take(&mut batch);
+    while let Some(first) = receiver.recv().await {
+        let mut rows = Vec::with_capacity(BATCH);
+        rows.push(first);
+        let until = tokio::time::Instant::now() + GATHER;
+        while rows.len() < BATCH {
+            match tokio::time::timeout_at(until, receiver.recv()).await {
+                Ok(Some(row)) => rows.push(row),
+                Ok(None) | Err(_) => break,
+            }
+        }
         let prune = pruned.elapsed() >= PRUNE_EVERY;
         let store = Arc::clone(&store);
         let written = tokio::task::spawn_blocking(move || {

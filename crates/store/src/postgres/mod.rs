@@ -448,7 +448,7 @@ impl Store for PostgresStore {
             return Ok(());
         }
         let entries = entries.to_vec();
-        self.run(move |c| async move {
+        self.run(move |mut c| async move {
             let text = |f: fn(&RequestLogEntry) -> &String| -> Vec<&str> {
                 entries.iter().map(|e| f(e).as_str()).collect()
             };
@@ -460,7 +460,12 @@ impl Store for PostgresStore {
             };
             let at: Vec<i64> = entries.iter().map(|e| e.at_ms).collect();
             let status: Vec<i32> = entries.iter().map(|e| i32::from(e.status)).collect();
-            let statement = c
+            // A log, not a ledger: its commit does not wait for the disk, so it never
+            // queues behind (or ahead of) the ledger's.
+            let tx = c.transaction().await?;
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await?;
+            let statement = tx
                 .prepare_cached(&format!(
                     "INSERT INTO request_log ({}) SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], \
                      $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::INTEGER[], $8::BIGINT[], \
@@ -469,7 +474,7 @@ impl Store for PostgresStore {
                     crate::request_log::COLUMNS
                 ))
                 .await?;
-            c.execute(
+            tx.execute(
                 &statement,
                 &[
                     &text(|e| &e.request_id),
@@ -490,6 +495,7 @@ impl Store for PostgresStore {
                 ],
             )
             .await?;
+            tx.commit().await?;
             Ok(())
         })
     }

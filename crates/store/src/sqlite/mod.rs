@@ -33,7 +33,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_registry.sql"),
     include_str!("../../migrations/sqlite/0009_registry_splits_versions.sql"),
     include_str!("../../migrations/sqlite/0010_workspace_limits.sql"),
-    include_str!("../../migrations/sqlite/0011_request_log.sql"),
 ];
 
 /// Two connections: writes (the ledger's commits, admin changes) go through one, lookups on
@@ -42,6 +41,9 @@ const MIGRATIONS: &[&str] = &[
 pub struct SqliteStore {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
+    /// The request log's own database file: its writes never wait for, or hold up, a
+    /// ledger commit.
+    requests: Mutex<Connection>,
     control_changes: AtomicU64,
     /// Dropping it stops the checkpointer thread.
     _checkpointer: Option<mpsc::Sender<()>>,
@@ -72,6 +74,7 @@ impl SqliteStore {
             _checkpointer: checkpointer,
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
+            requests: Mutex::new(connect_request_log(path)?),
             control_changes: AtomicU64::new(0),
         })
     }
@@ -109,6 +112,22 @@ impl SqliteStore {
         self.control_changes.fetch_add(1, Ordering::Release);
         result
     }
+}
+
+/// The request log's database, beside the main one (`missive.db` → `missive-requests.db`).
+/// A log, not a ledger: commits do not wait for the disk (`synchronous = NORMAL`), so a
+/// power cut may lose its last rows; a crash of the process loses none.
+fn connect_request_log(path: &Path) -> Result<Connection, Error> {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "missive".to_owned());
+    let conn = Connection::open(path.with_file_name(format!("{stem}-requests.db")))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.execute_batch(include_str!("../../migrations/sqlite/request_log.sql"))?;
+    Ok(conn)
 }
 
 /// How often the WAL is copied into the database file.
@@ -301,7 +320,8 @@ impl Store for SqliteStore {
     }
 
     fn log_requests(&self, entries: &[RequestLogEntry]) -> Result<(), Error> {
-        self.with_mut(|conn| {
+        let mut conn = self.requests.lock().map_err(|_| Error::Poisoned)?;
+        {
             let tx = conn.transaction()?;
             {
                 let mut stmt = tx.prepare_cached(&format!(
@@ -329,12 +349,13 @@ impl Store for SqliteStore {
                 }
             }
             tx.commit()?;
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
     fn request_log(&self, query: &RequestLogQuery) -> Result<Vec<RequestLogEntry>, Error> {
-        self.read(|conn| {
+        let conn = self.requests.lock().map_err(|_| Error::Poisoned)?;
+        {
             let mut stmt =
                 conn.prepare_cached(&crate::request_log::filter(["?1", "?2", "?3", "?4", "?5"]))?;
             let rows = stmt
@@ -368,17 +389,16 @@ impl Store for SqliteStore {
                 )?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
-        })
+        }
     }
 
     fn prune_request_log(&self, before_ms: i64) -> Result<u64, Error> {
-        self.with(|conn| {
-            let dropped = conn.execute(
-                "DELETE FROM request_log WHERE at_ms < ?1",
-                params![before_ms],
-            )?;
-            Ok(dropped as u64)
-        })
+        let conn = self.requests.lock().map_err(|_| Error::Poisoned)?;
+        let dropped = conn.execute(
+            "DELETE FROM request_log WHERE at_ms < ?1",
+            params![before_ms],
+        )?;
+        Ok(dropped as u64)
     }
 
     fn audit(&self, entry: &AuditEntry) -> Result<(), Error> {
