@@ -79,6 +79,29 @@ pub struct ConsoleSection {
     /// How long the request log keeps a request, in days.
     #[serde(default = "default_request_log_days")]
     pub request_log_days: u64,
+    /// Single sign-on with OpenID Connect; unset: sign in with keys only.
+    #[serde(default)]
+    pub oidc: Option<OidcSection>,
+}
+
+/// `[console.oidc]`: the organization's identity provider.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// The issuer URL (its `/.well-known/openid-configuration` is read).
+    pub issuer: String,
+    pub client_id: String,
+    /// The environment variable that holds the client secret (never the secret itself).
+    #[serde(default = "default_oidc_secret_env")]
+    pub client_secret_env: String,
+    /// Where the provider sends browsers back. Default: `[server] public_url` +
+    /// `/console/oidc/callback`.
+    #[serde(default)]
+    pub redirect_url: Option<String>,
+}
+
+fn default_oidc_secret_env() -> String {
+    "MISSIVE_OIDC_CLIENT_SECRET".to_owned()
 }
 
 impl Default for ConsoleSection {
@@ -87,6 +110,7 @@ impl Default for ConsoleSection {
             enabled: true,
             session_ttl_s: default_console_session_s(),
             request_log_days: default_request_log_days(),
+            oidc: None,
         }
     }
 }

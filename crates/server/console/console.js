@@ -494,6 +494,9 @@ document.addEventListener("DOMContentLoaded", async () => {
     showSignIn("");
   });
   window.addEventListener("hashchange", route);
+  const options = await fetch("/console/sign-in-options").then((r) => r.json()).catch(() => ({}));
+  document.getElementById("sso").hidden = !options.oidc;
+  const failed = new URLSearchParams(location.search).get("sign_in_error");
   const response = await fetch("/console/api/session", { credentials: "same-origin" });
-  if (response.ok) signedIn(await response.json()); else showSignIn("");
+  if (response.ok) signedIn(await response.json()); else showSignIn(failed || "");
 });

@@ -72,13 +72,7 @@ pub struct Attempt {
 
 impl Attempt {
     pub fn new() -> Self {
-        let random = || {
-            format!(
-                "{}{}",
-                crate::ids::new_id(""),
-                crate::ids::new_id("")
-            )
-        };
+        let random = || format!("{}{}", crate::ids::new_id(""), crate::ids::new_id(""));
         Self {
             state: random(),
             nonce: random(),
@@ -146,7 +140,10 @@ impl Oidc {
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, OidcError> {
         let response = self.http.get(url).send().await?;
         if !response.status().is_success() {
-            return Err(OidcError::Refused(format!("{} for {url}", response.status())));
+            return Err(OidcError::Refused(format!(
+                "{} for {url}",
+                response.status()
+            )));
         }
         Ok(response.json().await?)
     }
@@ -154,8 +151,9 @@ impl Oidc {
     /// Where to send the browser to sign in.
     pub async fn authorize_url(&self, attempt: &Attempt) -> Result<String, OidcError> {
         let (discovery, _) = self.provider(false).await?;
-        let mut url = url::Url::parse(&discovery.authorization_endpoint)
-            .map_err(|_| OidcError::Refused("an authorization endpoint that is not a URL".into()))?;
+        let mut url = url::Url::parse(&discovery.authorization_endpoint).map_err(|_| {
+            OidcError::Refused("an authorization endpoint that is not a URL".into())
+        })?;
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", &self.config.client_id)
@@ -198,9 +196,7 @@ impl Oidc {
         if claims.email_verified == Some(false) {
             return Err(OidcError::Claims("its email is not verified"));
         }
-        claims
-            .email
-            .ok_or(OidcError::Claims("it carries no email"))
+        claims.email.ok_or(OidcError::Claims("it carries no email"))
     }
 
     async fn verify(&self, id_token: &str) -> Result<Claims, OidcError> {
@@ -227,9 +223,9 @@ impl Oidc {
         if keys.find(&kid).is_none() {
             keys = self.provider(true).await?.1;
         }
-        let jwk = keys
-            .find(&kid)
-            .ok_or(OidcError::Claims("it is signed by a key the issuer does not list"))?;
+        let jwk = keys.find(&kid).ok_or(OidcError::Claims(
+            "it is signed by a key the issuer does not list",
+        ))?;
         let key = DecodingKey::from_jwk(jwk)?;
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[self.config.issuer.as_str()]);

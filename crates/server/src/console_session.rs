@@ -1,7 +1,9 @@
 //! Console sessions: a signed, expiring cookie that stands for the key someone signed in
-//! with. Only the console's own endpoints take it; the APIs take keys. It names the key's id, never its secret, so neither the page nor its scripts ever
-//! hold a key; the key is looked up again on every request, so revoking it ends the
-//! session at once. Being signed rather than stored, a session works on every replica.
+//! with (or the organization user OIDC signed in). Only the console's own endpoints take
+//! it; the APIs take keys. It names the key's id, never its secret, so neither the page
+//! nor its scripts ever hold a key; the key (or user) is looked up again on every request,
+//! so revoking it ends the session at once. Being signed rather than stored, a session
+//! works on every replica.
 //!
 //! Changes also need the session's CSRF token in `x-missive-csrf`: a token only a page
 //! of this origin can read (from `GET /console/api/session`), on top of the cookie's
@@ -23,6 +25,22 @@ use crate::state::AppState;
 type HmacSha256 = Hmac<Sha256>;
 
 pub const COOKIE: &str = "missive_console";
+/// What an OIDC user's session names instead of a key: `user:ID` (an organization admin)
+/// or `user:ID@WORKSPACE` (a member, held to that workspace).
+const USER: &str = "user:";
+
+/// The session id for an OIDC user: in `workspace_id` unless an organization admin.
+pub fn user_session_id(user_id: &str, workspace_id: Option<&str>) -> String {
+    match workspace_id {
+        Some(workspace) => format!("{USER}{user_id}@{workspace}"),
+        None => format!("{USER}{user_id}"),
+    }
+}
+
+/// Whether a principal is an OIDC user's (who has no key of their own).
+pub fn is_user(principal: &Principal) -> bool {
+    principal.key_id.starts_with(USER)
+}
 pub const CSRF_HEADER: &str = "x-missive-csrf";
 
 /// What a session cookie carries.
@@ -68,11 +86,32 @@ impl Sessions {
         mac.finalize().into_bytes().to_vec()
     }
 
-    /// A new session for `principal`: the cookie's value.
-    pub fn issue(&self, principal: &Principal) -> (String, Session) {
+    /// `payload` with its MAC for `purpose`, as a cookie value.
+    pub fn seal(&self, purpose: &str, payload: &str) -> String {
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(self.mac(purpose.as_bytes(), payload.as_bytes()))
+        )
+    }
+
+    /// The payload of a value [`Sessions::seal`] made for `purpose`, if unaltered.
+    pub fn unseal(&self, purpose: &str, value: &str) -> Option<String> {
+        let (payload, mac) = value.split_once('.')?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
+        if !bool::from(self.mac(purpose.as_bytes(), &payload).ct_eq(&mac)) {
+            return None;
+        }
+        String::from_utf8(payload).ok()
+    }
+
+    /// A new session for `key_id` (a key's id, or an OIDC user's [`user_session_id`]):
+    /// the cookie's value.
+    pub fn issue(&self, key_id: &str, kind: KeyKind) -> (String, Session) {
         let session = Session {
-            key_id: principal.key_id.clone(),
-            kind: principal.kind,
+            key_id: key_id.to_owned(),
+            kind,
             expires_at_ms: crate::ids::now_ms().saturating_add(self.ttl_ms),
             nonce: crate::ids::new_id(""),
         };
@@ -83,23 +122,12 @@ impl Sessions {
             session.expires_at_ms,
             session.nonce
         );
-        let value = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(&payload),
-            URL_SAFE_NO_PAD.encode(self.mac(b"session", payload.as_bytes()))
-        );
-        (value, session)
+        (self.seal("session", &payload), session)
     }
 
     /// The session a cookie value stands for, if it is ours and has not expired.
     pub fn open(&self, value: &str) -> Option<Session> {
-        let (payload, mac) = value.split_once('.')?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
-        let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
-        if !bool::from(self.mac(b"session", &payload).ct_eq(&mac)) {
-            return None;
-        }
-        let payload = String::from_utf8(payload).ok()?;
+        let payload = self.unseal("session", value)?;
         let mut parts = payload.splitn(4, '|');
         let kind = match parts.next()? {
             "admin" => KeyKind::Admin,
@@ -203,7 +231,9 @@ fn check(
             ));
         }
     }
-    let principal = if session.key_id == Principal::configured(session.kind).key_id {
+    let principal = if let Some(user) = session.key_id.strip_prefix(USER) {
+        user_principal(state, user, session.kind)?
+    } else if session.key_id == Principal::configured(session.kind).key_id {
         // A configured key taken out of the config takes its sessions with it.
         if !state.auth.has_configured(session.kind) {
             return Err(ApiError::unauthenticated("invalid session"));
@@ -231,6 +261,42 @@ fn check(
     Ok((principal, session))
 }
 
+/// An OIDC user's principal, as the store has them now: an admin session needs the
+/// `admin` role still; a member's needs the membership and the workspace still.
+fn user_principal(state: &AppState, user: &str, kind: KeyKind) -> Result<Principal, ApiError> {
+    let gone =
+        || ApiError::unauthenticated("This console user's access has changed; sign in again");
+    let store = state.store.as_deref().ok_or_else(gone)?;
+    let (user_id, workspace_id) = match user.split_once('@') {
+        Some((user_id, workspace)) => (user_id, Some(workspace)),
+        None => (user, None),
+    };
+    let found = store.user(user_id)?.ok_or_else(gone)?;
+    let key_id = format!("{USER}{user_id}");
+    match (kind, workspace_id) {
+        (KeyKind::Admin, None) if found.role == "admin" => Ok(Principal {
+            key_id,
+            kind: KeyKind::Admin,
+            workspace_id: String::new(),
+            workspace: String::new(),
+        }),
+        (KeyKind::Standard, Some(workspace_id)) => {
+            store.member(workspace_id, user_id)?.ok_or_else(gone)?;
+            let workspace = store
+                .workspace(workspace_id)?
+                .filter(|w| w.archived_at.is_none())
+                .ok_or_else(gone)?;
+            Ok(Principal {
+                key_id,
+                kind: KeyKind::Standard,
+                workspace_id: workspace.id,
+                workspace: workspace.name,
+            })
+        }
+        _ => Err(gone()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,7 +308,7 @@ mod tests {
     #[test]
     fn a_session_opens_only_unaltered_and_unexpired() {
         let sessions = Sessions::new(b"k".to_vec(), 60);
-        let (value, issued) = sessions.issue(&admin());
+        let (value, issued) = sessions.issue(&admin().key_id, KeyKind::Admin);
         assert_eq!(sessions.open(&value), Some(issued.clone()));
         let (payload, mac) = value.split_once('.').unwrap();
         let forged = URL_SAFE_NO_PAD.encode(
@@ -253,15 +319,15 @@ mod tests {
         assert_eq!(sessions.open(&format!("{forged}.{mac}")), None);
         assert_eq!(Sessions::new(b"other".to_vec(), 60).open(&value), None);
         let expired = Sessions::new(b"k".to_vec(), 0);
-        let (value, _) = expired.issue(&admin());
+        let (value, _) = expired.issue(&admin().key_id, KeyKind::Admin);
         assert_eq!(expired.open(&value), None);
     }
 
     #[test]
     fn the_csrf_token_is_bound_to_its_session() {
         let sessions = Sessions::new(b"k".to_vec(), 60);
-        let (_, one) = sessions.issue(&admin());
-        let (_, two) = sessions.issue(&admin());
+        let (_, one) = sessions.issue(&admin().key_id, KeyKind::Admin);
+        let (_, two) = sessions.issue(&admin().key_id, KeyKind::Admin);
         assert!(sessions.csrf_matches(&one, &sessions.csrf(&one)));
         assert!(!sessions.csrf_matches(&one, &sessions.csrf(&two)));
         assert!(!sessions.csrf_matches(&one, ""));

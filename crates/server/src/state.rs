@@ -40,6 +40,8 @@ pub struct AppState {
     pub console: Option<Arc<crate::console_session::Sessions>>,
     /// The console's request log, kept with the console.
     pub request_log: Option<crate::request_log::RequestLog>,
+    /// `[console.oidc]`: single sign-on for the console.
+    pub console_oidc: Option<Arc<crate::console_oidc::Oidc>>,
 }
 
 impl AppState {
@@ -62,7 +64,14 @@ impl AppState {
             server_tools: Arc::default(),
             console: None,
             request_log: None,
+            console_oidc: None,
         }
+    }
+
+    /// Lets the console's users sign in with OpenID Connect.
+    pub fn with_console_oidc(mut self, config: crate::console_oidc::OidcConfig) -> Self {
+        self.console_oidc = Some(crate::console_oidc::Oidc::new(config));
+        self
     }
 
     /// Serves the console at `/console`, with sessions signed by `sessions`, and keeps its

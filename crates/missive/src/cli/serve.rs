@@ -178,6 +178,9 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
                 ),
                 std::time::Duration::from_secs(config.console.request_log_days * 86_400),
             );
+            if let Some(oidc) = &config.console.oidc {
+                state = state.with_console_oidc(oidc_config(oidc, &config)?);
+            }
         }
     } else {
         state = state.with_rate_limits(RateLimiter::unlimited());
@@ -195,6 +198,32 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
         })
         .await?;
     Ok(())
+}
+
+/// `[console.oidc]` with its secret read from the environment and its redirect URL settled.
+fn oidc_config(
+    oidc: &crate::config::OidcSection,
+    config: &Config,
+) -> anyhow::Result<missive_server::console_oidc::OidcConfig> {
+    let client_secret = std::env::var(&oidc.client_secret_env).with_context(|| {
+        format!(
+            "[console.oidc] needs the client secret in ${}",
+            oidc.client_secret_env
+        )
+    })?;
+    let redirect_url = match (&oidc.redirect_url, &config.server.public_url) {
+        (Some(url), _) => url.clone(),
+        (None, Some(public)) => format!("{}/console/oidc/callback", public.trim_end_matches('/')),
+        (None, None) => anyhow::bail!(
+            "[console.oidc] needs redirect_url, or [server] public_url to derive it from"
+        ),
+    };
+    Ok(missive_server::console_oidc::OidcConfig {
+        issuer: oidc.issuer.trim_end_matches('/').to_owned(),
+        client_id: oidc.client_id.clone(),
+        client_secret,
+        redirect_url,
+    })
 }
 
 fn default_threads() -> u32 {

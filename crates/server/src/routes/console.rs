@@ -40,6 +40,9 @@ pub fn routes() -> Router<AppState> {
         .route("/console/console.js", get(script))
         .route("/console/console.css", get(style))
         .route("/console/session", post(sign_in))
+        .route("/console/sign-in-options", get(sign_in_options))
+        .route("/console/oidc/login", get(oidc_login))
+        .route("/console/oidc/callback", get(oidc_callback))
         .route("/console/api/session", get(session))
         .route("/console/api/session/end", post(sign_out))
         .route(
@@ -200,7 +203,7 @@ async fn sign_in(
         .map_err(|_| ApiError::unauthenticated("invalid key"))?;
     presented.insert("x-api-key", key);
     let principal = state.auth.authenticate(&presented)?;
-    let (value, session) = sessions.issue(&principal);
+    let (value, session) = sessions.issue(&principal.key_id, principal.kind);
     let max_age = (session.expires_at_ms - crate::ids::now_ms()) / 1000;
     let cookie =
         console_session::set_cookie(&value, max_age, console_session::over_tls(&state, &headers));
@@ -214,6 +217,182 @@ async fn sign_in(
     let mut response = Json(session_view(sessions, &principal, &session)).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// What the sign-in page offers: a key always, single sign-on when configured.
+async fn sign_in_options(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({"key": true, "oidc": state.console_oidc.is_some()}))
+}
+
+/// The OIDC sign-in in flight, in a cookie of its own: `Lax`, since the identity provider
+/// sends the browser back from another site.
+const OIDC_COOKIE: &str = "missive_oidc";
+const OIDC_ATTEMPT_MS: i64 = 600_000;
+
+fn oidc_parts(
+    state: &AppState,
+) -> Result<(&console_session::Sessions, &crate::console_oidc::Oidc), ApiError> {
+    match (state.console.as_deref(), state.console_oidc.as_deref()) {
+        (Some(sessions), Some(oidc)) => Ok((sessions, oidc)),
+        _ => Err(ApiError::not_found(
+            "Single sign-on is not configured ([console.oidc])",
+        )),
+    }
+}
+
+/// `GET /console/oidc/login`: off to the identity provider.
+async fn oidc_login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (sessions, oidc) = oidc_parts(&state)?;
+    let attempt = crate::console_oidc::Attempt::new();
+    let url = match oidc.authorize_url(&attempt).await {
+        Ok(url) => url,
+        Err(err) => return Ok(back_to_sign_in(&err.to_string())),
+    };
+    let payload = format!(
+        "{}|{}|{}|{}",
+        attempt.state,
+        attempt.nonce,
+        attempt.verifier,
+        crate::ids::now_ms() + OIDC_ATTEMPT_MS
+    );
+    let cookie = format!(
+        "{OIDC_COOKIE}={}; Path=/console/oidc; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        sessions.seal("oidc", &payload),
+        OIDC_ATTEMPT_MS / 1000,
+        if console_session::over_tls(&state, &headers) {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    let mut response = axum::response::Redirect::to(&url).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// Back to the sign-in page, which shows why.
+fn back_to_sign_in(reason: &str) -> Response {
+    let reason: String = url::form_urlencoded::byte_serialize(reason.as_bytes()).collect();
+    axum::response::Redirect::to(&format!("/console?sign_in_error={reason}")).into_response()
+}
+
+#[derive(Deserialize)]
+struct Callback {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// `GET /console/oidc/callback`: the provider's answer. The signed-in email must be an
+/// organization user's; an `admin` gets an admin session, anyone else a session in the
+/// first workspace (by name) they are a member of.
+async fn oidc_callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(callback): Query<Callback>,
+) -> Result<Response, ApiError> {
+    let (sessions, oidc) = oidc_parts(&state)?;
+    if let Some(error) = callback.error {
+        return Ok(back_to_sign_in(&format!(
+            "The identity provider said: {error}"
+        )));
+    }
+    let attempt = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == OIDC_COOKIE).then_some(value)
+        })
+        .and_then(|value| sessions.unseal("oidc", value))
+        .and_then(|payload| {
+            let mut parts = payload.splitn(4, '|');
+            let attempt = crate::console_oidc::Attempt {
+                state: parts.next()?.to_owned(),
+                nonce: parts.next()?.to_owned(),
+                verifier: parts.next()?.to_owned(),
+            };
+            let until: i64 = parts.next()?.parse().ok()?;
+            (until > crate::ids::now_ms()).then_some(attempt)
+        });
+    let (Some(attempt), Some(code)) = (attempt, callback.code) else {
+        return Ok(back_to_sign_in(
+            "The sign-in expired or did not start here; try again",
+        ));
+    };
+    if callback.state.as_deref() != Some(attempt.state.as_str()) {
+        return Ok(back_to_sign_in(
+            "The sign-in's state did not match; try again",
+        ));
+    }
+    let email = match oidc.finish(&attempt, &code).await {
+        Ok(email) => email,
+        Err(err) => return Ok(back_to_sign_in(&err.to_string())),
+    };
+    let store = store(&state)?;
+    let Some(found) = store.list_users(Some(&email))?.into_iter().next() else {
+        return Ok(back_to_sign_in(&format!(
+            "{email} is not a user of this organization"
+        )));
+    };
+    let (session_id, kind) = if found.role == "admin" {
+        (
+            console_session::user_session_id(&found.id, None),
+            KeyKind::Admin,
+        )
+    } else {
+        let mut workspaces = store.list_workspaces(false)?;
+        workspaces.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut member_of = None;
+        for workspace in workspaces {
+            if store.member(&workspace.id, &found.id)?.is_some() {
+                member_of = Some(workspace.id);
+                break;
+            }
+        }
+        let Some(workspace_id) = member_of else {
+            return Ok(back_to_sign_in(&format!(
+                "{email} is not a member of any workspace"
+            )));
+        };
+        (
+            console_session::user_session_id(&found.id, Some(&workspace_id)),
+            KeyKind::Standard,
+        )
+    };
+    let (value, session) = sessions.issue(&session_id, kind);
+    let entry = AuditEntry {
+        at_ms: crate::ids::now_ms(),
+        actor: format!("console:user:{}", found.id),
+        action: "console.sign_in".to_owned(),
+        target: found.id.clone(),
+        detail: json!({"via": "oidc"}).to_string(),
+    };
+    if let Err(err) = store.audit(&entry) {
+        tracing::warn!(%err, "console sign-in not written to the audit log");
+    }
+    let secure = console_session::over_tls(&state, &headers);
+    let max_age = (session.expires_at_ms - crate::ids::now_ms()) / 1000;
+    let mut response = axum::response::Redirect::to("/console").into_response();
+    for cookie in [
+        console_session::set_cookie(&value, max_age, secure),
+        format!("{OIDC_COOKIE}=; Path=/console/oidc; HttpOnly; SameSite=Lax; Max-Age=0"),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
     }
     Ok(response)
 }
@@ -840,6 +1019,13 @@ fn acting(
     let user = user(state, method, headers)?;
     if !user.is_admin() {
         user.scope(filter.workspace_id.as_deref())?;
+        // An OIDC member has no key of their own: the console acts for them.
+        if console_session::is_user(&user.principal) {
+            return Ok(Principal::console(
+                &user.principal.workspace_id,
+                &user.principal.workspace,
+            ));
+        }
         return Ok(user.principal);
     }
     let workspace_id = registry_workspace(&user, filter.workspace_id.as_deref())?;

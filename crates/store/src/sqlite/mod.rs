@@ -35,15 +35,19 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_workspace_limits.sql"),
 ];
 
-/// Two connections: writes (the ledger's commits, admin changes) go through one, lookups on
-/// the request path (keys, kill switches) through the other, so a request never waits
-/// behind a commit; WAL lets the reader see every committed write.
+/// Writes (the ledger's commits, admin changes) go through one connection, lookups on the
+/// request path (keys, kill switches) through another, and reports through a third, so a
+/// request never waits behind a commit or a long report; WAL lets the readers see every
+/// committed write.
 pub struct SqliteStore {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
     /// The request log's own database file: its writes never wait for, or hold up, a
     /// ledger commit.
     requests: Mutex<Connection>,
+    /// Reports (usage over a range): a scan of the ledger that may take a while, kept off
+    /// the connection the request path reads through.
+    reports: Mutex<Connection>,
     control_changes: AtomicU64,
     /// Dropping it stops the checkpointer thread.
     _checkpointer: Option<mpsc::Sender<()>>,
@@ -75,6 +79,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
             requests: Mutex::new(connect_request_log(path)?),
+            reports: Mutex::new(connect(path)?),
             control_changes: AtomicU64::new(0),
         })
     }
@@ -316,7 +321,8 @@ impl Store for SqliteStore {
     }
 
     fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, Error> {
-        self.read(|conn| ledger::usage(conn, query))
+        let conn = self.reports.lock().map_err(|_| Error::Poisoned)?;
+        ledger::usage(&conn, query)
     }
 
     fn log_requests(&self, entries: &[RequestLogEntry]) -> Result<(), Error> {
