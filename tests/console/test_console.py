@@ -121,6 +121,9 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
     ask(secret, server, system="Say bye.")
     go(page, "overview")
     expect(page.locator("[data-testid=usage-total]")).not_to_contain_text(f"{total} tokens")
+    # Broken down by workspace, the chart's legend names the workspace's id.
+    page.select_option("#group", "workspace")
+    expect(page.locator(".legend")).to_contain_text("wrkspc_")
     log = logged(page, lambda rows: rows.count() == 2)
     expect(log).to_have_count(2)
     expect(log.first).to_contain_text("POST /v1/messages")
@@ -158,6 +161,16 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
         ask(secret, server)
     team.locator("[data-testid=kill-switch]").click()
     expect(team).not_to_contain_text("switched off")
+    assert ask(secret, server).http_response.status_code == 200
+    # One model only, by the name the client uses for it.
+    model_id = ask(secret, server).parse().model
+    team.locator("[data-testid=kill-model] input").fill(model_id)
+    team.locator("[data-testid=kill-model] button").click()
+    expect(team.locator(f"[data-testid='killed-{model_id}']")).to_be_visible()
+    with pytest.raises(anthropic.PermissionDeniedError):
+        ask(secret, server)
+    team.locator(f"[data-testid='killed-{model_id}'] button").click()
+    expect(team.locator(f"[data-testid='killed-{model_id}']")).to_have_count(0)
     assert ask(secret, server).http_response.status_code == 200
 
     # A prompt: two versions, used from the SDK, the label moved, the log shows both.

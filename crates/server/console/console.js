@@ -67,20 +67,22 @@ async function workspaceChoice(id) {
 // Overview: billed tokens over time by model.
 async function overview(page) {
   const bucket = el("select", { id: "bucket" }, el("option", { value: "1h" }, "1 hour"), el("option", { value: "1d" }, "1 day"));
+  const group = el("select", { id: "group" }, ["model", "workspace", "key"].map((g) => el("option", { value: g }, g)));
   const days = el("input", { id: "days", type: "number", min: 1, max: 90, value: 1 });
   const chart = el("div", { id: "chart" });
   const draw = async () => {
     const end = Date.now() + 1;
     const start = end - Number(days.value || 1) * 86400000;
-    const usage = await api("GET", `/console/api/usage?bucket=${bucket.value}&start_ms=${start}&end_ms=${end}`);
+    const usage = await api("GET", `/console/api/usage?bucket=${bucket.value}&group=${group.value}&start_ms=${start}&end_ms=${end}`);
     chart.replaceChildren(barChart(usage.data));
   };
   bucket.addEventListener("change", draw);
+  group.addEventListener("change", draw);
   days.addEventListener("change", draw);
   const { data: spaces } = await api("GET", "/console/api/workspaces");
   const dollars = (usd) => `$${usd.toFixed(4)}`;
   page.append(el("h1", {}, "Overview"),
-    el("div", { class: "inline" }, el("label", {}, "Bucket", bucket), el("label", {}, "Days", days)),
+    el("div", { class: "inline" }, el("label", {}, "Bucket", bucket), el("label", {}, "By", group), el("label", {}, "Days", days)),
     chart,
     el("h2", {}, "Spend this month"),
     table([
@@ -95,7 +97,7 @@ const COLORS = ["#d97757", "#6a9bcc", "#788c5d", "#b0aea5", "#c46686", "#8e7cc3"
 
 function barChart(rows) {
   const buckets = [...new Set(rows.map((r) => r.bucket_start))].sort();
-  const models = [...new Set(rows.map((r) => r.model))].sort();
+  const models = [...new Set(rows.map((r) => r.group))].sort();
   const total = (r) => r.input_tokens + r.cache_read_input_tokens + r.output_tokens;
   const height = 160, width = Math.max(300, buckets.length * 28);
   const peak = Math.max(1, ...buckets.map((b) => rows.filter((r) => r.bucket_start === b).reduce((s, r) => s + total(r), 0)));
@@ -106,7 +108,7 @@ function barChart(rows) {
   buckets.forEach((b, i) => {
     let y = height;
     models.forEach((m, j) => {
-      const row = rows.find((r) => r.bucket_start === b && r.model === m);
+      const row = rows.find((r) => r.bucket_start === b && r.group === m);
       if (!row) return;
       const h = Math.max(1, (total(row) / peak) * (height - 10));
       y -= h;
@@ -183,6 +185,18 @@ async function workspaces(page) {
         await api("POST", `/console/api/workspaces/${w.id}/limits`, body);
         await route();
       }));
+      const model = el("input", { "data-testid": "kill-model", placeholder: "model id" });
+      section.append(form("kill-model", [["Switch off one model", model]], "Switch off", async () => {
+        if (!confirm(`Stop ${w.name}'s traffic to ${model.value}?`)) return;
+        await api("POST", "/console/api/kill_switches", { workspace_id: w.id, model: model.value, on: true });
+        await route();
+      }));
+      for (const killed of w.killed_models) {
+        section.append(el("p", { class: "killed", "data-testid": `killed-${killed}` }, `${killed} is switched off `,
+          el("button", { onclick: async () => {
+            try { await api("POST", "/console/api/kill_switches", { workspace_id: w.id, model: killed, on: false }); await route(); } catch (err) { report(err); }
+          } }, "Turn back on")));
+      }
       const keyName = el("input", { "data-testid": "key-name", required: true });
       section.append(form("create-key", [["New key", keyName]], "Create key", async () => {
         const created = await api("POST", "/console/api/keys", { workspace_id: w.id, name: keyName.value });
