@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0003_registry_splits_versions.sql"),
     include_str!("../../migrations/postgres/0004_workspace_limits.sql"),
     include_str!("../../migrations/postgres/0005_request_log.sql"),
+    include_str!("../../migrations/postgres/0006_usage_by_endpoint.sql"),
 ];
 
 /// Serializes migrations across replicas starting together (an arbitrary constant).

@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_registry.sql"),
     include_str!("../../migrations/sqlite/0009_registry_splits_versions.sql"),
     include_str!("../../migrations/sqlite/0010_workspace_limits.sql"),
+    include_str!("../../migrations/sqlite/0011_usage_by_endpoint.sql"),
 ];
 
 /// Writes (the ledger's commits, admin changes) go through one connection, lookups on the
