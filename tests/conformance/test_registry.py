@@ -29,9 +29,9 @@ def registry():
     server.stop()
 
 
-def call(server, method, path, key=API_KEY, **kwargs):
-    return httpx.request(method, server.url + path, headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
-                         timeout=30, **kwargs)
+def call(server, method, path, key=API_KEY, headers=None, **kwargs):
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01", **(headers or {})}
+    return httpx.request(method, server.url + path, headers=headers, timeout=30, **kwargs)
 
 
 def ask(client, system, **extra):
@@ -181,6 +181,25 @@ def test_a_70_30_split_lands_within_5_percent_sticks_per_user_and_the_report_gro
         received[version, "cache_read"] += usage.cache_read_input_tokens or 0
         received[version, "output"] += usage.output_tokens
     assert reported == received
+
+
+def test_an_admin_key_manages_the_registry_of_the_workspace_it_names(registry):
+    registry.cli("keys", "create", "--workspace", "managed", "--name", "managed")
+    workspaces = httpx.get(registry.url + "/v1/organizations/workspaces",
+                           headers={"x-api-key": ADMIN_KEY, "anthropic-version": "2023-06-01"}).json()["data"]
+    managed = next(w["id"] for w in workspaces if w["name"] == "managed")
+    unnamed = call(registry, "POST", "/v1/missive/prompts", key=ADMIN_KEY, json={"name": "ops", "text": "Be terse."})
+    assert unnamed.status_code == 400 and "anthropic-workspace-id" in unnamed.json()["error"]["message"]
+    named = {"anthropic-workspace-id": managed}
+    created = call(registry, "POST", "/v1/missive/prompts", key=ADMIN_KEY, headers=named,
+                   json={"name": "ops", "text": "Be terse."})
+    assert created.status_code == 200 and created.json()["version"] == 1
+    listed = call(registry, "GET", "/v1/missive/prompts", key=ADMIN_KEY, headers=named).json()["data"]
+    assert [e["name"] for e in listed] == ["ops"]
+    assert call(registry, "GET", "/v1/missive/prompts/ops").status_code == 404, "not the default workspace's"
+    nowhere = call(registry, "GET", "/v1/missive/prompts", key=ADMIN_KEY,
+                   headers={"anthropic-workspace-id": "wrkspc_nosuch"})
+    assert nowhere.status_code == 404
 
 
 def test_a_workspace_sees_only_its_own_registry(registry):

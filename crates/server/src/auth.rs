@@ -218,6 +218,60 @@ pub async fn middleware(State(state): State<AppState>, request: Request, next: N
     authenticate_as(&state, KeyKind::Standard, request, next).await
 }
 
+/// The registry (`/v1/missive/…`): a workspace key manages its own workspace's entries; an
+/// admin key manages the workspace it names in `anthropic-workspace-id`.
+pub async fn registry_middleware(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let principal = match state.auth.authenticate(request.headers()) {
+        Ok(principal) => principal,
+        Err(err) => return err.into_response(),
+    };
+    if principal.kind != KeyKind::Admin {
+        return authenticate_as(&state, KeyKind::Standard, request, next).await;
+    }
+    match admin_in_workspace(&state, request.headers(), principal) {
+        Ok(principal) => {
+            let mut request = request;
+            crate::access::note_principal(&request, &principal, None);
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+/// An admin key acting in the workspace its request names.
+fn admin_in_workspace(
+    state: &AppState,
+    headers: &HeaderMap,
+    admin: Principal,
+) -> Result<Principal, ApiError> {
+    let named = headers
+        .get("anthropic-workspace-id")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "anthropic-workspace-id: an admin key names the workspace whose registry it manages",
+            )
+        })?;
+    let workspace = state
+        .store
+        .as_deref()
+        .map(|store| store.workspace(named))
+        .transpose()?
+        .flatten()
+        .filter(|w| w.archived_at.is_none())
+        .ok_or_else(|| ApiError::not_found(format!("workspace {named} not found")))?;
+    Ok(Principal {
+        workspace_id: workspace.id,
+        workspace: workspace.name,
+        ..admin
+    })
+}
+
 /// The Admin API: admin keys only.
 pub async fn admin_middleware(
     State(state): State<AppState>,

@@ -45,6 +45,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/files/{file_id}/content", get(files::content))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{model_id}", get(models::retrieve))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::middleware,
+        ));
+    let registry = Router::new()
         .route(
             "/v1/missive/{kind}",
             post(registry::create).get(registry::list),
@@ -53,7 +58,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/missive/{kind}/{name}/labels", post(registry::label))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::auth::middleware,
+            crate::auth::registry_middleware,
         ));
     let console = match state.console {
         Some(_) => console::routes(),
@@ -61,6 +66,7 @@ pub fn app(state: AppState) -> Router {
     };
     Router::new()
         .merge(api)
+        .merge(registry)
         .merge(admin::routes(state.clone()))
         .merge(console)
         .route("/health", get(health::health))
