@@ -13,6 +13,11 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 pub struct JsonBody(pub Bytes);
 
+/// A JSON body as a typed request, with the Claude API's 400 on a bad shape.
+pub fn parse_json<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(raw).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
+}
+
 fn too_large() -> ApiError {
     ApiError::new(
         ErrorType::RequestTooLarge,

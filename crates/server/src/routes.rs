@@ -8,7 +8,7 @@ mod health;
 pub(crate) mod messages;
 pub(crate) mod models;
 mod openai;
-mod registry;
+pub(crate) mod registry;
 
 use axum::routing::{get, post};
 use axum::Router;

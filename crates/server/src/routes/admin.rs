@@ -108,10 +108,7 @@ pub(super) fn page<T>(
     ))
 }
 
-/// A JSON body as a typed request, with the Claude API's 400 on a bad shape.
-pub(super) fn body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(raw).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
-}
+pub(super) use crate::extract::parse_json as body;
 
 pub(super) fn check_role(field: &str, role: &str, allowed: &[&str]) -> Result<(), ApiError> {
     if allowed.contains(&role) {

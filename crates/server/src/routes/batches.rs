@@ -138,8 +138,7 @@ pub async fn create(
             format!("a batch may be at most {MAX_BATCH_BYTES} bytes"),
         ));
     }
-    let body: CreateBody = serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    let body: CreateBody = crate::extract::parse_json(&raw)?;
     if body.requests.is_empty() || body.requests.len() > MAX_REQUESTS {
         return Err(ApiError::invalid(format!(
             "requests: must hold 1 to {MAX_REQUESTS} requests (got {})",

@@ -111,8 +111,7 @@ pub async fn create(
             format!("a registry version may be at most {MAX_VERSION_BYTES} bytes"),
         ));
     }
-    let body: CreateBody = serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    let body: CreateBody = crate::extract::parse_json(&raw)?;
     if !valid_name(&body.name) {
         return Err(ApiError::invalid(
             "name: 1 to 64 letters, digits, `_`, `-` or `.`",
@@ -262,8 +261,7 @@ pub async fn label(
     JsonBody(raw): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let kind = kind_of(&kind)?;
-    let body: LabelBody = serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))?;
+    let body: LabelBody = crate::extract::parse_json(&raw)?;
     if parse_reference(&format!("{name}@{}", body.label))
         .is_none_or(|r| !matches!(r.pick, Pick::Label(_)))
     {

@@ -177,10 +177,12 @@ fn user(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<User, 
     }
 }
 
+fn no_store() -> ApiError {
+    ApiError::not_found("The console needs a store; this server runs without one")
+}
+
 fn store(state: &AppState) -> Result<&dyn Store, ApiError> {
-    state.store.as_deref().ok_or_else(|| {
-        ApiError::not_found("The console needs a store; this server runs without one")
-    })
+    state.store.as_deref().ok_or_else(no_store)
 }
 
 /// A store read that may scan (a report, the request log), run off the async workers: a
@@ -189,18 +191,14 @@ async fn read_off_workers<T: Send + 'static>(
     state: &AppState,
     read: impl FnOnce(&dyn Store) -> Result<T, missive_store::Error> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let store = state.store.clone().ok_or_else(|| {
-        ApiError::not_found("The console needs a store; this server runs without one")
-    })?;
+    let store = state.store.clone().ok_or_else(no_store)?;
     tokio::task::spawn_blocking(move || read(store.as_ref()))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::from)
 }
 
-fn body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(raw).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
-}
+use crate::extract::parse_json as body;
 
 #[derive(Deserialize, Default)]
 struct Filter {
@@ -236,15 +234,9 @@ fn registry_workspace(user: &User, asked: Option<&str>) -> Result<String, ApiErr
 
 /// Who a console request acts as in a workspace's own APIs (Messages, Batches, Files): a
 /// workspace session as its key; an admin as the console, in the workspace named.
-fn acting(
-    state: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
-    filter: &Filter,
-) -> Result<Principal, ApiError> {
-    let user = user(state, method, headers)?;
+fn acting(state: &AppState, user: &User, asked: Option<&str>) -> Result<Principal, ApiError> {
     if !user.is_admin() {
-        user.scope(filter.workspace_id.as_deref())?;
+        user.scope(asked)?;
         // An OIDC member has no key of their own: the console acts for them.
         if console_session::is_user(&user.principal) {
             return Ok(Principal::console(
@@ -252,9 +244,9 @@ fn acting(
                 &user.principal.workspace,
             ));
         }
-        return Ok(user.principal);
+        return Ok(user.principal.clone());
     }
-    let workspace_id = registry_workspace(&user, filter.workspace_id.as_deref())?;
+    let workspace_id = registry_workspace(user, asked)?;
     let workspace = store(state)?
         .workspace(&workspace_id)?
         .filter(|w| w.archived_at.is_none())

@@ -62,6 +62,7 @@ struct NewPrompt {
     text: String,
 }
 
+/// A new version, through the registry's own route (its checks, its size limit).
 pub(super) async fn create_prompt(
     State(state): State<AppState>,
     method: Method,
@@ -70,28 +71,24 @@ pub(super) async fn create_prompt(
 ) -> Result<Json<Value>, ApiError> {
     let user = user(&state, &method, &headers)?;
     let request: NewPrompt = body(&raw)?;
-    let workspace = registry_workspace(&user, request.workspace_id.as_deref())?;
-    if !crate::registry::valid_name(&request.name) || request.text.is_empty() {
-        return Err(ApiError::invalid(
-            "name: 1 to 64 letters, digits, `_`, `-` or `.`; text: not empty",
-        ));
-    }
-    let store = store(&state)?;
-    let version = store.add_registry_version(
-        &workspace,
-        RegistryKind::Prompt,
-        &request.name,
-        &request.text,
-    )?;
+    let principal = acting(&state, &user, request.workspace_id.as_deref())?;
+    let workspace = principal.workspace_id.clone();
+    let entry = json!({"name": request.name, "text": request.text}).to_string();
+    let Json(version) = crate::routes::registry::create(
+        State(state.clone()),
+        axum::Extension(principal),
+        Path("prompts".to_owned()),
+        JsonBody(entry.into()),
+    )
+    .await?;
+    let (name, number) = (version["name"].clone(), version["version"].clone());
     user.audit(
-        store,
+        store(&state)?,
         "prompt.version",
-        &format!("{}@{}", version.name, version.version),
+        &format!("{}@{number}", name.as_str().unwrap_or_default()),
         json!({"workspace_id": workspace}),
     );
-    Ok(Json(
-        json!({"name": version.name, "version": version.version}),
-    ))
+    Ok(Json(json!({"name": name, "version": number})))
 }
 
 #[derive(Deserialize)]
@@ -103,6 +100,7 @@ struct LabelMove {
     version: i64,
 }
 
+/// Moves a label, through the registry's own route.
 pub(super) async fn label_prompt(
     State(state): State<AppState>,
     method: Method,
@@ -112,22 +110,18 @@ pub(super) async fn label_prompt(
 ) -> Result<Json<Value>, ApiError> {
     let user = user(&state, &method, &headers)?;
     let request: LabelMove = body(&raw)?;
-    let workspace = registry_workspace(&user, request.workspace_id.as_deref())?;
-    if !crate::registry::valid_name(&request.label) || request.label.parse::<i64>().is_ok() {
-        return Err(ApiError::invalid(
-            "label: 1 to 64 letters, digits, `_`, `-` or `.`, not a number",
-        ));
-    }
-    let store = store(&state)?;
-    store.set_registry_label(
-        &workspace,
-        RegistryKind::Prompt,
-        &name,
-        &request.label,
-        &LabelTarget::Version(request.version),
-    )?;
+    let principal = acting(&state, &user, request.workspace_id.as_deref())?;
+    let workspace = principal.workspace_id.clone();
+    let label = json!({"label": request.label, "version": request.version}).to_string();
+    let Json(_entry) = crate::routes::registry::label(
+        State(state.clone()),
+        axum::Extension(principal),
+        Path(("prompts".to_owned(), name.clone())),
+        JsonBody(label.into()),
+    )
+    .await?;
     user.audit(
-        store,
+        store(&state)?,
         "prompt.label",
         &format!("{name}@{}", request.label),
         json!({"workspace_id": workspace, "version": request.version}),
@@ -143,7 +137,11 @@ pub(super) async fn batches(
     headers: HeaderMap,
     Query(filter): Query<Filter>,
 ) -> Result<Response, ApiError> {
-    let principal = acting(&state, &method, &headers, &filter)?;
+    let principal = acting(
+        &state,
+        &user(&state, &method, &headers)?,
+        filter.workspace_id.as_deref(),
+    )?;
     let listed = crate::routes::batches::list(
         State(state),
         axum::Extension(principal),
@@ -161,8 +159,8 @@ pub(super) async fn cancel_batch(
     Path(batch_id): Path<String>,
     Query(filter): Query<Filter>,
 ) -> Result<Response, ApiError> {
-    let principal = acting(&state, &method, &headers, &filter)?;
     let actor = user(&state, &method, &headers)?;
+    let principal = acting(&state, &actor, filter.workspace_id.as_deref())?;
     let canceled = crate::routes::batches::cancel(
         State(state.clone()),
         axum::Extension(principal),
@@ -183,7 +181,11 @@ pub(super) async fn batch_results(
     Path(batch_id): Path<String>,
     Query(filter): Query<Filter>,
 ) -> Result<Response, ApiError> {
-    let principal = acting(&state, &method, &headers, &filter)?;
+    let principal = acting(
+        &state,
+        &user(&state, &method, &headers)?,
+        filter.workspace_id.as_deref(),
+    )?;
     crate::routes::batches::results(State(state), axum::Extension(principal), Path(batch_id)).await
 }
 
@@ -193,7 +195,11 @@ pub(super) async fn files(
     headers: HeaderMap,
     Query(filter): Query<Filter>,
 ) -> Result<Response, ApiError> {
-    let principal = acting(&state, &method, &headers, &filter)?;
+    let principal = acting(
+        &state,
+        &user(&state, &method, &headers)?,
+        filter.workspace_id.as_deref(),
+    )?;
     let listed = crate::routes::files::list(
         State(state),
         axum::Extension(principal),
@@ -210,8 +216,8 @@ pub(super) async fn delete_file(
     Path(file_id): Path<String>,
     Query(filter): Query<Filter>,
 ) -> Result<Response, ApiError> {
-    let principal = acting(&state, &method, &headers, &filter)?;
     let actor = user(&state, &method, &headers)?;
+    let principal = acting(&state, &actor, filter.workspace_id.as_deref())?;
     let deleted = crate::routes::files::delete(
         State(state.clone()),
         axum::Extension(principal),
@@ -250,7 +256,11 @@ pub(super) async fn workbench(
     access: Option<axum::Extension<crate::access::AccessSlot>>,
     JsonBody(raw): JsonBody,
 ) -> Result<Response, ApiError> {
-    let principal = acting(&state, &method, &headers, &filter)?;
+    let principal = acting(
+        &state,
+        &user(&state, &method, &headers)?,
+        filter.workspace_id.as_deref(),
+    )?;
     // In the access and request logs like any other Messages request.
     if let Some(slot) = &access {
         slot.principal(&principal, state.request_log.as_ref());
