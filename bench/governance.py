@@ -93,28 +93,53 @@ class Operator:
         return self.reads
 
 
-def console_main(args):
-    """Governance on both sides; the console off on one, on (and watched) on the other."""
+def alternate(args, measure):
+    """Runs `measure(side)` for both sides `args.rounds` times, alternating which goes first
+    so drift on a shared machine hits both alike. `measure` returns (closed, opened, extra)."""
     results = {True: [], False: []}
     for round_no in range(1, args.rounds + 1):
-        for console in ([False, True] if round_no % 2 else [True, False]):
-            proc, url, key, home = start(args, True, console=console)
-            try:
-                operator = Operator(url) if console else None
-                side = "console" if console else "no console"
-                closed = load(args, url, key, f"{side} closed", connections=args.connections)
-                opened = load(args, url, key, f"{side} open", rate=args.rate)
-                reads = operator.close() if operator else 0
-            finally:
-                proc.terminate()
-                proc.wait()
-                shutil.rmtree(home, ignore_errors=True)
-            print(json.dumps(closed), json.dumps(opened), f"console reads {reads}", flush=True)
-            results[console].append((closed, opened, reads))
+        for side in [False, True] if round_no % 2 else [True, False]:
+            results[side].append(measure(side))
+    return results
 
-    def med(console, which, field):
-        return statistics.median(r[which][field] for r in results[console])
 
+def stop(proc, home):
+    proc.terminate()
+    proc.wait()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def ratio_table(args, results, off_name, on_name):
+    """The median of each load and metric on both sides, and their ratio."""
+
+    def med(side, which, field):
+        return statistics.median(r[which][field] for r in results[side])
+
+    lines = [f"| load | metric | {off_name} | {on_name} | on/off |", "|---|---|---|---|---|"]
+    for which, name in ((0, f"closed loop, {args.connections} connections"), (1, f"open loop, {args.rate} req/s")):
+        for field, label in (("rps", "requests/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")):
+            off, on = med(False, which, field), med(True, which, field)
+            lines.append(f"| {name} | {label} | {off:.2f} | {on:.2f} | {on / off:.3f}x |")
+    return lines
+
+
+def console_main(args):
+    """Governance on both sides; the console off on one, on (and watched) on the other."""
+
+    def measure(console):
+        proc, url, key, home = start(args, True, console=console)
+        try:
+            operator = Operator(url) if console else None
+            side = "console" if console else "no console"
+            closed = load(args, url, key, f"{side} closed", connections=args.connections)
+            opened = load(args, url, key, f"{side} open", rate=args.rate)
+            reads = operator.close() if operator else 0
+        finally:
+            stop(proc, home)
+        print(json.dumps(closed), json.dumps(opened), f"console reads {reads}", flush=True)
+        return closed, opened, reads
+
+    results = alternate(args, measure)
     lines = [
         "# The console's cost to the API: `count_tokens`, governance on, console off vs on",
         "",
@@ -124,14 +149,7 @@ def console_main(args):
         "On: the console served, and a signed-in session reading the overview and the request log (200 rows) "
         "once a second throughout. Medians.",
         "",
-        "| load | metric | console off | console on | on/off |",
-        "|---|---|---|---|---|",
-    ]
-    for which, name in ((0, f"closed loop, {args.connections} connections"), (1, f"open loop, {args.rate} req/s")):
-        for field, label in (("rps", "requests/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")):
-            off, on = med(False, which, field), med(True, which, field)
-            lines.append(f"| {name} | {label} | {off:.2f} | {on:.2f} | {on / off:.3f}x |")
-    lines += [
+        *ratio_table(args, results, "console off", "console on"),
         "",
         f"Console reads per run with the console on: {[r[2] for r in results[True]]}.",
         "Target: nothing measurable (p99 ratio within run-to-run noise at 1,000 requests/s).",
@@ -147,26 +165,19 @@ def main():
         console_main(args)
         return
 
-    results = {True: [], False: []}
-    for round_no in range(1, args.rounds + 1):
-        # Alternate which side goes first, so drift on a shared machine hits both alike.
-        for governed in ([False, True] if round_no % 2 else [True, False]):
-            proc, url, key, home = start(args, governed)
-            try:
-                side = "on" if governed else "off"
-                closed = load(args, url, key, f"{side} closed", connections=args.connections)
-                opened = load(args, url, key, f"{side} open", rate=args.rate)
-                rows = ledger_rows(home) if governed else 0
-            finally:
-                proc.terminate()
-                proc.wait()
-                shutil.rmtree(home, ignore_errors=True)
-            print(json.dumps(closed), json.dumps(opened), f"ledger rows {rows}", flush=True)
-            results[governed].append((closed, opened, rows))
+    def measure(governed):
+        proc, url, key, home = start(args, governed)
+        try:
+            side = "on" if governed else "off"
+            closed = load(args, url, key, f"{side} closed", connections=args.connections)
+            opened = load(args, url, key, f"{side} open", rate=args.rate)
+            rows = ledger_rows(home) if governed else 0
+        finally:
+            stop(proc, home)
+        print(json.dumps(closed), json.dumps(opened), f"ledger rows {rows}", flush=True)
+        return closed, opened, rows
 
-    def med(governed, which, field):
-        return statistics.median(r[which][field] for r in results[governed])
-
+    results = alternate(args, measure)
     lines = [
         "# Governance overhead: `count_tokens`, auth + rate limits + ledger on vs off",
         "",
@@ -175,17 +186,9 @@ def main():
         "On: a key from the store (cached; the store's control generation re-read every 2 ms), per-workspace token buckets, the kill-switch check, and a ledger row "
         "committed (group commit) before each response. Off: `MISSIVE_GOVERNANCE=off`. Medians.",
         "",
-        "| load | metric | off | on | on/off |",
-        "|---|---|---|---|---|",
-    ]
-    for which, name in ((0, f"closed loop, {args.connections} connections"), (1, f"open loop, {args.rate} req/s")):
-        for field, label in (("rps", "requests/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")):
-            off, on = med(False, which, field), med(True, which, field)
-            lines.append(f"| {name} | {label} | {off:.2f} | {on:.2f} | {on / off:.3f}x |")
-    rows = [r[2] for r in results[True]]
-    lines += [
+        *ratio_table(args, results, "off", "on"),
         "",
-        f"Ledger rows written per governed run: {rows} (every answered request, committed before its response).",
+        f"Ledger rows written per governed run: {[r[2] for r in results[True]]} (every answered request, committed before its response).",
         "Target: governance costs under 10% (throughput ratio >= 0.90x, p99 ratio <= 1.10x at 1,000 requests/s).",
     ]
     write_report(args, "governance.md", lines)

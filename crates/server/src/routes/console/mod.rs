@@ -169,6 +169,19 @@ impl User {
     }
 }
 
+/// A handler that takes a `User` runs only for a signed-in session (and, for a change, one
+/// that carries its CSRF token).
+impl axum::extract::FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        user(state, &parts.method, &parts.headers)
+    }
+}
+
 fn user(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<User, ApiError> {
     match console_session::principal(state, method, headers) {
         Some(Ok((principal, session))) => Ok(User { principal, session }),

@@ -1,13 +1,12 @@
 //! The organization: workspaces, their keys, limits and kill switches, and the audit log.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method};
 use axum::Json;
 use missive_store::{KeyKind, KeyStatus, WorkspaceLimits};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{body, read_off_workers, store, user, Filter};
+use super::{body, read_off_workers, store, Filter, User};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::params::rfc3339_ms;
@@ -15,10 +14,8 @@ use crate::state::AppState;
 
 pub(super) async fn workspaces(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     let store = store(&state)?;
     let all = store.list_workspaces(false)?;
     let scope = user.scope(None)?;
@@ -66,11 +63,9 @@ struct NewWorkspace {
 
 pub(super) async fn create_workspace(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     JsonBody(raw): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     user.require_admin()?;
     let request: NewWorkspace = body(&raw)?;
     let name = request.name.trim();
@@ -105,12 +100,10 @@ struct LimitsBody {
 /// config's); every replica applies them from its next request.
 pub(super) async fn set_limits(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     Path(workspace_id): Path<String>,
     JsonBody(raw): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     user.require_admin()?;
     let request: LimitsBody = body(&raw)?;
     if [
@@ -169,11 +162,9 @@ fn key_view(key: &missive_store::ApiKey) -> Value {
 
 pub(super) async fn keys(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     Query(filter): Query<Filter>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     let scope = user.scope(filter.workspace_id.as_deref())?;
     let data: Vec<Value> = store(&state)?
         .list_api_keys()?
@@ -195,11 +186,9 @@ struct NewKey {
 /// Creates a workspace key; the secret is in this answer and nowhere else, ever.
 pub(super) async fn create_key(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     JsonBody(raw): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     user.require_admin()?;
     let request: NewKey = body(&raw)?;
     let name = request.name.trim();
@@ -231,12 +220,10 @@ struct KeyChange {
 /// Renames a key, or revokes it (`status: "inactive"`).
 pub(super) async fn update_key(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     Path(key_id): Path<String>,
     JsonBody(raw): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     user.require_admin()?;
     let change: KeyChange = body(&raw)?;
     let status = match change.status.as_deref() {
@@ -261,10 +248,8 @@ pub(super) async fn update_key(
 
 pub(super) async fn kill_switches(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     let scope = user.scope(None)?;
     let data: Vec<Value> = store(&state)?
         .kill_switches()?
@@ -287,11 +272,9 @@ struct KillSwitchChange {
 
 pub(super) async fn set_kill_switch(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     JsonBody(raw): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     user.require_admin()?;
     let change: KillSwitchChange = body(&raw)?;
     let workspace = change.workspace_id.as_deref().filter(|w| !w.is_empty());
@@ -315,11 +298,9 @@ pub(super) async fn set_kill_switch(
 
 pub(super) async fn audit_log(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     Query(filter): Query<Filter>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     user.require_admin()?;
     let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
     let entries = read_off_workers(&state, move |store| store.audit_log(limit)).await?;

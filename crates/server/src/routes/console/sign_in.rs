@@ -1,14 +1,14 @@
 //! Signing in and out: with a key, or with OpenID Connect; the session the page reads.
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use missive_store::{AuditEntry, KeyKind};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{body, store, user, User};
+use super::{body, store, User};
 use crate::auth::Principal;
 use crate::console_session::{self, Session};
 use crate::error::ApiError;
@@ -252,10 +252,8 @@ fn session_view(
 
 pub(super) async fn session(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     let sessions = state
         .console
         .as_deref()
@@ -263,12 +261,8 @@ pub(super) async fn session(
     Ok(Json(session_view(sessions, &user.principal, &user.session)))
 }
 
-pub(super) async fn sign_out(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    user(&state, &method, &headers)?;
+/// Ends the session in this browser (for a signed-in session, with its CSRF token).
+pub(super) async fn sign_out(_user: User) -> Result<Response, ApiError> {
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(value) = HeaderValue::from_str(&console_session::set_cookie("", 0, false)) {
         response.headers_mut().insert(header::SET_COOKIE, value);

@@ -3,12 +3,11 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method};
 use axum::Json;
 use missive_store::{Dimension, RequestLogQuery, TokenCounts, UsageQuery};
 use serde_json::{json, Value};
 
-use super::{read_off_workers, user, Filter};
+use super::{read_off_workers, Filter, User};
 use crate::error::ApiError;
 use crate::params::rfc3339_ms;
 use crate::state::AppState;
@@ -17,11 +16,9 @@ use crate::state::AppState;
 /// priced per model, then summed into the chosen breakdown.
 pub(super) async fn usage(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     Query(filter): Query<Filter>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     let scope = user.scope(filter.workspace_id.as_deref())?;
     let bucket_ms = match filter.bucket.as_deref().unwrap_or("1h") {
         "1h" => 3_600_000,
@@ -103,11 +100,9 @@ pub(super) async fn usage(
 /// The request log: one row per API request, failures included, newest first.
 pub(super) async fn requests(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     Query(filter): Query<Filter>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     let scope = user.scope(filter.workspace_id.as_deref())?;
     let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
     let query = RequestLogQuery {

@@ -2,14 +2,14 @@
 //! run through the workspace's own APIs.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use missive_store::{LabelTarget, RegistryKind};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{acting, body, registry_workspace, store, user, Filter};
+use super::{acting, body, registry_workspace, store, Filter, User};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::params::rfc3339_ms;
@@ -17,11 +17,9 @@ use crate::state::AppState;
 
 pub(super) async fn prompts(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     Query(filter): Query<Filter>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     let workspace = registry_workspace(&user, filter.workspace_id.as_deref())?;
     let data: Vec<Value> = store(&state)?
         .list_registry(&workspace, RegistryKind::Prompt)?
@@ -65,11 +63,9 @@ struct NewPrompt {
 /// A new version, through the registry's own route (its checks, its size limit).
 pub(super) async fn create_prompt(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     JsonBody(raw): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     let request: NewPrompt = body(&raw)?;
     let principal = acting(&state, &user, request.workspace_id.as_deref())?;
     let workspace = principal.workspace_id.clone();
@@ -103,12 +99,10 @@ struct LabelMove {
 /// Moves a label, through the registry's own route.
 pub(super) async fn label_prompt(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     Path(name): Path<String>,
     JsonBody(raw): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let user = user(&state, &method, &headers)?;
     let request: LabelMove = body(&raw)?;
     let principal = acting(&state, &user, request.workspace_id.as_deref())?;
     let workspace = principal.workspace_id.clone();
@@ -133,15 +127,11 @@ pub(super) async fn label_prompt(
 
 pub(super) async fn batches(
     State(state): State<AppState>,
-    method: Method,
+    user: User,
     headers: HeaderMap,
     Query(filter): Query<Filter>,
 ) -> Result<Response, ApiError> {
-    let principal = acting(
-        &state,
-        &user(&state, &method, &headers)?,
-        filter.workspace_id.as_deref(),
-    )?;
+    let principal = acting(&state, &user, filter.workspace_id.as_deref())?;
     let listed = crate::routes::batches::list(
         State(state),
         axum::Extension(principal),
@@ -154,12 +144,11 @@ pub(super) async fn batches(
 
 pub(super) async fn cancel_batch(
     State(state): State<AppState>,
-    method: Method,
+    actor: User,
     headers: HeaderMap,
     Path(batch_id): Path<String>,
     Query(filter): Query<Filter>,
 ) -> Result<Response, ApiError> {
-    let actor = user(&state, &method, &headers)?;
     let principal = acting(&state, &actor, filter.workspace_id.as_deref())?;
     let canceled = crate::routes::batches::cancel(
         State(state.clone()),
@@ -176,30 +165,20 @@ pub(super) async fn cancel_batch(
 
 pub(super) async fn batch_results(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     Path(batch_id): Path<String>,
     Query(filter): Query<Filter>,
 ) -> Result<Response, ApiError> {
-    let principal = acting(
-        &state,
-        &user(&state, &method, &headers)?,
-        filter.workspace_id.as_deref(),
-    )?;
+    let principal = acting(&state, &user, filter.workspace_id.as_deref())?;
     crate::routes::batches::results(State(state), axum::Extension(principal), Path(batch_id)).await
 }
 
 pub(super) async fn files(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     Query(filter): Query<Filter>,
 ) -> Result<Response, ApiError> {
-    let principal = acting(
-        &state,
-        &user(&state, &method, &headers)?,
-        filter.workspace_id.as_deref(),
-    )?;
+    let principal = acting(&state, &user, filter.workspace_id.as_deref())?;
     let listed = crate::routes::files::list(
         State(state),
         axum::Extension(principal),
@@ -211,12 +190,10 @@ pub(super) async fn files(
 
 pub(super) async fn delete_file(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    actor: User,
     Path(file_id): Path<String>,
     Query(filter): Query<Filter>,
 ) -> Result<Response, ApiError> {
-    let actor = user(&state, &method, &headers)?;
     let principal = acting(&state, &actor, filter.workspace_id.as_deref())?;
     let deleted = crate::routes::files::delete(
         State(state.clone()),
@@ -233,10 +210,8 @@ pub(super) async fn delete_file(
 /// The models a workbench request can name.
 pub(super) async fn models(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    _user: User,
 ) -> Result<Response, ApiError> {
-    user(&state, &method, &headers)?;
     let listed = crate::routes::models::list(
         State(state),
         Query(crate::routes::models::ListParams::default()),
@@ -250,17 +225,12 @@ pub(super) async fn models(
 /// the console in the workspace named, and the ledger says so.
 pub(super) async fn workbench(
     State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    user: User,
     Query(filter): Query<Filter>,
     access: Option<axum::Extension<crate::access::AccessSlot>>,
     JsonBody(raw): JsonBody,
 ) -> Result<Response, ApiError> {
-    let principal = acting(
-        &state,
-        &user(&state, &method, &headers)?,
-        filter.workspace_id.as_deref(),
-    )?;
+    let principal = acting(&state, &user, filter.workspace_id.as_deref())?;
     // In the access and request logs like any other Messages request.
     if let Some(slot) = &access {
         slot.principal(&principal, state.request_log.as_ref());
