@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -175,7 +176,7 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
 
     # A prompt: two versions, used from the SDK, the label moved, the log shows both.
     go(page, "prompts")
-    page.select_option("#prompt-workspace", label="team-a")
+    page.select_option("#prompts-workspace", label="team-a")
     for text in ["Reply with one word: hello.", "Reply with one word: goodbye."]:
         page.fill("[data-testid=prompt-name]", "greeting")
         page.fill("[data-testid=prompt-text]", text)
@@ -252,6 +253,109 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
         assert ADMIN_KEY not in base64.urlsafe_b64decode(payload + "==").decode(errors="replace")
 
 
+@pytest.fixture()
+def priced():
+    """A server with list prices, so that runs cost something."""
+    server = Missive(config="[prices.default]\ninput = 3.0\noutput = 15.0\n").start()
+    yield server
+    server.stop()
+
+
+def test_members_key_expiry_schemas_splits_and_what_a_run_cost(priced, page):
+    """Members added, given another role and removed; a key that expires; a schema with an
+    A/B split; the workbench's cost of a run; the overview's date range."""
+    server = priced
+    sign_in(page, server, ADMIN_KEY)
+    go(page, "workspaces")
+    page.fill("#workspace-name", "team-b")
+    page.click("[data-testid=create-workspace] button")
+    team = page.locator("[data-testid=workspace-team-b]")
+    expect(team).to_be_visible()
+
+    # A user of the organization, made a member, given another role, removed.
+    page.fill("[data-testid=user-email]", "ana@example.com")
+    page.fill("[data-testid=user-name]", "Ana")
+    page.select_option("[data-testid=user-role]", "developer")
+    page.click("[data-testid=add-user] button")
+    expect(page.locator("[data-testid=user-list]")).to_contain_text("ana@example.com")
+    team.locator("[data-testid=member-user]").select_option(label="ana@example.com")
+    team.locator("[data-testid=member-role]").select_option("workspace_developer")
+    team.locator("[data-testid=add-member] button").click()
+    members = team.locator("[data-testid=member-list]")
+    expect(members).to_contain_text("ana@example.com")
+    admin, csrf = session_client(server, ADMIN_KEY)
+    workspace_id = next(w["id"] for w in admin.get("/console/api/workspaces").json()["data"] if w["name"] == "team-b")
+    team.locator("[data-testid='role-ana@example.com']").select_option("workspace_admin")
+    deadline = time.time() + 10
+    while admin.get(f"/console/api/workspaces/{workspace_id}/members").json()["data"][0]["workspace_role"] != "workspace_admin":
+        assert time.time() < deadline, "the role changed"
+        time.sleep(0.1)
+    shot(page, "members")
+    team.locator("[data-testid='remove-ana@example.com']").click()
+    expect(members).not_to_contain_text("ana@example.com")
+    assert admin.get(f"/console/api/workspaces/{workspace_id}/members").json()["data"] == []
+    assert admin.post("/console/api/users", json={"email": "boss@example.com", "name": "", "role": "admin"},
+                      headers={"x-missive-csrf": csrf}).status_code == 400, "no admins made from the console"
+
+    # A key that expires in 30 days says so; one made to expire now stops working.
+    team.locator("[data-testid=key-name]").fill("temp")
+    team.locator("[data-testid=key-expires-days]").fill("30")
+    team.locator("[data-testid=create-key] button").click()
+    secret = page.locator("[data-testid=new-secret]").inner_text()
+    in_30_days = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 30 * 86400))
+    expect(team.locator("[data-testid=keys-team-b] tr", has_text="temp")).to_contain_text(in_30_days)
+    assert ask(secret, server).http_response.status_code == 200
+    key_id = next(k["id"] for k in admin.get("/console/api/keys").json()["data"] if k["name"] == "temp")
+    assert admin.post(f"/console/api/keys/{key_id}", json={"expires_in_days": 5000},
+                      headers={"x-missive-csrf": csrf}).status_code == 400
+    cleared = admin.post(f"/console/api/keys/{key_id}", json={"expires_in_days": 0}, headers={"x-missive-csrf": csrf})
+    assert cleared.status_code == 200 and cleared.json()["expires_at"] is None
+
+    # A schema, two versions, an A/B split over them; used by reference from the SDK.
+    go(page, "schemas")
+    page.select_option("#schemas-workspace", label="team-b")
+    for schema in [ORDER, {**ORDER, "properties": {**ORDER["properties"], "count": {"type": "integer", "maximum": 9}}}]:
+        page.fill("[data-testid=schema-name]", "order")
+        page.fill("[data-testid=schema-schema]", json.dumps(schema))
+        page.click("[data-testid=create-schema] button")
+    order = page.locator("[data-testid=schema-order]")
+    expect(order.locator("[data-testid=versions-order] tbody tr")).to_have_count(2)
+    expect(order.locator("[data-testid=labels]")).to_have_text("production → 1")
+    order.locator("[data-testid=split-label]").fill("trial")
+    order.locator("[data-testid=split-weights]").fill("1:70, 2:30")
+    order.locator("[data-testid=set-split] button").click()
+    expect(order.locator("[data-testid=labels]")).to_have_text("production → 1, trial → 1 (70) / 2 (30)")
+    shot(page, "schemas")
+    # A bad schema is refused with the registry's own message.
+    page.fill("[data-testid=schema-name]", "broken")
+    page.fill("[data-testid=schema-schema]", json.dumps({"type": "object", "properties": {"a": {"type": "nope"}}}))
+    page.click("[data-testid=create-schema] button")
+    expect(page.locator("#page .error")).to_be_visible()
+    answered = ask(secret, server, system="Order.", output_config={
+        "format": {"type": "json_schema", "schema": {"$ref": "missive:schemas/order@trial"}}})
+    assert answered.headers["x-missive-schema-version"] in ("order@1", "order@2")
+
+    # The workbench prices a run from the model's list price.
+    go(page, "workbench")
+    page.select_option("#wb-workspace", label="team-b")
+    page.fill("#wb-max-tokens", "8")
+    page.click("#wb-run")
+    usage = page.locator("[data-testid=wb-usage]")
+    expect(usage).to_contain_text("cost $", timeout=30_000)
+    counts = {k: int(v) for k, v in re.findall(r"(input|cache write|cache read|output) (\d+)", usage.inner_text())}
+    expected = (counts["input"] * 3.0 + counts["cache write"] * 3.75 + counts["cache read"] * 0.3 + counts["output"] * 15.0) / 1e6
+    assert f"cost ${expected:.6f}" in usage.inner_text()
+
+    # The overview's range: today holds the traffic; a range that ended yesterday holds none.
+    go(page, "overview")
+    expect(page.locator("[data-testid=usage-total]")).not_to_contain_text("0 tokens, $0.0000")
+    yesterday = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400))
+    page.fill("#from", yesterday)
+    page.fill("#to", yesterday)
+    page.dispatch_event("#to", "change")
+    expect(page.locator("[data-testid=usage-total]")).to_have_text("0 tokens, $0.0000 in this range")
+
+
 def test_changes_without_the_sessions_csrf_token_are_refused(server):
     http, csrf = session_client(server, ADMIN_KEY)
     assert http.post("/console/api/workspaces", json={"name": "no-token"}).status_code == 403
@@ -294,7 +398,10 @@ def test_a_workspace_user_sees_only_their_workspace(server, page):
     assert rows and {r["workspace_id"] for r in rows} == {ids["blue"]}
     assert {k["workspace_id"] for k in blue.get("/console/api/keys").json()["data"]} == {ids["blue"]}
     assert [w["name"] for w in blue.get("/console/api/workspaces").json()["data"]] == ["blue"]
-    assert blue.get("/console/api/prompts", params={"workspace_id": ids["green"]}).status_code == 404
+    for kind in ["prompts", "schemas"]:
+        assert blue.get(f"/console/api/registry/{kind}", params={"workspace_id": ids["green"]}).status_code == 404
+    assert blue.get("/console/api/users").status_code == 403
+    assert blue.get(f"/console/api/workspaces/{ids['green']}/members").status_code == 404
     assert blue.get("/console/api/audit").status_code == 403
     assert blue.post("/console/api/keys", json={"workspace_id": ids["blue"], "name": "x"},
                      headers={"x-missive-csrf": blue_csrf}).status_code == 403

@@ -67,6 +67,33 @@ def test_an_organization_admin_signs_in_at_the_identity_provider(sso, page):
     assert "missive_console" in names and "missive_oidc" not in names
 
 
+def test_a_member_of_two_workspaces_moves_between_them(sso, page):
+    provider, server, ids, dev = sso
+    admin = {"x-api-key": ADMIN_KEY, "anthropic-version": "2023-06-01"}
+    added = httpx.post(f"{server.url}/v1/organizations/workspaces/{ids['green']}/members", headers=admin,
+                       json={"user_id": dev, "workspace_role": "workspace_user"})
+    assert added.status_code == 200, added.text
+    try:
+        sso_sign_in(page, server, "dev@example.com")
+        expect(page.locator("#who")).to_contain_text("Workspace blue")
+        page.select_option("#session-workspace", label="green")
+        expect(page.locator("#who")).to_contain_text("Workspace green")
+        page.evaluate("location.hash = '#workspaces'")
+        expect(page.locator("[data-testid=workspace-green]")).to_be_visible()
+        assert page.locator("[data-testid=workspace-blue]").count() == 0
+        # Only to a workspace they are a member of: the server checks, not the page.
+        cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+        http = httpx.Client(base_url=server.url, cookies=cookies)
+        session = http.get("/console/api/session").json()
+        assert {w["name"] for w in session["workspaces"]} == {"blue", "green"}
+        stranger = httpx.post(server.url + "/v1/organizations/workspaces", headers=admin, json={"name": "red"}).json()
+        moved = http.post("/console/api/session/workspace", json={"workspace_id": stranger["id"]},
+                          headers={"x-missive-csrf": session["csrf_token"]})
+        assert moved.status_code == 404
+    finally:
+        httpx.delete(f"{server.url}/v1/organizations/workspaces/{ids['green']}/members/{dev}", headers=admin)
+
+
 def test_a_member_gets_their_workspace_and_loses_it_with_the_membership(sso, page):
     provider, server, ids, dev = sso
     sso_sign_in(page, server, "dev@example.com")

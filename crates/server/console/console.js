@@ -68,21 +68,26 @@ async function workspaceChoice(id) {
 async function overview(page) {
   const bucket = el("select", { id: "bucket" }, el("option", { value: "1h" }, "1 hour"), el("option", { value: "1d" }, "1 day"));
   const group = el("select", { id: "group" }, ["model", "workspace", "key"].map((g) => el("option", { value: g }, g)));
-  const days = el("input", { id: "days", type: "number", min: 1, max: 90, value: 1 });
+  const today = new Date().toISOString().slice(0, 10);
+  const from = el("input", { id: "from", type: "date", value: today, max: today });
+  const to = el("input", { id: "to", type: "date", value: today, max: today });
   const chart = el("div", { id: "chart" });
   const draw = async () => {
-    const end = Date.now() + 1;
-    const start = end - Number(days.value || 1) * 86400000;
+    // Whole UTC days, the buckets' own calendar: from the first day's start to the last's end.
+    const start = Date.parse(`${from.value || today}T00:00:00Z`);
+    const end = Date.parse(`${to.value || today}T00:00:00Z`) + 86400000;
+    if (!(end > start)) { chart.replaceChildren(el("p", { class: "error" }, "The range ends before it starts.")); return; }
     const usage = await api("GET", `/console/api/usage?bucket=${bucket.value}&group=${group.value}&start_ms=${start}&end_ms=${end}`);
     chart.replaceChildren(barChart(usage.data));
   };
   bucket.addEventListener("change", draw);
   group.addEventListener("change", draw);
-  days.addEventListener("change", draw);
+  from.addEventListener("change", draw);
+  to.addEventListener("change", draw);
   const { data: spaces } = await api("GET", "/console/api/workspaces");
   const dollars = (usd) => `$${usd.toFixed(4)}`;
   page.append(el("h1", {}, "Overview"),
-    el("div", { class: "inline" }, el("label", {}, "Bucket", bucket), el("label", {}, "By", group), el("label", {}, "Days", days)),
+    el("div", { class: "inline" }, el("label", {}, "Bucket", bucket), el("label", {}, "By", group), el("label", {}, "From", from), el("label", {}, "To", to)),
     chart,
     el("h2", {}, "Spend this month"),
     table([
@@ -147,6 +152,7 @@ async function workspaces(page) {
   page.append(el("h1", {}, "Workspaces & keys"));
   const { data } = await api("GET", "/console/api/workspaces");
   const keys = (await api("GET", "/console/api/keys")).data;
+  const users = isAdmin() ? (await api("GET", "/console/api/users")).data : [];
   if (isAdmin()) {
     const name = el("input", { id: "workspace-name", required: true });
     page.append(form("create-workspace", [["New workspace", name]], "Create workspace", async () => {
@@ -154,6 +160,7 @@ async function workspaces(page) {
       route();
     }));
   }
+  if (isAdmin()) page.append(organizationUsers(users));
   for (const w of data) {
     const section = el("section", { "data-testid": `workspace-${w.name}` },
       el("h2", {}, w.name, " ", w.killed ? el("span", { class: "killed" }, "(switched off)") : ""));
@@ -198,8 +205,11 @@ async function workspaces(page) {
           } }, "Turn back on")));
       }
       const keyName = el("input", { "data-testid": "key-name", required: true });
-      section.append(form("create-key", [["New key", keyName]], "Create key", async () => {
-        const created = await api("POST", "/console/api/keys", { workspace_id: w.id, name: keyName.value });
+      const keyDays = el("input", { "data-testid": "key-expires-days", type: "number", min: 0, max: 3650, placeholder: "never" });
+      section.append(form("create-key", [["New key", keyName], ["Expires in days", keyDays]], "Create key", async () => {
+        const body = { workspace_id: w.id, name: keyName.value };
+        if (keyDays.value !== "" && Number(keyDays.value) > 0) body.expires_in_days = Number(keyDays.value);
+        const created = await api("POST", "/console/api/keys", body);
         await route();
         document.getElementById("page").prepend(el("div", {},
           el("p", {}, `Key ${created.name} created. Copy it now: it is shown once.`),
@@ -210,18 +220,65 @@ async function workspaces(page) {
     section.append(table([
       ["Name", (k) => k.name], ["Key", (k) => k.hint], ["Status", (k) => k.status],
       ["Created", (k) => k.created_at.slice(0, 19).replace("T", " ")],
+      ["Expires", (k) => k.expires_at ? k.expires_at.slice(0, 10) : "never"],
       ["", (k) => isAdmin() && k.status === "active" ? el("span", {},
         el("button", { onclick: async () => {
           const name = prompt("New name", k.name);
           if (name) { try { await api("POST", `/console/api/keys/${k.id}`, { name }); route(); } catch (err) { report(err); } }
         } }, "Rename"), " ",
+        el("button", { "data-testid": `expire-${k.name}`, onclick: async () => {
+          const days = prompt("Expires in how many days? (0: never)", "30");
+          if (days !== null) { try { await api("POST", `/console/api/keys/${k.id}`, { expires_in_days: Number(days) }); route(); } catch (err) { report(err); } }
+        } }, "Set expiry"), " ",
         el("button", { "data-testid": `revoke-${k.name}`, onclick: async () => {
           if (!confirm(`Revoke ${k.name}? Clients using it stop working at once.`)) return;
           try { await api("POST", `/console/api/keys/${k.id}`, { status: "inactive" }); route(); } catch (err) { report(err); }
         } }, "Revoke")) : ""],
     ], mine, `keys-${w.name}`));
+    section.append(await members(w, users));
     page.append(section);
   }
+}
+
+const WORKSPACE_ROLES = ["workspace_user", "workspace_developer", "workspace_admin", "workspace_billing"];
+
+// A workspace's members; an admin adds them, changes their role and removes them.
+async function members(w, users) {
+  const { data } = await api("GET", `/console/api/workspaces/${w.id}/members`);
+  const node = el("div", { "data-testid": `members-${w.name}` }, el("h3", {}, "Members"));
+  const change = (body) => api("POST", `/console/api/workspaces/${w.id}/members`, body).then(route, report);
+  node.append(table([
+    ["Member", (m) => m.email || m.user_id],
+    ["Role", (m) => isAdmin()
+      ? el("select", { "data-testid": `role-${m.email}`, onchange: (event) => change({ user_id: m.user_id, workspace_role: event.target.value }) },
+        WORKSPACE_ROLES.map((r) => el("option", { value: r, selected: r === m.workspace_role }, r)))
+      : m.workspace_role],
+    ["", (m) => isAdmin() ? el("button", { "data-testid": `remove-${m.email}`, onclick: async () => {
+      if (!confirm(`Remove ${m.email || m.user_id} from ${w.name}?`)) return;
+      try { await api("POST", `/console/api/workspaces/${w.id}/members/${m.user_id}/remove`); route(); } catch (err) { report(err); }
+    } }, "Remove") : ""],
+  ], data, "member-list"));
+  if (isAdmin() && users.length) {
+    const who = el("select", { "data-testid": "member-user" }, users.map((u) => el("option", { value: u.id }, u.email)));
+    const role = el("select", { "data-testid": "member-role" }, WORKSPACE_ROLES.map((r) => el("option", { value: r }, r)));
+    node.append(form("add-member", [["User", who], ["Role", role]], "Add member",
+      () => change({ user_id: who.value, workspace_role: role.value })));
+  }
+  return node;
+}
+
+// The organization's users: who may sign in with single sign-on.
+function organizationUsers(users) {
+  const email = el("input", { "data-testid": "user-email", type: "email", required: true });
+  const name = el("input", { "data-testid": "user-name" });
+  const role = el("select", { "data-testid": "user-role" },
+    ["user", "developer", "billing", "claude_code_user"].map((r) => el("option", { value: r }, r)));
+  return el("section", { "data-testid": "users" }, el("h2", {}, "Users"),
+    table([["Email", (u) => u.email], ["Name", (u) => u.name], ["Role", (u) => u.role]], users, "user-list"),
+    form("add-user", [["Email", email], ["Name", name], ["Role", role]], "Add user", async () => {
+      await api("POST", "/console/api/users", { email: email.value, name: name.value, role: role.value });
+      await route();
+    }));
 }
 
 async function requests(page) {
@@ -247,37 +304,63 @@ async function requests(page) {
   await load();
 }
 
-async function prompts(page) {
-  page.append(el("h1", {}, "Prompts"));
-  const choice = await workspaceChoice("prompt-workspace");
-  const list = el("div", {});
-  const load = async () => {
-    const { data } = await api("GET", `/console/api/prompts?workspace_id=${encodeURIComponent(choice.value)}`);
-    list.replaceChildren(...data.map((p) => {
-      const label = el("input", { "data-testid": "label-name", value: "production" });
-      const version = el("input", { "data-testid": "label-version", type: "number", min: 1, value: p.versions.length });
-      return el("section", { "data-testid": `prompt-${p.name}` },
-        el("h2", {}, p.name),
-        el("p", { "data-testid": "labels" }, Object.entries(p.labels).map(([l, v]) => `${l} → ${v}`).join(", ")),
-        table([["Version", (v) => v.version], ["Text", (v) => v.text], ["Created", (v) => v.created_at.slice(0, 19).replace("T", " ")]], p.versions, `versions-${p.name}`),
-        form("move-label", [["Label", label], ["Version", version]], "Move label", async () => {
-          await api("POST", `/console/api/prompts/${encodeURIComponent(p.name)}/labels`,
-            { workspace_id: choice.value, label: label.value, version: Number(version.value) });
-          await load();
-        }));
-    }));
+// The registry: versioned prompts or schemas, their labels and A/B splits.
+function registryPage(kind) {
+  const prompts = kind === "prompts";
+  return async (page) => {
+    page.append(el("h1", {}, prompts ? "Prompts" : "Schemas"));
+    const choice = await workspaceChoice(`${kind}-workspace`);
+    const list = el("div", {});
+    const path = `/console/api/registry/${kind}`;
+    const load = async () => {
+      const { data } = await api("GET", `${path}?workspace_id=${encodeURIComponent(choice.value)}`);
+      list.replaceChildren(...data.map((entry) => {
+        const label = el("input", { "data-testid": "label-name", value: "production" });
+        const version = el("input", { "data-testid": "label-version", type: "number", min: 1, value: entry.latest_version });
+        const splitLabel = el("input", { "data-testid": "split-label", value: "production" });
+        const split = el("input", { "data-testid": "split-weights", placeholder: "1:70, 2:30" });
+        const move = (body) => api("POST", `${path}/${encodeURIComponent(entry.name)}/labels`, { workspace_id: choice.value, ...body });
+        const labels = [
+          ...Object.entries(entry.labels).map(([l, v]) => `${l} → ${v}`),
+          ...Object.entries(entry.splits).map(([l, shares]) => `${l} → ${shares.map((x) => `${x.version} (${x.weight})`).join(" / ")}`),
+        ];
+        return el("section", { "data-testid": `${kind.slice(0, -1)}-${entry.name}` },
+          el("h2", {}, entry.name),
+          el("p", { "data-testid": "labels" }, labels.join(", ")),
+          table([
+            ["Version", (v) => v.version],
+            [prompts ? "Text" : "Schema", (v) => prompts ? v.text : el("code", {}, JSON.stringify(v.schema))],
+            ["Created", (v) => v.created_at.slice(0, 19).replace("T", " ")],
+          ], entry.versions, `versions-${entry.name}`),
+          form("move-label", [["Label", label], ["Version", version]], "Move label", async () => {
+            await move({ label: label.value, version: Number(version.value) });
+            await load();
+          }),
+          form("set-split", [["Label", splitLabel], ["Version:weight, …", split]], "Split", async () => {
+            const shares = split.value.split(",").map((part) => part.trim()).filter(Boolean).map((part) => {
+              const [v, w] = part.split(":").map(Number);
+              return { version: v, weight: w };
+            });
+            await move({ label: splitLabel.value, split: shares });
+            await load();
+          }));
+      }));
+    };
+    const name = el("input", { "data-testid": `${kind.slice(0, -1)}-name`, required: true });
+    const text = el("textarea", { "data-testid": `${kind.slice(0, -1)}-${prompts ? "text" : "schema"}`, rows: 3, cols: 50, required: true });
+    choice.addEventListener("change", () => load().catch(report));
+    page.append(el("label", {}, "Workspace", choice),
+      form(`create-${kind.slice(0, -1)}`, [["Name", name], [prompts ? "Text (a new version)" : "JSON Schema (a new version)", text]], "Save version", async () => {
+        const body = prompts ? { text: text.value } : { schema: JSON.parse(text.value) };
+        await api("POST", path, { workspace_id: choice.value, name: name.value, ...body });
+        await load();
+      }),
+      el("p", {}, prompts
+        ? "Use a prompt from any SDK with a system text block of exactly {{prompt:NAME}} or {{prompt:NAME@LABEL}}."
+        : "Fetch a schema with GET /v1/missive/schemas/NAME?label=production, or use it in output_config.format or a tool's input_schema as {\"$ref\": \"missive:schemas/NAME@LABEL\"}."),
+      list);
+    await load();
   };
-  const name = el("input", { "data-testid": "prompt-name", required: true });
-  const text = el("textarea", { "data-testid": "prompt-text", rows: 3, cols: 50, required: true });
-  choice.addEventListener("change", load);
-  page.append(el("label", {}, "Workspace", choice),
-    form("create-prompt", [["Name", name], ["Text (a new version)", text]], "Save version", async () => {
-      await api("POST", "/console/api/prompts", { workspace_id: choice.value, name: name.value, text: text.value });
-      await load();
-    }),
-    el("p", {}, "Use a prompt from any SDK with a system text block of exactly {{prompt:NAME}} or {{prompt:NAME@LABEL}}."),
-    list);
-  await load();
 }
 
 async function audit(page) {
@@ -294,6 +377,7 @@ async function workbench(page) {
   const workspace = await workspaceChoice("wb-workspace");
   const { data: models } = await api("GET", "/console/api/models");
   const model = el("select", { id: "wb-model" }, models.map((m) => el("option", { value: m.id }, m.display_name || m.id)));
+  const prices = Object.fromEntries(models.map((m) => [m.id, m.price]));
   const system = el("textarea", { id: "wb-system", rows: 2, cols: 80 });
   const message = el("textarea", { id: "wb-message", rows: 3, cols: 80 }, "Hello!");
   const tools = el("textarea", { id: "wb-tools", rows: 4, cols: 80, placeholder: "[] (a JSON list of tools)" });
@@ -342,7 +426,7 @@ async function workbench(page) {
     const decoder = new TextDecoder();
     const blocks = [];
     let buffer = "";
-    let input = 0, output = 0, cacheRead = 0;
+    let input = 0, output = 0, cacheRead = 0, cacheWrite = 0;
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
@@ -356,7 +440,8 @@ async function workbench(page) {
         const event = JSON.parse(line.slice(6));
         rawEvents.textContent += JSON.stringify(event) + "\n";
         if (event.type === "message_start") {
-          input = event.message.usage.input_tokens; cacheRead = event.message.usage.cache_read_input_tokens || 0;
+          const u = event.message.usage;
+          input = u.input_tokens; cacheRead = u.cache_read_input_tokens || 0; cacheWrite = u.cache_creation_input_tokens || 0;
         } else if (event.type === "content_block_start") {
           const block = event.content_block;
           const node = el("div", { class: `block ${block.type}`, "data-testid": `wb-block-${block.type}` },
@@ -370,7 +455,10 @@ async function workbench(page) {
           blocks[event.index].textContent += d.text || d.partial_json || d.thinking || "";
         } else if (event.type === "message_delta") {
           output = event.usage.output_tokens;
-          usage.textContent = `stop_reason ${event.delta.stop_reason}; input ${input}, cache read ${cacheRead}, output ${output} tokens`;
+          const price = prices[body.model] || { input: 0, output: 0, cache_write_5m: 0, cache_read: 0 };
+          const usd = (input * price.input + cacheWrite * price.cache_write_5m + cacheRead * price.cache_read + output * price.output) / 1e6;
+          usage.textContent = `stop_reason ${event.delta.stop_reason}; input ${input}, cache write ${cacheWrite}, ` +
+            `cache read ${cacheRead}, output ${output} tokens; cost $${usd.toFixed(6)}`;
         } else if (event.type === "error") {
           throw new Error(event.error.message);
         }
@@ -457,7 +545,7 @@ async function batches(page) {
   await load();
 }
 
-const PAGES = { overview, workspaces, requests, prompts, workbench, batches, audit };
+const PAGES = { overview, workspaces, requests, prompts: registryPage("prompts"), schemas: registryPage("schemas"), workbench, batches, audit };
 
 async function route() {
   if (!session) return;
@@ -486,7 +574,14 @@ function signedIn(info) {
   document.getElementById("nav").hidden = false;
   document.getElementById("sign-out").hidden = false;
   for (const a of document.querySelectorAll("nav a[data-admin]")) a.hidden = !isAdmin();
-  document.getElementById("who").textContent = isAdmin() ? "Admin" : `Workspace ${info.workspace_name}`;
+  const who = document.getElementById("who");
+  who.textContent = isAdmin() ? "Admin" : `Workspace ${info.workspace_name}`;
+  if (info.workspaces && info.workspaces.length > 1) {
+    const choice = el("select", { id: "session-workspace", onchange: async () => {
+      try { signedIn(await api("POST", "/console/api/session/workspace", { workspace_id: choice.value })); } catch (err) { report(err); }
+    } }, info.workspaces.map((w) => el("option", { value: w.id, selected: w.id === info.workspace_id }, w.name)));
+    who.append(" ", choice);
+  }
   route();
 }
 

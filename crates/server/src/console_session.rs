@@ -41,6 +41,11 @@ pub fn user_session_id(user_id: &str, workspace_id: Option<&str>) -> String {
 pub fn is_user(principal: &Principal) -> bool {
     principal.key_id.starts_with(USER)
 }
+
+/// The organization user behind an OIDC user's principal.
+pub fn user_id(principal: &Principal) -> Option<&str> {
+    principal.key_id.strip_prefix(USER)
+}
 pub const CSRF_HEADER: &str = "x-missive-csrf";
 
 /// What a session cookie carries.

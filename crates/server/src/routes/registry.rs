@@ -38,7 +38,7 @@ fn kind_of(path: &str) -> Result<RegistryKind, ApiError> {
     }
 }
 
-fn version_view(kind: RegistryKind, version: &RegistryVersion) -> Value {
+pub(crate) fn version_view(kind: RegistryKind, version: &RegistryVersion) -> Value {
     let mut view = json!({
         "type": format!("{}_version", kind.as_str()),
         "name": version.name,
@@ -55,7 +55,7 @@ fn version_view(kind: RegistryKind, version: &RegistryVersion) -> Value {
 }
 
 /// Labels that point at one version map to it; A/B splits are listed apart, with weights.
-fn entry_view(kind: RegistryKind, entry: &RegistryEntry) -> Value {
+pub(crate) fn entry_view(kind: RegistryKind, entry: &RegistryEntry) -> Value {
     let mut labels = Map::new();
     let mut splits = Map::new();
     for (label, target) in &entry.labels {

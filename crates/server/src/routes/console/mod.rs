@@ -6,6 +6,7 @@
 //! workspace key sees its own workspace only, and changes nothing but that workspace's
 //! registry.
 
+mod members;
 mod organization;
 mod sign_in;
 mod traffic;
@@ -45,12 +46,28 @@ pub fn routes() -> Router<AppState> {
         .route("/console/api/session", get(sign_in::session))
         .route("/console/api/session/end", post(sign_in::sign_out))
         .route(
+            "/console/api/session/workspace",
+            post(sign_in::choose_workspace),
+        )
+        .route(
             "/console/api/workspaces",
             get(organization::workspaces).post(organization::create_workspace),
         )
         .route(
             "/console/api/workspaces/{workspace_id}/limits",
             post(organization::set_limits),
+        )
+        .route(
+            "/console/api/users",
+            get(members::users).post(members::add_user),
+        )
+        .route(
+            "/console/api/workspaces/{workspace_id}/members",
+            get(members::members).post(members::set_member),
+        )
+        .route(
+            "/console/api/workspaces/{workspace_id}/members/{user_id}/remove",
+            post(members::remove_member),
         )
         .route(
             "/console/api/keys",
@@ -81,12 +98,12 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/console/api/messages", post(workspace::workbench))
         .route(
-            "/console/api/prompts",
-            get(workspace::prompts).post(workspace::create_prompt),
+            "/console/api/registry/{kind}",
+            get(workspace::registry).post(workspace::create_version),
         )
         .route(
-            "/console/api/prompts/{name}/labels",
-            post(workspace::label_prompt),
+            "/console/api/registry/{kind}/{name}/labels",
+            post(workspace::move_label),
         )
 }
 

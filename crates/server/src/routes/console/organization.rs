@@ -181,6 +181,20 @@ pub(super) async fn keys(
 struct NewKey {
     workspace_id: String,
     name: String,
+    /// Days until the key stops working; absent: it never expires.
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+}
+
+/// A key's expiry, `days` from now; 0 clears it. At most ten years ahead.
+fn expiry(days: u32) -> Result<Option<i64>, ApiError> {
+    match days {
+        0 => Ok(None),
+        1..=3650 => Ok(Some(crate::ids::now_ms() / 1000 + i64::from(days) * 86_400)),
+        _ => Err(ApiError::invalid(
+            "expires_in_days: at most 3650 (0: never expires)",
+        )),
+    }
 }
 
 /// Creates a workspace key; the secret is in this answer and nowhere else, ever.
@@ -195,13 +209,17 @@ pub(super) async fn create_key(
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::invalid("name: must be 1 to 100 characters"));
     }
+    let expires_at = request.expires_in_days.map(expiry).transpose()?.flatten();
     let store = store(&state)?;
-    let created = store.create_api_key(name, KeyKind::Standard, Some(&request.workspace_id))?;
+    let mut created = store.create_api_key(name, KeyKind::Standard, Some(&request.workspace_id))?;
+    if expires_at.is_some() {
+        created.key = store.set_api_key_expiry(&created.key.id, expires_at)?;
+    }
     user.audit(
         store,
         "api_key.create",
         &created.key.id,
-        json!({"name": name, "workspace_id": request.workspace_id}),
+        json!({"name": name, "workspace_id": request.workspace_id, "expires_at": expires_at}),
     );
     let mut view = key_view(&created.key);
     view["secret"] = Value::from(created.secret);
@@ -215,9 +233,12 @@ struct KeyChange {
     name: Option<String>,
     #[serde(default)]
     status: Option<String>,
+    /// Days from now until the key expires; 0: never.
+    #[serde(default)]
+    expires_in_days: Option<u32>,
 }
 
-/// Renames a key, or revokes it (`status: "inactive"`).
+/// Renames a key, revokes it (`status: "inactive"`) or sets when it expires.
 pub(super) async fn update_key(
     State(state): State<AppState>,
     user: User,
@@ -235,13 +256,17 @@ pub(super) async fn update_key(
             )))
         }
     };
+    let expires_at = change.expires_in_days.map(expiry).transpose()?;
     let store = store(&state)?;
-    let updated = store.update_api_key(&key_id, change.name.as_deref(), status)?;
+    let mut updated = store.update_api_key(&key_id, change.name.as_deref(), status)?;
+    if let Some(expires_at) = expires_at {
+        updated = store.set_api_key_expiry(&key_id, expires_at)?;
+    }
     user.audit(
         store,
         "api_key.update",
         &key_id,
-        json!({"name": change.name, "status": change.status}),
+        json!({"name": change.name, "status": change.status, "expires_at": expires_at}),
     );
     Ok(Json(key_view(&updated)))
 }

@@ -51,7 +51,7 @@ pub(super) async fn sign_in(
         }
         .audit(store, "console.sign_in", &principal.key_id, json!({}));
     }
-    let mut response = Json(session_view(sessions, &principal, &session)).into_response();
+    let mut response = Json(session_view(&state, sessions, &principal, &session)?).into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
@@ -191,15 +191,10 @@ pub(super) async fn oidc_callback(
             KeyKind::Admin,
         )
     } else {
-        let mut workspaces = store.list_workspaces(false)?;
-        workspaces.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut member_of = None;
-        for workspace in workspaces {
-            if store.member(&workspace.id, &found.id)?.is_some() {
-                member_of = Some(workspace.id);
-                break;
-            }
-        }
+        let member_of = memberships(store, &found.id)?
+            .into_iter()
+            .next()
+            .map(|w| w.id);
         let Some(workspace_id) = member_of else {
             return Ok(back_to_sign_in(&format!(
                 "{email} is not a member of any workspace"
@@ -235,19 +230,45 @@ pub(super) async fn oidc_callback(
     Ok(response)
 }
 
+/// The workspaces an organization user is a member of, by name.
+fn memberships(
+    store: &dyn missive_store::Store,
+    user_id: &str,
+) -> Result<Vec<missive_store::Workspace>, ApiError> {
+    let mut workspaces = store.list_workspaces(false)?;
+    workspaces.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut member_of = Vec::new();
+    for workspace in workspaces {
+        if store.member(&workspace.id, user_id)?.is_some() {
+            member_of.push(workspace);
+        }
+    }
+    Ok(member_of)
+}
+
 fn session_view(
+    state: &AppState,
     sessions: &console_session::Sessions,
     principal: &Principal,
     session: &Session,
-) -> Value {
-    json!({
+) -> Result<Value, ApiError> {
+    // An OIDC member may move between the workspaces they belong to.
+    let workspaces = match (console_session::user_id(principal), principal.kind) {
+        (Some(user_id), KeyKind::Standard) => memberships(store(state)?, user_id)?
+            .into_iter()
+            .map(|w| json!({"id": w.id, "name": w.name}))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(json!({
         "type": "console_session",
         "kind": principal.kind.as_str(),
         "workspace_id": (!principal.workspace_id.is_empty()).then_some(&principal.workspace_id),
         "workspace_name": (!principal.workspace.is_empty()).then_some(&principal.workspace),
         "expires_at": rfc3339_ms(session.expires_at_ms),
         "csrf_token": sessions.csrf(session),
-    })
+        "workspaces": workspaces,
+    }))
 }
 
 pub(super) async fn session(
@@ -258,13 +279,68 @@ pub(super) async fn session(
         .console
         .as_deref()
         .ok_or_else(|| ApiError::unauthenticated("Sign in to the console"))?;
-    Ok(Json(session_view(sessions, &user.principal, &user.session)))
+    Ok(Json(session_view(
+        &state,
+        sessions,
+        &user.principal,
+        &user.session,
+    )?))
 }
 
 /// Ends the session in this browser (for a signed-in session, with its CSRF token).
 pub(super) async fn sign_out(_user: User) -> Result<Response, ApiError> {
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Ok(value) = HeaderValue::from_str(&console_session::set_cookie("", 0, false)) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkspaceChoice {
+    workspace_id: String,
+}
+
+/// Moves an OIDC member's session to another workspace they are a member of. A key's
+/// session stays in its key's workspace.
+pub(super) async fn choose_workspace(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    user: User,
+    JsonBody(raw): JsonBody,
+) -> Result<Response, ApiError> {
+    let sessions = state
+        .console
+        .as_deref()
+        .ok_or_else(|| ApiError::unauthenticated("Sign in to the console"))?;
+    let user_id = match console_session::user_id(&user.principal) {
+        Some(id) if !user.is_admin() => id.to_owned(),
+        _ => {
+            return Err(ApiError::invalid(
+                "Only a member signed in with single sign-on chooses a workspace",
+            ))
+        }
+    };
+    let request: WorkspaceChoice = body(&raw)?;
+    let workspace = memberships(store(&state)?, &user_id)?
+        .into_iter()
+        .find(|w| w.id == request.workspace_id)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("workspace {} not found", request.workspace_id))
+        })?;
+    let session_id = console_session::user_session_id(&user_id, Some(&workspace.id));
+    let (value, session) = sessions.issue(&session_id, KeyKind::Standard);
+    let principal = Principal {
+        workspace_id: workspace.id,
+        workspace: workspace.name,
+        ..user.principal
+    };
+    let max_age = (session.expires_at_ms - crate::ids::now_ms()) / 1000;
+    let cookie =
+        console_session::set_cookie(&value, max_age, console_session::over_tls(&state, &headers));
+    let mut response = Json(session_view(&state, sessions, &principal, &session)?).into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
     Ok(response)

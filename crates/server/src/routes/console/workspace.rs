@@ -1,128 +1,125 @@
-//! What lives in a workspace: its prompts, batches and files, and the workbench, which
+//! What lives in a workspace: its prompts and schemas, batches and files, and the workbench, which
 //! run through the workspace's own APIs.
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use missive_store::{LabelTarget, RegistryKind};
-use serde::Deserialize;
+use missive_store::RegistryKind;
 use serde_json::{json, Value};
 
 use super::{acting, body, registry_workspace, store, Filter, User};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::params::rfc3339_ms;
 use crate::state::AppState;
 
-pub(super) async fn prompts(
+/// The registry's kind in a console path: `prompts` or `schemas`.
+fn kind_of(path: &str) -> Result<RegistryKind, ApiError> {
+    match path {
+        "prompts" => Ok(RegistryKind::Prompt),
+        "schemas" => Ok(RegistryKind::Schema),
+        other => Err(ApiError::not_found(format!("no registry of {other}"))),
+    }
+}
+
+/// A workspace's prompts or schemas, each with every version's body.
+pub(super) async fn registry(
     State(state): State<AppState>,
     user: User,
+    Path(kind): Path<String>,
     Query(filter): Query<Filter>,
 ) -> Result<Json<Value>, ApiError> {
+    let kind = kind_of(&kind)?;
     let workspace = registry_workspace(&user, filter.workspace_id.as_deref())?;
     let data: Vec<Value> = store(&state)?
-        .list_registry(&workspace, RegistryKind::Prompt)?
+        .list_registry(&workspace, kind)?
         .iter()
         .map(|entry| {
-            let labels: serde_json::Map<String, Value> = entry
-                .labels
-                .iter()
-                .map(|(label, target)| {
-                    let target = match target {
-                        LabelTarget::Version(v) => json!(v),
-                        LabelTarget::Split(shares) => json!(shares
-                            .iter()
-                            .map(|s| format!("{}:{}", s.version, s.weight))
-                            .collect::<Vec<_>>()
-                            .join(",")),
-                    };
-                    (label.clone(), target)
-                })
-                .collect();
-            let versions: Vec<Value> = entry
+            let mut view = crate::routes::registry::entry_view(kind, entry);
+            view["versions"] = entry
                 .versions
                 .iter()
-                .map(|v| json!({"version": v.version, "text": v.body, "created_at": rfc3339_ms(v.created_at_ms)}))
+                .map(|v| crate::routes::registry::version_view(kind, v))
                 .collect();
-            json!({"name": entry.name, "labels": labels, "versions": versions})
+            view
         })
         .collect();
     Ok(Json(json!({ "data": data })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewPrompt {
-    #[serde(default)]
-    workspace_id: Option<String>,
-    name: String,
-    text: String,
+/// A console change's body: the registry route's own body, plus the workspace it is for.
+fn split_workspace(raw: &[u8]) -> Result<(Option<String>, Vec<u8>), ApiError> {
+    let mut fields: serde_json::Map<String, Value> = body(raw)?;
+    let workspace = match fields.remove("workspace_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "workspace_id: Input should be a valid string",
+            ))
+        }
+    };
+    Ok((workspace, Value::Object(fields).to_string().into_bytes()))
 }
 
 /// A new version, through the registry's own route (its checks, its size limit).
-pub(super) async fn create_prompt(
+pub(super) async fn create_version(
     State(state): State<AppState>,
     user: User,
+    Path(kind): Path<String>,
     JsonBody(raw): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let request: NewPrompt = body(&raw)?;
-    let principal = acting(&state, &user, request.workspace_id.as_deref())?;
+    kind_of(&kind)?;
+    let (workspace, forwarded) = split_workspace(&raw)?;
+    let principal = acting(&state, &user, workspace.as_deref())?;
     let workspace = principal.workspace_id.clone();
-    let entry = json!({"name": request.name, "text": request.text}).to_string();
     let Json(version) = crate::routes::registry::create(
         State(state.clone()),
         axum::Extension(principal),
-        Path("prompts".to_owned()),
-        JsonBody(entry.into()),
+        Path(kind.clone()),
+        JsonBody(forwarded.into()),
     )
     .await?;
-    let (name, number) = (version["name"].clone(), version["version"].clone());
+    let target = format!(
+        "{}@{}",
+        version["name"].as_str().unwrap_or_default(),
+        version["version"]
+    );
     user.audit(
         store(&state)?,
-        "prompt.version",
-        &format!("{}@{number}", name.as_str().unwrap_or_default()),
+        &format!("{}.version", kind.trim_end_matches('s')),
+        &target,
         json!({"workspace_id": workspace}),
     );
-    Ok(Json(json!({"name": name, "version": number})))
+    Ok(Json(version))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LabelMove {
-    #[serde(default)]
-    workspace_id: Option<String>,
-    label: String,
-    version: i64,
-}
-
-/// Moves a label, through the registry's own route.
-pub(super) async fn label_prompt(
+/// Moves a label or sets an A/B split, through the registry's own route.
+pub(super) async fn move_label(
     State(state): State<AppState>,
     user: User,
-    Path(name): Path<String>,
+    Path((kind, name)): Path<(String, String)>,
     JsonBody(raw): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let request: LabelMove = body(&raw)?;
-    let principal = acting(&state, &user, request.workspace_id.as_deref())?;
+    kind_of(&kind)?;
+    let (workspace, forwarded) = split_workspace(&raw)?;
+    let detail: Value = serde_json::from_slice(&forwarded).unwrap_or_default();
+    let principal = acting(&state, &user, workspace.as_deref())?;
     let workspace = principal.workspace_id.clone();
-    let label = json!({"label": request.label, "version": request.version}).to_string();
-    let Json(_entry) = crate::routes::registry::label(
+    let Json(entry) = crate::routes::registry::label(
         State(state.clone()),
         axum::Extension(principal),
-        Path(("prompts".to_owned(), name.clone())),
-        JsonBody(label.into()),
+        Path((kind.clone(), name.clone())),
+        JsonBody(forwarded.into()),
     )
     .await?;
     user.audit(
         store(&state)?,
-        "prompt.label",
-        &format!("{name}@{}", request.label),
-        json!({"workspace_id": workspace, "version": request.version}),
+        &format!("{}.label", kind.trim_end_matches('s')),
+        &format!("{name}@{}", detail["label"].as_str().unwrap_or_default()),
+        json!({"workspace_id": workspace, "version": detail["version"], "split": detail["split"]}),
     );
-    Ok(Json(
-        json!({"name": name, "label": request.label, "version": request.version}),
-    ))
+    Ok(Json(entry))
 }
 
 pub(super) async fn batches(
@@ -208,16 +205,33 @@ pub(super) async fn delete_file(
 }
 
 /// The models a workbench request can name.
+/// The models the API lists, each with its price (USD per million tokens), so the
+/// workbench can show what a run cost.
 pub(super) async fn models(
     State(state): State<AppState>,
     _user: User,
-) -> Result<Response, ApiError> {
-    let listed = crate::routes::models::list(
-        State(state),
+) -> Result<Json<Value>, ApiError> {
+    let Json(listed) = crate::routes::models::list(
+        State(state.clone()),
         Query(crate::routes::models::ListParams::default()),
     )
     .await?;
-    Ok(listed.into_response())
+    let mut listed = serde_json::to_value(listed).map_err(ApiError::internal)?;
+    if let Some(models) = listed["data"].as_array_mut() {
+        for model in models {
+            let price = state
+                .spend
+                .prices()
+                .price(model["id"].as_str().unwrap_or_default());
+            model["price"] = json!({
+                "input": price.input,
+                "output": price.output,
+                "cache_write_5m": price.cache_write_5m,
+                "cache_read": price.cache_read,
+            });
+        }
+    }
+    Ok(Json(listed))
 }
 
 /// The workbench: a Messages request run in a workspace, exactly as `/v1/messages` runs
