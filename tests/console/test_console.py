@@ -311,6 +311,33 @@ def test_members_key_expiry_schemas_splits_and_what_a_run_cost(priced, page):
     cleared = admin.post(f"/console/api/keys/{key_id}", json={"expires_in_days": 0}, headers={"x-missive-csrf": csrf})
     assert cleared.status_code == 200 and cleared.json()["expires_at"] is None
 
+    # Content capture, opted into for a week: the request and the answer, redacted.
+    team.locator("[data-testid=limit-capture_content_days]").fill("7")
+    team.locator("[data-testid=set-limits] button").click()
+    expect(team.locator("[data-testid=limit-capture_content_days]")).to_have_value("7")
+    captured = ask(secret, server, system="Write to ana@example.com; say hi.")
+    request_id = captured.headers["request-id"]
+    log = logged(page, lambda rows: request_id in page.content())
+    page.click(f"[data-testid=content-{request_id}]")
+    content = page.locator("[data-testid=request-content]")
+    expect(content).to_contain_text("[REDACTED EMAIL]")
+    assert "ana@example.com" not in content.inner_text()
+    answer_text = captured.parse().content[0].text
+    expect(content).to_contain_text(json.dumps(answer_text)[1:-1])
+    shot(page, "request-content")
+    # Turned off, new requests keep metadata only.
+    go(page, "workspaces")
+    team.locator("[data-testid=limit-capture_content_days]").fill("")
+    team.locator("[data-testid=set-limits] button").click()
+    expect(team.locator("[data-testid=limit-capture_content_days]")).to_have_value("")
+    uncaptured = ask(secret, server).headers["request-id"]
+    logged(page, lambda rows: uncaptured in page.content())
+    kept = admin.get(f"/console/api/requests/{uncaptured}/content", params={"workspace_id": workspace_id})
+    assert kept.status_code == 404, kept.text
+    assert admin.post(f"/console/api/workspaces/{workspace_id}/limits", json={"capture_content_days": 0},
+                      headers={"x-missive-csrf": csrf}).status_code == 400
+    go(page, "workspaces")
+
     # A schema, two versions, an A/B split over them; used by reference from the SDK.
     go(page, "schemas")
     page.select_option("#schemas-workspace", label="team-b")

@@ -175,17 +175,19 @@ async function workspaces(page) {
       }, w.killed ? "Turn traffic back on" : "Kill switch: stop traffic"));
       const number = (field, step) => el("input", {
         "data-testid": `limit-${field}`, type: "number", min: step === "any" ? 0 : 1, step: step || 1,
-        value: w.limits[field] === null ? "" : w.limits[field], placeholder: "config",
+        value: w.limits[field] === null ? "" : w.limits[field], placeholder: field === "capture_content_days" ? "off" : "config",
       });
       const limits = {
         requests_per_minute: number("requests_per_minute"),
         input_tokens_per_minute: number("input_tokens_per_minute"),
         output_tokens_per_minute: number("output_tokens_per_minute"),
         spend_cap_usd: number("spend_cap_usd", "any"),
+        capture_content_days: number("capture_content_days"),
       };
       section.append(form("set-limits", [
         ["Requests / min", limits.requests_per_minute], ["Input tokens / min", limits.input_tokens_per_minute],
         ["Output tokens / min", limits.output_tokens_per_minute], ["Spend cap, USD / month", limits.spend_cap_usd],
+        ["Keep content (redacted), days", limits.capture_content_days],
       ], "Set limits", async () => {
         const body = {};
         for (const [field, input] of Object.entries(limits)) body[field] = input.value === "" ? null : Number(input.value);
@@ -296,11 +298,20 @@ async function requests(page) {
       ["Input", (r) => r.input_tokens], ["Cache write", (r) => r.cache_creation_input_tokens],
       ["Cache read", (r) => r.cache_read_input_tokens], ["Output", (r) => r.output_tokens],
       ["Prompt", (r) => r.prompt_version || ""],
+      ["", (r) => r.path.endsWith("/messages") ? el("button", { "data-testid": `content-${r.request_id}`, onclick: () => showContent(r).catch(report) }, "Content") : ""],
     ], data, "request-log"));
+  };
+  // A workspace that keeps content (set beside its limits) shows what was asked and answered.
+  const content = el("pre", { "data-testid": "request-content" });
+  const showContent = async (r) => {
+    content.textContent = "";
+    const kept = await api("GET", `/console/api/requests/${encodeURIComponent(r.request_id)}/content?workspace_id=${encodeURIComponent(r.workspace_id)}`);
+    content.textContent = `Kept until ${kept.expires_at}\n\nRequest:\n${JSON.stringify(kept.request, null, 2)}\n\nResponse:\n${JSON.stringify(kept.response, null, 2)}`;
+    content.scrollIntoView();
   };
   page.append(el("h1", {}, "Request log"),
     form("log-filter", [["Key id", key], ["Model", model], ["Errors only", errors]], "Filter", load),
-    rows);
+    rows, el("h2", {}, "Content"), content);
   await load();
 }
 

@@ -25,6 +25,8 @@ struct Fields {
     prompt_version: Option<String>,
     /// Where the request's row goes, for requests the request log keeps.
     log: Option<crate::request_log::RequestLog>,
+    /// The request's content, for a workspace that keeps it.
+    capture: Option<crate::capture::Captured>,
     input_tokens: u64,
     output_tokens: u64,
     cache_read_input_tokens: u64,
@@ -77,6 +79,16 @@ impl AccessSlot {
         });
     }
 
+    pub fn capture(&self, captured: crate::capture::Captured) {
+        self.update(|f| f.capture = Some(captured));
+    }
+
+    fn take_capture(&self) -> Option<crate::capture::Captured> {
+        let mut taken = None;
+        self.update(|f| taken = f.capture.take());
+        taken
+    }
+
     fn snapshot(&self) -> Fields {
         match self.0.lock() {
             Ok(fields) => fields.clone(),
@@ -107,27 +119,33 @@ struct Line {
 
 impl Drop for Line {
     fn drop(&mut self) {
+        let captured = self.slot.take_capture();
         let f = self.slot.snapshot();
         let latency = self.started.elapsed().as_secs_f64();
         if let (Some(log), Some(workspace_id)) = (&f.log, &f.workspace_id) {
             let latency_ms = (latency * 1000.0) as u64;
-            log.record(missive_store::RequestLogEntry {
-                request_id: self.request_id.clone(),
-                at_ms: crate::ids::now_ms().saturating_sub(i64::try_from(latency_ms).unwrap_or(0)),
-                workspace_id: workspace_id.clone(),
-                api_key_id: f.key_id.clone().unwrap_or_default(),
-                method: self.method.clone(),
-                path: self.path.clone(),
-                status: self.status,
-                latency_ms,
-                model: f.model.clone(),
-                upstream: f.upstream.clone(),
-                prompt_version: f.prompt_version.clone(),
-                input_tokens: f.input_tokens,
-                output_tokens: f.output_tokens,
-                cache_read_input_tokens: f.cache_read_input_tokens,
-                cache_creation_input_tokens: f.cache_creation_input_tokens,
-            });
+            let at_ms = crate::ids::now_ms().saturating_sub(i64::try_from(latency_ms).unwrap_or(0));
+            let content = captured.map(|c| c.keep(&self.request_id, workspace_id, at_ms));
+            log.record(
+                missive_store::RequestLogEntry {
+                    request_id: self.request_id.clone(),
+                    at_ms,
+                    workspace_id: workspace_id.clone(),
+                    api_key_id: f.key_id.clone().unwrap_or_default(),
+                    method: self.method.clone(),
+                    path: self.path.clone(),
+                    status: self.status,
+                    latency_ms,
+                    model: f.model.clone(),
+                    upstream: f.upstream.clone(),
+                    prompt_version: f.prompt_version.clone(),
+                    input_tokens: f.input_tokens,
+                    output_tokens: f.output_tokens,
+                    cache_read_input_tokens: f.cache_read_input_tokens,
+                    cache_creation_input_tokens: f.cache_creation_input_tokens,
+                },
+                content,
+            );
         }
         crate::metrics::request_finished(&self.path, self.status, latency);
         if let (Some(workspace), Some(model)) = (&f.workspace, &f.model) {

@@ -62,6 +62,8 @@ pub struct Admitted {
     pub context: ContextAsks,
     /// Registry prompts and schemas the request named, for the response's headers.
     pub registry: crate::registry::Used,
+    /// The workspace keeps its requests' content this many days (`crate::capture`).
+    pub capture_content_days: Option<u32>,
 }
 
 impl Admitted {
@@ -114,7 +116,7 @@ pub async fn admit(
     let backend = state.models.resolve(&request.model)?;
     let descriptor = backend.descriptor();
     check_kill_switch(state, principal, [&request.model, &descriptor.id])?;
-    take_up_workspace_limits(state, principal)?;
+    let capture_content_days = take_up_workspace_limits(state, principal)?;
     state
         .signer
         .verify_history(&principal.workspace_id, &request)?;
@@ -290,6 +292,7 @@ pub async fn admit(
         service_tier,
         context,
         registry,
+        capture_content_days,
     })
 }
 
@@ -315,17 +318,21 @@ fn check_key(state: &AppState, principal: &Principal) -> Result<(), ApiError> {
 }
 
 /// Limits and the spend cap an operator set for the workspace at run time (the console)
-/// apply from the next request, on every replica.
-fn take_up_workspace_limits(state: &AppState, principal: &Principal) -> Result<(), ApiError> {
+/// apply from the next request, on every replica. Answers whether (for how many days) the
+/// workspace keeps its requests' content.
+fn take_up_workspace_limits(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<Option<u32>, ApiError> {
     let Some(controls) = state.auth.controls() else {
-        return Ok(());
+        return Ok(None);
     };
     let set = controls.workspace_limits(&principal.workspace_id)?;
     state.limits.set_runtime(&principal.workspace, set);
     state
         .spend
         .set_runtime_cap(&principal.workspace, set.spend_cap_usd);
-    Ok(())
+    Ok(set.capture_content_days)
 }
 
 /// Refuses traffic an operator switched off, for the model as asked or as resolved.

@@ -11,6 +11,7 @@ mod auth;
 mod batch_results;
 pub mod batch_worker;
 mod billing;
+mod capture;
 pub mod console_oidc;
 pub mod console_session;
 mod context_window;

@@ -2,12 +2,13 @@
 //! included), written to the store off the request path. A request only hands its row to
 //! a bounded queue; one task writes what has gathered (for up to 200 ms) in one statement,
 //! and prunes rows past the retention period. When the queue is full (the store far behind), rows are
-//! dropped and counted rather than slowing requests down.
+//! dropped and counted rather than slowing requests down. Content a workspace captures
+//! (`crate::capture`) rides with its row, and is pruned when it expires.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use missive_store::{RequestLogEntry, Store};
+use missive_store::{CapturedContent, RequestLogEntry, Store};
 use tokio::sync::mpsc;
 
 /// Rows waiting at most; beyond this a burst is dropped, not queued without bound.
@@ -21,7 +22,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 /// Where requests hand their rows.
 #[derive(Debug, Clone)]
 pub struct RequestLog {
-    sender: mpsc::Sender<RequestLogEntry>,
+    sender: mpsc::Sender<(RequestLogEntry, Option<CapturedContent>)>,
 }
 
 impl RequestLog {
@@ -32,8 +33,8 @@ impl RequestLog {
         Self { sender }
     }
 
-    pub fn record(&self, entry: RequestLogEntry) {
-        if self.sender.try_send(entry).is_err() {
+    pub fn record(&self, entry: RequestLogEntry, content: Option<CapturedContent>) {
+        if self.sender.try_send((entry, content)).is_err() {
             metrics::counter!("missive_request_log_dropped_total").increment(1);
         }
     }
@@ -41,7 +42,7 @@ impl RequestLog {
 
 async fn write(
     store: Arc<dyn Store>,
-    mut receiver: mpsc::Receiver<RequestLogEntry>,
+    mut receiver: mpsc::Receiver<(RequestLogEntry, Option<CapturedContent>)>,
     retention: Duration,
 ) {
     let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
@@ -59,9 +60,16 @@ async fn write(
         let prune = pruned.elapsed() >= PRUNE_EVERY;
         let store = Arc::clone(&store);
         let written = tokio::task::spawn_blocking(move || {
+            let (rows, contents): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
             store.log_requests(&rows)?;
+            let contents: Vec<CapturedContent> = contents.into_iter().flatten().collect();
+            if !contents.is_empty() {
+                store.capture_content(&contents)?;
+            }
             if prune {
-                store.prune_request_log(crate::ids::now_ms().saturating_sub(retention_ms))?;
+                let now = crate::ids::now_ms();
+                store.prune_request_log(now.saturating_sub(retention_ms))?;
+                store.prune_captured_content(now)?;
             }
             Ok::<_, missive_store::Error>(())
         })

@@ -18,7 +18,7 @@ pub use postgres::PostgresStore;
 pub use registry::{
     LabelTarget, RegistryEntry, RegistryKind, RegistryVersion, SplitShare, PRODUCTION,
 };
-pub use request_log::{RequestLogEntry, RequestLogQuery};
+pub use request_log::{CapturedContent, RequestLogEntry, RequestLogQuery};
 pub use sqlite::SqliteStore;
 pub use tenancy::{
     AuditEntry, KillSwitch, Member, Organization, User, Workspace, WorkspaceLimits,
@@ -125,6 +125,16 @@ pub trait Store: Send + Sync {
     fn request_log(&self, query: &RequestLogQuery) -> Result<Vec<RequestLogEntry>, Error>;
     /// Drops request log rows older than `before_ms`; returns how many.
     fn prune_request_log(&self, before_ms: i64) -> Result<u64, Error>;
+    /// Keeps captured request content until each row's expiry.
+    fn capture_content(&self, rows: &[CapturedContent]) -> Result<(), Error>;
+    /// A request's captured content, unless it has expired.
+    fn captured_content(
+        &self,
+        workspace_id: &str,
+        request_id: &str,
+    ) -> Result<Option<CapturedContent>, Error>;
+    /// Drops captured content whose expiry is before `now_ms`.
+    fn prune_captured_content(&self, now_ms: i64) -> Result<u64, Error>;
 
     fn audit(&self, entry: &AuditEntry) -> Result<(), Error>;
     /// Newest first.

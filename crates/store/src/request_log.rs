@@ -24,6 +24,20 @@ pub struct RequestLogEntry {
     pub cache_creation_input_tokens: u64,
 }
 
+/// One request's content, kept only for workspaces that opt in: the request body and the
+/// final message, both redacted before they get here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedContent {
+    pub request_id: String,
+    pub workspace_id: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// Unix milliseconds; read as gone from then on, and pruned.
+    pub expires_at_ms: i64,
+    pub request: String,
+    pub response: String,
+}
+
 /// Which rows to read, newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestLogQuery {

@@ -86,6 +86,9 @@ pub struct WorkspaceLimits {
     pub output_tokens_per_minute: Option<u32>,
     /// Per calendar month (UTC), in USD.
     pub spend_cap_usd: Option<f64>,
+    /// Keep the content of the workspace's Messages requests (redacted) for this many days;
+    /// `None`: content is never kept.
+    pub capture_content_days: Option<u32>,
 }
 
 impl WorkspaceLimits {

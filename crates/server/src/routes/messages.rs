@@ -172,6 +172,12 @@ pub(crate) async fn run(
     let events =
         crate::documents::cite_stream(events, admitted.citable, admitted.cites_server_results);
     let events = billing::metered(events, billing);
+    let events = match admitted.capture_content_days {
+        Some(days) if state.request_log.is_some() => {
+            crate::capture::tap(events, body, days, slot.clone())
+        }
+        _ => events,
+    };
     let mut headers = axum::http::HeaderMap::new();
     headers.extend(extra_headers);
     for (name, used) in [

@@ -27,10 +27,10 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use crate::request_log::{count, uncount};
 
 use crate::{
-    now_ms, ApiKey, AuditEntry, Batch, BatchResult, Error, FileMeta, KeyKind, KeyStatus,
-    KillSwitch, LabelTarget, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest,
-    RegistryEntry, RegistryKind, RegistryVersion, RequestLogEntry, RequestLogQuery, Store,
-    UsageQuery, UsageRecord, UsageRow, User, Workspace, WorkspaceLimits,
+    now_ms, ApiKey, AuditEntry, Batch, BatchResult, CapturedContent, Error, FileMeta, KeyKind,
+    KeyStatus, KillSwitch, LabelTarget, Member, NewApiKey, NewBatchRequest, Organization,
+    PendingRequest, RegistryEntry, RegistryKind, RegistryVersion, RequestLogEntry, RequestLogQuery,
+    Store, UsageQuery, UsageRecord, UsageRow, User, Workspace, WorkspaceLimits,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_workspace_limits.sql"),
     include_str!("../../migrations/postgres/0005_request_log.sql"),
     include_str!("../../migrations/postgres/0006_usage_by_endpoint.sql"),
+    include_str!("../../migrations/postgres/0007_capture_content.sql"),
 ];
 
 /// Serializes migrations across replicas starting together (an arbitrary constant).
@@ -555,6 +556,79 @@ impl Store for PostgresStore {
         })
     }
 
+    fn capture_content(&self, rows: &[CapturedContent]) -> Result<(), Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rows = rows.to_vec();
+        self.run(move |mut c| async move {
+            let tx = c.transaction().await?;
+            let statement = tx
+                .prepare_cached(
+                    "INSERT INTO request_content (request_id, workspace_id, at_ms, \
+                     expires_at_ms, request, response) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (request_id) DO UPDATE SET request = excluded.request, \
+                     response = excluded.response, expires_at_ms = excluded.expires_at_ms",
+                )
+                .await?;
+            for r in &rows {
+                tx.execute(
+                    &statement,
+                    &[
+                        &r.request_id,
+                        &r.workspace_id,
+                        &r.at_ms,
+                        &r.expires_at_ms,
+                        &r.request,
+                        &r.response,
+                    ],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn captured_content(
+        &self,
+        workspace_id: &str,
+        request_id: &str,
+    ) -> Result<Option<CapturedContent>, Error> {
+        let (w, id) = (workspace_id.to_owned(), request_id.to_owned());
+        self.run(move |c| async move {
+            let row = c
+                .query_opt(
+                    "SELECT request_id, workspace_id, at_ms, expires_at_ms, request, response \
+                     FROM request_content WHERE workspace_id = $1 AND request_id = $2 \
+                     AND expires_at_ms > $3",
+                    &[&w, &id, &now_ms()],
+                )
+                .await?;
+            row.map(|row| {
+                Ok(CapturedContent {
+                    request_id: row.try_get(0)?,
+                    workspace_id: row.try_get(1)?,
+                    at_ms: row.try_get(2)?,
+                    expires_at_ms: row.try_get(3)?,
+                    request: row.try_get(4)?,
+                    response: row.try_get(5)?,
+                })
+            })
+            .transpose()
+        })
+    }
+
+    fn prune_captured_content(&self, now_ms: i64) -> Result<u64, Error> {
+        self.run(move |c| async move {
+            Ok(c.execute(
+                "DELETE FROM request_content WHERE expires_at_ms <= $1",
+                &[&now_ms],
+            )
+            .await?)
+        })
+    }
+
     fn audit(&self, entry: &AuditEntry) -> Result<(), Error> {
         let e = entry.clone();
         self.run(move |c| async move {
@@ -632,18 +706,23 @@ impl Store for PostgresStore {
             } else {
                 c.execute(
                     "INSERT INTO workspace_limits (workspace_id, requests_per_minute, \
-                     input_tokens_per_minute, output_tokens_per_minute, spend_cap_usd) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workspace_id) DO UPDATE SET \
+                     input_tokens_per_minute, output_tokens_per_minute, spend_cap_usd, \
+                     capture_content_days) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (workspace_id) DO UPDATE SET \
                      requests_per_minute = excluded.requests_per_minute, \
                      input_tokens_per_minute = excluded.input_tokens_per_minute, \
                      output_tokens_per_minute = excluded.output_tokens_per_minute, \
-                     spend_cap_usd = excluded.spend_cap_usd",
+                     spend_cap_usd = excluded.spend_cap_usd, \
+                     capture_content_days = excluded.capture_content_days",
                     &[
                         &w,
                         &number(limits.requests_per_minute),
                         &number(limits.input_tokens_per_minute),
                         &number(limits.output_tokens_per_minute),
                         &limits.spend_cap_usd,
+                        &limits
+                            .capture_content_days
+                            .map(|d| i32::try_from(d).unwrap_or(i32::MAX)),
                     ],
                 )
                 .await?;
@@ -657,7 +736,8 @@ impl Store for PostgresStore {
         self.run(move |c| async move {
             c.query(
                 "SELECT workspace_id, requests_per_minute, input_tokens_per_minute, \
-                 output_tokens_per_minute, spend_cap_usd FROM workspace_limits ORDER BY workspace_id",
+                 output_tokens_per_minute, spend_cap_usd, capture_content_days \
+                 FROM workspace_limits ORDER BY workspace_id",
                 &[],
             )
             .await?
@@ -670,6 +750,9 @@ impl Store for PostgresStore {
                         input_tokens_per_minute: number(row.try_get(2)?),
                         output_tokens_per_minute: number(row.try_get(3)?),
                         spend_cap_usd: row.try_get(4)?,
+                        capture_content_days: row
+                            .try_get::<_, Option<i32>>(5)?
+                            .and_then(|d| u32::try_from(d).ok()),
                     },
                 ))
             })

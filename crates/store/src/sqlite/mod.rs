@@ -16,10 +16,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::request_log::{count, uncount};
 
 use crate::{
-    now_ms, ApiKey, AuditEntry, Batch, BatchResult, Error, FileMeta, KeyKind, KeyStatus,
-    KillSwitch, LabelTarget, Member, NewApiKey, NewBatchRequest, Organization, PendingRequest,
-    RegistryEntry, RegistryKind, RegistryVersion, RequestLogEntry, RequestLogQuery, Store,
-    UsageQuery, UsageRecord, UsageRow, User, Workspace, WorkspaceLimits,
+    now_ms, ApiKey, AuditEntry, Batch, BatchResult, CapturedContent, Error, FileMeta, KeyKind,
+    KeyStatus, KillSwitch, LabelTarget, Member, NewApiKey, NewBatchRequest, Organization,
+    PendingRequest, RegistryEntry, RegistryKind, RegistryVersion, RequestLogEntry, RequestLogQuery,
+    Store, UsageQuery, UsageRecord, UsageRow, User, Workspace, WorkspaceLimits,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0009_registry_splits_versions.sql"),
     include_str!("../../migrations/sqlite/0010_workspace_limits.sql"),
     include_str!("../../migrations/sqlite/0011_usage_by_endpoint.sql"),
+    include_str!("../../migrations/sqlite/0012_capture_content.sql"),
 ];
 
 /// Writes (the ledger's commits, admin changes) go through one connection, lookups on the
@@ -408,6 +409,65 @@ impl Store for SqliteStore {
         Ok(dropped as u64)
     }
 
+    fn capture_content(&self, rows: &[CapturedContent]) -> Result<(), Error> {
+        let mut conn = self.requests.lock().map_err(|_| Error::Poisoned)?;
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO request_content (request_id, workspace_id, at_ms, \
+                 expires_at_ms, request, response) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for r in rows {
+                stmt.execute(params![
+                    r.request_id,
+                    r.workspace_id,
+                    r.at_ms,
+                    r.expires_at_ms,
+                    r.request,
+                    r.response
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn captured_content(
+        &self,
+        workspace_id: &str,
+        request_id: &str,
+    ) -> Result<Option<CapturedContent>, Error> {
+        let conn = self.requests.lock().map_err(|_| Error::Poisoned)?;
+        let found = conn
+            .query_row(
+                "SELECT request_id, workspace_id, at_ms, expires_at_ms, request, response \
+                 FROM request_content WHERE workspace_id = ?1 AND request_id = ?2 \
+                 AND expires_at_ms > ?3",
+                params![workspace_id, request_id, now_ms()],
+                |row| {
+                    Ok(CapturedContent {
+                        request_id: row.get(0)?,
+                        workspace_id: row.get(1)?,
+                        at_ms: row.get(2)?,
+                        expires_at_ms: row.get(3)?,
+                        request: row.get(4)?,
+                        response: row.get(5)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(found)
+    }
+
+    fn prune_captured_content(&self, now_ms: i64) -> Result<u64, Error> {
+        let conn = self.requests.lock().map_err(|_| Error::Poisoned)?;
+        let dropped = conn.execute(
+            "DELETE FROM request_content WHERE expires_at_ms <= ?1",
+            params![now_ms],
+        )?;
+        Ok(dropped as u64)
+    }
+
     fn audit(&self, entry: &AuditEntry) -> Result<(), Error> {
         self.with(|conn| {
             conn.execute(
@@ -477,18 +537,21 @@ impl Store for SqliteStore {
             } else {
                 conn.execute(
                     "INSERT INTO workspace_limits (workspace_id, requests_per_minute, \
-                     input_tokens_per_minute, output_tokens_per_minute, spend_cap_usd) \
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (workspace_id) DO UPDATE SET \
+                     input_tokens_per_minute, output_tokens_per_minute, spend_cap_usd, \
+                     capture_content_days) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (workspace_id) DO UPDATE SET \
                      requests_per_minute = excluded.requests_per_minute, \
                      input_tokens_per_minute = excluded.input_tokens_per_minute, \
                      output_tokens_per_minute = excluded.output_tokens_per_minute, \
-                     spend_cap_usd = excluded.spend_cap_usd",
+                     spend_cap_usd = excluded.spend_cap_usd, \
+                     capture_content_days = excluded.capture_content_days",
                     params![
                         workspace_id,
                         limits.requests_per_minute,
                         limits.input_tokens_per_minute,
                         limits.output_tokens_per_minute,
-                        limits.spend_cap_usd
+                        limits.spend_cap_usd,
+                        limits.capture_content_days
                     ],
                 )?;
             }
@@ -500,7 +563,8 @@ impl Store for SqliteStore {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT workspace_id, requests_per_minute, input_tokens_per_minute, \
-                 output_tokens_per_minute, spend_cap_usd FROM workspace_limits ORDER BY workspace_id",
+                 output_tokens_per_minute, spend_cap_usd, capture_content_days \
+                 FROM workspace_limits ORDER BY workspace_id",
             )?;
             let rows = stmt
                 .query_map([], |row| {
@@ -511,6 +575,7 @@ impl Store for SqliteStore {
                             input_tokens_per_minute: row.get(2)?,
                             output_tokens_per_minute: row.get(3)?,
                             spend_cap_usd: row.get(4)?,
+                            capture_content_days: row.get(5)?,
                         },
                     ))
                 })?

@@ -40,6 +40,7 @@ every_store!(
     usage_is_bucketed_grouped_and_filtered,
     usage_groups_by_the_registry_versions_a_call_used,
     the_request_log_keeps_failures_filters_and_is_pruned,
+    captured_content_is_scoped_by_workspace_and_gone_once_expired,
     the_audit_log_lists_newest_first,
     kill_switches_cover_workspace_model_and_everything,
     workspace_limits_are_set_read_back_and_cleared_and_move_the_generation,

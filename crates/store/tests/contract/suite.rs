@@ -4,9 +4,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use missive_store::{
-    hash_key, AuditEntry, Dimension, Error, FileMeta, KeyKind, KeyStatus, KillSwitch, LabelTarget,
-    NewBatchRequest, RequestLogEntry, RequestLogQuery, SplitShare, Store, TokenCounts, UsageQuery,
-    UsageRecord, WorkspaceLimits, DEFAULT_WORKSPACE_ID, PRODUCTION,
+    hash_key, AuditEntry, CapturedContent, Dimension, Error, FileMeta, KeyKind, KeyStatus,
+    KillSwitch, LabelTarget, NewBatchRequest, RequestLogEntry, RequestLogQuery, SplitShare, Store,
+    TokenCounts, UsageQuery, UsageRecord, WorkspaceLimits, DEFAULT_WORKSPACE_ID, PRODUCTION,
 };
 
 use crate::fixtures::Fixture;
@@ -847,6 +847,7 @@ pub fn workspace_limits_are_set_read_back_and_cleared_and_move_the_generation(f:
     let limits = WorkspaceLimits {
         requests_per_minute: Some(1),
         spend_cap_usd: Some(2.5),
+        capture_content_days: Some(7),
         ..WorkspaceLimits::default()
     };
     store.set_workspace_limits("w1", &limits).unwrap();
@@ -926,4 +927,41 @@ pub fn the_request_log_keeps_failures_filters_and_is_pruned(f: &Fixture) {
     assert_eq!(by_key.len(), 1);
     assert_eq!(store.prune_request_log(3).unwrap(), 2);
     assert_eq!(store.request_log(&all).unwrap(), vec![rows[2].clone()]);
+}
+
+pub fn captured_content_is_scoped_by_workspace_and_gone_once_expired(f: &Fixture) {
+    let store = &f.store;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let row = |id: &str, expires_at_ms: i64| CapturedContent {
+        request_id: id.into(),
+        workspace_id: "w1".into(),
+        at_ms: now,
+        expires_at_ms,
+        request: format!("{{\"asked\": \"{id}\"}}"),
+        response: "{\"content\": []}".into(),
+    };
+    let kept = row("req_kept", now + 60_000);
+    let expired = row("req_expired", now - 1);
+    store
+        .capture_content(&[kept.clone(), expired.clone()])
+        .unwrap();
+    assert_eq!(
+        store.captured_content("w1", "req_kept").unwrap(),
+        Some(kept)
+    );
+    assert_eq!(
+        store.captured_content("w2", "req_kept").unwrap(),
+        None,
+        "another workspace cannot read it"
+    );
+    assert_eq!(
+        store.captured_content("w1", "req_expired").unwrap(),
+        None,
+        "expired content reads as gone before it is pruned"
+    );
+    assert_eq!(store.prune_captured_content(now).unwrap(), 1);
+    assert!(store.captured_content("w1", "req_kept").unwrap().is_some());
 }

@@ -80,6 +80,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/console/api/usage", get(traffic::usage))
         .route("/console/api/requests", get(traffic::requests))
+        .route(
+            "/console/api/requests/{request_id}/content",
+            get(traffic::request_content),
+        )
         .route("/console/api/audit", get(organization::audit_log))
         .route("/console/api/models", get(workspace::models))
         .route("/console/api/batches", get(workspace::batches))

@@ -48,6 +48,7 @@ pub(super) async fn workspaces(
                     "input_tokens_per_minute": set.input_tokens_per_minute,
                     "output_tokens_per_minute": set.output_tokens_per_minute,
                     "spend_cap_usd": set.spend_cap_usd,
+                    "capture_content_days": set.capture_content_days,
                 },
             })
         })
@@ -94,6 +95,9 @@ struct LimitsBody {
     output_tokens_per_minute: Option<u32>,
     #[serde(default)]
     spend_cap_usd: Option<f64>,
+    /// Keep the workspace's request content (redacted) this many days; absent or null: off.
+    #[serde(default)]
+    capture_content_days: Option<u32>,
 }
 
 /// Sets a workspace's rate limits and monthly spend cap (a field left out or null keeps the
@@ -125,6 +129,14 @@ pub(super) async fn set_limits(
             "spend_cap_usd: a number of dollars, 0 or more",
         ));
     }
+    if request
+        .capture_content_days
+        .is_some_and(|days| !(1..=365).contains(&days))
+    {
+        return Err(ApiError::invalid(
+            "capture_content_days: 1 to 365 days (null: content is not kept)",
+        ));
+    }
     let store = store(&state)?;
     if store.workspace(&workspace_id)?.is_none() {
         return Err(ApiError::not_found(format!(
@@ -136,6 +148,7 @@ pub(super) async fn set_limits(
         input_tokens_per_minute: request.input_tokens_per_minute,
         output_tokens_per_minute: request.output_tokens_per_minute,
         spend_cap_usd: request.spend_cap_usd,
+        capture_content_days: request.capture_content_days,
     };
     store.set_workspace_limits(&workspace_id, &limits)?;
     let view = json!({
@@ -143,6 +156,7 @@ pub(super) async fn set_limits(
         "input_tokens_per_minute": limits.input_tokens_per_minute,
         "output_tokens_per_minute": limits.output_tokens_per_minute,
         "spend_cap_usd": limits.spend_cap_usd,
+        "capture_content_days": limits.capture_content_days,
     });
     user.audit(store, "workspace.limits", &workspace_id, view.clone());
     Ok(Json(view))

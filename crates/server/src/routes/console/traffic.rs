@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use missive_store::{Dimension, RequestLogQuery, TokenCounts, UsageQuery};
 use serde_json::{json, Value};
@@ -136,4 +136,31 @@ pub(super) async fn requests(
         })
         .collect();
     Ok(Json(json!({ "data": data })))
+}
+
+/// A request's captured content (its workspace opted in, and it has not expired), as
+/// stored: redacted.
+pub(super) async fn request_content(
+    State(state): State<AppState>,
+    user: User,
+    Path(request_id): Path<String>,
+    Query(filter): Query<Filter>,
+) -> Result<Json<Value>, ApiError> {
+    let workspace = super::registry_workspace(&user, filter.workspace_id.as_deref())?;
+    let id = request_id.clone();
+    let found =
+        read_off_workers(&state, move |store| store.captured_content(&workspace, &id)).await?;
+    let content = found.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no content kept for {request_id}: its workspace does not capture content, or it expired"
+        ))
+    })?;
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::from(text));
+    Ok(Json(json!({
+        "request_id": content.request_id,
+        "at": rfc3339_ms(content.at_ms),
+        "expires_at": rfc3339_ms(content.expires_at_ms),
+        "request": parse(&content.request),
+        "response": parse(&content.response),
+    })))
 }
