@@ -93,12 +93,13 @@ class Operator:
         return self.reads
 
 
-def alternate(args, measure):
-    """Runs `measure(side)` for both sides `args.rounds` times, alternating which goes first
-    so drift on a shared machine hits both alike. `measure` returns (closed, opened, extra)."""
-    results = {True: [], False: []}
-    for round_no in range(1, args.rounds + 1):
-        for side in [False, True] if round_no % 2 else [True, False]:
+def alternate(args, measure, sides=(False, True)):
+    """Runs `measure(side)` for every side `args.rounds` times, rotating which goes first so
+    drift on a shared machine hits all alike. `measure` returns (closed, opened, extra)."""
+    results = {side: [] for side in sides}
+    for round_no in range(args.rounds):
+        turn = round_no % len(sides)
+        for side in sides[turn:] + sides[:turn]:
             results[side].append(measure(side))
     return results
 
@@ -109,28 +110,39 @@ def stop(proc, home):
     shutil.rmtree(home, ignore_errors=True)
 
 
-def ratio_table(args, results, off_name, on_name):
-    """The median of each load and metric on both sides, and their ratio."""
+def ratio_table(args, results, names):
+    """The median of each load and metric on every side, and each side's ratio to the first
+    (`names`: side -> column title, the baseline first)."""
 
     def med(side, which, field):
         return statistics.median(r[which][field] for r in results[side])
 
-    lines = [f"| load | metric | {off_name} | {on_name} | on/off |", "|---|---|---|---|---|"]
+    base, *others = names
+    header = " | ".join(names.values())
+    ratios = " | ".join(f"{names[o]}/{names[base]}" for o in others)
+    lines = [f"| load | metric | {header} | {ratios} |", "|---|---|" + "---|" * (len(names) + len(others))]
     for which, name in ((0, f"closed loop, {args.connections} connections"), (1, f"open loop, {args.rate} req/s")):
         for field, label in (("rps", "requests/s"), ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms")):
-            off, on = med(False, which, field), med(True, which, field)
-            lines.append(f"| {name} | {label} | {off:.2f} | {on:.2f} | {on / off:.3f}x |")
+            values = [med(side, which, field) for side in names]
+            cells = " | ".join(f"{v:.2f}" for v in values)
+            rel = " | ".join(f"{v / values[0]:.3f}x" for v in values[1:])
+            lines.append(f"| {name} | {label} | {cells} | {rel} |")
     return lines
 
 
-def console_main(args):
-    """Governance on both sides; the console off on one, on (and watched) on the other."""
+def spread(results, side, which, field):
+    """Each round's figure, to show the run-to-run noise the ratios sit in."""
+    return ", ".join(f"{r[which][field]:.2f}" for r in results[side])
 
-    def measure(console):
-        proc, url, key, home = start(args, True, console=console)
+
+def console_main(args):
+    """Governance on every side: the console off; on with nobody signed in; on and watched."""
+    names = {"off": "console off", "on": "console on", "watched": "on, watched"}
+
+    def measure(side):
+        proc, url, key, home = start(args, True, console=side != "off")
         try:
-            operator = Operator(url) if console else None
-            side = "console" if console else "no console"
+            operator = Operator(url) if side == "watched" else None
             closed = load(args, url, key, f"{side} closed", connections=args.connections)
             opened = load(args, url, key, f"{side} open", rate=args.rate)
             reads = operator.close() if operator else 0
@@ -139,19 +151,22 @@ def console_main(args):
         print(json.dumps(closed), json.dumps(opened), f"console reads {reads}", flush=True)
         return closed, opened, reads
 
-    results = alternate(args, measure)
+    results = alternate(args, measure, sides=tuple(names))
     lines = [
         "# The console's cost to the API: `count_tokens`, governance on, console off vs on",
         "",
-        f"Missive release build, default model, {args.threads} threads, {args.rounds} rounds alternating; "
+        f"Missive release build, default model, {args.threads} threads, {args.rounds} rounds rotating the order; "
         f"each load {args.seconds:.0f} s after 2 s warm-up (`missive bench http`, one client thread on the same machine). "
-        "Both sides govern (a stored key, rate limits, the ledger). Off: `[console] enabled = false`. "
-        "On: the console served, and a signed-in session reading the overview and the request log (200 rows) "
-        "once a second throughout. Medians.",
+        "Every side governs (a stored key, rate limits, the ledger). Off: `[console] enabled = false`. "
+        "On: the console served and every request written to its request log, nobody signed in. "
+        "Watched: as on, and a signed-in session reading the overview and the request log (200 rows) "
+        "once a second throughout, on the same two cores. Medians.",
         "",
-        *ratio_table(args, results, "console off", "console on"),
+        *ratio_table(args, results, names),
         "",
-        f"Console reads per run with the console on: {[r[2] for r in results[True]]}.",
+        f"p99 ms at {args.rate} req/s, each round (run-to-run noise): "
+        + "; ".join(f"{names[side]}: {spread(results, side, 1, 'p99_ms')}" for side in names) + ".",
+        f"Console reads per watched run: {[r[2] for r in results['watched']]}.",
         "Target: nothing measurable (p99 ratio within run-to-run noise at 1,000 requests/s).",
     ]
     write_report(args, "console.md", lines)
@@ -186,7 +201,7 @@ def main():
         "On: a key from the store (cached; the store's control generation re-read every 2 ms), per-workspace token buckets, the kill-switch check, and a ledger row "
         "committed (group commit) before each response. Off: `MISSIVE_GOVERNANCE=off`. Medians.",
         "",
-        *ratio_table(args, results, "off", "on"),
+        *ratio_table(args, results, {False: "off", True: "on"}),
         "",
         f"Ledger rows written per governed run: {[r[2] for r in results[True]]} (every answered request, committed before its response).",
         "Target: governance costs under 10% (throughput ratio >= 0.90x, p99 ratio <= 1.10x at 1,000 requests/s).",

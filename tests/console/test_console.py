@@ -30,7 +30,7 @@ ORDER = {
     "required": ["size", "count"],
     "additionalProperties": False,
 }
-# Where page screenshots go (scripts/console-screenshots points it at docs/console).
+# Where page screenshots go: `MISSIVE_CONSOLE_SCREENSHOTS=docs/console` writes the committed ones.
 SHOTS = os.environ.get("MISSIVE_CONSOLE_SCREENSHOTS")
 
 
