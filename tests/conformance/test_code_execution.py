@@ -27,12 +27,12 @@ wall_s = 20
     server.stop()
 
 
-def run(client, prompt, **extra):
+def run(client, prompt, tools=TOOLS, **extra):
     return client.beta.messages.create(
         model="claude-sonnet-4-5",
         max_tokens=120,
         messages=[{"role": "user", "content": prompt}],
-        tools=TOOLS,
+        tools=tools,
         tool_choice={"type": "tool", "name": "code_execution", "disable_parallel_tool_use": True},
         betas=BETAS,
         **sampling(temperature=0.0),
@@ -67,3 +67,18 @@ def test_a_written_file_is_a_files_api_file_and_the_container_is_kept(code_clien
     again = run(code_client, "Run cat otters.txt to show the file.", container=message.container.id)
     assert again.container.id == message.container.id
     assert again.content[1].content.stdout == "otters\n", again.content
+
+
+@pytest.mark.parametrize("version", ["code_execution_20260120", "code_execution_20260521"])
+def test_the_newer_versions_run_as_the_first_and_refuse_programmatic_calls(code_client, version):
+    """They add REPL state for programmatic tool calling; without it they run commands as
+    `code_execution_20250825` does, and asking for programmatic calls is a 400 naming it."""
+    message = run(code_client, "Run python3 to print the value of 17 * 23.",
+                  tools=[{"type": version, "name": "code_execution"}])
+    call, result = message.content[0], message.content[1]
+    assert call.name == "bash_code_execution"
+    assert result.content.stdout == "391\n", result
+    weather = {"name": "get_weather", "input_schema": {"type": "object"}, "allowed_callers": [version]}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        run(code_client, "Weather?", tools=[{"type": version, "name": "code_execution"}, weather])
+    assert "tools.1.allowed_callers" in refused.value.message

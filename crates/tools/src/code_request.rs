@@ -11,7 +11,14 @@ use crate::code_execution;
 use crate::spec::{self, Kind, ServerTool};
 use crate::{Files, Tenant, Toolbox};
 
-const CODE_EXECUTION: &str = "code_execution_20250825";
+/// The versions run, all as `code_execution_20250825` runs (bash and the text editor). The
+/// later two add REPL state kept for programmatic tool calling, which this server refuses
+/// by name (`allowed_callers`), so without it they behave as the first.
+const CODE_EXECUTION: [&str; 3] = [
+    "code_execution_20250825",
+    "code_execution_20260120",
+    "code_execution_20260521",
+];
 
 /// The request's `code_execution` tool, as the two tools the model calls, and its
 /// container (named by `container`, or new), with `container_upload` files copied in.
@@ -22,9 +29,11 @@ pub(crate) async fn prepare(
     found: &mut Vec<ServerTool>,
 ) -> Result<Option<code_execution::Container>, String> {
     let tools = request.tools.get_or_insert_with(Vec::new);
-    let at = tools
-        .iter()
-        .position(|t| t.kind.as_deref() == Some(CODE_EXECUTION));
+    let at = tools.iter().position(|t| {
+        t.kind
+            .as_deref()
+            .is_some_and(|k| CODE_EXECUTION.contains(&k))
+    });
     let requested = match &request.container {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(id)) => Some(id.clone()),
@@ -50,7 +59,10 @@ pub(crate) async fn prepare(
     }
     let Some(containers) = &toolbox.containers else {
         let field = match at {
-            Some(i) => format!("tools.{i}.type: `{CODE_EXECUTION}`"),
+            Some(i) => format!(
+                "tools.{i}.type: `{}`",
+                tools[i].kind.as_deref().unwrap_or_default()
+            ),
             None => "container".to_owned(),
         };
         return Err(format!(
