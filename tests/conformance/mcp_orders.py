@@ -1,8 +1,9 @@
-"""A small MCP server written with the official Python SDK (`mcp`), over Streamable HTTP,
-that answers only requests carrying its bearer token. Tools: `lookup_order` (an answer
-the model must read), `hang` (never answers, for timeouts).
+"""A small MCP server written with the official Python SDK (`mcp`), over Streamable HTTP
+(at /mcp) or the older HTTP+SSE transport (at /sse), that answers only requests carrying
+its bearer token. Tools: `lookup_order` (an answer the model must read), `hang` (never
+answers, for timeouts).
 
-Usage: python mcp_orders.py PORT TOKEN
+Usage: python mcp_orders.py PORT TOKEN [streamable|sse]
 """
 
 import asyncio
@@ -43,5 +44,6 @@ def require_token(app, token):
 
 if __name__ == "__main__":
     port, token = int(sys.argv[1]), sys.argv[2]
-    app = require_token(server.streamable_http_app(), token)
+    transport = sys.argv[3] if len(sys.argv) > 3 else "streamable"
+    app = require_token(server.sse_app() if transport == "sse" else server.streamable_http_app(), token)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

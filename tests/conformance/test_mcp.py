@@ -1,7 +1,7 @@
 """The MCP connector against real MCP servers (issue 23): the reference server
 `@modelcontextprotocol/server-everything` from npm and a server written with the official
-Python `mcp` SDK that needs a bearer token, both over Streamable HTTP, driven through the
-official SDK's beta messages. The 0.5B model is forced to call; it calls again in every
+Python `mcp` SDK that needs a bearer token, over Streamable HTTP and over the older
+HTTP+SSE transport, driven through the official SDK's beta messages. The 0.5B model is forced to call; it calls again in every
 round it is given, so replies end at the round cap (`pause_turn`), which also shows
 resuming."""
 
@@ -45,16 +45,21 @@ def mcp_servers():
     python = os.environ.get("MISSIVE_MCP_PYTHON")
     if not everything or not python:
         pytest.fail("MISSIVE_MCP_EVERYTHING and MISSIVE_MCP_PYTHON must be set (scripts/test sets them)")
-    ports = {"everything": free_port(), "orders": free_port()}
+    ports = {"everything": free_port(), "orders": free_port(), "orders_sse": free_port()}
     procs = [
         subprocess.Popen(["node", everything, "streamableHttp"], env=dict(os.environ, PORT=str(ports["everything"])),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         subprocess.Popen([python, os.path.join(HERE, "mcp_orders.py"), str(ports["orders"]), TOKEN],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen([python, os.path.join(HERE, "mcp_orders.py"), str(ports["orders_sse"]), TOKEN, "sse"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
     ]
     wait_for(ports["everything"], procs[0], "server-everything")
     wait_for(ports["orders"], procs[1], "mcp_orders.py")
-    yield {name: f"http://127.0.0.1:{port}/mcp" for name, port in ports.items()}
+    wait_for(ports["orders_sse"], procs[2], "mcp_orders.py sse")
+    urls = {name: f"http://127.0.0.1:{port}/mcp" for name, port in ports.items()}
+    urls["orders_sse"] = f"http://127.0.0.1:{ports['orders_sse']}/sse"
+    yield urls
     for proc in procs:
         proc.terminate()
         proc.wait(timeout=10)
@@ -154,6 +159,25 @@ def test_a_wrong_token_is_a_clear_400(mcp_client, mcp_servers):
     error = refused.value.body["error"]
     assert error["type"] == "invalid_request_error"
     assert error["message"].startswith("mcp_servers.0: the server refused the authorization token"), error
+
+
+def test_a_server_on_the_older_sse_transport_runs_calls(mcp_client, mcp_servers):
+    """A server that speaks only HTTP+SSE (the Python SDK's `sse_app`): the stream names the
+    message endpoint, calls go there, answers come back on the stream."""
+    servers = [{"type": "url", "url": mcp_servers["orders_sse"], "name": "orders", "authorization_token": TOKEN}]
+    tools = [{"type": "mcp_toolset", "mcp_server_name": "orders", "configs": {"hang": {"enabled": False}}}]
+    message = ask(mcp_client, "Look up order C-3.", servers, tools, "lookup_order")
+    call, result = message.content[0], message.content[1]
+    assert call.type == "mcp_tool_use" and call.input == {"order_id": "C-3"}
+    assert result.type == "mcp_tool_result" and not result.is_error
+    assert "Order C-3: 3 sea otter plushies" in result.content[0].text
+    # A tool that hangs ends at the timeout on this transport too.
+    message = ask(mcp_client, "Call hang.", servers, [{"type": "mcp_toolset", "mcp_server_name": "orders"}], "hang")
+    assert message.content[1].is_error and "did not answer within 3 s" in message.content[1].content[0].text
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        ask(mcp_client, "Look up order C-3.", [{**servers[0], "authorization_token": "wrong"}], tools, "lookup_order")
+    assert refused.value.body["error"]["message"].startswith(
+        "mcp_servers.0: the server refused the authorization token"), refused.value.body
 
 
 def test_a_tool_that_hangs_ends_at_the_timeout(mcp_client, mcp_servers):

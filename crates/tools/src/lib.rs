@@ -11,6 +11,7 @@ mod code_request;
 pub mod fetch;
 pub mod history;
 pub mod mcp;
+mod mcp_sse;
 pub mod pdf;
 pub mod public_url;
 pub mod rounds;

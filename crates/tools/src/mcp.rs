@@ -1,5 +1,6 @@
 //! The MCP connector: the request names MCP servers (`mcp_servers`), this server connects
-//! to each over Streamable HTTP with the official Rust SDK (`rmcp`), lists its tools, and
+//! to each over Streamable HTTP with the official Rust SDK (`rmcp`), or over the older
+//! HTTP+SSE transport (`crate::mcp_sse`) for servers that speak only that, lists its tools, and
 //! gives the model the ones the request selects (`mcp_toolset` with `default_config` and
 //! `configs`, or the older `tool_configuration`). Calls are run on the server that listed
 //! the tool; the answer carries `mcp_tool_use` and `mcp_tool_result` blocks.
@@ -108,19 +109,27 @@ impl Session {
             builder = builder.resolve(domain, address);
         }
         let http = builder.build().map_err(|e| e.to_string())?;
-        let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
-        if let Some(token) = &entry.token {
-            config = config.auth_header(token.clone());
-        }
-        let transport = StreamableHttpClientTransport::with_client(http, config);
-        let client = match tokio::time::timeout(timeout, ().serve(transport)).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(err)) => return Err(connect_error(&err.to_string())),
-            Err(_) => {
-                return Err(format!(
-                    "the server did not answer within {} s",
-                    timeout.as_secs()
-                ))
+        let token = entry.token.as_deref();
+        // A URL ending in `/sse` is the older transport's by convention; anything else is
+        // tried over Streamable HTTP first, as the MCP's compatibility rules say.
+        let sse_first = url.path().trim_end_matches('/').ends_with("/sse");
+        let first = match sse_first {
+            true => over_sse(&http, &url, token, timeout).await,
+            false => over_streamable(&http, &url, token, timeout).await,
+        };
+        let client = match first {
+            Ok(client) => client,
+            Err(err) if err.contains("authorization token") => return Err(err),
+            Err(err) => {
+                let second = match sse_first {
+                    true => over_streamable(&http, &url, token, timeout).await,
+                    false => over_sse(&http, &url, token, timeout).await,
+                };
+                match second {
+                    Ok(client) => client,
+                    Err(again) if again.contains("authorization token") => return Err(again),
+                    Err(_) => return Err(err),
+                }
             }
         };
         Ok(Self {
@@ -189,6 +198,53 @@ fn connect_error(message: &str) -> String {
     } else {
         format!("could not connect: {message}")
     }
+}
+
+type Client = RunningService<RoleClient, ()>;
+
+fn too_slow(timeout: Duration) -> String {
+    format!("the server did not answer within {} s", timeout.as_secs())
+}
+
+async fn over_streamable(
+    http: &reqwest_mcp::Client,
+    url: &url::Url,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<Client, String> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+    if let Some(token) = token {
+        config = config.auth_header(token.to_owned());
+    }
+    let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
+    match tokio::time::timeout(timeout, ().serve(transport)).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(err)) => Err(connect_error(&err.to_string())),
+        Err(_) => Err(too_slow(timeout)),
+    }
+}
+
+async fn over_sse(
+    http: &reqwest_mcp::Client,
+    url: &url::Url,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<Client, String> {
+    let opened = tokio::time::timeout(timeout, async {
+        let transport = crate::mcp_sse::SseTransport::open(
+            http.clone(),
+            url.clone(),
+            token.map(str::to_owned),
+            timeout,
+        )
+        .await
+        .map_err(|err| connect_error(&err.to_string()))?;
+        ().serve(transport)
+            .await
+            .map_err(|err| connect_error(&err.to_string()))
+    })
+    .await;
+    opened.unwrap_or_else(|_| Err(too_slow(timeout)))
 }
 
 /// What a request's `mcp_toolset` makes of one server's tools.
