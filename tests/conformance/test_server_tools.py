@@ -296,7 +296,8 @@ def test_a_claude_api_upstream_runs_them_and_its_blocks_pass_through(site):
     upstream and passes server tools through. Only the inner one may fetch from 127.0.0.1,
     so a page in the answer was fetched there."""
     inner_key = "sk-ant-api03-inner-tools-key"
-    inner = Missive('[server_tools]\nprivate_hosts = ["127.0.0.1"]\nmax_rounds = 2\n')
+    inner = Missive('[server_tools]\nprivate_hosts = ["127.0.0.1"]\nmax_rounds = 2\n\n'
+                    '[server_tools.code_execution]\nwall_s = 20\n')
     inner.env["MISSIVE_API_KEY"] = inner_key
     inner.start()
     outer = Missive(f"""
@@ -334,6 +335,20 @@ api_key_env = "INNER_KEY"
         assert message.usage.server_tool_use.web_fetch_requests == 1
         models = httpx.get(f"{outer.url}/v1/models/via-missive", headers={"x-api-key": API_KEY}).json()
         assert models["capabilities"]["server_tools"]["supported"] is True
+        # Code execution runs inside too; the container it ran in comes back out, and
+        # naming it again reaches the same one.
+        def run(prompt, **extra):
+            return client.beta.messages.create(
+                model="via-missive", max_tokens=120, messages=[{"role": "user", "content": prompt}],
+                tools=[{"type": "code_execution_20250825", "name": "code_execution"}],
+                tool_choice={"type": "tool", "name": "code_execution", "disable_parallel_tool_use": True},
+                betas=["code-execution-2025-08-25"], **sampling(temperature=0.0), **extra)
+        ran = run("Run python3 to write the text 'otters' into a file named otters.txt.")
+        assert ran.container is not None and ran.container.id.startswith("container_"), ran
+        again = run("Run cat otters.txt to show the file.", container=ran.container.id)
+        assert again.container.id == ran.container.id
+        result = blocks(again, "bash_code_execution_tool_result")[0]
+        assert result.content.stdout == "otters\n", result
     finally:
         outer.stop()
         inner.stop()

@@ -68,6 +68,9 @@ pub enum BackendEvent {
     },
     /// A tool the server ran for the model.
     ServerTool(Box<ServerToolRun>),
+    /// The code execution container the reply used, learned apart from any tool run (a
+    /// Claude API upstream names it in its last delta).
+    Container(serde_json::Value),
     Finished {
         reason: FinishReason,
         output_tokens: u32,

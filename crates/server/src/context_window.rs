@@ -345,7 +345,8 @@ pub async fn compact(
             | BackendEvent::ToolUseStart { .. }
             | BackendEvent::ToolInput(_)
             | BackendEvent::ToolUse { .. }
-            | BackendEvent::ServerTool(_) => {}
+            | BackendEvent::ServerTool(_)
+            | BackendEvent::Container(_) => {}
         }
     }
     let text = text.trim();

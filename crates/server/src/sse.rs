@@ -224,6 +224,9 @@ impl Assembler {
                 }
                 out.push(StreamEvent::ContentBlockStop { index });
             }
+            Ok(BackendEvent::Container(container)) => {
+                self.container = Some(container);
+            }
             Ok(BackendEvent::ServerTool(run)) => {
                 let ServerToolRun {
                     call,

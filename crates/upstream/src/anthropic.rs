@@ -147,6 +147,13 @@ struct Relay {
     output_tokens: u32,
 }
 
+/// A container the upstream named (`{id, expires_at}`), for the reply's own `container`.
+fn relay_container(container: Option<&Value>, out: &mut Vec<Result<BackendEvent, BackendError>>) {
+    if let Some(container) = container.filter(|c| c.is_object()) {
+        out.push(Ok(BackendEvent::Container(container.clone())));
+    }
+}
+
 impl Relay {
     fn event(&mut self, event: &Value, out: &mut Vec<Result<BackendEvent, BackendError>>) -> bool {
         let index = event.get("index").and_then(Value::as_u64).unwrap_or(0);
@@ -155,6 +162,7 @@ impl Relay {
                 let prompt = prompt_usage(event.pointer("/message/usage").unwrap_or(&Value::Null));
                 self.started = true;
                 out.push(Ok(BackendEvent::Started { prompt }));
+                relay_container(event.pointer("/message/container"), out);
             }
             Some("content_block_start") => {
                 if let Some(block) = event.get("content_block") {
@@ -256,6 +264,7 @@ impl Relay {
                 }
             }
             Some("message_delta") => {
+                relay_container(event.pointer("/delta/container"), out);
                 if let Some(reason) = event.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     self.stop_reason = Some(reason.to_owned());
                 }
@@ -523,6 +532,24 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    #[test]
+    fn the_container_the_upstream_names_is_relayed_before_the_end() {
+        let mut relay = Relay::default();
+        let mut out = Vec::new();
+        let container = json!({"id": "container_1", "expires_at": "2026-12-30T00:00:00Z"});
+        for event in [
+            json!({"type": "message_start", "message": {"usage": {"input_tokens": 1}, "container": null}}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "container": container}, "usage": {"output_tokens": 1}}),
+            json!({"type": "message_stop"}),
+        ] {
+            relay.event(&event, &mut out);
+        }
+        let events: Vec<BackendEvent> = out.into_iter().map(Result::unwrap).collect();
+        assert_eq!(events[1], BackendEvent::Container(container));
+        assert!(matches!(events[2], BackendEvent::Finished { .. }));
+        assert_eq!(events.len(), 3, "a null container is no event");
     }
 
     #[test]
