@@ -231,6 +231,27 @@ def test_search_results_go_back_to_the_model_in_the_next_turn(tools_client):
     assert message.content[0].type == "text"
 
 
+def test_results_of_tools_only_an_upstream_runs_are_read_in_history(tools_client):
+    """A conversation that went through a Claude API upstream before holds tool search and
+    advisor results; the local model reads them as tool results."""
+    history = [
+        {"role": "user", "content": "Find a weather tool, then ask the advisor."},
+        {"role": "assistant", "content": [
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "tool_search_tool_regex", "input": {"pattern": "weather"}},
+            {"type": "tool_search_tool_result", "tool_use_id": "srvtoolu_1", "content": {
+                "type": "tool_search_tool_search_result", "tool_references": [{"type": "tool_reference", "tool_name": "get_weather"}]}},
+            {"type": "server_tool_use", "id": "srvtoolu_2", "name": "advisor", "input": {}},
+            {"type": "advisor_tool_result", "tool_use_id": "srvtoolu_2", "content": {"type": "advisor_result", "text": "Use get_weather."}},
+            {"type": "text", "text": "The advisor says to use get_weather."},
+        ]},
+        {"role": "user", "content": "Which tool was found?"},
+    ]
+    count = tools_client.beta.messages.count_tokens(model="claude-sonnet-4-5", messages=history)
+    assert count.input_tokens > 20
+    message = tools_client.beta.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=history)
+    assert message.content[0].type == "text"
+
+
 def test_every_server_tool_type_of_the_sdk_runs_or_is_refused_by_name(tools_server):
     """Walks SDK 2.14's tool union: each server tool type is run (the request is accepted)
     when docs/compatibility.md says honoured, and refused with a 400 naming it otherwise."""

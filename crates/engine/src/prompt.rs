@@ -225,6 +225,9 @@ fn user_messages(
             | ContentBlockParam::McpToolResult { .. }
             | ContentBlockParam::BashCodeExecutionToolResult { .. }
             | ContentBlockParam::TextEditorCodeExecutionToolResult { .. }
+            | ContentBlockParam::ToolSearchToolResult { .. }
+            | ContentBlockParam::AdvisorToolResult { .. }
+            | ContentBlockParam::CodeExecutionToolResult { .. }
             | ContentBlockParam::ContainerUpload { .. } => {}
         }
     }

@@ -130,6 +130,27 @@ pub enum ContentBlockParam {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cache_control: Option<CacheControl>,
     },
+    /// Results of server tools Missive does not run itself but relays from an `anthropic`
+    /// upstream (tool search, the advisor, the Python-only code execution of 20250522);
+    /// elsewhere they are read as tool results.
+    ToolSearchToolResult {
+        tool_use_id: String,
+        content: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
+    },
+    AdvisorToolResult {
+        tool_use_id: String,
+        content: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
+    },
+    CodeExecutionToolResult {
+        tool_use_id: String,
+        content: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
+    },
     /// A Files API file put into the code execution container before the model runs.
     ContainerUpload {
         file_id: String,
@@ -171,6 +192,9 @@ impl ContentBlockParam {
             | Self::McpToolUse { cache_control, .. }
             | Self::BashCodeExecutionToolResult { cache_control, .. }
             | Self::TextEditorCodeExecutionToolResult { cache_control, .. }
+            | Self::ToolSearchToolResult { cache_control, .. }
+            | Self::AdvisorToolResult { cache_control, .. }
+            | Self::CodeExecutionToolResult { cache_control, .. }
             | Self::ContainerUpload { cache_control, .. }
             | Self::McpToolResult { cache_control, .. }
             | Self::ToolReference { cache_control, .. } => cache_control.as_ref(),
@@ -310,6 +334,21 @@ pub enum ContentBlock {
     },
     /// What a file edit in the container did.
     TextEditorCodeExecutionToolResult {
+        tool_use_id: String,
+        content: Value,
+    },
+    /// Relayed from an `anthropic` upstream, which ran the tool.
+    ToolSearchToolResult {
+        tool_use_id: String,
+        content: Value,
+    },
+    /// Relayed from an `anthropic` upstream, which ran the tool.
+    AdvisorToolResult {
+        tool_use_id: String,
+        content: Value,
+    },
+    /// Relayed from an `anthropic` upstream, which ran the tool (`code_execution_20250522`).
+    CodeExecutionToolResult {
         tool_use_id: String,
         content: Value,
     },

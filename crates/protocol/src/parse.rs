@@ -902,10 +902,10 @@ mod tests {
 
     #[test]
     fn an_unknown_content_block_is_named_by_type_and_index() {
-        let body = r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"a"},{"role":"assistant","content":[{"type":"text","text":"b"},{"type":"advisor_tool_result","tool_use_id":"srvtoolu_1","content":{}}]}]}"#;
+        let body = r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"a"},{"role":"assistant","content":[{"type":"text","text":"b"},{"type":"oracle_tool_result","tool_use_id":"srvtoolu_1","content":{}}]}]}"#;
         assert!(
             err(body).starts_with(
-                "messages.1.content.1.type: unknown content block type `advisor_tool_result`"
+                "messages.1.content.1.type: unknown content block type `oracle_tool_result`"
             ),
             "{}",
             err(body)

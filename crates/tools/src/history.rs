@@ -30,6 +30,9 @@ fn is_server_block(block: &ContentBlockParam) -> bool {
             | ContentBlockParam::McpToolResult { .. }
             | ContentBlockParam::BashCodeExecutionToolResult { .. }
             | ContentBlockParam::TextEditorCodeExecutionToolResult { .. }
+            | ContentBlockParam::ToolSearchToolResult { .. }
+            | ContentBlockParam::AdvisorToolResult { .. }
+            | ContentBlockParam::CodeExecutionToolResult { .. }
     )
 }
 
@@ -102,6 +105,28 @@ pub fn lower(messages: Vec<MessageParam>) -> Vec<MessageParam> {
                 } => {
                     let (text, is_error) = code_text(&content);
                     let answer = result(tool_use_id, text, is_error, cache_control);
+                    answer_after(&mut out, message.role, &mut run, answer);
+                }
+                // Tools an upstream ran: the model reads what they returned, as JSON.
+                ContentBlockParam::ToolSearchToolResult {
+                    tool_use_id,
+                    content,
+                    cache_control,
+                }
+                | ContentBlockParam::AdvisorToolResult {
+                    tool_use_id,
+                    content,
+                    cache_control,
+                }
+                | ContentBlockParam::CodeExecutionToolResult {
+                    tool_use_id,
+                    content,
+                    cache_control,
+                } => {
+                    let is_error = content["type"]
+                        .as_str()
+                        .is_some_and(|t| t.ends_with("_error"));
+                    let answer = result(tool_use_id, content.to_string(), is_error, cache_control);
                     answer_after(&mut out, message.role, &mut run, answer);
                 }
                 ContentBlockParam::WebFetchToolResult {
@@ -313,5 +338,32 @@ mod tests {
         assert_eq!(tool_use_id, "srvtoolu_1");
         assert!(text.ends_with("Hello page"), "{text}");
         assert!(!has_server_blocks(&lowered));
+    }
+
+    #[test]
+    fn a_result_of_a_tool_only_an_upstream_runs_is_read_as_its_json() {
+        let messages: Vec<MessageParam> = serde_json::from_value(serde_json::json!([
+            {"role": "user", "content": "Find the weather tool."},
+            {"role": "assistant", "content": [
+                {"type": "server_tool_use", "id": "srvtoolu_1", "name": "tool_search_tool_regex", "input": {"pattern": "weather"}},
+                {"type": "tool_search_tool_result", "tool_use_id": "srvtoolu_1", "content": {
+                    "type": "tool_search_tool_search_result",
+                    "tool_references": [{"type": "tool_reference", "tool_name": "get_weather"}]}}
+            ]}
+        ]))
+        .unwrap();
+        let lowered = lower(messages);
+        assert!(!has_server_blocks(&lowered));
+        let blocks = lowered[2].content.clone().into_blocks();
+        let ContentBlockParam::ToolResult {
+            content: Some(ToolResultContent::Text(text)),
+            is_error,
+            ..
+        } = &blocks[0]
+        else {
+            panic!("{blocks:?}")
+        };
+        assert!(text.contains("get_weather"), "{text}");
+        assert_ne!(*is_error, Some(true));
     }
 }

@@ -499,8 +499,13 @@ mod tests {
             json!({"type": "content_block_stop", "index": 0}),
             json!({"type": "content_block_start", "index": 1, "content_block": {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [{"type": "web_search_result", "url": "https://o.example", "title": "O", "encrypted_content": "x", "page_age": null}]}}),
             json!({"type": "content_block_stop", "index": 1}),
-            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_search_tool_result", "tool_use_id": "srvtoolu_2", "content": {}}}),
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "server_tool_use", "id": "srvtoolu_2", "name": "tool_search_tool_regex", "input": {}}}),
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"pattern\": \"weather\"}"}}),
             json!({"type": "content_block_stop", "index": 2}),
+            json!({"type": "content_block_start", "index": 3, "content_block": {"type": "tool_search_tool_result", "tool_use_id": "srvtoolu_2", "content": {"type": "tool_search_tool_search_result", "tool_references": [{"type": "tool_reference", "tool_name": "get_weather"}]}}}),
+            json!({"type": "content_block_stop", "index": 3}),
+            json!({"type": "content_block_start", "index": 4, "content_block": {"type": "oracle_tool_result", "tool_use_id": "srvtoolu_3", "content": {}}}),
+            json!({"type": "content_block_stop", "index": 4}),
             json!({"type": "message_delta", "delta": {"stop_reason": "pause_turn", "stop_sequence": null}, "usage": {"output_tokens": 9}}),
             json!({"type": "message_stop"}),
         ] {
@@ -521,9 +526,17 @@ mod tests {
             matches!(&run.result, ContentBlock::WebSearchToolResult { tool_use_id, .. } if tool_use_id == "srvtoolu_1")
         );
         assert_eq!(run.usage.web_search_requests, 1);
+        // Tool search, which only the upstream runs, is relayed as it came.
+        let Some(Ok(BackendEvent::ServerTool(search))) = out.get(2) else {
+            panic!("{out:?}")
+        };
+        assert!(
+            matches!(&search.result, ContentBlock::ToolSearchToolResult { content, .. }
+            if content["tool_references"][0]["tool_name"] == "get_weather")
+        );
         // A block with no type here is an error in the stream, never dropped.
         assert!(
-            matches!(&out[2], Err(BackendError::Generation(m)) if m.contains("tool_search_tool_result"))
+            matches!(&out[3], Err(BackendError::Generation(m)) if m.contains("oracle_tool_result"))
         );
         assert!(matches!(
             out.last(),

@@ -114,6 +114,9 @@ fn messages(request: &GenerateRequest) -> Result<Vec<Value>, BackendError> {
             | ContentBlockParam::McpToolResult { .. }
             | ContentBlockParam::BashCodeExecutionToolResult { .. }
             | ContentBlockParam::TextEditorCodeExecutionToolResult { .. }
+            | ContentBlockParam::ToolSearchToolResult { .. }
+            | ContentBlockParam::AdvisorToolResult { .. }
+            | ContentBlockParam::CodeExecutionToolResult { .. }
             | ContentBlockParam::ContainerUpload { .. } => {}
                     }
                 }
