@@ -120,7 +120,9 @@ mod real_model {
                         output_tokens,
                     }
                 }
-                BackendEvent::ServerTool(_) => panic!("the engine runs no server tools"),
+                BackendEvent::ServerTool(_) | BackendEvent::Container(_) => {
+                    panic!("the engine runs no server tools")
+                }
             }
         }
         panic!("stream ended without Finished");
@@ -274,6 +276,7 @@ mod real_model {
                         | BackendEvent::ToolInput(_)
                         | BackendEvent::ToolUse { .. }
                         | BackendEvent::ServerTool(_)
+                        | BackendEvent::Container(_)
                         | BackendEvent::Thinking(_) => {}
                     }
                 }
