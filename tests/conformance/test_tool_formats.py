@@ -2,7 +2,8 @@
 the described format: Missive lists the tools in the system turn and teaches the
 `<tool_call>` form, under the same grammar. Shown on Gemma 3 270M (a base model whose
 vocabulary has no `<tool_call>` token, so a call opens on the marker's text) and on the
-default model served with `tool_format = "described"`."""
+default model served with `tool_format = "described"`. The XML families (Qwen3-Coder's and
+GLM's) are shown on the default model served under each family's own template."""
 
 import json
 import os
@@ -171,5 +172,61 @@ def test_the_default_model_under_qwen3_coders_template_calls_in_its_xml_form():
         streamed, pieces = stream_tool_input(client, **kwargs)
         assert calls(streamed)[0].input == call.input
         assert len(pieces) > 3 and json.loads("".join(pieces)) == call.input
+    finally:
+        server.stop()
+
+
+GLM = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "engine", "tests", "templates", "GLM-4.6.jinja")
+
+
+def test_the_default_model_under_glms_template_calls_in_its_xml_form():
+    """GLM's family end to end: the default model served with GLM 4.6's own chat template
+    decodes forced and strict calls under that family's grammar (`<tool_call>NAME` and
+    `<arg_key>`/`<arg_value>` pairs); they come back as tool_use blocks whose input matches
+    the schema, streamed or not."""
+    server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(GLM))
+    tool = {
+        "name": "book_table",
+        "description": "Book a table at a restaurant",
+        "strict": True,
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "restaurant": {"type": "string"},
+                "people": {"type": "integer"},
+                "seating": {"type": "string", "enum": ["inside", "terrace"]},
+            },
+            "required": ["restaurant", "people", "seating"],
+            "additionalProperties": False,
+        },
+    }
+    try:
+        assert "tool_format=GlmXml" in open(f"{server.home}/serve.log").read()
+        kwargs = dict(
+            model=MODEL,
+            max_tokens=120,
+            tools=[tool],
+            tool_choice={"type": "tool", "name": "book_table"},
+            messages=[{"role": "user", "content": "Book a table for four at Chez Anna, on the terrace."}],
+            **sampling(temperature=0),
+        )
+        message = client.messages.create(**kwargs)
+        assert message.stop_reason == "tool_use", message.content
+        [call] = calls(message)
+        assert set(call.input) == {"restaurant", "people", "seating"}, call.input
+        assert isinstance(call.input["restaurant"], str) and isinstance(call.input["people"], int)
+        assert call.input["seating"] in ("inside", "terrace")
+
+        streamed, pieces = stream_tool_input(client, **kwargs)
+        assert calls(streamed)[0].input == call.input
+        assert len(pieces) > 3 and json.loads("".join(pieces)) == call.input
+
+        # `any` with two tools: the model picks one, and its input fits that tool's schema.
+        clock = {"name": "get_time", "description": "The current time", "strict": True,
+                 "input_schema": {"type": "object", "properties": {}, "additionalProperties": False}}
+        message = client.messages.create(**{**kwargs, "tools": [tool, clock], "tool_choice": {"type": "any"}})
+        [picked] = calls(message)[:1]
+        assert picked.name in ("book_table", "get_time")
+        assert set(picked.input) == ({"restaurant", "people", "seating"} if picked.name == "book_table" else set())
     finally:
         server.stop()

@@ -148,16 +148,21 @@ impl Grammars {
         let mut calls = Vec::with_capacity(request.tools.len());
         let mut helpers = Vec::new();
         for (i, tool) in request.tools.iter().enumerate() {
-            calls.push(match format {
-                ToolFormat::QwenXml => self.xml_call_rule(i, tool, &mut helpers)?,
-                ToolFormat::Hermes | ToolFormat::Described => self.call_rule(i, tool)?,
+            calls.push(match format.dialect() {
+                Some(dialect) => self.xml_call_rule(i, tool, dialect, &mut helpers)?,
+                None => self.call_rule(i, tool)?,
             });
         }
         let single = request
             .tool_choice
             .as_ref()
             .is_some_and(ToolChoice::disables_parallel_tool_use);
-        let mut lark = tool_calls_grammar(&calls, first_call(request, &calls), single);
+        // GLM writes the name right after the marker; the others start a new line.
+        let lead = match format {
+            ToolFormat::GlmXml => "",
+            _ => "\\n",
+        };
+        let mut lark = tool_calls_grammar(&calls, first_call(request, &calls), single, lead);
         for helper in helpers {
             lark.push_str(&helper);
             lark.push('\n');
@@ -210,6 +215,7 @@ impl Grammars {
         &self,
         index: usize,
         tool: &Tool,
+        dialect: &crate::output::xml_call::Dialect,
         helpers: &mut Vec<String>,
     ) -> Result<String, BackendError> {
         let schema = match client_tools::kind(tool) {
@@ -217,9 +223,10 @@ impl Grammars {
             ToolKind::Server(_) | ToolKind::Unknown(_) => json!({"type": "object"}),
         };
         let strict = tool.strict == Some(true);
-        xml_rules::call_rule(index, &tool.name, &schema, strict, json_rule, helpers).map_err(
-            |err| BackendError::Unsupported(format!("tools.{index}.input_schema.{}", err.0)),
+        xml_rules::call_rule(
+            index, &tool.name, &schema, strict, dialect, json_rule, helpers,
         )
+        .map_err(|err| BackendError::Unsupported(format!("tools.{index}.input_schema.{}", err.0)))
     }
 }
 
@@ -245,8 +252,9 @@ fn json_rule(schema: &Value) -> String {
 }
 
 /// The grammar of everything after the first `<tool_call>` marker: one call, then
-/// (unless `single`) further calls, then the end of the reply.
-fn tool_calls_grammar(calls: &[String], first: Option<usize>, single: bool) -> String {
+/// (unless `single`) further calls, then the end of the reply. `lead` (a Lark-escaped
+/// string) comes between a marker and its call.
+fn tool_calls_grammar(calls: &[String], first: Option<usize>, single: bool, lead: &str) -> String {
     let mut lark = String::new();
     let first_rule = match first {
         Some(i) => format!("call_{i}"),
@@ -255,10 +263,14 @@ fn tool_calls_grammar(calls: &[String], first: Option<usize>, single: bool) -> S
     let more = if single { "" } else { " more*" };
     // The markers as text: a vocabulary may hold them as ordinary tokens (Qwen does), and
     // a grammar literal matches them however they are tokenised.
+    let start = match lead {
+        "" => String::new(),
+        lead => format!("\"{lead}\" "),
+    };
     lark.push_str(&format!(
-        "start: \"\\n\" {first_rule} \"\\n{CLOSE}\"{more}\n"
+        "start: {start}{first_rule} \"\\n{CLOSE}\"{more}\n"
     ));
-    lark.push_str(&format!("more: \"\\n{OPEN}\\n\" call \"\\n{CLOSE}\"\n"));
+    lark.push_str(&format!("more: \"\\n{OPEN}{lead}\" call \"\\n{CLOSE}\"\n"));
     let alternatives: Vec<String> = (0..calls.len()).map(|i| format!("call_{i}")).collect();
     lark.push_str(&format!("call: {}\n", alternatives.join(" | ")));
     for (i, rule) in calls.iter().enumerate() {
@@ -279,12 +291,12 @@ mod tests {
     fn grammar_frames_each_call_as_the_template_does() {
         let calls =
             vec!["\"{\\\"name\\\": \\\"a\\\", \\\"arguments\\\": \" %json {} \"}\"".to_owned()];
-        let lark = tool_calls_grammar(&calls, Some(0), true);
+        let lark = tool_calls_grammar(&calls, Some(0), true, "\\n");
         assert!(
             lark.starts_with("start: \"\\n\" call_0 \"\\n</tool_call>\"\n"),
             "{lark}"
         );
-        let lark = tool_calls_grammar(&calls, None, false);
+        let lark = tool_calls_grammar(&calls, None, false, "\\n");
         assert!(lark.contains("</tool_call>\" more*"), "{lark}");
         assert!(lark.contains("more: \"\\n<tool_call>\\n\" call"), "{lark}");
     }

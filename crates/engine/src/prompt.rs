@@ -115,9 +115,9 @@ pub(crate) fn tool_parsing(
         }
         _ => Vec::new(),
     };
-    let body = match format {
-        ToolFormat::QwenXml => CallBody::QwenXml(text_params(request)),
-        ToolFormat::Hermes | ToolFormat::Described => CallBody::Json,
+    let body = match format.dialect() {
+        Some(dialect) => CallBody::Xml(text_params(request), dialect),
+        None => CallBody::Json,
     };
     ToolParsing {
         enabled: true,

@@ -1,7 +1,7 @@
 //! Chat templates: the model's own Jinja template from the GGUF, rendered with minijinja
 //! the way Hugging Face's `apply_chat_template` renders it.
 
-use minijinja::value::Value;
+use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error as JinjaError, ErrorKind};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,20 @@ pub enum ToolFormat {
     /// `<tool_call>` around `<function=NAME>` and one `<parameter=KEY>` per argument
     /// (Qwen3-Coder, Qwen3.5), rendered by the template itself.
     QwenXml,
+    /// `<tool_call>NAME` and one `<arg_key>`/`<arg_value>` pair per argument (GLM 4.5 and
+    /// later), rendered by the template itself.
+    GlmXml,
+}
+
+impl ToolFormat {
+    /// The XML form a format writes its calls in, if it is one.
+    pub(crate) fn dialect(self) -> Option<&'static crate::output::xml_call::Dialect> {
+        match self {
+            Self::QwenXml => Some(&crate::output::xml_call::QWEN),
+            Self::GlmXml => Some(&crate::output::xml_call::GLM),
+            Self::Hermes | Self::Described => None,
+        }
+    }
 }
 
 /// Used when a GGUF carries no template (base models such as Gemma 3 270M): the Gemma
@@ -79,7 +93,9 @@ impl ChatTemplate {
         env.set_lstrip_blocks(true);
         env.add_filter("tojson", python_tojson);
         env.add_function("raise_exception", raise_exception);
-        let tool_format = if source.contains("<function=") {
+        let tool_format = if source.contains("<arg_key>") {
+            ToolFormat::GlmXml
+        } else if source.contains("<function=") {
             ToolFormat::QwenXml
         } else if source.contains(crate::output::tool_calls::OPEN) {
             ToolFormat::Hermes
@@ -181,14 +197,27 @@ pub(crate) fn python_json(value: &serde_json::Value) -> String {
 
 /// `tojson` as transformers defines it for chat templates: `json.dumps` with Python's
 /// default separators (`", "`, `": "`), keys in insertion order, no HTML escaping.
-fn python_tojson(value: Value) -> Result<Value, JinjaError> {
+fn python_tojson(value: Value, kwargs: Kwargs) -> Result<Value, JinjaError> {
+    // transformers' filter takes `ensure_ascii` (GLM's templates pass `False`); unknown
+    // arguments are an error, as in Jinja.
+    let ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
+    kwargs.assert_all_used()?;
     let mut out = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
     value
         .serialize(&mut ser)
         .map_err(|err| JinjaError::new(ErrorKind::InvalidOperation, err.to_string()))?;
-    let text = String::from_utf8(out)
+    let mut text = String::from_utf8(out)
         .map_err(|err| JinjaError::new(ErrorKind::InvalidOperation, err.to_string()))?;
+    if ensure_ascii == Some(true) {
+        text = text
+            .encode_utf16()
+            .map(|unit| match unit {
+                0..=0x7f => char::from(unit as u8).to_string(),
+                _ => format!("\\u{unit:04x}"),
+            })
+            .collect();
+    }
     Ok(Value::from_safe_string(text))
 }
 
@@ -318,6 +347,45 @@ mod tests {
             "<parameter>\n<name>path</name>\n<type>string</type>\n<description>Where</description>\n</parameter>",
             "<|im_start|>assistant\nWriting it.\n\n<tool_call>\n<function=write_file>\n<parameter=path>\na.txt\n</parameter>\n<parameter=mode>\n420\n</parameter>\n</function>\n</tool_call><|im_end|>",
             "<|im_start|>user\n<tool_response>\nwritten\n</tool_response>\n<|im_end|>\n<|im_start|>assistant\n",
+        ] {
+            assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        }
+    }
+
+    /// GLM 4.6's own template (tests/templates/README.md): detected as GLM's XML format;
+    /// tools, an earlier thought, a call and its result render as the model was trained on.
+    #[test]
+    fn glm_renders_tools_thinking_calls_and_results_in_its_xml_form() {
+        let source = include_str!("../tests/templates/GLM-4.6.jinja");
+        let t = ChatTemplate::new(source.into(), String::new(), "<|endoftext|>".into()).unwrap();
+        assert_eq!(t.tool_format(), ToolFormat::GlmXml);
+        assert!(t.reasons(), "its template thinks in <think> tags");
+        let tools = [serde_json::json!({"type": "function", "function": {
+            "name": "get_weather", "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]}}})];
+        let mut call = msg("assistant", "<think>I need the weather.</think>Checking.");
+        call.tool_calls = vec![serde_json::json!({"type": "function", "function": {
+            "name": "get_weather", "arguments": {"city": "Paris", "days": 3}}})];
+        let out = t
+            .render(
+                &[
+                    msg("system", "Be brief."),
+                    msg("user", "Weather in Paris?"),
+                    call,
+                    msg("tool", "sunny"),
+                ],
+                &tools,
+                true,
+                true,
+            )
+            .unwrap();
+        for expected in [
+            "[gMASK]<sop><|system|>\n# Tools\n",
+            "<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"",
+            "<|system|>\nBe brief.<|user|>\nWeather in Paris?<|assistant|>",
+            "<think>I need the weather.</think>\nChecking.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n<arg_key>days</arg_key>\n<arg_value>3</arg_value>\n</tool_call>",
+            "<|observation|>\n<tool_response>\nsunny\n</tool_response><|assistant|>",
         ] {
             assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
         }

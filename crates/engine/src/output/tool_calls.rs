@@ -7,7 +7,7 @@ use missive_backend::reasoning::partial_suffix;
 use serde_json::Value;
 
 use super::call_stream::{CallStream, Progress};
-use super::xml_call::{self, TextParams, XmlCallStream};
+use super::xml_call::{self, Dialect, TextParams, XmlCallStream};
 
 pub const OPEN: &str = "<tool_call>";
 pub const CLOSE: &str = "</tool_call>";
@@ -28,8 +28,9 @@ pub enum CallBody {
     /// `{"name": …, "arguments": {…}}` (Hermes, and the described format).
     #[default]
     Json,
-    /// `<function=NAME>` and one `<parameter=KEY>` per argument (Qwen3-Coder).
-    QwenXml(TextParams),
+    /// An XML form: `<function=NAME>` and one `<parameter=KEY>` per argument (Qwen3-Coder),
+    /// or `NAME` and `<arg_key>`/`<arg_value>` pairs (GLM).
+    Xml(TextParams, &'static Dialect),
 }
 
 #[derive(Debug, Default)]
@@ -188,6 +189,7 @@ impl ToolCallParser {
                     return out;
                 };
                 out.extend(self.stream_call(end));
+                out.extend(self.close_stream());
                 let body: String = self.buf.drain(..end + CLOSE.len()).collect();
                 let body = &body[..end];
                 out.push(
@@ -227,6 +229,7 @@ impl ToolCallParser {
     fn finish_marked(&mut self, truncated: bool) -> Vec<Piece> {
         if self.in_call {
             let mut out = self.stream_call(self.buf.len());
+            out.extend(self.close_stream());
             let rest = std::mem::take(&mut self.buf);
             match self.end_call(&rest) {
                 Some(call) => out.push(call),
@@ -250,15 +253,18 @@ impl ToolCallParser {
         let body = &self.buf[..upto];
         let progress = match &self.body {
             CallBody::Json => self.call.advance(body),
-            CallBody::QwenXml(params) => self.xml.advance(body, params),
+            CallBody::Xml(params, dialect) => self.xml.advance(body, params, dialect),
         };
-        progress
-            .into_iter()
-            .map(|progress| match progress {
-                Progress::Start { name } => Piece::ToolStart { name },
-                Progress::Input(text) => Piece::ToolInput(text),
-            })
-            .collect()
+        pieces(progress)
+    }
+
+    /// The open call's body is all in: a form that has no end of its own (GLM's) closes
+    /// its streamed arguments here.
+    fn close_stream(&mut self) -> Vec<Piece> {
+        match &self.body {
+            CallBody::Xml(_, dialect) if !dialect.has_own_end() => pieces(self.xml.finish()),
+            _ => Vec::new(),
+        }
     }
 
     /// The open call's whole `body` is in: the call it makes, if any. A call whose
@@ -268,8 +274,8 @@ impl ToolCallParser {
         self.in_call = false;
         let call = std::mem::take(&mut self.call);
         let xml = std::mem::take(&mut self.xml);
-        if let CallBody::QwenXml(params) = &self.body {
-            return match xml_call::parse(body, params) {
+        if let CallBody::Xml(params, dialect) = &self.body {
+            return match xml_call::parse(body, params, dialect) {
                 Some((name, input)) => Some(Piece::ToolCall { name, input }),
                 None if xml.is_started() => Some(Piece::ToolCall {
                     name: xml.name().unwrap_or_default().to_owned(),
@@ -291,6 +297,16 @@ impl ToolCallParser {
             _ => None,
         }
     }
+}
+
+fn pieces(progress: Vec<Progress>) -> Vec<Piece> {
+    progress
+        .into_iter()
+        .map(|progress| match progress {
+            Progress::Start { name } => Piece::ToolStart { name },
+            Progress::Input(text) => Piece::ToolInput(text),
+        })
+        .collect()
 }
 
 fn parse_call(body: &str) -> Piece {
@@ -487,7 +503,7 @@ mod tests {
         let chars: Vec<char> = reply.chars().collect();
         let chunks: Vec<String> = chars.chunks(3).map(|c| c.iter().collect()).collect();
         let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
-        let mut p = ToolCallParser::default().with_body(CallBody::QwenXml(params));
+        let mut p = ToolCallParser::default().with_body(CallBody::Xml(params, &xml_call::QWEN));
         assert_eq!(
             feed(&mut p, &chunks),
             vec![
@@ -503,6 +519,95 @@ mod tests {
                 },
             ]
         );
+    }
+
+    fn glm_params() -> TextParams {
+        TextParams::new(std::collections::HashMap::from([(
+            "get_weather".to_owned(),
+            std::collections::HashSet::from(["city".to_owned()]),
+        )]))
+    }
+
+    fn chunked(reply: &str, size: usize) -> Vec<String> {
+        let chars: Vec<char> = reply.chars().collect();
+        chars.chunks(size).map(|c| c.iter().collect()).collect()
+    }
+
+    /// GLM 4.5/4.6's form (its template's layout, as Ollama's and llama.cpp's tests record
+    /// it): text before, two parallel calls, split every way.
+    #[test]
+    fn glm_calls_are_parsed_and_streamed_however_the_reply_is_split() {
+        let reply = "Checking both.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n<arg_key>days</arg_key>\n<arg_value>3</arg_value>\n</tool_call>\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>São <b>Paulo</arg_value>\n</tool_call>";
+        for size in [1, 2, 3, 7, 1000] {
+            let chunks = chunked(reply, size);
+            let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+            let mut p =
+                ToolCallParser::default().with_body(CallBody::Xml(glm_params(), &xml_call::GLM));
+            assert_eq!(
+                feed(&mut p, &chunks),
+                vec![
+                    Piece::Text("Checking both.\n".into()),
+                    Piece::ToolCall {
+                        name: "get_weather".into(),
+                        input: json!({"city": "Paris", "days": 3})
+                    },
+                    Piece::Text("\n".into()),
+                    Piece::ToolCall {
+                        name: "get_weather".into(),
+                        input: json!({"city": "São <b>Paulo"})
+                    },
+                ],
+                "chunks of {size}"
+            );
+        }
+    }
+
+    /// GLM 4.7 writes the same parts with no newlines between them; a call without
+    /// arguments is its name alone.
+    #[test]
+    fn glm_47_layout_and_calls_without_arguments_parse() {
+        let mut p =
+            ToolCallParser::default().with_body(CallBody::Xml(glm_params(), &xml_call::GLM));
+        let out = feed(
+            &mut p,
+            &["<tool_call>get_weather<arg_key>city</arg_key><arg_value>Oslo</arg_value></tool_call><tool_call>get_time\n</tool_call> Done."],
+        );
+        assert_eq!(
+            out,
+            vec![
+                Piece::ToolCall {
+                    name: "get_weather".into(),
+                    input: json!({"city": "Oslo"})
+                },
+                Piece::ToolCall {
+                    name: "get_time".into(),
+                    input: json!({})
+                },
+                Piece::Text(" Done.".into()),
+            ]
+        );
+    }
+
+    /// A GLM call cut off by `max_tokens` mid-value: the client saw it begin, so it closes
+    /// with what was streamed, and the pieces still parse.
+    #[test]
+    fn a_glm_call_cut_short_still_closes_its_streamed_input() {
+        let mut p =
+            ToolCallParser::default().with_body(CallBody::Xml(glm_params(), &xml_call::GLM));
+        let mut out = p.push("<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Ber");
+        out.extend(p.finish(true));
+        let streamed: String = out
+            .iter()
+            .filter_map(|piece| match piece {
+                Piece::ToolInput(json) => Some(json.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            serde_json::from_str::<Value>(&streamed).unwrap(),
+            json!({"city": "Ber"})
+        );
+        assert!(matches!(out.last(), Some(Piece::ToolCall { name, .. }) if name == "get_weather"));
     }
 
     #[test]
