@@ -296,6 +296,9 @@ def test_members_key_expiry_schemas_splits_and_what_a_run_cost(priced, page):
     assert admin.get(f"/console/api/workspaces/{workspace_id}/members").json()["data"] == []
     assert admin.post("/console/api/users", json={"email": "boss@example.com", "name": "", "role": "admin"},
                       headers={"x-missive-csrf": csrf}).status_code == 400, "no admins made from the console"
+    ana = next(u["id"] for u in admin.get("/console/api/users").json()["data"] if u["email"] == "ana@example.com")
+    assert admin.post("/console/api/workspaces/wrkspc_nowhere/members", json={"user_id": ana, "workspace_role": "workspace_user"},
+                      headers={"x-missive-csrf": csrf}).status_code == 404
 
     # A key that expires in 30 days says so; one made to expire now stops working.
     team.locator("[data-testid=key-name]").fill("temp")

@@ -124,6 +124,14 @@ pub(super) async fn set_member(
     let request: Membership = body(&raw)?;
     role_in("workspace_role", &request.workspace_role, WORKSPACE_ROLES)?;
     let store = store(&state)?;
+    if store
+        .workspace(&workspace_id)?
+        .is_none_or(|w| w.archived_at.is_some())
+    {
+        return Err(ApiError::not_found(format!(
+            "workspace {workspace_id} not found"
+        )));
+    }
     if store.user(&request.user_id)?.is_none() {
         return Err(ApiError::not_found(format!(
             "user {} not found",
