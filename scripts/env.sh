@@ -24,17 +24,30 @@ missive_install_system_deps() {
   command -v chromium >/dev/null || missing+=(chromium)
   # A Vulkan build compiles llama.cpp's shaders (glslc) against the loader's headers.
   if [[ "${MISSIVE_FEATURES:-}" == *vulkan* ]]; then
-    command -v glslc >/dev/null || missing+=(glslc)
-    dpkg -s libvulkan-dev >/dev/null 2>&1 || missing+=(libvulkan-dev)
+    missing+=($(missive_vulkan_missing))
   fi
   command -v cargo >/dev/null || { echo "cargo is required: install Rust from rustup.rs" >&2; return 1; }
-  if [ ${#missing[@]} -gt 0 ]; then
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo=sudo
-    echo "installing: ${missing[*]}" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
+  missive_apt_install "${missing[@]}"
+}
+
+# The Debian packages a Vulkan build needs that are not installed: the shader compiler,
+# the loader's headers and SPIR-V's.
+missive_vulkan_missing() {
+  command -v glslc >/dev/null || echo glslc
+  local package
+  for package in libvulkan-dev spirv-headers; do
+    dpkg -s "$package" >/dev/null 2>&1 || echo "$package"
+  done
+}
+
+# Installs the Debian packages named, if any (as root, or through sudo).
+missive_apt_install() {
+  [ $# -gt 0 ] || return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  echo "installing: $*" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
 # Claude Code's linux-x64 native binary (no node needed to run it), unpacked once under the

@@ -7,12 +7,10 @@ missive_install_services() {
   [ -x "$(missive_pg_bin)/initdb" ] || missing+=(postgresql)
   command -v redis-server >/dev/null || missing+=(redis-server)
   if [ ${#missing[@]} -gt 0 ]; then
+    missive_apt_install "${missing[@]}"
+    # Debian starts the packaged services; the tests run their own.
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
-    echo "installing: ${missing[*]}" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-    # Debian starts the packaged services; the tests run their own.
     $sudo systemctl disable --now postgresql redis-server >/dev/null 2>&1 || true
   fi
 }
