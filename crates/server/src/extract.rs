@@ -8,6 +8,18 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use crate::error::ApiError;
 use missive_protocol::ErrorType;
 
+/// A role a body names, one of `allowed`, or a 400 naming the field and the roles.
+pub fn check_role(field: &str, role: &str, allowed: &[&str]) -> Result<(), ApiError> {
+    if allowed.contains(&role) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{field}: `{role}` is not one of {}",
+            allowed.join(", ")
+        )))
+    }
+}
+
 /// The Claude API's cap on Messages and count_tokens bodies.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 

@@ -109,14 +109,3 @@ pub(super) fn page<T>(
 }
 
 pub(super) use crate::extract::parse_json as body;
-
-pub(super) fn check_role(field: &str, role: &str, allowed: &[&str]) -> Result<(), ApiError> {
-    if allowed.contains(&role) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "{field}: `{role}` is not one of {}",
-            allowed.join(", ")
-        )))
-    }
-}

@@ -7,9 +7,10 @@ use missive_store::{User, ORG_ROLES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{audit, body, check_role, page, store};
+use super::{audit, body, page, store};
 use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::extract::check_role;
 use crate::extract::JsonBody;
 use crate::params::{rfc3339_secs, Params};
 use crate::state::AppState;

@@ -9,20 +9,9 @@ use serde_json::{json, Value};
 
 use super::{body, store, User};
 use crate::error::ApiError;
-use crate::extract::JsonBody;
+use crate::extract::{check_role, JsonBody};
 use crate::params::rfc3339_ms;
 use crate::state::AppState;
-
-fn role_in(field: &str, role: &str, known: &[&str]) -> Result<(), ApiError> {
-    if known.contains(&role) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "{field}: `{role}` is not one of {}",
-            known.join(", ")
-        )))
-    }
-}
 
 pub(super) async fn users(
     State(state): State<AppState>,
@@ -57,7 +46,7 @@ pub(super) async fn add_user(
 ) -> Result<Json<Value>, ApiError> {
     user.require_admin()?;
     let request: NewUser = body(&raw)?;
-    role_in("role", &request.role, ORG_ROLES)?;
+    check_role("role", &request.role, ORG_ROLES)?;
     if request.role == "admin" {
         return Err(ApiError::invalid(
             "role: `admin` is given with `missive users add`, not from the console",
@@ -122,7 +111,7 @@ pub(super) async fn set_member(
 ) -> Result<Json<Value>, ApiError> {
     user.require_admin()?;
     let request: Membership = body(&raw)?;
-    role_in("workspace_role", &request.workspace_role, WORKSPACE_ROLES)?;
+    check_role("workspace_role", &request.workspace_role, WORKSPACE_ROLES)?;
     let store = store(&state)?;
     if store
         .workspace(&workspace_id)?
