@@ -128,14 +128,26 @@ def test_the_default_model_calls_tools_in_the_described_format():
         server.stop()
 
 
-QWEN3_CODER = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "engine", "tests", "templates", "Qwen3-Coder.jinja")
+TEMPLATES = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "engine", "tests", "templates")
+
+
+def forced_call(client, kwargs):
+    """The forced call `kwargs` asks for, made plain and streamed: the same input both ways,
+    streamed in pieces that add up to it."""
+    message = client.messages.create(**kwargs)
+    assert message.stop_reason == "tool_use", message.content
+    [call] = calls(message)
+    streamed, pieces = stream_tool_input(client, **kwargs)
+    assert calls(streamed)[0].input == call.input
+    assert len(pieces) > 3 and json.loads("".join(pieces)) == call.input
+    return call
 
 
 def test_the_default_model_under_qwen3_coders_template_calls_in_its_xml_form():
     """The XML family end to end: the default model served with Qwen3-Coder's own chat
     template decodes forced and strict calls under that family's grammar; they come back as
     tool_use blocks whose input matches the schema, streamed or not."""
-    server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(QWEN3_CODER))
+    server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(os.path.join(TEMPLATES, "Qwen3-Coder.jinja")))
     tool = {
         "name": "write_file",
         "description": "Write a text file",
@@ -162,21 +174,12 @@ def test_the_default_model_under_qwen3_coders_template_calls_in_its_xml_form():
             messages=[{"role": "user", "content": "Save the word hello to notes.txt."}],
             **sampling(temperature=0),
         )
-        message = client.messages.create(**kwargs)
-        assert message.stop_reason == "tool_use", message.content
-        [call] = calls(message)
+        call = forced_call(client, kwargs)
         assert set(call.input) == {"path", "content", "mode", "lines"}, call.input
         assert isinstance(call.input["path"], str) and isinstance(call.input["content"], str)
         assert call.input["mode"] in ("create", "overwrite") and isinstance(call.input["lines"], int)
-
-        streamed, pieces = stream_tool_input(client, **kwargs)
-        assert calls(streamed)[0].input == call.input
-        assert len(pieces) > 3 and json.loads("".join(pieces)) == call.input
     finally:
         server.stop()
-
-
-GLM = os.path.join(os.path.dirname(__file__), "..", "..", "crates", "engine", "tests", "templates", "GLM-4.6.jinja")
 
 
 def test_the_default_model_under_glms_template_calls_in_its_xml_form():
@@ -184,7 +187,7 @@ def test_the_default_model_under_glms_template_calls_in_its_xml_form():
     decodes forced and strict calls under that family's grammar (`<tool_call>NAME` and
     `<arg_key>`/`<arg_value>` pairs); they come back as tool_use blocks whose input matches
     the schema, streamed or not."""
-    server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(GLM))
+    server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(os.path.join(TEMPLATES, "GLM-4.6.jinja")))
     tool = {
         "name": "book_table",
         "description": "Book a table at a restaurant",
@@ -210,16 +213,10 @@ def test_the_default_model_under_glms_template_calls_in_its_xml_form():
             messages=[{"role": "user", "content": "Book a table for four at Chez Anna, on the terrace."}],
             **sampling(temperature=0),
         )
-        message = client.messages.create(**kwargs)
-        assert message.stop_reason == "tool_use", message.content
-        [call] = calls(message)
+        call = forced_call(client, kwargs)
         assert set(call.input) == {"restaurant", "people", "seating"}, call.input
         assert isinstance(call.input["restaurant"], str) and isinstance(call.input["people"], int)
         assert call.input["seating"] in ("inside", "terrace")
-
-        streamed, pieces = stream_tool_input(client, **kwargs)
-        assert calls(streamed)[0].input == call.input
-        assert len(pieces) > 3 and json.loads("".join(pieces)) == call.input
 
         # `any` with two tools: the model picks one, and its input fits that tool's schema.
         clock = {"name": "get_time", "description": "The current time", "strict": True,

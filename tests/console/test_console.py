@@ -85,6 +85,16 @@ def ask(key, server, system="Say hi.", **extra):
         model=MODEL, max_tokens=4, system=system, messages=[{"role": "user", "content": "Go."}], **extra)
 
 
+def new_workspace(page, name):
+    """Creates a workspace from the workspaces page; its section there."""
+    go(page, "workspaces")
+    page.fill("#workspace-name", name)
+    page.click("[data-testid=create-workspace] button")
+    section = page.locator(f"[data-testid=workspace-{name}]")
+    expect(section).to_be_visible()
+    return section
+
+
 def session_client(server, key):
     """An HTTP client holding a console session, and the session's CSRF token."""
     http = httpx.Client(base_url=server.url, timeout=30)
@@ -99,11 +109,7 @@ def test_an_operator_runs_a_workspace_from_the_console(server, page):
     sign_in(page, server, ADMIN_KEY)
 
     # A workspace and a key; the secret is shown once.
-    go(page, "workspaces")
-    page.fill("#workspace-name", "team-a")
-    page.click("[data-testid=create-workspace] button")
-    team = page.locator("[data-testid=workspace-team-a]")
-    expect(team).to_be_visible()
+    team = new_workspace(page, "team-a")
     team.locator("[data-testid=key-name]").fill("app")
     team.locator("[data-testid=create-key] button").click()
     secret = page.locator("[data-testid=new-secret]").inner_text()
@@ -266,11 +272,7 @@ def test_members_key_expiry_schemas_splits_and_what_a_run_cost(priced, page):
     A/B split; the workbench's cost of a run; the overview's date range."""
     server = priced
     sign_in(page, server, ADMIN_KEY)
-    go(page, "workspaces")
-    page.fill("#workspace-name", "team-b")
-    page.click("[data-testid=create-workspace] button")
-    team = page.locator("[data-testid=workspace-team-b]")
-    expect(team).to_be_visible()
+    team = new_workspace(page, "team-b")
 
     # A user of the organization, made a member, given another role, removed.
     page.fill("[data-testid=user-email]", "ana@example.com")

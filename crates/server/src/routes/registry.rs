@@ -28,7 +28,7 @@ fn store(state: &AppState) -> Result<&dyn missive_store::Store, ApiError> {
     })
 }
 
-fn kind_of(path: &str) -> Result<RegistryKind, ApiError> {
+pub(crate) fn kind_of(path: &str) -> Result<RegistryKind, ApiError> {
     match path {
         "prompts" => Ok(RegistryKind::Prompt),
         "schemas" => Ok(RegistryKind::Schema),

@@ -86,12 +86,19 @@ pub(super) async fn members(
         .unwrap_or_default()
         .to_owned();
     let store = store(&state)?;
-    let mut data = Vec::new();
-    for member in store.list_members(&workspace_id)? {
-        let email = store.user(&member.user_id)?.map(|u| u.email);
-        data.push(json!({"user_id": member.user_id, "email": email,
-                         "workspace_role": member.workspace_role}));
-    }
+    let emails: std::collections::HashMap<String, String> = store
+        .list_users(None)?
+        .into_iter()
+        .map(|u| (u.id, u.email))
+        .collect();
+    let data: Vec<Value> = store
+        .list_members(&workspace_id)?
+        .into_iter()
+        .map(|member| {
+            json!({"user_id": member.user_id, "email": emails.get(&member.user_id),
+                   "workspace_role": member.workspace_role})
+        })
+        .collect();
     Ok(Json(json!({ "data": data })))
 }
 

@@ -259,8 +259,8 @@ struct Filter {
     group: Option<String>,
 }
 
-/// The workspace a registry change or listing is for: an admin must name one.
-fn registry_workspace(user: &User, asked: Option<&str>) -> Result<String, ApiError> {
+/// The one workspace a request is about: an admin must name it.
+fn named_workspace(user: &User, asked: Option<&str>) -> Result<String, ApiError> {
     user.scope(asked)?
         .map(str::to_owned)
         .ok_or_else(|| ApiError::invalid("workspace_id: name the workspace"))
@@ -280,7 +280,7 @@ fn acting(state: &AppState, user: &User, asked: Option<&str>) -> Result<Principa
         }
         return Ok(user.principal.clone());
     }
-    let workspace_id = registry_workspace(user, asked)?;
+    let workspace_id = named_workspace(user, asked)?;
     let workspace = store(state)?
         .workspace(&workspace_id)?
         .filter(|w| w.archived_at.is_none())

@@ -146,7 +146,7 @@ pub(super) async fn request_content(
     Path(request_id): Path<String>,
     Query(filter): Query<Filter>,
 ) -> Result<Json<Value>, ApiError> {
-    let workspace = super::registry_workspace(&user, filter.workspace_id.as_deref())?;
+    let workspace = super::named_workspace(&user, filter.workspace_id.as_deref())?;
     let id = request_id.clone();
     let found =
         read_off_workers(&state, move |store| store.captured_content(&workspace, &id)).await?;

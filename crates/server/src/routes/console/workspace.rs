@@ -5,22 +5,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use missive_store::RegistryKind;
 use serde_json::{json, Value};
 
-use super::{acting, body, registry_workspace, store, Filter, User};
+use super::{acting, body, named_workspace, store, Filter, User};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::state::AppState;
-
-/// The registry's kind in a console path: `prompts` or `schemas`.
-fn kind_of(path: &str) -> Result<RegistryKind, ApiError> {
-    match path {
-        "prompts" => Ok(RegistryKind::Prompt),
-        "schemas" => Ok(RegistryKind::Schema),
-        other => Err(ApiError::not_found(format!("no registry of {other}"))),
-    }
-}
 
 /// A workspace's prompts or schemas, each with every version's body.
 pub(super) async fn registry(
@@ -29,8 +19,8 @@ pub(super) async fn registry(
     Path(kind): Path<String>,
     Query(filter): Query<Filter>,
 ) -> Result<Json<Value>, ApiError> {
-    let kind = kind_of(&kind)?;
-    let workspace = registry_workspace(&user, filter.workspace_id.as_deref())?;
+    let kind = crate::routes::registry::kind_of(&kind)?;
+    let workspace = named_workspace(&user, filter.workspace_id.as_deref())?;
     let data: Vec<Value> = store(&state)?
         .list_registry(&workspace, kind)?
         .iter()
@@ -69,7 +59,7 @@ pub(super) async fn create_version(
     Path(kind): Path<String>,
     JsonBody(raw): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    kind_of(&kind)?;
+    crate::routes::registry::kind_of(&kind)?;
     let (workspace, forwarded) = split_workspace(&raw)?;
     let principal = acting(&state, &user, workspace.as_deref())?;
     let workspace = principal.workspace_id.clone();
@@ -101,7 +91,7 @@ pub(super) async fn move_label(
     Path((kind, name)): Path<(String, String)>,
     JsonBody(raw): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    kind_of(&kind)?;
+    crate::routes::registry::kind_of(&kind)?;
     let (workspace, forwarded) = split_workspace(&raw)?;
     let detail: Value = serde_json::from_slice(&forwarded).unwrap_or_default();
     let principal = acting(&state, &user, workspace.as_deref())?;
