@@ -3,7 +3,8 @@ the described format: Missive lists the tools in the system turn and teaches the
 `<tool_call>` form, under the same grammar. Shown on Gemma 3 270M (a base model whose
 vocabulary has no `<tool_call>` token, so a call opens on the marker's text) and on the
 default model served with `tool_format = "described"`. The XML families (Qwen3-Coder's and
-GLM's) are shown on the default model served under each family's own template."""
+GLM's) and DeepSeek V3.1's markers are shown on the default model served under each
+family's own template."""
 
 import json
 import os
@@ -225,5 +226,80 @@ def test_the_default_model_under_glms_template_calls_in_its_xml_form():
         [picked] = calls(message)[:1]
         assert picked.name in ("book_table", "get_time")
         assert set(picked.input) == ({"restaurant", "people", "seating"} if picked.name == "book_table" else set())
+    finally:
+        server.stop()
+
+
+def test_the_default_model_under_deepseeks_template_calls_in_its_markers_and_thinks():
+    """DeepSeek V3.1's family end to end: the default model served with its own chat
+    template decodes forced and strict calls under that family's grammar
+    (`<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{…}<｜tool▁call▁end｜>`); they come back as
+    tool_use blocks whose input matches the schema, streamed or not. The template opens a
+    thought (`<think>`) when thinking is on: the reply starts with a thinking block that
+    carries a signature, which the next request may send back."""
+    server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(os.path.join(TEMPLATES, "DeepSeek-V3.1.jinja")))
+    tool = {
+        "name": "book_table",
+        "description": "Book a table at a restaurant",
+        "strict": True,
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "restaurant": {"type": "string"},
+                "people": {"type": "integer"},
+                "seating": {"type": "string", "enum": ["inside", "terrace"]},
+            },
+            "required": ["restaurant", "people", "seating"],
+            "additionalProperties": False,
+        },
+    }
+    try:
+        assert "tool_format=DeepSeek" in open(f"{server.home}/serve.log").read()
+        ask = [{"role": "user", "content": "Book a table for four at Chez Anna, on the terrace."}]
+        kwargs = dict(
+            model=MODEL,
+            max_tokens=120,
+            tools=[tool],
+            tool_choice={"type": "tool", "name": "book_table"},
+            messages=ask,
+            **sampling(temperature=0),
+        )
+        call = forced_call(client, kwargs)
+        assert set(call.input) == {"restaurant", "people", "seating"}, call.input
+        assert isinstance(call.input["restaurant"], str) and isinstance(call.input["people"], int)
+        assert call.input["seating"] in ("inside", "terrace")
+
+        # `any` with two tools: the model picks one, and its input fits that tool's schema.
+        clock = {"name": "get_time", "description": "The current time", "strict": True,
+                 "input_schema": {"type": "object", "properties": {}, "additionalProperties": False}}
+        message = client.messages.create(**{**kwargs, "tools": [tool, clock], "tool_choice": {"type": "any"}})
+        [picked] = calls(message)[:1]
+        assert picked.name in ("book_table", "get_time")
+        assert set(picked.input) == ({"restaurant", "people", "seating"} if picked.name == "book_table" else set())
+
+        # Thinking on: the template ends the prompt inside `<think>`, so the reply opens
+        # with a thinking block, closed with its signature.
+        thought = dict(model=MODEL, max_tokens=24, thinking={"type": "enabled", "budget_tokens": 1024},
+                       messages=[{"role": "user", "content": "What is 2 + 3?"}], **sampling(temperature=0))
+        deltas = []
+        with client.messages.stream(**thought) as stream:
+            for event in stream:
+                if event.type == "content_block_delta":
+                    deltas.append(event.delta.type)
+            message = stream.get_final_message()
+        first = message.content[0]
+        assert first.type == "thinking" and first.thinking and first.signature, message.content
+        assert deltas[0] == "thinking_delta" and "signature_delta" in deltas, deltas
+        assert message.usage.output_tokens <= 24
+
+        # The call, its result and the signed thought go back as history.
+        history = [
+            *ask,
+            {"role": "assistant", "content": [first.model_dump(include={"type", "thinking", "signature"}),
+                                              {"type": "tool_use", "id": call.id, "name": call.name, "input": call.input}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Booked for 20:00."}]},
+        ]
+        reply = client.messages.create(**{**thought, "messages": history, "tools": [tool]})
+        assert reply.type == "message" and reply.content, reply
     finally:
         server.stop()

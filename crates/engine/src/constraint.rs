@@ -1,11 +1,11 @@
 //! Constrained decoding with llguidance: the grammars that make tool calls and structured
 //! output valid by construction, compiled once per distinct grammar and cached.
 //!
-//! Tool calls use the Hermes/Qwen format the chat template teaches:
+//! Tool calls use the format the chat template teaches, e.g. Hermes/Qwen's
 //! `<tool_call>\n{"name": "…", "arguments": {…}}\n</tool_call>`. The grammar starts
-//! *after* the opening marker, so it applies lazily in `auto` mode (free text costs
-//! nothing until the model opens a call) and from the first token when a call is forced
-//! (the prompt then already ends with the marker).
+//! *after* the marker that opens calls (the format's trigger), so it applies lazily in
+//! `auto` mode (free text costs nothing until the model opens a call) and from the first
+//! token when a call is forced (the prompt then already ends with the marker).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,7 +20,7 @@ use missive_backend::{BackendError, GenerateRequest};
 use missive_protocol::tools::{OutputFormat, Tool, ToolChoice};
 use serde_json::{json, Value};
 
-use crate::output::tool_calls::{CLOSE, OPEN};
+use crate::output::tool_calls::{self, Markers};
 use crate::template::ToolFormat;
 
 mod xml_rules;
@@ -59,8 +59,8 @@ impl std::fmt::Debug for Constraint {
 pub(crate) struct Grammars {
     factory: ParserFactory,
     compiled: Mutex<HashMap<String, TokenParser>>,
-    /// The single token of `<tool_call>`, when the vocabulary has one.
-    tool_open: Option<LlamaToken>,
+    /// The single token of each format's trigger, where the vocabulary has one.
+    triggers: Vec<(&'static str, LlamaToken)>,
 }
 
 /// The JSON layout of Python's `json.dumps`, which chat templates render tool calls with.
@@ -76,7 +76,12 @@ impl Grammars {
         Ok(Self {
             factory,
             compiled: Mutex::new(HashMap::new()),
-            tool_open: crate::model::single_token(model, OPEN),
+            triggers: [&tool_calls::HERMES, &tool_calls::DEEPSEEK]
+                .iter()
+                .filter_map(|m| {
+                    Some((m.trigger(), crate::model::single_token(model, m.trigger())?))
+                })
+                .collect(),
         })
     }
 
@@ -150,19 +155,15 @@ impl Grammars {
         for (i, tool) in request.tools.iter().enumerate() {
             calls.push(match format.dialect() {
                 Some(dialect) => self.xml_call_rule(i, tool, dialect, &mut helpers)?,
-                None => self.call_rule(i, tool)?,
+                None => self.call_rule(i, tool, format)?,
             });
         }
         let single = request
             .tool_choice
             .as_ref()
             .is_some_and(ToolChoice::disables_parallel_tool_use);
-        // GLM writes the name right after the marker; the others start a new line.
-        let lead = match format {
-            ToolFormat::GlmXml => "",
-            _ => "\\n",
-        };
-        let mut lark = tool_calls_grammar(&calls, first_call(request, &calls), single, lead);
+        let frame = Frame::of(format);
+        let mut lark = tool_calls_grammar(&calls, first_call(request, &calls), single, &frame);
         for helper in helpers {
             lark.push_str(&helper);
             lark.push('\n');
@@ -174,19 +175,28 @@ impl Grammars {
             request.tool_choice,
             Some(ToolChoice::Any { .. } | ToolChoice::Tool { .. })
         );
+        let trigger = format.markers().trigger();
         Ok(match forced {
             true => Constraint::FromStart(matcher),
             false => Constraint::AfterToolOpen {
                 matcher,
-                open: self.tool_open,
+                open: self
+                    .triggers
+                    .iter()
+                    .find(|(text, _)| *text == trigger)
+                    .map(|(_, token)| *token),
             },
         })
     }
 
     /// The Lark rule body of one call of `tool`. A schema llguidance cannot enforce fails
     /// a `strict` tool (it was promised); other tools fall back to any JSON object.
-    fn call_rule(&self, index: usize, tool: &Tool) -> Result<String, BackendError> {
-        let name = serde_json::to_string(&tool.name).unwrap_or_default();
+    fn call_rule(
+        &self,
+        index: usize,
+        tool: &Tool,
+        format: ToolFormat,
+    ) -> Result<String, BackendError> {
         let schema = match client_tools::kind(tool) {
             ToolKind::Client(schema) => schema,
             ToolKind::Server(_) | ToolKind::Unknown(_) => json!({"type": "object"}),
@@ -203,9 +213,17 @@ impl Grammars {
             (Err(_), false) => json_rule(&json!({"type": "object"})),
         };
         // The call's frame is literal text, exactly as the template shows the model.
-        let head = serde_json::to_string(&format!("{{\"name\": {name}, \"arguments\": "))
-            .unwrap_or_default();
-        Ok(format!("{head} {arguments} \"}}\""))
+        Ok(match format {
+            ToolFormat::DeepSeek => {
+                let head = lark_string(&format!("{}{}", tool.name, tool_calls::DEEPSEEK_SEP));
+                format!("{head} {arguments}")
+            }
+            _ => {
+                let name = serde_json::to_string(&tool.name).unwrap_or_default();
+                let head = lark_string(&format!("{{\"name\": {name}, \"arguments\": "));
+                format!("{head} {arguments} \"}}\"")
+            }
+        })
     }
 }
 
@@ -251,10 +269,61 @@ fn json_rule(schema: &Value) -> String {
     format!("%json {schema}")
 }
 
-/// The grammar of everything after the first `<tool_call>` marker: one call, then
-/// (unless `single`) further calls, then the end of the reply. `lead` (a Lark-escaped
-/// string) comes between a marker and its call.
-fn tool_calls_grammar(calls: &[String], first: Option<usize>, single: bool, lead: &str) -> String {
+/// A Lark string literal of `text`.
+fn lark_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// The literal text around a format's calls, after its trigger.
+struct Frame {
+    /// Before the first call.
+    head: String,
+    /// After each call.
+    tail: String,
+    /// Before each further call.
+    more: String,
+    /// After the last call.
+    end: String,
+}
+
+impl Frame {
+    fn of(format: ToolFormat) -> Self {
+        let Markers {
+            open, close, block, ..
+        } = *format.markers();
+        match block {
+            // DeepSeek: the block holds the calls, each in its own markers.
+            Some((_, block_close)) => Self {
+                head: open.to_owned(),
+                tail: close.to_owned(),
+                more: open.to_owned(),
+                end: block_close.to_owned(),
+            },
+            // GLM writes the name right after the marker; the others start a new line.
+            None => {
+                let lead = match format {
+                    ToolFormat::GlmXml => "",
+                    _ => "\n",
+                };
+                Self {
+                    head: lead.to_owned(),
+                    tail: format!("\n{close}"),
+                    more: format!("\n{open}{lead}"),
+                    end: String::new(),
+                }
+            }
+        }
+    }
+}
+
+/// The grammar of everything after the format's trigger: one call, then (unless `single`)
+/// further calls, then the end of the reply.
+fn tool_calls_grammar(
+    calls: &[String],
+    first: Option<usize>,
+    single: bool,
+    frame: &Frame,
+) -> String {
     let mut lark = String::new();
     let first_rule = match first {
         Some(i) => format!("call_{i}"),
@@ -263,14 +332,18 @@ fn tool_calls_grammar(calls: &[String], first: Option<usize>, single: bool, lead
     let more = if single { "" } else { " more*" };
     // The markers as text: a vocabulary may hold them as ordinary tokens (Qwen does), and
     // a grammar literal matches them however they are tokenised.
-    let start = match lead {
+    let literal = |text: &str| match text {
         "" => String::new(),
-        lead => format!("\"{lead}\" "),
+        text => format!("{} ", lark_string(text)),
     };
-    lark.push_str(&format!(
-        "start: {start}{first_rule} \"\\n{CLOSE}\"{more}\n"
-    ));
-    lark.push_str(&format!("more: \"\\n{OPEN}{lead}\" call \"\\n{CLOSE}\"\n"));
+    let start = literal(&frame.head);
+    let tail = lark_string(&frame.tail);
+    let end = literal(&frame.end);
+    let start = format!("start: {start}{first_rule} {tail}{more} {end}");
+    lark.push_str(start.trim_end());
+    lark.push('\n');
+    let more_open = lark_string(&frame.more);
+    lark.push_str(&format!("more: {more_open} call {tail}\n"));
     let alternatives: Vec<String> = (0..calls.len()).map(|i| format!("call_{i}")).collect();
     lark.push_str(&format!("call: {}\n", alternatives.join(" | ")));
     for (i, rule) in calls.iter().enumerate() {
@@ -291,14 +364,28 @@ mod tests {
     fn grammar_frames_each_call_as_the_template_does() {
         let calls =
             vec!["\"{\\\"name\\\": \\\"a\\\", \\\"arguments\\\": \" %json {} \"}\"".to_owned()];
-        let lark = tool_calls_grammar(&calls, Some(0), true, "\\n");
+        let hermes = Frame::of(ToolFormat::Hermes);
+        let lark = tool_calls_grammar(&calls, Some(0), true, &hermes);
         assert!(
             lark.starts_with("start: \"\\n\" call_0 \"\\n</tool_call>\"\n"),
             "{lark}"
         );
-        let lark = tool_calls_grammar(&calls, None, false, "\\n");
+        let lark = tool_calls_grammar(&calls, None, false, &hermes);
         assert!(lark.contains("</tool_call>\" more*"), "{lark}");
         assert!(lark.contains("more: \"\\n<tool_call>\\n\" call"), "{lark}");
+
+        // DeepSeek: after the block's opening, each call in its own markers, then the
+        // block's end.
+        let deepseek = Frame::of(ToolFormat::DeepSeek);
+        let lark = tool_calls_grammar(&calls, None, false, &deepseek);
+        assert!(
+            lark.starts_with("start: \"<｜tool▁call▁begin｜>\" call \"<｜tool▁call▁end｜>\" more* \"<｜tool▁calls▁end｜>\"\n"),
+            "{lark}"
+        );
+        assert!(
+            lark.contains("more: \"<｜tool▁call▁begin｜>\" call \"<｜tool▁call▁end｜>\"\n"),
+            "{lark}"
+        );
     }
 
     #[test]

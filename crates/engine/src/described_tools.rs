@@ -1,12 +1,18 @@
-//! Tools for chat templates with no tool format of their own (Gemma 3, base models, plain
-//! chat templates). Missive describes the tools in the system turn and teaches the same
-//! `<tool_call>` form its parser and grammar know for Hermes models, then renders earlier
-//! calls and results in that form as ordinary turns. Templates that insist on alternating
-//! roles get one turn per role change.
+//! Tools for chat templates that do not render the tool list themselves.
+//!
+//! - Templates with no tool format at all (Gemma 3, base models, plain chat templates):
+//!   Missive describes the tools in the system turn and teaches the same `<tool_call>` form
+//!   its parser and grammar know for Hermes models, then renders earlier calls and results
+//!   in that form as ordinary turns. Templates that insist on alternating roles get one
+//!   turn per role change ([`describe`]).
+//! - DeepSeek V3.1, whose template renders calls and results but leaves the tool list to
+//!   the caller: the list goes into the system prompt in the layout DeepSeek documents
+//!   for the model, and each call's arguments become the JSON text the template joins in
+//!   ([`deepseek`]).
 
 use serde_json::{json, Value};
 
-use crate::output::tool_calls::{CLOSE, OPEN};
+use crate::output::tool_calls::{CLOSE, DEEPSEEK, DEEPSEEK_SEP, OPEN};
 use crate::prompt::PromptParts;
 use crate::template::{python_json, TemplateMessage};
 
@@ -18,18 +24,10 @@ pub const RESULT_CLOSE: &str = "</tool_response>";
 /// turn, calls become assistant text, results become user text.
 pub(crate) fn describe(parts: &mut PromptParts) {
     let tools = std::mem::take(&mut parts.tools);
-    let mut messages: Vec<TemplateMessage> = Vec::with_capacity(parts.messages.len() + 1);
     if !tools.is_empty() {
-        let preamble = preamble(&tools);
-        match parts.messages.first_mut().filter(|m| m.role == "system") {
-            Some(system) => system.content = format!("{}\n\n{preamble}", system.content),
-            None => messages.push(TemplateMessage {
-                role: "system".to_owned(),
-                content: preamble,
-                tool_calls: Vec::new(),
-            }),
-        }
+        system_prompt_add(&mut parts.messages, preamble(&tools));
     }
+    let mut messages: Vec<TemplateMessage> = Vec::with_capacity(parts.messages.len());
     for mut message in parts.messages.drain(..) {
         if message.role == "tool" {
             message.role = "user".to_owned();
@@ -70,6 +68,72 @@ To call a tool, reply with the call alone, in this exact form (one block per cal
 Each result comes back to you in a user turn inside {RESULT_OPEN}{RESULT_CLOSE}.",
         lines.join("\n")
     )
+}
+
+/// Rewrites `parts` for DeepSeek V3.1's template: the tools join the system prompt, and
+/// each earlier call's arguments become text (the template concatenates them).
+pub(crate) fn deepseek(parts: &mut PromptParts) {
+    let tools = std::mem::take(&mut parts.tools);
+    if !tools.is_empty() {
+        system_prompt_add(&mut parts.messages, deepseek_preamble(&tools));
+    }
+    for message in &mut parts.messages {
+        for call in &mut message.tool_calls {
+            if let Some(arguments) = call.pointer_mut("/function/arguments") {
+                if !arguments.is_string() {
+                    *arguments = Value::String(python_json(arguments));
+                }
+            }
+        }
+    }
+}
+
+/// Adds `text` to the leading system message, or puts one first.
+fn system_prompt_add(messages: &mut Vec<TemplateMessage>, text: String) {
+    match messages.first_mut().filter(|m| m.role == "system") {
+        Some(system) => system.content = format!("{}\n\n{text}", system.content),
+        None => messages.insert(
+            0,
+            TemplateMessage {
+                role: "system".to_owned(),
+                content: text,
+                tool_calls: Vec::new(),
+            },
+        ),
+    }
+}
+
+/// DeepSeek's documented tool layout: a `### NAME` section per tool with its description
+/// and parameter schema, then the call format in the model's own markers.
+fn deepseek_preamble(tools: &[Value]) -> String {
+    let mut text = String::from("## Tools\nYou have access to the following tools:\n");
+    for tool in tools {
+        let function = tool.get("function").unwrap_or(tool);
+        let name = function
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let description = function
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let parameters = function.get("parameters").unwrap_or(&Value::Null);
+        text.push_str(&format!(
+            "\n### {name}\nDescription: {description}\n\nParameters: {}\n",
+            python_json(parameters)
+        ));
+    }
+    let (begin, end) = DEEPSEEK.block.unwrap_or_default();
+    let (open, close) = (DEEPSEEK.open, DEEPSEEK.close);
+    text.push_str(&format!(
+        "\nIMPORTANT: to use tools, always write exactly this:\n\
+{begin}{open}tool_call_name{DEEPSEEK_SEP}tool_call_arguments{close}{{additional_tool_calls}}{end}\n\n\
+Where:\n\
+- `tool_call_name` is the exact name of one of the tools above\n\
+- `tool_call_arguments` is a JSON object that follows that tool's Parameters schema\n\
+- several calls follow one another directly, with nothing between them"
+    ));
+    text
 }
 
 #[cfg(test)]

@@ -264,8 +264,10 @@ impl EngineBackend {
             .tools
             .iter_mut()
             .for_each(|tool| self.special.fence_json(tool));
-        if self.template.tool_format() == ToolFormat::Described {
-            described_tools::describe(&mut parts);
+        match self.template.tool_format() {
+            ToolFormat::Described => described_tools::describe(&mut parts),
+            ToolFormat::DeepSeek => described_tools::deepseek(&mut parts),
+            ToolFormat::Hermes | ToolFormat::QwenXml | ToolFormat::GlmXml => {}
         }
         let thinking = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on);
         let rendered = self
@@ -279,7 +281,7 @@ impl EngineBackend {
             fenced.push_str(&self.special.fence(prefill));
         }
         if let Some(partial) = &tools.forced_partial {
-            fenced.push_str(crate::output::tool_calls::OPEN);
+            fenced.push_str(tools.markers.trigger());
             fenced.push_str(partial);
         }
         let (text, segments) = special::unfence(&fenced);

@@ -10,7 +10,6 @@ use missive_protocol::tools::ToolChoice;
 use serde_json::{json, Value};
 
 use crate::output::xml_call::TextParams;
-use crate::output::CallBody;
 use crate::prompt_cache::Ttl;
 use crate::scheduler::ToolParsing;
 use crate::template::{TemplateMessage, ToolFormat};
@@ -115,16 +114,13 @@ pub(crate) fn tool_parsing(
         }
         _ => Vec::new(),
     };
-    let body = match format.dialect() {
-        Some(dialect) => CallBody::Xml(text_params(request), dialect),
-        None => CallBody::Json,
-    };
     ToolParsing {
         enabled: true,
         forced_partial,
         single,
         slip_names,
-        body,
+        markers: format.markers(),
+        body: format.body(|| text_params(request)),
     }
 }
 

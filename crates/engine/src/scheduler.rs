@@ -33,6 +33,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::constraint::Constraint;
 use crate::error::Error;
+use crate::output::tool_calls::{self, Markers};
 use crate::prompt_cache::{CacheLedger, Ttl};
 use host_cache::{HostCache, HostCacheStats};
 use slot::{Slot, StepOutcome};
@@ -100,7 +101,7 @@ pub(crate) struct Reasoning {
 }
 
 /// How a job's output is scanned for tool calls.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ToolParsing {
     /// Tools were offered and may be called.
     pub enabled: bool,
@@ -111,8 +112,22 @@ pub(crate) struct ToolParsing {
     pub single: bool,
     /// In `auto`, the tools a call the model slips into another form may name.
     pub slip_names: Vec<String>,
-    /// How a call is written between the markers.
+    /// The markers around calls, and how a call is written between them.
+    pub markers: &'static Markers,
     pub body: crate::output::CallBody,
+}
+
+impl Default for ToolParsing {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            forced_partial: None,
+            single: false,
+            slip_names: Vec::new(),
+            markers: &tool_calls::HERMES,
+            body: Default::default(),
+        }
+    }
 }
 
 impl ContextSettings {

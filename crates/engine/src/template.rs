@@ -5,6 +5,9 @@ use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error as JinjaError, ErrorKind};
 use serde::{Deserialize, Serialize};
 
+use crate::output::tool_calls::{self, CallBody, Markers};
+use crate::output::xml_call::TextParams;
+
 /// How a model is taught to call tools (`[models.NAME] tool_format` overrides detection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -21,6 +24,12 @@ pub enum ToolFormat {
     /// `<tool_call>NAME` and one `<arg_key>`/`<arg_value>` pair per argument (GLM 4.5 and
     /// later), rendered by the template itself.
     GlmXml,
+    /// `<｜tool▁calls▁begin｜>`, then per call `<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{…}`
+    /// `<｜tool▁call▁end｜>`, then `<｜tool▁calls▁end｜>` (DeepSeek V3.1). The template renders
+    /// calls and results but not the tool list, which Missive describes in the system
+    /// prompt (`described_tools::deepseek`).
+    #[serde(rename = "deepseek")]
+    DeepSeek,
 }
 
 impl ToolFormat {
@@ -29,7 +38,24 @@ impl ToolFormat {
         match self {
             Self::QwenXml => Some(&crate::output::xml_call::QWEN),
             Self::GlmXml => Some(&crate::output::xml_call::GLM),
-            Self::Hermes | Self::Described => None,
+            Self::Hermes | Self::Described | Self::DeepSeek => None,
+        }
+    }
+
+    /// The markers around the format's calls.
+    pub(crate) fn markers(self) -> &'static Markers {
+        match self {
+            Self::DeepSeek => &tool_calls::DEEPSEEK,
+            Self::Hermes | Self::Described | Self::QwenXml | Self::GlmXml => &tool_calls::HERMES,
+        }
+    }
+
+    /// How a call's body is written between the markers.
+    pub(crate) fn body(self, params: impl FnOnce() -> TextParams) -> CallBody {
+        match (self, self.dialect()) {
+            (_, Some(dialect)) => CallBody::Xml(params(), dialect),
+            (Self::DeepSeek, None) => CallBody::Named(tool_calls::DEEPSEEK_SEP),
+            _ => CallBody::Json,
         }
     }
 }
@@ -93,7 +119,9 @@ impl ChatTemplate {
         env.set_lstrip_blocks(true);
         env.add_filter("tojson", python_tojson);
         env.add_function("raise_exception", raise_exception);
-        let tool_format = if source.contains("<arg_key>") {
+        let tool_format = if source.contains(tool_calls::DEEPSEEK_SEP) {
+            ToolFormat::DeepSeek
+        } else if source.contains("<arg_key>") {
             ToolFormat::GlmXml
         } else if source.contains("<function=") {
             ToolFormat::QwenXml
@@ -389,6 +417,79 @@ mod tests {
         ] {
             assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
         }
+    }
+
+    /// DeepSeek V3.1's own template (tests/templates/README.md): detected as DeepSeek's
+    /// format; the tool list Missive adds to the system prompt, a call, its result, parallel
+    /// calls and the thinking prompt render as the model was trained on.
+    #[test]
+    fn deepseek_renders_tools_calls_results_and_thinking_in_its_markers() {
+        let source = include_str!("../tests/templates/DeepSeek-V3.1.jinja");
+        let t = ChatTemplate::new(
+            source.into(),
+            "<｜begin▁of▁sentence｜>".into(),
+            "<｜end▁of▁sentence｜>".into(),
+        )
+        .unwrap();
+        assert_eq!(t.tool_format(), ToolFormat::DeepSeek);
+        assert!(t.reasons(), "its template thinks in <think> tags");
+        assert!(
+            !t.system_anywhere(),
+            "it gathers system messages at the start"
+        );
+        let function = |name: &str, arguments| serde_json::json!({"type": "function", "function": {"name": name, "arguments": arguments}});
+        let mut call = msg("assistant", "");
+        call.tool_calls = vec![function(
+            "get_weather",
+            serde_json::json!({"city": "Paris", "days": 3}),
+        )];
+        let mut both = msg("assistant", "Both.");
+        both.tool_calls = vec![
+            function("get_weather", serde_json::json!({"city": "Rome"})),
+            function("get_time", serde_json::json!({})),
+        ];
+        let mut parts = crate::prompt::PromptParts {
+            messages: vec![
+                msg("system", "Be brief."),
+                msg("user", "Weather in Paris?"),
+                call,
+                msg("tool", "sunny"),
+                msg("user", "Rome, and the time?"),
+                both,
+                msg("tool", "rain"),
+                msg("tool", "noon"),
+                msg("user", "Thanks. Which was warmer?"),
+            ],
+            tools: vec![serde_json::json!({"type": "function", "function": {
+                "name": "get_weather", "description": "The weather in a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}})],
+            prefill: None,
+        };
+        crate::described_tools::deepseek(&mut parts);
+        let out = t.render(&parts.messages, &parts.tools, true, true).unwrap();
+        for expected in [
+            "<｜begin▁of▁sentence｜>Be brief.\n\n## Tools\nYou have access to the following tools:\n\n\
+             ### get_weather\nDescription: The weather in a city\n\n\
+             Parameters: {\"type\": \"object\", \"properties\": {\"city\": {\"type\": \"string\"}}}\n",
+            "<｜User｜>Weather in Paris?<｜Assistant｜></think><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>\
+             get_weather<｜tool▁sep｜>{\"city\": \"Paris\", \"days\": 3}<｜tool▁call▁end｜>\
+             <｜tool▁calls▁end｜><｜end▁of▁sentence｜><｜tool▁output▁begin｜>sunny<｜tool▁output▁end｜>",
+            "<｜User｜>Rome, and the time?<｜Assistant｜></think>Both.<｜tool▁calls▁begin｜>\
+             <｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Rome\"}<｜tool▁call▁end｜>\
+             <｜tool▁call▁begin｜>get_time<｜tool▁sep｜>{}<｜tool▁call▁end｜><｜tool▁calls▁end｜>\
+             <｜end▁of▁sentence｜><｜tool▁output▁begin｜>rain<｜tool▁output▁end｜>\
+             <｜tool▁output▁begin｜>noon<｜tool▁output▁end｜>",
+        ] {
+            assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        }
+        assert!(
+            out.ends_with("<｜User｜>Thanks. Which was warmer?<｜Assistant｜><think>"),
+            "{out}"
+        );
+        let without = t
+            .render(&parts.messages, &parts.tools, true, false)
+            .unwrap();
+        assert!(without.ends_with("<｜Assistant｜></think>"), "{without}");
     }
 
     #[test]

@@ -279,6 +279,11 @@ impl Rounds {
                 Kind::Bash | Kind::TextEditor => self.call_code(tool, input, id).await,
             }
         };
+        // An MCP session keeps its own limit and says so in the result; an outer
+        // deadline of the same length would race it and win with a vaguer message.
+        if matches!(tool.kind, Kind::Mcp { .. }) {
+            return running.await;
+        }
         match tokio::time::timeout(self.runner.toolbox.call_timeout, running).await {
             Ok(outcome) => outcome,
             Err(_) => crate::Outcome::error_for(tool, id, "unavailable"),

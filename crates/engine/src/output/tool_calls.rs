@@ -1,16 +1,68 @@
-//! Tool calls in the Hermes/Qwen format the default model's chat template teaches:
-//! `<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>`. Text outside calls passes
-//! through; only a suffix that may start the opening marker is held back. A call's
-//! `arguments` object is handed on while it is decoded (see [`CallStream`]).
+//! Tool calls between a family's markers: the Hermes/Qwen format the default model's chat
+//! template teaches (`<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>`), the XML
+//! forms inside the same markers, and DeepSeek's `<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{…}`
+//! `<｜tool▁call▁end｜>`. Text outside calls passes through; only a suffix that may start a
+//! marker is held back. A call's arguments are handed on while they are decoded.
 
 use missive_backend::reasoning::partial_suffix;
 use serde_json::Value;
 
 use super::call_stream::{CallStream, Progress};
+use super::named_call::{self, NamedCallStream};
 use super::xml_call::{self, Dialect, TextParams, XmlCallStream};
 
 pub const OPEN: &str = "<tool_call>";
 pub const CLOSE: &str = "</tool_call>";
+
+/// The markers a family frames its calls with.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Markers {
+    /// Opens one call, and closes it.
+    pub open: &'static str,
+    pub close: &'static str,
+    /// Opens and closes the block that holds all of a reply's calls, where the family has
+    /// one (DeepSeek). It is not text the client sees.
+    pub block: Option<(&'static str, &'static str)>,
+    /// Every marker the family writes, as the control tokens its vocabulary may hold them as.
+    pub tokens: &'static [&'static str],
+}
+
+impl Markers {
+    /// The text after which the reply is making calls: where a grammar takes over, and
+    /// what a forced call's prompt ends with.
+    pub fn trigger(&self) -> &'static str {
+        self.block.map_or(self.open, |(open, _)| open)
+    }
+}
+
+/// Hermes, Qwen's XML forms, GLM, and the described format.
+pub const HERMES: Markers = Markers {
+    open: OPEN,
+    close: CLOSE,
+    block: None,
+    tokens: &[OPEN, CLOSE],
+};
+
+/// Between DeepSeek's name and arguments.
+pub const DEEPSEEK_SEP: &str = "<｜tool▁sep｜>";
+const DEEPSEEK_CALLS_BEGIN: &str = "<｜tool▁calls▁begin｜>";
+const DEEPSEEK_CALLS_END: &str = "<｜tool▁calls▁end｜>";
+const DEEPSEEK_CALL_BEGIN: &str = "<｜tool▁call▁begin｜>";
+const DEEPSEEK_CALL_END: &str = "<｜tool▁call▁end｜>";
+
+/// DeepSeek V3.1 (and R1-0528, which writes the same markers).
+pub const DEEPSEEK: Markers = Markers {
+    open: DEEPSEEK_CALL_BEGIN,
+    close: DEEPSEEK_CALL_END,
+    block: Some((DEEPSEEK_CALLS_BEGIN, DEEPSEEK_CALLS_END)),
+    tokens: &[
+        DEEPSEEK_CALLS_BEGIN,
+        DEEPSEEK_CALL_BEGIN,
+        DEEPSEEK_SEP,
+        DEEPSEEK_CALL_END,
+        DEEPSEEK_CALLS_END,
+    ],
+};
 
 /// What the parser hands on: visible text, or a tool call. A call whose arguments are
 /// streamed comes as `ToolStart`, `ToolInput` pieces, then its `ToolCall`.
@@ -31,16 +83,20 @@ pub enum CallBody {
     /// An XML form: `<function=NAME>` and one `<parameter=KEY>` per argument (Qwen3-Coder),
     /// or `NAME` and `<arg_key>`/`<arg_value>` pairs (GLM).
     Xml(TextParams, &'static Dialect),
+    /// The name, this separator, then the arguments object (DeepSeek).
+    Named(&'static str),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ToolCallParser {
     buf: String,
     in_call: bool,
+    markers: &'static Markers,
     body: CallBody,
     /// The open call's arguments, streamed as they come.
     call: CallStream,
     xml: XmlCallStream,
+    named: NamedCallStream,
     /// Watching the start of the reply for a call in a form the family slips into.
     slip: Option<SlipWatch>,
 }
@@ -112,6 +168,21 @@ impl SlipWatch {
     }
 }
 
+impl Default for ToolCallParser {
+    fn default() -> Self {
+        Self {
+            buf: String::new(),
+            in_call: false,
+            markers: &HERMES,
+            body: CallBody::default(),
+            call: CallStream::default(),
+            xml: XmlCallStream::default(),
+            named: NamedCallStream::default(),
+            slip: None,
+        }
+    }
+}
+
 impl ToolCallParser {
     /// A parser already inside a call whose text so far is `partial` (after the opening
     /// marker), for generations that were prefilled into a forced tool call.
@@ -121,6 +192,23 @@ impl ToolCallParser {
             in_call: true,
             ..Self::default()
         }
+    }
+
+    /// A parser for a reply prefilled up to `markers`' trigger and then `partial`: inside
+    /// a call when the trigger opens one, else before the first call of the block.
+    pub fn after_trigger(markers: &'static Markers, partial: &str) -> Self {
+        Self {
+            buf: partial.to_owned(),
+            in_call: markers.block.is_none(),
+            markers,
+            ..Self::default()
+        }
+    }
+
+    /// Calls are framed by `markers`.
+    pub fn with_markers(mut self, markers: &'static Markers) -> Self {
+        self.markers = markers;
+        self
     }
 
     /// A parser that also recognises calls to `names` written as a fenced or bare JSON
@@ -181,29 +269,33 @@ impl ToolCallParser {
         self.buf.push_str(text);
         let mut out = Vec::new();
         loop {
+            let Markers { open, close, .. } = *self.markers;
             if self.in_call {
-                let Some(end) = self.buf.find(CLOSE) else {
+                let Some(end) = self.buf.find(close) else {
                     // A tail that may begin the closing marker is not the call's yet.
-                    let upto = self.buf.len() - partial_suffix(&self.buf, CLOSE);
+                    let upto = self.buf.len() - partial_suffix(&self.buf, close);
                     out.extend(self.stream_call(upto));
                     return out;
                 };
                 out.extend(self.stream_call(end));
                 out.extend(self.close_stream());
-                let body: String = self.buf.drain(..end + CLOSE.len()).collect();
+                let body: String = self.buf.drain(..end + close.len()).collect();
                 let body = &body[..end];
                 out.push(
                     self.end_call(body)
-                        .unwrap_or_else(|| Piece::Text(format!("{OPEN}{body}{CLOSE}"))),
+                        .unwrap_or_else(|| Piece::Text(format!("{open}{body}{close}"))),
                 );
-            } else if let Some(start) = self.buf.find(OPEN) {
-                if start > 0 {
-                    out.push(Piece::Text(self.buf[..start].to_owned()));
-                }
-                self.buf.drain(..start + OPEN.len());
-                self.in_call = true;
             } else {
-                let keep = partial_suffix(&self.buf, OPEN);
+                self.drop_block_markers();
+                if let Some(start) = self.buf.find(open) {
+                    if start > 0 {
+                        out.push(Piece::Text(self.buf[..start].to_owned()));
+                    }
+                    self.buf.drain(..start + open.len());
+                    self.in_call = true;
+                    continue;
+                }
+                let keep = self.held_suffix();
                 let cut = self.buf.len() - keep;
                 if cut > 0 {
                     out.push(Piece::Text(self.buf.drain(..cut).collect()));
@@ -234,10 +326,11 @@ impl ToolCallParser {
             match self.end_call(&rest) {
                 Some(call) => out.push(call),
                 None if truncated => {}
-                None => out.push(Piece::Text(format!("{OPEN}{rest}"))),
+                None => out.push(Piece::Text(format!("{}{rest}", self.markers.open))),
             }
             return out;
         }
+        self.drop_block_markers();
         let rest = std::mem::take(&mut self.buf);
         if rest.is_empty() {
             Vec::new()
@@ -248,12 +341,34 @@ impl ToolCallParser {
 }
 
 impl ToolCallParser {
+    /// The block around a reply's calls frames them; it is not text.
+    fn drop_block_markers(&mut self) {
+        if let Some((begin, end)) = self.markers.block {
+            if self.buf.contains(begin) || self.buf.contains(end) {
+                self.buf = self.buf.replace(begin, "").replace(end, "");
+            }
+        }
+    }
+
+    /// How much of the text's tail may still begin a marker, and is held back.
+    fn held_suffix(&self) -> usize {
+        let Markers { open, block, .. } = *self.markers;
+        let mut keep = partial_suffix(&self.buf, open);
+        if let Some((begin, end)) = block {
+            keep = keep
+                .max(partial_suffix(&self.buf, begin))
+                .max(partial_suffix(&self.buf, end));
+        }
+        keep
+    }
+
     /// Hands on what the open call's first `upto` bytes add to its streamed arguments.
     fn stream_call(&mut self, upto: usize) -> Vec<Piece> {
         let body = &self.buf[..upto];
         let progress = match &self.body {
             CallBody::Json => self.call.advance(body),
             CallBody::Xml(params, dialect) => self.xml.advance(body, params, dialect),
+            CallBody::Named(sep) => self.named.advance(body, sep),
         };
         pieces(progress)
     }
@@ -274,6 +389,19 @@ impl ToolCallParser {
         self.in_call = false;
         let call = std::mem::take(&mut self.call);
         let xml = std::mem::take(&mut self.xml);
+        let named = std::mem::take(&mut self.named);
+        if let CallBody::Named(sep) = &self.body {
+            return match named_call::parse(body, sep) {
+                Some((name, input)) => Some(Piece::ToolCall { name, input }),
+                None if named.is_started() => Some(Piece::ToolCall {
+                    name: named.name().unwrap_or_default().to_owned(),
+                    input: named
+                        .arguments(body)
+                        .unwrap_or_else(|| Value::Object(Default::default())),
+                }),
+                None => None,
+            };
+        }
         if let CallBody::Xml(params, dialect) = &self.body {
             return match xml_call::parse(body, params, dialect) {
                 Some((name, input)) => Some(Piece::ToolCall { name, input }),
@@ -608,6 +736,83 @@ mod tests {
             json!({"city": "Ber"})
         );
         assert!(matches!(out.last(), Some(Piece::ToolCall { name, .. }) if name == "get_weather"));
+    }
+
+    fn deepseek() -> ToolCallParser {
+        ToolCallParser::default()
+            .with_markers(&DEEPSEEK)
+            .with_body(CallBody::Named(DEEPSEEK_SEP))
+    }
+
+    /// DeepSeek V3.1's form, as its model card and llama.cpp's tests record it: text
+    /// before, two parallel calls in one block, text after, split every way. The block's
+    /// markers are not text.
+    #[test]
+    fn deepseek_calls_are_parsed_and_streamed_however_the_reply_is_split() {
+        let reply = "Checking both.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Paris\", \"days\": 3}<｜tool▁call▁end｜><｜tool▁call▁begin｜>get_time<｜tool▁sep｜>{}<｜tool▁call▁end｜><｜tool▁calls▁end｜>Done.";
+        for size in [1, 2, 3, 7, 1000] {
+            let chunks = chunked(reply, size);
+            let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+            assert_eq!(
+                feed(&mut deepseek(), &chunks),
+                vec![
+                    Piece::Text("Checking both.".into()),
+                    Piece::ToolCall {
+                        name: "get_weather".into(),
+                        input: json!({"city": "Paris", "days": 3})
+                    },
+                    Piece::ToolCall {
+                        name: "get_time".into(),
+                        input: json!({})
+                    },
+                    Piece::Text("Done.".into()),
+                ],
+                "chunks of {size}"
+            );
+        }
+    }
+
+    /// A reasoning reply: the thought goes to thinking, then one call; a forced call's
+    /// parser starts after the block's opening, which the prompt already holds.
+    #[test]
+    fn deepseek_reasoning_then_a_call_and_a_forced_call() {
+        use missive_backend::reasoning::{Segment, ThinkSplitter};
+        let reply = "The user wants Oslo.</think><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Oslo\"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+        let mut think = ThinkSplitter::new(true);
+        let mut thought = String::new();
+        let mut text = Vec::new();
+        for chunk in chunked(reply, 3) {
+            for segment in think.push(&chunk) {
+                match segment {
+                    Segment::Thinking(t) => thought.push_str(&t),
+                    Segment::Text(t) => text.push(t),
+                }
+            }
+        }
+        assert_eq!(thought, "The user wants Oslo.");
+        let text: Vec<&str> = text.iter().map(String::as_str).collect();
+        let call = Piece::ToolCall {
+            name: "get_weather".into(),
+            input: json!({"city": "Oslo"}),
+        };
+        assert_eq!(feed(&mut deepseek(), &text), vec![call.clone()]);
+
+        let mut forced =
+            ToolCallParser::after_trigger(&DEEPSEEK, "").with_body(CallBody::Named(DEEPSEEK_SEP));
+        let rest = "<｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Oslo\"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+        assert_eq!(feed(&mut forced, &[rest]), vec![call]);
+    }
+
+    /// Text that only looks like the start of a marker is released whole; a malformed body
+    /// stays text.
+    #[test]
+    fn deepseek_near_markers_and_bad_bodies_are_text() {
+        assert_eq!(
+            feed(&mut deepseek(), &["a <｜tool", "▁x｜> b"]),
+            vec![Piece::Text("a <｜tool▁x｜> b".into())]
+        );
+        let bad = "<｜tool▁call▁begin｜>get_weather{}<｜tool▁call▁end｜>";
+        assert_eq!(feed(&mut deepseek(), &[bad]), vec![Piece::Text(bad.into())]);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use missive_backend::reasoning::{Segment, ThinkSplitter};
 use super::host_cache::{HostCache, Spilled};
 use super::Job;
 use crate::constraint::Constraint;
-use crate::output::{tool_calls, Piece, TextDecoder, ToolCallParser};
+use crate::output::tool_calls::Markers;
+use crate::output::{Piece, TextDecoder, ToolCallParser};
 
 /// The first guess of a job is this long at most (see `Active::draft_cap`).
 const FIRST_DRAFT_CAP: usize = 4;
@@ -190,14 +191,18 @@ impl Slot {
         }
         self.scope = job.scope;
         let tool_parser = match (&job.tools.enabled, &job.tools.forced_partial) {
-            (_, Some(partial)) => Some(ToolCallParser::inside_call(partial)),
+            (_, Some(partial)) => Some(ToolCallParser::after_trigger(job.tools.markers, partial)),
             (true, None) if !job.tools.slip_names.is_empty() => Some(
                 ToolCallParser::watching_slips(std::mem::take(&mut job.tools.slip_names)),
             ),
             (true, None) => Some(ToolCallParser::default()),
             (false, None) => None,
         }
-        .map(|parser| parser.with_body(job.tools.body.clone()));
+        .map(|parser| {
+            parser
+                .with_markers(job.tools.markers)
+                .with_body(job.tools.body.clone())
+        });
         let (sampler, lazy_grammar) = match std::mem::take(&mut job.constraint) {
             Constraint::Free => (build_sampler(job.sampling, None), None),
             Constraint::FromStart(matcher) => (build_sampler(job.sampling, Some(matcher)), None),
@@ -206,7 +211,7 @@ impl Slot {
                 Some(LazyGrammar {
                     matcher,
                     open,
-                    scan: MarkerScan::default(),
+                    scan: MarkerScan::new(job.tools.markers.trigger()),
                 }),
             ),
         };
@@ -535,7 +540,12 @@ fn sample_at(
         }
     }
     active.output_tokens += 1;
-    let mut piece = visible_piece(vocab, token, active.tool_parser.is_some());
+    let markers = active.job.tools.markers;
+    let mut piece = visible_piece(
+        vocab,
+        token,
+        active.tool_parser.is_some().then_some(markers),
+    );
     let thinking = active
         .think
         .as_ref()
@@ -557,8 +567,10 @@ fn sample_at(
         // Small models often write a call's JSON without the opening marker; a reply
         // that starts with `{` while tools are offered is taken as a call and gets one.
         // A fenced call the parser is holding is its to recognise: a marker forced into
-        // the fence would hide the call from it.
-        let bare_call = !active.emitted_text
+        // the fence would hide the call from it. A family whose calls sit in a block of
+        // markers (DeepSeek) does not write bare JSON calls.
+        let bare_call = markers.block.is_none()
+            && !active.emitted_text
             && active.sent_calls.is_empty()
             && !active
                 .tool_parser
@@ -572,7 +584,7 @@ fn sample_at(
                 active.sampler = build_sampler(active.job.sampling, Some(lazy.matcher));
             }
             token = open;
-            piece = visible_piece(vocab, token, true);
+            piece = visible_piece(vocab, token, Some(markers));
         }
     }
     let step = active.decoder.push(&piece);
@@ -594,13 +606,18 @@ fn sample_at(
 /// The token's text. Control tokens render as nothing, except the tool-call markers when
 /// tools may be called: Qwen's `<tool_call>` is a control token, and without it a call
 /// would be indistinguishable from JSON the model writes as text.
-fn visible_piece(vocab: &LlamaVocab<'_>, token: LlamaToken, tool_markers: bool) -> Vec<u8> {
+fn visible_piece(
+    vocab: &LlamaVocab<'_>,
+    token: LlamaToken,
+    tool_markers: Option<&Markers>,
+) -> Vec<u8> {
     let piece = vocab.token_to_piece(token, false, None);
-    if !piece.is_empty() || !tool_markers {
+    let Some(markers) = tool_markers.filter(|_| piece.is_empty()) else {
         return piece;
-    }
+    };
     let special = vocab.token_to_piece(token, true, None);
-    let is_marker = [tool_calls::OPEN, tool_calls::CLOSE]
+    let is_marker = markers
+        .tokens
         .iter()
         .any(|marker| special == marker.as_bytes());
     if is_marker {
@@ -777,21 +794,29 @@ impl LazyGrammar {
     }
 }
 
-/// Finds the tool-call marker's text in decoded pieces, however it is split into tokens.
-#[derive(Debug, Default)]
+/// Finds the text that opens tool calls in decoded pieces, however it is split into tokens.
+#[derive(Debug)]
 struct MarkerScan {
+    marker: &'static str,
     /// The reply's last bytes: never more than the marker's length without it.
     recent: String,
 }
 
 impl MarkerScan {
+    fn new(marker: &'static str) -> Self {
+        Self {
+            marker,
+            recent: String::new(),
+        }
+    }
+
     /// Adds a decoded piece; once the marker is complete, the text after it.
     fn push(&mut self, piece: &[u8]) -> Option<String> {
         self.recent.push_str(&String::from_utf8_lossy(piece));
-        if let Some(at) = self.recent.find(tool_calls::OPEN) {
-            return Some(self.recent[at + tool_calls::OPEN.len()..].to_owned());
+        if let Some(at) = self.recent.find(self.marker) {
+            return Some(self.recent[at + self.marker.len()..].to_owned());
         }
-        let keep = tool_calls::OPEN.len();
+        let keep = self.marker.len();
         if self.recent.len() > keep {
             let mut cut = self.recent.len() - keep;
             while !self.recent.is_char_boundary(cut) {
@@ -956,16 +981,17 @@ fn build_sampler(sampling: Sampling, grammar: Option<Matcher>) -> TokenSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::tool_calls;
 
     #[test]
     fn the_markers_text_is_found_however_it_is_split() {
-        let mut scan = MarkerScan::default();
+        let mut scan = MarkerScan::new(tool_calls::OPEN);
         for piece in ["Let me check. ", "<", "tool", "_", "call"] {
             assert_eq!(scan.push(piece.as_bytes()), None);
         }
         assert_eq!(scan.push(b">\n{"), Some("\n{".to_owned()));
         // Only the marker's length is kept while it has not appeared.
-        let mut scan = MarkerScan::default();
+        let mut scan = MarkerScan::new(tool_calls::OPEN);
         scan.push("é".repeat(100).as_bytes());
         assert!(scan.recent.len() <= tool_calls::OPEN.len() + 1);
         assert_eq!(scan.push(b"<tool_call>"), Some(String::new()));
