@@ -3,8 +3,8 @@ the described format: Missive lists the tools in the system turn and teaches the
 `<tool_call>` form, under the same grammar. Shown on Gemma 3 270M (a base model whose
 vocabulary has no `<tool_call>` token, so a call opens on the marker's text) and on the
 default model served with `tool_format = "described"`. The XML families (Qwen3-Coder's and
-GLM's) and DeepSeek V3.1's markers are shown on the default model served under each
-family's own template."""
+GLM's), DeepSeek V3.1's markers and Llama 3's bare JSON are shown on the default model
+served under each family's own template."""
 
 import json
 import os
@@ -301,5 +301,67 @@ def test_the_default_model_under_deepseeks_template_calls_in_its_markers_and_thi
         ]
         reply = client.messages.create(**{**thought, "messages": history, "tools": [tool]})
         assert reply.type == "message" and reply.content, reply
+    finally:
+        server.stop()
+
+
+def test_the_default_model_under_llamas_template_calls_in_its_json_form():
+    """Llama 3's family end to end: the default model served with Llama 3.3's own chat
+    template decodes a forced strict call under that family's grammar
+    (`{"name": …, "parameters": {…}}`, one per turn), streamed or not. Parallel calls in the
+    history are rendered one turn each (the template takes one), and a call the model then
+    writes in the family's bare form is recognised in `auto`."""
+    server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(os.path.join(TEMPLATES, "Llama-3.3.jinja")))
+    tool = {
+        "name": "book_table",
+        "description": "Book a table at a restaurant",
+        "strict": True,
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "restaurant": {"type": "string"},
+                "people": {"type": "integer"},
+                "seating": {"type": "string", "enum": ["inside", "terrace"]},
+            },
+            "required": ["restaurant", "people", "seating"],
+            "additionalProperties": False,
+        },
+    }
+    try:
+        assert "tool_format=Llama3Json" in open(f"{server.home}/serve.log").read()
+        kwargs = dict(
+            model=MODEL,
+            max_tokens=120,
+            tools=[tool],
+            tool_choice={"type": "tool", "name": "book_table"},
+            messages=[{"role": "user", "content": "Book a table for four at Chez Anna, on the terrace."}],
+            **sampling(temperature=0),
+        )
+        call = forced_call(client, kwargs)
+        assert set(call.input) == {"restaurant", "people", "seating"}, call.input
+        assert isinstance(call.input["restaurant"], str) and isinstance(call.input["people"], int)
+        assert call.input["seating"] in ("inside", "terrace")
+
+        # `any` asks for calls in parallel; the family writes one, and the reply ends there.
+        message = client.messages.create(**{**kwargs, "tool_choice": {"type": "any"}})
+        assert message.stop_reason == "tool_use" and len(calls(message)) == 1, message.content
+
+        history = [
+            {"role": "user", "content": "Weather in Paris and Rome?"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Paris"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"location": "Rome"}},
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny, 25 degrees"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "rain, 12 degrees"},
+                {"type": "text", "text": "Which city is warmer?"},
+            ]},
+        ]
+        message = client.messages.create(**{**kwargs, "tools": [location_tool(), tool], "tool_choice": {"type": "auto"},
+                                            "messages": history})
+        [again] = calls(message)
+        assert again.name == "get_weather" and isinstance(again.input["location"], str), message.content
+        assert not any(b.type == "text" and '"parameters"' in b.text for b in message.content)
     finally:
         server.stop()

@@ -76,12 +76,14 @@ impl Grammars {
         Ok(Self {
             factory,
             compiled: Mutex::new(HashMap::new()),
-            triggers: [&tool_calls::HERMES, &tool_calls::DEEPSEEK]
-                .iter()
-                .filter_map(|m| {
-                    Some((m.trigger(), crate::model::single_token(model, m.trigger())?))
-                })
-                .collect(),
+            triggers: [
+                &tool_calls::HERMES,
+                &tool_calls::DEEPSEEK,
+                &tool_calls::LLAMA,
+            ]
+            .iter()
+            .filter_map(|m| Some((m.trigger(), crate::model::single_token(model, m.trigger())?)))
+            .collect(),
         })
     }
 
@@ -158,10 +160,11 @@ impl Grammars {
                 None => self.call_rule(i, tool, format)?,
             });
         }
-        let single = request
-            .tool_choice
-            .as_ref()
-            .is_some_and(ToolChoice::disables_parallel_tool_use);
+        let single = format.one_call_per_turn()
+            || request
+                .tool_choice
+                .as_ref()
+                .is_some_and(ToolChoice::disables_parallel_tool_use);
         let frame = Frame::of(format);
         let mut lark = tool_calls_grammar(&calls, first_call(request, &calls), single, &frame);
         for helper in helpers {
@@ -220,7 +223,11 @@ impl Grammars {
             }
             _ => {
                 let name = serde_json::to_string(&tool.name).unwrap_or_default();
-                let head = lark_string(&format!("{{\"name\": {name}, \"arguments\": "));
+                let key = match format {
+                    ToolFormat::Llama3Json => "parameters",
+                    _ => "arguments",
+                };
+                let head = lark_string(&format!("{{\"name\": {name}, \"{key}\": "));
                 format!("{head} {arguments} \"}}\"")
             }
         })
@@ -291,6 +298,15 @@ impl Frame {
         let Markers {
             open, close, block, ..
         } = *format.markers();
+        if format == ToolFormat::Llama3Json {
+            // The call object is the rest of the reply; one per turn.
+            return Self {
+                head: String::new(),
+                tail: String::new(),
+                more: String::new(),
+                end: String::new(),
+            };
+        }
         match block {
             // DeepSeek: the block holds the calls, each in its own markers.
             Some((_, block_close)) => Self {
@@ -329,21 +345,29 @@ fn tool_calls_grammar(
         Some(i) => format!("call_{i}"),
         None => "call".to_owned(),
     };
-    let more = if single { "" } else { " more*" };
     // The markers as text: a vocabulary may hold them as ordinary tokens (Qwen does), and
     // a grammar literal matches them however they are tokenised.
-    let literal = |text: &str| match text {
-        "" => String::new(),
-        text => format!("{} ", lark_string(text)),
-    };
-    let start = literal(&frame.head);
-    let tail = lark_string(&frame.tail);
-    let end = literal(&frame.end);
-    let start = format!("start: {start}{first_rule} {tail}{more} {end}");
-    lark.push_str(start.trim_end());
-    lark.push('\n');
-    let more_open = lark_string(&frame.more);
-    lark.push_str(&format!("more: {more_open} call {tail}\n"));
+    let literal = |text: &str| (!text.is_empty()).then(|| lark_string(text));
+    let tail = literal(&frame.tail);
+    let more = (!single).then(|| "more*".to_owned());
+    let start: Vec<String> = [
+        literal(&frame.head),
+        Some(first_rule),
+        tail.clone(),
+        more,
+        literal(&frame.end),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    lark.push_str(&format!("start: {}\n", start.join(" ")));
+    if !single {
+        let more: Vec<String> = [literal(&frame.more), Some("call".to_owned()), tail]
+            .into_iter()
+            .flatten()
+            .collect();
+        lark.push_str(&format!("more: {}\n", more.join(" ")));
+    }
     let alternatives: Vec<String> = (0..calls.len()).map(|i| format!("call_{i}")).collect();
     lark.push_str(&format!("call: {}\n", alternatives.join(" | ")));
     for (i, rule) in calls.iter().enumerate() {

@@ -267,6 +267,7 @@ impl EngineBackend {
         match self.template.tool_format() {
             ToolFormat::Described => described_tools::describe(&mut parts),
             ToolFormat::DeepSeek => described_tools::deepseek(&mut parts),
+            ToolFormat::Llama3Json => prompt::one_call_per_turn(&mut parts.messages),
             ToolFormat::Hermes | ToolFormat::QwenXml | ToolFormat::GlmXml => {}
         }
         let thinking = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on);

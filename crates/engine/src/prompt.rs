@@ -103,13 +103,15 @@ pub(crate) fn tool_parsing(
         None | Some(ToolChoice::Auto { .. }) => None,
         Some(_) => Some(String::new()),
     };
-    let single = request
-        .tool_choice
-        .as_ref()
-        .is_some_and(ToolChoice::disables_parallel_tool_use);
-    // Qwen2.5's slips are JSON; a model taught XML calls does not write them.
+    let single = format.one_call_per_turn()
+        || request
+            .tool_choice
+            .as_ref()
+            .is_some_and(ToolChoice::disables_parallel_tool_use);
+    // Qwen2.5's slips are JSON, and a bare JSON object is Llama's own form; a model taught
+    // XML calls or DeepSeek's markers does not write them.
     let slip_names = match (&forced_partial, format) {
-        (None, ToolFormat::Hermes | ToolFormat::Described) => {
+        (None, ToolFormat::Hermes | ToolFormat::Described | ToolFormat::Llama3Json) => {
             request.tools.iter().map(|t| t.name.clone()).collect()
         }
         _ => Vec::new(),
@@ -148,6 +150,42 @@ fn text_params(request: &GenerateRequest) -> TextParams {
         })
         .collect();
     TextParams::new(tools)
+}
+
+/// For templates that render one call per assistant turn (Llama 3): an assistant turn with
+/// several calls becomes one turn per call, each followed by its result.
+pub(crate) fn one_call_per_turn(messages: &mut Vec<TemplateMessage>) {
+    if !messages.iter().any(|m| m.tool_calls.len() > 1) {
+        return;
+    }
+    let mut out = Vec::with_capacity(messages.len() * 2);
+    let mut rest = std::mem::take(messages).into_iter().peekable();
+    while let Some(mut message) = rest.next() {
+        if message.tool_calls.len() <= 1 {
+            out.push(message);
+            continue;
+        }
+        let calls = std::mem::take(&mut message.tool_calls);
+        let mut results = Vec::new();
+        while let Some(result) = rest.next_if(|m| m.role == "tool") {
+            results.push(result);
+        }
+        let mut results = results.into_iter();
+        for (i, call) in calls.into_iter().enumerate() {
+            out.push(TemplateMessage {
+                role: "assistant".to_owned(),
+                content: match i {
+                    0 => std::mem::take(&mut message.content),
+                    _ => String::new(),
+                },
+                tool_calls: vec![call],
+            });
+            out.extend(results.next());
+        }
+        // Results beyond the calls stay, in order.
+        out.extend(results);
+    }
+    *messages = out;
 }
 
 fn fold(notes: &[String]) -> String {

@@ -30,6 +30,10 @@ pub enum ToolFormat {
     /// prompt (`described_tools::deepseek`).
     #[serde(rename = "deepseek")]
     DeepSeek,
+    /// `{"name": …, "parameters": {…}}` as the whole reply, one call per turn (Llama
+    /// 3.1–3.3), with tools and calls rendered by the template itself.
+    #[serde(rename = "llama3_json")]
+    Llama3Json,
 }
 
 impl ToolFormat {
@@ -38,14 +42,20 @@ impl ToolFormat {
         match self {
             Self::QwenXml => Some(&crate::output::xml_call::QWEN),
             Self::GlmXml => Some(&crate::output::xml_call::GLM),
-            Self::Hermes | Self::Described | Self::DeepSeek => None,
+            Self::Hermes | Self::Described | Self::DeepSeek | Self::Llama3Json => None,
         }
+    }
+
+    /// The template renders one call per assistant turn, and the model writes one.
+    pub(crate) fn one_call_per_turn(self) -> bool {
+        self == Self::Llama3Json
     }
 
     /// The markers around the format's calls.
     pub(crate) fn markers(self) -> &'static Markers {
         match self {
             Self::DeepSeek => &tool_calls::DEEPSEEK,
+            Self::Llama3Json => &tool_calls::LLAMA,
             Self::Hermes | Self::Described | Self::QwenXml | Self::GlmXml => &tool_calls::HERMES,
         }
     }
@@ -121,6 +131,8 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         let tool_format = if source.contains(tool_calls::DEEPSEEK_SEP) {
             ToolFormat::DeepSeek
+        } else if source.contains(tool_calls::LLAMA.open) {
+            ToolFormat::Llama3Json
         } else if source.contains("<arg_key>") {
             ToolFormat::GlmXml
         } else if source.contains("<function=") {
@@ -229,12 +241,25 @@ fn python_tojson(value: Value, kwargs: Kwargs) -> Result<Value, JinjaError> {
     // transformers' filter takes `ensure_ascii` (GLM's templates pass `False`); unknown
     // arguments are an error, as in Jinja.
     let ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
+    // Llama 3's templates pass `indent=4`: Python then writes one item per line, which
+    // is serde_json's pretty layout with that indent.
+    let indent: Option<usize> = kwargs.get("indent")?;
     kwargs.assert_all_used()?;
     let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
-    value
-        .serialize(&mut ser)
-        .map_err(|err| JinjaError::new(ErrorKind::InvalidOperation, err.to_string()))?;
+    let written = match indent {
+        Some(width) => {
+            let indent = vec![b' '; width];
+            let formatter = serde_json::ser::PrettyFormatter::with_indent(&indent);
+            value.serialize(&mut serde_json::Serializer::with_formatter(
+                &mut out, formatter,
+            ))
+        }
+        None => value.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut out,
+            PythonFormatter,
+        )),
+    };
+    written.map_err(|err| JinjaError::new(ErrorKind::InvalidOperation, err.to_string()))?;
     let mut text = String::from_utf8(out)
         .map_err(|err| JinjaError::new(ErrorKind::InvalidOperation, err.to_string()))?;
     if ensure_ascii == Some(true) {
@@ -490,6 +515,63 @@ mod tests {
             .render(&parts.messages, &parts.tools, true, false)
             .unwrap();
         assert!(without.ends_with("<｜Assistant｜></think>"), "{without}");
+    }
+
+    /// Llama 3.3's own template (tests/templates/README.md): detected as Llama's JSON
+    /// format; the tools (in the first user turn, as the template puts them), parallel
+    /// calls split into one turn each with its result, and the results render as the model
+    /// was trained on.
+    #[test]
+    fn llama_renders_tools_and_one_call_per_turn() {
+        let source = include_str!("../tests/templates/Llama-3.3.jinja");
+        let t = ChatTemplate::new(
+            source.into(),
+            "<|begin_of_text|>".into(),
+            "<|eot_id|>".into(),
+        )
+        .unwrap();
+        assert_eq!(t.tool_format(), ToolFormat::Llama3Json);
+        assert!(!t.reasons());
+        let function = |name: &str, arguments| serde_json::json!({"type": "function", "function": {"name": name, "arguments": arguments}});
+        let mut both = msg("assistant", "Checking both.");
+        both.tool_calls = vec![
+            function("get_weather", serde_json::json!({"city": "Paris"})),
+            function("get_weather", serde_json::json!({"city": "Rome"})),
+        ];
+        let mut messages = vec![
+            msg("system", "Be brief."),
+            msg("user", "Weather in Paris and Rome?"),
+            both,
+            msg("tool", "sunny"),
+            msg("tool", "rain"),
+            msg("user", "Which is warmer?"),
+        ];
+        crate::prompt::one_call_per_turn(&mut messages);
+        let tools = [serde_json::json!({"type": "function", "function": {
+            "name": "get_weather", "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}})];
+        let out = t.render(&messages, &tools, true, false).unwrap();
+        for expected in [
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nEnvironment: ipython\n\
+             Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\nBe brief.<|eot_id|>",
+            "<|start_header_id|>user<|end_header_id|>\n\nGiven the following functions, please respond \
+             with a JSON for a function call with its proper arguments that best answers the given prompt.",
+            "{\n    \"type\": \"function\",\n    \"function\": {\n        \"name\": \"get_weather\",\n",
+            "Weather in Paris and Rome?<|eot_id|>",
+            "<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"get_weather\", \"parameters\": \
+             {\"city\": \"Paris\"}}<|eot_id|><|start_header_id|>ipython<|end_header_id|>\n\n\"sunny\"<|eot_id|>\
+             <|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"get_weather\", \"parameters\": \
+             {\"city\": \"Rome\"}}<|eot_id|><|start_header_id|>ipython<|end_header_id|>\n\n\"rain\"<|eot_id|>",
+        ] {
+            assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        }
+        assert!(
+            out.ends_with(
+                "<|start_header_id|>user<|end_header_id|>\n\nWhich is warmer?<|eot_id|>\
+                <|start_header_id|>assistant<|end_header_id|>\n\n"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

@@ -43,6 +43,16 @@ pub const HERMES: Markers = Markers {
     tokens: &[OPEN, CLOSE],
 };
 
+/// Llama 3.1–3.3: a call is the reply's JSON object, `{"name": …, "parameters": {…}}`,
+/// bare (recognised at the reply's start) or after `<|python_tag|>`, which is where the
+/// grammar takes over; `<|eom_id|>` may end it.
+pub const LLAMA: Markers = Markers {
+    open: "<|python_tag|>",
+    close: "<|eom_id|>",
+    block: None,
+    tokens: &["<|python_tag|>", "<|eom_id|>"],
+};
+
 /// Between DeepSeek's name and arguments.
 pub const DEEPSEEK_SEP: &str = "<｜tool▁sep｜>";
 const DEEPSEEK_CALLS_BEGIN: &str = "<｜tool▁calls▁begin｜>";
@@ -813,6 +823,41 @@ mod tests {
         );
         let bad = "<｜tool▁call▁begin｜>get_weather{}<｜tool▁call▁end｜>";
         assert_eq!(feed(&mut deepseek(), &[bad]), vec![Piece::Text(bad.into())]);
+    }
+
+    /// Llama 3.1–3.3's form, as Meta's prompt-format docs and llama.cpp's tests record
+    /// it: the reply is the call object, bare or after `<|python_tag|>`, split every way.
+    /// Prose that merely holds JSON stays text.
+    #[test]
+    fn llama_calls_are_the_reply_itself_however_it_is_split() {
+        let llama =
+            || ToolCallParser::watching_slips(vec!["get_weather".to_owned()]).with_markers(&LLAMA);
+        let call = Piece::ToolCall {
+            name: "get_weather".into(),
+            input: json!({"city": "Paris", "days": 3}),
+        };
+        let bare =
+            "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\", \"days\": 3}}";
+        let tagged = format!("<|python_tag|>{bare}<|eom_id|>");
+        for reply in [bare, tagged.as_str()] {
+            for size in [1, 2, 5, 1000] {
+                let chunks = chunked(reply, size);
+                let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+                assert_eq!(
+                    feed(&mut llama(), &chunks),
+                    vec![call.clone()],
+                    "{reply} in chunks of {size}"
+                );
+            }
+        }
+        let prose = "Use {\"name\": \"get_weather\"} to ask.";
+        assert_eq!(
+            feed(&mut llama(), &[prose]),
+            vec![Piece::Text(prose.into())]
+        );
+        // A forced call: the prompt ends with the tag, the grammar writes the object.
+        let mut forced = ToolCallParser::after_trigger(&LLAMA, "");
+        assert_eq!(feed(&mut forced, &[bare]), vec![call]);
     }
 
     #[test]
