@@ -230,14 +230,19 @@ def test_the_default_model_under_glms_template_calls_in_its_xml_form():
         server.stop()
 
 
-def test_the_default_model_under_deepseeks_template_calls_in_its_markers_and_thinks():
-    """DeepSeek V3.1's family end to end: the default model served with its own chat
-    template decodes forced and strict calls under that family's grammar
-    (`<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{…}<｜tool▁call▁end｜>`); they come back as
-    tool_use blocks whose input matches the schema, streamed or not. The template opens a
-    thought (`<think>`) when thinking is on: the reply starts with a thinking block that
+@pytest.mark.parametrize(
+    "template, tool_format",
+    [("DeepSeek-V3.1.jinja", "DeepSeek"), ("DeepSeek-R1-Distill-Qwen-32B.jinja", "DeepSeekR1")],
+)
+def test_the_default_model_under_deepseeks_templates_calls_in_their_markers_and_thinks(template, tool_format):
+    """DeepSeek's family end to end, V3.1 and R1: the default model served with each one's
+    own chat template decodes forced and strict calls under that form's grammar (V3.1:
+    `<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{…}<｜tool▁call▁end｜>`; R1: `function<｜tool▁sep｜>NAME`
+    and a ```json fence); they come back as tool_use blocks whose input matches the schema,
+    streamed or not. The templates open a thought (`<think>`; R1's always, and a forced
+    call closes it first): with thinking on, the reply starts with a thinking block that
     carries a signature, which the next request may send back."""
-    server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(os.path.join(TEMPLATES, "DeepSeek-V3.1.jinja")))
+    server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(os.path.join(TEMPLATES, template)))
     tool = {
         "name": "book_table",
         "description": "Book a table at a restaurant",
@@ -254,7 +259,7 @@ def test_the_default_model_under_deepseeks_template_calls_in_its_markers_and_thi
         },
     }
     try:
-        assert "tool_format=DeepSeek" in open(f"{server.home}/serve.log").read()
+        assert f"tool_format={tool_format}\n" in open(f"{server.home}/serve.log").read()
         ask = [{"role": "user", "content": "Book a table for four at Chez Anna, on the terrace."}]
         kwargs = dict(
             model=MODEL,

@@ -20,6 +20,7 @@ use missive_backend::{BackendError, GenerateRequest};
 use missive_protocol::tools::{OutputFormat, Tool, ToolChoice};
 use serde_json::{json, Value};
 
+use crate::output::named_call;
 use crate::output::tool_calls::{self, Markers};
 use crate::template::ToolFormat;
 
@@ -218,8 +219,20 @@ impl Grammars {
         // The call's frame is literal text, exactly as the template shows the model.
         Ok(match format {
             ToolFormat::DeepSeek => {
-                let head = lark_string(&format!("{}{}", tool.name, tool_calls::DEEPSEEK_SEP));
+                let head = lark_string(&format!("{}{}", tool.name, named_call::V3_1.sep));
                 format!("{head} {arguments}")
+            }
+            ToolFormat::DeepSeekR1 => {
+                let head = lark_string(&format!(
+                    "function{}{}{}",
+                    named_call::R1.sep,
+                    tool.name,
+                    named_call::FENCE_OPEN
+                ));
+                format!(
+                    "{head} {arguments} {}",
+                    lark_string(named_call::FENCE_CLOSE)
+                )
             }
             _ => {
                 let name = serde_json::to_string(&tool.name).unwrap_or_default();
@@ -308,11 +321,15 @@ impl Frame {
             };
         }
         match block {
-            // DeepSeek: the block holds the calls, each in its own markers.
+            // DeepSeek: the block holds the calls, each in its own markers (R1 puts each
+            // on its own line).
             Some((_, block_close)) => Self {
                 head: open.to_owned(),
                 tail: close.to_owned(),
-                more: open.to_owned(),
+                more: match format {
+                    ToolFormat::DeepSeekR1 => format!("\n{open}"),
+                    _ => open.to_owned(),
+                },
                 end: block_close.to_owned(),
             },
             // GLM writes the name right after the marker; the others start a new line.

@@ -12,7 +12,8 @@
 
 use serde_json::{json, Value};
 
-use crate::output::tool_calls::{CLOSE, DEEPSEEK, DEEPSEEK_SEP, OPEN};
+use crate::output::named_call::{NamedForm, FENCE_CLOSE, FENCE_OPEN};
+use crate::output::tool_calls::{CLOSE, DEEPSEEK, OPEN};
 use crate::prompt::PromptParts;
 use crate::template::{python_json, TemplateMessage};
 
@@ -70,12 +71,13 @@ Each result comes back to you in a user turn inside {RESULT_OPEN}{RESULT_CLOSE}.
     )
 }
 
-/// Rewrites `parts` for DeepSeek V3.1's template: the tools join the system prompt, and
-/// each earlier call's arguments become text (the template concatenates them).
-pub(crate) fn deepseek(parts: &mut PromptParts) {
+/// Rewrites `parts` for DeepSeek's templates (V3.1's or R1's `form`): the tools join the
+/// system prompt, and each earlier call's arguments become text (the template
+/// concatenates them).
+pub(crate) fn deepseek(parts: &mut PromptParts, form: &NamedForm) {
     let tools = std::mem::take(&mut parts.tools);
     if !tools.is_empty() {
-        system_prompt_add(&mut parts.messages, deepseek_preamble(&tools));
+        system_prompt_add(&mut parts.messages, deepseek_preamble(&tools, form));
     }
     for message in &mut parts.messages {
         for call in &mut message.tool_calls {
@@ -105,7 +107,7 @@ fn system_prompt_add(messages: &mut Vec<TemplateMessage>, text: String) {
 
 /// DeepSeek's documented tool layout: a `### NAME` section per tool with its description
 /// and parameter schema, then the call format in the model's own markers.
-fn deepseek_preamble(tools: &[Value]) -> String {
+fn deepseek_preamble(tools: &[Value], form: &NamedForm) -> String {
     let mut text = String::from("## Tools\nYou have access to the following tools:\n");
     for tool in tools {
         let function = tool.get("function").unwrap_or(tool);
@@ -124,10 +126,14 @@ fn deepseek_preamble(tools: &[Value]) -> String {
         ));
     }
     let (begin, end) = DEEPSEEK.block.unwrap_or_default();
-    let (open, close) = (DEEPSEEK.open, DEEPSEEK.close);
+    let (open, close, sep) = (DEEPSEEK.open, DEEPSEEK.close, form.sep);
+    let call = match form.fenced {
+        true => format!("function{sep}tool_call_name{FENCE_OPEN}tool_call_arguments{FENCE_CLOSE}"),
+        false => format!("tool_call_name{sep}tool_call_arguments"),
+    };
     text.push_str(&format!(
         "\nIMPORTANT: to use tools, always write exactly this:\n\
-{begin}{open}tool_call_name{DEEPSEEK_SEP}tool_call_arguments{close}{{additional_tool_calls}}{end}\n\n\
+{begin}{open}{call}{close}{{additional_tool_calls}}{end}\n\n\
 Where:\n\
 - `tool_call_name` is the exact name of one of the tools above\n\
 - `tool_call_arguments` is a JSON object that follows that tool's Parameters schema\n\

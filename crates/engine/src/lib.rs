@@ -38,6 +38,7 @@ pub use placement::{FlashAttention, KvCacheFormat, Placement, PlacementError, Sp
 pub use template::ToolFormat;
 
 use crate::constraint::Grammars;
+use crate::output::named_call;
 use crate::prompt_cache::{Breakpoint, CacheLedger, Clock};
 pub use crate::scheduler::{
     CacheStats, DiskCacheSettings, DiskCacheStats, DraftSettings, DraftStats,
@@ -266,7 +267,8 @@ impl EngineBackend {
             .for_each(|tool| self.special.fence_json(tool));
         match self.template.tool_format() {
             ToolFormat::Described => described_tools::describe(&mut parts),
-            ToolFormat::DeepSeek => described_tools::deepseek(&mut parts),
+            ToolFormat::DeepSeek => described_tools::deepseek(&mut parts, &named_call::V3_1),
+            ToolFormat::DeepSeekR1 => described_tools::deepseek(&mut parts, &named_call::R1),
             ToolFormat::Llama3Json => prompt::one_call_per_turn(&mut parts.messages),
             ToolFormat::Hermes | ToolFormat::QwenXml | ToolFormat::GlmXml => {}
         }
@@ -277,11 +279,18 @@ impl EngineBackend {
             .map_err(|err| BackendError::InvalidRequest(err.to_string()))?;
         // What the template rendered, before the prefill and a forced call's opening.
         let rendered_len = special::unfenced_len(&rendered);
+        let opens_thought =
+            self.template.reasons() && rendered.trim_end().ends_with(ThinkSplitter::OPEN);
         let mut fenced = rendered;
         if let Some(prefill) = &parts.prefill {
             fenced.push_str(&self.special.fence(prefill));
         }
         if let Some(partial) = &tools.forced_partial {
+            // A forced call is the answer, not a thought: a template that always opens one
+            // (DeepSeek R1's) has it closed first.
+            if opens_thought {
+                fenced.push_str(&format!("\n{}\n\n", ThinkSplitter::CLOSE));
+            }
             fenced.push_str(tools.markers.trigger());
             fenced.push_str(partial);
         }
@@ -296,7 +305,7 @@ impl EngineBackend {
             false => Vec::new(),
         };
         let reasoning = self.template.reasons().then(|| Reasoning {
-            starts_inside: template_text.trim_end().ends_with(ThinkSplitter::OPEN),
+            starts_inside: opens_thought && tools.forced_partial.is_none(),
             show: thinking,
             budget: request.thinking.as_ref().and_then(|t| t.budget_tokens()),
             close_token: self.think_close,

@@ -5,6 +5,7 @@ use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error as JinjaError, ErrorKind};
 use serde::{Deserialize, Serialize};
 
+use crate::output::named_call;
 use crate::output::tool_calls::{self, CallBody, Markers};
 use crate::output::xml_call::TextParams;
 
@@ -30,6 +31,10 @@ pub enum ToolFormat {
     /// prompt (`described_tools::deepseek`).
     #[serde(rename = "deepseek")]
     DeepSeek,
+    /// DeepSeek R1's form inside the same markers: `function<｜tool▁sep｜>NAME`, then the
+    /// arguments in a ```json fence; calls one per line. The tool list is Missive's too.
+    #[serde(rename = "deepseek_r1")]
+    DeepSeekR1,
     /// `{"name": …, "parameters": {…}}` as the whole reply, one call per turn (Llama
     /// 3.1–3.3), with tools and calls rendered by the template itself.
     #[serde(rename = "llama3_json")]
@@ -42,7 +47,11 @@ impl ToolFormat {
         match self {
             Self::QwenXml => Some(&crate::output::xml_call::QWEN),
             Self::GlmXml => Some(&crate::output::xml_call::GLM),
-            Self::Hermes | Self::Described | Self::DeepSeek | Self::Llama3Json => None,
+            Self::Hermes
+            | Self::Described
+            | Self::DeepSeek
+            | Self::DeepSeekR1
+            | Self::Llama3Json => None,
         }
     }
 
@@ -54,7 +63,7 @@ impl ToolFormat {
     /// The markers around the format's calls.
     pub(crate) fn markers(self) -> &'static Markers {
         match self {
-            Self::DeepSeek => &tool_calls::DEEPSEEK,
+            Self::DeepSeek | Self::DeepSeekR1 => &tool_calls::DEEPSEEK,
             Self::Llama3Json => &tool_calls::LLAMA,
             Self::Hermes | Self::Described | Self::QwenXml | Self::GlmXml => &tool_calls::HERMES,
         }
@@ -64,7 +73,8 @@ impl ToolFormat {
     pub(crate) fn body(self, params: impl FnOnce() -> TextParams) -> CallBody {
         match (self, self.dialect()) {
             (_, Some(dialect)) => CallBody::Xml(params(), dialect),
-            (Self::DeepSeek, None) => CallBody::Named(tool_calls::DEEPSEEK_SEP),
+            (Self::DeepSeek, None) => CallBody::Named(&named_call::V3_1),
+            (Self::DeepSeekR1, None) => CallBody::Named(&named_call::R1),
             _ => CallBody::Json,
         }
     }
@@ -130,7 +140,10 @@ impl ChatTemplate {
         env.add_filter("tojson", python_tojson);
         env.add_function("raise_exception", raise_exception);
         let tool_format = if source.contains(tool_calls::DEEPSEEK_SEP) {
-            ToolFormat::DeepSeek
+            match source.contains("```json") {
+                true => ToolFormat::DeepSeekR1,
+                false => ToolFormat::DeepSeek,
+            }
         } else if source.contains(tool_calls::LLAMA.open) {
             ToolFormat::Llama3Json
         } else if source.contains("<arg_key>") {
@@ -490,7 +503,7 @@ mod tests {
                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}})],
             prefill: None,
         };
-        crate::described_tools::deepseek(&mut parts);
+        crate::described_tools::deepseek(&mut parts, &named_call::V3_1);
         let out = t.render(&parts.messages, &parts.tools, true, true).unwrap();
         for expected in [
             "<｜begin▁of▁sentence｜>Be brief.\n\n## Tools\nYou have access to the following tools:\n\n\
@@ -515,6 +528,45 @@ mod tests {
             .render(&parts.messages, &parts.tools, true, false)
             .unwrap();
         assert!(without.ends_with("<｜Assistant｜></think>"), "{without}");
+    }
+
+    /// DeepSeek R1's template (its Qwen 32B distillation; tests/templates/README.md):
+    /// detected as R1's fenced form; calls and results render as the model was trained on,
+    /// and the reply always opens a thought.
+    #[test]
+    fn deepseek_r1_renders_fenced_calls_and_opens_a_thought() {
+        let source = include_str!("../tests/templates/DeepSeek-R1-Distill-Qwen-32B.jinja");
+        let t = ChatTemplate::new(source.into(), String::new(), String::new()).unwrap();
+        assert_eq!(t.tool_format(), ToolFormat::DeepSeekR1);
+        assert!(t.reasons());
+        let mut call = msg("assistant", "");
+        call.tool_calls = vec![serde_json::json!({"type": "function", "function": {
+            "name": "get_weather", "arguments": {"city": "Oslo"}}})];
+        let mut parts = crate::prompt::PromptParts {
+            messages: vec![
+                msg("user", "Weather in Oslo?"),
+                call,
+                msg("tool", "4 degrees"),
+            ],
+            tools: vec![serde_json::json!({"type": "function", "function": {
+                "name": "get_weather", "parameters": {"type": "object"}}})],
+            prefill: None,
+        };
+        crate::described_tools::deepseek(&mut parts, &named_call::R1);
+        let out = t
+            .render(&parts.messages, &parts.tools, true, false)
+            .unwrap();
+        for expected in [
+            "## Tools\nYou have access to the following tools:\n\n### get_weather\n",
+            "<｜tool▁call▁begin｜>function<｜tool▁sep｜>tool_call_name\n```json\ntool_call_arguments\n```<｜tool▁call▁end｜>",
+            "<｜User｜>Weather in Oslo?<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function\
+             <｜tool▁sep｜>get_weather\n```json\n{\"city\": \"Oslo\"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+            "<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>4 degrees<｜tool▁output▁end｜><｜tool▁outputs▁end｜>",
+        ] {
+            assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        }
+        let asked = t.render(&[msg("user", "Hi")], &[], true, false).unwrap();
+        assert!(asked.ends_with("<｜Assistant｜><think>\n"), "{asked}");
     }
 
     /// Llama 3.3's own template (tests/templates/README.md): detected as Llama's JSON

@@ -1,12 +1,72 @@
-//! Tool calls written as the function's name, a separator, then the arguments as one JSON
-//! object: DeepSeek V3.1's `NAME<｜tool▁sep｜>{…}` between its call markers.
+//! Tool calls written around a separator, between DeepSeek's call markers:
+//! - V3.1: the function's name, the separator, then the arguments object
+//!   (`NAME<｜tool▁sep｜>{…}`);
+//! - R1: the call's type, the separator, the name, then the arguments in a JSON fence
+//!   (`function<｜tool▁sep｜>NAME\n```json\n{…}\n````).
 //!
-//! The arguments are streamed as raw model text after the separator, so the pieces
-//! concatenated so far are always a prefix of the object the call parses to.
+//! The arguments are streamed as raw model text, so the pieces concatenated so far are
+//! always a prefix of the object the call parses to.
 
+use missive_backend::reasoning::partial_suffix;
 use serde_json::Value;
 
 use super::call_stream::Progress;
+
+/// One way of writing a call around the separator.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NamedForm {
+    pub sep: &'static str,
+    /// The name follows the separator and the arguments sit in a ```json fence (R1).
+    pub fenced: bool,
+}
+
+/// DeepSeek V3.1.
+pub const V3_1: NamedForm = NamedForm {
+    sep: "<｜tool▁sep｜>",
+    fenced: false,
+};
+
+/// DeepSeek R1 (and its distillations).
+pub const R1: NamedForm = NamedForm {
+    sep: "<｜tool▁sep｜>",
+    fenced: true,
+};
+
+/// Opens and closes R1's arguments.
+pub const FENCE_OPEN: &str = "\n```json\n";
+pub const FENCE_CLOSE: &str = "\n```";
+
+impl NamedForm {
+    /// The name and where the arguments start, once both are known.
+    fn head<'a>(&self, body: &'a str) -> Option<(&'a str, usize)> {
+        let at = body.find(self.sep)?;
+        let after = at + self.sep.len();
+        if self.fenced {
+            let open = body[after..].find(FENCE_OPEN)?;
+            let name = body[after..after + open].trim();
+            return Some((name, after + open + FENCE_OPEN.len()));
+        }
+        let name = body[..at].trim();
+        // The object starts at its brace; whitespace before it is the model's, not JSON's.
+        let brace = body[after..].find('{')?;
+        if !body[after..after + brace].trim().is_empty() {
+            return None;
+        }
+        Some((name, after + brace))
+    }
+
+    /// Where the arguments end in `body`, as far as can be told: before the fence's close
+    /// (or a tail that may begin it) in R1's form, at the body's end otherwise.
+    fn args_end(&self, body: &str, start: usize) -> usize {
+        if !self.fenced {
+            return body.len();
+        }
+        match body[start..].find(FENCE_CLOSE) {
+            Some(end) => start + end,
+            None => body.len() - partial_suffix(&body[start..], FENCE_CLOSE),
+        }
+    }
+}
 
 /// Follows one call's body while it is decoded.
 #[derive(Debug, Default)]
@@ -20,29 +80,23 @@ pub struct NamedCallStream {
 
 impl NamedCallStream {
     /// Scans `body` (the call's text so far; it only ever grows) and returns what can be sent.
-    pub fn advance(&mut self, body: &str, sep: &str) -> Vec<Progress> {
+    pub fn advance(&mut self, body: &str, form: &NamedForm) -> Vec<Progress> {
         let mut out = Vec::new();
         if self.name.is_none() {
-            let Some(at) = body.find(sep) else {
+            let Some((name, start)) = form.head(body) else {
                 return out;
             };
-            let name = body[..at].trim().to_owned();
-            // The object starts at its brace; whitespace before it is the model's, not JSON's.
-            let rest = &body[at + sep.len()..];
-            let Some(brace) = rest.find('{') else {
-                return out;
-            };
-            if !rest[..brace].trim().is_empty() {
-                return out;
-            }
-            self.args_start = at + sep.len() + brace;
-            self.sent = self.args_start;
-            self.name = Some(name.clone());
-            out.push(Progress::Start { name });
+            self.args_start = start;
+            self.sent = start;
+            self.name = Some(name.to_owned());
+            out.push(Progress::Start {
+                name: name.to_owned(),
+            });
         }
-        if body.len() > self.sent {
-            out.push(Progress::Input(body[self.sent..].to_owned()));
-            self.sent = body.len();
+        let end = form.args_end(body, self.args_start);
+        if end > self.sent {
+            out.push(Progress::Input(body[self.sent..end].to_owned()));
+            self.sent = end;
         }
         out
     }
@@ -64,14 +118,16 @@ impl NamedCallStream {
 }
 
 /// The call a whole body makes: its name and its arguments object.
-pub fn parse(body: &str, sep: &str) -> Option<(String, Value)> {
-    let (name, args) = body.split_once(sep)?;
-    let name = name.trim();
+pub fn parse(body: &str, form: &NamedForm) -> Option<(String, Value)> {
+    let (name, start) = form.head(body)?;
     if name.is_empty() {
         return None;
     }
-    let args = args.trim();
-    let input: Value = serde_json::from_str(args).ok()?;
+    let end = match form.fenced {
+        true => start + body[start..].find(FENCE_CLOSE)?,
+        false => body.len(),
+    };
+    let input: Value = serde_json::from_str(body[start..end].trim()).ok()?;
     input.is_object().then(|| (name.to_owned(), input))
 }
 
@@ -89,17 +145,47 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const SEP: &str = "<｜tool▁sep｜>";
-
     #[test]
     fn a_whole_body_parses_to_its_name_and_object() {
         assert_eq!(
-            parse("get_weather<｜tool▁sep｜>{\"city\": \"Paris\"}", SEP),
+            parse("get_weather<｜tool▁sep｜>{\"city\": \"Paris\"}", &V3_1),
             Some(("get_weather".to_owned(), json!({"city": "Paris"})))
         );
-        assert_eq!(parse("get_weather<｜tool▁sep｜>[1]", SEP), None);
-        assert_eq!(parse("<｜tool▁sep｜>{}", SEP), None);
-        assert_eq!(parse("no separator {}", SEP), None);
+        assert_eq!(parse("get_weather<｜tool▁sep｜>[1]", &V3_1), None);
+        assert_eq!(parse("<｜tool▁sep｜>{}", &V3_1), None);
+        assert_eq!(parse("no separator {}", &V3_1), None);
+        assert_eq!(
+            parse(
+                "function<｜tool▁sep｜>get_weather\n```json\n{\"city\": \"Paris\"}\n```",
+                &R1
+            ),
+            Some(("get_weather".to_owned(), json!({"city": "Paris"})))
+        );
+        assert_eq!(
+            parse("function<｜tool▁sep｜>get_weather\n```json\n{}", &R1),
+            None
+        );
+    }
+
+    /// R1's fenced form streams the object alone: the fence's close is held back while
+    /// it may be coming.
+    #[test]
+    fn r1_arguments_stream_without_the_fence() {
+        let body = "function<｜tool▁sep｜>get_weather\n```json\n{\"city\": \"Oslo\"}\n```";
+        let mut stream = NamedCallStream::default();
+        let mut streamed = String::new();
+        let mut ends: Vec<usize> = body.char_indices().map(|(i, _)| i).skip(1).collect();
+        ends.push(body.len());
+        for end in ends {
+            for piece in stream.advance(&body[..end], &R1) {
+                match piece {
+                    Progress::Start { name } => assert_eq!(name, "get_weather"),
+                    Progress::Input(text) => streamed.push_str(&text),
+                }
+            }
+        }
+        assert_eq!(streamed, "{\"city\": \"Oslo\"}");
+        assert_eq!(stream.arguments(body), Some(json!({"city": "Oslo"})));
     }
 
     #[test]
@@ -111,7 +197,7 @@ mod tests {
         let mut ends: Vec<usize> = body.char_indices().map(|(i, _)| i).skip(1).collect();
         ends.push(body.len());
         for end in ends {
-            pieces.extend(stream.advance(&body[..end], SEP));
+            pieces.extend(stream.advance(&body[..end], &V3_1));
         }
         let Some(Progress::Start { name }) = pieces.first() else {
             panic!("no start: {pieces:?}");

@@ -8,7 +8,7 @@ use missive_backend::reasoning::partial_suffix;
 use serde_json::Value;
 
 use super::call_stream::{CallStream, Progress};
-use super::named_call::{self, NamedCallStream};
+use super::named_call::{self, NamedCallStream, NamedForm};
 use super::xml_call::{self, Dialect, TextParams, XmlCallStream};
 
 pub const OPEN: &str = "<tool_call>";
@@ -53,14 +53,14 @@ pub const LLAMA: Markers = Markers {
     tokens: &["<|python_tag|>", "<|eom_id|>"],
 };
 
-/// Between DeepSeek's name and arguments.
-pub const DEEPSEEK_SEP: &str = "<｜tool▁sep｜>";
+/// Between the parts of a DeepSeek call.
+pub const DEEPSEEK_SEP: &str = named_call::V3_1.sep;
 const DEEPSEEK_CALLS_BEGIN: &str = "<｜tool▁calls▁begin｜>";
 const DEEPSEEK_CALLS_END: &str = "<｜tool▁calls▁end｜>";
 const DEEPSEEK_CALL_BEGIN: &str = "<｜tool▁call▁begin｜>";
 const DEEPSEEK_CALL_END: &str = "<｜tool▁call▁end｜>";
 
-/// DeepSeek V3.1 (and R1-0528, which writes the same markers).
+/// DeepSeek V3.1 and R1 (whose calls differ inside the markers).
 pub const DEEPSEEK: Markers = Markers {
     open: DEEPSEEK_CALL_BEGIN,
     close: DEEPSEEK_CALL_END,
@@ -93,8 +93,8 @@ pub enum CallBody {
     /// An XML form: `<function=NAME>` and one `<parameter=KEY>` per argument (Qwen3-Coder),
     /// or `NAME` and `<arg_key>`/`<arg_value>` pairs (GLM).
     Xml(TextParams, &'static Dialect),
-    /// The name, this separator, then the arguments object (DeepSeek).
-    Named(&'static str),
+    /// Around DeepSeek's separator, in one of its forms.
+    Named(&'static NamedForm),
 }
 
 #[derive(Debug)]
@@ -378,7 +378,7 @@ impl ToolCallParser {
         let progress = match &self.body {
             CallBody::Json => self.call.advance(body),
             CallBody::Xml(params, dialect) => self.xml.advance(body, params, dialect),
-            CallBody::Named(sep) => self.named.advance(body, sep),
+            CallBody::Named(form) => self.named.advance(body, form),
         };
         pieces(progress)
     }
@@ -400,8 +400,8 @@ impl ToolCallParser {
         let call = std::mem::take(&mut self.call);
         let xml = std::mem::take(&mut self.xml);
         let named = std::mem::take(&mut self.named);
-        if let CallBody::Named(sep) = &self.body {
-            return match named_call::parse(body, sep) {
+        if let CallBody::Named(form) = &self.body {
+            return match named_call::parse(body, form) {
                 Some((name, input)) => Some(Piece::ToolCall { name, input }),
                 None if named.is_started() => Some(Piece::ToolCall {
                     name: named.name().unwrap_or_default().to_owned(),
@@ -751,7 +751,7 @@ mod tests {
     fn deepseek() -> ToolCallParser {
         ToolCallParser::default()
             .with_markers(&DEEPSEEK)
-            .with_body(CallBody::Named(DEEPSEEK_SEP))
+            .with_body(CallBody::Named(&named_call::V3_1))
     }
 
     /// DeepSeek V3.1's form, as its model card and llama.cpp's tests record it: text
@@ -807,10 +807,39 @@ mod tests {
         };
         assert_eq!(feed(&mut deepseek(), &text), vec![call.clone()]);
 
-        let mut forced =
-            ToolCallParser::after_trigger(&DEEPSEEK, "").with_body(CallBody::Named(DEEPSEEK_SEP));
+        let mut forced = ToolCallParser::after_trigger(&DEEPSEEK, "")
+            .with_body(CallBody::Named(&named_call::V3_1));
         let rest = "<｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Oslo\"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
         assert_eq!(feed(&mut forced, &[rest]), vec![call]);
+    }
+
+    /// DeepSeek R1's form (its template's layout): two calls, one per line, each a fenced
+    /// JSON object, split every way.
+    #[test]
+    fn deepseek_r1_fenced_calls_are_parsed_and_streamed_however_the_reply_is_split() {
+        let reply = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\": \"Oslo\"}\n```<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
+        for size in [1, 2, 3, 7, 1000] {
+            let chunks = chunked(reply, size);
+            let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+            let mut parser = ToolCallParser::default()
+                .with_markers(&DEEPSEEK)
+                .with_body(CallBody::Named(&named_call::R1));
+            assert_eq!(
+                feed(&mut parser, &chunks),
+                vec![
+                    Piece::ToolCall {
+                        name: "get_weather".into(),
+                        input: json!({"city": "Oslo"})
+                    },
+                    Piece::Text("\n".into()),
+                    Piece::ToolCall {
+                        name: "get_time".into(),
+                        input: json!({})
+                    },
+                ],
+                "chunks of {size}"
+            );
+        }
     }
 
     /// Text that only looks like the start of a marker is released whole; a malformed body
