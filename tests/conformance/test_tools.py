@@ -257,7 +257,8 @@ def test_anthropic_client_tools_reach_the_model_with_their_published_schemas(cli
         messages=[{"role": "user", "content": "Show me /etc/hostname."}],
         **sampling(temperature=0),
     )
-    (call,) = tool_uses(message)
+    # A forced choice names the first call; a model may add more after it (the 1.5B does).
+    call = tool_uses(message)[0]
     assert call.name == "str_replace_based_edit_tool"
     assert call.input["command"] in ("view", "create", "str_replace", "insert"), call.input
     assert isinstance(call.input["path"], str)
