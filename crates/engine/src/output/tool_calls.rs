@@ -194,18 +194,9 @@ impl Default for ToolCallParser {
 }
 
 impl ToolCallParser {
-    /// A parser already inside a call whose text so far is `partial` (after the opening
-    /// marker), for generations that were prefilled into a forced tool call.
-    pub fn inside_call(partial: &str) -> Self {
-        Self {
-            buf: partial.to_owned(),
-            in_call: true,
-            ..Self::default()
-        }
-    }
-
-    /// A parser for a reply prefilled up to `markers`' trigger and then `partial`: inside
-    /// a call when the trigger opens one, else before the first call of the block.
+    /// A parser for a reply prefilled up to `markers`' trigger and then `partial` (a
+    /// forced tool call): inside a call when the trigger opens one, else before the first
+    /// call of the block.
     pub fn after_trigger(markers: &'static Markers, partial: &str) -> Self {
         Self {
             buf: partial.to_owned(),
@@ -533,7 +524,7 @@ mod tests {
 
     #[test]
     fn unterminated_complete_call_is_accepted_and_garbage_is_text() {
-        let mut p = ToolCallParser::inside_call("\n{\"name\": \"f\", \"arguments\": ");
+        let mut p = ToolCallParser::after_trigger(&HERMES, "\n{\"name\": \"f\", \"arguments\": ");
         assert_eq!(
             feed(&mut p, &["{\"x\": 1}}"]),
             vec![Piece::ToolCall {
