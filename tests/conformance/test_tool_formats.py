@@ -144,6 +144,53 @@ def forced_call(client, kwargs):
     return call
 
 
+BOOK_TABLE = {
+    "name": "book_table",
+    "description": "Book a table at a restaurant",
+    "strict": True,
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "restaurant": {"type": "string"},
+            "people": {"type": "integer"},
+            "seating": {"type": "string", "enum": ["inside", "terrace"]},
+        },
+        "required": ["restaurant", "people", "seating"],
+        "additionalProperties": False,
+    },
+}
+
+
+def book_table_kwargs():
+    return dict(
+        model=MODEL,
+        max_tokens=120,
+        tools=[BOOK_TABLE],
+        tool_choice={"type": "tool", "name": "book_table"},
+        messages=[{"role": "user", "content": "Book a table for four at Chez Anna, on the terrace."}],
+        **sampling(temperature=0),
+    )
+
+
+def forced_booking(client, kwargs):
+    """The forced `book_table` call, plain and streamed; its input fits the schema."""
+    call = forced_call(client, kwargs)
+    assert set(call.input) == {"restaurant", "people", "seating"}, call.input
+    assert isinstance(call.input["restaurant"], str) and isinstance(call.input["people"], int)
+    assert call.input["seating"] in ("inside", "terrace")
+    return call
+
+
+def picks_one_of_two(client, kwargs):
+    """`any` with two tools: the model picks one, and its input fits that tool's schema."""
+    clock = {"name": "get_time", "description": "The current time", "strict": True,
+             "input_schema": {"type": "object", "properties": {}, "additionalProperties": False}}
+    message = client.messages.create(**{**kwargs, "tools": [BOOK_TABLE, clock], "tool_choice": {"type": "any"}})
+    [picked] = calls(message)[:1]
+    assert picked.name in ("book_table", "get_time")
+    assert set(picked.input) == ({"restaurant", "people", "seating"} if picked.name == "book_table" else set())
+
+
 def test_the_default_model_under_qwen3_coders_template_calls_in_its_xml_form():
     """The XML family end to end: the default model served with Qwen3-Coder's own chat
     template decodes forced and strict calls under that family's grammar; they come back as
@@ -189,43 +236,11 @@ def test_the_default_model_under_glms_template_calls_in_its_xml_form():
     `<arg_key>`/`<arg_value>` pairs); they come back as tool_use blocks whose input matches
     the schema, streamed or not."""
     server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(os.path.join(TEMPLATES, "GLM-4.6.jinja")))
-    tool = {
-        "name": "book_table",
-        "description": "Book a table at a restaurant",
-        "strict": True,
-        "input_schema": {
-            "type": "object",
-            "properties": {
-                "restaurant": {"type": "string"},
-                "people": {"type": "integer"},
-                "seating": {"type": "string", "enum": ["inside", "terrace"]},
-            },
-            "required": ["restaurant", "people", "seating"],
-            "additionalProperties": False,
-        },
-    }
     try:
         assert "tool_format=GlmXml" in open(f"{server.home}/serve.log").read()
-        kwargs = dict(
-            model=MODEL,
-            max_tokens=120,
-            tools=[tool],
-            tool_choice={"type": "tool", "name": "book_table"},
-            messages=[{"role": "user", "content": "Book a table for four at Chez Anna, on the terrace."}],
-            **sampling(temperature=0),
-        )
-        call = forced_call(client, kwargs)
-        assert set(call.input) == {"restaurant", "people", "seating"}, call.input
-        assert isinstance(call.input["restaurant"], str) and isinstance(call.input["people"], int)
-        assert call.input["seating"] in ("inside", "terrace")
-
-        # `any` with two tools: the model picks one, and its input fits that tool's schema.
-        clock = {"name": "get_time", "description": "The current time", "strict": True,
-                 "input_schema": {"type": "object", "properties": {}, "additionalProperties": False}}
-        message = client.messages.create(**{**kwargs, "tools": [tool, clock], "tool_choice": {"type": "any"}})
-        [picked] = calls(message)[:1]
-        assert picked.name in ("book_table", "get_time")
-        assert set(picked.input) == ({"restaurant", "people", "seating"} if picked.name == "book_table" else set())
+        kwargs = book_table_kwargs()
+        forced_booking(client, kwargs)
+        picks_one_of_two(client, kwargs)
     finally:
         server.stop()
 
@@ -243,44 +258,11 @@ def test_the_default_model_under_deepseeks_templates_calls_in_their_markers_and_
     call closes it first): with thinking on, the reply starts with a thinking block that
     carries a signature, which the next request may send back."""
     server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(os.path.join(TEMPLATES, template)))
-    tool = {
-        "name": "book_table",
-        "description": "Book a table at a restaurant",
-        "strict": True,
-        "input_schema": {
-            "type": "object",
-            "properties": {
-                "restaurant": {"type": "string"},
-                "people": {"type": "integer"},
-                "seating": {"type": "string", "enum": ["inside", "terrace"]},
-            },
-            "required": ["restaurant", "people", "seating"],
-            "additionalProperties": False,
-        },
-    }
     try:
         assert f"tool_format={tool_format}\n" in open(f"{server.home}/serve.log").read()
-        ask = [{"role": "user", "content": "Book a table for four at Chez Anna, on the terrace."}]
-        kwargs = dict(
-            model=MODEL,
-            max_tokens=120,
-            tools=[tool],
-            tool_choice={"type": "tool", "name": "book_table"},
-            messages=ask,
-            **sampling(temperature=0),
-        )
-        call = forced_call(client, kwargs)
-        assert set(call.input) == {"restaurant", "people", "seating"}, call.input
-        assert isinstance(call.input["restaurant"], str) and isinstance(call.input["people"], int)
-        assert call.input["seating"] in ("inside", "terrace")
-
-        # `any` with two tools: the model picks one, and its input fits that tool's schema.
-        clock = {"name": "get_time", "description": "The current time", "strict": True,
-                 "input_schema": {"type": "object", "properties": {}, "additionalProperties": False}}
-        message = client.messages.create(**{**kwargs, "tools": [tool, clock], "tool_choice": {"type": "any"}})
-        [picked] = calls(message)[:1]
-        assert picked.name in ("book_table", "get_time")
-        assert set(picked.input) == ({"restaurant", "people", "seating"} if picked.name == "book_table" else set())
+        kwargs = book_table_kwargs()
+        call = forced_booking(client, kwargs)
+        picks_one_of_two(client, kwargs)
 
         # Thinking on: the template ends the prompt inside `<think>`, so the reply opens
         # with a thinking block, closed with its signature.
@@ -299,12 +281,12 @@ def test_the_default_model_under_deepseeks_templates_calls_in_their_markers_and_
 
         # The call, its result and the signed thought go back as history.
         history = [
-            *ask,
+            *kwargs["messages"],
             {"role": "assistant", "content": [first.model_dump(include={"type", "thinking", "signature"}),
                                               {"type": "tool_use", "id": call.id, "name": call.name, "input": call.input}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Booked for 20:00."}]},
         ]
-        reply = client.messages.create(**{**thought, "messages": history, "tools": [tool]})
+        reply = client.messages.create(**{**thought, "messages": history, "tools": [BOOK_TABLE]})
         assert reply.type == "message" and reply.content, reply
     finally:
         server.stop()
@@ -317,35 +299,10 @@ def test_the_default_model_under_llamas_template_calls_in_its_json_form():
     history are rendered one turn each (the template takes one), and a call the model then
     writes in the family's bare form is recognised in `auto`."""
     server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(os.path.join(TEMPLATES, "Llama-3.3.jinja")))
-    tool = {
-        "name": "book_table",
-        "description": "Book a table at a restaurant",
-        "strict": True,
-        "input_schema": {
-            "type": "object",
-            "properties": {
-                "restaurant": {"type": "string"},
-                "people": {"type": "integer"},
-                "seating": {"type": "string", "enum": ["inside", "terrace"]},
-            },
-            "required": ["restaurant", "people", "seating"],
-            "additionalProperties": False,
-        },
-    }
     try:
         assert "tool_format=Llama3Json" in open(f"{server.home}/serve.log").read()
-        kwargs = dict(
-            model=MODEL,
-            max_tokens=120,
-            tools=[tool],
-            tool_choice={"type": "tool", "name": "book_table"},
-            messages=[{"role": "user", "content": "Book a table for four at Chez Anna, on the terrace."}],
-            **sampling(temperature=0),
-        )
-        call = forced_call(client, kwargs)
-        assert set(call.input) == {"restaurant", "people", "seating"}, call.input
-        assert isinstance(call.input["restaurant"], str) and isinstance(call.input["people"], int)
-        assert call.input["seating"] in ("inside", "terrace")
+        kwargs = book_table_kwargs()
+        forced_booking(client, kwargs)
 
         # `any` asks for calls in parallel; the family writes one, and the reply ends there.
         message = client.messages.create(**{**kwargs, "tool_choice": {"type": "any"}})
@@ -363,7 +320,7 @@ def test_the_default_model_under_llamas_template_calls_in_its_json_form():
                 {"type": "text", "text": "Which city is warmer?"},
             ]},
         ]
-        message = client.messages.create(**{**kwargs, "tools": [location_tool(), tool], "tool_choice": {"type": "auto"},
+        message = client.messages.create(**{**kwargs, "tools": [location_tool(), BOOK_TABLE], "tool_choice": {"type": "auto"},
                                             "messages": history})
         [again] = calls(message)
         assert again.name == "get_weather" and isinstance(again.input["location"], str), message.content

@@ -391,40 +391,36 @@ impl ToolCallParser {
         let call = std::mem::take(&mut self.call);
         let xml = std::mem::take(&mut self.xml);
         let named = std::mem::take(&mut self.named);
-        if let CallBody::Named(form) = &self.body {
-            return match named_call::parse(body, form) {
-                Some((name, input)) => Some(Piece::ToolCall { name, input }),
-                None if named.is_started() => Some(Piece::ToolCall {
-                    name: named.name().unwrap_or_default().to_owned(),
-                    input: named
-                        .arguments(body)
-                        .unwrap_or_else(|| Value::Object(Default::default())),
-                }),
-                None => None,
-            };
-        }
-        if let CallBody::Xml(params, dialect) = &self.body {
-            return match xml_call::parse(body, params, dialect) {
-                Some((name, input)) => Some(Piece::ToolCall { name, input }),
-                None if xml.is_started() => Some(Piece::ToolCall {
-                    name: xml.name().unwrap_or_default().to_owned(),
-                    input: xml
-                        .arguments()
-                        .unwrap_or_else(|| Value::Object(Default::default())),
-                }),
-                None => None,
-            };
-        }
-        match parse_call(body) {
-            parsed @ Piece::ToolCall { .. } => Some(parsed),
-            _ if call.is_started() => Some(Piece::ToolCall {
-                name: call.name().unwrap_or_default().to_owned(),
-                input: call
-                    .arguments(body)
-                    .unwrap_or_else(|| Value::Object(Default::default())),
-            }),
-            _ => None,
-        }
+        let (parsed, streamed) = match &self.body {
+            CallBody::Named(form) => (
+                named_call::parse(body, form),
+                named
+                    .is_started()
+                    .then(|| (named.name().map(str::to_owned), named.arguments(body))),
+            ),
+            CallBody::Xml(params, dialect) => (
+                xml_call::parse(body, params, dialect),
+                xml.is_started()
+                    .then(|| (xml.name().map(str::to_owned), xml.arguments())),
+            ),
+            CallBody::Json => (
+                match parse_call(body) {
+                    Piece::ToolCall { name, input } => Some((name, input)),
+                    _ => None,
+                },
+                call.is_started()
+                    .then(|| (call.name().map(str::to_owned), call.arguments(body))),
+            ),
+        };
+        let (name, input) = parsed.or_else(|| {
+            streamed.map(|(name, arguments)| {
+                (
+                    name.unwrap_or_default(),
+                    arguments.unwrap_or_else(|| Value::Object(Default::default())),
+                )
+            })
+        })?;
+        Some(Piece::ToolCall { name, input })
     }
 }
 
