@@ -37,12 +37,27 @@ fn ask(text: &str) -> Value {
 }
 
 fn today() -> String {
-    let now = std::time::SystemTime::now()
+    let now = unix_now();
+    rfc3339(now - now % 86_400)
+}
+
+/// The start of the minute `n` minutes ago: a window that holds more than
+/// `n` minute buckets whatever the time of day (a test run just after
+/// midnight has only a few minutes since `today()`).
+fn minutes_ago(n: u64) -> String {
+    let now = unix_now();
+    rfc3339(now - now % 60 - n * 60)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs();
-    let day = now - now % 86_400;
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(day))
+        .as_secs()
+}
+
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
         .to_string()
 }
 
@@ -140,7 +155,7 @@ async fn the_usage_report_sums_exactly_what_the_responses_reported() {
     let minutes = server
         .admin_json(server.admin_get(&format!(
             "/v1/organizations/usage_report/messages?starting_at={}&bucket_width=1m&limit=5&workspace_ids[]={}&group_by[]=model",
-            today(),
+            minutes_ago(10),
             alpha.key.workspace_id.clone().unwrap()
         )))
         .await;
@@ -150,7 +165,7 @@ async fn the_usage_report_sums_exactly_what_the_responses_reported() {
     let all_minutes = server
         .admin_json(server.admin_get(&format!(
             "/v1/organizations/usage_report/messages?starting_at={}&bucket_width=1m&limit=1440&workspace_ids[]={}&group_by[]=model",
-            today(),
+            minutes_ago(10),
             alpha.key.workspace_id.clone().unwrap()
         )))
         .await;
