@@ -113,6 +113,7 @@ impl ScriptedBackend {
         let words = |text: &str| text.split_whitespace().count();
         let block_words = |block: &ContentBlockParam| match block {
             ContentBlockParam::Text { text, .. } => words(text),
+            ContentBlockParam::Thinking { thinking, .. } => words(thinking),
             ContentBlockParam::ToolResult {
                 content: Some(ToolResultContent::Text(text)),
                 ..

@@ -202,3 +202,53 @@ async fn effort_sets_the_thinking_budget_of_a_model_that_reasons() {
         "ignored; the model cannot reason"
     );
 }
+
+#[tokio::test]
+async fn clear_thinking_drops_all_but_the_kept_turns_and_reports_what_it_cleared() {
+    let server = TestServer::start(thinker()).await;
+    let first: serde_json::Value = server
+        .messages(thinking_request(false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let signed = first["content"].clone();
+    let history = json!([
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": signed},
+        {"role": "user", "content": "Again: 2+2?"},
+        {"role": "assistant", "content": signed},
+        {"role": "user", "content": "And 3+3?"}]);
+    let with_edit = |keep: serde_json::Value| {
+        json!({"model": "scripted-1", "max_tokens": 2048, "messages": history,
+               "thinking": {"type": "enabled", "budget_tokens": 1024},
+               "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": keep}]}})
+    };
+
+    let kept: serde_json::Value = server
+        .messages(with_edit(json!("all")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        kept["context_management"]["applied_edits"],
+        json!([]),
+        "{kept}"
+    );
+    let cut: serde_json::Value = server
+        .messages(with_edit(json!({"type": "thinking_turns", "value": 1})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let applied = &cut["context_management"]["applied_edits"][0];
+    assert_eq!(applied["type"], "clear_thinking_20251015", "{cut}");
+    assert_eq!(applied["cleared_thinking_turns"], 1);
+    let cleared = applied["cleared_input_tokens"].as_u64().unwrap();
+    assert!(cleared > 0, "{cut}");
+    assert_eq!(
+        cut["usage"]["input_tokens"].as_u64().unwrap() + cleared,
+        kept["usage"]["input_tokens"].as_u64().unwrap()
+    );
+}
