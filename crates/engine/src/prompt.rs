@@ -503,4 +503,31 @@ mod tests {
         .unwrap();
         assert_eq!(parts.messages[..3], before.messages[..3]);
     }
+
+    #[test]
+    fn a_document_in_a_tool_result_reads_as_it_does_at_the_top_of_a_turn() {
+        let document = json!({"type": "document", "title": "Notes", "context": "From the wiki",
+                              "source": {"type": "text", "media_type": "text/plain", "data": "The sky is green."}});
+        let top = prompt_parts(
+            &request(json!({"model": "m", "max_tokens": 5, "messages": [
+                {"role": "user", "content": [document.clone()]}]})),
+            false,
+        )
+        .unwrap();
+        let inside = prompt_parts(
+            &request(json!({"model": "m", "max_tokens": 5, "messages": [
+                {"role": "user", "content": "Read the notes."},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "read", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                              "content": [document]}]}]})),
+            false,
+        )
+        .unwrap();
+        let result = inside.messages.last().unwrap();
+        assert_eq!(result.role, "tool");
+        assert_eq!(result.content, top.messages.last().unwrap().content);
+        assert!(result.content.contains("The sky is green."), "{}", result.content);
+        assert!(result.content.contains("Notes"), "{}", result.content);
+    }
 }
