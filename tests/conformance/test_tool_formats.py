@@ -3,8 +3,8 @@ the described format: Missive lists the tools in the system turn and teaches the
 `<tool_call>` form, under the same grammar. Shown on Gemma 3 270M (a base model whose
 vocabulary has no `<tool_call>` token, so a call opens on the marker's text) and on the
 default model served with `tool_format = "described"`. The XML families (Qwen3-Coder's and
-GLM's), DeepSeek V3.1's markers and Llama 3's bare JSON are shown on the default model
-served under each family's own template."""
+GLM's), DeepSeek V3.1's markers, Llama 3's bare JSON and Mistral's array are shown on the
+default model served under each family's own template."""
 
 import json
 import os
@@ -325,5 +325,41 @@ def test_the_default_model_under_llamas_template_calls_in_its_json_form():
         [again] = calls(message)
         assert again.name == "get_weather" and isinstance(again.input["location"], str), message.content
         assert not any(b.type == "text" and '"parameters"' in b.text for b in message.content)
+    finally:
+        server.stop()
+
+
+def test_the_default_model_under_mistrals_template_calls_in_its_array_form():
+    """Mistral's family end to end: the default model served with Mistral Small 3.1's own
+    chat template decodes forced and strict calls under that family's grammar
+    (`[TOOL_CALLS] [{"name": …, "arguments": {…}}, …]`, ending the reply), streamed or not.
+    `any` over two tools picks one. A history with parallel calls, their results (short
+    client ids, which the template refuses as they are) and a user turn after them renders
+    and is answered."""
+    server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(os.path.join(TEMPLATES, "Mistral-Small-3.1.jinja")))
+    try:
+        assert "tool_format=Mistral" in open(f"{server.home}/serve.log").read()
+        kwargs = book_table_kwargs()
+        forced_booking(client, kwargs)
+        picks_one_of_two(client, kwargs)
+
+        history = [
+            {"role": "user", "content": "Weather in Paris and Rome?"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "t1", "name": "get_weather", "input": {"location": "Paris"}},
+                {"type": "tool_use", "id": "t2", "name": "get_weather", "input": {"location": "Rome"}},
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": "sunny, 25 degrees"},
+                {"type": "tool_result", "tool_use_id": "t2", "content": "rain, 12 degrees"},
+                {"type": "text", "text": "Book a table for two in the warmer city, at Chez Anna inside."},
+            ]},
+        ]
+        message = client.messages.create(**{**kwargs, "tools": [location_tool(), BOOK_TABLE], "messages": history})
+        # Forced, the first call is the booking; the array may hold more.
+        booked = calls(message)[0]
+        assert booked.name == "book_table" and booked.input["seating"] in ("inside", "terrace"), message.content
+        assert all(c.name in ("book_table", "get_weather") for c in calls(message)), message.content
+        assert not any(b.type == "text" and "[TOOL_CALLS]" in b.text for b in message.content)
     finally:
         server.stop()

@@ -81,6 +81,7 @@ impl Grammars {
                 &tool_calls::HERMES,
                 &tool_calls::DEEPSEEK,
                 &tool_calls::LLAMA,
+                &tool_calls::MISTRAL,
             ]
             .iter()
             .filter_map(|m| Some((m.trigger(), crate::model::single_token(model, m.trigger())?)))
@@ -309,8 +310,21 @@ struct Frame {
 impl Frame {
     fn of(format: ToolFormat) -> Self {
         let Markers {
-            open, close, block, ..
+            open,
+            close,
+            block,
+            array,
+            ..
         } = *format.markers();
+        if array {
+            // Mistral: ` [` as its template writes it, the calls separated by `, `, `]`.
+            return Self {
+                head: " [".to_owned(),
+                tail: String::new(),
+                more: ", ".to_owned(),
+                end: "]".to_owned(),
+            };
+        }
         if format == ToolFormat::Llama3Json {
             // The call object is the rest of the reply; one per turn.
             return Self {
@@ -427,6 +441,17 @@ mod tests {
             lark.contains("more: \"<｜tool▁call▁begin｜>\" call \"<｜tool▁call▁end｜>\"\n"),
             "{lark}"
         );
+
+        // Mistral: one array after the marker, the calls separated by commas.
+        let mistral = Frame::of(ToolFormat::Mistral);
+        let lark = tool_calls_grammar(&calls, None, false, &mistral);
+        assert!(
+            lark.starts_with("start: \" [\" call more* \"]\"\n"),
+            "{lark}"
+        );
+        assert!(lark.contains("more: \", \" call\n"), "{lark}");
+        let lark = tool_calls_grammar(&calls, Some(0), true, &mistral);
+        assert!(lark.starts_with("start: \" [\" call_0 \"]\"\n"), "{lark}");
     }
 
     #[test]

@@ -99,7 +99,7 @@ fn system_prompt_add(messages: &mut Vec<TemplateMessage>, text: String) {
             TemplateMessage {
                 role: "system".to_owned(),
                 content: text,
-                tool_calls: Vec::new(),
+                ..TemplateMessage::default()
             },
         ),
     }
@@ -150,7 +150,7 @@ mod tests {
         TemplateMessage {
             role: role.to_owned(),
             content: content.to_owned(),
-            tool_calls: Vec::new(),
+            ..TemplateMessage::default()
         }
     }
 

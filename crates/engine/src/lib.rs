@@ -270,6 +270,7 @@ impl EngineBackend {
             ToolFormat::DeepSeek => described_tools::deepseek(&mut parts, &named_call::V3_1),
             ToolFormat::DeepSeekR1 => described_tools::deepseek(&mut parts, &named_call::R1),
             ToolFormat::Llama3Json => prompt::one_call_per_turn(&mut parts.messages),
+            ToolFormat::Mistral => prompt::mistral_ids(&mut parts.messages),
             ToolFormat::Hermes | ToolFormat::QwenXml | ToolFormat::GlmXml => {}
         }
         let thinking = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on);

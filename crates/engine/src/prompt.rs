@@ -179,6 +179,7 @@ pub(crate) fn one_call_per_turn(messages: &mut Vec<TemplateMessage>) {
                     _ => String::new(),
                 },
                 tool_calls: vec![call],
+                tool_call_id: None,
             });
             out.extend(results.next());
         }
@@ -186,6 +187,39 @@ pub(crate) fn one_call_per_turn(messages: &mut Vec<TemplateMessage>) {
         out.extend(results);
     }
     *messages = out;
+}
+
+/// For Mistral's templates, which raise on shorter ones: call ids of nine alphanumeric
+/// characters, derived from the Claude ids (the same for a call and its result).
+pub(crate) fn mistral_ids(messages: &mut [TemplateMessage]) {
+    for message in messages {
+        for call in &mut message.tool_calls {
+            if let Some(id) = call.get("id").and_then(Value::as_str) {
+                call["id"] = json!(nine_char_id(id));
+            }
+        }
+        if let Some(id) = &mut message.tool_call_id {
+            *id = nine_char_id(id);
+        }
+    }
+}
+
+/// Nine base-62 digits of a stable hash of `id` (FNV-1a): stable across runs, so a
+/// conversation's cached prefix stays the same.
+fn nine_char_id(id: &str) -> String {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..9)
+        .map(|_| {
+            let digit = DIGITS[(hash % 62) as usize];
+            hash /= 62;
+            char::from(digit)
+        })
+        .collect()
 }
 
 fn fold(notes: &[String]) -> String {
@@ -199,7 +233,7 @@ fn plain(role: &str, content: String) -> TemplateMessage {
     TemplateMessage {
         role: role.to_owned(),
         content,
-        tool_calls: Vec::new(),
+        ..TemplateMessage::default()
     }
 }
 
@@ -219,7 +253,10 @@ fn user_messages(
                 text.extend(readable_text(block, model, &at())?);
             }
             ContentBlockParam::ToolResult {
-                content, is_error, ..
+                tool_use_id,
+                content,
+                is_error,
+                ..
             } => {
                 let mut result = match content {
                     None => String::new(),
@@ -241,7 +278,10 @@ fn user_messages(
                 if *is_error == Some(true) {
                     result = format!("Error: {result}");
                 }
-                out.push(plain("tool", result));
+                out.push(TemplateMessage {
+                    tool_call_id: Some(tool_use_id.clone()),
+                    ..plain("tool", result)
+                });
             }
             // Assistant-side blocks in a user turn carry nothing the model should read.
             // Compaction blocks became the summary turn when the request was normalised;
@@ -316,7 +356,10 @@ fn assistant_message(blocks: &[ContentBlockParam]) -> TemplateMessage {
     for block in blocks {
         match block {
             ContentBlockParam::Text { text: t, .. } => text.push(t.clone()),
-            ContentBlockParam::ToolUse { name, input, .. } => tool_calls.push(json!({
+            ContentBlockParam::ToolUse {
+                id, name, input, ..
+            } => tool_calls.push(json!({
+                "id": id,
                 "type": "function",
                 "function": {"name": name, "arguments": input},
             })),
@@ -327,6 +370,7 @@ fn assistant_message(blocks: &[ContentBlockParam]) -> TemplateMessage {
         role: "assistant".to_owned(),
         content: text.join("\n"),
         tool_calls,
+        tool_call_id: None,
     }
 }
 
@@ -527,7 +571,11 @@ mod tests {
         let result = inside.messages.last().unwrap();
         assert_eq!(result.role, "tool");
         assert_eq!(result.content, top.messages.last().unwrap().content);
-        assert!(result.content.contains("The sky is green."), "{}", result.content);
+        assert!(
+            result.content.contains("The sky is green."),
+            "{}",
+            result.content
+        );
         assert!(result.content.contains("Notes"), "{}", result.content);
     }
 }

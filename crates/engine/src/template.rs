@@ -39,6 +39,10 @@ pub enum ToolFormat {
     /// 3.1–3.3), with tools and calls rendered by the template itself.
     #[serde(rename = "llama3_json")]
     Llama3Json,
+    /// `[TOOL_CALLS]` and a JSON array of `{"name", "arguments"}` objects that runs to the
+    /// end of the reply (Mistral Small 3.1, Devstral 2505), with tools, calls and results
+    /// rendered by the template itself.
+    Mistral,
 }
 
 impl ToolFormat {
@@ -51,7 +55,8 @@ impl ToolFormat {
             | Self::Described
             | Self::DeepSeek
             | Self::DeepSeekR1
-            | Self::Llama3Json => None,
+            | Self::Llama3Json
+            | Self::Mistral => None,
         }
     }
 
@@ -65,6 +70,7 @@ impl ToolFormat {
         match self {
             Self::DeepSeek | Self::DeepSeekR1 => &tool_calls::DEEPSEEK,
             Self::Llama3Json => &tool_calls::LLAMA,
+            Self::Mistral => &tool_calls::MISTRAL,
             Self::Hermes | Self::Described | Self::QwenXml | Self::GlmXml => &tool_calls::HERMES,
         }
     }
@@ -89,12 +95,15 @@ pub const GEMMA_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}\
 {% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}";
 
 /// A message as chat templates expect it (`role`, `content`, optional `tool_calls`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TemplateMessage {
     pub role: String,
     pub content: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<serde_json::Value>,
+    /// On a tool result: the id of the call it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,11 +148,14 @@ impl ChatTemplate {
         env.set_lstrip_blocks(true);
         env.add_filter("tojson", python_tojson);
         env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", strftime_now);
         let tool_format = if source.contains(tool_calls::DEEPSEEK_SEP) {
             match source.contains("```json") {
                 true => ToolFormat::DeepSeekR1,
                 false => ToolFormat::DeepSeek,
             }
+        } else if source.contains(tool_calls::MISTRAL.open) {
+            ToolFormat::Mistral
         } else if source.contains(tool_calls::LLAMA.open) {
             ToolFormat::Llama3Json
         } else if source.contains("<arg_key>") {
@@ -177,6 +189,7 @@ impl ChatTemplate {
             role: role.to_owned(),
             content: content.to_owned(),
             tool_calls: Vec::new(),
+            tool_call_id: None,
         };
         let messages = [
             turn("user", "u"),
@@ -236,6 +249,45 @@ impl ChatTemplate {
 
 fn raise_exception(message: String) -> Result<Value, JinjaError> {
     Err(JinjaError::new(ErrorKind::InvalidOperation, message))
+}
+
+/// `strftime_now(format)`, which transformers gives templates (Mistral's and Llama's put
+/// today's date in the system prompt): the current UTC time in Python's `strftime` codes.
+fn strftime_now(format: String) -> String {
+    strftime(&format, time::OffsetDateTime::now_utc())
+}
+
+fn strftime(format: &str, at: time::OffsetDateTime) -> String {
+    let mut out = String::with_capacity(format.len() + 16);
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let month = at.month();
+        let weekday = at.weekday();
+        match chars.next() {
+            Some('Y') => out.push_str(&at.year().to_string()),
+            Some('y') => out.push_str(&format!("{:02}", at.year().rem_euclid(100))),
+            Some('m') => out.push_str(&format!("{:02}", u8::from(month))),
+            Some('d') => out.push_str(&format!("{:02}", at.day())),
+            Some('H') => out.push_str(&format!("{:02}", at.hour())),
+            Some('M') => out.push_str(&format!("{:02}", at.minute())),
+            Some('S') => out.push_str(&format!("{:02}", at.second())),
+            Some('B') => out.push_str(&month.to_string()),
+            Some('b') => out.push_str(&month.to_string()[..3]),
+            Some('A') => out.push_str(&weekday.to_string()),
+            Some('a') => out.push_str(&weekday.to_string()[..3]),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
 }
 
 /// JSON as Python's `json.dumps` writes it (`", "`, `": "`, keys in insertion order).
@@ -334,6 +386,7 @@ mod tests {
             role: role.into(),
             content: content.into(),
             tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
 
@@ -624,6 +677,85 @@ mod tests {
             ),
             "{out}"
         );
+    }
+
+    /// Mistral Small 3.1's own template (tests/templates/README.md): detected as Mistral's
+    /// array format; tools before the last user turn, parallel calls in one array with
+    /// nine-character ids that their results repeat (the template raises on shorter ones).
+    #[test]
+    fn mistral_renders_tools_calls_with_ids_and_results() {
+        let source = include_str!("../tests/templates/Mistral-Small-3.1.jinja");
+        let t = ChatTemplate::new(source.into(), "<s>".into(), "</s>".into()).unwrap();
+        assert_eq!(t.tool_format(), ToolFormat::Mistral);
+        assert!(
+            !t.system_anywhere(),
+            "the template raises on a later system turn"
+        );
+        let call = |id: &str, city: &str| {
+            serde_json::json!({"id": id, "type": "function",
+                "function": {"name": "get_weather", "arguments": {"city": city}}})
+        };
+        let mut both = msg("assistant", "");
+        both.tool_calls = vec![call("toolu_1", "Paris"), call("toolu_2", "Rome")];
+        let result = |id: &str, text: &str| TemplateMessage {
+            tool_call_id: Some(id.into()),
+            ..msg("tool", text)
+        };
+        let mut messages = vec![
+            msg("system", "Be brief."),
+            msg("user", "Weather in Paris and Rome?"),
+            both,
+            result("toolu_1", "sunny"),
+            result("toolu_2", "rain"),
+            msg("user", "Which is warmer?"),
+        ];
+        crate::prompt::mistral_ids(&mut messages);
+        let first = messages[2].tool_calls[0]["id"].as_str().unwrap().to_owned();
+        assert_eq!(first.len(), 9);
+        assert!(first.chars().all(|c| c.is_ascii_alphanumeric()), "{first}");
+        assert_eq!(messages[3].tool_call_id.as_deref(), Some(first.as_str()));
+        let tools = [serde_json::json!({"type": "function", "function": {
+            "name": "get_weather", "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}})];
+        let out = t.render(&messages, &tools, true, false).unwrap();
+        let second = messages[2].tool_calls[1]["id"].as_str().unwrap();
+        for expected in [
+            "<s>[SYSTEM_PROMPT]You are a helpful assistant that can call tools.".to_owned(),
+            format!(
+                "Be brief.[/SYSTEM_PROMPT][INST]Weather in Paris and Rome?[/INST][TOOL_CALLS] \
+                 [{{\"name\": \"get_weather\", \"arguments\": {{\"city\": \"Paris\"}}, \"id\": \"{first}\"}}, \
+                 {{\"name\": \"get_weather\", \"arguments\": {{\"city\": \"Rome\"}}, \"id\": \"{second}\"}}]</s>"
+            ),
+            format!("[TOOL_RESULTS] {{\"content\": sunny, \"call_id\": \"{first}\"}}[/TOOL_RESULTS]"),
+            // The tools come just before the last user turn.
+            format!(
+                "[TOOL_RESULTS] {{\"content\": rain, \"call_id\": \"{second}\"}}[/TOOL_RESULTS]\
+                 [AVAILABLE_TOOLS] [{{\"type\": \"function\", \"function\": {{\"name\": \"get_weather\", \
+                 \"description\": \"The weather in a city\", \"parameters\": "
+            ),
+        ] {
+            assert!(out.contains(&expected), "missing {expected:?} in:\n{out}");
+        }
+        assert!(
+            out.ends_with("[/AVAILABLE_TOOLS][INST]Which is warmer?[/INST]"),
+            "{out}"
+        );
+        // The Claude ids as they are would be refused: `toolu_1` is too short.
+        let mut raw = messages.clone();
+        raw[3].tool_call_id = Some("toolu_1".into());
+        let refused = t.render(&raw, &tools, true, false);
+        assert!(refused.is_err(), "{refused:?}");
+    }
+
+    #[test]
+    fn strftime_writes_pythons_codes() {
+        let at = time::macros::datetime!(2026-12-01 09:05:07 UTC);
+        assert_eq!(strftime("%Y-%m-%d", at), "2026-12-01");
+        assert_eq!(
+            strftime("%d %b %Y, %A %H:%M:%S %%", at),
+            "01 Dec 2026, Tuesday 09:05:07 %"
+        );
+        assert_eq!(strftime("%B %q", at), "December %q");
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct Markers {
     /// Opens and closes the block that holds all of a reply's calls, where the family has
     /// one (DeepSeek). It is not text the client sees.
     pub block: Option<(&'static str, &'static str)>,
+    /// After `open` comes a JSON array of call objects that runs to the end of the reply,
+    /// with no closing marker (Mistral); `close` is then unused.
+    pub array: bool,
     /// Every marker the family writes, as the control tokens its vocabulary may hold them as.
     pub tokens: &'static [&'static str],
 }
@@ -33,6 +36,12 @@ impl Markers {
     pub fn trigger(&self) -> &'static str {
         self.block.map_or(self.open, |(open, _)| open)
     }
+
+    /// Whether the family's calls may come as a bare JSON object at the reply's start
+    /// (not where calls sit in a block or an array).
+    pub fn bare_json(&self) -> bool {
+        self.block.is_none() && !self.array
+    }
 }
 
 /// Hermes, Qwen's XML forms, GLM, and the described format.
@@ -40,6 +49,7 @@ pub const HERMES: Markers = Markers {
     open: OPEN,
     close: CLOSE,
     block: None,
+    array: false,
     tokens: &[OPEN, CLOSE],
 };
 
@@ -50,7 +60,18 @@ pub const LLAMA: Markers = Markers {
     open: "<|python_tag|>",
     close: "<|eom_id|>",
     block: None,
+    array: false,
     tokens: &["<|python_tag|>", "<|eom_id|>"],
+};
+
+/// Mistral Small 3.1 and Devstral 2505: `[TOOL_CALLS] [{"name": …, "arguments": {…}}, …]`,
+/// then the end of the reply.
+pub const MISTRAL: Markers = Markers {
+    open: "[TOOL_CALLS]",
+    close: "",
+    block: None,
+    array: true,
+    tokens: &["[TOOL_CALLS]"],
 };
 
 /// Between the parts of a DeepSeek call.
@@ -65,6 +86,7 @@ pub const DEEPSEEK: Markers = Markers {
     open: DEEPSEEK_CALL_BEGIN,
     close: DEEPSEEK_CALL_END,
     block: Some((DEEPSEEK_CALLS_BEGIN, DEEPSEEK_CALLS_END)),
+    array: false,
     tokens: &[
         DEEPSEEK_CALLS_BEGIN,
         DEEPSEEK_CALL_BEGIN,
@@ -101,6 +123,8 @@ pub enum CallBody {
 pub struct ToolCallParser {
     buf: String,
     in_call: bool,
+    /// In an array of calls (Mistral), past its `[`.
+    in_array: bool,
     markers: &'static Markers,
     body: CallBody,
     /// The open call's arguments, streamed as they come.
@@ -183,6 +207,7 @@ impl Default for ToolCallParser {
         Self {
             buf: String::new(),
             in_call: false,
+            in_array: false,
             markers: &HERMES,
             body: CallBody::default(),
             call: CallStream::default(),
@@ -271,6 +296,12 @@ impl ToolCallParser {
         let mut out = Vec::new();
         loop {
             let Markers { open, close, .. } = *self.markers;
+            if self.in_call && self.markers.array {
+                match self.push_array(&mut out) {
+                    true => return out,
+                    false => continue,
+                }
+            }
             if self.in_call {
                 let Some(end) = self.buf.find(close) else {
                     // A tail that may begin the closing marker is not the call's yet.
@@ -320,6 +351,9 @@ impl ToolCallParser {
     }
 
     fn finish_marked(&mut self, truncated: bool) -> Vec<Piece> {
+        if self.in_call && self.markers.array {
+            return self.finish_array(truncated);
+        }
         if self.in_call {
             let mut out = self.stream_call(self.buf.len());
             out.extend(self.close_stream());
@@ -342,6 +376,92 @@ impl ToolCallParser {
 }
 
 impl ToolCallParser {
+    /// Reads an array of calls as far as the text allows: each complete object is a call.
+    /// True when it needs more text; false when the array ended (or was no array), and
+    /// what follows is read as text again.
+    fn push_array(&mut self, out: &mut Vec<Piece>) -> bool {
+        loop {
+            let lead = self.buf.len() - self.buf.trim_start().len();
+            let Some(next) = self.buf[lead..].chars().next() else {
+                return true;
+            };
+            match (self.in_array, next) {
+                (false, '[') | (true, ',') => {
+                    self.buf.drain(..=lead);
+                    self.in_array = true;
+                    continue;
+                }
+                (true, ']') => {
+                    self.buf.drain(..=lead);
+                    self.leave_array();
+                    return false;
+                }
+                (true, '{') => {}
+                _ => {
+                    self.not_an_array(out);
+                    return false;
+                }
+            }
+            self.buf.drain(..lead);
+            let mut values = serde_json::Deserializer::from_str(&self.buf).into_iter::<Value>();
+            let end = match values.next() {
+                Some(Ok(_)) => values.byte_offset(),
+                Some(Err(err)) if err.is_eof() => {
+                    out.extend(self.stream_call(self.buf.len()));
+                    return true;
+                }
+                _ => {
+                    self.not_an_array(out);
+                    return false;
+                }
+            };
+            out.extend(self.stream_call(end));
+            let body: String = self.buf.drain(..end).collect();
+            let call = self.end_call(&body);
+            self.in_call = true;
+            out.push(call.unwrap_or(Piece::Text(body)));
+        }
+    }
+
+    /// What followed the marker is not the array the family writes: it is text.
+    fn not_an_array(&mut self, out: &mut Vec<Piece>) {
+        out.push(Piece::Text(format!(
+            "{}{}",
+            self.markers.open,
+            std::mem::take(&mut self.buf)
+        )));
+        self.leave_array();
+    }
+
+    /// The reply ended inside an array: a call cut short is closed with what was
+    /// streamed of it, or dropped when the reply was truncated.
+    fn finish_array(&mut self, truncated: bool) -> Vec<Piece> {
+        let mut out = Vec::new();
+        if !self.push_array(&mut out) {
+            out.extend(self.finish_marked(truncated));
+            return out;
+        }
+        let rest = std::mem::take(&mut self.buf);
+        let rest = rest.trim();
+        let streamed = self.call.is_started();
+        self.in_array = false;
+        match (rest.is_empty(), streamed, truncated) {
+            (true, _, _) => self.in_call = false,
+            (false, true, _) => out.extend(self.end_call(rest)),
+            (false, false, true) => self.in_call = false,
+            (false, false, false) => {
+                self.in_call = false;
+                out.push(Piece::Text(rest.to_owned()));
+            }
+        }
+        out
+    }
+
+    fn leave_array(&mut self) {
+        self.in_call = false;
+        self.in_array = false;
+    }
+
     /// The block around a reply's calls frames them; it is not text.
     fn drop_block_markers(&mut self) {
         if let Some((begin, end)) = self.markers.block {
@@ -874,6 +994,92 @@ mod tests {
         // A forced call: the prompt ends with the tag, the grammar writes the object.
         let mut forced = ToolCallParser::after_trigger(&LLAMA, "");
         assert_eq!(feed(&mut forced, &[bare]), vec![call]);
+    }
+
+    fn mistral() -> ToolCallParser {
+        ToolCallParser::default().with_markers(&MISTRAL)
+    }
+
+    /// Mistral Small 3.1's form, as its template renders calls and llama.cpp's tests record
+    /// them: text before, then the array of calls, with or without the space and the ids
+    /// the template adds; split every way. Arguments stream as each call is decoded.
+    #[test]
+    fn mistral_arrays_of_calls_are_parsed_and_streamed_however_the_reply_is_split() {
+        let paris = Piece::ToolCall {
+            name: "get_weather".into(),
+            input: json!({"city": "Paris", "days": 3}),
+        };
+        let time = Piece::ToolCall {
+            name: "get_time".into(),
+            input: json!({"zone": "CET"}),
+        };
+        for (reply, expected) in [
+            (
+                "Checking both.[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": 3}}, {\"name\": \"get_time\", \"arguments\": {\"zone\": \"CET\"}}]",
+                vec![Piece::Text("Checking both.".into()), paris.clone(), time.clone()],
+            ),
+            (
+                "[TOOL_CALLS][{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\",\"days\":3},\"id\":\"a1b2c3d4e\"}]",
+                vec![paris.clone()],
+            ),
+        ] {
+            for size in [1, 2, 3, 7, 1000] {
+                let chunks = chunked(reply, size);
+                let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+                assert_eq!(feed(&mut mistral(), &chunks), expected, "{reply} in chunks of {size}");
+            }
+        }
+        // The first call's arguments are streamed before the second call is written.
+        let mut p = mistral();
+        let out =
+            p.push("[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Par");
+        assert!(
+            out.contains(&Piece::ToolStart {
+                name: "get_weather".into()
+            }),
+            "{out:?}"
+        );
+        assert!(
+            out.iter().any(|p| matches!(p, Piece::ToolInput(_))),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn mistral_forced_cut_and_unlike_replies() {
+        // A forced call: the prompt ends with the marker, the grammar writes ` [`, the calls
+        // and `]`.
+        let mut forced = ToolCallParser::after_trigger(&MISTRAL, "");
+        assert_eq!(
+            feed(&mut forced, &[" [{\"name\": \"f\", \"arguments\": {}}]"]),
+            vec![Piece::ToolCall {
+                name: "f".into(),
+                input: json!({})
+            }]
+        );
+        // Cut by max_tokens inside the second call: the first stands, the second was
+        // streamed and is closed, as a cut call of any family is.
+        let mut cut = mistral();
+        let mut out = cut.push("[TOOL_CALLS] [{\"name\": \"f\", \"arguments\": {}}, {\"name\": \"g\", \"arguments\": {\"k\": 1, \"j\"");
+        out.extend(cut.finish(true));
+        let calls: Vec<&Piece> = out
+            .iter()
+            .filter(|p| matches!(p, Piece::ToolCall { .. }))
+            .collect();
+        assert_eq!(calls.len(), 2, "{out:?}");
+        assert!(
+            matches!(calls[1], Piece::ToolCall { name, input } if name == "g" && input.is_object()),
+            "{out:?}"
+        );
+        // The marker followed by no array, and an array of no calls, are text.
+        assert_eq!(
+            feed(&mut mistral(), &["Use [TOOL_CALLS] wisely."]),
+            vec![Piece::Text("Use [TOOL_CALLS] wisely.".into())]
+        );
+        assert_eq!(
+            feed(&mut mistral(), &["[TOOL_CALLS] [1, 2]"]),
+            vec![Piece::Text("[TOOL_CALLS]1, 2]".into())]
+        );
     }
 
     #[test]

@@ -568,8 +568,8 @@ fn sample_at(
         // that starts with `{` while tools are offered is taken as a call and gets one.
         // A fenced call the parser is holding is its to recognise: a marker forced into
         // the fence would hide the call from it. A family whose calls sit in a block of
-        // markers (DeepSeek) does not write bare JSON calls.
-        let bare_call = markers.block.is_none()
+        // markers (DeepSeek) or an array (Mistral) does not write bare JSON calls.
+        let bare_call = markers.bare_json()
             && !active.emitted_text
             && active.sent_calls.is_empty()
             && !active
