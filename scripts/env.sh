@@ -23,21 +23,45 @@ missive_install_system_deps() {
   # The console's browser tests drive Debian's chromium (Playwright downloads none here).
   command -v chromium >/dev/null || missing+=(chromium)
   # A Vulkan build compiles llama.cpp's shaders (glslc) against the loader's headers.
+  # Its headers come from Debian 13's package (missive_vulkan_sdk), fetched with curl.
   if [[ "${MISSIVE_FEATURES:-}" == *vulkan* ]]; then
     missing+=($(missive_vulkan_missing))
+    command -v curl >/dev/null || missing+=(curl)
   fi
   command -v cargo >/dev/null || { echo "cargo is required: install Rust from rustup.rs" >&2; return 1; }
   missive_apt_install "${missing[@]}"
 }
 
-# The Debian packages a Vulkan build needs that are not installed: the shader compiler,
-# the loader's headers and SPIR-V's.
+# The Debian packages a Vulkan build and its test need that are not installed: the shader
+# compiler, the loader (and its link library), SPIR-V's headers, and Mesa's software
+# Vulkan device (lavapipe), which is the device where there is no GPU.
 missive_vulkan_missing() {
   command -v glslc >/dev/null || echo glslc
   local package
-  for package in libvulkan-dev spirv-headers; do
+  for package in libvulkan-dev spirv-headers mesa-vulkan-drivers; do
     dpkg -s "$package" >/dev/null 2>&1 || echo "$package"
   done
+}
+
+# Vulkan headers new enough for llama.cpp's Vulkan backend, which uses
+# `VK_EXT_layer_settings`: Debian 12's (1.3.239) predate it, so Debian 13's headers package
+# is unpacked once into the cache, checked by its sha256, and a Vulkan build is pointed at
+# it with VULKAN_SDK (CMake's FindVulkan looks there first). Prints that directory.
+MISSIVE_VULKAN_HEADERS_DEB=pool/main/v/vulkan-loader/libvulkan-dev_1.4.309.0-1_amd64.deb
+MISSIVE_VULKAN_HEADERS_SHA256=8d329d465e16168afff58b1bd0dd6db46aac2cc3f56054a481b25a04e90b345a
+missive_vulkan_sdk() {
+  local dir="$MISSIVE_CACHE/vulkan-headers-1.4.309"
+  if [ ! -f "$dir/usr/include/vulkan/vulkan_core.h" ]; then
+    local deb
+    deb=$(mktemp "${TMPDIR:-/tmp}/libvulkan-dev.XXXXXX.deb")
+    curl -fsSL --retry 3 "http://deb.debian.org/debian/$MISSIVE_VULKAN_HEADERS_DEB" -o "$deb" >&2
+    echo "$MISSIVE_VULKAN_HEADERS_SHA256  $deb" | sha256sum -c --quiet - >&2 \
+      || { rm -f "$deb"; echo "the Vulkan headers package did not match its sha256" >&2; return 1; }
+    rm -rf "$dir" && mkdir -p "$dir"
+    dpkg-deb -x "$deb" "$dir"
+    rm -f "$deb"
+  fi
+  echo "$dir/usr"
 }
 
 # Installs the Debian packages named, if any (as root, or through sudo).
