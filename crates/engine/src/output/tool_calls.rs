@@ -125,6 +125,9 @@ pub struct ToolCallParser {
     in_call: bool,
     /// In an array of calls (Mistral), past its `[`.
     in_array: bool,
+    /// The array's text read since its last call (its `[`, commas and spaces): given back
+    /// as text if what follows is no call.
+    array_text: String,
     markers: &'static Markers,
     body: CallBody,
     /// The open call's arguments, streamed as they come.
@@ -208,6 +211,7 @@ impl Default for ToolCallParser {
             buf: String::new(),
             in_call: false,
             in_array: false,
+            array_text: String::new(),
             markers: &HERMES,
             body: CallBody::default(),
             call: CallStream::default(),
@@ -387,7 +391,10 @@ impl ToolCallParser {
             };
             match (self.in_array, next) {
                 (false, '[') | (true, ',') => {
-                    self.buf.drain(..=lead);
+                    if !self.in_array {
+                        self.array_text.push_str(self.markers.open);
+                    }
+                    self.array_text.extend(self.buf.drain(..=lead));
                     self.in_array = true;
                     continue;
                 }
@@ -402,7 +409,7 @@ impl ToolCallParser {
                     return false;
                 }
             }
-            self.buf.drain(..lead);
+            self.array_text.extend(self.buf.drain(..lead));
             let mut values = serde_json::Deserializer::from_str(&self.buf).into_iter::<Value>();
             let end = match values.next() {
                 Some(Ok(_)) => values.byte_offset(),
@@ -419,15 +426,20 @@ impl ToolCallParser {
             let body: String = self.buf.drain(..end).collect();
             let call = self.end_call(&body);
             self.in_call = true;
+            self.array_text.clear();
             out.push(call.unwrap_or(Piece::Text(body)));
         }
     }
 
-    /// What followed the marker is not the array the family writes: it is text.
+    /// What followed the marker (or the array's last call) is not the array the family
+    /// writes: it is text, as it was written.
     fn not_an_array(&mut self, out: &mut Vec<Piece>) {
+        let before = match self.in_array {
+            true => std::mem::take(&mut self.array_text),
+            false => self.markers.open.to_owned(),
+        };
         out.push(Piece::Text(format!(
-            "{}{}",
-            self.markers.open,
+            "{before}{}",
             std::mem::take(&mut self.buf)
         )));
         self.leave_array();
@@ -445,6 +457,7 @@ impl ToolCallParser {
         let rest = rest.trim();
         let streamed = self.call.is_started();
         self.in_array = false;
+        self.array_text.clear();
         match (rest.is_empty(), streamed, truncated) {
             (true, _, _) => self.in_call = false,
             (false, true, _) => out.extend(self.end_call(rest)),
@@ -460,6 +473,7 @@ impl ToolCallParser {
     fn leave_array(&mut self) {
         self.in_call = false;
         self.in_array = false;
+        self.array_text.clear();
     }
 
     /// The block around a reply's calls frames them; it is not text.
@@ -1078,7 +1092,7 @@ mod tests {
         );
         assert_eq!(
             feed(&mut mistral(), &["[TOOL_CALLS] [1, 2]"]),
-            vec![Piece::Text("[TOOL_CALLS]1, 2]".into())]
+            vec![Piece::Text("[TOOL_CALLS] [1, 2]".into())]
         );
     }
 
