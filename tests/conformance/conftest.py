@@ -66,7 +66,7 @@ class Missive:
     """One `missive serve` on the default model over a data directory that outlives it, so
     a test can kill it (even with SIGKILL) and start it again on the same store."""
 
-    def __init__(self, config=None, home=None, wrap=()):
+    def __init__(self, config=None, home=None, wrap=(), binary=None):
         if home is None:
             home = tempfile.mkdtemp(prefix="missive-conformance-")
             # Gone when the suite ends (a test may restart a server on the same home).
@@ -97,11 +97,13 @@ class Missive:
             self.env["MISSIVE_CONFIG"] = path
         # A command the server runs under (a namespace, say): its argv before the binary's.
         self.wrap = list(wrap)
+        # Another build of Missive (the Vulkan one, say) instead of MISSIVE_BIN.
+        self.binary = binary or BINARY
         self.proc = None
 
     def start(self):
         log = open(os.path.join(self.home, "serve.log"), "a")
-        self.proc = subprocess.Popen([*self.wrap, BINARY, "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([*self.wrap, self.binary, "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -116,7 +118,7 @@ class Missive:
 
     def cli(self, *args):
         """Runs a `missive` subcommand on this server's store; returns its stdout."""
-        done = subprocess.run([BINARY, *args], env=self.env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run([self.binary, *args], env=self.env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 

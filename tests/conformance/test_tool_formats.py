@@ -191,6 +191,24 @@ def picks_one_of_two(client, kwargs):
     assert set(picked.input) == ({"restaurant", "people", "seating"} if picked.name == "book_table" else set())
 
 
+def parallel_weather_history(ids, follow_up):
+    """Two weather calls made in parallel (with the ids given), their results, and a user
+    turn's text after them."""
+    paris, rome = ids
+    return [
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": paris, "name": "get_weather", "input": {"location": "Paris"}},
+            {"type": "tool_use", "id": rome, "name": "get_weather", "input": {"location": "Rome"}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": paris, "content": "sunny, 25 degrees"},
+            {"type": "tool_result", "tool_use_id": rome, "content": "rain, 12 degrees"},
+            {"type": "text", "text": follow_up},
+        ]},
+    ]
+
+
 def test_the_default_model_under_qwen3_coders_template_calls_in_its_xml_form():
     """The XML family end to end: the default model served with Qwen3-Coder's own chat
     template decodes forced and strict calls under that family's grammar; they come back as
@@ -308,18 +326,7 @@ def test_the_default_model_under_llamas_template_calls_in_its_json_form():
         message = client.messages.create(**{**kwargs, "tool_choice": {"type": "any"}})
         assert message.stop_reason == "tool_use" and len(calls(message)) == 1, message.content
 
-        history = [
-            {"role": "user", "content": "Weather in Paris and Rome?"},
-            {"role": "assistant", "content": [
-                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"location": "Paris"}},
-                {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"location": "Rome"}},
-            ]},
-            {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny, 25 degrees"},
-                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "rain, 12 degrees"},
-                {"type": "text", "text": "Which city is warmer?"},
-            ]},
-        ]
+        history = parallel_weather_history(("toolu_1", "toolu_2"), "Which city is warmer?")
         message = client.messages.create(**{**kwargs, "tools": [location_tool(), BOOK_TABLE], "tool_choice": {"type": "auto"},
                                             "messages": history})
         [again] = calls(message)
@@ -343,18 +350,8 @@ def test_the_default_model_under_mistrals_template_calls_in_its_array_form():
         forced_booking(client, kwargs)
         picks_one_of_two(client, kwargs)
 
-        history = [
-            {"role": "user", "content": "Weather in Paris and Rome?"},
-            {"role": "assistant", "content": [
-                {"type": "tool_use", "id": "t1", "name": "get_weather", "input": {"location": "Paris"}},
-                {"type": "tool_use", "id": "t2", "name": "get_weather", "input": {"location": "Rome"}},
-            ]},
-            {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": "t1", "content": "sunny, 25 degrees"},
-                {"type": "tool_result", "tool_use_id": "t2", "content": "rain, 12 degrees"},
-                {"type": "text", "text": "Book a table for two in the warmer city, at Chez Anna inside."},
-            ]},
-        ]
+        history = parallel_weather_history(
+            ("t1", "t2"), "Book a table for two in the warmer city, at Chez Anna inside.")
         message = client.messages.create(**{**kwargs, "tools": [location_tool(), BOOK_TABLE], "messages": history})
         # Forced, the first call is the booking; the array may hold more.
         booked = calls(message)[0]

@@ -204,21 +204,15 @@ pub(crate) fn mistral_ids(messages: &mut [TemplateMessage]) {
     }
 }
 
-/// Nine base-62 digits of a stable hash of `id` (FNV-1a): stable across runs, so a
-/// conversation's cached prefix stays the same.
+/// Nine base-62 digits of `id`'s SHA-256: stable across runs, so a conversation's cached
+/// prefix stays the same.
 fn nine_char_id(id: &str) -> String {
+    use sha2::{Digest, Sha256};
     const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in id.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (0..9)
-        .map(|_| {
-            let digit = DIGITS[(hash % 62) as usize];
-            hash /= 62;
-            char::from(digit)
-        })
+    Sha256::digest(id.as_bytes())
+        .iter()
+        .take(9)
+        .map(|byte| char::from(DIGITS[usize::from(*byte) % DIGITS.len()]))
         .collect()
 }
 

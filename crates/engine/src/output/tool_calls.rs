@@ -456,16 +456,14 @@ impl ToolCallParser {
         let rest = std::mem::take(&mut self.buf);
         let rest = rest.trim();
         let streamed = self.call.is_started();
-        self.in_array = false;
-        self.array_text.clear();
-        match (rest.is_empty(), streamed, truncated) {
-            (true, _, _) => self.in_call = false,
-            (false, true, _) => out.extend(self.end_call(rest)),
-            (false, false, true) => self.in_call = false,
-            (false, false, false) => {
-                self.in_call = false;
-                out.push(Piece::Text(rest.to_owned()));
-            }
+        self.leave_array();
+        if rest.is_empty() {
+            return out;
+        }
+        match (streamed, truncated) {
+            (true, _) => out.extend(self.end_call(rest)),
+            (false, true) => {}
+            (false, false) => out.push(Piece::Text(rest.to_owned())),
         }
         out
     }
