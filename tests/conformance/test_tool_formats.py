@@ -3,8 +3,8 @@ the described format: Missive lists the tools in the system turn and teaches the
 `<tool_call>` form, under the same grammar. Shown on Gemma 3 270M (a base model whose
 vocabulary has no `<tool_call>` token, so a call opens on the marker's text) and on the
 default model served with `tool_format = "described"`. The XML families (Qwen3-Coder's and
-GLM's), DeepSeek V3.1's markers, Llama 3's bare JSON and Mistral's array are shown on the
-default model served under each family's own template."""
+GLM's), DeepSeek V3.1's markers, Llama 3's bare JSON, Mistral's array and gpt-oss's harmony
+channels are shown on the default model served under each family's own template."""
 
 import json
 import os
@@ -191,6 +191,34 @@ def picks_one_of_two(client, kwargs):
     assert set(picked.input) == ({"restaurant", "people", "seating"} if picked.name == "book_table" else set())
 
 
+def thinks_and_takes_its_thought_back(client, kwargs, call):
+    """With thinking on, the reply starts with a thinking block streamed as thinking deltas
+    and closed with a signature; the thought, the earlier `call` and its result then go
+    back as history and are answered."""
+    thought = dict(model=MODEL, max_tokens=24, thinking={"type": "enabled", "budget_tokens": 1024},
+                   messages=[{"role": "user", "content": "What is 2 + 3?"}], **sampling(temperature=0))
+    deltas = []
+    with client.messages.stream(**thought) as stream:
+        for event in stream:
+            if event.type == "content_block_delta":
+                deltas.append(event.delta.type)
+        message = stream.get_final_message()
+    first = message.content[0]
+    assert first.type == "thinking" and first.thinking and first.signature, message.content
+    assert deltas[0] == "thinking_delta" and "signature_delta" in deltas, deltas
+    assert message.usage.output_tokens <= 24
+
+    history = [
+        *kwargs["messages"],
+        {"role": "assistant", "content": [first.model_dump(include={"type", "thinking", "signature"}),
+                                          {"type": "tool_use", "id": call.id, "name": call.name, "input": call.input}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Booked for 20:00."}]},
+    ]
+    reply = client.messages.create(**{**thought, "messages": history, "tools": [BOOK_TABLE]})
+    assert reply.type == "message" and reply.content, reply
+    return reply
+
+
 def parallel_weather_history(ids, follow_up):
     """Two weather calls made in parallel (with the ids given), their results, and a user
     turn's text after them."""
@@ -284,28 +312,7 @@ def test_the_default_model_under_deepseeks_templates_calls_in_their_markers_and_
 
         # Thinking on: the template ends the prompt inside `<think>`, so the reply opens
         # with a thinking block, closed with its signature.
-        thought = dict(model=MODEL, max_tokens=24, thinking={"type": "enabled", "budget_tokens": 1024},
-                       messages=[{"role": "user", "content": "What is 2 + 3?"}], **sampling(temperature=0))
-        deltas = []
-        with client.messages.stream(**thought) as stream:
-            for event in stream:
-                if event.type == "content_block_delta":
-                    deltas.append(event.delta.type)
-            message = stream.get_final_message()
-        first = message.content[0]
-        assert first.type == "thinking" and first.thinking and first.signature, message.content
-        assert deltas[0] == "thinking_delta" and "signature_delta" in deltas, deltas
-        assert message.usage.output_tokens <= 24
-
-        # The call, its result and the signed thought go back as history.
-        history = [
-            *kwargs["messages"],
-            {"role": "assistant", "content": [first.model_dump(include={"type", "thinking", "signature"}),
-                                              {"type": "tool_use", "id": call.id, "name": call.name, "input": call.input}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Booked for 20:00."}]},
-        ]
-        reply = client.messages.create(**{**thought, "messages": history, "tools": [BOOK_TABLE]})
-        assert reply.type == "message" and reply.content, reply
+        thinks_and_takes_its_thought_back(client, kwargs, call)
     finally:
         server.stop()
 
@@ -358,5 +365,31 @@ def test_the_default_model_under_mistrals_template_calls_in_its_array_form():
         assert booked.name == "book_table" and booked.input["seating"] in ("inside", "terrace"), message.content
         assert all(c.name in ("book_table", "get_weather") for c in calls(message)), message.content
         assert not any(b.type == "text" and "[TOOL_CALLS]" in b.text for b in message.content)
+    finally:
+        server.stop()
+
+
+def test_the_default_model_under_gpt_oss_template_calls_and_thinks_in_harmony():
+    """gpt-oss's family end to end: the default model served with gpt-oss's own chat
+    template decodes forced and strict calls under harmony's grammar
+    (`<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{…}<|call|>`, one
+    per turn); they come back as tool_use blocks whose input matches the schema, streamed
+    or not. With thinking on the prompt opens the analysis channel, and the reply starts
+    with a signed thinking block; the thought goes back into the next prompt as the
+    template's `thinking`. No channel markup reaches the client."""
+    server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(os.path.join(TEMPLATES, "gpt-oss-120b.jinja")))
+    try:
+        assert "tool_format=Harmony\n" in open(f"{server.home}/serve.log").read()
+        kwargs = book_table_kwargs()
+        call = forced_booking(client, kwargs)
+        picks_one_of_two(client, kwargs)
+
+        message = client.messages.create(**{**kwargs, "tool_choice": {"type": "any"}})
+        assert message.stop_reason == "tool_use" and len(calls(message)) == 1, message.content
+
+        reply = thinks_and_takes_its_thought_back(client, kwargs, call)
+        for block in reply.content:
+            text = getattr(block, "text", None) or getattr(block, "thinking", "")
+            assert "<|" not in text, reply.content
     finally:
         server.stop()

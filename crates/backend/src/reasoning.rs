@@ -1,6 +1,11 @@
 //! Splitting a reasoning model's output into its thought and its answer, for models whose
 //! template marks thoughts with tags (`<think>…</think>`), and the thinking budget.
 
+/// Marks a thinking signature as Missive's. The server verifies every such block a client
+/// sends back, so a backend may render a thought under this prefix into the prompt; a
+/// thought signed elsewhere (a session moved here from the Claude API) is never rendered.
+pub const SIGNATURE_PREFIX: &str = "msv1.";
+
 /// One piece of split output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {

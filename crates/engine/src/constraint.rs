@@ -20,8 +20,8 @@ use missive_backend::{BackendError, GenerateRequest};
 use missive_protocol::tools::{OutputFormat, Tool, ToolChoice};
 use serde_json::{json, Value};
 
-use crate::output::named_call;
 use crate::output::tool_calls::{self, Markers};
+use crate::output::{harmony, named_call};
 use crate::template::ToolFormat;
 
 mod xml_rules;
@@ -82,6 +82,7 @@ impl Grammars {
                 &tool_calls::DEEPSEEK,
                 &tool_calls::LLAMA,
                 &tool_calls::MISTRAL,
+                &tool_calls::HARMONY,
             ]
             .iter()
             .filter_map(|m| Some((m.trigger(), crate::model::single_token(model, m.trigger())?)))
@@ -223,6 +224,10 @@ impl Grammars {
                 let head = lark_string(&format!("{}{}", tool.name, named_call::V3_1.sep));
                 format!("{head} {arguments}")
             }
+            ToolFormat::Harmony => {
+                let head = lark_string(&format!("{}{}", tool.name, harmony::CALL_HEAD_END));
+                format!("{head} {arguments}")
+            }
             ToolFormat::DeepSeekR1 => {
                 let head = lark_string(&format!(
                     "function{}{}{}",
@@ -325,14 +330,18 @@ impl Frame {
                 end: "]".to_owned(),
             };
         }
-        if format == ToolFormat::Llama3Json {
+        let bare = |tail: &str| Self {
+            head: String::new(),
+            tail: tail.to_owned(),
+            more: String::new(),
+            end: String::new(),
+        };
+        match format {
             // The call object is the rest of the reply; one per turn.
-            return Self {
-                head: String::new(),
-                tail: String::new(),
-                more: String::new(),
-                end: String::new(),
-            };
+            ToolFormat::Llama3Json => return bare(""),
+            // The trigger ends just before the name; `<|call|>` ends the call and the turn.
+            ToolFormat::Harmony => return bare(close),
+            _ => {}
         }
         match block {
             // DeepSeek: the block holds the calls, each in its own markers (R1 puts each
@@ -452,6 +461,11 @@ mod tests {
         assert!(lark.contains("more: \", \" call\n"), "{lark}");
         let lark = tool_calls_grammar(&calls, Some(0), true, &mistral);
         assert!(lark.starts_with("start: \" [\" call_0 \"]\"\n"), "{lark}");
+
+        // Harmony: the name follows the trigger; `<|call|>` ends the one call.
+        let harmony = Frame::of(ToolFormat::Harmony);
+        let lark = tool_calls_grammar(&calls, None, true, &harmony);
+        assert!(lark.starts_with("start: call \"<|call|>\"\n"), "{lark}");
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub use placement::{FlashAttention, KvCacheFormat, Placement, PlacementError, Sp
 pub use template::ToolFormat;
 
 use crate::constraint::Grammars;
+use crate::output::harmony::{self, HarmonyStream};
 use crate::output::named_call;
 use crate::prompt_cache::{Breakpoint, CacheLedger, Clock};
 pub use crate::scheduler::{
@@ -57,8 +58,9 @@ pub struct EngineBackend {
     cache_ledger: Arc<CacheLedger>,
     /// The model id, shared with jobs for their metrics labels.
     name: Arc<str>,
-    /// The single token `</think>`, for closing a thought at its budget.
-    think_close: Option<LlamaToken>,
+    /// The tokens of the family's thought close (`</think>`, harmony's `<|end|>`), forced
+    /// when a thinking budget is spent.
+    think_close: Arc<[LlamaToken]>,
     cache_stats: Arc<CacheStats>,
     draft_stats: Arc<DraftStats>,
     disk_stats: Arc<DiskCacheStats>,
@@ -214,7 +216,14 @@ impl EngineBackend {
         let add_bos = model.vocab().should_add_bos();
         let piece_lengths = token_offsets::PieceLengths::new(&model.vocab());
         let special = model::special_tokens(&model);
-        let think_close = model::single_token(&model, ThinkSplitter::CLOSE);
+        let think_close = model
+            .vocab()
+            .tokenize(
+                template.tool_format().thought_close().as_bytes(),
+                false,
+                true,
+            )
+            .into();
         Ok(Self {
             model,
             template,
@@ -256,6 +265,12 @@ impl EngineBackend {
         // control tokens (see `special`).
         for message in &mut parts.messages {
             self.special.fence_in_place(&mut message.content);
+            for thought in [&mut message.reasoning_content, &mut message.thinking]
+                .into_iter()
+                .flatten()
+            {
+                self.special.fence_in_place(thought);
+            }
             message
                 .tool_calls
                 .iter_mut()
@@ -270,6 +285,10 @@ impl EngineBackend {
             ToolFormat::DeepSeek => described_tools::deepseek(&mut parts, &named_call::V3_1),
             ToolFormat::DeepSeekR1 => described_tools::deepseek(&mut parts, &named_call::R1),
             ToolFormat::Llama3Json => prompt::one_call_per_turn(&mut parts.messages),
+            ToolFormat::Harmony => {
+                prompt::one_call_per_turn(&mut parts.messages);
+                prompt::harmony_call_turns(&mut parts.messages);
+            }
             ToolFormat::Mistral => prompt::mistral_ids(&mut parts.messages),
             ToolFormat::Hermes | ToolFormat::QwenXml | ToolFormat::GlmXml => {}
         }
@@ -283,6 +302,21 @@ impl EngineBackend {
         let opens_thought =
             self.template.reasons() && rendered.trim_end().ends_with(ThinkSplitter::OPEN);
         let mut fenced = rendered;
+        // Harmony's reply opens a channel: a forced call's (below), the answer's for a
+        // prefill or a structured output, the thought's when thinking was asked for.
+        let harmony = (self.template.tool_format() == ToolFormat::Harmony).then(|| {
+            let (start, open) = if tools.forced_partial.is_some() {
+                (harmony::Start::Call, "")
+            } else if parts.prefill.is_some() || request.output_format.is_some() {
+                (harmony::Start::Final, harmony::FINAL_OPEN)
+            } else if thinking {
+                (harmony::Start::Analysis, harmony::ANALYSIS_OPEN)
+            } else {
+                (harmony::Start::Header, "")
+            };
+            fenced.push_str(open);
+            start
+        });
         if let Some(prefill) = &parts.prefill {
             fenced.push_str(&self.special.fence(prefill));
         }
@@ -305,11 +339,15 @@ impl EngineBackend {
             true => prompt::block_ends(template_text, &request.system_text(), &needles),
             false => Vec::new(),
         };
+        let starts_inside = match harmony {
+            Some(start) => HarmonyStream::starts_inside_thought(start),
+            None => opens_thought && tools.forced_partial.is_none(),
+        };
         let reasoning = self.template.reasons().then(|| Reasoning {
-            starts_inside: opens_thought && tools.forced_partial.is_none(),
+            starts_inside,
             show: thinking,
             budget: request.thinking.as_ref().and_then(|t| t.budget_tokens()),
-            close_token: self.think_close,
+            close: Arc::clone(&self.think_close),
         });
         // Prompt content is never logged, at any level: logs outlive tenants' data.
         tracing::trace!(bytes = text.len(), "rendered prompt");
@@ -336,6 +374,7 @@ impl EngineBackend {
             breakpoints: Vec::new(),
             boundaries: block_ends.iter().map(|end| end.at).collect(),
             reasoning,
+            harmony,
         };
         prompt.breakpoints = block_ends
             .iter()
@@ -408,6 +447,7 @@ impl Backend for EngineBackend {
             tokens,
             tools,
             reasoning,
+            harmony,
             ..
         } = prompt;
         tracing::debug!(
@@ -446,6 +486,7 @@ impl Backend for EngineBackend {
             },
             tools,
             reasoning,
+            harmony,
             constraint,
             usage,
             cache_touch,
@@ -497,4 +538,5 @@ struct PromptTokens {
     /// Where content blocks end in `text`, sorted: where breakpoints look back.
     boundaries: Vec<usize>,
     reasoning: Option<Reasoning>,
+    harmony: Option<harmony::Start>,
 }

@@ -2,6 +2,7 @@
 //! model family's tool-call syntax (`tool_calls`). Pure code, tested with split inputs.
 
 pub mod call_stream;
+pub mod harmony;
 pub mod named_call;
 pub mod text;
 pub mod tool_calls;

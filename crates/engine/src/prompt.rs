@@ -1,6 +1,7 @@
 //! From a normalised request to the messages and tools a chat template renders.
 
 use missive_backend::client_tools::{self, ToolKind};
+use missive_backend::reasoning::SIGNATURE_PREFIX;
 use missive_backend::{BackendError, GenerateRequest};
 use missive_protocol::content::{
     CacheControl, ContentBlockParam, DocumentSource, ToolResultContent,
@@ -172,14 +173,17 @@ pub(crate) fn one_call_per_turn(messages: &mut Vec<TemplateMessage>) {
         }
         let mut results = results.into_iter();
         for (i, call) in calls.into_iter().enumerate() {
+            let first = i == 0;
             out.push(TemplateMessage {
                 role: "assistant".to_owned(),
-                content: match i {
-                    0 => std::mem::take(&mut message.content),
-                    _ => String::new(),
+                content: match first {
+                    true => std::mem::take(&mut message.content),
+                    false => String::new(),
                 },
                 tool_calls: vec![call],
-                tool_call_id: None,
+                reasoning_content: message.reasoning_content.take().filter(|_| first),
+                thinking: message.thinking.take().filter(|_| first),
+                ..TemplateMessage::default()
             });
             out.extend(results.next());
         }
@@ -346,10 +350,19 @@ fn document_text(
 
 fn assistant_message(blocks: &[ContentBlockParam]) -> TemplateMessage {
     let mut text = Vec::new();
+    let mut thoughts = Vec::new();
     let mut tool_calls = Vec::new();
     for block in blocks {
         match block {
             ContentBlockParam::Text { text: t, .. } => text.push(t.clone()),
+            // Only a thought this server wrote (its signature was verified) is the model's
+            // own; one from elsewhere is left out of the prompt.
+            ContentBlockParam::Thinking {
+                thinking,
+                signature,
+            } if signature.starts_with(SIGNATURE_PREFIX) && !thinking.is_empty() => {
+                thoughts.push(thinking.clone())
+            }
             ContentBlockParam::ToolUse {
                 id, name, input, ..
             } => tool_calls.push(json!({
@@ -360,11 +373,25 @@ fn assistant_message(blocks: &[ContentBlockParam]) -> TemplateMessage {
             _ => {}
         }
     }
+    let thought = (!thoughts.is_empty()).then(|| thoughts.join("\n\n"));
     TemplateMessage {
         role: "assistant".to_owned(),
         content: text.join("\n"),
         tool_calls,
-        tool_call_id: None,
+        reasoning_content: thought.clone(),
+        thinking: thought,
+        ..TemplateMessage::default()
+    }
+}
+
+/// For gpt-oss's template, which renders a call turn's text as its thought and raises when
+/// a call turn has both: such a turn's text joins its thought.
+pub(crate) fn harmony_call_turns(messages: &mut [TemplateMessage]) {
+    for message in messages.iter_mut().filter(|m| !m.tool_calls.is_empty()) {
+        if let (Some(thought), false) = (&mut message.thinking, message.content.is_empty()) {
+            thought.push_str("\n\n");
+            thought.push_str(&std::mem::take(&mut message.content));
+        }
     }
 }
 

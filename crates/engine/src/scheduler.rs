@@ -54,8 +54,10 @@ pub(crate) struct Job {
     pub stop_sequences: Vec<String>,
     pub sampling: Sampling,
     pub tools: ToolParsing,
-    /// Present for models whose template reasons in `<think>` tags.
+    /// Present for models whose template reasons (in `<think>` tags, or harmony's channel).
     pub reasoning: Option<Reasoning>,
+    /// Present for harmony models: where the prompt left the reply.
+    pub harmony: Option<crate::output::harmony::Start>,
     pub constraint: Constraint,
     /// What the prompt is billed, as the cache ledger decided.
     pub usage: PromptUsage,
@@ -88,7 +90,7 @@ impl std::fmt::Debug for CacheTouch {
 }
 
 /// How a reasoning model's thought is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Reasoning {
     /// The prompt already opened the thought.
     pub starts_inside: bool,
@@ -96,8 +98,8 @@ pub(crate) struct Reasoning {
     pub show: bool,
     /// Thinking tokens allowed before the thought is closed.
     pub budget: Option<u32>,
-    /// The single token that closes a thought, if the vocabulary has one.
-    pub close_token: Option<LlamaToken>,
+    /// The tokens that close a thought, forced once the budget is spent.
+    pub close: Arc<[LlamaToken]>,
 }
 
 /// How a job's output is scanned for tool calls.

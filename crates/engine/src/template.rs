@@ -43,6 +43,10 @@ pub enum ToolFormat {
     /// end of the reply (Mistral Small 3.1, Devstral 2505), with tools, calls and results
     /// rendered by the template itself.
     Mistral,
+    /// gpt-oss's harmony channels: the thought in `analysis`, the answer in `final`, one
+    /// call per turn as `commentary to=functions.NAME <|constrain|>json<|message|>{…}`
+    /// `<|call|>`; tools, calls and results rendered by the template itself.
+    Harmony,
 }
 
 impl ToolFormat {
@@ -56,13 +60,22 @@ impl ToolFormat {
             | Self::DeepSeek
             | Self::DeepSeekR1
             | Self::Llama3Json
-            | Self::Mistral => None,
+            | Self::Mistral
+            | Self::Harmony => None,
         }
     }
 
     /// The template renders one call per assistant turn, and the model writes one.
     pub(crate) fn one_call_per_turn(self) -> bool {
-        self == Self::Llama3Json
+        matches!(self, Self::Llama3Json | Self::Harmony)
+    }
+
+    /// What ends a thought in this format (and what a spent thinking budget forces).
+    pub(crate) fn thought_close(self) -> &'static str {
+        match self {
+            Self::Harmony => crate::output::harmony::THOUGHT_CLOSE,
+            _ => missive_backend::reasoning::ThinkSplitter::CLOSE,
+        }
     }
 
     /// The markers around the format's calls.
@@ -71,6 +84,7 @@ impl ToolFormat {
             Self::DeepSeek | Self::DeepSeekR1 => &tool_calls::DEEPSEEK,
             Self::Llama3Json => &tool_calls::LLAMA,
             Self::Mistral => &tool_calls::MISTRAL,
+            Self::Harmony => &tool_calls::HARMONY,
             Self::Hermes | Self::Described | Self::QwenXml | Self::GlmXml => &tool_calls::HERMES,
         }
     }
@@ -81,6 +95,7 @@ impl ToolFormat {
             (_, Some(dialect)) => CallBody::Xml(params(), dialect),
             (Self::DeepSeek, None) => CallBody::Named(&named_call::V3_1),
             (Self::DeepSeekR1, None) => CallBody::Named(&named_call::R1),
+            (Self::Harmony, None) => CallBody::Named(&named_call::HARMONY),
             _ => CallBody::Json,
         }
     }
@@ -104,6 +119,12 @@ pub struct TemplateMessage {
     /// On a tool result: the id of the call it answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// An assistant turn's earlier thought, under both names templates read it by:
+    /// `reasoning_content` (Qwen3, GLM) and `thinking` (gpt-oss).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +170,10 @@ impl ChatTemplate {
         env.add_filter("tojson", python_tojson);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
-        let tool_format = if source.contains(tool_calls::DEEPSEEK_SEP) {
+        let harmony = source.contains(crate::output::harmony::CHANNEL);
+        let tool_format = if harmony {
+            ToolFormat::Harmony
+        } else if source.contains(tool_calls::DEEPSEEK_SEP) {
             match source.contains("```json") {
                 true => ToolFormat::DeepSeekR1,
                 false => ToolFormat::DeepSeek,
@@ -167,7 +191,8 @@ impl ChatTemplate {
         } else {
             ToolFormat::Described
         };
-        let reasons = source.contains(missive_backend::reasoning::ThinkSplitter::OPEN);
+        // Harmony always reasons, in its analysis channel.
+        let reasons = harmony || source.contains(missive_backend::reasoning::ThinkSplitter::OPEN);
         env.add_template_owned("chat", source)?;
         let mut template = Self {
             env,
@@ -188,8 +213,7 @@ impl ChatTemplate {
         let turn = |role: &str, content: &str| TemplateMessage {
             role: role.to_owned(),
             content: content.to_owned(),
-            tool_calls: Vec::new(),
-            tool_call_id: None,
+            ..TemplateMessage::default()
         };
         let messages = [
             turn("user", "u"),
@@ -385,8 +409,7 @@ mod tests {
         TemplateMessage {
             role: role.into(),
             content: content.into(),
-            tool_calls: Vec::new(),
-            tool_call_id: None,
+            ..TemplateMessage::default()
         }
     }
 
@@ -745,6 +768,76 @@ mod tests {
         raw[3].tool_call_id = Some("toolu_1".into());
         let refused = t.render(&raw, &tools, true, false);
         assert!(refused.is_err(), "{refused:?}");
+    }
+
+    /// gpt-oss's own template (tests/templates/README.md): detected as harmony, a reasoner;
+    /// the tools as a TypeScript namespace in the developer turn, an earlier thought and
+    /// call (one per turn, the call turn's text joined to its thought), results as
+    /// messages from the function, and the generation prompt as the model was trained on.
+    #[test]
+    fn harmony_renders_tools_thoughts_calls_and_results_in_its_channels() {
+        let source = include_str!("../tests/templates/gpt-oss-120b.jinja");
+        let t = ChatTemplate::new(source.into(), String::new(), "<|return|>".into()).unwrap();
+        assert_eq!(t.tool_format(), ToolFormat::Harmony);
+        assert!(t.reasons(), "gpt-oss reasons in its analysis channel");
+        let function = |city: &str| {
+            serde_json::json!({"id": city, "type": "function", "function": {
+            "name": "get_weather", "arguments": {"city": city}}})
+        };
+        let mut both = TemplateMessage {
+            thinking: Some("Two cities.".into()),
+            reasoning_content: Some("Two cities.".into()),
+            ..msg("assistant", "Checking both.")
+        };
+        both.tool_calls = vec![function("Paris"), function("Rome")];
+        let mut messages = vec![
+            msg("system", "Be brief."),
+            msg("user", "Weather in Paris and Rome?"),
+            both,
+            msg("tool", "sunny"),
+            msg("tool", "rain"),
+        ];
+        crate::prompt::one_call_per_turn(&mut messages);
+        crate::prompt::harmony_call_turns(&mut messages);
+        let tools = [serde_json::json!({"type": "function", "function": {
+            "name": "get_weather", "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string", "description": "Where"},
+                "unit": {"type": "string", "enum": ["c", "f"]}}, "required": ["city"]}}})];
+        let out = t.render(&messages, &tools, true, true).unwrap();
+        for expected in [
+            "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\n",
+            "Reasoning: medium\n\n# Valid channels: analysis, commentary, final. Channel must be \
+             included for every message.\nCalls to these tools must go to the commentary channel: \
+             'functions'.<|end|>",
+            "<|start|>developer<|message|># Instructions\n\nBe brief.\n\n# Tools\n\n## functions\n\n\
+             namespace functions {\n\n// The weather in a city\ntype get_weather = (_: {\n// Where\n\
+             city: string,\nunit?: \"c\" | \"f\",\n}) => any;\n\n} // namespace functions<|end|>",
+            "<|start|>user<|message|>Weather in Paris and Rome?<|end|>\
+             <|start|>assistant<|channel|>analysis<|message|>Two cities.\n\nChecking both.<|end|>\
+             <|start|>assistant to=functions.get_weather<|channel|>commentary json<|message|>\
+             {\"city\": \"Paris\"}<|call|>\
+             <|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>\"sunny\"<|end|>\
+             <|start|>assistant to=functions.get_weather<|channel|>commentary json<|message|>\
+             {\"city\": \"Rome\"}<|call|>\
+             <|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>\"rain\"<|end|>",
+        ] {
+            assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        }
+        assert!(out.ends_with("<|start|>assistant"), "{out}");
+
+        // Once a final answer follows, the call turn's thought is no longer rendered.
+        messages.push(msg("assistant", "Paris is warmer."));
+        messages.push(msg("user", "Thanks."));
+        let out = t.render(&messages, &tools, true, true).unwrap();
+        assert!(!out.contains("Two cities."), "{out}");
+        assert!(
+            out.ends_with(
+                "<|start|>assistant<|channel|>final<|message|>Paris is warmer.<|end|>\
+                 <|start|>user<|message|>Thanks.<|end|><|start|>assistant"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

@@ -748,6 +748,53 @@ mod real_model {
         }
     }
 
+    /// The default model served under gpt-oss's template: thinking opens the analysis
+    /// channel, and a spent budget closes it with the format's own `<|end|>`, forced token
+    /// by token where the vocabulary has no single token for it. The thought stops at
+    /// the budget and is reported as thinking; the reply goes on past it.
+    #[tokio::test]
+    async fn a_spent_thinking_budget_closes_a_harmony_thought_with_its_own_tokens() {
+        let mut config = config(4);
+        config.parallel = 1;
+        config.chat_template = Some(include_str!("templates/gpt-oss-120b.jinja").to_owned());
+        let engine = EngineBackend::load(&config).unwrap();
+        let body = serde_json::json!({"model": "m", "max_tokens": 60, "temperature": 0,
+            "messages": [{"role": "user", "content": "Write a long story about a cat who sails the sea."}]});
+        let budget = 8;
+        let mut req = request(body);
+        req.thinking = Some(missive_protocol::tools::ThinkingConfig::Enabled {
+            budget_tokens: budget,
+            display: None,
+        });
+        let mut events = engine.generate(req).await.unwrap();
+        let (mut thought, mut reported) = (String::new(), None);
+        while let Some(event) = events.next().await {
+            match event.unwrap() {
+                BackendEvent::Thinking(t) => thought.push_str(&t),
+                BackendEvent::Finished {
+                    thinking_tokens,
+                    output_tokens,
+                    ..
+                } => reported = Some((thinking_tokens, output_tokens)),
+                _ => {}
+            }
+        }
+        let (thinking_tokens, output_tokens) = reported.expect("a Finished event");
+        assert!(
+            !thought.is_empty() && !thought.contains("<|"),
+            "{thought:?}"
+        );
+        // `<|end|>` is several tokens in Qwen's vocabulary; all are counted as thinking.
+        assert!(
+            thinking_tokens > budget && thinking_tokens <= budget + 8,
+            "{thinking_tokens} thinking tokens for a budget of {budget}: {thought:?}"
+        );
+        assert!(
+            output_tokens > thinking_tokens,
+            "the reply ended with its thought"
+        );
+    }
+
     #[tokio::test]
     async fn a_draft_model_with_another_tokenizer_is_refused() {
         let gemma = std::env::var_os("MISSIVE_GEMMA_MODEL")

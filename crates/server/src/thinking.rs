@@ -14,9 +14,9 @@ use crate::error::ApiError;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Marks a signature as Missive's. A thinking block with any other signature was written
-/// elsewhere (a session moved here from the Claude API): no backend here renders it, so it
+/// elsewhere (a session moved here from the Claude API): no backend renders it, so it
 /// passes, where a Missive signature that fails to verify is a tampered block.
-const PREFIX: &str = "msv1.";
+const PREFIX: &str = missive_backend::reasoning::SIGNATURE_PREFIX;
 
 #[derive(Clone)]
 pub struct ThinkingSigner {

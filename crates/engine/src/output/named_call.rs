@@ -32,6 +32,13 @@ pub const R1: NamedForm = NamedForm {
     fenced: true,
 };
 
+/// gpt-oss's harmony calls, as [`super::harmony::HarmonyStream`] rewrites them: the name,
+/// `<|message|>`, then the arguments object.
+pub const HARMONY: NamedForm = NamedForm {
+    sep: super::harmony::MESSAGE,
+    fenced: false,
+};
+
 /// Opens and closes R1's arguments.
 pub const FENCE_OPEN: &str = "\n```json\n";
 pub const FENCE_CLOSE: &str = "\n```";

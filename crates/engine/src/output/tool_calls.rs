@@ -8,6 +8,7 @@ use missive_backend::reasoning::partial_suffix;
 use serde_json::Value;
 
 use super::call_stream::{CallStream, Progress};
+use super::harmony;
 use super::named_call::{self, NamedCallStream, NamedForm};
 use super::xml_call::{self, Dialect, TextParams, XmlCallStream};
 
@@ -72,6 +73,16 @@ pub const MISTRAL: Markers = Markers {
     block: None,
     array: true,
     tokens: &["[TOOL_CALLS]"],
+};
+
+/// gpt-oss (harmony): a call's header up to the name, and `<|call|>` after its arguments
+/// (see `harmony`, which puts calls in this form whichever order the header came in).
+pub const HARMONY: Markers = Markers {
+    open: harmony::CALL_TRIGGER,
+    close: harmony::CALL,
+    block: None,
+    array: false,
+    tokens: harmony::TOKENS,
 };
 
 /// Between the parts of a DeepSeek call.
@@ -930,6 +941,85 @@ mod tests {
             .with_body(CallBody::Named(&named_call::V3_1));
         let rest = "<｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Oslo\"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
         assert_eq!(feed(&mut forced, &[rest]), vec![call]);
+    }
+
+    /// gpt-oss's raw harmony replies (the forms OpenAI's harmony guide and llama.cpp's
+    /// tests record), through the whole chain the engine runs: channels rewritten, the
+    /// thought split off, calls parsed and streamed, split every way.
+    #[test]
+    fn harmony_replies_become_a_thought_text_and_calls_however_they_are_split() {
+        use super::super::harmony::{HarmonyStream, Start};
+        use missive_backend::reasoning::{Segment, ThinkSplitter};
+        let run = |start: Start, reply: &str, size: usize| {
+            let mut channels = HarmonyStream::new(start);
+            let mut think = ThinkSplitter::new(HarmonyStream::starts_inside_thought(start));
+            let mut parser = match start {
+                Start::Call => ToolCallParser::after_trigger(&HARMONY, ""),
+                _ => ToolCallParser::default().with_markers(&HARMONY),
+            }
+            .with_body(CallBody::Named(&named_call::HARMONY));
+            let (mut thought, mut answer) = (String::new(), Vec::new());
+            let mut rewritten: Vec<String> = chunked(reply, size)
+                .iter()
+                .map(|chunk| channels.push(chunk))
+                .collect();
+            rewritten.push(channels.finish());
+            let mut segments: Vec<Segment> =
+                rewritten.iter().flat_map(|text| think.push(text)).collect();
+            segments.extend(think.finish());
+            for segment in segments {
+                match segment {
+                    Segment::Thinking(t) => thought.push_str(&t),
+                    Segment::Text(t) => answer.push(t),
+                }
+            }
+            let answer: Vec<&str> = answer.iter().map(String::as_str).collect();
+            (thought, feed(&mut parser, &answer))
+        };
+        let weather = |city: &str| Piece::ToolCall {
+            name: "get_weather".into(),
+            input: json!({"city": city}),
+        };
+        let cases: [(Start, &str, &str, Vec<Piece>); 4] = [
+            // Reasoning, then a call.
+            (
+                Start::Header,
+                "<|channel|>analysis<|message|>Need Oslo's weather.<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Oslo\"}<|call|>",
+                "Need Oslo's weather.",
+                vec![weather("Oslo")],
+            ),
+            // Text before the call (a preamble), the recipient before the channel, and an
+            // answer after it.
+            (
+                Start::Header,
+                "<|channel|>commentary<|message|>Let me check.<|end|><|start|>assistant to=functions.get_weather<|channel|>commentary json<|message|>{\"city\": \"Rome\"}<|call|><|start|>assistant<|channel|>final<|message|>Rain.<|return|>",
+                "",
+                vec![Piece::Text("Let me check.".into()), weather("Rome"), Piece::Text("Rain.".into())],
+            ),
+            // A thought and a plain answer.
+            (
+                Start::Analysis,
+                "2+3 is 5.<|end|><|start|>assistant<|channel|>final<|message|>5<|return|>",
+                "2+3 is 5.",
+                vec![Piece::Text("5".into())],
+            ),
+            // A forced call, after the trigger the prompt ends with.
+            (
+                Start::Call,
+                "get_weather <|constrain|>json<|message|>{\"city\": \"Oslo\"}<|call|>",
+                "",
+                vec![weather("Oslo")],
+            ),
+        ];
+        for (start, reply, thought, pieces) in cases {
+            for size in [1, 2, 3, 7, 1000] {
+                assert_eq!(
+                    run(start, reply, size),
+                    (thought.to_owned(), pieces.clone()),
+                    "{reply} in chunks of {size}"
+                );
+            }
+        }
     }
 
     /// DeepSeek R1's form (its template's layout): two calls, one per line, each a fenced

@@ -1,6 +1,8 @@
 //! One sequence slot of the engine: the tokens its KV cells hold, and the job (if any)
 //! running in it.
 
+use std::collections::VecDeque;
+
 use llama_cpp_2::context::session::SeqState;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::{BatchAddError, LlamaBatch};
@@ -16,6 +18,7 @@ use missive_backend::reasoning::{Segment, ThinkSplitter};
 use super::host_cache::{HostCache, Spilled};
 use super::Job;
 use crate::constraint::Constraint;
+use crate::output::harmony::HarmonyStream;
 use crate::output::tool_calls::Markers;
 use crate::output::{Piece, TextDecoder, ToolCallParser};
 
@@ -52,6 +55,10 @@ struct Active {
     /// Present for a reasoning model: splits its thought from its answer.
     think: Option<ThinkSplitter>,
     thinking_tokens: u32,
+    /// Present for a harmony model: puts its channels in the forms the stages after it read.
+    harmony: Option<HarmonyStream>,
+    /// Tokens decided for the model (a spent thought's close), fed before sampling resumes.
+    forced: VecDeque<LlamaToken>,
     /// The calls sent so far (also how many), to stop a model that repeats one.
     sent_calls: Vec<SentCall>,
     /// The call being decoded, when its input is streamed.
@@ -220,7 +227,12 @@ impl Slot {
             lazy_grammar,
             decoder: TextDecoder::new(job.stop_sequences.clone()),
             tool_parser,
-            think: job.reasoning.map(|r| ThinkSplitter::new(r.starts_inside)),
+            think: job
+                .reasoning
+                .as_ref()
+                .map(|r| ThinkSplitter::new(r.starts_inside)),
+            harmony: job.harmony.map(HarmonyStream::new),
+            forced: VecDeque::new(),
             thinking_tokens: 0,
             sent_calls: Vec::new(),
             open_call: None,
@@ -529,23 +541,31 @@ fn sample_at(
         .is_some_and(ThinkSplitter::is_thinking)
     {
         active.thinking_tokens += 1;
-        // At the budget, the thought is closed for the model: its next token is the
-        // closing tag, whatever it sampled.
-        let reasoning = active.job.reasoning;
-        let spent = reasoning
+        // At the budget, the thought is closed for the model: its next tokens are the
+        // closing tag's, whatever it sampled.
+        let spent = active
+            .job
+            .reasoning
+            .as_ref()
             .and_then(|r| r.budget)
             .is_some_and(|budget| active.thinking_tokens > budget);
-        if let (true, Some(close)) = (spent, reasoning.and_then(|r| r.close_token)) {
-            token = close;
+        if spent && active.forced.is_empty() {
+            if let Some(r) = &active.job.reasoning {
+                active.forced.extend(r.close.iter().copied());
+            }
         }
+    }
+    if let Some(forced) = active.forced.pop_front() {
+        token = forced;
     }
     active.output_tokens += 1;
     let markers = active.job.tools.markers;
-    let mut piece = visible_piece(
-        vocab,
-        token,
-        active.tool_parser.is_some().then_some(markers),
-    );
+    // Harmony's control tokens are its structure, read whether or not tools are offered.
+    let shown_markers = match active.harmony.is_some() {
+        true => Some(&crate::output::tool_calls::HARMONY),
+        false => active.tool_parser.is_some().then_some(markers),
+    };
+    let mut piece = visible_piece(vocab, token, shown_markers);
     let thinking = active
         .think
         .as_ref()
@@ -634,9 +654,18 @@ enum Emitted {
     ToolCallDone,
 }
 
-/// Sends decoded text on: a reasoning model's thought as thinking (or nowhere, when
-/// thinking was not asked for), the rest through the tool-call parser.
+/// Sends decoded text on: a harmony model's channels rewritten first, then a reasoning
+/// model's thought as thinking (or nowhere, when thinking was not asked for), the rest
+/// through the tool-call parser.
 fn route(active: &mut Active, text: &str) -> Emitted {
+    let rewritten;
+    let text = match active.harmony.as_mut() {
+        Some(channels) => {
+            rewritten = channels.push(text);
+            rewritten.as_str()
+        }
+        None => text,
+    };
     let Some(splitter) = active.think.as_mut() else {
         return emit(active, text);
     };
@@ -648,7 +677,7 @@ fn send_segments(active: &mut Active, segments: Vec<Segment>) -> Emitted {
     for segment in segments {
         let outcome = match segment {
             Segment::Thinking(thought) => {
-                let show = active.job.reasoning.is_some_and(|r| r.show);
+                let show = active.job.reasoning.as_ref().is_some_and(|r| r.show);
                 match show
                     && active
                         .job
@@ -880,6 +909,10 @@ fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
         true => String::new(),
         false => active.decoder.finish(),
     };
+    if let Some(mut channels) = active.harmony.take() {
+        rest = channels.push(&rest);
+        rest.push_str(&channels.finish());
+    }
     if let Some(mut splitter) = active.think.take() {
         // The thought's tail goes out as thinking; what follows it is answer text.
         let mut segments = splitter.push(&rest);
@@ -914,7 +947,7 @@ fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
     let _ = active.job.events.send(Ok(BackendEvent::Finished {
         reason,
         output_tokens: active.output_tokens,
-        thinking_tokens: match active.job.reasoning {
+        thinking_tokens: match &active.job.reasoning {
             Some(r) if r.show => active.thinking_tokens,
             _ => 0,
         },
