@@ -343,24 +343,33 @@ def test_the_default_model_under_llamas_template_calls_in_its_json_form():
         server.stop()
 
 
-def test_the_default_model_under_mistrals_template_calls_in_its_array_form():
-    """Mistral's family end to end: the default model served with Mistral Small 3.1's own
-    chat template decodes forced and strict calls under that family's grammar
-    (`[TOOL_CALLS] [{"name": …, "arguments": {…}}, …]`, ending the reply), streamed or not.
-    `any` over two tools picks one. A history with parallel calls, their results (short
-    client ids, which the template refuses as they are) and a user turn after them renders
-    and is answered."""
-    server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(os.path.join(TEMPLATES, "Mistral-Small-3.1.jinja")))
+@pytest.mark.parametrize(
+    "template, tool_format",
+    [("Mistral-Small-3.1.jinja", "Mistral"), ("Mistral-Small-3.2.jinja", "MistralArgs")],
+)
+def test_the_default_model_under_mistrals_templates_calls_in_their_forms(template, tool_format):
+    """Mistral's family end to end, both forms: the default model served with Mistral
+    Small 3.1's own chat template (`[TOOL_CALLS] [{"name": …, "arguments": {…}}, …]`, ending
+    the reply) and with Mistral Small 3.2's (`[TOOL_CALLS]NAME[ARGS]{…}` per call) decodes
+    forced and strict calls under that form's grammar, streamed or not. `any` over two
+    tools picks one. A history with parallel calls, their results (short client ids, which
+    the templates refuse as they are) and a user's text sent with them renders and is
+    answered."""
+    server, client = serve(MISSIVE_CHAT_TEMPLATE_FILE=os.path.abspath(os.path.join(TEMPLATES, template)))
     try:
-        assert "tool_format=Mistral" in open(f"{server.home}/serve.log").read()
+        assert f"tool_format={tool_format}\n" in open(f"{server.home}/serve.log").read()
         kwargs = book_table_kwargs()
+        if tool_format == "MistralArgs":
+            # Calls follow one another with nothing to end the last, and the small model
+            # goes on booking: one call is asked for.
+            kwargs["tool_choice"] = {**kwargs["tool_choice"], "disable_parallel_tool_use": True}
         forced_booking(client, kwargs)
         picks_one_of_two(client, kwargs)
 
         history = parallel_weather_history(
             ("t1", "t2"), "Book a table for two in the warmer city, at Chez Anna inside.")
         message = client.messages.create(**{**kwargs, "tools": [location_tool(), BOOK_TABLE], "messages": history})
-        # Forced, the first call is the booking; the array may hold more.
+        # Forced, the first call is the booking; more may follow.
         booked = calls(message)[0]
         assert booked.name == "book_table" and booked.input["seating"] in ("inside", "terrace"), message.content
         assert all(c.name in ("book_table", "get_weather") for c in calls(message)), message.content

@@ -82,6 +82,7 @@ impl Grammars {
                 &tool_calls::DEEPSEEK,
                 &tool_calls::LLAMA,
                 &tool_calls::MISTRAL,
+                &tool_calls::MISTRAL_ARGS,
                 &tool_calls::HARMONY,
             ]
             .iter()
@@ -228,6 +229,10 @@ impl Grammars {
                 let head = lark_string(&format!("{}{}", tool.name, harmony::CALL_HEAD_END));
                 format!("{head} {arguments}")
             }
+            ToolFormat::MistralArgs => {
+                let head = lark_string(&format!("{}{}", tool.name, named_call::MISTRAL_ARGS.sep));
+                format!("{head} {arguments}")
+            }
             ToolFormat::DeepSeekR1 => {
                 let head = lark_string(&format!(
                     "function{}{}{}",
@@ -341,6 +346,13 @@ impl Frame {
             ToolFormat::Llama3Json => return bare(""),
             // The trigger ends just before the name; `<|call|>` ends the call and the turn.
             ToolFormat::Harmony => return bare(close),
+            // Each call opens with the marker and ends with its object.
+            ToolFormat::MistralArgs => {
+                return Self {
+                    more: open.to_owned(),
+                    ..bare("")
+                }
+            }
             _ => {}
         }
         match block {
@@ -461,6 +473,11 @@ mod tests {
         assert!(lark.contains("more: \", \" call\n"), "{lark}");
         let lark = tool_calls_grammar(&calls, Some(0), true, &mistral);
         assert!(lark.starts_with("start: \" [\" call_0 \"]\"\n"), "{lark}");
+
+        // Mistral's `[ARGS]` form: calls one after another, each after the marker.
+        let lark = tool_calls_grammar(&calls, None, false, &Frame::of(ToolFormat::MistralArgs));
+        assert!(lark.starts_with("start: call more*\n"), "{lark}");
+        assert!(lark.contains("more: \"[TOOL_CALLS]\" call\n"), "{lark}");
 
         // Harmony: the name follows the trigger; `<|call|>` ends the one call.
         let harmony = Frame::of(ToolFormat::Harmony);

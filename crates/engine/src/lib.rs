@@ -290,6 +290,10 @@ impl EngineBackend {
                 prompt::harmony_call_turns(&mut parts.messages);
             }
             ToolFormat::Mistral => prompt::mistral_ids(&mut parts.messages),
+            ToolFormat::MistralArgs => {
+                prompt::mistral_ids(&mut parts.messages);
+                prompt::user_text_joins_results(&mut parts.messages);
+            }
             ToolFormat::Hermes | ToolFormat::QwenXml | ToolFormat::GlmXml => {}
         }
         let thinking = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on);

@@ -208,6 +208,23 @@ pub(crate) fn mistral_ids(messages: &mut [TemplateMessage]) {
     }
 }
 
+/// For templates that require user and assistant turns to alternate around calls and
+/// results (Mistral Small 3.2's raises on a user turn right after results): a user
+/// message that follows tool results joins the last of them.
+pub(crate) fn user_text_joins_results(messages: &mut Vec<TemplateMessage>) {
+    let mut out: Vec<TemplateMessage> = Vec::with_capacity(messages.len());
+    for message in std::mem::take(messages) {
+        match out.last_mut() {
+            Some(result) if result.role == "tool" && message.role == "user" => {
+                result.content.push_str("\n\n");
+                result.content.push_str(&message.content);
+            }
+            _ => out.push(message),
+        }
+    }
+    *messages = out;
+}
+
 /// Nine base-62 digits of `id`'s SHA-256: stable across runs, so a conversation's cached
 /// prefix stays the same.
 fn nine_char_id(id: &str) -> String {

@@ -43,6 +43,9 @@ pub enum ToolFormat {
     /// end of the reply (Mistral Small 3.1, Devstral 2505), with tools, calls and results
     /// rendered by the template itself.
     Mistral,
+    /// `[TOOL_CALLS]NAME[ARGS]{…}` per call, each ending with its object (Mistral Small
+    /// 3.2, Devstral 2507), with tools, calls and results rendered by the template itself.
+    MistralArgs,
     /// gpt-oss's harmony channels: the thought in `analysis`, the answer in `final`, one
     /// call per turn as `commentary to=functions.NAME <|constrain|>json<|message|>{…}`
     /// `<|call|>`; tools, calls and results rendered by the template itself.
@@ -61,6 +64,7 @@ impl ToolFormat {
             | Self::DeepSeekR1
             | Self::Llama3Json
             | Self::Mistral
+            | Self::MistralArgs
             | Self::Harmony => None,
         }
     }
@@ -84,6 +88,7 @@ impl ToolFormat {
             Self::DeepSeek | Self::DeepSeekR1 => &tool_calls::DEEPSEEK,
             Self::Llama3Json => &tool_calls::LLAMA,
             Self::Mistral => &tool_calls::MISTRAL,
+            Self::MistralArgs => &tool_calls::MISTRAL_ARGS,
             Self::Harmony => &tool_calls::HARMONY,
             Self::Hermes | Self::Described | Self::QwenXml | Self::GlmXml => &tool_calls::HERMES,
         }
@@ -96,6 +101,7 @@ impl ToolFormat {
             (Self::DeepSeek, None) => CallBody::Named(&named_call::V3_1),
             (Self::DeepSeekR1, None) => CallBody::Named(&named_call::R1),
             (Self::Harmony, None) => CallBody::Named(&named_call::HARMONY),
+            (Self::MistralArgs, None) => CallBody::Named(&named_call::MISTRAL_ARGS),
             _ => CallBody::Json,
         }
     }
@@ -178,6 +184,8 @@ impl ChatTemplate {
                 true => ToolFormat::DeepSeekR1,
                 false => ToolFormat::DeepSeek,
             }
+        } else if source.contains(named_call::MISTRAL_ARGS.sep) {
+            ToolFormat::MistralArgs
         } else if source.contains(tool_calls::MISTRAL.open) {
             ToolFormat::Mistral
         } else if source.contains(tool_calls::LLAMA.open) {
@@ -766,6 +774,111 @@ mod tests {
         // The Claude ids as they are would be refused: `toolu_1` is too short.
         let mut raw = messages.clone();
         raw[3].tool_call_id = Some("toolu_1".into());
+        let refused = t.render(&raw, &tools, true, false);
+        assert!(refused.is_err(), "{refused:?}");
+    }
+
+    /// Qwen3's own template (tests/templates/README.md): the Hermes form with `<think>`
+    /// reasoning; the tools, a call turn's earlier thought (as `reasoning_content`, rendered
+    /// for the turns after the last user query), the call, its result, and the thinking
+    /// switch render as the model was trained on.
+    #[test]
+    fn qwen3_renders_tools_a_call_turns_thought_and_results() {
+        let source = include_str!("../tests/templates/Qwen3.jinja");
+        let t = ChatTemplate::new(source.into(), String::new(), "<|im_end|>".into()).unwrap();
+        assert_eq!(t.tool_format(), ToolFormat::Hermes);
+        assert!(t.reasons());
+        let mut call = TemplateMessage {
+            reasoning_content: Some("I need the weather.".into()),
+            thinking: Some("I need the weather.".into()),
+            ..msg("assistant", "Checking.")
+        };
+        call.tool_calls = vec![serde_json::json!({"type": "function", "function": {
+            "name": "get_weather", "arguments": {"city": "Oslo"}}})];
+        let tools = [serde_json::json!({"type": "function", "function": {
+            "name": "get_weather", "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}})];
+        let messages = [
+            msg("system", "Be brief."),
+            msg("user", "Weather in Oslo?"),
+            call,
+            msg("tool", "4 degrees"),
+        ];
+        let out = t.render(&messages, &tools, true, true).unwrap();
+        for expected in [
+            "<|im_start|>system\nBe brief.\n\n# Tools\n\nYou may call one or more functions",
+            "<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\"",
+            "<|im_start|>user\nWeather in Oslo?<|im_end|>\n<|im_start|>assistant\n<think>\n\
+             I need the weather.\n</think>\n\nChecking.\n<tool_call>\n{\"name\": \"get_weather\", \
+             \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call><|im_end|>\n",
+            "<|im_start|>user\n<tool_response>\n4 degrees\n</tool_response><|im_end|>\n",
+        ] {
+            assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        }
+        assert!(out.ends_with("<|im_start|>assistant\n"), "{out}");
+        let without = t.render(&messages, &tools, true, false).unwrap();
+        assert!(
+            without.ends_with("<|im_start|>assistant\n<think>\n\n</think>\n\n"),
+            "{without}"
+        );
+    }
+
+    /// Mistral Small 3.2's own template (tests/templates/README.md): detected as the
+    /// `[ARGS]` form; parallel calls one after another with nine-character ids after
+    /// `[CALL_ID]`, results naming them (a user's text sent with them joins the last, as
+    /// the template raises on a user turn right after results), and the tools before the
+    /// last user turn.
+    #[test]
+    fn mistral_3_2_renders_calls_with_args_markers_ids_and_results() {
+        let source = include_str!("../tests/templates/Mistral-Small-3.2.jinja");
+        let t = ChatTemplate::new(source.into(), "<s>".into(), "</s>".into()).unwrap();
+        assert_eq!(t.tool_format(), ToolFormat::MistralArgs);
+        let call = |id: &str, city: &str| {
+            serde_json::json!({"id": id, "type": "function",
+                "function": {"name": "get_weather", "arguments": {"city": city}}})
+        };
+        let mut both = msg("assistant", "");
+        both.tool_calls = vec![call("toolu_1", "Paris"), call("toolu_2", "Rome")];
+        let result = |id: &str, text: &str| TemplateMessage {
+            tool_call_id: Some(id.into()),
+            ..msg("tool", text)
+        };
+        let mut messages = vec![
+            msg("system", "Be brief."),
+            msg("user", "Weather in Paris and Rome?"),
+            both,
+            result("toolu_1", "sunny"),
+            result("toolu_2", "rain"),
+            msg("user", "Which is warmer?"),
+            msg("assistant", "Paris."),
+            msg("user", "Thanks."),
+        ];
+        crate::prompt::mistral_ids(&mut messages);
+        let raw = messages.clone();
+        crate::prompt::user_text_joins_results(&mut messages);
+        let id = |i: usize| messages[2].tool_calls[i]["id"].as_str().unwrap().to_owned();
+        let (first, second) = (id(0), id(1));
+        let tools = [serde_json::json!({"type": "function", "function": {
+            "name": "get_weather", "description": "The weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}})];
+        let out = t.render(&messages, &tools, true, false).unwrap();
+        for expected in [
+            "<s>[SYSTEM_PROMPT]Be brief.[/SYSTEM_PROMPT][INST]Weather in Paris and Rome?[/INST]".to_owned(),
+            format!(
+                "[/INST][TOOL_CALLS]get_weather[CALL_ID]{first}[ARGS]{{\"city\": \"Paris\"}}\
+                 [TOOL_CALLS]get_weather[CALL_ID]{second}[ARGS]{{\"city\": \"Rome\"}}</s>"
+            ),
+            format!(
+                "</s>[TOOL_RESULTS]{first}[TOOL_CONTENT]sunny[/TOOL_RESULTS]\
+                 [TOOL_RESULTS]{second}[TOOL_CONTENT]rain\n\nWhich is warmer?[/TOOL_RESULTS]Paris.</s>"
+            ),
+        ] {
+            assert!(out.contains(&expected), "missing {expected:?} in:\n{out}");
+        }
+        assert!(
+            out.ends_with("[/AVAILABLE_TOOLS][INST]Thanks.[/INST]"),
+            "{out}"
+        );
         let refused = t.render(&raw, &tools, true, false);
         assert!(refused.is_err(), "{refused:?}");
     }

@@ -1009,7 +1009,7 @@ impl Config {
             if let Some(format) = var("MISSIVE_TOOL_FORMAT") {
                 first.tool_format = Some(
                     serde_json::from_value(serde_json::json!(format))
-                        .context("MISSIVE_TOOL_FORMAT must be hermes, qwen_xml, glm_xml, deepseek, deepseek_r1, llama3_json, mistral or described")?,
+                        .context("MISSIVE_TOOL_FORMAT must be hermes, qwen_xml, glm_xml, deepseek, deepseek_r1, llama3_json, mistral, mistral_args, harmony or described")?,
                 );
             }
             if let Some(lookup) = var("MISSIVE_PROMPT_LOOKUP") {

@@ -18,18 +18,23 @@ pub struct NamedForm {
     pub sep: &'static str,
     /// The name follows the separator and the arguments sit in a ```json fence (R1).
     pub fenced: bool,
+    /// Marks a call id written between the name and the separator (Mistral Small 3.2's
+    /// `[CALL_ID]`): it is not part of the name.
+    pub id: Option<&'static str>,
 }
 
 /// DeepSeek V3.1.
 pub const V3_1: NamedForm = NamedForm {
     sep: "<｜tool▁sep｜>",
     fenced: false,
+    id: None,
 };
 
 /// DeepSeek R1 (and its distillations).
 pub const R1: NamedForm = NamedForm {
     sep: "<｜tool▁sep｜>",
     fenced: true,
+    id: None,
 };
 
 /// gpt-oss's harmony calls, as [`super::harmony::HarmonyStream`] rewrites them: the name,
@@ -37,6 +42,15 @@ pub const R1: NamedForm = NamedForm {
 pub const HARMONY: NamedForm = NamedForm {
     sep: super::harmony::MESSAGE,
     fenced: false,
+    id: None,
+};
+
+/// Mistral Small 3.2, Devstral 2507: `[TOOL_CALLS]NAME[ARGS]{…}`, perhaps with
+/// `[CALL_ID]ID` before `[ARGS]`; the call ends with its object.
+pub const MISTRAL_ARGS: NamedForm = NamedForm {
+    sep: "[ARGS]",
+    fenced: false,
+    id: Some("[CALL_ID]"),
 };
 
 /// Opens and closes R1's arguments.
@@ -53,7 +67,11 @@ impl NamedForm {
             let name = body[after..after + open].trim();
             return Some((name, after + open + FENCE_OPEN.len()));
         }
-        let name = body[..at].trim();
+        let head = &body[..at];
+        let name = match self.id.and_then(|id| head.find(id)) {
+            Some(id) => head[..id].trim(),
+            None => head.trim(),
+        };
         // The object starts at its brace; whitespace before it is the model's, not JSON's.
         let brace = body[after..].find('{')?;
         if !body[after..after + brace].trim().is_empty() {

@@ -39,9 +39,10 @@ impl Markers {
     }
 
     /// Whether the family's calls may come as a bare JSON object at the reply's start
-    /// (not where calls sit in a block or an array).
+    /// (not where calls sit in a block or an array, or where the marker is followed by
+    /// the name and the call ends with its object).
     pub fn bare_json(&self) -> bool {
-        self.block.is_none() && !self.array
+        self.block.is_none() && !self.array && !self.close.is_empty()
     }
 }
 
@@ -73,6 +74,16 @@ pub const MISTRAL: Markers = Markers {
     block: None,
     array: true,
     tokens: &["[TOOL_CALLS]"],
+};
+
+/// Mistral Small 3.2 and Devstral 2507: `[TOOL_CALLS]NAME[ARGS]{…}` per call, each ending
+/// with its arguments object (`close` is unused).
+pub const MISTRAL_ARGS: Markers = Markers {
+    open: "[TOOL_CALLS]",
+    close: "",
+    block: None,
+    array: false,
+    tokens: &["[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"],
 };
 
 /// gpt-oss (harmony): a call's header up to the name, and `<|call|>` after its arguments
@@ -317,6 +328,12 @@ impl ToolCallParser {
                     false => continue,
                 }
             }
+            if self.in_call && close.is_empty() {
+                match self.push_object_call(&mut out) {
+                    true => return out,
+                    false => continue,
+                }
+            }
             if self.in_call {
                 let Some(end) = self.buf.find(close) else {
                     // A tail that may begin the closing marker is not the call's yet.
@@ -369,8 +386,15 @@ impl ToolCallParser {
         if self.in_call && self.markers.array {
             return self.finish_array(truncated);
         }
+        let mut out = Vec::new();
+        if self.in_call && self.markers.close.is_empty() && !self.push_object_call(&mut out) {
+            // Calls may follow the one that ended.
+            out.extend(self.push_marked(""));
+            out.extend(self.finish_marked(truncated));
+            return out;
+        }
         if self.in_call {
-            let mut out = self.stream_call(self.buf.len());
+            out.extend(self.stream_call(self.buf.len()));
             out.extend(self.close_stream());
             let rest = std::mem::take(&mut self.buf);
             match self.end_call(&rest) {
@@ -440,6 +464,40 @@ impl ToolCallParser {
             self.array_text.clear();
             out.push(call.unwrap_or(Piece::Text(body)));
         }
+    }
+
+    /// Reads a call that has no closing marker (Mistral's `[ARGS]` form): it ends with its
+    /// arguments object. True when it needs more text; false when the call ended (or was
+    /// no call, and is text as it was written).
+    fn push_object_call(&mut self, out: &mut Vec<Piece>) -> bool {
+        let sep = match &self.body {
+            CallBody::Named(form) => form.sep,
+            CallBody::Json | CallBody::Xml(..) => "",
+        };
+        let Some(at) = self.buf.find(sep).filter(|_| !sep.is_empty()) else {
+            return true;
+        };
+        let after = at + sep.len();
+        let start = self.buf.len() - self.buf[after..].trim_start().len();
+        let mut values =
+            serde_json::Deserializer::from_str(&self.buf[start..]).into_iter::<Value>();
+        let end = match values.next() {
+            Some(Ok(Value::Object(_))) => start + values.byte_offset(),
+            None => return true,
+            Some(Err(err)) if err.is_eof() => {
+                out.extend(self.stream_call(self.buf.len()));
+                return true;
+            }
+            Some(_) => self.buf.len(),
+        };
+        out.extend(self.stream_call(end));
+        let body: String = self.buf.drain(..end).collect();
+        let open = self.markers.open;
+        out.push(
+            self.end_call(&body)
+                .unwrap_or_else(|| Piece::Text(format!("{open}{body}"))),
+        );
+        false
     }
 
     /// What followed the marker (or the array's last call) is not the array the family
@@ -941,6 +999,59 @@ mod tests {
             .with_body(CallBody::Named(&named_call::V3_1));
         let rest = "<｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Oslo\"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>";
         assert_eq!(feed(&mut forced, &[rest]), vec![call]);
+    }
+
+    /// Mistral Small 3.2's and Devstral 2507's form, as their templates render it and
+    /// llama.cpp's tests record it: each call after `[TOOL_CALLS]`, ending with its object,
+    /// with or without a `[CALL_ID]`, parallel calls back to back, text before them, split
+    /// every way; a marker followed by no call is text as written.
+    #[test]
+    fn mistral_args_calls_end_with_their_object_however_the_reply_is_split() {
+        let parser = || {
+            ToolCallParser::default()
+                .with_markers(&MISTRAL_ARGS)
+                .with_body(CallBody::Named(&named_call::MISTRAL_ARGS))
+        };
+        let weather = |city: &str| Piece::ToolCall {
+            name: "get_weather".into(),
+            input: json!({"city": city}),
+        };
+        let cases = [
+            (
+                "Checking.[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Oslo\"}",
+                vec![Piece::Text("Checking.".into()), weather("Oslo")],
+            ),
+            (
+                "[TOOL_CALLS]get_weather[CALL_ID]a1B2c3D4e[ARGS]{\"city\": \"Paris\"}[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Rome\"}",
+                vec![weather("Paris"), weather("Rome")],
+            ),
+            (
+                "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"{Oslo}\"} then text",
+                vec![weather("{Oslo}"), Piece::Text(" then text".into())],
+            ),
+            (
+                "[TOOL_CALLS]get_weather[ARGS]\"Oslo\"",
+                vec![Piece::Text("[TOOL_CALLS]get_weather[ARGS]\"Oslo\"".into())],
+            ),
+        ];
+        for (reply, expected) in cases {
+            for size in [1, 2, 3, 7, 1000] {
+                let chunks = chunked(reply, size);
+                let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+                assert_eq!(
+                    feed(&mut parser(), &chunks),
+                    expected,
+                    "{reply} in chunks of {size}"
+                );
+            }
+        }
+        // A forced call: the prompt ends with the marker.
+        let mut forced = ToolCallParser::after_trigger(&MISTRAL_ARGS, "")
+            .with_body(CallBody::Named(&named_call::MISTRAL_ARGS));
+        assert_eq!(
+            feed(&mut forced, &["get_weather[ARGS]{\"city\"", ": \"Oslo\"}"]),
+            vec![weather("Oslo")]
+        );
     }
 
     /// gpt-oss's raw harmony replies (the forms OpenAI's harmony guide and llama.cpp's

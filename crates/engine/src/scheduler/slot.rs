@@ -933,7 +933,11 @@ fn finish(active: &mut Active, reason: FinishReason) -> StepOutcome {
         if !stopped {
             pieces.extend(parser.push(&rest));
         }
-        pieces.extend(parser.finish(truncated));
+        // After the call that ended the reply, what the parser holds (the start of
+        // another marker) was never meant to be seen.
+        if reason != FinishReason::ToolUse {
+            pieces.extend(parser.finish(truncated));
+        }
     } else if !rest.is_empty() && !stopped {
         pieces.push(Piece::Text(rest));
     }
