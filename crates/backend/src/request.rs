@@ -4,7 +4,7 @@ use missive_protocol::content::{CacheControl, ContentBlockParam};
 use missive_protocol::messages::{
     MessagesRequest, Role, SystemBlock, SystemBlockType, SystemPrompt,
 };
-use missive_protocol::tools::{OutputFormat, ThinkingConfig, Tool, ToolChoice};
+use missive_protocol::tools::{Effort, OutputFormat, ThinkingConfig, Tool, ToolChoice};
 
 /// One conversation turn. Consecutive same-role messages of the request are merged into
 /// one turn, as the Claude API does.
@@ -52,6 +52,9 @@ pub struct GenerateRequest {
     pub tools: Vec<Tool>,
     pub tool_choice: Option<ToolChoice>,
     pub thinking: Option<ThinkingConfig>,
+    /// `output_config.effort`: also a thinking budget (set at admission), and the reasoning
+    /// level of templates that take one (gpt-oss's `reasoning_effort`).
+    pub effort: Option<Effort>,
     pub output_format: Option<OutputFormat>,
     /// The automatic top-level `cache_control` breakpoint.
     pub cache_control: Option<CacheControl>,
@@ -120,6 +123,7 @@ impl GenerateRequest {
                 passthrough.insert(key.to_owned(), value);
             }
         }
+        let effort = request.output_config.as_ref().and_then(|c| c.effort);
         let output_format = request
             .output_config
             .and_then(|config| config.format)
@@ -138,6 +142,7 @@ impl GenerateRequest {
             tools,
             tool_choice: request.tool_choice,
             thinking: request.thinking,
+            effort,
             output_format,
             cache_control: request.cache_control,
             priority: Priority::Interactive,

@@ -48,7 +48,7 @@ use crate::scheduler::{CacheTouch, ContextSettings, Job, Reasoning, ToolParsing}
 use crate::template::ChatTemplate;
 use missive_backend::reasoning::ThinkSplitter;
 use missive_protocol::models::ThinkingCapability;
-use missive_protocol::tools::ThinkingConfig;
+use missive_protocol::tools::{Effort, ThinkingConfig};
 
 /// A loaded GGUF model behind the [`Backend`] trait.
 pub struct EngineBackend {
@@ -299,7 +299,13 @@ impl EngineBackend {
         let thinking = request.thinking.as_ref().is_some_and(ThinkingConfig::is_on);
         let rendered = self
             .template
-            .render(&parts.messages, &parts.tools, true, thinking)
+            .render_with_effort(
+                &parts.messages,
+                &parts.tools,
+                true,
+                thinking,
+                reasoning_effort(request.effort, thinking),
+            )
             .map_err(|err| BackendError::InvalidRequest(err.to_string()))?;
         // What the template rendered, before the prefill and a forced call's opening.
         let rendered_len = special::unfenced_len(&rendered);
@@ -518,6 +524,19 @@ impl Backend for EngineBackend {
             }
             Err(TrySendError::Disconnected(_)) => Err(BackendError::ShuttingDown),
         }
+    }
+}
+
+/// The reasoning level for templates that take one: the request's effort (`xhigh` and
+/// `max` are the template's `high`); with thinking off and no effort, `low`, the least a
+/// model that always reasons (gpt-oss) can be asked for.
+fn reasoning_effort(effort: Option<Effort>, thinking: bool) -> Option<&'static str> {
+    match effort {
+        Some(Effort::Low) => Some("low"),
+        Some(Effort::Medium) => Some("medium"),
+        Some(Effort::High | Effort::Xhigh | Effort::Max) => Some("high"),
+        None if !thinking => Some("low"),
+        None => None,
     }
 }
 

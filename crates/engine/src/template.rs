@@ -261,6 +261,25 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         enable_thinking: bool,
     ) -> Result<String, TemplateError> {
+        self.render_with_effort(
+            messages,
+            tools,
+            add_generation_prompt,
+            enable_thinking,
+            None,
+        )
+    }
+
+    /// [`Self::render`], with `reasoning_effort` (`low`, `medium`, `high`) for templates
+    /// that take one (gpt-oss's); `None` leaves the template's default.
+    pub fn render_with_effort(
+        &self,
+        messages: &[TemplateMessage],
+        tools: &[serde_json::Value],
+        add_generation_prompt: bool,
+        enable_thinking: bool,
+        reasoning_effort: Option<&str>,
+    ) -> Result<String, TemplateError> {
         let template = self.env.get_template("chat")?;
         let tools = if tools.is_empty() {
             Value::from(())
@@ -272,6 +291,8 @@ impl ChatTemplate {
             tools => tools,
             add_generation_prompt => add_generation_prompt,
             enable_thinking => enable_thinking,
+            // Left undefined when not given, so the template's own default applies.
+            reasoning_effort => reasoning_effort.map_or(Value::UNDEFINED, Value::from),
             bos_token => self.bos_token.as_str(),
             eos_token => self.eos_token.as_str(),
         })?;
@@ -938,6 +959,10 @@ mod tests {
             assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
         }
         assert!(out.ends_with("<|start|>assistant"), "{out}");
+        let high = t
+            .render_with_effort(&messages, &tools, true, true, Some("high"))
+            .unwrap();
+        assert!(high.contains("\nReasoning: high\n\n"), "{high}");
 
         // Once a final answer follows, the call turn's thought is no longer rendered.
         messages.push(msg("assistant", "Paris is warmer."));
