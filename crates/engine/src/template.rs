@@ -442,6 +442,29 @@ mod tests {
         }
     }
 
+    /// A system turn, two parallel weather calls with Claude ids, their results (which name
+    /// those ids) and a user turn after them.
+    fn parallel_weather_with_ids() -> Vec<TemplateMessage> {
+        let call = |id: &str, city: &str| {
+            serde_json::json!({"id": id, "type": "function",
+                "function": {"name": "get_weather", "arguments": {"city": city}}})
+        };
+        let mut both = msg("assistant", "");
+        both.tool_calls = vec![call("toolu_1", "Paris"), call("toolu_2", "Rome")];
+        let result = |id: &str, text: &str| TemplateMessage {
+            tool_call_id: Some(id.into()),
+            ..msg("tool", text)
+        };
+        vec![
+            msg("system", "Be brief."),
+            msg("user", "Weather in Paris and Rome?"),
+            both,
+            result("toolu_1", "sunny"),
+            result("toolu_2", "rain"),
+            msg("user", "Which is warmer?"),
+        ]
+    }
+
     #[test]
     fn renders_chatml_with_generation_prompt() {
         let t = ChatTemplate::new(CHATML.into(), String::new(), String::new()).unwrap();
@@ -743,24 +766,7 @@ mod tests {
             !t.system_anywhere(),
             "the template raises on a later system turn"
         );
-        let call = |id: &str, city: &str| {
-            serde_json::json!({"id": id, "type": "function",
-                "function": {"name": "get_weather", "arguments": {"city": city}}})
-        };
-        let mut both = msg("assistant", "");
-        both.tool_calls = vec![call("toolu_1", "Paris"), call("toolu_2", "Rome")];
-        let result = |id: &str, text: &str| TemplateMessage {
-            tool_call_id: Some(id.into()),
-            ..msg("tool", text)
-        };
-        let mut messages = vec![
-            msg("system", "Be brief."),
-            msg("user", "Weather in Paris and Rome?"),
-            both,
-            result("toolu_1", "sunny"),
-            result("toolu_2", "rain"),
-            msg("user", "Which is warmer?"),
-        ];
+        let mut messages = parallel_weather_with_ids();
         crate::prompt::mistral_ids(&mut messages);
         let first = messages[2].tool_calls[0]["id"].as_str().unwrap().to_owned();
         assert_eq!(first.len(), 9);
@@ -854,26 +860,8 @@ mod tests {
         let source = include_str!("../tests/templates/Mistral-Small-3.2.jinja");
         let t = ChatTemplate::new(source.into(), "<s>".into(), "</s>".into()).unwrap();
         assert_eq!(t.tool_format(), ToolFormat::MistralArgs);
-        let call = |id: &str, city: &str| {
-            serde_json::json!({"id": id, "type": "function",
-                "function": {"name": "get_weather", "arguments": {"city": city}}})
-        };
-        let mut both = msg("assistant", "");
-        both.tool_calls = vec![call("toolu_1", "Paris"), call("toolu_2", "Rome")];
-        let result = |id: &str, text: &str| TemplateMessage {
-            tool_call_id: Some(id.into()),
-            ..msg("tool", text)
-        };
-        let mut messages = vec![
-            msg("system", "Be brief."),
-            msg("user", "Weather in Paris and Rome?"),
-            both,
-            result("toolu_1", "sunny"),
-            result("toolu_2", "rain"),
-            msg("user", "Which is warmer?"),
-            msg("assistant", "Paris."),
-            msg("user", "Thanks."),
-        ];
+        let mut messages = parallel_weather_with_ids();
+        messages.extend([msg("assistant", "Paris."), msg("user", "Thanks.")]);
         crate::prompt::mistral_ids(&mut messages);
         let raw = messages.clone();
         crate::prompt::user_text_joins_results(&mut messages);
