@@ -12,6 +12,7 @@ mod buckets;
 mod spend;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -44,6 +45,8 @@ pub struct Coordination {
     timeout: Duration,
     /// Key prefix, so several deployments (or test runs) can share one Redis.
     prefix: String,
+    /// Calls made to Redis since this replica started.
+    calls: AtomicU64,
     /// Dropping it ends the runtime, on its own thread.
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -74,6 +77,7 @@ impl Coordination {
             }),
             timeout,
             prefix: prefix.to_owned(),
+            calls: AtomicU64::new(0),
             _stop: stop,
         })
     }
@@ -81,6 +85,15 @@ impl Coordination {
     /// How long a caller waits for Redis before calling it unreachable.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// How many calls this replica has made to Redis (each one round trip).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn count_call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
     }
 
     fn key(&self, parts: &[&str]) -> String {
@@ -99,6 +112,7 @@ impl Coordination {
         F: FnOnce(ConnectionManager, Arc<Scripts>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, redis::RedisError>> + Send,
     {
+        self.count_call();
         let (connection, scripts) = (self.connection.clone(), Arc::clone(&self.scripts));
         let (done, answer) = mpsc::sync_channel(1);
         self.runtime.spawn(async move {
@@ -117,6 +131,7 @@ impl Coordination {
         F: FnOnce(ConnectionManager, Arc<Scripts>) -> Fut,
         Fut: Future<Output = Result<T, redis::RedisError>>,
     {
+        self.count_call();
         let call = f(self.connection.clone(), Arc::clone(&self.scripts));
         match tokio::time::timeout(self.timeout, call).await {
             Ok(answer) => answer.map_err(classify),
@@ -134,6 +149,7 @@ impl Coordination {
         F: FnOnce(ConnectionManager, Arc<Scripts>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), redis::RedisError>> + Send,
     {
+        self.count_call();
         let (connection, scripts) = (self.connection.clone(), Arc::clone(&self.scripts));
         self.runtime.spawn(async move {
             if let Err(err) = f(connection, scripts).await {

@@ -36,7 +36,10 @@ async fn replicas_taking_at_once_never_take_more_than_the_bucket_holds() {
             tokio::spawn(async move {
                 let mut granted = 0;
                 for _ in 0..50 {
-                    let take = c.take("w", &[60.0, 1e6], &[1.0, 10.0]).await.unwrap();
+                    let take = c
+                        .take("w", &[60.0, 1e6], &[1.0, 10.0], &[0.0, 0.0])
+                        .await
+                        .unwrap();
                     granted += usize::from(take.short.is_none());
                 }
                 granted
@@ -49,7 +52,10 @@ async fn replicas_taking_at_once_never_take_more_than_the_bucket_holds() {
     }
     // 60 at once, plus what a minute-long refill adds while the burst runs (one a second).
     assert!((60..=62).contains(&granted), "granted {granted} of 200");
-    let refused = first.take("w", &[60.0, 1e6], &[1.0, 10.0]).await.unwrap();
+    let refused = first
+        .take("w", &[60.0, 1e6], &[1.0, 10.0], &[0.0, 0.0])
+        .await
+        .unwrap();
     assert_eq!(
         refused.short,
         Some(0),
@@ -62,15 +68,24 @@ async fn replicas_taking_at_once_never_take_more_than_the_bucket_holds() {
 #[tokio::test]
 async fn what_a_request_does_not_use_flows_back() {
     let c = open();
-    let taken = c.take("w", &[10.0, 1000.0], &[1.0, 800.0]).await.unwrap();
+    let taken = c
+        .take("w", &[10.0, 1000.0], &[1.0, 800.0], &[0.0, 0.0])
+        .await
+        .unwrap();
     assert_eq!(taken.short, None);
     assert!((taken.levels[1] - 200.0).abs() < 1.0);
-    let short = c.take("w", &[10.0, 1000.0], &[1.0, 600.0]).await.unwrap();
+    let short = c
+        .take("w", &[10.0, 1000.0], &[1.0, 600.0], &[0.0, 0.0])
+        .await
+        .unwrap();
     assert_eq!(short.short, Some(1));
     c.give_back("w", &[10.0, 1000.0], &[0.0, 700.0]);
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
-        let again = c.take("w", &[10.0, 1000.0], &[0.0, 0.0]).await.unwrap();
+        let again = c
+            .take("w", &[10.0, 1000.0], &[0.0, 0.0], &[0.0, 0.0])
+            .await
+            .unwrap();
         if again.levels[1] > 850.0 {
             assert!(again.levels[1] <= 1000.0, "capped at capacity");
             break;
@@ -78,6 +93,40 @@ async fn what_a_request_does_not_use_flows_back() {
         assert!(Instant::now() < deadline, "the give-back never landed");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test]
+async fn a_lease_is_taken_only_when_every_bucket_holds_it_on_top_of_the_request() {
+    let c = open();
+    let caps = [100.0, 10_000.0];
+    let taken = c
+        .take("w", &caps, &[1.0, 500.0], &[10.0, 1_000.0])
+        .await
+        .unwrap();
+    assert_eq!((taken.short, taken.leased), (None, true));
+    assert!((taken.levels[0] - 89.0).abs() < 0.1, "{:?}", taken.levels);
+    assert!(
+        (taken.levels[1] - 8_500.0).abs() < 10.0,
+        "{:?}",
+        taken.levels
+    );
+    // The request fits and the lease does not: the request alone is taken.
+    let request_only = c
+        .take("w", &caps, &[1.0, 8_000.0], &[10.0, 1_000.0])
+        .await
+        .unwrap();
+    assert_eq!((request_only.short, request_only.leased), (None, false));
+    assert!(request_only.levels[1] < 600.0, "{:?}", request_only.levels);
+    // Neither fits: nothing is taken, lease included.
+    let refused = c
+        .take("w", &caps, &[1.0, 5_000.0], &[10.0, 1_000.0])
+        .await
+        .unwrap();
+    assert_eq!((refused.short, refused.leased), (Some(1), false));
+    assert!((refused.levels[0] - request_only.levels[0]).abs() < 0.1);
+    // No lease asked for is no lease taken.
+    let plain = c.take("w", &caps, &[1.0, 0.0], &[0.0, 0.0]).await.unwrap();
+    assert_eq!((plain.short, plain.leased), (None, false));
 }
 
 #[test]
@@ -121,7 +170,7 @@ async fn an_unreachable_redis_is_an_answer_within_the_timeout() {
     .unwrap();
     let started = Instant::now();
     assert!(matches!(
-        c.take("w", &[1.0], &[1.0]).await,
+        c.take("w", &[1.0], &[1.0], &[0.0]).await,
         Err(Error::Unreachable(_))
     ));
     assert!(matches!(c.ping(), Err(Error::Unreachable(_))));

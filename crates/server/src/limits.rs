@@ -5,7 +5,10 @@
 //!
 //! With Redis configured ([`Shared`]), the buckets live there and every replica takes from
 //! the same ones; this replica keeps the levels Redis last reported, for the response
-//! headers and as its own buckets should Redis become unreachable.
+//! headers and as its own buckets should Redis become unreachable. A busy workspace's
+//! requests are mostly admitted from a small stock the replica took ahead ([`lease`]).
+
+mod lease;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -87,6 +90,8 @@ struct Buckets {
     requests: Bucket,
     input: Bucket,
     output: Bucket,
+    /// Taken from the shared buckets ahead of requests (with Redis only).
+    lease: lease::Lease,
 }
 
 impl Buckets {
@@ -268,6 +273,7 @@ impl RateLimiter {
             requests: Bucket::new(limits.requests_per_minute, now),
             input: Bucket::new(limits.input_tokens_per_minute, now),
             output: Bucket::new(limits.output_tokens_per_minute, now),
+            lease: lease::Lease::default(),
         });
         for (bucket, capacity) in [
             &mut buckets.requests,
@@ -312,16 +318,43 @@ impl RateLimiter {
         }
         let limits = self.limits(workspace);
         if let Some(shared) = &self.shared {
+            let lease_size = lease::size(limits.capacities());
+            let now = self.clock.now();
+            let top_up = match lease_size {
+                Some(size) => {
+                    let (taken, top_up) = self.with_buckets(workspace, |b| {
+                        if b.lease.take(now, &amounts) {
+                            for (bucket, amount) in b.all_mut().into_iter().zip(amounts) {
+                                bucket.level -= amount;
+                            }
+                            return (true, [0.0; 3]);
+                        }
+                        (false, b.lease.top_up(now, &size))
+                    });
+                    if taken {
+                        return Ok(reservation(true));
+                    }
+                    top_up
+                }
+                None => [0.0; 3],
+            };
             match shared
                 .redis
-                .take(workspace, &limits.capacities(), &amounts)
+                .take(workspace, &limits.capacities(), &amounts, &top_up)
                 .await
             {
                 Ok(take) => {
-                    // Redis decided; this replica only mirrors the levels it reported.
+                    // Redis decided; this replica only mirrors the levels it reported,
+                    // and what it holds on top.
                     return self.with_buckets(workspace, |b| {
-                        for (bucket, level) in b.all_mut().into_iter().zip(&take.levels) {
-                            bucket.level = *level;
+                        if take.leased {
+                            b.lease.add(now, &top_up);
+                        }
+                        let stock = b.lease.stock(now);
+                        for ((bucket, level), held) in
+                            b.all_mut().into_iter().zip(&take.levels).zip(stock)
+                        {
+                            bucket.level = *level + held;
                         }
                         match take.short {
                             Some(short) => Err(refusal(workspace, &limits, b, short, &amounts)),
@@ -357,16 +390,24 @@ impl RateLimiter {
             f64::from(reservation.input) - f64::from(uncached_input),
             f64::from(reservation.output) - f64::from(output),
         ];
-        // Nothing to settle (a token count, an estimate that was exact): no Redis call.
-        if let (true, Some(shared), true) = (
-            reservation.shared,
-            &self.shared,
-            back.iter().any(|b| *b != 0.0),
-        ) {
+        if let (true, Some(shared)) = (reservation.shared, &self.shared) {
             let limits = self.limits(&reservation.workspace);
-            shared
-                .redis
-                .give_back(&reservation.workspace, &limits.capacities(), &back);
+            let back = match lease::size(limits.capacities()) {
+                Some(size) => {
+                    let now = self.clock.now();
+                    self.with_buckets(&reservation.workspace, |b| {
+                        b.lease.give_back(now, &size, back)
+                    })
+                }
+                None => back,
+            };
+            // Nothing to settle (a token count, an estimate that was exact, what the
+            // stock kept): no Redis call.
+            if back.iter().any(|b| *b != 0.0) {
+                shared
+                    .redis
+                    .give_back(&reservation.workspace, &limits.capacities(), &back);
+            }
         }
         self.with_buckets(&reservation.workspace, |b| {
             b.input.level = (b.input.level + f64::from(reservation.input)
@@ -522,5 +563,84 @@ mod tests {
         );
         assert_eq!(headers["anthropic-ratelimit-requests-remaining"], "99");
         assert!(limiter.reserve("w", 600, 1).await.is_ok());
+    }
+
+    /// Two replicas over the Redis `MISSIVE_TEST_REDIS` names, on a prefix of their own.
+    fn replicas(limits: Limits) -> [Arc<RateLimiter>; 2] {
+        let url = std::env::var("MISSIVE_TEST_REDIS").expect(
+            "MISSIVE_TEST_REDIS must name a Redis server for the tests (scripts/test starts one)",
+        );
+        let prefix = format!("limits-{}-{:?}", std::process::id(), Instant::now());
+        std::array::from_fn(|_| {
+            let redis =
+                missive_coordination::Coordination::open(&url, &prefix, Duration::from_millis(500))
+                    .unwrap();
+            let shared = Shared {
+                redis: Arc::new(redis),
+                when_unreachable: crate::shared::WhenUnreachable::Refuse,
+            };
+            Arc::new(RateLimiter::new(limits, HashMap::new()).shared(shared))
+        })
+    }
+
+    fn calls(limiter: &RateLimiter) -> u64 {
+        limiter.shared.as_ref().unwrap().redis.calls()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_busy_workspace_is_admitted_from_a_lease_without_a_round_trip_each() {
+        let [a, b] = replicas(Limits {
+            requests_per_minute: 1_000_000,
+            input_tokens_per_minute: 100_000_000,
+            output_tokens_per_minute: 10_000_000,
+        });
+        for _ in 0..2_000 {
+            let held = a.reserve("w", 20, 16).await.unwrap();
+            a.settle(&held, 20, 5);
+        }
+        // A stock of 1,000 requests: two takes, and a few more as the stock's life ends.
+        assert!(calls(&a) <= 6, "{} calls to Redis", calls(&a));
+        // The other replica takes a stock of its own from the same buckets.
+        for _ in 0..1_000 {
+            let held = b.reserve("w", 20, 16).await.unwrap();
+            b.settle(&held, 20, 5);
+        }
+        // One take; and the first request's unused output, which came from Redis and
+        // found the stock full, goes back there.
+        assert_eq!(calls(&b), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn leases_never_let_replicas_together_pass_a_limit() {
+        // 2,000 a minute: each replica may hold 2 requests ahead.
+        let replicas = replicas(Limits {
+            requests_per_minute: 2_000,
+            input_tokens_per_minute: 100_000_000,
+            output_tokens_per_minute: 10_000_000,
+        });
+        let bursts: Vec<_> = (0..8)
+            .map(|i| {
+                let limiter = Arc::clone(&replicas[i % 2]);
+                tokio::spawn(async move {
+                    let mut admitted = 0;
+                    for _ in 0..300 {
+                        admitted += usize::from(limiter.reserve("w", 10, 10).await.is_ok());
+                    }
+                    admitted
+                })
+            })
+            .collect();
+        let mut admitted = 0;
+        for burst in bursts {
+            admitted += burst.await.unwrap();
+        }
+        // The bucket, plus what it refills while the burst runs (33 a second); less at
+        // most the two stocks left unspent.
+        assert!(
+            (1_996..=2_040).contains(&admitted),
+            "admitted {admitted} of 2,400"
+        );
+        let with_lease = calls(&replicas[0]) + calls(&replicas[1]);
+        assert!(with_lease < 2_400, "{with_lease} calls for 2,400 requests");
     }
 }

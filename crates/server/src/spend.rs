@@ -7,7 +7,9 @@
 //! replica that runs them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use missive_protocol::ErrorType;
 use missive_store::{Dimension, Store, TokenCounts, UsageQuery};
@@ -170,18 +172,25 @@ pub struct SpendTracker {
     runtime_caps: std::sync::RwLock<HashMap<String, f64>>,
     month: Mutex<MonthToDate>,
     in_flight: Mutex<InFlight>,
-    shared: Option<SharedSpend>,
+    shared: Option<Arc<SharedSpend>>,
 }
 
-/// Redis, the ledger it is seeded from, and what could not reach it yet.
+/// Redis, the ledger it is seeded from, and what has not reached it yet.
 struct SharedSpend {
     shared: Shared,
     store: Arc<dyn Store>,
-    /// Costs whose addition failed (Redis unreachable), summed by month and workspace id:
-    /// added before the next one, so an outage loses nothing and holds one entry per
-    /// workspace however long it lasts.
+    /// Costs not yet added in Redis, summed by month and workspace id. Requests only add
+    /// here; one flush at a time sends what gathered ([`ADD_GATHER`]), and a cap check
+    /// sends it before it reads. A failed flush keeps its sums, so an outage loses nothing
+    /// and holds one entry per workspace however long it lasts.
     unsent: Mutex<HashMap<(String, String), f64>>,
+    /// Whether a flush is on its way.
+    flushing: AtomicBool,
 }
+
+/// How long costs gather before a flush sends them: a request never waits on Redis to be
+/// billed, and a busy replica sends a few additions a second, not one per request.
+const ADD_GATHER: Duration = Duration::from_millis(20);
 
 fn month_start(now: OffsetDateTime) -> OffsetDateTime {
     let first = Date::from_calendar_date(now.year(), now.month(), 1).unwrap_or(now.date());
@@ -215,11 +224,12 @@ impl SpendTracker {
 
     /// Checks caps against month-to-date figures every replica shares, seeded from `store`.
     pub fn shared(mut self, shared: Shared, store: Arc<dyn Store>) -> Self {
-        self.shared = Some(SharedSpend {
+        self.shared = Some(Arc::new(SharedSpend {
             shared,
             store,
             unsent: Mutex::default(),
-        });
+            flushing: AtomicBool::new(false),
+        }));
         self
     }
 
@@ -280,7 +290,7 @@ impl SpendTracker {
     ) -> Result<Option<(f64, f64)>, ApiError> {
         let month = month_label(month_start);
         let answer = (|| -> Result<_, Seeding> {
-            self.flush_unsent(shared)?;
+            shared.flush_unsent()?;
             if let Some(spent) = shared.shared.redis.spent(&month, workspace_id)? {
                 return Ok(Some(spent));
             }
@@ -304,45 +314,32 @@ impl SpendTracker {
         Ok(())
     }
 
-    /// Adds what earlier failed to reach Redis.
-    fn flush_unsent(&self, shared: &SharedSpend) -> Result<(), missive_coordination::Error> {
-        let mut unsent = match shared.unsent.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        while let Some(((month, workspace_id), cents)) = unsent.iter().next() {
-            shared.shared.redis.add_spend(month, workspace_id, *cents)?;
-            let sent = (month.clone(), workspace_id.clone());
-            unsent.remove(&sent);
-        }
-        Ok(())
-    }
-
     fn add_shared(
         &self,
-        shared: &SharedSpend,
+        shared: &Arc<SharedSpend>,
         month_start: OffsetDateTime,
         workspace_id: &str,
         cents: f64,
     ) {
-        let month = month_label(month_start);
-        let added = self
-            .flush_unsent(shared)
-            .and_then(|()| shared.shared.redis.add_spend(&month, workspace_id, cents));
-        match added {
-            Ok(true) => {}
-            // Not seeded: the seed reads the ledger, which already holds this call.
-            Ok(false) => {
-                if let Err(err) = self.seed(shared, month_start) {
-                    tracing::warn!(error = %err, "seeding shared spend from the ledger");
-                }
-            }
-            Err(err) => {
+        *shared
+            .unsent()
+            .entry((month_label(month_start), workspace_id.to_owned()))
+            .or_default() += cents;
+        if shared.flushing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = Arc::clone(shared);
+        let flush = move || {
+            std::thread::sleep(ADD_GATHER);
+            shared.flushing.store(false, Ordering::Release);
+            if let Err(err) = shared.flush_unsent() {
                 tracing::warn!(error = %err, "shared spend: kept to add later");
-                if let Ok(mut unsent) = shared.unsent.lock() {
-                    *unsent.entry((month, workspace_id.to_owned())).or_default() += cents;
-                }
             }
+        };
+        // Off a runtime (a batch worker's thread, a test) the caller can wait.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(flush)),
+            Err(_) => flush(),
         }
     }
 
@@ -555,6 +552,32 @@ impl SpendTracker {
     }
 }
 
+impl SharedSpend {
+    /// Adds what gathered. A month Redis has not seeded adds nothing: its seed reads the
+    /// ledger, which already holds these costs.
+    fn flush_unsent(&self) -> Result<(), missive_coordination::Error> {
+        // Sent without the lock held: requests keep adding while Redis answers.
+        let mut pending = std::mem::take(&mut *self.unsent()).into_iter();
+        while let Some(((month, workspace_id), cents)) = pending.next() {
+            if let Err(err) = self.shared.redis.add_spend(&month, &workspace_id, cents) {
+                let mut unsent = self.unsent();
+                for (key, cents) in std::iter::once(((month, workspace_id), cents)).chain(pending) {
+                    *unsent.entry(key).or_default() += cents;
+                }
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    fn unsent(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), f64>> {
+        match self.unsent.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
 /// The month's name in Redis keys: `2026-11`.
 fn month_label(start: OffsetDateTime) -> String {
     format!("{:04}-{:02}", start.year(), u8::from(start.month()))
@@ -676,6 +699,63 @@ mod tests {
             refused.message.contains("organization"),
             "{}",
             refused.message
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cost_reaches_every_replica_without_its_request_waiting_on_redis() {
+        let url = std::env::var("MISSIVE_TEST_REDIS").expect(
+            "MISSIVE_TEST_REDIS must name a Redis server for the tests (scripts/test starts one)",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(missive_store::SqliteStore::open(&dir.path().join("store.db")).unwrap());
+        let prefix = format!(
+            "spend-{}-{:?}",
+            std::process::id(),
+            std::time::Instant::now()
+        );
+        let replica = || {
+            let redis =
+                missive_coordination::Coordination::open(&url, &prefix, Duration::from_millis(500))
+                    .unwrap();
+            let shared = Shared {
+                redis: Arc::new(redis),
+                when_unreachable: crate::shared::WhenUnreachable::Refuse,
+            };
+            let prices = Prices {
+                default: Some(Price::new(10_000.0, 0.0)),
+                models: HashMap::new(),
+            };
+            let limits = SpendLimits {
+                organization: None,
+                workspaces: HashMap::from([("a".to_owned(), 1_000.0)]),
+            };
+            SpendTracker::new(prices, limits).shared(shared, Arc::clone(&store))
+        };
+        let calls = |tracker: &SpendTracker| tracker.shared.as_ref().unwrap().shared.redis.calls();
+        let (a, b) = (replica(), replica());
+        // The first check seeds the month from the (empty) ledger.
+        b.check("wa", "a").unwrap();
+        let before = calls(&a);
+        // A token at $0.01: a cent each.
+        for _ in 0..50 {
+            a.add("wa", "m", "standard", &tokens(1, 0, 0, 0, 0));
+        }
+        assert!(calls(&a) - before <= 1, "the adds waited on Redis");
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while b.month_to_date_cents("wa").unwrap() < 50.0 - 1e-9 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the costs never reached Redis"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!((b.month_to_date_cents("wa").unwrap() - 50.0).abs() < 1e-9);
+        assert!(
+            calls(&a) - before <= 3,
+            "{} calls for 50 costs",
+            calls(&a) - before
         );
     }
 }
