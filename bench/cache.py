@@ -25,7 +25,7 @@ def system_prompt(nonce):
 
 
 def ttft_anthropic(url, system, question):
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 4, "temperature": 0,
+    body = {"model": "claude-sonnet-4-6", "max_tokens": 4, "temperature": 0,
             "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
             "messages": [{"role": "user", "content": question}]}
     t0 = time.perf_counter()
@@ -96,7 +96,7 @@ def memory_run(args):
     proc = start([args.missive, "serve"], env, url, "missive")
     try:
         headers = {"x-api-key": "bench-key", "anthropic-version": "2023-06-01"}
-        body = lambda i: {"model": "claude-sonnet-4-5", "max_tokens": 1, "temperature": 0,
+        body = lambda i: {"model": "claude-sonnet-4-6", "max_tokens": 1, "temperature": 0,
                           "system": f"Document {i}. " + PARAGRAPH * 4,
                           "messages": [{"role": "user", "content": "Title?"}]}
         httpx.post(f"{url}/v1/messages", json=body(-1), headers=headers, timeout=600).raise_for_status()

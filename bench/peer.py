@@ -74,7 +74,7 @@ def conversation(user):
 def run_anthropic(url, system, user, max_tokens, client=httpx, ready=None, temperature=0):
     """One streamed reply: (send time, arrival time of each text delta, prompt tokens, output
     tokens). `ready` is waited on just before sending."""
-    body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": temperature,
+    body = {"model": "claude-sonnet-4-6", "max_tokens": max_tokens, "temperature": temperature,
             "system": system, "messages": conversation(user)}
     if ready:
         ready.wait()
@@ -91,7 +91,7 @@ def run_anthropic(url, system, user, max_tokens, client=httpx, ready=None, tempe
 
 
 def run_openai(url, system, user, max_tokens, client=httpx, ready=None, temperature=0):
-    body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": temperature, "stream": True,
+    body = {"model": "claude-sonnet-4-6", "max_tokens": max_tokens, "temperature": temperature, "stream": True,
             "stream_options": {"include_usage": True},
             "messages": [{"role": "system", "content": system}, *conversation(user)]}
     if ready:

@@ -30,7 +30,7 @@ def system_prompt(repeats):
 
 
 def turn_anthropic(url, system, history, max_tokens):
-    body = {"model": "claude-sonnet-4-5", "max_tokens": max_tokens, "temperature": 0,
+    body = {"model": "claude-sonnet-4-6", "max_tokens": max_tokens, "temperature": 0,
             "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
             "tools": TOOLS, "cache_control": {"type": "ephemeral"},
             "messages": history}

@@ -197,7 +197,7 @@ images = "reject"
 context_size = 4096
 
 [aliases]
-"claude-sonnet-4-5" = "text-only-strict"
+"claude-sonnet-4-6" = "text-only-strict"
 "claude-*" = "text-only-strict"
 """).start()
     yield server
@@ -207,11 +207,11 @@ context_size = 4096
 def test_exact_aliases_are_discovered_and_images_can_be_refused(strict):
     client = anthropic.Anthropic(base_url=strict.url, api_key=API_KEY, max_retries=0)
     ids = [m.id for m in client.models.list()]
-    assert ids == ["text-only-strict", "claude-sonnet-4-5"], ids
-    assert [i for i in ids if i.startswith("claude")] == ["claude-sonnet-4-5"]
+    assert ids == ["text-only-strict", "claude-sonnet-4-6"], ids
+    assert [i for i in ids if i.startswith("claude")] == ["claude-sonnet-4-6"]
     png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
     with pytest.raises(anthropic.BadRequestError) as refused:
-        client.messages.create(model="claude-sonnet-4-5", max_tokens=5, messages=[{"role": "user", "content": [
+        client.messages.create(model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": [
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
             {"type": "text", "text": "What is this?"}]}])
     assert "does not accept image input" in refused.value.message
@@ -220,5 +220,5 @@ def test_exact_aliases_are_discovered_and_images_can_be_refused(strict):
     own = anthropic.Anthropic(base_url=strict.url, api_key=key, max_retries=0)
     other = own.with_options(default_headers={"anthropic-workspace-id": "wrkspc_not_mine"})
     with pytest.raises(anthropic.PermissionDeniedError) as denied:
-        other.messages.create(model="claude-sonnet-4-5", max_tokens=1, messages=[{"role": "user", "content": "hi"}])
+        other.messages.create(model="claude-sonnet-4-6", max_tokens=1, messages=[{"role": "user", "content": "hi"}])
     assert "anthropic-workspace-id: this API key belongs to workspace" in denied.value.message

@@ -29,7 +29,7 @@ wall_s = 20
 
 def run(client, prompt, tools=TOOLS, **extra):
     return client.beta.messages.create(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=120,
         messages=[{"role": "user", "content": prompt}],
         tools=tools,

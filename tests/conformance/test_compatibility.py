@@ -164,3 +164,27 @@ def test_refused_tool_types_get_a_400_that_names_them(server):
     for kind in refused:
         response = post(server, base(tools=[{"type": kind, "name": "t"}]))
         refused_with(response, kind)
+
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+# Where a user or a test copies a model name from: the docs, the test suites, the benches
+# and the CLI's defaults.
+MODEL_NAME_SOURCES = ["README.md", "docs", "tests", "bench", "crates/missive/src"]
+
+
+def test_no_model_name_we_show_or_send_is_one_the_sdk_calls_deprecated():
+    """The SDK warns on every call with a model past or near its end of life; a new release
+    that deprecates a name we use fails here."""
+    deprecated = pytest.importorskip("anthropic._data.deprecated_models").DEPRECATED_MODELS
+    found = {}
+    for source in MODEL_NAME_SOURCES:
+        path = os.path.join(ROOT, source)
+        files = [path] if os.path.isfile(path) else [
+            os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs
+            if f.endswith((".md", ".py", ".rs", ".ts", ".toml")) and "node_modules" not in d
+        ]
+        for file in files:
+            for name in re.findall(r"claude-[a-z0-9-]+", open(file, encoding="utf-8").read()):
+                if name in deprecated:
+                    found.setdefault(name, set()).add(os.path.relpath(file, ROOT))
+    assert not found, {name: sorted(files) for name, files in found.items()}

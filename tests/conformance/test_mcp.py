@@ -80,7 +80,7 @@ call_timeout_s = 3
 
 def ask(client, question, servers, tools, force, **extra):
     return client.beta.messages.create(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=60,
         messages=[{"role": "user", "content": question}],
         mcp_servers=servers,
@@ -116,7 +116,7 @@ def test_the_reference_server_runs_a_forced_call_and_the_paused_turn_resumes(mcp
     # The model calls in every round it gets: two rounds, then the turn pauses.
     assert message.stop_reason == "pause_turn"
     resumed = mcp_client.beta.messages.create(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=60,
         messages=[{"role": "user", "content": question},
                   {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in message.content]}],
@@ -133,7 +133,7 @@ def test_a_token_server_streams_its_result(mcp_client, mcp_servers):
     tools = [{"type": "mcp_toolset", "mcp_server_name": "orders", "configs": {"hang": {"enabled": False}}}]
     starts = []
     with mcp_client.beta.messages.stream(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=60,
         messages=[{"role": "user", "content": "Look up order A-1042 and then answer in one sentence: what does it contain?"}],
         mcp_servers=orders(mcp_servers),
@@ -193,7 +193,7 @@ def test_a_tool_that_hangs_ends_at_the_timeout(mcp_client, mcp_servers):
 def test_the_older_shape_selects_tools_by_tool_configuration(mcp_client, mcp_servers):
     servers = [{**orders(mcp_servers)[0], "tool_configuration": {"allowed_tools": ["lookup_order"]}}]
     message = mcp_client.beta.messages.create(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=60,
         messages=[{"role": "user", "content": "Look up order B-7."}],
         mcp_servers=servers,
@@ -206,7 +206,7 @@ def test_the_older_shape_selects_tools_by_tool_configuration(mcp_client, mcp_ser
     # `hang` was not allowed: forcing it is refused by name.
     with pytest.raises(anthropic.BadRequestError) as refused:
         mcp_client.beta.messages.create(
-            model="claude-sonnet-4-5", max_tokens=20, messages=[{"role": "user", "content": "Hang."}],
+            model="claude-sonnet-4-6", max_tokens=20, messages=[{"role": "user", "content": "Hang."}],
             mcp_servers=servers, tool_choice={"type": "tool", "name": "hang"}, betas=["mcp-client-2025-04-04"])
     assert "tool_choice.name: tool `hang`" in refused.value.body["error"]["message"]
 

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ADMIN_KEY, API_KEY, Missive, sampling
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 ORDER = {
     "type": "object",
     "properties": {"size": {"type": "string", "enum": ["small", "large"]}, "count": {"type": "integer"}},

@@ -112,7 +112,7 @@ FORCE_FETCH = {"type": "tool", "name": "web_fetch", "disable_parallel_tool_use":
 
 def fetch(client, url, question, **extra):
     return client.messages.create(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=80,
         **sampling(temperature=0.0),
         messages=[{"role": "user", "content": f"Fetch {url} and then answer in one sentence: {question}"}],
@@ -148,7 +148,7 @@ def test_a_streamed_fetch_follows_redirects(tools_client, site):
     url = f"{site}/hop1"
     starts = []
     with tools_client.messages.stream(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=40,
         **sampling(temperature=0.0),
         messages=[{"role": "user", "content": f"Summarise {url}"}],
@@ -185,7 +185,7 @@ def test_a_redirect_inside_is_refused_and_the_server_stays_up(tools_client, site
 def test_a_search_returns_filtered_results_and_is_priced(tools_client, tools_server, site):
     Site.searches.clear()
     message = tools_client.messages.create(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=60,
         **sampling(temperature=0.0),
         messages=[{"role": "user", "content": "Search the web: how do sea otters sleep?"}],
@@ -225,9 +225,9 @@ def test_search_results_go_back_to_the_model_in_the_next_turn(tools_client):
         ]},
         {"role": "user", "content": "Say that again in three words."},
     ]
-    count = tools_client.messages.count_tokens(model="claude-sonnet-4-5", messages=history)
+    count = tools_client.messages.count_tokens(model="claude-sonnet-4-6", messages=history)
     assert count.input_tokens > 20
-    message = tools_client.messages.create(model="claude-sonnet-4-5", max_tokens=20, messages=history)
+    message = tools_client.messages.create(model="claude-sonnet-4-6", max_tokens=20, messages=history)
     assert message.content[0].type == "text"
 
 
@@ -246,9 +246,9 @@ def test_results_of_tools_only_an_upstream_runs_are_read_in_history(tools_client
         ]},
         {"role": "user", "content": "Which tool was found?"},
     ]
-    count = tools_client.beta.messages.count_tokens(model="claude-sonnet-4-5", messages=history)
+    count = tools_client.beta.messages.count_tokens(model="claude-sonnet-4-6", messages=history)
     assert count.input_tokens > 20
-    message = tools_client.beta.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=history)
+    message = tools_client.beta.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=history)
     assert message.content[0].type == "text"
 
 
@@ -267,7 +267,7 @@ def test_every_server_tool_type_of_the_sdk_runs_or_is_refused_by_name(tools_serv
     for kind in server_types:
         name = {"web_fetch": "web_fetch", "web_search": "web_search", "code_execution": "code_execution"}
         tool = {"type": kind, "name": next((v for k, v in name.items() if kind.startswith(k)), "t")}
-        body = {"model": "claude-sonnet-4-5", "max_tokens": 1,
+        body = {"model": "claude-sonnet-4-6", "max_tokens": 1,
                 "messages": [{"role": "user", "content": "Hi."}], "tools": [tool]}
         if kind == "mcp_toolset":
             tool = {"type": kind, "mcp_server_name": "nowhere"}

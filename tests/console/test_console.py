@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from conftest import ADMIN_KEY, Missive
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 WEATHER = {
     "name": "get_weather",
     "description": "The weather in a city",

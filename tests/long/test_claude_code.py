@@ -42,7 +42,7 @@ def test_claude_code_writes_a_file_then_reads_it_back(agent_server):
     env = dict(os.environ, ANTHROPIC_BASE_URL=agent_server.url, ANTHROPIC_API_KEY=API_KEY, HOME=home,
                CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", DISABLE_AUTOUPDATER="1")
     done = subprocess.run(
-        [claude, "-p", prompt, "--model", "claude-sonnet-4-5",
+        [claude, "-p", prompt, "--model", "claude-sonnet-4-6",
          "--system-prompt", "You are a coding agent. Use the tools to do what the user asks.",
          "--tools", "Write", "Read", "--permission-mode", "acceptEdits",
          "--output-format", "stream-json", "--verbose", "--no-session-persistence",

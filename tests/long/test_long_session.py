@@ -45,7 +45,7 @@ def test_sixty_turns_on_a_32k_window_never_overflow_and_keep_the_code_word():
             # Breakpoints as an agent places them: the system prompt, the latest compaction
             # block, and (automatically) the end of the conversation.
             reply = client.beta.messages.create(
-                model="claude-sonnet-4-5", max_tokens=64, tools=[READ], messages=messages,
+                model="claude-sonnet-4-6", max_tokens=64, tools=[READ], messages=messages,
                 tool_choice={"type": "any", "disable_parallel_tool_use": True},
                 system=[{"type": "text", "text": "You are a careful code auditor.",
                          "cache_control": {"type": "ephemeral"}}],

@@ -230,13 +230,13 @@ fn generate(
     let (url, body) = match way {
         Way::OutputFormat => (
             format!("{}/v1/messages", args.url),
-            json!({"model": "claude-sonnet-4-5", "max_tokens": args.max_tokens, "temperature": 1.0,
+            json!({"model": "claude-sonnet-4-6", "max_tokens": args.max_tokens, "temperature": 1.0,
                    "messages": messages,
                    "output_config": {"format": {"type": "json_schema", "schema": case.schema}}}),
         ),
         Way::StrictTool => (
             format!("{}/v1/messages", args.url),
-            json!({"model": "claude-sonnet-4-5", "max_tokens": args.max_tokens, "temperature": 1.0,
+            json!({"model": "claude-sonnet-4-6", "max_tokens": args.max_tokens, "temperature": 1.0,
                    "messages": messages,
                    "tools": [{"name": "record", "description": "Record the result.", "strict": true,
                               "input_schema": case.schema}],
@@ -342,7 +342,7 @@ fn overhead(
     let Some(case) = cases.iter().find(|c| c.name == "invoice").or(cases.first()) else {
         return Ok(());
     };
-    let plain = json!({"model": "claude-sonnet-4-5", "max_tokens": 96, "temperature": 0,
+    let plain = json!({"model": "claude-sonnet-4-6", "max_tokens": 96, "temperature": 0,
         "messages": [{"role": "user", "content": case.prompt}]});
     let mut constrained = plain.clone();
     constrained["output_config"] =

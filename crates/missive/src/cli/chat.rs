@@ -17,7 +17,7 @@ pub struct Args {
     pub url: String,
     #[arg(long, env = "ANTHROPIC_API_KEY")]
     pub api_key: String,
-    #[arg(long, default_value = "claude-sonnet-4-5")]
+    #[arg(long, default_value = "claude-sonnet-4-6")]
     pub model: String,
     #[arg(long)]
     pub system: Option<String>,
