@@ -68,16 +68,17 @@ impl Lease {
         self.until = Some(now + LIFE);
     }
 
-    /// Keeps what a request did not use in the stock, up to `size`, while the stock lives;
-    /// returns the rest, for Redis (a negative amount is an overrun Redis must take).
+    /// Settles a request against the stock while it lives: what the request did not use
+    /// refills it up to `size`, and what it used past its reservation (a negative amount)
+    /// comes out of it when it holds that much. Returns the rest, for Redis.
     pub(super) fn give_back(&mut self, now: Instant, size: &[f64; 3], back: [f64; 3]) -> [f64; 3] {
         if self.until.is_none_or(|until| now >= until) {
             return back;
         }
         std::array::from_fn(|k| {
-            let kept = back[k].clamp(0.0, (size[k] - self.stock[k]).max(0.0));
-            self.stock[k] += kept;
-            back[k] - kept
+            let settled = back[k].clamp(-self.stock[k], (size[k] - self.stock[k]).max(0.0));
+            self.stock[k] += settled;
+            back[k] - settled
         })
     }
 
@@ -125,7 +126,7 @@ mod tests {
     }
 
     #[test]
-    fn unused_tokens_refill_a_live_stock_up_to_its_size_and_the_rest_goes_to_redis() {
+    fn a_settled_request_refills_or_draws_on_a_live_stock_and_the_rest_goes_to_redis() {
         let start = Instant::now();
         let size = [2.0, 100.0, 100.0];
         let mut lease = Lease::default();
@@ -137,10 +138,16 @@ mod tests {
         lease.add(start, &[2.0, 80.0, 100.0]);
         assert_eq!(
             lease.give_back(start, &size, [0.0, 30.0, -5.0]),
-            [0.0, 10.0, -5.0],
-            "kept up to the size; an overrun is Redis's to take"
+            [0.0, 10.0, 0.0],
+            "kept up to the size; an overrun taken from the stock"
         );
-        assert_eq!(lease.stock(start), [2.0, 100.0, 100.0]);
+        assert_eq!(lease.stock(start), [2.0, 100.0, 95.0]);
+        assert_eq!(
+            lease.give_back(start, &size, [0.0, 0.0, -120.0]),
+            [0.0, 0.0, -25.0],
+            "an overrun past the stock: Redis takes the rest"
+        );
+        assert_eq!(lease.stock(start), [2.0, 100.0, 0.0]);
         assert_eq!(
             lease.give_back(start + LIFE, &size, [0.0, 7.0, 0.0]),
             [0.0, 7.0, 0.0]
