@@ -318,50 +318,41 @@ impl RateLimiter {
         }
         let limits = self.limits(workspace);
         if let Some(shared) = &self.shared {
-            let lease_size = lease::size(limits.capacities());
             let now = self.clock.now();
-            let top_up = match lease_size {
-                Some(size) => {
-                    let (taken, top_up) = self.with_buckets(workspace, |b| {
-                        if b.lease.take(now, &amounts) {
-                            for (bucket, amount) in b.all_mut().into_iter().zip(amounts) {
-                                bucket.level -= amount;
-                            }
-                            return (true, [0.0; 3]);
+            let mut top_up = [0.0; 3];
+            if let Some(size) = lease::size(limits.capacities()) {
+                let (taken, wanted) = self.with_buckets(workspace, |b| {
+                    if b.lease.take(now, &amounts) {
+                        for (bucket, amount) in b.all_mut().into_iter().zip(amounts) {
+                            bucket.level -= amount;
                         }
-                        (false, b.lease.top_up(now, &size))
-                    });
-                    if taken {
-                        return Ok(reservation(true));
+                        return (true, b.lease.top_up_if_low(now, &size));
                     }
-                    top_up
+                    (false, b.lease.top_up(now, &size))
+                });
+                if taken {
+                    // Topped up while half the stock remains, so that a busy workspace's
+                    // connections do not all find it empty and queue on Redis. This
+                    // request is admitted already: a failed top-up only leaves the stock
+                    // to run down.
+                    if wanted.iter().any(|t| *t > 0.0) {
+                        let topped = self
+                            .take_shared(shared, workspace, &limits, &[0.0; 3], wanted, now)
+                            .await;
+                        if let Err(err) = topped {
+                            tracing::debug!(error = %err, "rate-limit stock not topped up");
+                        }
+                    }
+                    return Ok(reservation(true));
                 }
-                None => [0.0; 3],
-            };
-            match shared
-                .redis
-                .take(workspace, &limits.capacities(), &amounts, &top_up)
+                top_up = wanted;
+            }
+            match self
+                .take_shared(shared, workspace, &limits, &amounts, top_up, now)
                 .await
             {
-                Ok(take) => {
-                    // Redis decided; this replica only mirrors the levels it reported,
-                    // and what it holds on top.
-                    return self.with_buckets(workspace, |b| {
-                        if take.leased {
-                            b.lease.add(now, &top_up);
-                        }
-                        let stock = b.lease.stock(now);
-                        for ((bucket, level), held) in
-                            b.all_mut().into_iter().zip(&take.levels).zip(stock)
-                        {
-                            bucket.level = *level + held;
-                        }
-                        match take.short {
-                            Some(short) => Err(refusal(workspace, &limits, b, short, &amounts)),
-                            None => Ok(reservation(true)),
-                        }
-                    });
-                }
+                Ok(None) => return Ok(reservation(true)),
+                Ok(Some(refused)) => return Err(refused),
                 Err(err) => shared.unreachable(&err)?,
             }
         }
@@ -376,6 +367,39 @@ impl RateLimiter {
                 bucket.level -= amount;
             }
             Ok(reservation(false))
+        })
+    }
+
+    /// Takes `amounts` from the shared buckets, and `top_up` for this replica's stock when
+    /// there is room for it; the refusal when a bucket is short. Redis decides; this
+    /// replica only mirrors the levels it reported, plus the stock it holds.
+    async fn take_shared(
+        &self,
+        shared: &Shared,
+        workspace: &str,
+        limits: &Limits,
+        amounts: &[f64; 3],
+        top_up: [f64; 3],
+        now: Instant,
+    ) -> Result<Option<ApiError>, missive_coordination::Error> {
+        let asked = top_up.iter().any(|t| *t > 0.0);
+        let take = shared
+            .redis
+            .take(workspace, &limits.capacities(), amounts, &top_up)
+            .await;
+        self.with_buckets(workspace, |b| {
+            if asked {
+                let granted = take.as_ref().is_ok_and(|t| t.leased);
+                b.lease.add(now, granted.then_some(&top_up));
+            }
+            let take = take?;
+            let stock = b.lease.stock(now);
+            for ((bucket, level), held) in b.all_mut().into_iter().zip(&take.levels).zip(stock) {
+                bucket.level = *level + held;
+            }
+            Ok(take
+                .short
+                .map(|short| refusal(workspace, limits, b, short, amounts)))
         })
     }
 
@@ -594,21 +618,36 @@ mod tests {
             input_tokens_per_minute: 100_000_000,
             output_tokens_per_minute: 10_000_000,
         });
-        for _ in 0..2_000 {
-            // A prompt larger than its estimate: the overrun comes out of the stock too.
-            let held = a.reserve("w", 20, 16).await.unwrap();
-            a.settle(&held, 25, 5);
+        // Eight connections at once, as a busy replica has them.
+        let connections: Vec<_> = (0..8)
+            .map(|_| {
+                let a = Arc::clone(&a);
+                tokio::spawn(async move {
+                    for _ in 0..250 {
+                        // A prompt larger than its estimate: the overrun comes out of the
+                        // stock too.
+                        let held = a.reserve("w", 20, 16).await.unwrap();
+                        a.settle(&held, 25, 5);
+                    }
+                })
+            })
+            .collect();
+        for connection in connections {
+            connection.await.unwrap();
         }
-        // A stock of 1,000 requests: two takes, and a few more as the stock's life ends.
-        assert!(calls(&a) <= 6, "{} calls to Redis", calls(&a));
+        // A stock of 1,000 requests, topped up when half is spent. The calls are those of
+        // the start, while the first top-up is on its way and the connections take (and
+        // give back) alone, then one every 500 requests: a few dozen for 2,000 requests.
+        assert!(calls(&a) <= 60, "{} calls to Redis", calls(&a));
         // The other replica takes a stock of its own from the same buckets.
         for _ in 0..1_000 {
             let held = b.reserve("w", 20, 16).await.unwrap();
             b.settle(&held, 20, 5);
         }
-        // One take; and the first request's unused output, which came from Redis and
-        // found the stock full, goes back there.
-        assert_eq!(calls(&b), 2);
+        // The first take; the first request's unused output, which came from Redis and
+        // found the stock full, going back there; and a top-up each time half the stock
+        // of requests is spent.
+        assert!(calls(&b) <= 4, "{} calls to Redis", calls(&b));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -30,13 +30,18 @@ pub(super) struct Lease {
     stock: [f64; 3],
     /// When the stock is dropped; `None` when there is none.
     until: Option<Instant>,
+    /// Until when a top-up asked of Redis is taken to be on its way: requests that find
+    /// the stock short meanwhile ask for none, so a burst does not take a stock each. A
+    /// time, not a flag, so a request dropped while it waits does not stop top-ups.
+    topping_up: Option<Instant>,
 }
 
 impl Lease {
     /// The stock as of `now`, emptied once its life is over.
     fn live(&mut self, now: Instant) -> &mut [f64; 3] {
         if self.until.is_none_or(|until| now >= until) {
-            *self = Self::default();
+            self.stock = [0.0; 3];
+            self.until = None;
         }
         &mut self.stock
     }
@@ -53,14 +58,35 @@ impl Lease {
         true
     }
 
-    /// What to ask Redis for beside a request, to bring the stock back to `size`.
+    /// What to ask Redis for beside a request, to bring the stock back to `size`; nothing
+    /// while another request's top-up is on its way.
     pub(super) fn top_up(&mut self, now: Instant, size: &[f64; 3]) -> [f64; 3] {
+        if self.topping_up.is_some_and(|until| now < until) {
+            return [0.0; 3];
+        }
+        self.topping_up = Some(now + LIFE);
         let stock = self.live(now);
         std::array::from_fn(|k| (size[k] - stock[k]).max(0.0))
     }
 
-    /// Adds what Redis granted; the stock lives [`LIFE`] from now.
-    pub(super) fn add(&mut self, now: Instant, granted: &[f64; 3]) {
+    /// What to ask Redis for once a bucket's stock is under half its size (and no top-up
+    /// is on its way); nothing otherwise.
+    pub(super) fn top_up_if_low(&mut self, now: Instant, size: &[f64; 3]) -> [f64; 3] {
+        let stock = *self.live(now);
+        if stock.iter().zip(size).any(|(s, z)| *s < z / 2.0) {
+            self.top_up(now, size)
+        } else {
+            [0.0; 3]
+        }
+    }
+
+    /// Adds what Redis granted (nothing when it had no room); the stock lives [`LIFE`] from
+    /// now.
+    pub(super) fn add(&mut self, now: Instant, granted: Option<&[f64; 3]>) {
+        self.topping_up = None;
+        let Some(granted) = granted else {
+            return;
+        };
         let stock = self.live(now);
         for (s, g) in stock.iter_mut().zip(granted) {
             *s += g;
@@ -109,17 +135,35 @@ mod tests {
         let mut lease = Lease::default();
         assert!(!lease.take(start, &[1.0, 10.0, 10.0]), "no stock yet");
         assert_eq!(lease.top_up(start, &size), size);
-        lease.add(start, &size);
+        assert_eq!(
+            lease.top_up(start, &size),
+            [0.0; 3],
+            "one top-up on its way at a time"
+        );
+        lease.add(start, Some(&size));
         assert!(lease.take(start, &[1.0, 10.0, 10.0]));
         assert!(
             !lease.take(start, &[1.0, 10.0, 200.0]),
             "one bucket short: nothing"
         );
         assert_eq!(lease.stock(start), [1.0, 90.0, 90.0]);
+        assert_eq!(
+            lease.top_up_if_low(start, &size),
+            [0.0; 3],
+            "half of each bucket's stock left"
+        );
+        assert!(lease.take(start, &[0.0, 50.0, 0.0]));
+        assert_eq!(lease.top_up_if_low(start, &size), [1.0, 60.0, 10.0]);
+        lease.add(start, None);
+        assert!(lease.take(start, &[0.0, 0.0, 0.0]));
+        lease.add(start, Some(&[0.0, 50.0, 0.0]));
+        assert_eq!(lease.stock(start), [1.0, 90.0, 90.0]);
         assert_eq!(lease.top_up(start, &size), [1.0, 10.0, 10.0]);
+        lease.add(start, None);
         assert!(lease.take(start, &[1.0, 10.0, 10.0]));
         assert!(!lease.take(start, &[1.0, 0.0, 0.0]), "requests spent");
-        lease.add(start, &[2.0, 20.0, 20.0]);
+        assert_eq!(lease.top_up(start, &size), [2.0, 20.0, 20.0]);
+        lease.add(start, Some(&[2.0, 20.0, 20.0]));
         let later = start + LIFE;
         assert!(!lease.take(later, &[1.0, 0.0, 0.0]), "dropped after LIFE");
         assert_eq!(lease.stock(later), [0.0; 3]);
@@ -135,7 +179,7 @@ mod tests {
             [0.0, 30.0, 5.0],
             "no live stock: all to Redis"
         );
-        lease.add(start, &[2.0, 80.0, 100.0]);
+        lease.add(start, Some(&[2.0, 80.0, 100.0]));
         assert_eq!(
             lease.give_back(start, &size, [0.0, 30.0, -5.0]),
             [0.0, 10.0, 0.0],
