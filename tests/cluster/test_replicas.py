@@ -201,11 +201,16 @@ def test_without_redis_replicas_refuse_as_documented_and_recover_when_it_returns
     assert all(status_of(c) == 200 for c in clients)
     cluster.kill_redis()
     try:
-        # [coordination] when_unreachable = "refuse" (the default): a retryable 529.
+        # [coordination] when_unreachable = "refuse" (the default): a retryable 529, once
+        # the replica's stock of tokens Redis granted (at most 1 s old) is gone.
         for replica, client in zip(cluster.replicas, clients):
+            deadline = time.time() + 2
+            while (status := status_of(client)) == 200:
+                assert time.time() < deadline, f"{replica.name} still admits without Redis"
+                time.sleep(0.1)
             with pytest.raises(anthropic.APIStatusError) as refused:
                 ask(client, max_tokens=1)
-            assert refused.value.status_code == 529, replica.name
+            assert status == refused.value.status_code == 529, replica.name
             assert refused.value.body["error"]["type"] == "overloaded_error"
             ready = httpx.get(replica.url + "/ready", timeout=5)
             assert ready.status_code == 503 and ready.json()["checks"]["redis"] == "failing"
