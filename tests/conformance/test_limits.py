@@ -1,6 +1,8 @@
 """Rate limits through the official SDK: headers, a 429 the SDK retries, cache reads not
 counted against input tokens."""
 
+import time
+
 import anthropic
 import pytest
 
@@ -38,9 +40,13 @@ def test_headers_count_down_cache_reads_are_free_and_a_429_is_retried(limited):
             **sampling(temperature=0),
         )
 
+    started = time.monotonic()
     first = ask("Can I get a refund?")
+    elapsed = time.monotonic() - started
     assert int(first.headers["anthropic-ratelimit-requests-limit"]) == 4
-    assert remaining(first, "requests") == 3
+    # The bucket refills a request every 15 s: a first reply slower than that (its prefill
+    # on a loaded machine) finds one back by the time the headers are read.
+    assert 3 <= remaining(first, "requests") <= 3 + int(elapsed // 15), elapsed
     used_first = 3000 - remaining(first, "input-tokens")
     usage = first.parse().usage
     assert usage.cache_creation_input_tokens > 1024
@@ -48,16 +54,16 @@ def test_headers_count_down_cache_reads_are_free_and_a_429_is_retried(limited):
     assert used_first > 500, used_first
 
     second = ask("How long do refunds take?")
-    assert remaining(second, "requests") == 2
+    assert remaining(second, "requests") == remaining(first, "requests") - 1
     read = second.parse().usage.cache_read_input_tokens
     assert read > 1024
     used_second = remaining(first, "input-tokens") - remaining(second, "input-tokens")
     assert used_second < 200, "cache reads were counted against the input-token limit"
 
-    ask("Thanks!")
-    ask("Bye!")
+    # Emptied by as many more as the bucket holds (one more if it refills meanwhile).
     with pytest.raises(anthropic.RateLimitError) as refused:
-        ask("One more?")
+        for _ in range(remaining(second, "requests") + 2):
+            ask("One more?")
     assert "requests per minute" in refused.value.message
     assert int(refused.value.response.headers["retry-after"]) >= 1
 
