@@ -314,35 +314,6 @@ impl SpendTracker {
         Ok(())
     }
 
-    fn add_shared(
-        &self,
-        shared: &Arc<SharedSpend>,
-        month_start: OffsetDateTime,
-        workspace_id: &str,
-        cents: f64,
-    ) {
-        *shared
-            .unsent()
-            .entry((month_label(month_start), workspace_id.to_owned()))
-            .or_default() += cents;
-        if shared.flushing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let shared = Arc::clone(shared);
-        let flush = move || {
-            std::thread::sleep(ADD_GATHER);
-            shared.flushing.store(false, Ordering::Release);
-            if let Err(err) = shared.flush_unsent() {
-                tracing::warn!(error = %err, "shared spend: kept to add later");
-            }
-        };
-        // Off a runtime (a batch worker's thread, a test) the caller can wait.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(flush)),
-            Err(_) => flush(),
-        }
-    }
-
     /// Whether a cap is configured for this workspace name.
     pub fn names(&self, workspace: &str) -> bool {
         self.limits.workspaces.contains_key(workspace)
@@ -547,12 +518,42 @@ impl SpendTracker {
             month.month_start
         };
         if let Some(shared) = &self.shared {
-            self.add_shared(shared, month_start, workspace_id, cents);
+            shared.add(month_start, workspace_id, cents);
         }
     }
 }
 
 impl SharedSpend {
+    /// Adds a request's cost to what the next flush sends, starting one if none is on its
+    /// way.
+    fn add(self: &Arc<Self>, month_start: OffsetDateTime, workspace_id: &str, cents: f64) {
+        *self
+            .unsent()
+            .entry((month_label(month_start), workspace_id.to_owned()))
+            .or_default() += cents;
+        if self.flushing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Off a runtime (a thread of its own, a test) the caller can wait, and sends at once.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let shared = Arc::clone(self);
+                drop(runtime.spawn_blocking(move || {
+                    std::thread::sleep(ADD_GATHER);
+                    shared.flush();
+                }));
+            }
+            Err(_) => self.flush(),
+        }
+    }
+
+    fn flush(&self) {
+        self.flushing.store(false, Ordering::Release);
+        if let Err(err) = self.flush_unsent() {
+            tracing::warn!(error = %err, "shared spend: kept to add later");
+        }
+    }
+
     /// Adds what gathered. A month Redis has not seeded adds nothing: its seed reads the
     /// ledger, which already holds these costs.
     fn flush_unsent(&self) -> Result<(), missive_coordination::Error> {
