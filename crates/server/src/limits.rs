@@ -589,20 +589,11 @@ mod tests {
         assert!(limiter.reserve("w", 600, 1).await.is_ok());
     }
 
-    /// Two replicas over the Redis `MISSIVE_TEST_REDIS` names, on a prefix of their own.
+    /// Two replicas over the test Redis, on a prefix of their own.
     fn replicas(limits: Limits) -> [Arc<RateLimiter>; 2] {
-        let url = std::env::var("MISSIVE_TEST_REDIS").expect(
-            "MISSIVE_TEST_REDIS must name a Redis server for the tests (scripts/test starts one)",
-        );
         let prefix = format!("limits-{}-{:?}", std::process::id(), Instant::now());
         std::array::from_fn(|_| {
-            let redis =
-                missive_coordination::Coordination::open(&url, &prefix, Duration::from_millis(500))
-                    .unwrap();
-            let shared = Shared {
-                redis: Arc::new(redis),
-                when_unreachable: crate::shared::WhenUnreachable::Refuse,
-            };
+            let shared = crate::shared::on_test_redis(&prefix);
             Arc::new(RateLimiter::new(limits, HashMap::new()).shared(shared))
         })
     }

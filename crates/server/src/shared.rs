@@ -43,3 +43,19 @@ impl Shared {
         }
     }
 }
+
+/// A replica's view of the Redis `MISSIVE_TEST_REDIS` names (`scripts/test` starts one),
+/// with its keys under `prefix`: replicas opened on one prefix share their buckets and
+/// spend.
+#[cfg(test)]
+pub(crate) fn on_test_redis(prefix: &str) -> Shared {
+    let url = std::env::var("MISSIVE_TEST_REDIS").expect(
+        "MISSIVE_TEST_REDIS must name a Redis server for the tests (scripts/test starts one)",
+    );
+    let redis = Coordination::open(&url, prefix, std::time::Duration::from_millis(500))
+        .expect("opening the test Redis");
+    Shared {
+        redis: Arc::new(redis),
+        when_unreachable: WhenUnreachable::Refuse,
+    }
+}

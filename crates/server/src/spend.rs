@@ -705,9 +705,6 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cost_reaches_every_replica_without_its_request_waiting_on_redis() {
-        let url = std::env::var("MISSIVE_TEST_REDIS").expect(
-            "MISSIVE_TEST_REDIS must name a Redis server for the tests (scripts/test starts one)",
-        );
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(missive_store::SqliteStore::open(&dir.path().join("store.db")).unwrap());
@@ -717,13 +714,7 @@ mod tests {
             std::time::Instant::now()
         );
         let replica = || {
-            let redis =
-                missive_coordination::Coordination::open(&url, &prefix, Duration::from_millis(500))
-                    .unwrap();
-            let shared = Shared {
-                redis: Arc::new(redis),
-                when_unreachable: crate::shared::WhenUnreachable::Refuse,
-            };
+            let shared = crate::shared::on_test_redis(&prefix);
             let prices = Prices {
                 default: Some(Price::new(10_000.0, 0.0)),
                 models: HashMap::new(),
