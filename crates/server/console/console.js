@@ -6,6 +6,11 @@
 let session = null;
 // Views rendered so far: lets a test (or anything else) wait for the next one.
 let renders = 0;
+// Routes started, and the latest one's render. A render lands only if no later route
+// started, so a slow, stale one never replaces a newer page (nor wipes what the user typed
+// into it); awaiting a stale route waits for the latest.
+let routes = 0;
+let latestRoute = null;
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -558,13 +563,19 @@ async function batches(page) {
 
 const PAGES = { overview, workspaces, requests, prompts: registryPage("prompts"), schemas: registryPage("schemas"), workbench, batches, audit };
 
-async function route() {
+function route() {
+  latestRoute = render(++routes);
+  return latestRoute;
+}
+
+async function render(started) {
   if (!session) return;
   const name = (location.hash || "#overview").slice(1);
   const view = PAGES[name] || overview;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.getAttribute("href") === `#${name}`);
   const page = el("section", { id: "page", "data-page": name });
   try { await view(page); } catch (err) { page.append(el("p", { class: "error", role: "alert" }, err.message)); }
+  if (started !== routes) return latestRoute;
   document.getElementById("page").replaceWith(page);
   renders += 1;
 }
