@@ -3,9 +3,9 @@
 //! replicas race. Redis holds no state that cannot be rebuilt: buckets start full again and
 //! spend is reseeded from the ledger when Redis comes back empty.
 //!
-//! The bucket take, on every request, is awaited. The rest is called from synchronous code
-//! (the spend tracker sits beside the store), so it runs on a runtime of this crate's own
-//! and the caller waits. Either way a call waits at most [`Coordination::timeout`]: an
+//! What a request waits for (the bucket take, a spend cap's reading) is awaited. The rest
+//! (adding costs, seeding a month from the ledger) is called from synchronous code off the
+//! request path, so it runs on a runtime of this crate's own and the caller waits. Either way a call waits at most [`Coordination::timeout`]: an
 //! unreachable Redis is an answer ([`Error::Unreachable`]), never a hang.
 
 mod buckets;
@@ -124,18 +124,25 @@ impl Coordination {
         }
     }
 
-    /// Runs `f` on the caller's runtime (the connection is shared with this crate's own):
-    /// the request path awaits Redis instead of blocking a worker on it.
+    /// Runs `f` on the coordination runtime and awaits its answer, up to the timeout: the
+    /// request path waits on Redis without blocking a worker. Every call runs there, so the
+    /// connection's own task does too, and a synchronous call from any thread can never
+    /// wait on a worker it blocks.
     async fn call_async<T, F, Fut>(&self, f: F) -> Result<T, Error>
     where
-        F: FnOnce(ConnectionManager, Arc<Scripts>) -> Fut,
-        Fut: Future<Output = Result<T, redis::RedisError>>,
+        T: Send + 'static,
+        F: FnOnce(ConnectionManager, Arc<Scripts>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, redis::RedisError>> + Send,
     {
         self.count_call();
-        let call = f(self.connection.clone(), Arc::clone(&self.scripts));
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(answer) => answer.map_err(classify),
-            Err(_) => Err(self.no_answer()),
+        let (connection, scripts) = (self.connection.clone(), Arc::clone(&self.scripts));
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.runtime.spawn(async move {
+            let _ = done.send(f(connection, scripts).await);
+        });
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(answer)) => answer.map_err(classify),
+            Ok(Err(_)) | Err(_) => Err(self.no_answer()),
         }
     }
 

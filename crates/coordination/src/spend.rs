@@ -36,19 +36,22 @@ fn workspace_field(workspace_id: &str) -> String {
 }
 
 impl Coordination {
-    /// What the organization and `workspace_id` spent in `month` (`YYYY-MM`).
-    pub fn spent(&self, month: &str, workspace_id: &str) -> Result<Option<Spent>, Error> {
+    /// What the organization and `workspace_id` spent in `month` (`YYYY-MM`). Awaited: a
+    /// cap is checked on the request path.
+    pub async fn spent(&self, month: &str, workspace_id: &str) -> Result<Option<Spent>, Error> {
         let key = self.key(&["spend", month]);
         let field = workspace_field(workspace_id);
-        let values: Vec<Option<String>> = self.call(move |mut c, _| async move {
-            redis::cmd("HMGET")
-                .arg(&key)
-                .arg("seeded")
-                .arg("org")
-                .arg(&field)
-                .query_async(&mut c)
-                .await
-        })?;
+        let values: Vec<Option<String>> = self
+            .call_async(move |mut c, _| async move {
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("seeded")
+                    .arg("org")
+                    .arg(&field)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
         let number = |i: usize| {
             values
                 .get(i)

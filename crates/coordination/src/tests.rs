@@ -129,10 +129,10 @@ async fn a_lease_is_taken_only_when_every_bucket_holds_it_on_top_of_the_request(
     assert_eq!((plain.short, plain.leased), (None, false));
 }
 
-#[test]
-fn spend_is_seeded_once_then_added_atomically() {
+#[tokio::test]
+async fn spend_is_seeded_once_then_added_atomically() {
     let c = open();
-    assert_eq!(c.spent("2026-11", "w1").unwrap(), None);
+    assert_eq!(c.spent("2026-11", "w1").await.unwrap(), None);
     assert!(
         !c.add_spend("2026-11", "w1", 5.0).unwrap(),
         "unseeded: nothing added"
@@ -143,14 +143,18 @@ fn spend_is_seeded_once_then_added_atomically() {
     c.seed_spend("2026-11", 1.0, &HashMap::new()).unwrap();
     assert!(c.add_spend("2026-11", "w1", 5.0).unwrap());
     assert_eq!(
-        c.spent("2026-11", "w1").unwrap(),
+        c.spent("2026-11", "w1").await.unwrap(),
         Some(Spent {
             organization_cents: 47.5,
             workspace_cents: 45.0
         })
     );
     assert_eq!(
-        c.spent("2026-11", "w3").unwrap().unwrap().workspace_cents,
+        c.spent("2026-11", "w3")
+            .await
+            .unwrap()
+            .unwrap()
+            .workspace_cents,
         0.0
     );
 }

@@ -181,7 +181,8 @@ pub async fn admit(
         Entry::CountTokens => {
             state
                 .spend
-                .check(&principal.workspace_id, &principal.workspace)?;
+                .check(&principal.workspace_id, &principal.workspace)
+                .await?;
             Hold {
                 reservation: state
                     .limits
@@ -195,14 +196,17 @@ pub async fn admit(
                 .limits
                 .reserve(&principal.workspace, estimate, request.max_tokens)
                 .await?;
-            let spend = state.spend.reserve(
-                &principal.workspace_id,
-                &principal.workspace,
-                &descriptor.id,
-                service_tier,
-                estimate,
-                request.max_tokens,
-            );
+            let spend = state
+                .spend
+                .reserve(
+                    &principal.workspace_id,
+                    &principal.workspace,
+                    &descriptor.id,
+                    service_tier,
+                    estimate,
+                    request.max_tokens,
+                )
+                .await;
             match spend {
                 Ok(spend) => Hold {
                     reservation,

@@ -179,13 +179,46 @@ pub struct SpendTracker {
 struct SharedSpend {
     shared: Shared,
     store: Arc<dyn Store>,
-    /// Costs not yet added in Redis, summed by month and workspace id. Requests only add
-    /// here; one flush at a time sends what gathered ([`ADD_GATHER`]), and a cap check
-    /// sends it before it reads. A failed flush keeps its sums, so an outage loses nothing
-    /// and holds one entry per workspace however long it lasts.
-    unsent: Mutex<HashMap<(String, String), f64>>,
+    /// To price the ledger's rows when a month is seeded.
+    prices: Prices,
+    /// Costs not yet added in Redis. Requests only add here; a flush sends what gathered
+    /// ([`ADD_GATHER`]), and a cap check on this replica counts them on top of what it
+    /// reads. A failed flush keeps its sums, so an outage loses nothing and holds one entry
+    /// per workspace however long it lasts; the next cost added tries again.
+    unsent: Mutex<Unsent>,
     /// Whether a flush is on its way.
     flushing: AtomicBool,
+    /// Held while a flush sends, so no sum is sent twice.
+    sending: Mutex<()>,
+}
+
+/// Costs summed by month and workspace id.
+type Sums = HashMap<(String, String), f64>;
+
+#[derive(Default)]
+struct Unsent {
+    /// For the next flush.
+    gathering: Sums,
+    /// Taken by a flush and not yet confirmed by Redis. A reading taken in between counts
+    /// a sum both here and in Redis: for a moment a cap is checked a few milliseconds'
+    /// costs early, never late.
+    sending: Sums,
+}
+
+impl Unsent {
+    /// What a workspace and the organization spent in `month` that Redis may not show.
+    fn in_month(&self, month: &str, workspace_id: &str) -> (f64, f64) {
+        let mut sums = (0.0, 0.0);
+        for ((m, w), cents) in self.gathering.iter().chain(&self.sending) {
+            if m == month {
+                sums.1 += cents;
+                if w == workspace_id {
+                    sums.0 += cents;
+                }
+            }
+        }
+        sums
+    }
 }
 
 /// How long costs gather before a flush sends them: a request never waits on Redis to be
@@ -227,8 +260,10 @@ impl SpendTracker {
         self.shared = Some(Arc::new(SharedSpend {
             shared,
             store,
+            prices: self.prices.clone(),
             unsent: Mutex::default(),
             flushing: AtomicBool::new(false),
+            sending: Mutex::default(),
         }));
         self
     }
@@ -236,81 +271,12 @@ impl SpendTracker {
     /// Seeds this month's spend from the ledger, so caps hold across restarts.
     pub fn load(&self, store: &dyn Store) -> Result<(), missive_store::Error> {
         let start = month_start(OffsetDateTime::now_utc());
-        let (organization_cents, by_workspace) = self.ledger_totals(store, start)?;
+        let (organization_cents, by_workspace) = ledger_totals(&self.prices, store, start)?;
         *self.lock() = MonthToDate {
             month_start: start,
             organization_cents,
             by_workspace,
         };
-        Ok(())
-    }
-
-    /// What the ledger says was spent since `start`: the organization's total, and by
-    /// workspace id.
-    fn ledger_totals(
-        &self,
-        store: &dyn Store,
-        start: OffsetDateTime,
-    ) -> Result<(f64, HashMap<String, f64>), missive_store::Error> {
-        let rows = store.usage(&UsageQuery {
-            start_ms: unix_ms(start),
-            end_ms: i64::MAX,
-            bucket_ms: i64::MAX,
-            group_by: vec![
-                Dimension::WorkspaceId,
-                Dimension::Model,
-                Dimension::ServiceTier,
-            ],
-            filters: vec![],
-        })?;
-        let mut organization = 0.0;
-        let mut by_workspace: HashMap<String, f64> = HashMap::new();
-        for row in rows {
-            let cents = self.prices.cost_cents(
-                row.model.as_deref().unwrap_or_default(),
-                row.service_tier.as_deref().unwrap_or_default(),
-                &row.tokens,
-            );
-            organization += cents;
-            *by_workspace
-                .entry(row.workspace_id.unwrap_or_default())
-                .or_default() += cents;
-        }
-        Ok((organization, by_workspace))
-    }
-
-    /// Month-to-date spend of the organization and a workspace as every replica sees it,
-    /// seeding Redis from the ledger when the month is missing there; `None` to use this
-    /// replica's own figures (Redis unreachable, and the operator chose that).
-    fn shared_spent(
-        &self,
-        shared: &SharedSpend,
-        month_start: OffsetDateTime,
-        workspace_id: &str,
-    ) -> Result<Option<(f64, f64)>, ApiError> {
-        let month = month_label(month_start);
-        let answer = (|| -> Result<_, Seeding> {
-            shared.flush_unsent()?;
-            if let Some(spent) = shared.shared.redis.spent(&month, workspace_id)? {
-                return Ok(Some(spent));
-            }
-            self.seed(shared, month_start)?;
-            Ok(shared.shared.redis.spent(&month, workspace_id)?)
-        })();
-        match answer {
-            Ok(spent) => Ok(spent.map(|s| (s.workspace_cents, s.organization_cents))),
-            Err(Seeding::Redis(err)) => shared.shared.unreachable(&err).map(|()| None),
-            Err(Seeding::Store(err)) => Err(ApiError::from(err)),
-        }
-    }
-
-    fn seed(&self, shared: &SharedSpend, month_start: OffsetDateTime) -> Result<(), Seeding> {
-        let (organization, by_workspace) =
-            self.ledger_totals(shared.store.as_ref(), month_start)?;
-        shared
-            .shared
-            .redis
-            .seed_spend(&month_label(month_start), organization, &by_workspace)?;
         Ok(())
     }
 
@@ -329,20 +295,31 @@ impl SpendTracker {
     }
 
     /// A workspace's spend this month, in cents, as its cap is checked against.
-    pub fn month_to_date_cents(&self, workspace_id: &str) -> Result<f64, ApiError> {
+    pub async fn month_to_date_cents(&self, workspace_id: &str) -> Result<f64, ApiError> {
+        Ok(self.spent(workspace_id).await?.workspace_cents)
+    }
+
+    /// What a workspace and the organization spent this month, as every replica sees it
+    /// when Redis is configured, else (or when the operator chose so while it is
+    /// unreachable) as this replica does.
+    async fn spent(&self, workspace_id: &str) -> Result<MonthSpent, ApiError> {
         let month_start = self.rolled().month_start;
-        let shared = match &self.shared {
-            Some(shared) => self.shared_spent(shared, month_start, workspace_id)?,
-            None => None,
-        };
-        Ok(match shared {
-            Some((workspace, _)) => workspace,
-            None => self
-                .rolled()
-                .by_workspace
-                .get(workspace_id)
-                .copied()
-                .unwrap_or(0.0),
+        if let Some(shared) = &self.shared {
+            if let Some((workspace_cents, organization_cents)) =
+                shared.spent(month_start, workspace_id).await?
+            {
+                return Ok(MonthSpent {
+                    month_start,
+                    workspace_cents,
+                    organization_cents,
+                });
+            }
+        }
+        let month = self.rolled();
+        Ok(MonthSpent {
+            month_start: month.month_start,
+            workspace_cents: month.by_workspace.get(workspace_id).copied().unwrap_or(0.0),
+            organization_cents: month.organization_cents,
         })
     }
 
@@ -397,7 +374,9 @@ impl SpendTracker {
 
     /// Checks the caps, counting what requests in flight may still cost, and holds this
     /// request's worst case (its input estimate and all of `max_tokens`) until it settles.
-    pub fn reserve(
+    /// The month's spend is read before the holds are locked: a reading from Redis keeps
+    /// no other request waiting, and the holds alone need the lock to add up.
+    pub async fn reserve(
         &self,
         workspace_id: &str,
         workspace_name: &str,
@@ -417,18 +396,25 @@ impl SpendTracker {
             service_tier,
             cents: self.prices.cost_cents(model, service_tier, &worst),
         };
+        let caps = self.caps(workspace_name);
+        let spent = match caps.any() {
+            true => Some(self.spent(workspace_id).await?),
+            false => None,
+        };
         let mut in_flight = self.in_flight();
-        let held_workspace = in_flight
-            .by_workspace
-            .get(workspace_id)
-            .copied()
-            .unwrap_or(0.0);
-        self.check_with(
-            workspace_id,
-            workspace_name,
-            held_workspace,
-            in_flight.organization_cents,
-        )?;
+        if let Some(spent) = spent {
+            let held_workspace = in_flight
+                .by_workspace
+                .get(workspace_id)
+                .copied()
+                .unwrap_or(0.0);
+            caps.refuse_over(
+                workspace_name,
+                &spent,
+                held_workspace,
+                in_flight.organization_cents,
+            )?;
+        }
         in_flight.organization_cents += hold.cents;
         *in_flight
             .by_workspace
@@ -450,56 +436,23 @@ impl SpendTracker {
     }
 
     /// Refuses a request once its workspace or the organization has spent its monthly cap.
-    pub fn check(&self, workspace_id: &str, workspace_name: &str) -> Result<(), ApiError> {
-        self.check_with(workspace_id, workspace_name, 0.0, 0.0)
-    }
-
-    fn check_with(
-        &self,
-        workspace_id: &str,
-        workspace_name: &str,
-        held_workspace: f64,
-        held_organization: f64,
-    ) -> Result<(), ApiError> {
-        let workspace_cap = self
-            .runtime_cap(workspace_name)
-            .or_else(|| self.limits.workspaces.get(workspace_name).copied());
-        if workspace_cap.is_none() && self.limits.organization.is_none() {
+    pub async fn check(&self, workspace_id: &str, workspace_name: &str) -> Result<(), ApiError> {
+        let caps = self.caps(workspace_name);
+        if !caps.any() {
             return Ok(());
         }
-        let month_start = self.rolled().month_start;
-        let shared = match &self.shared {
-            Some(shared) => self.shared_spent(shared, month_start, workspace_id)?,
-            None => None,
-        };
-        let (workspace_spent, organization_spent) = shared.unwrap_or_else(|| {
-            let month = self.rolled();
-            (
-                month.by_workspace.get(workspace_id).copied().unwrap_or(0.0),
-                month.organization_cents,
-            )
-        });
-        let over =
-            |cap_usd: Option<f64>, cents: f64| cap_usd.is_some_and(|cap| cents >= cap * 100.0);
-        let scope = if over(workspace_cap, workspace_spent + held_workspace) {
-            format!("workspace `{workspace_name}`")
-        } else if over(
-            self.limits.organization,
-            organization_spent + held_organization,
-        ) {
-            "organization".to_owned()
-        } else {
-            return Ok(());
-        };
-        let regain = next_month(month_start);
-        Err(ApiError::new(
-            ErrorType::InvalidRequestError,
-            format!(
-                "You have reached your specified {scope} API usage limits. You will regain access on {:04}-{:02}-01 at 00:00 UTC.",
-                regain.year(),
-                u8::from(regain.month())
-            ),
-        ))
+        let spent = self.spent(workspace_id).await?;
+        caps.refuse_over(workspace_name, &spent, 0.0, 0.0)
+    }
+
+    /// The caps that apply to a workspace, in USD.
+    fn caps(&self, workspace_name: &str) -> Caps {
+        Caps {
+            workspace: self
+                .runtime_cap(workspace_name)
+                .or_else(|| self.limits.workspaces.get(workspace_name).copied()),
+            organization: self.limits.organization,
+        }
     }
 
     /// Adds a billed call's cost.
@@ -523,12 +476,142 @@ impl SpendTracker {
     }
 }
 
+/// A month's spend, in cents.
+struct MonthSpent {
+    month_start: OffsetDateTime,
+    workspace_cents: f64,
+    organization_cents: f64,
+}
+
+/// Monthly caps in USD.
+struct Caps {
+    workspace: Option<f64>,
+    organization: Option<f64>,
+}
+
+impl Caps {
+    fn any(&self) -> bool {
+        self.workspace.is_some() || self.organization.is_some()
+    }
+
+    /// Refuses once spend and what is held for requests in flight reach a cap.
+    fn refuse_over(
+        &self,
+        workspace_name: &str,
+        spent: &MonthSpent,
+        held_workspace: f64,
+        held_organization: f64,
+    ) -> Result<(), ApiError> {
+        let over =
+            |cap_usd: Option<f64>, cents: f64| cap_usd.is_some_and(|cap| cents >= cap * 100.0);
+        let scope = if over(self.workspace, spent.workspace_cents + held_workspace) {
+            format!("workspace `{workspace_name}`")
+        } else if over(
+            self.organization,
+            spent.organization_cents + held_organization,
+        ) {
+            "organization".to_owned()
+        } else {
+            return Ok(());
+        };
+        let regain = next_month(spent.month_start);
+        Err(ApiError::new(
+            ErrorType::InvalidRequestError,
+            format!(
+                "You have reached your specified {scope} API usage limits. You will regain access on {:04}-{:02}-01 at 00:00 UTC.",
+                regain.year(),
+                u8::from(regain.month())
+            ),
+        ))
+    }
+}
+
+/// What the ledger says was spent since `start`: the organization's total, and by
+/// workspace id.
+fn ledger_totals(
+    prices: &Prices,
+    store: &dyn Store,
+    start: OffsetDateTime,
+) -> Result<(f64, HashMap<String, f64>), missive_store::Error> {
+    let rows = store.usage(&UsageQuery {
+        start_ms: unix_ms(start),
+        end_ms: i64::MAX,
+        bucket_ms: i64::MAX,
+        group_by: vec![
+            Dimension::WorkspaceId,
+            Dimension::Model,
+            Dimension::ServiceTier,
+        ],
+        filters: vec![],
+    })?;
+    let mut organization = 0.0;
+    let mut by_workspace: HashMap<String, f64> = HashMap::new();
+    for row in rows {
+        let cents = prices.cost_cents(
+            row.model.as_deref().unwrap_or_default(),
+            row.service_tier.as_deref().unwrap_or_default(),
+            &row.tokens,
+        );
+        organization += cents;
+        *by_workspace
+            .entry(row.workspace_id.unwrap_or_default())
+            .or_default() += cents;
+    }
+    Ok((organization, by_workspace))
+}
+
 impl SharedSpend {
+    /// Month-to-date spend of a workspace and the organization as every replica sees it,
+    /// this replica's costs on their way included, seeding Redis from the ledger when the
+    /// month is missing there; `None` to use this replica's own figures (Redis unreachable,
+    /// and the operator chose that).
+    async fn spent(
+        self: &Arc<Self>,
+        month_start: OffsetDateTime,
+        workspace_id: &str,
+    ) -> Result<Option<(f64, f64)>, ApiError> {
+        let month = month_label(month_start);
+        let mut read = self.shared.redis.spent(&month, workspace_id).await;
+        if matches!(read, Ok(None)) {
+            // Rare (once a month, or after Redis lost its data), and it reads the ledger.
+            let seeding = Arc::clone(self);
+            let seeded = tokio::task::spawn_blocking(move || seeding.seed(month_start))
+                .await
+                .map_err(ApiError::internal)?;
+            read = match seeded {
+                Ok(()) => self.shared.redis.spent(&month, workspace_id).await,
+                Err(Seeding::Redis(err)) => Err(err),
+                Err(Seeding::Store(err)) => return Err(ApiError::from(err)),
+            };
+        }
+        match read {
+            Ok(Some(spent)) => {
+                let (workspace, organization) = self.unsent().in_month(&month, workspace_id);
+                Ok(Some((
+                    spent.workspace_cents + workspace,
+                    spent.organization_cents + organization,
+                )))
+            }
+            Ok(None) => Ok(None),
+            Err(err) => self.shared.unreachable(&err).map(|()| None),
+        }
+    }
+
+    fn seed(&self, month_start: OffsetDateTime) -> Result<(), Seeding> {
+        let (organization, by_workspace) =
+            ledger_totals(&self.prices, self.store.as_ref(), month_start)?;
+        self.shared
+            .redis
+            .seed_spend(&month_label(month_start), organization, &by_workspace)?;
+        Ok(())
+    }
+
     /// Adds a request's cost to what the next flush sends, starting one if none is on its
     /// way.
     fn add(self: &Arc<Self>, month_start: OffsetDateTime, workspace_id: &str, cents: f64) {
         *self
             .unsent()
+            .gathering
             .entry((month_label(month_start), workspace_id.to_owned()))
             .or_default() += cents;
         if self.flushing.swap(true, Ordering::AcqRel) {
@@ -554,24 +637,30 @@ impl SharedSpend {
         }
     }
 
-    /// Adds what gathered. A month Redis has not seeded adds nothing: its seed reads the
-    /// ledger, which already holds these costs.
+    /// Adds what gathered, and what an earlier flush could not. A month Redis has not
+    /// seeded adds nothing: its seed reads the ledger, which already holds these costs.
     fn flush_unsent(&self) -> Result<(), missive_coordination::Error> {
-        // Sent without the lock held: requests keep adding while Redis answers.
-        let mut pending = std::mem::take(&mut *self.unsent()).into_iter();
-        while let Some(((month, workspace_id), cents)) = pending.next() {
-            if let Err(err) = self.shared.redis.add_spend(&month, &workspace_id, cents) {
-                let mut unsent = self.unsent();
-                for (key, cents) in std::iter::once(((month, workspace_id), cents)).chain(pending) {
-                    *unsent.entry(key).or_default() += cents;
-                }
-                return Err(err);
+        let _one_at_a_time = match self.sending.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let batch: Vec<((String, String), f64)> = {
+            let mut unsent = self.unsent();
+            let Unsent { gathering, sending } = &mut *unsent;
+            for (key, cents) in gathering.drain() {
+                *sending.entry(key).or_default() += cents;
             }
+            sending.iter().map(|(k, c)| (k.clone(), *c)).collect()
+        };
+        // Sent without the lock held: requests keep adding while Redis answers.
+        for ((month, workspace_id), cents) in batch {
+            self.shared.redis.add_spend(&month, &workspace_id, cents)?;
+            self.unsent().sending.remove(&(month, workspace_id));
         }
         Ok(())
     }
 
-    fn unsent(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), f64>> {
+    fn unsent(&self) -> std::sync::MutexGuard<'_, Unsent> {
         match self.unsent.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -654,8 +743,8 @@ mod tests {
         assert!((batch - 1402.5).abs() < 1e-6, "{batch}");
     }
 
-    #[test]
-    fn a_burst_cannot_all_pass_a_cap_only_its_first_request_fits_under() {
+    #[tokio::test]
+    async fn a_burst_cannot_all_pass_a_cap_only_its_first_request_fits_under() {
         let prices = Prices {
             default: Some(Price::new(1_000_000.0, 0.0)),
             models: HashMap::new(),
@@ -665,15 +754,24 @@ mod tests {
             workspaces: HashMap::from([("a".to_owned(), 1.0)]),
         };
         let tracker = SpendTracker::new(prices, limits);
-        let first = tracker.reserve("wa", "a", "m", "standard", 1, 0).unwrap();
-        assert!(tracker.reserve("wa", "a", "m", "standard", 1, 0).is_err());
+        let first = tracker
+            .reserve("wa", "a", "m", "standard", 1, 0)
+            .await
+            .unwrap();
+        assert!(tracker
+            .reserve("wa", "a", "m", "standard", 1, 0)
+            .await
+            .is_err());
         // Settled for less than it held, the first leaves room again.
         tracker.settle(&first, &tokens(0, 0, 0, 0, 0));
-        assert!(tracker.reserve("wa", "a", "m", "standard", 1, 0).is_ok());
+        assert!(tracker
+            .reserve("wa", "a", "m", "standard", 1, 0)
+            .await
+            .is_ok());
     }
 
-    #[test]
-    fn a_workspace_cap_trips_after_its_spend_and_names_the_scope() {
+    #[tokio::test]
+    async fn a_workspace_cap_trips_after_its_spend_and_names_the_scope() {
         let prices = Prices {
             default: Some(Price::new(1_000_000.0, 0.0)),
             models: HashMap::new(),
@@ -683,19 +781,19 @@ mod tests {
             workspaces: HashMap::from([("a".to_owned(), 1.0)]),
         };
         let tracker = SpendTracker::new(prices, limits);
-        tracker.check("wa", "a").unwrap();
+        tracker.check("wa", "a").await.unwrap();
         // One token at $1/token: the cap of $1 is reached.
         tracker.add("wa", "m", "standard", &tokens(1, 0, 0, 0, 0));
-        let refused = tracker.check("wa", "a").unwrap_err();
+        let refused = tracker.check("wa", "a").await.unwrap_err();
         assert_eq!(refused.error_type, ErrorType::InvalidRequestError);
         assert!(
             refused.message.contains("workspace `a`"),
             "{}",
             refused.message
         );
-        tracker.check("wb", "b").unwrap();
+        tracker.check("wb", "b").await.unwrap();
         tracker.add("wb", "m", "standard", &tokens(9, 0, 0, 0, 0));
-        let refused = tracker.check("wb", "b").unwrap_err();
+        let refused = tracker.check("wb", "b").await.unwrap_err();
         assert!(
             refused.message.contains("organization"),
             "{}",
@@ -728,7 +826,7 @@ mod tests {
         let calls = |tracker: &SpendTracker| tracker.shared.as_ref().unwrap().shared.redis.calls();
         let (a, b) = (replica(), replica());
         // The first check seeds the month from the (empty) ledger.
-        b.check("wa", "a").unwrap();
+        b.check("wa", "a").await.unwrap();
         let before = calls(&a);
         // A token at $0.01: a cent each.
         for _ in 0..50 {
@@ -736,18 +834,68 @@ mod tests {
         }
         assert!(calls(&a) - before <= 1, "the adds waited on Redis");
         let deadline = std::time::Instant::now() + Duration::from_secs(1);
-        while b.month_to_date_cents("wa").unwrap() < 50.0 - 1e-9 {
+        while b.month_to_date_cents("wa").await.unwrap() < 50.0 - 1e-9 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the costs never reached Redis"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!((b.month_to_date_cents("wa").unwrap() - 50.0).abs() < 1e-9);
+        assert!((b.month_to_date_cents("wa").await.unwrap() - 50.0).abs() < 1e-9);
         assert!(
             calls(&a) - before <= 3,
             "{} calls for 50 costs",
             calls(&a) - before
         );
+    }
+
+    /// A cap is read from Redis on the request path. While Redis keeps it waiting, the
+    /// runtime (here its only thread) still serves other requests, and the holds of other
+    /// workspaces are not locked behind it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_cap_waiting_on_redis_holds_up_neither_the_runtime_nor_other_workspaces() {
+        // Accepts connections (the kernel's backlog) and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let timeout = Duration::from_millis(800);
+        let redis = missive_coordination::Coordination::open(
+            &format!("redis://{}", silent.local_addr().unwrap()),
+            "silent",
+            timeout,
+        )
+        .unwrap();
+        let shared = Shared {
+            redis: Arc::new(redis),
+            when_unreachable: crate::shared::WhenUnreachable::Refuse,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(missive_store::SqliteStore::open(&dir.path().join("store.db")).unwrap());
+        let limits = SpendLimits {
+            organization: None,
+            workspaces: HashMap::from([("capped".to_owned(), 1.0)]),
+        };
+        let tracker = Arc::new(SpendTracker::new(Prices::default(), limits).shared(shared, store));
+        let started = std::time::Instant::now();
+        let capped = tokio::spawn({
+            let tracker = Arc::clone(&tracker);
+            async move { tracker.reserve("wc", "capped", "m", "standard", 1, 1).await }
+        });
+        // Let the capped request start waiting on Redis.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let free = tracker
+            .reserve("wf", "free", "m", "standard", 1, 1)
+            .await
+            .unwrap();
+        tracker.settle(&free, &TokenCounts::default());
+        assert!(
+            started.elapsed() < timeout / 2,
+            "an uncapped request waited {:?} behind a cap's reading",
+            started.elapsed()
+        );
+        assert!(!capped.is_finished());
+        // Redis never answered: the operator chose to refuse.
+        let refused = capped.await.unwrap().unwrap_err();
+        assert_eq!(refused.error_type, ErrorType::OverloadedError);
+        assert!(started.elapsed() >= timeout);
     }
 }

@@ -338,6 +338,7 @@ async fn a_spend_cap_trips_for_its_workspace_only_and_holds_across_a_restart_of_
     tracker.load(server.store.as_ref()).unwrap();
     assert!(tracker
         .check(capped.key.workspace_id.as_deref().unwrap(), "capped")
+        .await
         .is_err());
 }
 

@@ -22,16 +22,17 @@ pub(super) async fn workspaces(
     let limits: std::collections::HashMap<String, WorkspaceLimits> =
         store.workspace_limits()?.into_iter().collect();
     let switches = store.kill_switches()?;
-    let data: Vec<Value> = all
+    let mut data = Vec::new();
+    for w in all
         .into_iter()
         .filter(|w| scope.is_none_or(|own| own == w.id))
-        .map(|w| {
-            let set = limits.get(&w.id).copied().unwrap_or_default();
-            let cap = set
-                .spend_cap_usd
-                .or_else(|| state.spend.configured_cap_usd(&w.name));
-            let spent = state.spend.month_to_date_cents(&w.id).unwrap_or(0.0) / 100.0;
-            json!({
+    {
+        let set = limits.get(&w.id).copied().unwrap_or_default();
+        let cap = set
+            .spend_cap_usd
+            .or_else(|| state.spend.configured_cap_usd(&w.name));
+        let spent = state.spend.month_to_date_cents(&w.id).await.unwrap_or(0.0) / 100.0;
+        data.push(json!({
                 "id": w.id,
                 "name": w.name,
                 "killed": switches
@@ -50,9 +51,8 @@ pub(super) async fn workspaces(
                     "spend_cap_usd": set.spend_cap_usd,
                     "capture_content_days": set.capture_content_days,
                 },
-            })
-        })
-        .collect();
+        }));
+    }
     Ok(Json(json!({ "data": data })))
 }
 
