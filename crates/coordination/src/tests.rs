@@ -129,7 +129,9 @@ async fn a_lease_is_taken_only_when_every_bucket_holds_it_on_top_of_the_request(
     assert_eq!((plain.short, plain.leased), (None, false));
 }
 
-#[tokio::test]
+/// Awaited and synchronous calls mixed on one thread: the connection's task runs on the
+/// coordination runtime, so a synchronous call blocking this thread cannot stall it.
+#[tokio::test(flavor = "current_thread")]
 async fn spend_is_seeded_once_then_added_atomically() {
     let c = open();
     assert_eq!(c.spent("2026-11", "w1").await.unwrap(), None);
