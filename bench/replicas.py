@@ -166,9 +166,16 @@ def main():
             lines.append(f"| {name} | {label} | {a:.2f} | {b:.2f} | {b / a:.3f}x |")
     added = med("postgres", 0, "p99_ms") - med("sqlite", 0, "p99_ms")
     one_rps = med("postgres", 1, "rps")
+
+    def rounds(store, field):
+        return ", ".join(f"{r[0][field]:.2f}" for r in one[store])
+
     lines += [
         "",
-        f"Added p99 at {args.rate} req/s: {added:+.2f} ms (target: under 2 ms).",
+        f"Added p99 at {args.rate} req/s: {added:+.2f} ms (target: under 2 ms). Each round's p99 at "
+        f"{args.rate} req/s, in ms: SQLite {rounds('sqlite', 'p99_ms')}; PostgreSQL + Redis "
+        f"{rounds('postgres', 'p99_ms')}. Each round's slowest request: SQLite {rounds('sqlite', 'max_ms')}; "
+        f"PostgreSQL + Redis {rounds('postgres', 'max_ms')}.",
         "",
         "| saturation, closed loop | 1 replica | 3 replicas |",
         "|---|---|---|",
