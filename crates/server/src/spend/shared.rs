@@ -268,6 +268,57 @@ mod tests {
         );
     }
 
+    /// Costs wait for a flush before they reach Redis; the replica that ran them counts
+    /// them in its own cap checks at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[expect(
+        clippy::await_holding_lock,
+        reason = "holding off the flush is the point"
+    )]
+    async fn a_replica_counts_its_own_costs_before_redis_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(missive_store::SqliteStore::open(&dir.path().join("store.db")).unwrap());
+        let prefix = format!(
+            "spend-own-{}-{:?}",
+            std::process::id(),
+            std::time::Instant::now()
+        );
+        let prices = Prices {
+            default: Some(Price::new(10_000.0, 0.0)),
+            models: HashMap::new(),
+        };
+        // 50 cents.
+        let limits = SpendLimits {
+            organization: None,
+            workspaces: HashMap::from([("a".to_owned(), 0.5)]),
+        };
+        let tracker =
+            SpendTracker::new(prices, limits).shared(crate::shared::on_test_redis(&prefix), store);
+        tracker.check("wa", "a").await.unwrap();
+        // No flush can send while this is held.
+        let flushes = tracker.shared.as_ref().unwrap().sending.lock().unwrap();
+        // A token at $0.01: a cent each, 50 of them.
+        for _ in 0..50 {
+            tracker.add(
+                "wa",
+                "m",
+                "standard",
+                &TokenCounts {
+                    uncached_input: 1,
+                    ..TokenCounts::default()
+                },
+            );
+        }
+        let refused = tracker.check("wa", "a").await.unwrap_err();
+        assert!(
+            refused.message.contains("workspace `a`"),
+            "{}",
+            refused.message
+        );
+        drop(flushes);
+    }
+
     /// A cap is read from Redis on the request path. While Redis keeps it waiting, the
     /// runtime (here its only thread) still serves other requests, and the holds of other
     /// workspaces are not locked behind it.
