@@ -3,9 +3,11 @@
 //! replicas race. Redis holds no state that cannot be rebuilt: buckets start full again and
 //! spend is reseeded from the ledger when Redis comes back empty.
 //!
-//! What a request waits for (the bucket take, a spend cap's reading) is awaited. The rest
+//! Every call runs on a runtime of this crate's own, and so does the connection's task.
+//! What a request waits for (the bucket take, a spend cap's reading) is awaited; the rest
 //! (adding costs, seeding a month from the ledger) is called from synchronous code off the
-//! request path, so it runs on a runtime of this crate's own and the caller waits. Either way a call waits at most [`Coordination::timeout`]: an
+//! request path, and the caller blocks. Either way a call waits at most
+//! [`Coordination::timeout`]: an
 //! unreachable Redis is an answer ([`Error::Unreachable`]), never a hang.
 
 mod buckets;
