@@ -7,8 +7,8 @@
 //! What a request waits for (the bucket take, a spend cap's reading) is awaited; the rest
 //! (adding costs, seeding a month from the ledger) is called from synchronous code off the
 //! request path, and the caller blocks. Either way a call waits at most
-//! [`Coordination::timeout`]: an
-//! unreachable Redis is an answer ([`Error::Unreachable`]), never a hang.
+//! [`Coordination::timeout`]: an unreachable Redis is an answer ([`Error::Unreachable`]),
+//! never a hang.
 
 mod buckets;
 mod spend;
