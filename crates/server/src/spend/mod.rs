@@ -398,7 +398,13 @@ fn ledger_totals(
 mod tests {
     use super::*;
 
-    fn tokens(input: u64, output: u64, write_5m: u64, write_1h: u64, read: u64) -> TokenCounts {
+    pub(super) fn tokens(
+        input: u64,
+        output: u64,
+        write_5m: u64,
+        write_1h: u64,
+        read: u64,
+    ) -> TokenCounts {
         TokenCounts {
             uncached_input: input,
             cache_creation_5m: write_5m,
@@ -409,12 +415,17 @@ mod tests {
         }
     }
 
+    /// Every model at `input` USD per million input tokens; output free.
+    pub(super) fn priced(input: f64) -> Prices {
+        Prices {
+            default: Some(Price::new(input, 0.0)),
+            models: HashMap::new(),
+        }
+    }
+
     #[tokio::test]
     async fn a_burst_cannot_all_pass_a_cap_only_its_first_request_fits_under() {
-        let prices = Prices {
-            default: Some(Price::new(1_000_000.0, 0.0)),
-            models: HashMap::new(),
-        };
+        let prices = priced(1_000_000.0);
         let limits = SpendLimits {
             organization: None,
             workspaces: HashMap::from([("a".to_owned(), 1.0)]),
@@ -438,10 +449,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_workspace_cap_trips_after_its_spend_and_names_the_scope() {
-        let prices = Prices {
-            default: Some(Price::new(1_000_000.0, 0.0)),
-            models: HashMap::new(),
-        };
+        let prices = priced(1_000_000.0);
         let limits = SpendLimits {
             organization: Some(10.0),
             workspaces: HashMap::from([("a".to_owned(), 1.0)]),

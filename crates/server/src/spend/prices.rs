@@ -123,17 +123,7 @@ pub fn tier_factor(service_tier: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tokens(input: u64, output: u64, write_5m: u64, write_1h: u64, read: u64) -> TokenCounts {
-        TokenCounts {
-            uncached_input: input,
-            cache_creation_5m: write_5m,
-            cache_creation_1h: write_1h,
-            cache_read: read,
-            output,
-            ..TokenCounts::default()
-        }
-    }
+    use crate::spend::tests::tokens;
 
     #[test]
     fn web_searches_are_priced_per_thousand() {

@@ -210,24 +210,32 @@ mod tests {
     use missive_store::TokenCounts;
 
     use super::*;
-    use crate::spend::{Price, SpendLimits, SpendTracker};
+    use crate::spend::tests::{priced, tokens};
+    use crate::spend::{SpendLimits, SpendTracker};
+
+    /// A SQLite store to seed months from, in a directory that lives as long as the guard.
+    fn sqlite_store() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = missive_store::SqliteStore::open(&dir.path().join("store.db")).unwrap();
+        (dir, Arc::new(store))
+    }
+
+    /// Redis keys of this test run's own.
+    fn redis_prefix(test: &str) -> String {
+        format!(
+            "spend-{test}-{}-{:?}",
+            std::process::id(),
+            std::time::Instant::now()
+        )
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cost_reaches_every_replica_without_its_request_waiting_on_redis() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(missive_store::SqliteStore::open(&dir.path().join("store.db")).unwrap());
-        let prefix = format!(
-            "spend-{}-{:?}",
-            std::process::id(),
-            std::time::Instant::now()
-        );
+        let (_dir, store) = sqlite_store();
+        let prefix = redis_prefix("replicas");
         let replica = || {
             let shared = crate::shared::on_test_redis(&prefix);
-            let prices = Prices {
-                default: Some(Price::new(10_000.0, 0.0)),
-                models: HashMap::new(),
-            };
+            let prices = priced(10_000.0);
             let limits = SpendLimits {
                 organization: None,
                 workspaces: HashMap::from([("a".to_owned(), 1_000.0)]),
@@ -241,15 +249,7 @@ mod tests {
         let before = calls(&a);
         // A token at $0.01: a cent each.
         for _ in 0..50 {
-            a.add(
-                "wa",
-                "m",
-                "standard",
-                &TokenCounts {
-                    uncached_input: 1,
-                    ..TokenCounts::default()
-                },
-            );
+            a.add("wa", "m", "standard", &tokens(1, 0, 0, 0, 0));
         }
         assert!(calls(&a) - before <= 1, "the adds waited on Redis");
         let deadline = std::time::Instant::now() + Duration::from_secs(1);
@@ -276,18 +276,9 @@ mod tests {
         reason = "holding off the flush is the point"
     )]
     async fn a_replica_counts_its_own_costs_before_redis_has_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(missive_store::SqliteStore::open(&dir.path().join("store.db")).unwrap());
-        let prefix = format!(
-            "spend-own-{}-{:?}",
-            std::process::id(),
-            std::time::Instant::now()
-        );
-        let prices = Prices {
-            default: Some(Price::new(10_000.0, 0.0)),
-            models: HashMap::new(),
-        };
+        let (_dir, store) = sqlite_store();
+        let prefix = redis_prefix("own");
+        let prices = priced(10_000.0);
         // 50 cents.
         let limits = SpendLimits {
             organization: None,
@@ -300,15 +291,7 @@ mod tests {
         let flushes = tracker.shared.as_ref().unwrap().sending.lock().unwrap();
         // A token at $0.01: a cent each, 50 of them.
         for _ in 0..50 {
-            tracker.add(
-                "wa",
-                "m",
-                "standard",
-                &TokenCounts {
-                    uncached_input: 1,
-                    ..TokenCounts::default()
-                },
-            );
+            tracker.add("wa", "m", "standard", &tokens(1, 0, 0, 0, 0));
         }
         let refused = tracker.check("wa", "a").await.unwrap_err();
         assert!(
@@ -337,9 +320,7 @@ mod tests {
             redis: Arc::new(redis),
             when_unreachable: crate::shared::WhenUnreachable::Refuse,
         };
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(missive_store::SqliteStore::open(&dir.path().join("store.db")).unwrap());
+        let (_dir, store) = sqlite_store();
         let limits = SpendLimits {
             organization: None,
             workspaces: HashMap::from([("capped".to_owned(), 1.0)]),
