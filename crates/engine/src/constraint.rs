@@ -315,6 +315,11 @@ struct Frame {
     more: String,
     /// After the last call.
     end: String,
+    /// Whether the last call's `tail` may be left out, the end of the turn closing it.
+    /// A small model that wants to end its turn right after a call's object, when the
+    /// grammar insists on the closing marker, writes the marker in unfamiliar pieces and
+    /// then, off its usual path, often goes on to call more tools until `max_tokens`.
+    open_end: bool,
 }
 
 impl Frame {
@@ -333,6 +338,7 @@ impl Frame {
                 tail: String::new(),
                 more: ", ".to_owned(),
                 end: "]".to_owned(),
+                open_end: false,
             };
         }
         let bare = |tail: &str| Self {
@@ -340,6 +346,7 @@ impl Frame {
             tail: tail.to_owned(),
             more: String::new(),
             end: String::new(),
+            open_end: false,
         };
         match format {
             // The call object is the rest of the reply; one per turn.
@@ -366,6 +373,7 @@ impl Frame {
                     _ => open.to_owned(),
                 },
                 end: block_close.to_owned(),
+                open_end: false,
             },
             // GLM writes the name right after the marker; the others start a new line.
             None => {
@@ -378,6 +386,7 @@ impl Frame {
                     tail: format!("\n{close}"),
                     more: format!("\n{open}{lead}"),
                     end: String::new(),
+                    open_end: true,
                 }
             }
         }
@@ -401,12 +410,16 @@ fn tool_calls_grammar(
     // a grammar literal matches them however they are tokenised.
     let literal = |text: &str| (!text.is_empty()).then(|| lark_string(text));
     let tail = literal(&frame.tail);
+    let last_tail = match frame.open_end {
+        true => tail.as_ref().map(|tail| format!("{tail}?")),
+        false => tail.clone(),
+    };
     let more = (!single).then(|| "more*".to_owned());
     let start: Vec<String> = [
         literal(&frame.head),
         Some(first_rule),
-        tail.clone(),
         more,
+        last_tail,
         literal(&frame.end),
     ]
     .into_iter()
@@ -414,7 +427,7 @@ fn tool_calls_grammar(
     .collect();
     lark.push_str(&format!("start: {}\n", start.join(" ")));
     if !single {
-        let more: Vec<String> = [literal(&frame.more), Some("call".to_owned()), tail]
+        let more: Vec<String> = [tail, literal(&frame.more), Some("call".to_owned())]
             .into_iter()
             .flatten()
             .collect();
@@ -443,23 +456,26 @@ mod tests {
         let hermes = Frame::of(ToolFormat::Hermes);
         let lark = tool_calls_grammar(&calls, Some(0), true, &hermes);
         assert!(
-            lark.starts_with("start: \"\\n\" call_0 \"\\n</tool_call>\"\n"),
+            lark.starts_with("start: \"\\n\" call_0 \"\\n</tool_call>\"?\n"),
             "{lark}"
         );
         let lark = tool_calls_grammar(&calls, None, false, &hermes);
-        assert!(lark.contains("</tool_call>\" more*"), "{lark}");
-        assert!(lark.contains("more: \"\\n<tool_call>\\n\" call"), "{lark}");
+        assert!(lark.contains("call more* \"\\n</tool_call>\"?\n"), "{lark}");
+        assert!(
+            lark.contains("more: \"\\n</tool_call>\" \"\\n<tool_call>\\n\" call"),
+            "{lark}"
+        );
 
         // DeepSeek: after the block's opening, each call in its own markers, then the
         // block's end.
         let deepseek = Frame::of(ToolFormat::DeepSeek);
         let lark = tool_calls_grammar(&calls, None, false, &deepseek);
         assert!(
-            lark.starts_with("start: \"<｜tool▁call▁begin｜>\" call \"<｜tool▁call▁end｜>\" more* \"<｜tool▁calls▁end｜>\"\n"),
+            lark.starts_with("start: \"<｜tool▁call▁begin｜>\" call more* \"<｜tool▁call▁end｜>\" \"<｜tool▁calls▁end｜>\"\n"),
             "{lark}"
         );
         assert!(
-            lark.contains("more: \"<｜tool▁call▁begin｜>\" call \"<｜tool▁call▁end｜>\"\n"),
+            lark.contains("more: \"<｜tool▁call▁end｜>\" \"<｜tool▁call▁begin｜>\" call\n"),
             "{lark}"
         );
 
@@ -483,6 +499,60 @@ mod tests {
         let harmony = Frame::of(ToolFormat::Harmony);
         let lark = tool_calls_grammar(&calls, None, true, &harmony);
         assert!(lark.starts_with("start: call \"<|call|>\"\n"), "{lark}");
+    }
+
+    /// Whether `text` is a whole reply the grammar accepts, on a vocabulary of single
+    /// bytes (so any text is one way of tokenising it).
+    fn accepts(lark: &str, text: &str) -> bool {
+        let factory = ParserFactory::new_simple(&toktrie::ApproximateTokEnv::single_byte_env())
+            .expect("a factory over single bytes");
+        let parser = factory
+            .create_parser(TopLevelGrammar::from_lark(lark.to_owned()))
+            .expect("the grammar compiles");
+        let mut matcher = Matcher::new(Ok(parser));
+        let bytes: Vec<u32> = text.bytes().map(u32::from).collect();
+        matcher.consume_tokens(&bytes).is_ok() && matcher.is_accepting().unwrap_or(false)
+    }
+
+    #[test]
+    fn the_turns_end_may_close_the_last_call_where_markers_close_each_call() {
+        let calls = vec![format!(
+            "{} %json {{\"type\": \"object\"}} \"}}\"",
+            lark_string("{\"name\": \"a\", \"arguments\": ")
+        )];
+        let call = "{\"name\": \"a\", \"arguments\": {}}";
+        for single in [true, false] {
+            let hermes =
+                tool_calls_grammar(&calls, Some(0), single, &Frame::of(ToolFormat::Hermes));
+            assert!(
+                accepts(&hermes, &format!("\n{call}\n</tool_call>")),
+                "{hermes}"
+            );
+            assert!(accepts(&hermes, &format!("\n{call}")), "{hermes}");
+            assert!(!accepts(&hermes, &format!("\n{call}\n</tool")), "{hermes}");
+            assert_eq!(
+                accepts(
+                    &hermes,
+                    &format!("\n{call}\n</tool_call>\n<tool_call>\n{call}")
+                ),
+                !single,
+                "{hermes}"
+            );
+        }
+        // Only the last call's marker may be left out.
+        let hermes = tool_calls_grammar(&calls, None, false, &Frame::of(ToolFormat::Hermes));
+        assert!(!accepts(&hermes, &format!("\n{call}\n<tool_call>\n{call}")));
+        // A block of calls still needs its closing markers.
+        let deepseek = tool_calls_grammar(&calls, None, false, &Frame::of(ToolFormat::DeepSeek));
+        let open = "<｜tool▁call▁begin｜>";
+        let closed = format!("{open}{call}<｜tool▁call▁end｜>");
+        assert!(accepts(&deepseek, &format!("{closed}<｜tool▁calls▁end｜>")));
+        assert!(accepts(
+            &deepseek,
+            &format!("{closed}{closed}<｜tool▁calls▁end｜>")
+        ));
+        assert!(!accepts(&deepseek, &format!("{open}{call}")));
+        assert!(!accepts(&deepseek, &closed));
     }
 
     #[test]
