@@ -41,6 +41,7 @@ async fn main() {
         chat_template: None,
         tool_format: None,
         lookup_tokens: 0,
+        grammar_guesses: false,
         speculation_gate: true,
         disk_cache: None,
         draft: None,

@@ -138,6 +138,7 @@ impl EngineBackend {
             spill_min_tokens: config.cache_min_tokens.min(256),
             placement: config.placement,
             lookup_tokens: config.lookup_tokens,
+            grammar_guesses: config.grammar_guesses,
             speculation_gate: config.speculation_gate,
             disk_min_tokens: config.cache_min_tokens,
         };

@@ -48,6 +48,9 @@ pub struct ModelConfig {
     /// Prompt-lookup decoding: tokens guessed from the prompt and reply after each sampled
     /// one and checked in the same decode, at most (0 turns it off).
     pub lookup_tokens: usize,
+    /// The tokens a grammar forces (a structured output's keys, a tool call's framing) are
+    /// guessed and checked in the same decode as the token before them.
+    pub grammar_guesses: bool,
     /// Pause guessing (lookup or draft) while it measures slower than plain decoding. Off,
     /// guesses are made whenever there are some: tests that count them, or hardware known
     /// to gain.

@@ -36,7 +36,7 @@ use crate::error::Error;
 use crate::output::tool_calls::{self, Markers};
 use crate::prompt_cache::{CacheLedger, Ttl};
 use host_cache::{HostCache, HostCacheStats};
-use slot::{Slot, StepOutcome};
+use slot::{GuessBudget, Slot, StepOutcome};
 
 /// How long work starting from idle waits for another job to join it.
 const GATHER_GAP: Duration = Duration::from_millis(5);
@@ -165,6 +165,8 @@ pub(crate) struct ContextSettings {
     pub placement: crate::placement::Placement,
     /// Prompt-lookup guesses decoded after each sampled token, at most (0: none).
     pub lookup_tokens: usize,
+    /// The tokens a grammar forces are guessed (see `Slot::add_pending`).
+    pub grammar_guesses: bool,
     /// Guessing pauses while it measures slower than plain decoding (`spec_gate`).
     pub speculation_gate: bool,
     /// A prompt is written to the disk cache when that adds at least this many tokens to
@@ -548,15 +550,23 @@ impl Scheduler<'_> {
         let n_ctx = self.settings.n_ctx as usize;
         let mut used: usize = self.slots.iter().map(Slot::cached_len).sum();
         let decoding = self.slots.iter().filter(|s| s.is_decoding()).count();
-        let speculate = match (
-            decoding <= DRAFT_MAX_STREAMS
-                && (!self.settings.speculation_gate || self.spec_gate.allows(self.tick)),
-            &self.drafter,
-        ) {
-            (false, _) => 0,
-            (true, Some(_)) => usize::MAX,
-            (true, None) => self.settings.lookup_tokens,
+        let guessing = decoding <= DRAFT_MAX_STREAMS
+            && (!self.settings.speculation_gate || self.spec_gate.allows(self.tick));
+        let speculate = match guessing {
+            false => GuessBudget::default(),
+            true => GuessBudget {
+                forced: match self.settings.grammar_guesses {
+                    true => usize::MAX,
+                    false => 0,
+                },
+                proposed: match self.drafter {
+                    Some(_) => usize::MAX,
+                    None => self.settings.lookup_tokens,
+                },
+            },
         };
+        let model = self.model;
+        let vocab = model.vocab();
         let n_batch = self.settings.n_batch as usize;
         for i in 0..self.slots.len() {
             if !self.slots[i].is_decoding() || (pause_background && self.slots[i].is_background()) {
@@ -576,13 +586,17 @@ impl Scheduler<'_> {
                 false => n_ctx - used - 1,
             };
             let batch_room = n_batch.saturating_sub(self.batch.n_tokens() as usize + decoding);
-            let drafts = speculate.min(free_cells).min(batch_room);
+            let room = free_cells.min(batch_room);
+            let budget = GuessBudget {
+                forced: speculate.forced.min(room),
+                proposed: speculate.proposed.min(room),
+            };
             let drafter = &mut self.drafter;
             let propose = |seq: u32, history: &[LlamaToken], max: usize| match drafter {
                 Some(drafter) => drafter.propose(seq, history, max),
                 None => lookup::draft(history, max).to_vec(),
             };
-            if let Ok(added) = self.slots[i].add_pending(&mut self.batch, drafts, propose) {
+            if let Ok(added) = self.slots[i].add_pending(&mut self.batch, &vocab, budget, propose) {
                 used += added;
             }
         }

@@ -33,6 +33,7 @@ mod real_model {
             chat_template: None,
             tool_format: None,
             lookup_tokens: 0,
+            grammar_guesses: false,
             speculation_gate: false,
             disk_cache: None,
             draft: None,
@@ -657,16 +658,18 @@ mod real_model {
         assert!(counted_from(&replies[2], 101) >= 20, "{:?}", replies[2]);
     }
 
-    /// Engines of one sequence each: plain, with prompt-lookup decoding, and with the same
-    /// model drafting for itself (every proposal should then be kept). Used only by the test
-    /// below: a sequence batched with another may round differently and part at a near tie,
-    /// which is not what is compared here.
-    fn speculation_engines() -> &'static [EngineBackend; 3] {
-        static ENGINES: OnceLock<[EngineBackend; 3]> = OnceLock::new();
+    /// Engines of one sequence each: plain, with prompt-lookup decoding, with the same
+    /// model drafting for itself (every proposal should then be kept), and guessing only
+    /// what a grammar forces. Used only by the tests below: a sequence batched with another
+    /// may round differently and part at a near tie, which is not what is compared here.
+    fn speculation_engines() -> &'static [EngineBackend; 4] {
+        static ENGINES: OnceLock<[EngineBackend; 4]> = OnceLock::new();
         ENGINES.get_or_init(|| {
             let mut config = config(16);
             config.parallel = 1;
             let plain = EngineBackend::load(&config).unwrap();
+            config.grammar_guesses = true;
+            let forced = EngineBackend::load(&config).unwrap();
             config.lookup_tokens = 10;
             let lookup = EngineBackend::load(&config).unwrap();
             config.draft = Some(missive_engine::DraftModel {
@@ -676,8 +679,54 @@ mod real_model {
                     min_p: 0.0,
                 },
             });
-            [plain, lookup, EngineBackend::load(&config).unwrap()]
+            [plain, lookup, EngineBackend::load(&config).unwrap(), forced]
         })
+    }
+
+    /// A structured output and a forced call, whose keys and framing the grammar forces:
+    /// guessed and kept, with the same tokens as plain decoding.
+    #[tokio::test]
+    async fn forced_text_is_guessed_and_the_output_is_unchanged() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let [plain, _, _, forced] = speculation_engines();
+        let schema = serde_json::json!({"type": "object",
+            "properties": {"package_name": {"type": "string", "maxLength": 30},
+                           "latest_version": {"type": "string", "maxLength": 12},
+                           "license_identifier": {"type": "string", "maxLength": 20},
+                           "is_actively_maintained": {"type": "boolean"}},
+            "required": ["package_name", "latest_version", "license_identifier", "is_actively_maintained"],
+            "additionalProperties": false});
+        let structured = serde_json::json!({"model": "m", "max_tokens": 120, "temperature": 0,
+            "output_config": {"format": {"type": "json_schema", "schema": schema}},
+            "messages": [{"role": "user", "content": "Describe the Python package requests."}]});
+        let call = serde_json::json!({"model": "m", "max_tokens": 120, "temperature": 0,
+            "tools": [{"name": "get_weather", "description": "Current weather in a city",
+                       "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+                                        "required": ["city"]}}],
+            "tool_choice": {"type": "tool", "name": "get_weather"},
+            "messages": [{"role": "user", "content": "What is the weather in Oslo?"}]});
+        for body in [structured, call] {
+            let expected = run_full(plain, request(body.clone())).await;
+            let kept_before = forced.draft_stats().accepted.load(Relaxed);
+            let guessed = run_full(forced, request(body.clone())).await;
+            assert_eq!(expected.text, guessed.text);
+            assert_eq!(expected.tool_calls, guessed.tool_calls);
+            assert_eq!(expected.output_tokens, guessed.output_tokens);
+            assert_eq!(expected.reason, guessed.reason);
+            let kept = forced.draft_stats().accepted.load(Relaxed) - kept_before;
+            // The four keys alone are over 20 tokens; a forced call's framing, 7.
+            assert!(kept >= 7, "kept {kept} forced tokens: {}", guessed.text);
+        }
+        let stats = forced.draft_stats();
+        let (guessed, kept) = (stats.drafted.load(Relaxed), stats.accepted.load(Relaxed));
+        // Missed: where the model spells a key in other tokens than the tokenizer would
+        // (`_`, `ide`, `nt`, `ifier` for `_identifier`), or joins the forced text's last
+        // token to what follows (` ` and `true`).
+        assert!(
+            kept >= 30 && kept * 3 >= guessed * 2,
+            "kept {kept} of {guessed}"
+        );
+        assert_eq!(plain.draft_stats().drafted.load(Relaxed), 0);
     }
 
     const SNIPPET: &str = "fn parse_port(text: &str) -> Option<u16> {\n    let trimmed = text.trim();\n    if trimmed.is_empty() {\n        return None;\n    }\n    trimmed.parse::<u16>().ok().filter(|port| *port != 0)\n}\n";
@@ -685,7 +734,7 @@ mod real_model {
     #[tokio::test]
     async fn speculation_output_is_token_identical_and_a_strict_call_still_validates() {
         use std::sync::atomic::Ordering::Relaxed;
-        let [plain, lookup, drafted] = speculation_engines();
+        let [plain, lookup, drafted, _] = speculation_engines();
         let copy = format!(
             "Repeat this Rust function exactly, renaming parse_port to read_port:\n\n{SNIPPET}"
         );

@@ -755,6 +755,11 @@ pub struct ModelEntry {
     /// far and checks them in the same decode (the output is unchanged).
     #[serde(default = "default_prompt_lookup")]
     pub prompt_lookup: bool,
+    /// The text a grammar forces (a structured output's keys, a tool call's framing) is
+    /// guessed and checked in the same decode as the token before it (the output is
+    /// unchanged).
+    #[serde(default = "default_grammar_guesses")]
+    pub grammar_guesses: bool,
     /// Speculative decoding: a smaller model with the same tokenizer (a source as for
     /// `source`, say `qwen2.5-coder-0.5b-instruct`) proposes tokens the model checks in one
     /// decode. Takes the place of prompt lookup.
@@ -830,6 +835,18 @@ fn default_host_cache_mb() -> usize {
 fn default_prompt_lookup() -> bool {
     true
 }
+/// An on/off environment variable's value.
+fn switch(name: &str, value: &str) -> anyhow::Result<bool> {
+    match value {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        other => anyhow::bail!("{name} must be on or off (got {other})"),
+    }
+}
+
+fn default_grammar_guesses() -> bool {
+    true
+}
 fn default_draft_tokens() -> u32 {
     16
 }
@@ -864,6 +881,7 @@ fn default_models() -> Vec<ModelEntry> {
         chat_template_file: None,
         tool_format: None,
         prompt_lookup: default_prompt_lookup(),
+        grammar_guesses: default_grammar_guesses(),
         draft_model: None,
         draft_tokens: default_draft_tokens(),
         draft_min_p: default_draft_min_p(),
@@ -951,11 +969,7 @@ impl Config {
             self.admin_keys.push(key);
         }
         if let Some(on) = var("MISSIVE_GOVERNANCE") {
-            self.governance.enabled = match on.as_str() {
-                "on" | "true" | "1" => true,
-                "off" | "false" | "0" => false,
-                other => anyhow::bail!("MISSIVE_GOVERNANCE must be on or off (got {other})"),
-            };
+            self.governance.enabled = switch("MISSIVE_GOVERNANCE", &on)?;
         }
         if let Some(first) = self.models.first_mut() {
             if let Some(source) = var("MISSIVE_MODEL") {
@@ -1013,11 +1027,10 @@ impl Config {
                 );
             }
             if let Some(lookup) = var("MISSIVE_PROMPT_LOOKUP") {
-                first.prompt_lookup = match lookup.as_str() {
-                    "on" | "true" | "1" => true,
-                    "off" | "false" | "0" => false,
-                    other => anyhow::bail!("MISSIVE_PROMPT_LOOKUP must be on or off (got {other})"),
-                };
+                first.prompt_lookup = switch("MISSIVE_PROMPT_LOOKUP", &lookup)?;
+            }
+            if let Some(guesses) = var("MISSIVE_GRAMMAR_GUESSES") {
+                first.grammar_guesses = switch("MISSIVE_GRAMMAR_GUESSES", &guesses)?;
             }
             if let Some(draft) = var("MISSIVE_DRAFT_MODEL") {
                 first.draft_model = (!draft.is_empty()).then_some(draft);

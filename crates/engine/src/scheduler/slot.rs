@@ -27,6 +27,15 @@ const FIRST_DRAFT_CAP: usize = 4;
 /// Past any `draft_tokens` worth setting.
 const MAX_DRAFT_CAP: usize = 64;
 
+/// How many guesses a sequence may add after its pending token, by source.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct GuessBudget {
+    /// Tokens the grammar forces.
+    pub forced: usize,
+    /// Tokens prompt lookup or the draft model proposes.
+    pub proposed: usize,
+}
+
 pub(super) enum StepOutcome {
     Running,
     Finished,
@@ -277,13 +286,16 @@ impl Slot {
         [i32::try_from(self.seq).unwrap_or(0)]
     }
 
-    /// Adds the last sampled token, with logits, followed by the tokens `propose` guesses
-    /// come after it (given this sequence's tokens, that one included, and how many it may
-    /// guess), each with logits to check it. Returns how many tokens it added.
+    /// Adds the last sampled token, with logits, followed by guesses at the tokens after
+    /// it, each with logits to check it: first the tokens the grammar forces (up to
+    /// `budget.forced`), then up to `budget.proposed` that `propose` guesses (given this
+    /// sequence's tokens, the forced ones included, and how many it may guess). Under a
+    /// grammar, guesses it would refuse are dropped. Returns how many tokens it added.
     pub fn add_pending(
         &mut self,
         batch: &mut LlamaBatch<'_>,
-        max_drafts: usize,
+        vocab: &LlamaVocab<'_>,
+        budget: GuessBudget,
         propose: impl FnOnce(u32, &[LlamaToken], usize) -> Vec<LlamaToken>,
     ) -> Result<usize, BatchAddError> {
         let seq = self.seq_ids();
@@ -293,8 +305,8 @@ impl Slot {
         let Some(token) = active.pending else {
             return Ok(0);
         };
-        let pos = i32::try_from(self.cached.len()).unwrap_or(i32::MAX);
-        batch.add(token, pos, &seq, true)?;
+        let pos = self.cached.len();
+        batch.add(token, position(pos), &seq, true)?;
         active.pending = None;
         active.logits_at = Some(batch.n_tokens() - 1);
         active.in_batch = true;
@@ -304,20 +316,29 @@ impl Slot {
             .job
             .max_tokens
             .saturating_sub(active.output_tokens.saturating_add(1)) as usize;
-        active.drafts = match max_drafts.min(left).min(active.draft_cap) {
-            0 => Vec::new(),
-            max => propose(self.seq, &self.cached, max),
-        };
-        for &draft in &active.drafts {
-            let pos = i32::try_from(self.cached.len()).unwrap_or(i32::MAX);
-            if batch.add(draft, pos, &seq, true).is_err() {
+        let cap = left.min(active.draft_cap);
+        let mut drafts = active.sampler.forced_tokens(vocab, budget.forced.min(cap));
+        // Lookup reads the forced tokens as part of the sequence: it guesses what follows them.
+        self.cached.extend_from_slice(&drafts);
+        match budget.proposed.min(cap - drafts.len()) {
+            0 => {}
+            max => drafts.extend(propose(self.seq, &self.cached, max)),
+        }
+        self.cached.truncate(pos + 1);
+        drafts.truncate(active.sampler.valid_prefix(&drafts));
+        for &draft in &drafts {
+            if batch
+                .add(draft, position(self.cached.len()), &seq, true)
+                .is_err()
+            {
                 break;
             }
             self.cached.push(draft);
         }
         // Whatever did not fit in the batch is no guess.
-        let added = self.cached.len() - usize::try_from(pos).unwrap_or(0) - 1;
-        active.drafts.truncate(added);
+        let added = self.cached.len() - pos - 1;
+        drafts.truncate(added);
+        active.drafts = drafts;
         Ok(1 + added)
     }
 
@@ -336,9 +357,8 @@ impl Slot {
         let total = active.job.tokens.len();
         for i in start..end {
             let token = active.job.tokens[i];
-            let pos = i32::try_from(self.cached.len()).unwrap_or(i32::MAX);
             let last = i + 1 == total;
-            batch.add(token, pos, &seq, last)?;
+            batch.add(token, position(self.cached.len()), &seq, last)?;
             self.cached.push(token);
             active.prefilled += 1;
             active.in_batch = true;
@@ -507,6 +527,11 @@ impl Slot {
         self.cached.clear();
         freed
     }
+}
+
+/// A KV position: the count of cells before it.
+fn position(cells: usize) -> i32 {
+    i32::try_from(cells).unwrap_or(i32::MAX)
 }
 
 /// Samples the token after batch position `index` for this sequence and emits it.
@@ -965,15 +990,70 @@ enum TokenSampler {
     /// The most likely token, read straight from the logits: the same choice as llama.cpp's
     /// greedy sampler without copying the whole vocabulary into a candidate array first.
     Greedy,
-    Chain(LlamaSampler),
+    Chain {
+        chain: LlamaSampler,
+        /// A copy of the chain's grammar, kept in step with it (the one inside the chain
+        /// cannot be read): it tells what the grammar forces next, and which guesses it
+        /// would refuse.
+        grammar: Option<Box<Matcher>>,
+    },
 }
 
 impl TokenSampler {
     fn sample(&mut self, ctx: &LlamaContext<'_>, index: i32) -> LlamaToken {
         match self {
             TokenSampler::Greedy => most_likely(ctx.get_logits_ith(index)),
-            TokenSampler::Chain(chain) => chain.sample(ctx, index),
+            TokenSampler::Chain { chain, grammar } => {
+                let token = chain.sample(ctx, index);
+                // As the chain's own grammar does: a stopped matcher takes no more tokens.
+                if let Some(grammar) = grammar.as_mut().filter(|g| !g.is_stopped()) {
+                    let _ = grammar.consume_token(token.0.cast_unsigned());
+                }
+                token
+            }
         }
+    }
+
+    /// Up to `max` tokens the grammar allows alone after the last sampled one: its forced
+    /// text (a key, a separator, a forced tool's name), in the model's own tokenization.
+    fn forced_tokens(&mut self, vocab: &LlamaVocab<'_>, max: usize) -> Vec<LlamaToken> {
+        let TokenSampler::Chain {
+            grammar: Some(grammar),
+            ..
+        } = self
+        else {
+            return Vec::new();
+        };
+        if max == 0 || grammar.is_stopped() {
+            return Vec::new();
+        }
+        // llguidance tokenizes forced text only for a canonical tokenizer, which the
+        // vocabulary it was given does not claim to be; llama.cpp's tokenizer is. A
+        // control token (marked 0xFF) is left to the model.
+        let bytes = grammar.compute_ff_bytes();
+        let text = bytes.split(|&b| b == 0xFF).next().unwrap_or_default();
+        if text.is_empty() {
+            return Vec::new();
+        }
+        let mut tokens = vocab.tokenize(text, false, false);
+        tokens.truncate(max);
+        tokens
+    }
+
+    /// How many of `tokens`, in order, the grammar would take (all, without one).
+    fn valid_prefix(&mut self, tokens: &[LlamaToken]) -> usize {
+        let TokenSampler::Chain {
+            grammar: Some(grammar),
+            ..
+        } = self
+        else {
+            return tokens.len();
+        };
+        if tokens.is_empty() {
+            return 0;
+        }
+        let ids: Vec<u32> = tokens.iter().map(|t| t.0.cast_unsigned()).collect();
+        grammar.validate_tokens(&ids).unwrap_or(0)
     }
 }
 
@@ -999,10 +1079,14 @@ fn build_sampler(sampling: Sampling, grammar: Option<Matcher>) -> TokenSampler {
         return TokenSampler::Greedy;
     }
     let mut chain = Vec::with_capacity(5);
+    let shadow = grammar.as_ref().map(|g| Box::new(g.deep_clone()));
     chain.extend(grammar.map(LlamaSampler::from));
     if temperature <= 0.0 {
         chain.push(LlamaSampler::greedy());
-        return TokenSampler::Chain(LlamaSampler::chain_simple(chain));
+        return TokenSampler::Chain {
+            chain: LlamaSampler::chain_simple(chain),
+            grammar: shadow,
+        };
     }
     if let Some(k) = sampling.top_k.filter(|k| *k > 0) {
         chain.push(LlamaSampler::top_k(i32::try_from(k).unwrap_or(i32::MAX)));
@@ -1012,7 +1096,10 @@ fn build_sampler(sampling: Sampling, grammar: Option<Matcher>) -> TokenSampler {
     }
     chain.push(LlamaSampler::temp(temperature));
     chain.push(LlamaSampler::dist(rand::random()));
-    TokenSampler::Chain(LlamaSampler::chain_simple(chain))
+    TokenSampler::Chain {
+        chain: LlamaSampler::chain_simple(chain),
+        grammar: shadow,
+    }
 }
 
 #[cfg(test)]

@@ -103,6 +103,7 @@ pub async fn run(mut config: Config, args: Args) -> anyhow::Result<()> {
                 }),
                 draft,
                 speculation_gate: true,
+                grammar_guesses: entry.grammar_guesses,
                 lookup_tokens: match entry.prompt_lookup {
                     true => entry.draft_tokens as usize,
                     false => 0,
