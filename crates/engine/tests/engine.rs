@@ -684,7 +684,8 @@ mod real_model {
     }
 
     /// A structured output and a forced call, whose keys and framing the grammar forces:
-    /// guessed and kept, with the same tokens as plain decoding.
+    /// guessed and kept, with the same tokens as plain decoding. (A key the sequence has
+    /// never held is not guessed: the model spells it its own way.)
     #[tokio::test]
     async fn forced_text_is_guessed_and_the_output_is_unchanged() {
         use std::sync::atomic::Ordering::Relaxed;
@@ -698,7 +699,8 @@ mod real_model {
             "additionalProperties": false});
         let structured = serde_json::json!({"model": "m", "max_tokens": 120, "temperature": 0,
             "output_config": {"format": {"type": "json_schema", "schema": schema}},
-            "messages": [{"role": "user", "content": "Describe the Python package requests."}]});
+            "messages": [{"role": "user", "content": "Describe the Python package requests: its \
+                package_name, latest_version, license_identifier and is_actively_maintained."}]});
         let call = serde_json::json!({"model": "m", "max_tokens": 120, "temperature": 0,
             "tools": [{"name": "get_weather", "description": "Current weather in a city",
                        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -719,11 +721,10 @@ mod real_model {
         }
         let stats = forced.draft_stats();
         let (guessed, kept) = (stats.drafted.load(Relaxed), stats.accepted.load(Relaxed));
-        // Missed: where the model spells a key in other tokens than the tokenizer would
-        // (`_`, `ide`, `nt`, `ifier` for `_identifier`), or joins the forced text's last
-        // token to what follows (` ` and `true`).
+        // Keys the prompt names are spelled as the tokenizer would: nearly every guess is
+        // kept (a miss: the forced text's last token joined to what follows, ` ` and `true`).
         assert!(
-            kept >= 30 && kept * 3 >= guessed * 2,
+            kept >= 20 && kept * 10 >= guessed * 9,
             "kept {kept} of {guessed}"
         );
         assert_eq!(plain.draft_stats().drafted.load(Relaxed), 0);

@@ -318,6 +318,14 @@ impl Slot {
             .saturating_sub(active.output_tokens.saturating_add(1)) as usize;
         let cap = left.min(active.draft_cap);
         let mut drafts = active.sampler.forced_tokens(vocab, budget.forced.min(cap));
+        // Text the model has not seen it spells its own way (`_`, `ide`, `nt`, `ifier` for
+        // `_identifier`), not as the tokenizer would: forced tokens are guessed up to the
+        // first this sequence has never held. A tool's keys are in its prompt.
+        let seen = drafts
+            .iter()
+            .take_while(|t| self.cached.contains(t))
+            .count();
+        drafts.truncate(seen);
         // Lookup reads the forced tokens as part of the sequence: it guesses what follows them.
         self.cached.extend_from_slice(&drafts);
         match budget.proposed.min(cap - drafts.len()) {
