@@ -120,7 +120,7 @@ def measure(lane, run, url, task, max_tokens):
     except ValueError:
         valid = False
     return {"lane": lane, "task": task, "output_tokens": n_out, "decode_tps": decode, "seconds": end - t0,
-            "guessed": guessed, "kept": kept, "valid": valid}
+            "guessed": guessed, "kept": kept, "valid": valid, "reply": out}
 
 
 def main():
@@ -183,6 +183,11 @@ def main():
         lines.append(f"\n{task}: Missive guessed {guessed:.0f} forced tokens and kept {kept:.0f} "
                      f"({kept / guessed if guessed else 0:.0%}); {kept / out if out else 0:.0%} of the output "
                      f"came from kept guesses. Replies that were not JSON, all lanes: {invalid}.")
+    lines.append("\nEach lane's first reply, cut at 300 characters:\n")
+    for task in ("record", "call"):
+        for server in ("missive", "missive+forced", "llama-server"):
+            reply = next(r["reply"] for r in rows if r["task"] == task and r["server"] == server)
+            lines.append(f"- {task}, {server}: `{reply[:300]}`")
     suffix = "" if args.flash_attention == "auto" else f"-fa-{args.flash_attention}"
     write_report(args, f"forced{suffix}.md", lines)
 
