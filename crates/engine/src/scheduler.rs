@@ -272,8 +272,8 @@ fn run(
         drafts: parts.draft_stats,
         disk: parts.disk,
         drafter,
-        spec_gate: spec_gate::SpecGate::default(),
-        step_guessed: false,
+        spec_gates: spec_gate::SpecGates::default(),
+        step_guessed: 0,
         step_decode_only: false,
         tick: 0,
         deferred: std::collections::VecDeque::new(),
@@ -292,9 +292,9 @@ struct Scheduler<'m> {
     disk: Option<DiskCache>,
     /// The draft model, when one proposes tokens (else prompt lookup does, if on).
     drafter: Option<drafter::Drafter<'m>>,
-    spec_gate: spec_gate::SpecGate,
-    /// Whether the batch being decoded holds guessed tokens, and only decoding.
-    step_guessed: bool,
+    spec_gates: spec_gate::SpecGates,
+    /// The guessed tokens in the batch being decoded, and whether it only decodes.
+    step_guessed: usize,
     step_decode_only: bool,
     /// Steps taken; orders slots by last use for eviction.
     tick: u64,
@@ -344,7 +344,7 @@ impl Scheduler<'_> {
                 }
             }
             if self.step_decode_only {
-                self.spec_gate.record(
+                self.spec_gates.record(
                     self.tick,
                     step_started.elapsed().as_secs_f64(),
                     emitted,
@@ -550,24 +550,29 @@ impl Scheduler<'_> {
         let n_ctx = self.settings.n_ctx as usize;
         let mut used: usize = self.slots.iter().map(Slot::cached_len).sum();
         let decoding = self.slots.iter().filter(|s| s.is_decoding()).count();
-        let guessing = decoding <= DRAFT_MAX_STREAMS
-            && (!self.settings.speculation_gate || self.spec_gate.allows(self.tick));
-        let speculate = match guessing {
-            false => GuessBudget::default(),
-            true => GuessBudget {
-                forced: match self.settings.grammar_guesses {
-                    true => usize::MAX,
-                    false => 0,
-                },
-                proposed: match self.drafter {
-                    Some(_) => usize::MAX,
-                    None => self.settings.lookup_tokens,
-                },
+        let (fewest, most) = match (
+            decoding <= DRAFT_MAX_STREAMS,
+            self.settings.speculation_gate,
+        ) {
+            (false, _) => (0, 0),
+            (true, false) => (1, usize::MAX),
+            (true, true) => self.spec_gates.lengths(self.tick),
+        };
+        let speculate = GuessBudget {
+            fewest,
+            forced: match self.settings.grammar_guesses {
+                true => most,
+                false => 0,
+            },
+            proposed: match self.drafter {
+                Some(_) => most,
+                None => self.settings.lookup_tokens.min(most),
             },
         };
         let model = self.model;
         let vocab = model.vocab();
         let n_batch = self.settings.n_batch as usize;
+        self.step_guessed = 0;
         for i in 0..self.slots.len() {
             if !self.slots[i].is_decoding() || (pause_background && self.slots[i].is_background()) {
                 continue;
@@ -590,6 +595,7 @@ impl Scheduler<'_> {
             let budget = GuessBudget {
                 forced: speculate.forced.min(room),
                 proposed: speculate.proposed.min(room),
+                ..speculate
             };
             let drafter = &mut self.drafter;
             let propose = |seq: u32, history: &[LlamaToken], max: usize| match drafter {
@@ -598,9 +604,9 @@ impl Scheduler<'_> {
             };
             if let Ok(added) = self.slots[i].add_pending(&mut self.batch, &vocab, budget, propose) {
                 used += added;
+                self.step_guessed += added.saturating_sub(1);
             }
         }
-        self.step_guessed = self.batch.n_tokens() as usize > decoding;
         let decode_tokens = self.batch.n_tokens();
         let mut budget = if decoding > 0 {
             self.settings.prefill_chunk as usize

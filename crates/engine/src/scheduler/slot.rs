@@ -30,6 +30,8 @@ const MAX_DRAFT_CAP: usize = 64;
 /// How many guesses a sequence may add after its pending token, by source.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct GuessBudget {
+    /// Fewer guesses than this are none.
+    pub fewest: usize,
     /// Tokens the grammar forces.
     pub forced: usize,
     /// Tokens prompt lookup or the draft model proposes.
@@ -334,6 +336,9 @@ impl Slot {
         }
         self.cached.truncate(pos + 1);
         drafts.truncate(active.sampler.valid_prefix(&drafts));
+        if drafts.len() < budget.fewest {
+            drafts.clear();
+        }
         for &draft in &drafts {
             if batch
                 .add(draft, position(self.cached.len()), &seq, true)
