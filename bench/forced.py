@@ -72,9 +72,11 @@ def run_llama(url, task, max_tokens):
         body.update(messages=[system, {"role": "user", "content": RECORD_ASK}],
                     response_format={"type": "json_schema", "json_schema": {"name": "record", "schema": RECORD}})
     else:
-        body.update(messages=[system, {"role": "user", "content": CALL_ASK}], tool_choice="required",
-                    tools=[{"type": "function", "function": {"name": TOOL["name"], "description": TOOL["description"],
-                                                             "parameters": EVENT}}])
+        # llama-server wrote this call as fenced text, unconstrained, when offered the tool with
+        # `tool_choice: required`: its arguments' schema as the response format is the same
+        # constrained object, without the call's framing.
+        body.update(messages=[system, {"role": "user", "content": CALL_ASK}],
+                    response_format={"type": "json_schema", "json_schema": {"name": "event", "schema": EVENT}})
     t0, times, n_out, out = time.perf_counter(), [], 0, ""
     with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as r:
         r.raise_for_status()
@@ -145,8 +147,7 @@ def main():
                 ("missive", run_missive, off), ("missive+forced", run_missive, on),
                 ("llama-server", run_llama, peer)]),
             extra_env={"MISSIVE_PROMPT_LOOKUP": "off", "MISSIVE_GRAMMAR_GUESSES": "on"}),
-        extra_env={"MISSIVE_PROMPT_LOOKUP": "off", "MISSIVE_GRAMMAR_GUESSES": "off"}),
-        extra=["--jinja"])
+        extra_env={"MISSIVE_PROMPT_LOOKUP": "off", "MISSIVE_GRAMMAR_GUESSES": "off"}))
 
     def med(task, server, key="decode_tps"):
         return statistics.median(r[key] for r in rows if r["task"] == task and r["server"] == server)
@@ -160,8 +161,9 @@ def main():
         f"{os.path.basename(args.model)}; commit {commit}; greedy; one stream. Three servers up at once, "
         f"taking turns, the order flipped each round ({args.rounds} rounds per task): Missive with its "
         "grammar's forced tokens guessed (`grammar_guesses`) and without, prompt lookup off on both; "
-        "llama-server with the same constraint (`response_format` json_schema; `tools` with "
-        "`tool_choice: required`, `--jinja`). Tasks: a structured output of 8 required fields "
+        "llama-server with the same constraint as a `response_format` json_schema (for the call, "
+        "its arguments' schema: offered the tool with `tool_choice: required`, llama-server wrote the "
+        "call as unconstrained fenced text). Tasks: a structured output of 8 required fields "
         "(record), and a forced call of a tool with 6 required parameters (call). Decode tokens/s from "
         "the first to the last streamed delta, medians; seconds are whole requests, prompt cached. "
         f"Flash attention `{args.flash_attention}` on all.",

@@ -17,8 +17,10 @@ const ALPHA: f64 = 0.2;
 /// Steps with guesses whose totals are compared with plain steps, at a time: one step
 /// that keeps little among many that keep much is no reason to stop.
 const WINDOW: u32 = 16;
-/// Steps guessing stays paused once it has lost.
+/// Steps guessing stays paused once it has lost; doubled each time it loses again, up to
+/// [`MAX_PAUSE_STEPS`], since each probe costs a window of losing steps.
 const PAUSE_STEPS: u64 = 256;
+const MAX_PAUSE_STEPS: u64 = 4096;
 /// Every this many steps one is decoded plainly, to keep the comparison current.
 const BASELINE_EVERY: u64 = 64;
 
@@ -67,6 +69,8 @@ pub(super) struct SpecGate {
     tokens: usize,
     steps: u32,
     paused_until: u64,
+    /// How long the next pause lasts (0 until the first).
+    pause: u64,
 }
 
 impl SpecGate {
@@ -96,13 +100,21 @@ impl SpecGate {
             return;
         }
         let guessing = self.seconds / self.tokens as f64;
-        if self.plain.is_some_and(|plain| guessing > plain) {
-            tracing::debug!(
-                guessing,
-                plain = self.plain,
-                "guessing costs more than it saves; paused"
-            );
-            self.paused_until = tick + PAUSE_STEPS;
+        match self.plain.is_some_and(|plain| guessing > plain) {
+            true => {
+                self.pause = match self.pause {
+                    0 => PAUSE_STEPS,
+                    pause => (pause * 2).min(MAX_PAUSE_STEPS),
+                };
+                tracing::debug!(
+                    guessing,
+                    plain = self.plain,
+                    steps = self.pause,
+                    "guessing costs more than it saves; paused"
+                );
+                self.paused_until = tick + self.pause;
+            }
+            false => self.pause = 0,
         }
         (self.seconds, self.tokens, self.steps) = (0.0, 0, 0);
     }
@@ -132,6 +144,14 @@ mod tests {
         }
         assert!(!gate.allows(tick + 1));
         assert!(gate.allows(tick + PAUSE_STEPS + 1));
+        // Losing again on the next probe: paused twice as long.
+        let mut tick = tick + PAUSE_STEPS + 1;
+        while gate.allows(tick) || tick.is_multiple_of(BASELINE_EVERY) {
+            gate.record(tick, 0.100, 2, true);
+            tick += 1;
+        }
+        assert!(!gate.allows(tick + PAUSE_STEPS + 1));
+        assert!(gate.allows(tick + 2 * PAUSE_STEPS + 1));
     }
 
     #[test]
