@@ -12,7 +12,7 @@ import time
 import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from peer import ADMIN_KEY, anthropic_events, in_turn, server_args, with_llama_server, with_missive, write_report  # noqa: E402
+from peer import anthropic_events, guesses, in_turn, server_args, with_llama_server, with_missive, write_report  # noqa: E402
 
 SYSTEM = "You are a precise assistant that fills in records."
 
@@ -93,15 +93,6 @@ def run_llama(url, task, max_tokens):
             if chunk.get("usage"):
                 n_out = chunk["usage"]["completion_tokens"]
     return t0, times, n_out, out
-
-
-def guesses(url):
-    """Missive's guessed and kept token counts so far."""
-    text = httpx.get(f"{url}/metrics", headers={"x-api-key": ADMIN_KEY}, timeout=30).text
-
-    def total(name):
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
-    return total("missive_draft_tokens_total"), total("missive_draft_accepted_tokens_total")
 
 
 def measure(lane, run, url, task, max_tokens):

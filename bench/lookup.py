@@ -10,10 +10,9 @@ import statistics
 import subprocess
 import sys
 
-import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from peer import ADMIN_KEY, in_turn, run_anthropic, run_openai, server_args, with_llama_server, with_missive, write_report  # noqa: E402
+from peer import guesses, in_turn, run_anthropic, run_openai, server_args, with_llama_server, with_missive, write_report  # noqa: E402
 
 SYSTEM = "You are a careful coding assistant."
 
@@ -37,21 +36,12 @@ def edit_prompt():
 NO_COPY = "Write a haiku about autumn rain."
 
 
-def drafts(url):
-    """Missive's guessed and kept token counts so far."""
-    text = httpx.get(f"{url}/metrics", headers={"x-api-key": ADMIN_KEY}, timeout=30).text
-
-    def total(name):
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
-    return total("missive_draft_tokens_total"), total("missive_draft_accepted_tokens_total")
-
-
 def measure(lane, run, url, prompt, max_tokens):
     missive = "missive" in lane
-    before = drafts(url) if missive else (0, 0)
+    before = guesses(url) if missive else (0, 0)
     t0, times, _, n_out = run(url, SYSTEM, prompt, max_tokens)
     decode = (n_out - 1) / (times[-1] - times[0]) if n_out > 1 and times[-1] > times[0] else 0.0
-    after = drafts(url) if missive else (0, 0)
+    after = guesses(url) if missive else (0, 0)
     guessed, kept = after[0] - before[0], after[1] - before[1]
     print(f"  {lane:28} {n_out:5} tokens, decode {decode:6.1f} tok/s, guessed {guessed:.0f} kept {kept:.0f}", flush=True)
     return {"lane": lane, "output_tokens": n_out, "decode_tps": decode, "guessed": guessed, "kept": kept}

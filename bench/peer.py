@@ -30,6 +30,15 @@ QUESTION = "Summarise the text above in a detailed essay of at least five paragr
 ADMIN_KEY = "sk-ant-admin01-bench-key"
 
 
+def guesses(url):
+    """Missive's guessed and kept token counts so far (its /metrics)."""
+    text = httpx.get(f"{url}/metrics", headers={"x-api-key": ADMIN_KEY}, timeout=30).text
+
+    def total(name):
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+    return total("missive_draft_tokens_total"), total("missive_draft_accepted_tokens_total")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

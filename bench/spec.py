@@ -8,10 +8,9 @@ import statistics
 import subprocess
 import sys
 
-import httpx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from peer import ADMIN_KEY, burst_row, in_turn, run_anthropic, run_openai, server_args, with_llama_server, with_missive, write_report  # noqa: E402
+from peer import burst_row, guesses, in_turn, run_anthropic, run_openai, server_args, with_llama_server, with_missive, write_report  # noqa: E402
 
 SYSTEM = "You are a careful coding assistant. Answer with code only."
 PROMPTS = [
@@ -19,14 +18,6 @@ PROMPTS = [
     "Write a Rust function that merges two sorted vectors of integers into one sorted vector, with tests.",
     "Write a TypeScript class for an LRU cache with get, set and delete, with a short usage example.",
 ]
-
-
-def drafts(url):
-    text = httpx.get(f"{url}/metrics", headers={"x-api-key": ADMIN_KEY}, timeout=30).text
-
-    def total(name):
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
-    return total("missive_draft_tokens_total"), total("missive_draft_accepted_tokens_total")
 
 
 def main():
@@ -51,12 +42,12 @@ def main():
             for i in range(args.rounds):
                 for prompt_no, prompt in enumerate(PROMPTS):
                     for name, run, url in in_turn(servers, i + prompt_no):
-                        before = drafts(url) if name == "missive+draft" else None
+                        before = guesses(url) if name == "missive+draft" else None
                         t0, times, _, n_out = run(url, SYSTEM, prompt, args.max_tokens,
                                                   temperature=temperature)
                         decode = (n_out - 1) / (times[-1] - times[0]) if n_out > 1 else 0.0
                         if before:
-                            after = drafts(url)
+                            after = guesses(url)
                             key = f"t={temperature}"
                             g, k = accept.get(key, (0, 0))
                             accept[key] = (g + after[0] - before[0], k + after[1] - before[1])

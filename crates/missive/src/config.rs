@@ -835,15 +835,6 @@ fn default_host_cache_mb() -> usize {
 fn default_prompt_lookup() -> bool {
     true
 }
-/// An on/off environment variable's value.
-fn switch(name: &str, value: &str) -> anyhow::Result<bool> {
-    match value {
-        "on" | "true" | "1" => Ok(true),
-        "off" | "false" | "0" => Ok(false),
-        other => anyhow::bail!("{name} must be on or off (got {other})"),
-    }
-}
-
 fn default_grammar_guesses() -> bool {
     true
 }
@@ -913,6 +904,15 @@ impl Default for Config {
             coordination: CoordinationSection::default(),
             console: ConsoleSection::default(),
         }
+    }
+}
+
+/// An on/off environment variable's value.
+fn switch(name: &str, value: &str) -> anyhow::Result<bool> {
+    match value {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        other => anyhow::bail!("{name} must be on or off (got {other})"),
     }
 }
 
