@@ -410,3 +410,40 @@ def test_missive_behind_missive_as_an_anthropic_upstream(chained):
     # count_tokens is answered by the inner server, exactly.
     counted = client.messages.count_tokens(model="via-missive", messages=[{"role": "user", "content": "Say hello."}])
     assert counted.input_tokens == message.usage.input_tokens
+
+
+def test_behind_a_claude_api_upstream_documents_are_read_and_cited_there_once(chained):
+    """The upstream reads and cites documents itself: the gateway sends an uploaded PDF as
+    its bytes (the upstream cannot read the gateway's files) and adds no citations of its
+    own, so every text block carries the upstream's one."""
+    import io
+
+    from pdf import make_pdf
+
+    outer, _ = chained
+    client = anthropic.Anthropic(base_url=outer.url, api_key=API_KEY, max_retries=0)
+    pages = ["Missive field manual. The Zephyr engine was designed in 1987 by Ada Ortiz.",
+             "Maintenance. The Zephyr engine must be cleaned every 300 hours of running."]
+    files = client.files if int(anthropic.__version__.split(".")[0]) >= 1 else client.beta.files
+    uploaded = files.upload(file=("manual.pdf", io.BytesIO(make_pdf(pages)), "application/pdf"))
+    result = {"type": "search_result", "source": "https://kb.example/pumps", "title": "Pumps",
+              "content": [{"type": "text", "text": "The Zephyr pump must be flushed every 300 hours of running."}],
+              "citations": {"enabled": True}}
+    extra = {} if int(anthropic.__version__.split(".")[0]) >= 1 else {"betas": ["files-api-2025-04-14"]}
+    create = client.messages.create if not extra else client.beta.messages.create
+    for content, kind in (
+        ([{"type": "document", "source": {"type": "file", "file_id": uploaded.id}, "citations": {"enabled": True}},
+          {"type": "text", "text": "How often must the Zephyr engine be cleaned? Answer in one sentence."}],
+         "page_location"),
+        ([result, {"type": "text", "text": "How often must the Zephyr pump be flushed? Answer in one sentence."}],
+         "search_result_location"),
+    ):
+        message = create(model="via-missive", max_tokens=40, messages=[{"role": "user", "content": content}],
+                         **extra, **sampling(temperature=0))
+        texts = [b for b in message.content if b.type == "text"]
+        assert any(b.citations for b in texts), message.content
+        for block in texts:
+            # Missive cites a text block once; a second citation would be the gateway's own.
+            assert len(block.citations or []) <= 1, block.citations
+            for c in block.citations or []:
+                assert c.type == kind, c

@@ -54,6 +54,11 @@ pub enum BackendEvent {
     Text(String),
     /// Part of the model's thought, before its answer (extended thinking).
     Thinking(String),
+    /// A citation of the text being written (a Claude API upstream's `citations_delta`).
+    Citation(serde_json::Value),
+    /// The text being written ends its block: text after it starts a new one, so a Claude
+    /// API upstream's text blocks keep their bounds and each its own citations.
+    TextEnd,
     /// A tool call has begun and its input is streamed: [`BackendEvent::ToolInput`] pieces
     /// follow, then the call's `ToolUse`, which closes it. A backend that learns a call
     /// whole sends only `ToolUse`.

@@ -264,7 +264,8 @@ fn user_messages(
         match block {
             ContentBlockParam::Text { .. }
             | ContentBlockParam::Image { .. }
-            | ContentBlockParam::Document { .. } => {
+            | ContentBlockParam::Document { .. }
+            | ContentBlockParam::SearchResult { .. } => {
                 text.extend(readable_text(block, model, &at())?);
             }
             ContentBlockParam::ToolResult {
@@ -326,7 +327,8 @@ fn user_messages(
     Ok(())
 }
 
-/// The text of a block a model reads wherever it stands (text, documents); an image is
+/// The text of a block a model reads wherever it stands (text, documents, search
+/// results); an image is
 /// refused, since this engine reads text only. Other blocks have no text to read.
 fn readable_text(
     block: &ContentBlockParam,
@@ -344,6 +346,7 @@ fn readable_text(
             context,
             ..
         } => document_text(source, title.as_deref(), context.as_deref(), model, at).map(Some),
+        ContentBlockParam::SearchResult { .. } => Ok(block.search_result_prompt_text()),
         _ => Ok(None),
     }
 }
@@ -485,6 +488,9 @@ fn block_needle(block: &ContentBlockParam) -> Option<(String, bool)> {
             source: DocumentSource::Text { data, .. },
             ..
         } => Some((data.clone(), false)),
+        ContentBlockParam::SearchResult { .. } => block
+            .search_result_texts()
+            .and_then(|texts| texts.last().map(|t| (t.to_string(), false))),
         _ => None,
     }
 }

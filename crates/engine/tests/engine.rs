@@ -124,6 +124,9 @@ mod real_model {
                 BackendEvent::ServerTool(_) | BackendEvent::Container(_) => {
                     panic!("the engine runs no server tools")
                 }
+                BackendEvent::Citation(_) | BackendEvent::TextEnd => {
+                    panic!("the engine relays no upstream's blocks")
+                }
             }
         }
         panic!("stream ended without Finished");
@@ -278,6 +281,8 @@ mod real_model {
                         | BackendEvent::ToolUse { .. }
                         | BackendEvent::ServerTool(_)
                         | BackendEvent::Container(_)
+                        | BackendEvent::Citation(_)
+                        | BackendEvent::TextEnd
                         | BackendEvent::Thinking(_) => {}
                     }
                 }

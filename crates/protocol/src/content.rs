@@ -41,6 +41,18 @@ pub enum ContentBlockParam {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cache_control: Option<CacheControl>,
     },
+    /// A result the caller's own search found (retrieval): the model reads its text, and
+    /// with `citations.enabled` the answer cites it by `search_result_location`.
+    SearchResult {
+        source: String,
+        title: String,
+        /// `text` blocks only (checked when the request is parsed).
+        content: Vec<ContentBlockParam>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        citations: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
+    },
     ToolUse {
         id: String,
         name: String,
@@ -177,12 +189,42 @@ pub enum ContentBlockParam {
 }
 
 impl ContentBlockParam {
+    /// The texts of a `search_result`'s blocks, in order; `None` for other blocks.
+    pub fn search_result_texts(&self) -> Option<Vec<&str>> {
+        let Self::SearchResult { content, .. } = self else {
+            return None;
+        };
+        Some(
+            content
+                .iter()
+                .filter_map(|block| match block {
+                    Self::Text { text, .. } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// A `search_result` as a text-only model reads it: its title and source, each on a
+    /// line before its text; `None` for other blocks.
+    pub fn search_result_prompt_text(&self) -> Option<String> {
+        let Self::SearchResult { source, title, .. } = self else {
+            return None;
+        };
+        let texts = self.search_result_texts()?;
+        Some(format!(
+            "Search result: {title}\nSource: {source}\n{}",
+            texts.join("\n")
+        ))
+    }
+
     /// The block's cache breakpoint, if it sets one.
     pub fn cache_control(&self) -> Option<&CacheControl> {
         match self {
             Self::Text { cache_control, .. }
             | Self::Image { cache_control, .. }
             | Self::Document { cache_control, .. }
+            | Self::SearchResult { cache_control, .. }
             | Self::ToolUse { cache_control, .. }
             | Self::ToolResult { cache_control, .. }
             | Self::Compaction { cache_control, .. }

@@ -209,6 +209,7 @@ fn validate_messages(request: &MessagesRequest) -> Result<(), RequestError> {
     }
     validate_tools(request)?;
     validate_tool_references(request)?;
+    validate_search_results(request)?;
     validate_tool_pairs(request)?;
     check_unsupported(request)?;
     validate_context_management(request)?;
@@ -370,6 +371,53 @@ fn validate_tool_references(request: &MessagesRequest) -> Result<(), RequestErro
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `search_result`, at the top of a turn or inside a `tool_result`, holds non-empty
+/// `text` blocks and nothing else, as the Claude API requires.
+fn validate_search_results(request: &MessagesRequest) -> Result<(), RequestError> {
+    use crate::content::ToolResultContent;
+    fn check(block: &ContentBlockParam, at: &str) -> Result<(), RequestError> {
+        let ContentBlockParam::SearchResult { content, .. } = block else {
+            return Ok(());
+        };
+        if content.is_empty() {
+            return Err(RequestError(format!(
+                "{at}.content: a search result needs at least one `text` block"
+            )));
+        }
+        for (k, inner) in content.iter().enumerate() {
+            match inner {
+                ContentBlockParam::Text { text, .. } if text.is_empty() => {
+                    return Err(RequestError(format!(
+                        "{at}.content.{k}.text: text content blocks must be non-empty"
+                    )))
+                }
+                ContentBlockParam::Text { .. } => {}
+                _ => {
+                    return Err(RequestError(format!(
+                        "{at}.content.{k}: a search result holds `text` blocks only"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+    for (i, message) in request.messages.iter().enumerate() {
+        for (j, block) in blocks(&message.content).iter().enumerate() {
+            check(block, &format!("messages.{i}.content.{j}"))?;
+            if let ContentBlockParam::ToolResult {
+                content: Some(ToolResultContent::Blocks(inner)),
+                ..
+            } = block
+            {
+                for (k, block) in inner.iter().enumerate() {
+                    check(block, &format!("messages.{i}.content.{j}.content.{k}"))?;
+                }
             }
         }
     }
@@ -826,6 +874,67 @@ mod tests {
             r#"{{"model":"m","max_tokens":5,{tools},"messages":[{{"role":"user","content":[{{"type":"tool_reference","tool_name":"late"}}]}}]}}"#
         );
         assert!(err(&bare).starts_with("messages.0.content.0: a `tool_reference` block"));
+    }
+
+    #[test]
+    fn search_results_hold_text_blocks_at_the_top_and_inside_tool_results() {
+        let request = |result: serde_json::Value| {
+            serde_json::json!({"model": "m", "max_tokens": 5,
+                "tools": [{"name": "find", "input_schema": {"type": "object"}}],
+                "messages": [
+                    {"role": "user", "content": [result.clone(), {"type": "text", "text": "x"}]},
+                    {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "find", "input": {}}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [result]}]},
+                ]})
+            .to_string()
+        };
+        let result = |content: serde_json::Value| {
+            serde_json::json!({"type": "search_result", "source": "https://kb.example/a", "title": "A",
+                "content": content, "citations": {"enabled": true}})
+        };
+        let good = request(result(
+            serde_json::json!([{"type": "text", "text": "Pumps."}]),
+        ));
+        let parsed = parse_messages_request(good.as_bytes()).unwrap();
+        let ContentBlockParam::SearchResult { source, title, .. } =
+            &super::blocks(&parsed.messages[0].content)[0]
+        else {
+            panic!("not a search result");
+        };
+        assert_eq!(
+            (source.as_str(), title.as_str()),
+            ("https://kb.example/a", "A")
+        );
+        assert_eq!(
+            super::blocks(&parsed.messages[0].content)[0]
+                .search_result_prompt_text()
+                .unwrap(),
+            "Search result: A\nSource: https://kb.example/a\nPumps."
+        );
+        let image = serde_json::json!([{"type": "image", "source": {"type": "url", "url": "https://x.example/a.png"}}]);
+        assert_eq!(
+            err(&request(result(image))),
+            "messages.0.content.0.content.0: a search result holds `text` blocks only"
+        );
+        assert!(err(&request(result(serde_json::json!([]))))
+            .starts_with("messages.0.content.0.content: a search result needs"));
+        assert!(err(&request(result(
+            serde_json::json!([{"type": "text", "text": ""}])
+        )))
+        .starts_with("messages.0.content.0.content.0.text: text content blocks must be non-empty"));
+        // Inside a tool result, the same rules name the block where it stands.
+        let inner_only = serde_json::json!({"model": "m", "max_tokens": 5,
+        "tools": [{"name": "find", "input_schema": {"type": "object"}}],
+        "messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "find", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                "content": [result(serde_json::json!([{"type": "document", "source": {"type": "text", "data": "d"}}]))]}]},
+        ]});
+        assert_eq!(
+            err(&inner_only.to_string()),
+            "messages.2.content.0.content.0.content.0: a search result holds `text` blocks only"
+        );
     }
 
     #[test]

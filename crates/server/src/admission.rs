@@ -127,8 +127,13 @@ pub async fn admit(
         &principal.workspace_id,
         &mut request,
     )?;
-    let (mut request, citable) =
-        crate::documents::resolve(state, &principal.workspace_id, request).await?;
+    let (mut request, citable) = crate::documents::resolve(
+        state,
+        &principal.workspace_id,
+        descriptor.runs_server_tools,
+        request,
+    )
+    .await?;
     let policy = state.policies.for_workspace(&principal.workspace);
     let outcome = crate::policy::apply(policy, &mut request);
     crate::policy::record(

@@ -342,6 +342,8 @@ pub async fn compact(
                 }
             }
             BackendEvent::Thinking(_)
+            | BackendEvent::Citation(_)
+            | BackendEvent::TextEnd
             | BackendEvent::ToolUseStart { .. }
             | BackendEvent::ToolInput(_)
             | BackendEvent::ToolUse { .. }

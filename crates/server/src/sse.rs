@@ -166,6 +166,25 @@ impl Assembler {
                     delta: ContentBlockDelta::TextDelta { text },
                 });
             }
+            Ok(BackendEvent::Citation(citation)) => {
+                self.start(&mut out);
+                if self.thought.is_some() || self.tool_open {
+                    self.close(&mut out);
+                }
+                let index = match self.open_block {
+                    Some(index) => index,
+                    None => self.open(ContentBlock::text(""), &mut out),
+                };
+                out.push(StreamEvent::ContentBlockDelta {
+                    index,
+                    delta: ContentBlockDelta::CitationsDelta { citation },
+                });
+            }
+            Ok(BackendEvent::TextEnd) => {
+                if self.thought.is_none() && !self.tool_open {
+                    self.close(&mut out);
+                }
+            }
             Ok(BackendEvent::Thinking(thinking)) => {
                 self.start(&mut out);
                 if self.thought.is_none() {
@@ -602,5 +621,25 @@ mod tests {
             matches!(&message.content[0], ContentBlock::ToolUse { input, .. } if input == &json!({"a": 1}))
         );
         assert_eq!(message.content[1], ContentBlock::text("done"));
+    }
+
+    #[test]
+    fn an_upstreams_cited_blocks_stay_apart_with_their_citations() {
+        let citation = json!({"type": "search_result_location", "cited_text": "Every 300 hours."});
+        let message = reply(vec![
+            BackendEvent::Text("It says: ".into()),
+            BackendEvent::TextEnd,
+            BackendEvent::Citation(citation.clone()),
+            BackendEvent::Text("every 300 hours".into()),
+            BackendEvent::TextEnd,
+            finished(FinishReason::EndTurn),
+        ]);
+        assert_eq!(message.content.len(), 2, "{:?}", message.content);
+        assert_eq!(message.content[0], ContentBlock::text("It says: "));
+        let ContentBlock::Text { text, citations } = &message.content[1] else {
+            panic!("{:?}", message.content);
+        };
+        assert_eq!(text, "every 300 hours");
+        assert_eq!(citations.as_deref(), Some(&[citation][..]));
     }
 }

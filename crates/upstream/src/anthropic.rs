@@ -4,7 +4,7 @@
 //! turned into backend events one by one, so Missive's own keys, limits, ledger and policy
 //! apply in front of it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
 use missive_backend::{
@@ -142,6 +142,8 @@ struct Relay {
     pending_calls: Vec<ContentBlock>,
     /// Open result blocks of server tools, by index.
     server_results: HashMap<u64, Value>,
+    /// Indices of open text blocks.
+    texts: HashSet<u64>,
     stop_reason: Option<String>,
     stop_sequence: Option<String>,
     output_tokens: u32,
@@ -176,6 +178,9 @@ impl Relay {
                     } else if kind.ends_with("_tool_result") && kind != "tool_result" {
                         self.server_results.insert(index, block.clone());
                     }
+                    if kind == "text" {
+                        self.texts.insert(index);
+                    }
                     if kind == "tool_use" {
                         let name = block
                             .get("name")
@@ -193,6 +198,11 @@ impl Relay {
                     Some("text_delta") => {
                         if let Some(text) = delta.get("text").and_then(Value::as_str) {
                             out.push(Ok(BackendEvent::Text(text.to_owned())));
+                        }
+                    }
+                    Some("citations_delta") => {
+                        if let Some(citation) = delta.get("citation") {
+                            out.push(Ok(BackendEvent::Citation(citation.clone())));
                         }
                     }
                     Some("thinking_delta") => {
@@ -254,6 +264,9 @@ impl Relay {
                         )))),
                     }
                 }
+            }
+            Some("content_block_stop") if self.texts.remove(&index) => {
+                out.push(Ok(BackendEvent::TextEnd));
             }
             Some("content_block_stop") => {
                 // The client has seen the input streamed; a call cut short by `max_tokens`
@@ -595,6 +608,7 @@ mod tests {
                     }
                 },
                 BackendEvent::Text("Let me check.".into()),
+                BackendEvent::TextEnd,
                 BackendEvent::ToolUseStart {
                     name: "get_weather".into()
                 },
@@ -610,6 +624,37 @@ mod tests {
                     thinking_tokens: 0,
                     prompt: None
                 },
+            ]
+        );
+    }
+
+    #[test]
+    fn cited_text_blocks_keep_their_bounds_and_citations() {
+        let citation = json!({"type": "search_result_location", "cited_text": "Flush it every 300 hours.",
+            "search_result_index": 0, "source": "https://kb.example/pumps", "title": "Pumps",
+            "start_block_index": 0, "end_block_index": 1});
+        let mut relay = Relay::default();
+        let mut out = Vec::new();
+        for event in [
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "It says: "}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": "", "citations": []}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "citations_delta", "citation": citation}}),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "every 300 hours"}}),
+            json!({"type": "content_block_stop", "index": 1}),
+        ] {
+            relay.event(&event, &mut out);
+        }
+        let events: Vec<BackendEvent> = out.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            events,
+            vec![
+                BackendEvent::Text("It says: ".into()),
+                BackendEvent::TextEnd,
+                BackendEvent::Citation(citation),
+                BackendEvent::Text("every 300 hours".into()),
+                BackendEvent::TextEnd,
             ]
         );
     }

@@ -50,19 +50,38 @@ fn document_text(
     })
 }
 
-fn tool_result_text(content: Option<&ToolResultContent>) -> String {
-    match content {
-        None => String::new(),
-        Some(ToolResultContent::Text(t)) => t.clone(),
-        Some(ToolResultContent::Blocks(blocks)) => blocks
-            .iter()
-            .filter_map(|b| match b {
-                ContentBlockParam::Text { text, .. } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
+/// A tool result's content as the text of an OpenAI `tool` message, which holds text only:
+/// documents and search results are read as at the top of a turn, a `tool_reference` says
+/// the tool is now available (as the embedded engine renders it), an image is refused.
+fn tool_result_text(content: Option<&ToolResultContent>, at: &str) -> Result<String, BackendError> {
+    let blocks = match content {
+        None => return Ok(String::new()),
+        Some(ToolResultContent::Text(t)) => return Ok(t.clone()),
+        Some(ToolResultContent::Blocks(blocks)) => blocks,
+    };
+    let mut parts = Vec::with_capacity(blocks.len());
+    for (k, block) in blocks.iter().enumerate() {
+        let at = format!("{at}.content.{k}");
+        match block {
+            ContentBlockParam::Text { text, .. } => parts.push(text.clone()),
+            ContentBlockParam::Document { source, title, .. } => {
+                parts.push(document_text(source, title.as_deref(), &at)?)
+            }
+            ContentBlockParam::SearchResult { .. } => {
+                parts.extend(block.search_result_prompt_text())
+            }
+            ContentBlockParam::ToolReference { tool_name, .. } => {
+                parts.push(format!("Tool `{tool_name}` is now available."))
+            }
+            ContentBlockParam::Image { .. } => {
+                return Err(unsupported(format!(
+                    "{at}: an image inside a tool_result cannot be sent to an OpenAI-compatible upstream"
+                )))
+            }
+            _ => {}
+        }
     }
+    Ok(parts.join("\n"))
 }
 
 fn messages(request: &GenerateRequest) -> Result<Vec<Value>, BackendError> {
@@ -87,13 +106,16 @@ fn messages(request: &GenerateRequest) -> Result<Vec<Value>, BackendError> {
                         ContentBlockParam::Document { source, title, .. } => parts.push(
                             json!({"type": "text", "text": document_text(source, title.as_deref(), &at)?}),
                         ),
+                        ContentBlockParam::SearchResult { .. } => parts.extend(
+                            block.search_result_prompt_text().map(|text| json!({"type": "text", "text": text})),
+                        ),
                         ContentBlockParam::ToolResult {
                             tool_use_id,
                             content,
                             is_error,
                             ..
                         } => {
-                            let mut text = tool_result_text(content.as_ref());
+                            let mut text = tool_result_text(content.as_ref(), &at)?;
                             if *is_error == Some(true) {
                                 text = format!("Error: {text}");
                             }
