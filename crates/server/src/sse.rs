@@ -116,6 +116,19 @@ impl Assembler {
         out.push(StreamEvent::ContentBlockStop { index });
     }
 
+    /// The open text block's index, after closing a thought or call and opening one if
+    /// none is open.
+    fn text_block(&mut self, out: &mut Vec<StreamEvent>) -> usize {
+        self.start(out);
+        if self.thought.is_some() || self.tool_open {
+            self.close(out);
+        }
+        match self.open_block {
+            Some(index) => index,
+            None => self.open(ContentBlock::text(""), out),
+        }
+    }
+
     fn start(&mut self, out: &mut Vec<StreamEvent>) {
         if !self.started {
             self.started = true;
@@ -153,28 +166,14 @@ impl Assembler {
                 self.start(&mut out);
             }
             Ok(BackendEvent::Text(text)) => {
-                self.start(&mut out);
-                if self.thought.is_some() || self.tool_open {
-                    self.close(&mut out);
-                }
-                let index = match self.open_block {
-                    Some(index) => index,
-                    None => self.open(ContentBlock::text(""), &mut out),
-                };
+                let index = self.text_block(&mut out);
                 out.push(StreamEvent::ContentBlockDelta {
                     index,
                     delta: ContentBlockDelta::TextDelta { text },
                 });
             }
             Ok(BackendEvent::Citation(citation)) => {
-                self.start(&mut out);
-                if self.thought.is_some() || self.tool_open {
-                    self.close(&mut out);
-                }
-                let index = match self.open_block {
-                    Some(index) => index,
-                    None => self.open(ContentBlock::text(""), &mut out),
-                };
+                let index = self.text_block(&mut out);
                 out.push(StreamEvent::ContentBlockDelta {
                     index,
                     delta: ContentBlockDelta::CitationsDelta { citation },
