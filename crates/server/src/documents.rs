@@ -1,8 +1,10 @@
-//! Documents in messages, made readable before a request reaches a model: base64 PDFs and
-//! uploaded files (`file_id`) become page-by-page text, plain-text files become text
-//! documents. What cannot be read (a corrupt PDF, an unknown or foreign `file_id`, a binary
-//! file) is a 400 naming the block. Documents with `citations.enabled` are remembered so
-//! the answer can cite them ([`cite`]).
+//! Documents in messages (at the top of a turn and inside tool results), made readable
+//! before a request reaches a model: base64 PDFs and uploaded files (`file_id`) become
+//! page-by-page text, plain-text files become text documents. What cannot be read (a
+//! corrupt PDF, an unknown or foreign `file_id`, a binary file) is a 400 naming the block.
+//! Documents and search results with `citations.enabled` are remembered so the answer can
+//! cite them ([`cite_stream`]). A Claude API upstream reads and cites documents itself: it
+//! is sent only the bytes of uploaded files, which it cannot reach.
 
 use std::collections::HashMap;
 
