@@ -20,8 +20,12 @@ pub struct ListParams {
 
 fn info(d: &ModelDescriptor, toolbox: &missive_tools::Toolbox) -> ModelInfo {
     let mut capabilities = d.capabilities.clone();
-    // Server tools this server runs for the model, by what the operator configured.
+    // What this server does for every model it serves but a Claude API upstream's:
+    // citations, PDFs read by their text layer, and the server tools the operator
+    // configured.
     if !d.runs_server_tools {
+        capabilities.citations = Supported::from(true);
+        capabilities.pdf_input = Supported::from(true);
         capabilities.server_tools = ServerToolsCapability {
             supported: true,
             web_search: Supported::from(toolbox.search.is_some()),

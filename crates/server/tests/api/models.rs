@@ -23,6 +23,15 @@ async fn list_and_retrieve_by_id_and_alias() {
         model["capabilities"]["image_input"],
         json!({"supported": false})
     );
+    // The server cites and reads PDFs for every model it runs.
+    assert_eq!(
+        model["capabilities"]["citations"],
+        json!({"supported": true})
+    );
+    assert_eq!(
+        model["capabilities"]["pdf_input"],
+        json!({"supported": true})
+    );
     let by_alias: serde_json::Value = server
         .get("/v1/models/claude-opus-4-8")
         .send()
