@@ -328,8 +328,8 @@ fn user_messages(
 }
 
 /// The text of a block a model reads wherever it stands (text, documents, search
-/// results); an image is
-/// refused, since this engine reads text only. Other blocks have no text to read.
+/// results); an image is refused, since this engine reads text only. Other blocks have no
+/// text to read.
 fn readable_text(
     block: &ContentBlockParam,
     model: &str,
