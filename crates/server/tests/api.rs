@@ -16,5 +16,6 @@ mod api {
     mod streaming;
     mod structure;
     mod thinking;
+    mod tool_search;
     mod uploads;
 }

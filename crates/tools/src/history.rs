@@ -1,6 +1,7 @@
 //! Server-tool blocks in a conversation, as a model that has never seen them reads them: a
-//! `server_tool_use` becomes a tool call, its `web_fetch_tool_result` or
-//! `web_search_tool_result` the tool's result in a user turn after it. Every backend
+//! `server_tool_use` becomes a tool call, its `web_fetch_tool_result`,
+//! `web_search_tool_result` or other result the tool's result in a user turn after it (a
+//! tool search's as the `tool_reference` blocks that load what it found). Every backend
 //! renders tool calls and results, so none of them needs to know these blocks.
 
 use std::collections::HashMap;
@@ -105,6 +106,27 @@ pub fn lower(messages: Vec<MessageParam>) -> Vec<MessageParam> {
                 } => {
                     let (text, is_error) = code_text(&content);
                     let answer = result(tool_use_id, text, is_error, cache_control);
+                    answer_after(&mut out, message.role, &mut run, answer);
+                }
+                // The tools a search found stay loaded, as `tool_reference` blocks keep them.
+                ContentBlockParam::ToolSearchToolResult {
+                    tool_use_id,
+                    content,
+                    cache_control,
+                } if !crate::tool_search::references(&content).is_empty() => {
+                    let references = crate::tool_search::references(&content)
+                        .into_iter()
+                        .map(|tool_name| ContentBlockParam::ToolReference {
+                            tool_name,
+                            cache_control: None,
+                        })
+                        .collect();
+                    let answer = ContentBlockParam::ToolResult {
+                        tool_use_id,
+                        content: Some(ToolResultContent::Blocks(references)),
+                        is_error: None,
+                        cache_control,
+                    };
                     answer_after(&mut out, message.role, &mut run, answer);
                 }
                 // Tools an upstream ran: the model reads what they returned, as JSON.
@@ -341,20 +363,38 @@ mod tests {
     }
 
     #[test]
-    fn a_result_of_a_tool_only_an_upstream_runs_is_read_as_its_json() {
+    fn a_tool_search_loads_what_it_found_and_an_advisor_is_read_as_its_json() {
         let messages: Vec<MessageParam> = serde_json::from_value(serde_json::json!([
             {"role": "user", "content": "Find the weather tool."},
             {"role": "assistant", "content": [
                 {"type": "server_tool_use", "id": "srvtoolu_1", "name": "tool_search_tool_regex", "input": {"pattern": "weather"}},
                 {"type": "tool_search_tool_result", "tool_use_id": "srvtoolu_1", "content": {
                     "type": "tool_search_tool_search_result",
-                    "tool_references": [{"type": "tool_reference", "tool_name": "get_weather"}]}}
+                    "tool_references": [{"type": "tool_reference", "tool_name": "get_weather"}]}},
+                {"type": "server_tool_use", "id": "srvtoolu_2", "name": "advisor", "input": {}},
+                {"type": "advisor_tool_result", "tool_use_id": "srvtoolu_2", "content": {
+                    "type": "advisor_result", "text": "Use get_weather."}}
             ]}
         ]))
         .unwrap();
         let lowered = lower(messages);
         assert!(!has_server_blocks(&lowered));
         let blocks = lowered[2].content.clone().into_blocks();
+        let ContentBlockParam::ToolResult {
+            content: Some(ToolResultContent::Blocks(references)),
+            ..
+        } = &blocks[0]
+        else {
+            panic!("{blocks:?}")
+        };
+        assert_eq!(
+            references,
+            &[ContentBlockParam::ToolReference {
+                tool_name: "get_weather".into(),
+                cache_control: None
+            }]
+        );
+        let blocks = lowered[4].content.clone().into_blocks();
         let ContentBlockParam::ToolResult {
             content: Some(ToolResultContent::Text(text)),
             is_error,
@@ -363,7 +403,7 @@ mod tests {
         else {
             panic!("{blocks:?}")
         };
-        assert!(text.contains("get_weather"), "{text}");
+        assert!(text.contains("Use get_weather."), "{text}");
         assert_ne!(*is_error, Some(true));
     }
 }

@@ -1,5 +1,5 @@
-//! Tools the server runs for the model, as the Claude API runs them: `web_fetch` and
-//! `web_search`. A request's server tools are read and checked ([`prepare`]), the model
+//! Tools the server runs for the model, as the Claude API runs them: `web_fetch`,
+//! `web_search`, code execution, MCP toolsets and tool search. A request's server tools are read and checked ([`prepare`]), the model
 //! is given client-tool definitions in their place, and [`rounds::ToolRunner`] runs the
 //! model → tool → model loop inside one call.
 //!
@@ -17,6 +17,7 @@ pub mod public_url;
 pub mod rounds;
 pub mod sandbox;
 pub mod spec;
+pub mod tool_search;
 pub mod web_fetch;
 pub mod web_search;
 
@@ -105,6 +106,7 @@ impl Outcome {
             Kind::TextEditor => {
                 return code_execution::editor_error(&tool_use_id, code, "the call failed")
             }
+            Kind::ToolSearch { .. } => return tool_search::error(&tool_use_id, code, None),
         };
         Self {
             result,
@@ -155,11 +157,22 @@ pub async fn prepare(
                 tool.kind.as_deref().unwrap_or("web_search")
             ));
         }
-        *tool = spec::as_client_tool(tool, matches!(server.kind, Kind::WebFetch { .. }));
+        *tool = spec::as_client_tool(tool, &server.kind);
         found.push(server);
     }
     let container = code_request::prepare(request, toolbox, tenant, &mut found).await?;
     let sessions = mcp::connect_all(request, toolbox, allowlist, &mut found).await?;
+    if found
+        .iter()
+        .any(|t| matches!(t.kind, Kind::ToolSearch { .. }))
+    {
+        let deferred = Arc::new(tool_search::Catalog::of(request.tools.iter().flatten()));
+        for tool in &mut found {
+            if let Kind::ToolSearch { catalog, .. } = &mut tool.kind {
+                *catalog = deferred.clone();
+            }
+        }
+    }
     if let Some(ToolChoice::Tool { name, .. }) = &request.tool_choice {
         if !request.tools.iter().flatten().any(|t| &t.name == name) {
             return Err(format!(

@@ -197,9 +197,17 @@ impl Rounds {
                         Some(guard) => guard(&outcome.for_model),
                         None => outcome.for_model,
                     };
+                    // Tools a search found load as a `tool_reference` loads them: the model
+                    // reads the references, and the definitions join the next round's tools.
+                    let loaded = self.load(&tool, crate::tool_search::found(&outcome.result));
+                    let content = if loaded.is_empty() {
+                        ToolResultContent::Text(for_model)
+                    } else {
+                        ToolResultContent::Blocks(loaded)
+                    };
                     results.push(ContentBlockParam::ToolResult {
                         tool_use_id: id.clone(),
-                        content: Some(ToolResultContent::Text(for_model)),
+                        content: Some(content),
                         is_error: outcome.is_error.then_some(true),
                         cache_control: None,
                     });
@@ -237,6 +245,28 @@ impl Rounds {
                 };
             }
         }
+    }
+
+    /// Adds the deferred tools a search of `tool` found to the tools of later rounds; the
+    /// `tool_reference` blocks that say so to the model.
+    fn load(&mut self, tool: &ServerTool, names: Vec<String>) -> Vec<ContentBlockParam> {
+        let Kind::ToolSearch { catalog, .. } = &tool.kind else {
+            return Vec::new();
+        };
+        let mut references = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(definition) = catalog.tool(&name) else {
+                continue;
+            };
+            if !self.request.tools.iter().any(|t| t.name == name) {
+                self.request.tools.push(definition.clone());
+            }
+            references.push(ContentBlockParam::ToolReference {
+                tool_name: name,
+                cache_control: None,
+            });
+        }
+        references
     }
 
     fn is_server(&self, name: &str) -> bool {
@@ -277,6 +307,9 @@ impl Rounds {
                 }
                 Kind::Mcp { server } => self.call_mcp(server, tool, input, id).await,
                 Kind::Bash | Kind::TextEditor => self.call_code(tool, input, id).await,
+                Kind::ToolSearch { mode, catalog } => {
+                    crate::tool_search::run(*mode, catalog, input, id)
+                }
             }
         };
         // An MCP session keeps its own limit and says so in the result; an outer

@@ -1,6 +1,6 @@
-//! The server tools a request defines (`web_fetch_*`, `web_search_*`), read from its tool
-//! list with their settings checked, and the client-tool definition the model is given in
-//! their place.
+//! The server tools a request defines (`web_fetch_*`, `web_search_*`, `tool_search_tool_*`),
+//! read from its tool list with their settings checked, and the client-tool definition the
+//! model is given in their place.
 
 use missive_protocol::tools::Tool;
 use serde_json::{json, Value};
@@ -34,6 +34,12 @@ pub enum Kind {
     Bash,
     /// `text_editor_code_execution`, in the request's container.
     TextEditor,
+    /// `tool_search_tool_regex` or `tool_search_tool_bm25`, over the request's deferred
+    /// tools (filled in once MCP servers have listed theirs).
+    ToolSearch {
+        mode: crate::tool_search::Mode,
+        catalog: std::sync::Arc<crate::tool_search::Catalog>,
+    },
 }
 
 /// `allowed_domains` / `blocked_domains`. A domain covers its subdomains.
@@ -79,12 +85,39 @@ const SEARCH_TYPES: [&str; 3] = [
     "web_search_20260318",
 ];
 
+/// The tool search types, each with the name its tool must have.
+const TOOL_SEARCH_TYPES: [(&str, &str, crate::tool_search::Mode); 4] = [
+    (
+        "tool_search_tool_regex_20251119",
+        "tool_search_tool_regex",
+        crate::tool_search::Mode::Regex,
+    ),
+    (
+        "tool_search_tool_regex",
+        "tool_search_tool_regex",
+        crate::tool_search::Mode::Regex,
+    ),
+    (
+        "tool_search_tool_bm25_20251119",
+        "tool_search_tool_bm25",
+        crate::tool_search::Mode::Bm25,
+    ),
+    (
+        "tool_search_tool_bm25",
+        "tool_search_tool_bm25",
+        crate::tool_search::Mode::Bm25,
+    ),
+];
+
 /// The server tool `tool` defines, `None` for any other tool, or a refusal naming the
 /// setting (`tools.{index}.…`) this server cannot honour.
 pub fn parse(index: usize, tool: &Tool) -> Result<Option<ServerTool>, String> {
     let Some(kind) = tool.kind.as_deref() else {
         return Ok(None);
     };
+    if let Some((_, name, mode)) = TOOL_SEARCH_TYPES.iter().find(|(k, ..)| *k == kind) {
+        return tool_search(index, tool, name, *mode).map(Some);
+    }
     let fetch = FETCH_TYPES.contains(&kind);
     if !fetch && !SEARCH_TYPES.contains(&kind) {
         return Ok(None);
@@ -182,12 +215,44 @@ pub fn parse(index: usize, tool: &Tool) -> Result<Option<ServerTool>, String> {
     }))
 }
 
-/// The definition a model that has never seen Anthropic's web tools is given: a client
-/// tool of the same name with an input schema, for `web_fetch` (`fetch`) or `web_search`.
-/// Cache breakpoints and deferred loading carry over.
-pub fn as_client_tool(tool: &Tool, fetch: bool) -> Tool {
-    let (description, schema) = if fetch {
-        (
+/// A tool search tool: named as its type requires, with no settings, and never deferred
+/// itself (nothing could load it).
+fn tool_search(
+    index: usize,
+    tool: &Tool,
+    name: &str,
+    mode: crate::tool_search::Mode,
+) -> Result<ServerTool, String> {
+    if tool.name != name {
+        return Err(format!("tools.{index}.name: Input should be '{name}'"));
+    }
+    if let Some(key) = tool.settings.keys().next() {
+        return Err(format!(
+            "tools.{index}.{key}: Extra inputs are not permitted"
+        ));
+    }
+    if tool.defer_loading == Some(true) {
+        return Err(format!(
+            "tools.{index}.defer_loading: the tool search tool cannot itself be deferred"
+        ));
+    }
+    Ok(ServerTool {
+        name: tool.name.clone(),
+        kind: Kind::ToolSearch {
+            mode,
+            catalog: Default::default(),
+        },
+        max_uses: None,
+        domains: Domains::default(),
+    })
+}
+
+/// The definition a model that has never seen Anthropic's server tools is given: a client
+/// tool of the same name with an input schema. Cache breakpoints and deferred loading carry
+/// over.
+pub fn as_client_tool(tool: &Tool, kind: &Kind) -> Tool {
+    let (description, schema) = match kind {
+        Kind::WebFetch { .. } => (
             "Fetch a web page or PDF and read its text. Only URLs that appear in the conversation (from the user or from earlier search and fetch results) can be fetched.",
             json!({
                 "type": "object",
@@ -195,9 +260,9 @@ pub fn as_client_tool(tool: &Tool, fetch: bool) -> Tool {
                 "required": ["url"],
                 "additionalProperties": false
             }),
-        )
-    } else {
-        (
+        ),
+        Kind::ToolSearch { mode, .. } => crate::tool_search::definition(*mode),
+        _ => (
             "Search the web. Returns titles, URLs and snippets of the best matching pages.",
             json!({
                 "type": "object",
@@ -205,7 +270,7 @@ pub fn as_client_tool(tool: &Tool, fetch: bool) -> Tool {
                 "required": ["query"],
                 "additionalProperties": false
             }),
-        )
+        ),
     };
     Tool {
         name: tool.name.clone(),
