@@ -231,6 +231,64 @@ def test_search_results_go_back_to_the_model_in_the_next_turn(tools_client):
     assert message.content[0].type == "text"
 
 
+DEFERRED = [
+    {"name": "get_weather", "description": "Get the current weather for a city.", "defer_loading": True,
+     "input_schema": {"type": "object", "properties": {"city": {"type": "string", "description": "The city."}},
+                      "required": ["city"]}},
+    {"name": "get_stock_price", "description": "Get the latest price of a stock.", "defer_loading": True,
+     "input_schema": {"type": "object", "properties": {"ticker": {"type": "string"}}, "required": ["ticker"]}},
+    {"name": "send_email", "description": "Send an email.", "defer_loading": True,
+     "input_schema": {"type": "object", "properties": {"to": {"type": "string"}, "body": {"type": "string"}},
+                      "required": ["to", "body"]}},
+]
+
+
+@pytest.mark.parametrize("kind, ask", [
+    ("tool_search_tool_regex_20251119", "Search for a tool whose name contains weather, then use it for Oslo."),
+    ("tool_search_tool_bm25_20251119", "What is the weather in Oslo right now? Find a weather tool and use it."),
+])
+def test_a_tool_search_finds_a_deferred_tool_that_the_model_then_calls(tools_client, kind, ask):
+    """The model searches (forced); the server finds the deferred weather tool and no other.
+    Sent back, the search keeps that tool loaded: asked for any call, the model calls it,
+    and the tools the search did not find stay out of its reach. (Left to go on in the same
+    call, the 0.5B model repeats its search until the round cap.)"""
+    name = kind.removesuffix("_20251119")
+    message = tools_client.messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=120,
+        **sampling(temperature=0.0),
+        messages=[{"role": "user", "content": ask}],
+        tools=[{"type": kind, "name": name}, *DEFERRED],
+        tool_choice={"type": "tool", "name": name, "disable_parallel_tool_use": True},
+    )
+    call = blocks(message, "server_tool_use")[0]
+    assert call.name == name and call.id.startswith("srvtoolu_")
+    result = blocks(message, "tool_search_tool_result")[0]
+    assert result.tool_use_id == call.id
+    assert result.content.type == "tool_search_tool_search_result", result
+    found = [r.tool_name for r in result.content.tool_references]
+    assert found[0] == "get_weather", (call.input, found)
+    assert "send_email" not in found, (call.input, found)
+
+    history = [
+        {"role": "user", "content": ask},
+        {"role": "assistant", "content": [call.to_dict(), result.to_dict()]},
+        {"role": "user", "content": "Now call it for Oslo."},
+    ]
+    answer = tools_client.messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=60,
+        **sampling(temperature=0.0),
+        messages=history,
+        tools=DEFERRED,
+        tool_choice={"type": "any"},
+    )
+    [used] = blocks(answer, "tool_use")
+    assert used.name == "get_weather", answer.content
+    assert "oslo" in used.input["city"].lower()
+    assert answer.stop_reason == "tool_use"
+
+
 def test_results_of_tools_only_an_upstream_runs_are_read_in_history(tools_client):
     """A conversation that went through a Claude API upstream before holds tool search and
     advisor results; the local model reads them as tool results."""
@@ -265,7 +323,8 @@ def test_every_server_tool_type_of_the_sdk_runs_or_is_refused_by_name(tools_serv
     )
     assert server_types, "the SDK walk found no server tool types"
     for kind in server_types:
-        name = {"web_fetch": "web_fetch", "web_search": "web_search", "code_execution": "code_execution"}
+        name = {"web_fetch": "web_fetch", "web_search": "web_search", "code_execution": "code_execution",
+                "tool_search_tool_regex": "tool_search_tool_regex", "tool_search_tool_bm25": "tool_search_tool_bm25"}
         tool = {"type": kind, "name": next((v for k, v in name.items() if kind.startswith(k)), "t")}
         body = {"model": "claude-sonnet-4-6", "max_tokens": 1,
                 "messages": [{"role": "user", "content": "Hi."}], "tools": [tool]}

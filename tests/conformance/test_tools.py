@@ -269,10 +269,10 @@ def test_a_server_tool_the_model_cannot_run_is_refused_by_type(client):
         client.messages.create(
             model=MODEL,
             max_tokens=20,
-            tools=[{"type": "tool_search_tool_regex_20251119", "name": "tool_search_tool_regex"}],
-            messages=[{"role": "user", "content": "Find a tool."}],
+            tools=[{"type": "advisor_20260301", "name": "advisor"}],
+            messages=[{"role": "user", "content": "Ask the advisor."}],
         )
-    assert "tools.0.type: `tool_search_tool_regex_20251119` is a server tool" in refused.value.message
+    assert "tools.0.type: `advisor_20260301` is a server tool" in refused.value.message
     # Web search runs here only against a search service the operator configured.
     with pytest.raises(anthropic.BadRequestError) as unconfigured:
         client.messages.create(

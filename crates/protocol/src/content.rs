@@ -142,9 +142,9 @@ pub enum ContentBlockParam {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cache_control: Option<CacheControl>,
     },
-    /// Results of server tools Missive does not run itself but relays from an `anthropic`
-    /// upstream (tool search, the advisor, the Python-only code execution of 20250522);
-    /// elsewhere they are read as tool results.
+    /// A tool search's result. It and the two after it (the advisor's, and the Python-only
+    /// code execution of 20250522, which only an `anthropic` upstream runs) are relayed as
+    /// they came from such an upstream; elsewhere they are read as tool results.
     ToolSearchToolResult {
         tool_use_id: String,
         content: Value,
@@ -379,7 +379,8 @@ pub enum ContentBlock {
         tool_use_id: String,
         content: Value,
     },
-    /// Relayed from an `anthropic` upstream, which ran the tool.
+    /// What a tool search found (`tool_search_tool_search_result`) or its error; relayed
+    /// as it came from an `anthropic` upstream that ran the search.
     ToolSearchToolResult {
         tool_use_id: String,
         content: Value,

@@ -539,7 +539,7 @@ mod tests {
             matches!(&run.result, ContentBlock::WebSearchToolResult { tool_use_id, .. } if tool_use_id == "srvtoolu_1")
         );
         assert_eq!(run.usage.web_search_requests, 1);
-        // Tool search, which only the upstream runs, is relayed as it came.
+        // The upstream's tool search is relayed as it came.
         let Some(Ok(BackendEvent::ServerTool(search))) = out.get(2) else {
             panic!("{out:?}")
         };
