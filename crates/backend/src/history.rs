@@ -83,24 +83,15 @@ pub fn loaded_tools(
     if let Some(ToolChoice::Tool { name, .. }) = tool_choice {
         loaded.insert(name);
     }
-    for message in messages {
-        let MessageContent::Blocks(blocks) = &message.content else {
-            continue;
-        };
-        for block in blocks {
-            match block {
-                ContentBlockParam::ToolUse { name, .. } => {
-                    loaded.insert(name);
-                }
-                ContentBlockParam::ToolResult {
-                    content: Some(ToolResultContent::Blocks(inner)),
-                    ..
-                } => loaded.extend(inner.iter().filter_map(|b| match b {
-                    ContentBlockParam::ToolReference { tool_name, .. } => Some(tool_name.as_str()),
-                    _ => None,
-                })),
-                _ => {}
+    for (_, block) in missive_protocol::walk::blocks(messages) {
+        match block {
+            ContentBlockParam::ToolUse { name, .. } => {
+                loaded.insert(name);
             }
+            ContentBlockParam::ToolReference { tool_name, .. } => {
+                loaded.insert(tool_name);
+            }
+            _ => {}
         }
     }
     let loaded: HashSet<String> = loaded.into_iter().map(str::to_owned).collect();

@@ -15,6 +15,7 @@ pub mod parse;
 pub mod stream;
 pub mod tools;
 pub mod usage;
+pub mod walk;
 
 pub use content::{ContentBlock, ContentBlockParam};
 pub use error::{ErrorBody, ErrorDetail, ErrorType};

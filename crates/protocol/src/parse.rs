@@ -346,32 +346,20 @@ fn validate_context_management(request: &MessagesRequest) -> Result<(), RequestE
 
 /// `tool_reference` blocks stand inside `tool_result` content, and name a request tool.
 fn validate_tool_references(request: &MessagesRequest) -> Result<(), RequestError> {
-    use crate::content::ToolResultContent;
     let tools = request.tools.as_deref().unwrap_or_default();
-    for (i, message) in request.messages.iter().enumerate() {
-        for (j, block) in blocks(&message.content).iter().enumerate() {
-            match block {
-                ContentBlockParam::ToolReference { .. } => {
-                    return Err(RequestError(format!(
-                        "messages.{i}.content.{j}: a `tool_reference` block may only stand inside a `tool_result`"
-                    )))
-                }
-                ContentBlockParam::ToolResult {
-                    content: Some(ToolResultContent::Blocks(inner)),
-                    ..
-                } => {
-                    for (k, block) in inner.iter().enumerate() {
-                        if let ContentBlockParam::ToolReference { tool_name, .. } = block {
-                            if !tools.iter().any(|t| &t.name == tool_name) {
-                                return Err(RequestError(format!(
-                                    "messages.{i}.content.{j}.content.{k}.tool_name: tool `{tool_name}` is not among the request's tools"
-                                )));
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
+    for (at, block) in crate::walk::blocks(&request.messages) {
+        let ContentBlockParam::ToolReference { tool_name, .. } = block else {
+            continue;
+        };
+        if at.inner.is_none() {
+            return Err(RequestError(format!(
+                "{at}: a `tool_reference` block may only stand inside a `tool_result`"
+            )));
+        }
+        if !tools.iter().any(|t| &t.name == tool_name) {
+            return Err(RequestError(format!(
+                "{at}.tool_name: tool `{tool_name}` is not among the request's tools"
+            )));
         }
     }
     Ok(())
@@ -380,10 +368,9 @@ fn validate_tool_references(request: &MessagesRequest) -> Result<(), RequestErro
 /// A `search_result`, at the top of a turn or inside a `tool_result`, holds non-empty
 /// `text` blocks and nothing else, as the Claude API requires.
 fn validate_search_results(request: &MessagesRequest) -> Result<(), RequestError> {
-    use crate::content::ToolResultContent;
-    fn check(block: &ContentBlockParam, at: &str) -> Result<(), RequestError> {
+    for (at, block) in crate::walk::blocks(&request.messages) {
         let ContentBlockParam::SearchResult { content, .. } = block else {
-            return Ok(());
+            continue;
         };
         if content.is_empty() {
             return Err(RequestError(format!(
@@ -402,21 +389,6 @@ fn validate_search_results(request: &MessagesRequest) -> Result<(), RequestError
                     return Err(RequestError(format!(
                         "{at}.content.{k}: a search result holds `text` blocks only"
                     )))
-                }
-            }
-        }
-        Ok(())
-    }
-    for (i, message) in request.messages.iter().enumerate() {
-        for (j, block) in blocks(&message.content).iter().enumerate() {
-            check(block, &format!("messages.{i}.content.{j}"))?;
-            if let ContentBlockParam::ToolResult {
-                content: Some(ToolResultContent::Blocks(inner)),
-                ..
-            } = block
-            {
-                for (k, block) in inner.iter().enumerate() {
-                    check(block, &format!("messages.{i}.content.{j}.content.{k}"))?;
                 }
             }
         }

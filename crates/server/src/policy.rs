@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::LazyLock;
 
-use missive_protocol::content::{ContentBlockParam, DocumentSource, ToolResultContent};
-use missive_protocol::messages::{MessageContent, MessagesRequest};
+use missive_protocol::content::{ContentBlockParam, DocumentSource};
+use missive_protocol::messages::MessagesRequest;
 use missive_store::Store;
 use regex::Regex;
 use serde_json::Value;
@@ -276,34 +276,19 @@ const LOOKUP_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(3)
 /// Every URL source in the request (images and documents, also inside tool results), with
 /// where it is.
 pub fn url_sources(request: &MessagesRequest) -> Vec<(String, String)> {
-    fn collect(blocks: &[ContentBlockParam], at: &str, out: &mut Vec<(String, String)>) {
-        for (j, block) in blocks.iter().enumerate() {
-            let at = format!("{at}.{j}");
-            match block {
+    missive_protocol::walk::blocks(&request.messages)
+        .filter_map(|(at, block)| {
+            let url = match block {
                 ContentBlockParam::Document {
                     source: DocumentSource::Url { url },
                     ..
-                } => out.push((format!("{at}.source.url"), url.clone())),
-                ContentBlockParam::Image { source, .. } => {
-                    if let Some(url) = source.get("url").and_then(Value::as_str) {
-                        out.push((format!("{at}.source.url"), url.to_owned()));
-                    }
-                }
-                ContentBlockParam::ToolResult {
-                    content: Some(ToolResultContent::Blocks(inner)),
-                    ..
-                } => collect(inner, &format!("{at}.content"), out),
-                _ => {}
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for (turn, message) in request.messages.iter().enumerate() {
-        if let MessageContent::Blocks(blocks) = &message.content {
-            collect(blocks, &format!("messages.{turn}.content"), &mut out);
-        }
-    }
-    out
+                } => url.as_str(),
+                ContentBlockParam::Image { source, .. } => source.get("url")?.as_str()?,
+                _ => return None,
+            };
+            Some((format!("{at}.source.url"), url.to_owned()))
+        })
+        .collect()
 }
 
 /// Refuses (400, naming the field) any URL source that is not a public http(s) address,

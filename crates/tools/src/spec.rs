@@ -85,38 +85,21 @@ const SEARCH_TYPES: [&str; 3] = [
     "web_search_20260318",
 ];
 
-/// The tool search types, each with the name its tool must have.
-const TOOL_SEARCH_TYPES: [(&str, &str, crate::tool_search::Mode); 4] = [
-    (
-        "tool_search_tool_regex_20251119",
-        "tool_search_tool_regex",
-        crate::tool_search::Mode::Regex,
-    ),
-    (
-        "tool_search_tool_regex",
-        "tool_search_tool_regex",
-        crate::tool_search::Mode::Regex,
-    ),
-    (
-        "tool_search_tool_bm25_20251119",
-        "tool_search_tool_bm25",
-        crate::tool_search::Mode::Bm25,
-    ),
-    (
-        "tool_search_tool_bm25",
-        "tool_search_tool_bm25",
-        crate::tool_search::Mode::Bm25,
-    ),
-];
-
 /// The server tool `tool` defines, `None` for any other tool, or a refusal naming the
 /// setting (`tools.{index}.…`) this server cannot honour.
 pub fn parse(index: usize, tool: &Tool) -> Result<Option<ServerTool>, String> {
     let Some(kind) = tool.kind.as_deref() else {
         return Ok(None);
     };
-    if let Some((_, name, mode)) = TOOL_SEARCH_TYPES.iter().find(|(k, ..)| *k == kind) {
-        return tool_search(index, tool, name, *mode).map(Some);
+    // Each tool search type has an unversioned twin, which is also its tool's name.
+    let unversioned = kind.strip_suffix("_20251119").unwrap_or(kind);
+    let search_mode = match unversioned {
+        "tool_search_tool_regex" => Some(crate::tool_search::Mode::Regex),
+        "tool_search_tool_bm25" => Some(crate::tool_search::Mode::Bm25),
+        _ => None,
+    };
+    if let Some(mode) = search_mode {
+        return tool_search(index, tool, unversioned, mode).map(Some);
     }
     let fetch = FETCH_TYPES.contains(&kind);
     if !fetch && !SEARCH_TYPES.contains(&kind) {
