@@ -21,7 +21,7 @@ pub enum Mode {
 }
 
 /// The longest pattern the regex search takes, as on the Claude API.
-pub const MAX_PATTERN_CHARS: usize = 200;
+const MAX_PATTERN_CHARS: usize = 200;
 /// Tools one search returns unless the call asks for fewer or more.
 const DEFAULT_LIMIT: usize = 5;
 /// The most tools one search returns.
@@ -32,20 +32,14 @@ const COMPILED_PATTERN_BYTES: usize = 1 << 20;
 /// Deepest nesting of an input schema searched for argument names.
 const MAX_SCHEMA_DEPTH: usize = 8;
 
-/// One deferred tool, as the search reads it.
-#[derive(Debug, Clone, PartialEq)]
-struct Entry {
-    name: String,
-    /// The name, the description, then each argument's name and description.
-    fields: Vec<String>,
-}
-
 /// The deferred tools of one request, ready to search; the definitions load what a search
 /// finds.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Catalog {
-    entries: Vec<Entry>,
     tools: Vec<Tool>,
+    /// Per tool, what is searched: its name, its description, then each argument's name
+    /// and description.
+    fields: Vec<Vec<String>>,
 }
 
 impl Catalog {
@@ -56,7 +50,7 @@ impl Catalog {
             .filter(|t| t.defer_loading == Some(true))
             .cloned()
             .collect();
-        let entries = tools
+        let fields = tools
             .iter()
             .map(|tool| {
                 let mut fields = vec![tool.name.clone()];
@@ -64,13 +58,10 @@ impl Catalog {
                 if let Some(schema) = &tool.input_schema {
                     argument_fields(schema, 0, &mut fields);
                 }
-                Entry {
-                    name: tool.name.clone(),
-                    fields,
-                }
+                fields
             })
             .collect();
-        Self { entries, tools }
+        Self { tools, fields }
     }
 
     /// The definition of the deferred tool `name`.
@@ -78,12 +69,15 @@ impl Catalog {
         self.tools.iter().find(|t| t.name == name)
     }
 
+    fn name(&self, i: usize) -> String {
+        self.tools[i].name.clone()
+    }
+
     fn matching(&self, pattern: &regex::Regex, limit: usize) -> Vec<String> {
-        self.entries
-            .iter()
-            .filter(|e| e.fields.iter().any(|f| pattern.is_match(f)))
+        (0..self.tools.len())
+            .filter(|&i| self.fields[i].iter().any(|f| pattern.is_match(f)))
             .take(limit)
-            .map(|e| e.name.clone())
+            .map(|i| self.name(i))
             .collect()
     }
 
@@ -93,9 +87,9 @@ impl Catalog {
         const K1: f64 = 1.2;
         const B: f64 = 0.75;
         let docs: Vec<Vec<String>> = self
-            .entries
+            .fields
             .iter()
-            .map(|e| e.fields.iter().flat_map(|f| words(f)).collect())
+            .map(|fields| fields.iter().flat_map(|f| words(f)).collect())
             .collect();
         if docs.is_empty() {
             return Vec::new();
@@ -123,7 +117,7 @@ impl Catalog {
         order
             .into_iter()
             .take(limit)
-            .map(|i| self.entries[i].name.clone())
+            .map(|i| self.name(i))
             .collect()
     }
 }
