@@ -289,6 +289,55 @@ def test_a_tool_search_finds_a_deferred_tool_that_the_model_then_calls(tools_cli
     assert answer.stop_reason == "tool_use"
 
 
+def test_the_model_asks_the_advisor_and_reads_its_advice(tools_client):
+    """Forced to ask, the model gets advice from a second model (the default model advising
+    itself here: the wire is the same for any pair). Every block and usage step parses as
+    the SDK's beta types; the advice's tokens are an `advisor_message` step with its model,
+    outside the top-level counts, which are the model's own rounds."""
+    from anthropic.types.beta import BetaAdvisorMessageIterationUsage, BetaAdvisorToolResultBlock
+
+    ask = "Write a Python function that reverses a string."
+    message = tools_client.beta.messages.create(
+        model="claude-sonnet-4-6",
+        max_tokens=120,
+        **sampling(temperature=0.0),
+        betas=["advisor-tool-2026-03-01"],
+        messages=[{"role": "user", "content": ask}],
+        tools=[{"type": "advisor_20260301", "name": "advisor", "model": "claude-sonnet-4-6",
+                "max_tokens": 60, "max_uses": 1}],
+        tool_choice={"type": "tool", "name": "advisor", "disable_parallel_tool_use": True},
+    )
+    [call] = blocks(message, "server_tool_use")
+    assert call.name == "advisor" and call.id.startswith("srvtoolu_") and call.input == {}
+    [result] = blocks(message, "advisor_tool_result")
+    assert isinstance(result, BetaAdvisorToolResultBlock)
+    assert result.tool_use_id == call.id
+    assert result.content.type == "advisor_result", result
+    assert result.content.text.strip()
+    assert result.content.stop_reason in ("end_turn", "max_tokens")
+
+    steps = message.usage.iterations
+    assert [s.type for s in steps] == ["message", "advisor_message", "message"], steps
+    advice = steps[1]
+    assert isinstance(advice, BetaAdvisorMessageIterationUsage)
+    assert advice.model and 0 < advice.output_tokens <= 60
+    # The advisor read the conversation and the ask: more than the model's first prompt.
+    assert advice.input_tokens + advice.cache_read_input_tokens > steps[0].input_tokens
+    rounds = [s for s in steps if s.type == "message"]
+    assert message.usage.output_tokens == sum(s.output_tokens for s in rounds)
+    # Its one use spent, the model answers: text after the advice.
+    assert message.content[-1].type == "text" and message.content[-1].text.strip()
+
+    # Sent back, the advice is read as the model read it, and the SDK's param types hold.
+    history = [
+        {"role": "user", "content": ask},
+        {"role": "assistant", "content": [b.to_dict() for b in message.content]},
+        {"role": "user", "content": "Thanks."},
+    ]
+    again = tools_client.beta.messages.count_tokens(model="claude-sonnet-4-6", messages=history)
+    assert again.input_tokens > steps[0].input_tokens
+
+
 def test_results_of_tools_only_an_upstream_runs_are_read_in_history(tools_client):
     """A conversation that went through a Claude API upstream before holds tool search and
     advisor results; the local model reads them as tool results."""
@@ -324,8 +373,11 @@ def test_every_server_tool_type_of_the_sdk_runs_or_is_refused_by_name(tools_serv
     assert server_types, "the SDK walk found no server tool types"
     for kind in server_types:
         name = {"web_fetch": "web_fetch", "web_search": "web_search", "code_execution": "code_execution",
-                "tool_search_tool_regex": "tool_search_tool_regex", "tool_search_tool_bm25": "tool_search_tool_bm25"}
+                "tool_search_tool_regex": "tool_search_tool_regex", "tool_search_tool_bm25": "tool_search_tool_bm25",
+                "advisor": "advisor"}
         tool = {"type": kind, "name": next((v for k, v in name.items() if kind.startswith(k)), "t")}
+        if kind.startswith("advisor"):
+            tool["model"] = "claude-sonnet-4-6"
         body = {"model": "claude-sonnet-4-6", "max_tokens": 1,
                 "messages": [{"role": "user", "content": "Hi."}], "tools": [tool]}
         if kind == "mcp_toolset":

@@ -269,10 +269,10 @@ def test_a_server_tool_the_model_cannot_run_is_refused_by_type(client):
         client.messages.create(
             model=MODEL,
             max_tokens=20,
-            tools=[{"type": "advisor_20260301", "name": "advisor"}],
-            messages=[{"role": "user", "content": "Ask the advisor."}],
+            tools=[{"type": "code_execution_20250522", "name": "code_execution"}],
+            messages=[{"role": "user", "content": "Run some Python."}],
         )
-    assert "tools.0.type: `advisor_20260301` is a server tool" in refused.value.message
+    assert "tools.0.type: `code_execution_20250522` is a server tool" in refused.value.message
     # Web search runs here only against a search service the operator configured.
     with pytest.raises(anthropic.BadRequestError) as unconfigured:
         client.messages.create(

@@ -15,6 +15,25 @@ impl PromptUsage {
             ..Self::default()
         }
     }
+
+    /// One sampling step of this prompt and `output_tokens`, as an entry of
+    /// `usage.iterations`.
+    pub fn step(
+        &self,
+        kind: missive_protocol::context::IterationKind,
+        output_tokens: u32,
+    ) -> missive_protocol::context::IterationUsage {
+        missive_protocol::context::IterationUsage {
+            kind,
+            input_tokens: self.input_tokens,
+            output_tokens,
+            cache_creation_input_tokens: self
+                .cache_creation_5m_input_tokens
+                .saturating_add(self.cache_creation_1h_input_tokens),
+            cache_read_input_tokens: self.cache_read_input_tokens,
+            model: None,
+        }
+    }
 }
 
 /// Why a generation ended.
@@ -73,6 +92,10 @@ pub enum BackendEvent {
     },
     /// A tool the server ran for the model.
     ServerTool(Box<ServerToolRun>),
+    /// One step of a reply that reports its steps (`usage.iterations`): a round of a tool
+    /// loop, or an advisor's answer, each with its own counts. Only a tool loop with an
+    /// advisor sends them.
+    Step(missive_protocol::context::IterationUsage),
     /// The code execution container the reply used, learned apart from any tool run (a
     /// Claude API upstream names it in its last delta).
     Container(serde_json::Value),

@@ -6,6 +6,7 @@
 //! so its tests build without llama.cpp; `scripted` provides a deterministic backend
 //! for tests of our own code.
 
+pub mod answer;
 pub mod client_tools;
 pub mod context_edits;
 mod error;

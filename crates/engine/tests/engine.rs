@@ -121,7 +121,9 @@ mod real_model {
                         output_tokens,
                     }
                 }
-                BackendEvent::ServerTool(_) | BackendEvent::Container(_) => {
+                BackendEvent::ServerTool(_)
+                | BackendEvent::Step(_)
+                | BackendEvent::Container(_) => {
                     panic!("the engine runs no server tools")
                 }
                 BackendEvent::Citation(_) | BackendEvent::TextEnd => {
@@ -280,6 +282,7 @@ mod real_model {
                         | BackendEvent::ToolInput(_)
                         | BackendEvent::ToolUse { .. }
                         | BackendEvent::ServerTool(_)
+                        | BackendEvent::Step(_)
                         | BackendEvent::Container(_)
                         | BackendEvent::Citation(_)
                         | BackendEvent::TextEnd

@@ -174,8 +174,8 @@ pub struct CountTokensContext {
     pub original_input_tokens: u32,
 }
 
-/// One entry of `usage.iterations`: a sampling step of the reply, or the compaction that
-/// preceded it.
+/// One entry of `usage.iterations`: a sampling step of the reply, the compaction that
+/// preceded it, or an advisor's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IterationUsage {
     #[serde(rename = "type")]
@@ -184,6 +184,9 @@ pub struct IterationUsage {
     pub output_tokens: u32,
     pub cache_creation_input_tokens: u32,
     pub cache_read_input_tokens: u32,
+    /// The model that sampled, where it is not the reply's (an advisor's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +194,8 @@ pub struct IterationUsage {
 pub enum IterationKind {
     Message,
     Compaction,
+    /// The advisor tool's sub-inference, on its own model: not in the top-level counts.
+    AdvisorMessage,
 }
 
 #[cfg(test)]

@@ -56,42 +56,25 @@ pub struct Admitted {
     pub omit_thinking: bool,
     pub stream: bool,
     pub hold: Hold,
-    /// `standard`, or `batch` for batch requests (billed at half price).
-    pub service_tier: &'static str,
     /// Context management and compaction, applied when the reply starts.
     pub context: ContextAsks,
     /// Registry prompts and schemas the request named, for the response's headers.
     pub registry: crate::registry::Used,
     /// The workspace keeps its requests' content this many days (`crate::capture`).
     pub capture_content_days: Option<u32>,
+    /// The ledger row the request will be recorded as, but for its time and tokens.
+    pub record: UsageRecord,
 }
 
 impl Admitted {
     /// What this request owes once its usage is known: its hold, and the ledger row it
     /// will be recorded as.
-    pub fn billing(
-        &self,
-        state: &AppState,
-        principal: &Principal,
-        access: AccessSlot,
-        request_id: String,
-    ) -> Billing {
+    pub fn billing(&self, state: &AppState, access: AccessSlot) -> Billing {
         Billing {
             state: state.clone(),
             hold: self.hold.clone(),
             access,
-            record: UsageRecord {
-                request_id,
-                at_ms: 0,
-                endpoint: "messages".into(),
-                api_key_id: principal.key_id.clone(),
-                workspace_id: principal.workspace_id.clone(),
-                model: self.backend.descriptor().id.clone(),
-                service_tier: self.service_tier.into(),
-                prompt_version: self.registry.prompt_version(),
-                schema_version: self.registry.schema_version(),
-                tokens: TokenCounts::default(),
-            },
+            record: self.record.clone(),
         }
     }
 }
@@ -145,10 +128,17 @@ pub async fn admit(
     outcome?;
     crate::policy::check_urls(&state.policies, policy, &request).await?;
     let files = crate::file_storage::WorkspaceFiles::of(state, &principal.workspace_id);
+    let advisor_model = |name: &str| -> Result<Arc<dyn Backend>, String> {
+        let advisor = state.models.resolve(name).map_err(|err| err.message)?;
+        check_kill_switch(state, principal, [name, &advisor.descriptor().id])
+            .map_err(|err| err.message)?;
+        Ok(advisor)
+    };
     let tenant = missive_tools::Tenant {
         workspace: &principal.workspace_id,
         allowlist: policy.url_allowlist.as_deref(),
         files: files.as_ref(),
+        models: Some(&advisor_model),
     };
     // A Claude API upstream runs server tools itself: they, their blocks and `mcp_servers`
     // pass through unchanged.
@@ -272,10 +262,26 @@ pub async fn admit(
                 }
         )
     });
+    let record = UsageRecord {
+        request_id: crate::request_id::current().unwrap_or_else(|| crate::ids::new_id("req")),
+        at_ms: 0,
+        endpoint: "messages".into(),
+        api_key_id: principal.key_id.clone(),
+        workspace_id: principal.workspace_id.clone(),
+        model: descriptor.id.clone(),
+        service_tier: service_tier.into(),
+        prompt_version: registry.prompt_version(),
+        schema_version: registry.schema_version(),
+        tokens: TokenCounts::default(),
+    };
     // The model calls the request's server tools; this server runs them between rounds.
     let backend: Arc<dyn Backend> = if server_tools.tools.is_empty() {
         backend
     } else {
+        let meter = crate::billing::StepMeter {
+            state: state.clone(),
+            record: record.clone(),
+        };
         Arc::new(
             missive_tools::rounds::ToolRunner::new(
                 backend,
@@ -284,7 +290,8 @@ pub async fn admit(
                 policy.url_allowlist.clone(),
                 files,
             )
-            .with_guard(crate::policy::guard(policy)),
+            .with_guard(crate::policy::guard(policy))
+            .with_meter(Arc::new(meter)),
         )
     };
     Ok(Admitted {
@@ -298,10 +305,10 @@ pub async fn admit(
         omit_thinking,
         stream,
         hold,
-        service_tier,
         context,
         registry,
         capture_content_days,
+        record,
     })
 }
 

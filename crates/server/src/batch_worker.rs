@@ -189,12 +189,7 @@ async fn generate(state: &AppState, pending: &PendingRequest) -> Result<Outcome,
         Err(err) if err.error_type == ErrorType::RateLimitError => return Ok(Outcome::Later),
         other => other?,
     };
-    let billing = admitted.billing(
-        state,
-        &principal,
-        AccessSlot::default(),
-        crate::ids::new_id("req"),
-    );
+    let billing = admitted.billing(state, AccessSlot::default());
     let generation = match crate::context_window::generate(
         admitted.backend.as_ref(),
         admitted.generate,

@@ -144,23 +144,10 @@ impl Billing {
     /// spent and written to the ledger as a row of its own, under the same request id. If
     /// the row cannot be written the reply does not start, and its holds are released.
     pub async fn charge(&self, step: Option<&IterationUsage>) -> Result<(), ApiError> {
-        let Some(usage) = step else {
+        let Some(step) = step else {
             return Ok(());
         };
-        let tally = Tally {
-            input: usage.input_tokens.into(),
-            cache_read: usage.cache_read_input_tokens.into(),
-            cache_creation_5m: usage.cache_creation_input_tokens.into(),
-            output: usage.output_tokens.into(),
-            ..Tally::default()
-        };
-        self.state.spend.add(
-            &self.record.workspace_id,
-            &self.record.model,
-            &self.record.service_tier,
-            &tally.tokens(),
-        );
-        let written = self.state.ledger.record(self.record(&tally)).await;
+        let written = charge_step(&self.state, &self.record, step).await;
         if written.is_err() {
             self.settle_holds(&Tally::default());
         }
@@ -172,6 +159,50 @@ impl Billing {
         self.settle_holds(&tally);
         let record = self.record(&tally);
         self.state.ledger.record(record).await
+    }
+}
+
+/// Spends a step the reply's top-level usage leaves out, at its own model's price (an
+/// advisor's), else the reply's, and writes its ledger row under the reply's request id.
+async fn charge_step(
+    state: &AppState,
+    record: &UsageRecord,
+    step: &IterationUsage,
+) -> Result<(), ApiError> {
+    let tally = Tally {
+        input: step.input_tokens.into(),
+        cache_read: step.cache_read_input_tokens.into(),
+        cache_creation_5m: step.cache_creation_input_tokens.into(),
+        output: step.output_tokens.into(),
+        ..Tally::default()
+    };
+    let tokens = tally.tokens();
+    let model = step.model.as_deref().unwrap_or(&record.model);
+    state
+        .spend
+        .add(&record.workspace_id, model, &record.service_tier, &tokens);
+    let row = UsageRecord {
+        at_ms: crate::ids::now_ms(),
+        model: model.to_owned(),
+        tokens,
+        ..record.clone()
+    };
+    state.ledger.record(row).await
+}
+
+/// Bills the steps a tool runs on another model as each ends (the advisor's answers), so
+/// that a reply cut short has paid for the advice it was given.
+pub struct StepMeter {
+    pub state: AppState,
+    pub record: UsageRecord,
+}
+
+#[async_trait::async_trait]
+impl missive_tools::Meter for StepMeter {
+    async fn charge(&self, step: &IterationUsage) -> Result<(), String> {
+        charge_step(&self.state, &self.record, step)
+            .await
+            .map_err(|err| err.message)
     }
 }
 

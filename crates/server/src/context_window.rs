@@ -7,7 +7,6 @@
 //! when the prompt would leave the reply no room in the model's window, so that a long
 //! session on a small window is compacted instead of refused.
 
-use futures::StreamExt;
 use missive_backend::context_edits::{self, ClearToolUses};
 use missive_backend::history::SUMMARY_PREAMBLE;
 use missive_backend::{
@@ -323,46 +322,13 @@ pub async fn compact(
         let first_kept = usize::from(starts_with_summary(&summarise.turns));
         summarise.turns.remove(first_kept);
     }
-    let mut events = backend.generate(summarise).await?;
-    let mut text = String::new();
-    let mut prompt = PromptUsage::default();
-    let mut output = 0;
-    while let Some(event) = events.next().await {
-        match event? {
-            BackendEvent::Started { prompt: p } => prompt = p,
-            BackendEvent::Text(piece) => text.push_str(&piece),
-            BackendEvent::Finished {
-                output_tokens,
-                prompt: last,
-                ..
-            } => {
-                output = output_tokens;
-                if let Some(p) = last {
-                    prompt = p;
-                }
-            }
-            BackendEvent::Thinking(_)
-            | BackendEvent::Citation(_)
-            | BackendEvent::TextEnd
-            | BackendEvent::ToolUseStart { .. }
-            | BackendEvent::ToolInput(_)
-            | BackendEvent::ToolUse { .. }
-            | BackendEvent::ServerTool(_)
-            | BackendEvent::Container(_) => {}
-        }
-    }
-    let text = text.trim();
+    let answer = missive_backend::answer::read(backend.generate(summarise).await?).await?;
+    let text = answer.text.trim();
     Ok(Summary {
         text: (!text.is_empty()).then(|| with_user_words(&request.turns, text)),
-        usage: IterationUsage {
-            kind: IterationKind::Compaction,
-            input_tokens: prompt.input_tokens,
-            output_tokens: output,
-            cache_creation_input_tokens: prompt
-                .cache_creation_5m_input_tokens
-                .saturating_add(prompt.cache_creation_1h_input_tokens),
-            cache_read_input_tokens: prompt.cache_read_input_tokens,
-        },
+        usage: answer
+            .prompt
+            .step(IterationKind::Compaction, answer.output_tokens),
     })
 }
 

@@ -41,6 +41,8 @@ pub struct Assembler {
     applied_edits: Option<Vec<AppliedEdit>>,
     /// The code execution container the reply's calls ran in.
     container: Option<serde_json::Value>,
+    /// The steps a tool loop reported, in order, for `usage.iterations`.
+    steps: Vec<IterationUsage>,
 }
 
 impl Assembler {
@@ -59,6 +61,7 @@ impl Assembler {
             compaction: None,
             applied_edits: None,
             container: None,
+            steps: Vec::new(),
         }
     }
 
@@ -245,6 +248,7 @@ impl Assembler {
             Ok(BackendEvent::Container(container)) => {
                 self.container = Some(container);
             }
+            Ok(BackendEvent::Step(step)) => self.steps.push(step),
             Ok(BackendEvent::ServerTool(run)) => {
                 let ServerToolRun {
                     call,
@@ -332,15 +336,19 @@ impl Assembler {
                     FinishReason::Compaction => (StopReason::Compaction, None),
                     FinishReason::PauseTurn => (StopReason::PauseTurn, None),
                 };
-                if let Some(compaction) = &self.compaction {
-                    let mut iterations = vec![compaction.usage.clone()];
-                    if stop_reason != StopReason::Compaction {
+                if self.compaction.is_some() || !self.steps.is_empty() {
+                    let mut iterations: Vec<IterationUsage> =
+                        self.compaction.iter().map(|c| c.usage.clone()).collect();
+                    if !self.steps.is_empty() {
+                        iterations.append(&mut self.steps);
+                    } else if stop_reason != StopReason::Compaction {
                         iterations.push(IterationUsage {
                             kind: IterationKind::Message,
                             input_tokens: self.usage.input_tokens,
                             output_tokens: self.usage.output_tokens,
                             cache_creation_input_tokens: self.usage.cache_creation_input_tokens,
                             cache_read_input_tokens: self.usage.cache_read_input_tokens,
+                            model: None,
                         });
                     }
                     self.usage.iterations = Some(iterations);

@@ -4,6 +4,7 @@
 mod api {
     mod admin;
     mod admission;
+    mod advisor;
     mod batches;
     pub mod common;
     mod context;

@@ -129,13 +129,18 @@ pub fn lower(messages: Vec<MessageParam>) -> Vec<MessageParam> {
                     };
                     answer_after(&mut out, message.role, &mut run, answer);
                 }
-                // Tools an upstream ran: the model reads what they returned, as JSON.
-                ContentBlockParam::ToolSearchToolResult {
+                // The model reads advice as it read it when it was given.
+                ContentBlockParam::AdvisorToolResult {
                     tool_use_id,
                     content,
                     cache_control,
+                } => {
+                    let (text, is_error) = crate::advisor::as_read(&content);
+                    let answer = result(tool_use_id, text, is_error, cache_control);
+                    answer_after(&mut out, message.role, &mut run, answer);
                 }
-                | ContentBlockParam::AdvisorToolResult {
+                // Tools an upstream ran: the model reads what they returned, as JSON.
+                ContentBlockParam::ToolSearchToolResult {
                     tool_use_id,
                     content,
                     cache_control,
@@ -363,7 +368,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tool_search_loads_what_it_found_and_an_advisor_is_read_as_its_json() {
+    fn a_tool_search_loads_what_it_found_and_advice_is_read_as_its_text() {
         let messages: Vec<MessageParam> = serde_json::from_value(serde_json::json!([
             {"role": "user", "content": "Find the weather tool."},
             {"role": "assistant", "content": [
@@ -373,7 +378,10 @@ mod tests {
                     "tool_references": [{"type": "tool_reference", "tool_name": "get_weather"}]}},
                 {"type": "server_tool_use", "id": "srvtoolu_2", "name": "advisor", "input": {}},
                 {"type": "advisor_tool_result", "tool_use_id": "srvtoolu_2", "content": {
-                    "type": "advisor_result", "text": "Use get_weather."}}
+                    "type": "advisor_result", "text": "Use get_weather.", "stop_reason": "max_tokens"}},
+                {"type": "server_tool_use", "id": "srvtoolu_3", "name": "advisor", "input": {}},
+                {"type": "advisor_tool_result", "tool_use_id": "srvtoolu_3", "content": {
+                    "type": "advisor_tool_result_error", "error_code": "overloaded"}}
             ]}
         ]))
         .unwrap();
@@ -403,7 +411,20 @@ mod tests {
         else {
             panic!("{blocks:?}")
         };
-        assert!(text.contains("Use get_weather."), "{text}");
+        assert_eq!(
+            text,
+            "Use get_weather.\n\n[The advice was cut off at its token limit.]"
+        );
         assert_ne!(*is_error, Some(true));
+        let blocks = lowered[6].content.clone().into_blocks();
+        let ContentBlockParam::ToolResult {
+            content: Some(ToolResultContent::Text(text)),
+            is_error: Some(true),
+            ..
+        } = &blocks[0]
+        else {
+            panic!("{blocks:?}")
+        };
+        assert_eq!(text, "The advisor could not answer: overloaded");
     }
 }

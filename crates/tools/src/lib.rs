@@ -1,11 +1,12 @@
 //! Tools the server runs for the model, as the Claude API runs them: `web_fetch`,
-//! `web_search`, code execution, MCP toolsets and tool search. A request's server tools
+//! `web_search`, code execution, MCP toolsets, tool search and the advisor. A request's server tools
 //! are read and checked ([`prepare`]), the model is given client-tool definitions in their
 //! place, and [`rounds::ToolRunner`] runs the model → tool → model loop inside one call.
 //!
 //! Outbound requests go through [`fetch`], which refuses private, loopback, link-local,
 //! CGNAT and metadata addresses however they are spelled or resolved.
 
+pub mod advisor;
 pub mod code_execution;
 mod code_request;
 pub mod fetch;
@@ -24,7 +25,9 @@ pub mod web_search;
 use std::sync::Arc;
 use std::time::Duration;
 
+use missive_backend::Backend;
 use missive_protocol::content::ContentBlock;
+use missive_protocol::context::IterationUsage;
 use missive_protocol::tools::ToolChoice;
 use missive_protocol::usage::ServerToolUsage;
 use missive_protocol::MessagesRequest;
@@ -57,6 +60,17 @@ pub trait Files: Send + Sync {
     /// A file's name and bytes.
     async fn load(&self, file_id: &str) -> Result<(String, Vec<u8>), String>;
 }
+
+/// Where the tokens of a model a tool runs (the advisor's) are billed, as each run ends:
+/// a ledger row of their own, at that model's price.
+#[async_trait::async_trait]
+pub trait Meter: Send + Sync {
+    async fn charge(&self, step: &IterationUsage) -> Result<(), String>;
+}
+
+/// Finds the model an advisor names, for the tenant whose request it is; a refusal says
+/// why (not served, switched off).
+pub type Models<'a> = &'a (dyn Fn(&str) -> Result<Arc<dyn Backend>, String> + Sync);
 
 impl Default for Toolbox {
     fn default() -> Self {
@@ -107,6 +121,7 @@ impl Outcome {
                 return code_execution::editor_error(&tool_use_id, code, "the call failed")
             }
             Kind::ToolSearch { .. } => return tool_search::error(&tool_use_id, code, None),
+            Kind::Advisor { .. } => return advisor::error(&tool_use_id, code),
         };
         Self {
             result,
@@ -118,13 +133,15 @@ impl Outcome {
 }
 
 /// The server tools of one request, ready to run.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Prepared {
     pub tools: Vec<ServerTool>,
     /// Connections to the request's MCP servers, open until the reply ends.
     pub sessions: Vec<mcp::Session>,
     /// The code execution container, when the request runs code.
     pub container: Option<code_execution::Container>,
+    /// The advisor's model, when the request has an advisor.
+    pub advisor: Option<Arc<dyn Backend>>,
 }
 
 /// Whose request is prepared: the workspace (containers are per workspace) and its files.
@@ -134,6 +151,8 @@ pub struct Tenant<'a> {
     /// The workspace's URL allowlist.
     pub allowlist: Option<&'a [String]>,
     pub files: Option<&'a Arc<dyn Files>>,
+    /// The models an advisor may name; `None`: an advisor is refused.
+    pub models: Option<Models<'a>>,
 }
 
 /// Reads the request's server tools, gives the model client-tool definitions in their
@@ -147,10 +166,20 @@ pub async fn prepare(
 ) -> Result<Prepared, String> {
     let allowlist = tenant.allowlist;
     let mut found = Vec::new();
+    let mut advisor = None;
     for (i, tool) in request.tools.iter_mut().flatten().enumerate() {
         let Some(server) = spec::parse(i, tool)? else {
             continue;
         };
+        if let Kind::Advisor { model, .. } = &server.kind {
+            let models = tenant.models.ok_or_else(|| {
+                format!(
+                    "tools.{i}.type: `{}` is not served on this path",
+                    advisor::TYPE
+                )
+            })?;
+            advisor = Some(models(model).map_err(|why| format!("tools.{i}.model: {why}"))?);
+        }
         if matches!(server.kind, Kind::WebSearch { .. }) && toolbox.search.is_none() {
             return Err(format!(
                 "tools.{i}.type: `{}` needs a search service, and none is configured on this server (`[server_tools.search]`, docs/configuration.md)",
@@ -187,5 +216,6 @@ pub async fn prepare(
         tools: found,
         sessions,
         container,
+        advisor,
     })
 }

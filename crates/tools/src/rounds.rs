@@ -17,6 +17,7 @@ use missive_backend::{
     ModelDescriptor, PromptUsage, ServerToolRun, Turn,
 };
 use missive_protocol::content::{ContentBlock, ContentBlockParam, ToolResultContent};
+use missive_protocol::context::{IterationKind, IterationUsage};
 use missive_protocol::messages::Role;
 use missive_protocol::tools::ToolChoice;
 use serde_json::Value;
@@ -24,8 +25,7 @@ use serde_json::Value;
 use crate::code_execution::Container;
 use crate::mcp::Session;
 use crate::spec::{Kind, ServerTool};
-use crate::Files;
-use crate::Toolbox;
+use crate::{Files, Meter, Toolbox};
 
 /// What a workspace's policy does to a text before a model reads it (redaction).
 pub type Guard = Arc<dyn Fn(&str) -> String + Send + Sync>;
@@ -43,6 +43,10 @@ pub struct ToolRunner {
     allowlist: Option<Arc<[String]>>,
     /// Applied to every result before the model reads it.
     guard: Option<Guard>,
+    /// The advisor's model, when the request has an advisor.
+    advisor: Option<Arc<dyn Backend>>,
+    /// Where the advisor's tokens are billed.
+    meter: Option<Arc<dyn Meter>>,
 }
 
 impl ToolRunner {
@@ -62,7 +66,15 @@ impl ToolRunner {
             toolbox,
             allowlist: allowlist.map(Into::into),
             guard: None,
+            advisor: prepared.advisor,
+            meter: None,
         }
+    }
+
+    /// The advisor's tokens are billed through `meter` as each call ends.
+    pub fn with_meter(mut self, meter: Arc<dyn Meter>) -> Self {
+        self.meter = Some(meter);
+        self
     }
 
     /// Results pass through `guard` (the workspace's redaction) before the model reads them.
@@ -164,6 +176,10 @@ impl Rounds {
                 };
                 add(&mut prompt_total, &prompt);
                 output_total = output_total.saturating_add(output);
+                // With an advisor the reply reports its steps: this round, then each advice.
+                if self.runner.advisor.is_some() {
+                    yield Ok(BackendEvent::Step(prompt.step(IterationKind::Message, output)));
+                }
                 thinking_total = thinking_total.saturating_add(thinking);
                 let finished = |reason| Ok(BackendEvent::Finished {
                     reason,
@@ -186,7 +202,16 @@ impl Rounds {
                         _ => None,
                     };
                     let id = missive_protocol::ids::new_id(if mcp_server.is_some() { "mcptoolu" } else { "srvtoolu" });
-                    let outcome = self.call(&tool, &input, &id, &mut uses).await;
+                    let (outcome, advice) = self.call(&tool, &input, &id, &round.text, &mut uses).await;
+                    if let Some(advice) = advice {
+                        if let Some(meter) = &self.runner.meter {
+                            if let Err(why) = meter.charge(&advice).await {
+                                yield Err(BackendError::Generation(format!("recording the advisor's usage failed: {why}")));
+                                return;
+                            }
+                        }
+                        yield Ok(BackendEvent::Step(advice));
+                    }
                     calls.push(ContentBlockParam::ToolUse {
                         id: id.clone(),
                         name: name.clone(),
@@ -273,21 +298,26 @@ impl Rounds {
         self.runner.tools.iter().any(|t| t.name == name)
     }
 
-    /// Runs one call, within the per-call time limit and the tool's `max_uses`.
+    /// Runs one call, within the per-call time limit and the tool's `max_uses`; with an
+    /// advisor's answer, its usage. `said` is what the model wrote this round before it.
     async fn call(
         &self,
         tool: &ServerTool,
         input: &Value,
         id: &str,
+        said: &str,
         uses: &mut HashMap<String, u32>,
-    ) -> crate::Outcome {
+    ) -> (crate::Outcome, Option<IterationUsage>) {
         let used = uses.entry(tool.name.clone()).or_default();
         if tool.max_uses.is_some_and(|max| *used >= max) {
-            return crate::Outcome::error_for(tool, id, "max_uses_exceeded");
+            return (
+                crate::Outcome::error_for(tool, id, "max_uses_exceeded"),
+                None,
+            );
         }
         *used += 1;
         let running = async {
-            match &tool.kind {
+            let outcome = match &tool.kind {
                 Kind::WebFetch {
                     max_content_tokens, ..
                 } => {
@@ -310,16 +340,30 @@ impl Rounds {
                 Kind::ToolSearch { mode, catalog } => {
                     crate::tool_search::run(*mode, catalog, input, id)
                 }
-            }
+                Kind::Advisor { .. } => {
+                    return match &self.runner.advisor {
+                        Some(advisor) => {
+                            crate::advisor::run(advisor.as_ref(), &self.request, said, tool, id)
+                                .await
+                        }
+                        None => (crate::Outcome::error_for(tool, id, "unavailable"), None),
+                    };
+                }
+            };
+            (outcome, None)
         };
         // An MCP session keeps its own limit and says so in the result; an outer
         // deadline of the same length would race it and win with a vaguer message.
         if matches!(tool.kind, Kind::Mcp { .. }) {
             return running.await;
         }
+        let late = match tool.kind {
+            Kind::Advisor { .. } => "execution_time_exceeded",
+            _ => "unavailable",
+        };
         match tokio::time::timeout(self.runner.toolbox.call_timeout, running).await {
-            Ok(outcome) => outcome,
-            Err(_) => crate::Outcome::error_for(tool, id, "unavailable"),
+            Ok(ran) => ran,
+            Err(_) => (crate::Outcome::error_for(tool, id, late), None),
         }
     }
 

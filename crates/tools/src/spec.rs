@@ -1,6 +1,6 @@
-//! The server tools a request defines (`web_fetch_*`, `web_search_*`, `tool_search_tool_*`),
-//! read from its tool list with their settings checked, and the client-tool definition the
-//! model is given in their place.
+//! The server tools a request defines (`web_fetch_*`, `web_search_*`, `tool_search_tool_*`,
+//! `advisor_*`), read from its tool list with their settings checked, and the client-tool
+//! definition the model is given in their place.
 
 use missive_protocol::tools::Tool;
 use serde_json::{json, Value};
@@ -39,6 +39,14 @@ pub enum Kind {
     ToolSearch {
         mode: crate::tool_search::Mode,
         catalog: std::sync::Arc<crate::tool_search::Catalog>,
+    },
+    /// `advisor_20260301`: a second model, named by `model`, advises the first.
+    Advisor {
+        model: String,
+        /// The advice's token limit; `None`: [`crate::advisor::DEFAULT_MAX_TOKENS`].
+        max_tokens: Option<u32>,
+        /// A cache breakpoint at the end of the conversation the advisor reads.
+        caching: Option<missive_protocol::content::CacheControl>,
     },
 }
 
@@ -91,6 +99,9 @@ pub fn parse(index: usize, tool: &Tool) -> Result<Option<ServerTool>, String> {
     let Some(kind) = tool.kind.as_deref() else {
         return Ok(None);
     };
+    if kind == crate::advisor::TYPE {
+        return crate::advisor::parse(index, tool).map(Some);
+    }
     // Each tool search type has an unversioned twin, which is also its tool's name.
     let unversioned = kind.strip_suffix("_20251119").unwrap_or(kind);
     let search_mode = match unversioned {
@@ -245,6 +256,7 @@ pub fn as_client_tool(tool: &Tool, kind: &Kind) -> Tool {
             }),
         ),
         Kind::ToolSearch { mode, .. } => crate::tool_search::definition(*mode),
+        Kind::Advisor { .. } => crate::advisor::definition(),
         _ => (
             "Search the web. Returns titles, URLs and snippets of the best matching pages.",
             json!({

@@ -133,12 +133,7 @@ pub(crate) async fn run(
             HeaderValue::from_static("ignored; the model cannot reason"),
         )
     });
-    let billing = admitted.billing(
-        state,
-        principal,
-        access,
-        crate::request_id::current().unwrap_or_default(),
-    );
+    let billing = admitted.billing(state, access);
     let mut generate = admitted.generate;
     if dispatch.session.is_some() {
         generate.affinity = dispatch.session;

@@ -26,11 +26,24 @@ impl TestServer {
         backend: ScriptedBackend,
         adjust: impl FnOnce(AppState) -> AppState,
     ) -> Self {
+        Self::start_models(vec![backend], adjust).await
+    }
+
+    /// As `start_with`, serving several models; `claude-*` names the first.
+    pub async fn start_models(
+        backends: Vec<ScriptedBackend>,
+        adjust: impl FnOnce(AppState) -> AppState,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("missive.db")).unwrap());
-        let id = missive_backend::Backend::descriptor(&backend).id.clone();
-        let router = ModelRouter::new()
-            .with_model(Arc::new(backend))
+        let id = missive_backend::Backend::descriptor(&backends[0])
+            .id
+            .clone();
+        let router = backends
+            .into_iter()
+            .fold(ModelRouter::new(), |router, backend| {
+                router.with_model(Arc::new(backend))
+            })
             .with_alias("claude-*", &id);
         let auth = Auth::new(
             &[KEY.to_owned()],
