@@ -20,8 +20,9 @@ pub struct Usage {
     /// Present when the reply thought (extended thinking).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tokens_details: Option<OutputTokensDetails>,
-    /// Present when the reply was preceded by a compaction: each step's own counts. The
-    /// compaction's are not in the top-level fields.
+    /// Present when the reply was preceded by a compaction, or its request has an advisor:
+    /// each step's own counts. A compaction's and an advisor's are not in the top-level
+    /// fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<Vec<IterationUsage>>,
     /// Present when the server ran tools for the reply.

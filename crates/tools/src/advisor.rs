@@ -52,17 +52,7 @@ pub fn parse(index: usize, tool: &Tool) -> Result<ServerTool, String> {
         None | Some(Value::Null) => return Err(format!("{}: Field required", at("model"))),
         Some(_) => return Err(format!("{}: Input should be a valid string", at("model"))),
     };
-    let count = |key: &str| -> Result<Option<u32>, String> {
-        match settings.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .filter(|n| *n >= 1)
-                .and_then(|n| u32::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| format!("{}: Input should be greater than or equal to 1", at(key))),
-        }
-    };
+    let count = |key: &str| crate::spec::count(settings, index, key);
     let caching = match settings.get("caching") {
         None | Some(Value::Null) => None,
         Some(value) => Some(

@@ -172,17 +172,7 @@ pub fn parse(index: usize, tool: &Tool) -> Result<Option<ServerTool>, String> {
             at("allowed_domains")
         ));
     }
-    let count = |key: &str| -> Result<Option<u32>, String> {
-        match settings.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .filter(|n| *n >= 1)
-                .and_then(|n| u32::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| format!("{}: Input should be greater than or equal to 1", at(key))),
-        }
-    };
+    let count = |key: &str| count(settings, index, key);
     let max_uses = count("max_uses")?;
     let kind = if fetch {
         Kind::WebFetch {
@@ -207,6 +197,25 @@ pub fn parse(index: usize, tool: &Tool) -> Result<Option<ServerTool>, String> {
         max_uses,
         domains: Domains { allowed, blocked },
     }))
+}
+
+/// A setting that counts something (`max_uses`, `max_tokens`): absent, or at least 1.
+pub(crate) fn count(
+    settings: &serde_json::Map<String, Value>,
+    index: usize,
+    key: &str,
+) -> Result<Option<u32>, String> {
+    match settings.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| *n >= 1)
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                format!("tools.{index}.{key}: Input should be greater than or equal to 1")
+            }),
+    }
 }
 
 /// A tool search tool: named as its type requires, with no settings, and never deferred

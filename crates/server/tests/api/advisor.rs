@@ -4,10 +4,10 @@
 //! top-level usage.
 
 use missive_backend::scripted::ScriptedBackend;
-use missive_store::{Dimension, Store, UsageQuery};
+use missive_store::{Dimension, Store, TokenCounts, UsageQuery};
 use serde_json::{json, Value};
 
-use super::common::{assert_error, parse_sse, TestServer};
+use super::common::{assert_error, block_types, parse_sse, TestServer};
 
 const ADVICE: [&str; 4] = ["Check", " the", " units", " first."];
 
@@ -37,6 +37,21 @@ async fn advised_server() -> TestServer {
     TestServer::start_models(vec![model, advisor], |state| state).await
 }
 
+/// What the ledger holds for `model`, all requests together.
+fn billed(server: &TestServer, model: &str) -> Option<TokenCounts> {
+    let everything = UsageQuery {
+        start_ms: 0,
+        end_ms: i64::MAX,
+        bucket_ms: i64::MAX / 2,
+        group_by: vec![Dimension::Model],
+        filters: vec![],
+    };
+    let rows = server.store.usage(&everything).unwrap();
+    rows.into_iter()
+        .find(|r| r.model.as_deref() == Some(model))
+        .map(|r| r.tokens)
+}
+
 fn iterations(body: &Value) -> &Vec<Value> {
     body["usage"]["iterations"].as_array().unwrap()
 }
@@ -47,16 +62,12 @@ async fn the_model_reads_the_advice_and_the_advisor_tokens_are_its_own() {
     let response = server.messages(request(json!({}))).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    let content = body["content"].as_array().unwrap();
-    let types: Vec<&str> = content
-        .iter()
-        .map(|b| b["type"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        types,
+        block_types(&body),
         ["text", "server_tool_use", "advisor_tool_result", "text"],
         "{body}"
     );
+    let content = body["content"].as_array().unwrap();
     let call = &content[1];
     assert_eq!(call["name"], "advisor");
     assert_eq!(call["input"], json!({}));
@@ -97,22 +108,9 @@ async fn the_model_reads_the_advice_and_the_advisor_tokens_are_its_own() {
     }
 
     // The ledger bills each model its own tokens, under the one request.
-    let rows = server
-        .store
-        .usage(&UsageQuery {
-            start_ms: 0,
-            end_ms: i64::MAX,
-            bucket_ms: i64::MAX / 2,
-            group_by: vec![Dimension::Model],
-            filters: vec![],
-        })
-        .unwrap();
     let billed = |model: &str| {
-        let row = rows
-            .iter()
-            .find(|r| r.model.as_deref() == Some(model))
-            .unwrap_or_else(|| panic!("no ledger row for {model}: {rows:?}"));
-        (row.tokens.uncached_input, row.tokens.output)
+        let row = billed(&server, model).unwrap_or_else(|| panic!("no ledger row for {model}"));
+        (row.uncached_input, row.output)
     };
     assert_eq!(
         billed("scripted-advisor"),
@@ -309,20 +307,7 @@ async fn advice_given_to_a_stream_the_client_left_is_billed() {
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     drop(response);
-    let advisor_rows = || {
-        server
-            .store
-            .usage(&UsageQuery {
-                start_ms: 0,
-                end_ms: i64::MAX,
-                bucket_ms: i64::MAX / 2,
-                group_by: vec![Dimension::Model],
-                filters: vec![],
-            })
-            .unwrap()
-            .into_iter()
-            .find(|r| r.model.as_deref() == Some("scripted-advisor"))
-    };
-    let row = advisor_rows().expect("the advice was given before it was billed");
-    assert_eq!(row.tokens.output, 4);
+    let row =
+        billed(&server, "scripted-advisor").expect("the advice was given before it was billed");
+    assert_eq!(row.output, 4);
 }

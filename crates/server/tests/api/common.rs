@@ -93,6 +93,16 @@ impl TestServer {
     }
 }
 
+/// The `type` of each of a message's content blocks, in order.
+pub fn block_types(message: &serde_json::Value) -> Vec<&str> {
+    message["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect()
+}
+
 pub fn hello() -> ScriptedBackend {
     ScriptedBackend::new("scripted-1", &["Hello", " there", ", friend", "!"])
 }

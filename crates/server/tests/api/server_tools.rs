@@ -9,7 +9,7 @@ use missive_tools::web_search::SearchBackend;
 use missive_tools::Toolbox;
 use serde_json::{json, Value};
 
-use super::common::{assert_error, parse_sse, TestServer};
+use super::common::{assert_error, block_types, parse_sse, TestServer};
 
 const PAGE: &str = "<html><head><title>Otter facts</title></head><body><h1>Otters</h1><p>Sea otters hold hands while they sleep.</p></body></html>";
 
@@ -107,15 +107,9 @@ async fn a_fetch_runs_between_rounds_and_is_counted_in_usage_and_the_ledger() {
     let response = server.messages(fetch_request(&url)).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    let types: Vec<&str> = body["content"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["type"].as_str().unwrap())
-        .collect();
     // The scripted model writes its text, calls, then answers again after the result.
     assert_eq!(
-        types,
+        block_types(&body),
         ["text", "server_tool_use", "web_fetch_tool_result", "text"],
         "{body}"
     );

@@ -5,7 +5,7 @@
 use missive_backend::scripted::ScriptedBackend;
 use serde_json::{json, Value};
 
-use super::common::{assert_error, parse_sse, TestServer};
+use super::common::{assert_error, block_types, parse_sse, TestServer};
 
 /// Words in the weather tool's description: the scripted model counts one token a word of
 /// every tool description it is shown.
@@ -58,16 +58,12 @@ async fn a_search_finds_deferred_tools_and_loads_them_for_the_next_round() {
     let response = server.messages(request()).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    let content = body["content"].as_array().unwrap();
-    let types: Vec<&str> = content
-        .iter()
-        .map(|b| b["type"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        types,
+        block_types(&body),
         ["text", "server_tool_use", "tool_search_tool_result", "text"],
         "{body}"
     );
+    let content = body["content"].as_array().unwrap();
     let call = &content[1];
     assert_eq!(call["name"], "tool_search_tool_regex");
     assert!(call["id"].as_str().unwrap().starts_with("srvtoolu_"));
