@@ -129,6 +129,17 @@ pub fn request(
         mark_end(&mut request.turns, caching);
     }
     let mut ask = ASK.to_owned();
+    // A model told not to call tools may not be shown them (the embedded engine hides
+    // them): their names at least say what the assistant can do.
+    let tools: Vec<&str> = conversation
+        .tools
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|name| *name != NAME)
+        .collect();
+    if !tools.is_empty() {
+        ask.push_str(&format!(" The assistant's tools: {}.", tools.join(", ")));
+    }
     if budgeted {
         ask.push_str(&format!(" Keep your advice within {max_tokens} tokens."));
     }
@@ -296,7 +307,8 @@ mod tests {
         let request: MessagesRequest = serde_json::from_value(json!({
             "model": "m", "max_tokens": 100, "stop_sequences": ["STOP"],
             "messages": [{"role": "user", "content": "Convert 3 miles."}],
-            "tools": [{"name": "advisor", "input_schema": {"type": "object"}}],
+            "tools": [{"name": "advisor", "input_schema": {"type": "object"}},
+                      {"name": "get_weather", "input_schema": {"type": "object"}}],
             "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}},
         }))
         .unwrap();
@@ -335,14 +347,23 @@ mod tests {
         // The breakpoint ends the conversation, before the ask.
         assert_eq!(said.cache_control(), Some(&caching));
         let ask = text(&asked.turns[2].blocks[0]);
-        assert!(ask.starts_with("You are the advisor.") && ask.ends_with("within 40 tokens."));
+        assert!(ask.starts_with("You are the advisor."), "{ask}");
+        assert!(
+            ask.ends_with(
+                " The assistant's tools: get_weather. Keep your advice within 40 tokens."
+            ),
+            "{ask}"
+        );
         assert_eq!(asked.turns[2].blocks[0].cache_control(), None);
 
         // Nothing said: the ask follows the user's turn, in it; no budget unless set.
         let asked = request(&conversation(), "", "adv", 40, false, None);
         assert_eq!(asked.turns.len(), 1);
         assert_eq!(text(&asked.turns[0].blocks[0]), "Convert 3 miles.");
-        assert_eq!(text(&asked.turns[0].blocks[1]), ASK);
+        assert_eq!(
+            text(&asked.turns[0].blocks[1]),
+            format!("{ASK} The assistant's tools: get_weather.")
+        );
     }
 
     #[test]
