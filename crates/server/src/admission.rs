@@ -281,6 +281,7 @@ pub async fn admit(
         let meter = crate::billing::StepMeter {
             state: state.clone(),
             record: record.clone(),
+            reservation: hold.reservation.clone(),
         };
         Arc::new(
             missive_tools::rounds::ToolRunner::new(

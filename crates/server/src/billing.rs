@@ -16,6 +16,7 @@ use missive_store::{TokenCounts, UsageRecord};
 use crate::access::AccessSlot;
 use crate::admission::Hold;
 use crate::error::ApiError;
+use crate::limits::Reservation;
 use crate::state::AppState;
 
 /// What a generation owes once its usage is known.
@@ -191,15 +192,24 @@ async fn charge_step(
 }
 
 /// Bills the steps a tool runs on another model as each ends (the advisor's answers), so
-/// that a reply cut short has paid for the advice it was given.
+/// that a reply cut short has paid for the advice it was given. They count against the
+/// workspace's token rate limits too, as the reply's own tokens do.
 pub struct StepMeter {
     pub state: AppState,
     pub record: UsageRecord,
+    /// The reply's rate-limit reservation: the buckets the steps are taken from.
+    pub reservation: Reservation,
 }
 
 #[async_trait::async_trait]
 impl missive_tools::Meter for StepMeter {
     async fn charge(&self, step: &IterationUsage) -> Result<(), String> {
+        self.state.limits.charge_beyond(
+            &self.reservation,
+            step.input_tokens
+                .saturating_add(step.cache_creation_input_tokens),
+            step.output_tokens,
+        );
         charge_step(&self.state, &self.record, step)
             .await
             .map_err(|err| err.message)

@@ -403,6 +403,18 @@ impl RateLimiter {
         })
     }
 
+    /// Takes tokens spent beyond `reservation` (an advisor's answer) from the buckets it
+    /// drew on, after the fact: they may go into debt, and later requests wait for them
+    /// to refill.
+    pub fn charge_beyond(&self, reservation: &Reservation, uncached_input: u32, output: u32) {
+        let nothing = Reservation {
+            input: 0,
+            output: 0,
+            ..reservation.clone()
+        };
+        self.settle(&nothing, uncached_input, output);
+    }
+
     /// Replaces the estimate with what the request used: uncached input (cache reads do
     /// not count) and output tokens. Unused reservation flows back.
     pub fn settle(&self, reservation: &Reservation, uncached_input: u32, output: u32) {

@@ -311,3 +311,36 @@ async fn advice_given_to_a_stream_the_client_left_is_billed() {
         billed(&server, "scripted-advisor").expect("the advice was given before it was billed");
     assert_eq!(row.output, 4);
 }
+
+#[tokio::test]
+async fn the_advice_counts_against_the_workspaces_token_rate_limits() {
+    let limits = missive_server::limits::Limits {
+        requests_per_minute: 10,
+        input_tokens_per_minute: 10_000,
+        output_tokens_per_minute: 5_000,
+    };
+    let model = ScriptedBackend::new("scripted-1", &["Let", " me", " ask."])
+        .calling_tool_once("advisor", json!({}));
+    let advisor = ScriptedBackend::new("scripted-advisor", &ADVICE);
+    let server = TestServer::start_models(vec![model, advisor], |state| {
+        state.with_rate_limits(missive_server::limits::RateLimiter::new(
+            limits,
+            Default::default(),
+        ))
+    })
+    .await;
+    let response = server.messages(request(json!({}))).await;
+    assert_eq!(response.status(), 200);
+    let remaining: u64 = response.headers()["anthropic-ratelimit-output-tokens-remaining"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    // The model's own output and the advice's; the bucket refills ~83 tokens a second.
+    let spent = body["usage"]["output_tokens"].as_u64().unwrap() + 4;
+    assert!(
+        (spent - 2..=spent).contains(&(5_000 - remaining)),
+        "{remaining} left after {spent}"
+    );
+}
