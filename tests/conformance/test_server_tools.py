@@ -321,6 +321,7 @@ def test_the_model_asks_the_advisor_and_reads_its_advice(tools_client):
     advice = steps[1]
     assert isinstance(advice, BetaAdvisorMessageIterationUsage)
     assert advice.model and 0 < advice.output_tokens <= 60
+    assert advice.cache_creation is not None and steps[0].cache_creation is not None
     # The advisor read the conversation, then the ask: more than the conversation alone.
     alone = tools_client.messages.count_tokens(
         model="claude-sonnet-4-6", messages=[{"role": "user", "content": ask}])

@@ -31,6 +31,10 @@ impl PromptUsage {
                 .cache_creation_5m_input_tokens
                 .saturating_add(self.cache_creation_1h_input_tokens),
             cache_read_input_tokens: self.cache_read_input_tokens,
+            cache_creation: missive_protocol::usage::CacheCreation {
+                ephemeral_5m_input_tokens: self.cache_creation_5m_input_tokens,
+                ephemeral_1h_input_tokens: self.cache_creation_1h_input_tokens,
+            },
             model: None,
         }
     }

@@ -184,6 +184,9 @@ pub struct IterationUsage {
     pub output_tokens: u32,
     pub cache_creation_input_tokens: u32,
     pub cache_read_input_tokens: u32,
+    /// The cache writes by TTL.
+    #[serde(default)]
+    pub cache_creation: crate::usage::CacheCreation,
     /// The model that sampled, where it is not the reply's (an advisor's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,

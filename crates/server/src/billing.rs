@@ -173,7 +173,8 @@ async fn charge_step(
     let tally = Tally {
         input: step.input_tokens.into(),
         cache_read: step.cache_read_input_tokens.into(),
-        cache_creation_5m: step.cache_creation_input_tokens.into(),
+        cache_creation_5m: step.cache_creation.ephemeral_5m_input_tokens.into(),
+        cache_creation_1h: step.cache_creation.ephemeral_1h_input_tokens.into(),
         output: step.output_tokens.into(),
         ..Tally::default()
     };

@@ -348,6 +348,7 @@ impl Assembler {
                             output_tokens: self.usage.output_tokens,
                             cache_creation_input_tokens: self.usage.cache_creation_input_tokens,
                             cache_read_input_tokens: self.usage.cache_read_input_tokens,
+                            cache_creation: self.usage.cache_creation.clone(),
                             model: None,
                         });
                     }

@@ -1,5 +1,5 @@
 // The Messages API through @anthropic-ai/sdk: create, stream, tools, a system message in the
-// conversation, and a compaction round trip, on the real default model (issue 19).
+// conversation, a compaction round trip and the advisor, on the real default model (issue 19).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
@@ -118,4 +118,30 @@ test('compaction round trip', async () => {
   assert.ok(afterCount.input_tokens < before.input_tokens / 2, `${afterCount.input_tokens} vs ${before.input_tokens}`);
   const reply = await client.beta.messages.create({ model: MODEL, max_tokens: 10, tools, messages: followUp });
   assert.equal(reply.usage.input_tokens, afterCount.input_tokens);
+});
+
+test('the advisor streams its blocks and the SDK accumulates them', async () => {
+  const stream = client.beta.messages.stream({
+    model: MODEL,
+    max_tokens: 120,
+    betas: ['advisor-tool-2026-03-01'],
+    tools: [{ type: 'advisor_20260301', name: 'advisor', model: MODEL, max_tokens: 40, max_uses: 1 }],
+    tool_choice: { type: 'tool', name: 'advisor', disable_parallel_tool_use: true },
+    messages: [{ role: 'user', content: 'Write a Python function that reverses a string.' }],
+  });
+  const message = await stream.finalMessage();
+  const call = message.content.find((b) => b.type === 'server_tool_use');
+  const result = message.content.find((b) => b.type === 'advisor_tool_result');
+  assert.ok(call?.type === 'server_tool_use' && call.name === 'advisor');
+  assert.ok(result?.type === 'advisor_tool_result' && result.tool_use_id === call.id);
+  assert.equal(result.content.type, 'advisor_result');
+  assert.ok(result.content.type === 'advisor_result' && result.content.text.trim().length > 0);
+  const steps = message.usage.iterations ?? [];
+  assert.deepEqual(
+    steps.map((s) => s.type),
+    ['message', 'advisor_message', 'message'],
+  );
+  const advice = steps[1];
+  assert.ok(advice?.type === 'advisor_message' && advice.output_tokens > 0 && advice.output_tokens <= 40);
+  assert.ok(advice.cache_creation !== undefined, 'each step carries its cache writes by TTL');
 });
