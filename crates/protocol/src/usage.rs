@@ -70,7 +70,7 @@ pub struct OutputTokensDetails {
 }
 
 /// The split of cache writes by TTL.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheCreation {
     pub ephemeral_5m_input_tokens: u32,
     pub ephemeral_1h_input_tokens: u32,
