@@ -166,6 +166,18 @@ impl GenerateRequest {
             .filter(|turn| turn.role == Role::Assistant)
             .map(Turn::text)
     }
+
+    /// Adds `block` at the conversation's end: to the last turn when it is `role`'s, else
+    /// in a new turn of its own.
+    pub fn push_block(&mut self, role: Role, block: ContentBlockParam) {
+        match self.turns.last_mut() {
+            Some(last) if last.role == role => last.blocks.push(block),
+            _ => self.turns.push(Turn {
+                role,
+                blocks: vec![block],
+            }),
+        }
+    }
 }
 
 /// Claude Code starts its system prompt with `x-anthropic-billing-header: …; cch=<nonce>;`,

@@ -305,13 +305,7 @@ pub async fn compact(
         cache_control: None,
         citations: None,
     };
-    match summarise.turns.last_mut() {
-        Some(turn) if turn.role == Role::User => turn.blocks.push(ask),
-        _ => summarise.turns.push(Turn {
-            role: Role::User,
-            blocks: vec![ask],
-        }),
-    }
+    summarise.push_block(Role::User, ask);
     // A conversation past the window loses its oldest turns (after a leading summary,
     // which holds everything before it) until the summary request fits.
     while summarise.turns.len() > 2 {

@@ -117,13 +117,7 @@ pub fn request(
             cache_control: None,
             citations: None,
         };
-        match request.turns.last_mut() {
-            Some(last) if last.role == Role::Assistant => last.blocks.push(said),
-            _ => request.turns.push(Turn {
-                role: Role::Assistant,
-                blocks: vec![said],
-            }),
-        }
+        request.push_block(Role::Assistant, said);
     }
     if let Some(caching) = caching {
         mark_end(&mut request.turns, caching);
@@ -148,13 +142,7 @@ pub fn request(
         cache_control: None,
         citations: None,
     };
-    match request.turns.last_mut() {
-        Some(last) if last.role == Role::User => last.blocks.push(ask),
-        _ => request.turns.push(Turn {
-            role: Role::User,
-            blocks: vec![ask],
-        }),
-    }
+    request.push_block(Role::User, ask);
     request
 }
 
