@@ -1,7 +1,8 @@
 //! Tools the server runs for the model, as the Claude API runs them: `web_fetch`,
-//! `web_search`, code execution, MCP toolsets, tool search and the advisor. A request's server tools
-//! are read and checked ([`prepare`]), the model is given client-tool definitions in their
-//! place, and [`rounds::ToolRunner`] runs the model → tool → model loop inside one call.
+//! `web_search`, code execution, MCP toolsets, tool search and the advisor. A request's
+//! server tools are read and checked ([`prepare`]), the model is given client-tool
+//! definitions in their place, and [`rounds::ToolRunner`] runs the model → tool → model
+//! loop inside one call.
 //!
 //! Outbound requests go through [`fetch`], which refuses private, loopback, link-local,
 //! CGNAT and metadata addresses however they are spelled or resolved.
