@@ -169,17 +169,10 @@ pub async fn run(
     advisor: &dyn Backend,
     conversation: &GenerateRequest,
     said: &str,
-    tool: &ServerTool,
+    max_tokens: Option<u32>,
+    caching: Option<&CacheControl>,
     id: &str,
 ) -> (Outcome, Option<IterationUsage>) {
-    let Kind::Advisor {
-        max_tokens,
-        caching,
-        ..
-    } = &tool.kind
-    else {
-        return (error(id, "unavailable"), None);
-    };
     let descriptor = advisor.descriptor();
     let cap = max_tokens
         .unwrap_or(DEFAULT_MAX_TOKENS)
@@ -190,7 +183,7 @@ pub async fn run(
         &descriptor.id,
         cap,
         max_tokens.is_some(),
-        caching.as_ref(),
+        caching,
     );
     let answer = match advisor.generate(request).await {
         Ok(events) => missive_backend::answer::read(events).await,

@@ -340,11 +340,22 @@ impl Rounds {
                 Kind::ToolSearch { mode, catalog } => {
                     crate::tool_search::run(*mode, catalog, input, id)
                 }
-                Kind::Advisor { .. } => {
+                Kind::Advisor {
+                    max_tokens,
+                    caching,
+                    ..
+                } => {
                     return match &self.runner.advisor {
                         Some(advisor) => {
-                            crate::advisor::run(advisor.as_ref(), &self.request, said, tool, id)
-                                .await
+                            crate::advisor::run(
+                                advisor.as_ref(),
+                                &self.request,
+                                said,
+                                *max_tokens,
+                                caching.as_ref(),
+                                id,
+                            )
+                            .await
                         }
                         None => (crate::Outcome::error_for(tool, id, "unavailable"), None),
                     };
