@@ -42,4 +42,4 @@ pub use error::ApiError;
 pub use file_storage::FilesConfig;
 pub use model_router::ModelRouter;
 pub use routes::app;
-pub use state::AppState;
+pub use state::{AppState, Services};

@@ -10,9 +10,21 @@ use crate::model_router::ModelRouter;
 use crate::spend::{Prices, SpendLimits, SpendTracker};
 use crate::thinking::ThinkingSigner;
 
-/// What every handler can reach.
+/// What every handler can reach: a handle to the [`Services`], which axum clones for every
+/// extractor and middleware of every request, so a clone is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+#[derive(Clone)]
+pub struct Services {
     pub models: Arc<ModelRouter>,
     pub auth: Arc<Auth>,
     pub signer: ThinkingSigner,
@@ -46,7 +58,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(models: ModelRouter, auth: Auth) -> Self {
-        Self {
+        Self(Arc::new(Services {
             models: Arc::new(models),
             auth: Arc::new(auth),
             signer: ThinkingSigner::ephemeral(),
@@ -65,12 +77,18 @@ impl AppState {
             console: None,
             request_log: None,
             console_oidc: None,
-        }
+        }))
+    }
+
+    /// The services to set up, while the state is built. A clone taken earlier (the batch
+    /// worker's) keeps what it saw, as a copy would.
+    pub fn services_mut(&mut self) -> &mut Services {
+        Arc::make_mut(&mut self.0)
     }
 
     /// Lets the console's users sign in with OpenID Connect.
     pub fn with_console_oidc(mut self, config: crate::console_oidc::OidcConfig) -> Self {
-        self.console_oidc = Some(crate::console_oidc::Oidc::new(config));
+        self.services_mut().console_oidc = Some(crate::console_oidc::Oidc::new(config));
         self
     }
 
@@ -82,9 +100,10 @@ impl AppState {
         sessions: crate::console_session::Sessions,
         retention: std::time::Duration,
     ) -> Self {
-        self.console = Some(Arc::new(sessions));
-        if let Some(store) = &self.store {
-            self.request_log = Some(crate::request_log::RequestLog::spawn(
+        let services = self.services_mut();
+        services.console = Some(Arc::new(sessions));
+        if let Some(store) = &services.store {
+            services.request_log = Some(crate::request_log::RequestLog::spawn(
                 Arc::clone(store),
                 retention,
             ));
@@ -94,18 +113,18 @@ impl AppState {
 
     /// `[server_tools]`.
     pub fn with_server_tools(mut self, toolbox: missive_tools::Toolbox) -> Self {
-        self.server_tools = Arc::new(toolbox);
+        self.services_mut().server_tools = Arc::new(toolbox);
         self
     }
 
     pub fn with_public_url(mut self, url: Option<String>) -> Self {
-        self.public_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        self.services_mut().public_url = url.map(|u| u.trim_end_matches('/').to_owned());
         self
     }
 
     /// `[cache] share_across_workspaces`.
     pub fn with_cache_shared_across_workspaces(mut self, shared: bool) -> Self {
-        self.share_cache_across_workspaces = shared;
+        self.services_mut().share_cache_across_workspaces = shared;
         self
     }
 
@@ -117,13 +136,13 @@ impl AppState {
     }
 
     pub fn with_policies(mut self, policies: crate::policy::Policies) -> Self {
-        self.policies = Arc::new(policies);
+        self.services_mut().policies = Arc::new(policies);
         self
     }
 
     /// Serves the Files API from `dir`.
     pub fn with_files(mut self, files: FilesConfig) -> Self {
-        self.files = Some(Arc::new(files));
+        self.services_mut().files = Some(Arc::new(files));
         self
     }
 
@@ -139,12 +158,13 @@ impl AppState {
     /// Shares rate limits and spend with other replicas through Redis. Call before
     /// [`AppState::with_rate_limits`] and [`AppState::with_store`], which take it up.
     pub fn with_coordination(mut self, shared: crate::shared::Shared) -> Self {
-        self.shared = Some(shared);
+        self.services_mut().shared = Some(shared);
         self
     }
 
     pub fn with_rate_limits(mut self, limits: RateLimiter) -> Self {
-        self.limits = Arc::new(match &self.shared {
+        let services = self.services_mut();
+        services.limits = Arc::new(match &services.shared {
             Some(shared) => limits.shared(shared.clone()),
             None => limits,
         });
@@ -153,7 +173,7 @@ impl AppState {
 
     /// Signs thinking blocks under a persistent key, so they verify after a restart.
     pub fn with_thinking_key(mut self, key: Vec<u8>) -> Self {
-        self.signer = ThinkingSigner::new(key);
+        self.services_mut().signer = ThinkingSigner::new(key);
         self
     }
 
@@ -170,9 +190,9 @@ impl AppState {
             spend = spend.shared(shared.clone(), Arc::clone(&store));
         }
         spend.load(store.as_ref())?;
-        self.spend = Arc::new(spend);
-        self.ledger = Ledger::spawn(Arc::clone(&store));
-        self.store = Some(store);
+        self.services_mut().spend = Arc::new(spend);
+        self.services_mut().ledger = Ledger::spawn(Arc::clone(&store));
+        self.services_mut().store = Some(store);
         Ok(self)
     }
 }

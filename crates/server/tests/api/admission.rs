@@ -27,7 +27,7 @@ const SECRET_PROMPT: &str = "deploy with sk-ant-api03-abcdefghijklmnopqrstuvwxyz
 async fn server_for(refusal: Refusal) -> (TestServer, Workspace, NewApiKey) {
     let server = TestServer::start_with(hello(), move |mut state| {
         if let Refusal::SpendCap = refusal {
-            state.spend = Arc::new(SpendTracker::new(
+            state.services_mut().spend = Arc::new(SpendTracker::new(
                 Prices::default(),
                 SpendLimits {
                     organization: None,

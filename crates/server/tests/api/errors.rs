@@ -157,7 +157,8 @@ async fn images_for_a_text_only_model_become_placeholders_unless_the_operator_re
     // With `images = "reject"` the image reaches the model as sent, unreplaced: the
     // engine refuses it (the conformance suite shows that); the scripted model ignores it.
     let strict = TestServer::start_with(hello(), |mut state| {
-        state.models = std::sync::Arc::new((*state.models).clone().rejecting_images("scripted-1"));
+        state.services_mut().models =
+            std::sync::Arc::new((*state.models).clone().rejecting_images("scripted-1"));
         state
     })
     .await;

@@ -46,7 +46,7 @@ async fn list_and_retrieve_by_id_and_alias() {
 #[tokio::test]
 async fn exact_aliases_are_listed_beside_the_ids_they_name() {
     let server = TestServer::start_with(hello(), |mut state| {
-        state.models = std::sync::Arc::new(
+        state.services_mut().models = std::sync::Arc::new(
             (*state.models)
                 .clone()
                 .with_alias("claude-sonnet-4-5", "scripted-1"),
