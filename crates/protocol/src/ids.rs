@@ -1,15 +1,34 @@
 //! Ids in the Claude API's prefixed style.
 
-/// `prefix_01` followed by 24 random base-62 characters, as the Claude API's ids look.
+use rand::distr::Alphanumeric;
+use rand::Rng;
+
+/// `prefix_01` followed by 24 random base-62 characters, as the Claude API's ids look. The
+/// characters come from the thread's cryptographic generator, so an id is as hard to guess
+/// as before, without a system call per id (several ids are made per request).
 pub fn new_id(prefix: &str) -> String {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    let more = uuid::Uuid::new_v4().into_bytes();
-    let body: String = bytes
-        .iter()
-        .chain(more.iter())
-        .take(24)
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect();
-    format!("{prefix}_01{body}")
+    let mut id = String::with_capacity(prefix.len() + 27);
+    id.push_str(prefix);
+    id.push_str("_01");
+    id.extend(
+        rand::rng()
+            .sample_iter(Alphanumeric)
+            .take(24)
+            .map(char::from),
+    );
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_is_the_prefix_and_24_base62_characters() {
+        let id = new_id("msg");
+        let body = id.strip_prefix("msg_01").expect("prefixed");
+        assert_eq!(body.len(), 24);
+        assert!(body.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(new_id("msg"), id);
+    }
 }
