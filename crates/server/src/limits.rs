@@ -21,6 +21,43 @@ use missive_store::WorkspaceLimits;
 use crate::error::ApiError;
 use crate::shared::Shared;
 
+/// The limit, remaining and reset headers of the requests, input-token, output-token and
+/// (most restrictive) token buckets, in that order.
+static RATE_LIMIT_HEADERS: [[HeaderName; 3]; 4] = [
+    rate_limit_headers(
+        "anthropic-ratelimit-requests-limit",
+        "anthropic-ratelimit-requests-remaining",
+        "anthropic-ratelimit-requests-reset",
+    ),
+    rate_limit_headers(
+        "anthropic-ratelimit-input-tokens-limit",
+        "anthropic-ratelimit-input-tokens-remaining",
+        "anthropic-ratelimit-input-tokens-reset",
+    ),
+    rate_limit_headers(
+        "anthropic-ratelimit-output-tokens-limit",
+        "anthropic-ratelimit-output-tokens-remaining",
+        "anthropic-ratelimit-output-tokens-reset",
+    ),
+    rate_limit_headers(
+        "anthropic-ratelimit-tokens-limit",
+        "anthropic-ratelimit-tokens-remaining",
+        "anthropic-ratelimit-tokens-reset",
+    ),
+];
+
+const fn rate_limit_headers(
+    limit: &'static str,
+    remaining: &'static str,
+    reset: &'static str,
+) -> [HeaderName; 3] {
+    [
+        HeaderName::from_static(limit),
+        HeaderName::from_static(remaining),
+        HeaderName::from_static(reset),
+    ]
+}
+
 /// Per-minute limits of one workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -462,57 +499,34 @@ impl RateLimiter {
         let limits = self.limits(workspace);
         let now = SystemTime::now();
         let snapshot = self.with_buckets(workspace, |b| *b);
-        let reset = |bucket: &Bucket| {
-            let at = now + bucket.until_full();
-            humantime::format_rfc3339_seconds(at).to_string()
-        };
-        let mut headers = HeaderMap::new();
-        let mut put = |name: &str, value: String| {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
-                headers.insert(name, value);
-            }
-        };
-        let remaining = |bucket: &Bucket| (bucket.level.max(0.0).floor() as u64).to_string();
-        for (prefix, bucket, limit) in [
-            ("requests", &snapshot.requests, limits.requests_per_minute),
-            (
-                "input-tokens",
-                &snapshot.input,
-                limits.input_tokens_per_minute,
-            ),
-            (
-                "output-tokens",
-                &snapshot.output,
-                limits.output_tokens_per_minute,
-            ),
-        ] {
-            put(
-                &format!("anthropic-ratelimit-{prefix}-limit"),
-                limit.to_string(),
-            );
-            put(
-                &format!("anthropic-ratelimit-{prefix}-remaining"),
-                remaining(bucket),
-            );
-            put(
-                &format!("anthropic-ratelimit-{prefix}-reset"),
-                reset(bucket),
-            );
-        }
         // `tokens-*` is the most restrictive of the token limits in effect.
-        let (tight, limit) = if snapshot.input.level / snapshot.input.capacity.max(1.0)
+        let (tight, tight_limit) = if snapshot.input.level / snapshot.input.capacity.max(1.0)
             <= snapshot.output.level / snapshot.output.capacity.max(1.0)
         {
             (&snapshot.input, limits.input_tokens_per_minute)
         } else {
             (&snapshot.output, limits.output_tokens_per_minute)
         };
-        put("anthropic-ratelimit-tokens-limit", limit.to_string());
-        put("anthropic-ratelimit-tokens-remaining", remaining(tight));
-        put("anthropic-ratelimit-tokens-reset", reset(tight));
+        let mut headers = HeaderMap::with_capacity(RATE_LIMIT_HEADERS.len() * 3);
+        let buckets = [
+            (&snapshot.requests, limits.requests_per_minute),
+            (&snapshot.input, limits.input_tokens_per_minute),
+            (&snapshot.output, limits.output_tokens_per_minute),
+            (tight, tight_limit),
+        ];
+        for ([limit, remaining, reset], (bucket, per_minute)) in
+            RATE_LIMIT_HEADERS.iter().zip(buckets)
+        {
+            let until_full = humantime::format_rfc3339_seconds(now + bucket.until_full());
+            headers.insert(limit.clone(), HeaderValue::from(per_minute));
+            headers.insert(
+                remaining.clone(),
+                HeaderValue::from(bucket.level.max(0.0).floor() as u64),
+            );
+            if let Ok(value) = HeaderValue::try_from(until_full.to_string()) {
+                headers.insert(reset.clone(), value);
+            }
+        }
         headers
     }
 }

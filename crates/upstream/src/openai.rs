@@ -18,14 +18,20 @@ pub struct OpenAiBackend {
     config: UpstreamConfig,
     client: reqwest::Client,
     descriptor: ModelDescriptor,
+    /// Parsed once: a gateway sends every request here.
+    completions: reqwest::Url,
 }
 
 impl OpenAiBackend {
     pub fn new(config: UpstreamConfig, descriptor: ModelDescriptor) -> Result<Self, BackendError> {
+        let completions = reqwest::Url::parse(&config.url("/chat/completions")).map_err(|e| {
+            BackendError::Generation(format!("upstream {}: bad url: {e}", config.name))
+        })?;
         Ok(Self {
             client: config.client()?,
             config,
             descriptor,
+            completions,
         })
     }
 }
@@ -175,10 +181,7 @@ impl Backend for OpenAiBackend {
 
     async fn generate(&self, request: GenerateRequest) -> Result<EventStream, BackendError> {
         let body = crate::translate::chat_body(&request, &self.config.model)?;
-        let mut call = self
-            .client
-            .post(self.config.url("/chat/completions"))
-            .json(&body);
+        let mut call = self.client.post(self.completions.clone()).json(&body);
         if let Some(key) = &self.config.api_key {
             call = call.bearer_auth(key);
         }
