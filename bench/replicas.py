@@ -119,34 +119,40 @@ def main():
     def med(store, which, field):
         return statistics.median(r[which][field] for r in one[store])
 
-    # 2. Saturation of three replicas over PostgreSQL + Redis.
-    three = Deployment(args, "postgres", replicas=3)
-    try:
-        three_rps = saturate(args, three, "3 replicas", "/v1/messages/count_tokens", COUNT_BODY)
-    finally:
-        three.stop()
-
-    # 3. The gateway: three replicas to an upstream that answers at once.
+    # 2. Saturation of three replicas over PostgreSQL + Redis, and 3. the gateway: one and
+    # three replicas to an upstream that answers at once, with one replica on SQLite (the
+    # single-machine store) beside them for how fast this machine is in this run. Every
+    # round runs each once, in turn, the order reversed every other round.
     mock_port = free_port()
     mock_log = os.path.join(tempfile.mkdtemp(prefix="missive-mock-"), "log")
     mock = subprocess.Popen([args.missive, "bench", "mock-openai", "--port", str(mock_port)],
                             stdout=open(mock_log, "w"), stderr=subprocess.STDOUT)
     mock_url = f"http://127.0.0.1:{mock_port}"
+    loads = [("count", "postgres", 3), ("gateway", "sqlite", 1), ("gateway", "postgres", 1),
+             ("gateway", "postgres", 3)]
+    saturation = {load: [] for load in loads}
     try:
         wait_healthy(mock_url, mock, mock_log)
-        gateways = {}
-        # One replica on SQLite first: the same request on the single-machine store, for
-        # how fast this machine is in this run.
-        for store, replicas in (("sqlite", 1), ("postgres", 1), ("postgres", 3)):
-            d = Deployment(args, store, replicas=replicas, upstream=mock_url)
-            try:
-                gateways[store, replicas] = saturate(args, d, f"gateway {store} x{replicas}", "/v1/messages",
-                                                     GATEWAY_BODY)
-            finally:
-                d.stop()
+        for round_no in range(1, args.rounds + 1):
+            for load in (loads if round_no % 2 else loads[::-1]):
+                kind, store, replicas = load
+                gateway = kind == "gateway"
+                d = Deployment(args, store, replicas=replicas, upstream=mock_url if gateway else None)
+                try:
+                    path, body = ("/v1/messages", GATEWAY_BODY) if gateway else (
+                        "/v1/messages/count_tokens", COUNT_BODY)
+                    saturation[load].append(saturate(args, d, f"{kind} {store} x{replicas}", path, body))
+                finally:
+                    d.stop()
     finally:
         mock.terminate()
         mock.wait()
+
+    def sat(load):
+        return statistics.median(saturation[load])
+
+    def each(load):
+        return ", ".join(f"{rps:,.0f}" for rps in saturation[load])
 
     lines = [
         "# Replicas: SQLite vs PostgreSQL + Redis, and 1 vs 3 replicas",
@@ -179,14 +185,19 @@ def main():
         "",
         "| saturation, closed loop | 1 replica | 3 replicas |",
         "|---|---|---|",
-        f"| `count_tokens`, PostgreSQL + Redis | {one_rps:,.0f} req/s | {three_rps:,.0f} req/s |",
-        f"| `/v1/messages` to the mock upstream, PostgreSQL + Redis | {gateways['postgres', 1]:,.0f} req/s | "
-        f"{gateways['postgres', 3]:,.0f} req/s |",
-        f"| `/v1/messages` to the mock upstream, SQLite (one machine) | {gateways['sqlite', 1]:,.0f} req/s | |",
+        f"| `count_tokens`, PostgreSQL + Redis | {one_rps:,.0f} req/s | {sat(loads[0]):,.0f} req/s |",
+        f"| `/v1/messages` to the mock upstream, PostgreSQL + Redis | {sat(loads[2]):,.0f} req/s | "
+        f"{sat(loads[3]):,.0f} req/s |",
+        f"| `/v1/messages` to the mock upstream, SQLite (one machine) | {sat(loads[1]):,.0f} req/s | |",
         "",
-        f"Each replica gets {args.connections} connections. Target for the gateway through three replicas: "
-        "at least 5,000 requests/s in total. Three replicas over PostgreSQL + Redis reach "
-        f"{gateways['postgres', 3] / gateways['sqlite', 1]:.2f}x of one replica on SQLite in this run.",
+        f"Each replica gets {args.connections} connections; medians of {args.rounds} rounds. Each round, "
+        f"in requests/s: the gateway through three replicas {each(loads[3])}; one replica on PostgreSQL + "
+        f"Redis {each(loads[2])}; one on SQLite {each(loads[1])}; `count_tokens` through three replicas "
+        f"{each(loads[0])}.",
+        "",
+        "Target for the gateway through three replicas: at least 5,000 requests/s in total. Three replicas "
+        f"over PostgreSQL + Redis reach {sat(loads[3]) / sat(loads[1]):.2f}x of one replica on SQLite in "
+        "this run.",
     ]
     write_report(args, "replicas.md", lines)
 
