@@ -1,6 +1,6 @@
 //! The console's request log: the metadata of every authenticated API request (failures
 //! included), written to the store off the request path. A request only hands its row to
-//! a bounded queue; one task writes what has gathered (for up to 200 ms) in one statement,
+//! a bounded queue; one task writes what has gathered (for 200 ms) in one statement,
 //! and prunes rows past the retention period. When the queue is full (the store far behind), rows are
 //! dropped and counted rather than slowing requests down. Content a workspace captures
 //! (`crate::capture`) rides with its row, and is pruned when it expires.
@@ -50,11 +50,13 @@ async fn write(
     while let Some(first) = receiver.recv().await {
         let mut rows = Vec::with_capacity(BATCH);
         rows.push(first);
-        let until = tokio::time::Instant::now() + GATHER;
+        // Sleep, then take what gathered: waking for each row would cost a task switch per
+        // request.
+        tokio::time::sleep(GATHER).await;
         while rows.len() < BATCH {
-            match tokio::time::timeout_at(until, receiver.recv()).await {
-                Ok(Some(row)) => rows.push(row),
-                Ok(None) | Err(_) => break,
+            match receiver.try_recv() {
+                Ok(row) => rows.push(row),
+                Err(_) => break,
             }
         }
         let prune = pruned.elapsed() >= PRUNE_EVERY;
