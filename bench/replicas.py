@@ -130,29 +130,29 @@ def main():
     mock_url = f"http://127.0.0.1:{mock_port}"
     loads = [("count", "postgres", 3), ("gateway", "sqlite", 1), ("gateway", "postgres", 1),
              ("gateway", "postgres", 3)]
-    saturation = {load: [] for load in loads}
+    saturation = {entry: [] for entry in loads}
     try:
         wait_healthy(mock_url, mock, mock_log)
         for round_no in range(1, args.rounds + 1):
-            for load in (loads if round_no % 2 else loads[::-1]):
-                kind, store, replicas = load
+            for entry in (loads if round_no % 2 else loads[::-1]):
+                kind, store, replicas = entry
                 gateway = kind == "gateway"
                 d = Deployment(args, store, replicas=replicas, upstream=mock_url if gateway else None)
                 try:
                     path, body = ("/v1/messages", GATEWAY_BODY) if gateway else (
                         "/v1/messages/count_tokens", COUNT_BODY)
-                    saturation[load].append(saturate(args, d, f"{kind} {store} x{replicas}", path, body))
+                    saturation[entry].append(saturate(args, d, f"{kind} {store} x{replicas}", path, body))
                 finally:
                     d.stop()
     finally:
         mock.terminate()
         mock.wait()
 
-    def sat(load):
-        return statistics.median(saturation[load])
+    def sat(entry):
+        return statistics.median(saturation[entry])
 
-    def each(load):
-        return ", ".join(f"{rps:,.0f}" for rps in saturation[load])
+    def each(entry):
+        return ", ".join(f"{rps:,.0f}" for rps in saturation[entry])
 
     lines = [
         "# Replicas: SQLite vs PostgreSQL + Redis, and 1 vs 3 replicas",
