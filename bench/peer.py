@@ -268,8 +268,10 @@ def in_turn(servers, i):
 
 def bench_http(missive, url, body, headers, seconds, label, **mode):
     """One `missive bench http` run (`mode`: connections=N or rate=R, warmup, threads): its
-    JSON result, printed; any answer but 200 ends the bench."""
-    cmd = [missive, "bench", "http", url, "--body", body, "--seconds", str(seconds), "--label", label]
+    JSON result, printed; any answer but 200 ends the bench. `url` may be a list: the
+    connections are spread over them round-robin."""
+    urls = [url] if isinstance(url, str) else list(url)
+    cmd = [missive, "bench", "http", *urls, "--body", body, "--seconds", str(seconds), "--label", label]
     for header in headers:
         cmd += ["-H", header]
     for name, value in mode.items():

@@ -7,7 +7,6 @@ import statistics
 import subprocess
 import tempfile
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 from peer import bench_http, free_port, load_arguments, wait_healthy, write_report
 
@@ -82,18 +81,17 @@ model = "mock"
 
 
 def load(args, url, key, label, path, body, **mode):
+    """`url`: one replica, or a list of them that the load spreads over round-robin."""
+    urls = [url] if isinstance(url, str) else url
     headers = [f"x-api-key: {key}", "anthropic-version: 2023-06-01", "content-type: application/json"]
-    return bench_http(args.missive, url + path, body, headers, args.seconds, label, **mode)
+    return bench_http(args.missive, [u + path for u in urls], body, headers, args.seconds, label, **mode)
 
 
 def saturate(args, deployment, label, path, body):
-    """Every replica loaded at once, closed loop; total requests/s."""
-    with ThreadPoolExecutor(len(deployment.urls)) as pool:
-        results = list(pool.map(
-            lambda url: load(args, url, deployment.key, f"{label} {url}", path, body, connections=args.connections),
-            deployment.urls,
-        ))
-    return sum(r["rps"] for r in results)
+    """Every replica loaded at once, closed loop, by one load generator whose connections
+    are spread over them round-robin (as a load balancer would): total requests/s."""
+    connections = args.connections * len(deployment.urls)
+    return load(args, deployment.urls, deployment.key, label, path, body, connections=connections)["rps"]
 
 
 def main():
@@ -158,8 +156,8 @@ def main():
         "# Replicas: SQLite vs PostgreSQL + Redis, and 1 vs 3 replicas",
         "",
         f"Missive release build, {args.threads} threads per replica, all on this 2-core machine with the load "
-        "generators (`missive bench http`, one per replica), PostgreSQL and Redis (Debian's packages, loopback, "
-        "fsync on). Governance load: `count_tokens` with a key from the store, rate limits (in Redis when "
+        "generator (`missive bench http`, its connections spread over the replicas round-robin), PostgreSQL "
+        "and Redis (Debian's packages, loopback, fsync on). Governance load: `count_tokens` with a key from the store, rate limits (in Redis when "
         "configured) and a ledger row committed before each response. "
         f"{args.rounds} rounds, stores alternated; {args.seconds:.0f} s per load. Medians.",
         "",
@@ -190,7 +188,7 @@ def main():
         f"{sat(loads[3]):,.0f} req/s |",
         f"| `/v1/messages` to the mock upstream, SQLite (one machine) | {sat(loads[1]):,.0f} req/s | |",
         "",
-        f"Each replica gets {args.connections} connections; medians of {args.rounds} rounds. Each round, "
+        f"{args.connections} connections per replica; medians of {args.rounds} rounds. Each round, "
         f"in requests/s: the gateway through three replicas {each(loads[3])}; one replica on PostgreSQL + "
         f"Redis {each(loads[2])}; one on SQLite {each(loads[1])}; `count_tokens` through three replicas "
         f"{each(loads[0])}.",

@@ -23,6 +23,7 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// The server's parts (models, keys, limits, the store and the rest), built once at start.
 #[derive(Clone)]
 pub struct Services {
     pub models: Arc<ModelRouter>,

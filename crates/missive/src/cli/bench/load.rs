@@ -1,7 +1,8 @@
 //! `missive bench http`: load on one endpoint, closed-loop (N connections, each sending its
 //! next request when the last answers) or open-loop (a fixed arrival rate; latency counted
-//! from each request's scheduled time, so a stalled server cannot hide its queue). Prints
-//! one JSON line: requests/s, latency percentiles, status counts.
+//! from each request's scheduled time, so a stalled server cannot hide its queue). Given
+//! several URLs (replicas of one service), it spreads connections, or requests, over them
+//! round-robin. Prints one JSON line: requests/s, latency percentiles, status counts.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,8 +14,9 @@ use tokio::sync::Mutex;
 
 #[derive(Debug, clap::Args)]
 pub struct HttpArgs {
-    /// Full URL of the endpoint.
-    url: String,
+    /// Full URL of the endpoint; several spread the load round-robin.
+    #[arg(required = true)]
+    urls: Vec<String>,
     /// JSON body (POST); without it, GET.
     #[arg(long)]
     body: Option<String>,
@@ -54,13 +56,17 @@ pub fn run(args: &HttpArgs) -> anyhow::Result<()> {
     runtime.block_on(measure(args))
 }
 
-fn request(client: &reqwest::Client, args: &HttpArgs) -> anyhow::Result<reqwest::RequestBuilder> {
+fn request(
+    client: &reqwest::Client,
+    args: &HttpArgs,
+    url: &str,
+) -> anyhow::Result<reqwest::RequestBuilder> {
     let mut builder = match &args.body {
         Some(body) => client
-            .post(&args.url)
+            .post(url)
             .header("content-type", "application/json")
             .body(body.clone()),
-        None => client.get(&args.url),
+        None => client.get(url),
     };
     for header in &args.headers {
         let (name, value) = header
@@ -93,7 +99,11 @@ async fn measure(args: &HttpArgs) -> anyhow::Result<()> {
         .pool_max_idle_per_host(4096)
         .timeout(Duration::from_secs(30))
         .build()?;
-    let template = Arc::new(request(&client, args)?);
+    let templates = args
+        .urls
+        .iter()
+        .map(|url| request(&client, args, url).map(Arc::new))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let samples = Arc::new(Mutex::new(Samples::default()));
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
@@ -109,9 +119,12 @@ async fn measure(args: &HttpArgs) -> anyhow::Result<()> {
     if let Some(rate) = args.rate {
         let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
         let mut next = start;
-        while next < end {
+        for template in templates.iter().cycle() {
+            if next >= end {
+                break;
+            }
             tokio::time::sleep_until(next.into()).await;
-            let (template, samples) = (Arc::clone(&template), Arc::clone(&samples));
+            let (template, samples) = (Arc::clone(template), Arc::clone(&samples));
             let scheduled = next;
             tasks.push(tokio::spawn(async move {
                 let status = one(&template).await;
@@ -120,8 +133,8 @@ async fn measure(args: &HttpArgs) -> anyhow::Result<()> {
             next += interval;
         }
     } else {
-        for _ in 0..args.connections.max(1) {
-            let (template, samples) = (Arc::clone(&template), Arc::clone(&samples));
+        for template in templates.iter().cycle().take(args.connections.max(1)) {
+            let (template, samples) = (Arc::clone(template), Arc::clone(&samples));
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < end {
                     let sent = Instant::now();
