@@ -27,6 +27,12 @@ output_tokens_per_minute = 1000000000
 """
 
 
+def workers(replicas):
+    """Async workers per replica: the host's cores shared among the replicas on it (at least
+    one each), as docs/scaling.md advises."""
+    return max(1, (os.cpu_count() or 1) // replicas)
+
+
 class Deployment:
     """N replicas over one store: SQLite (N = 1) or a fresh PostgreSQL database and a Redis
     key prefix of their own."""
@@ -60,7 +66,8 @@ model = "mock"
             home = os.path.join(self.home, f"r{i + 1}")
             os.makedirs(home)
             env = dict(os.environ, MISSIVE_HOME=home, MISSIVE_CONFIG=path, MISSIVE_PORT=str(port),
-                       MISSIVE_THREADS=str(args.threads), MISSIVE_LOG="warn", MISSIVE_REPLICA=f"r{i + 1}")
+                       MISSIVE_THREADS=str(args.threads), MISSIVE_LOG="warn", MISSIVE_REPLICA=f"r{i + 1}",
+                       TOKIO_WORKER_THREADS=str(workers(replicas)))
             if not upstream:
                 env["MISSIVE_MODEL"] = args.model
             if self.key is None:
@@ -155,7 +162,8 @@ def main():
     lines = [
         "# Replicas: SQLite vs PostgreSQL + Redis, and 1 vs 3 replicas",
         "",
-        f"Missive release build, {args.threads} threads per replica, all on this 2-core machine with the load "
+        f"Missive release build, {args.threads} engine threads and {workers(1)} async workers per replica "
+        f"({workers(3)} each when three share the machine), all on this 2-core machine with the load "
         "generator (`missive bench http`, its connections spread over the replicas round-robin), PostgreSQL "
         "and Redis (Debian's packages, loopback, fsync on). Governance load: `count_tokens` with a key from the store, rate limits (in Redis when "
         "configured) and a ledger row committed before each response. "
