@@ -1,9 +1,9 @@
 //! The console's request log: the metadata of every authenticated API request (failures
 //! included), written to the store off the request path. A request only hands its row to
-//! a bounded queue; one task writes what has gathered (for 200 ms) in one statement,
-//! and prunes rows past the retention period. When the queue is full (the store far behind), rows are
-//! dropped and counted rather than slowing requests down. Content a workspace captures
-//! (`crate::capture`) rides with its row, and is pruned when it expires.
+//! a bounded queue; one task writes what has gathered (for 200 ms) in one statement, and
+//! prunes rows past the retention period. When the queue is full (the store far behind),
+//! rows are dropped and counted rather than slowing requests down. Content a workspace
+//! captures (`crate::capture`) rides with its row, and is pruned when it expires.
 
 use std::sync::Arc;
 use std::time::Duration;
