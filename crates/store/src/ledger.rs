@@ -1,5 +1,9 @@
 //! The usage ledger: one row per API call, aggregated into usage and cost reports.
 
+use futures::future::BoxFuture;
+
+use crate::Error;
+
 /// What one call used, as written to the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRecord {
@@ -60,6 +64,40 @@ impl TokenCounts {
         self.web_search_requests += other.web_search_requests;
         self.web_fetch_requests += other.web_fetch_requests;
         self.code_execution_ms += other.code_execution_ms;
+    }
+}
+
+type Write = dyn Fn(Vec<UsageRecord>) -> BoxFuture<'static, Result<(), Error>> + Send + Sync;
+
+/// [`crate::Store::record_usage`] as a future, for a store whose driver is async: no thread
+/// waits while the commit runs. Poll its futures on [`UsageWriter::runtime`], where the
+/// store's connections are driven.
+pub struct UsageWriter {
+    runtime: tokio::runtime::Handle,
+    write: Box<Write>,
+}
+
+impl UsageWriter {
+    pub(crate) fn new(
+        runtime: tokio::runtime::Handle,
+        write: impl Fn(Vec<UsageRecord>) -> BoxFuture<'static, Result<(), Error>>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        Self {
+            runtime,
+            write: Box::new(write),
+        }
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    /// Commits the records in one transaction: all are durable when it resolves.
+    pub fn write(&self, records: Vec<UsageRecord>) -> BoxFuture<'static, Result<(), Error>> {
+        (self.write)(records)
     }
 }
 

@@ -13,7 +13,7 @@ mod tenancy;
 
 pub use batches::{Batch, BatchResult, FileMeta, NewBatchRequest, PendingRequest, RequestCounts};
 pub use keys::{hash_key, ApiKey, KeyKind, KeyStatus, NewApiKey};
-pub use ledger::{Dimension, TokenCounts, UsageQuery, UsageRecord, UsageRow};
+pub use ledger::{Dimension, TokenCounts, UsageQuery, UsageRecord, UsageRow, UsageWriter};
 pub use postgres::PostgresStore;
 pub use registry::{
     LabelTarget, RegistryEntry, RegistryKind, RegistryVersion, SplitShare, PRODUCTION,
@@ -117,6 +117,11 @@ pub trait Store: Send + Sync {
 
     /// Writes the records in one transaction: all are durable when this returns.
     fn record_usage(&self, records: &[UsageRecord]) -> Result<(), Error>;
+    /// The same commit without a waiting thread, where the store's driver is async. `None`:
+    /// call [`Store::record_usage`] from a thread that may block.
+    fn usage_writer(&self) -> Option<UsageWriter> {
+        None
+    }
     /// Billed (`messages`) usage, bucketed and grouped as asked; empty combinations omitted.
     fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, Error>;
     /// Appends rows to the request log.

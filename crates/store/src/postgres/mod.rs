@@ -30,7 +30,7 @@ use crate::{
     now_ms, ApiKey, AuditEntry, Batch, BatchResult, CapturedContent, Error, FileMeta, KeyKind,
     KeyStatus, KillSwitch, LabelTarget, Member, NewApiKey, NewBatchRequest, Organization,
     PendingRequest, RegistryEntry, RegistryKind, RegistryVersion, RequestLogEntry, RequestLogQuery,
-    Store, UsageQuery, UsageRecord, UsageRow, User, Workspace, WorkspaceLimits,
+    Store, UsageQuery, UsageRecord, UsageRow, UsageWriter, User, Workspace, WorkspaceLimits,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -138,9 +138,9 @@ impl PostgresStore {
 }
 
 fn spawn_runtime() -> Result<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>), Error> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("missive-postgres")
+    // One thread: the pool's connections need little CPU, and a second worker only adds
+    // wake-ups between the two.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
@@ -434,6 +434,17 @@ impl Store for PostgresStore {
         let records = records.to_vec();
         // One statement commits on its own: one round trip, not three with BEGIN and COMMIT.
         self.run(move |c| async move { ledger::insert(&c, &records).await })
+    }
+
+    fn usage_writer(&self) -> Option<UsageWriter> {
+        let pool = self.pool.clone();
+        Some(UsageWriter::new(self.runtime.clone(), move |records| {
+            let pool = pool.clone();
+            Box::pin(async move {
+                let client = pool.get().await.map_err(|e| Error::Pool(e.to_string()))?;
+                ledger::insert(&client, &records).await
+            })
+        }))
     }
 
     fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, Error> {

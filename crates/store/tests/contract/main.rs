@@ -38,6 +38,7 @@ every_store!(
     archiving_a_workspace_archives_its_keys_and_they_stay_archived,
     users_and_members_keep_their_roles,
     usage_is_bucketed_grouped_and_filtered,
+    usage_committed_as_the_ledger_does_is_durable_for_every_handle,
     usage_groups_by_the_registry_versions_a_call_used,
     the_request_log_keeps_failures_filters_and_is_pruned,
     captured_content_is_scoped_by_workspace_and_gone_once_expired,
@@ -76,4 +77,13 @@ fn replicas_starting_at_once_migrate_a_postgres_database_once() {
         .collect();
     assert_eq!(organizations.len(), 1, "one organization, seen by all");
     assert_eq!(stores[0].list_workspaces(true).unwrap().len(), 1);
+}
+
+/// PostgreSQL's driver is async: the ledger commits through it without a waiting thread.
+#[cfg(test)]
+#[test]
+fn postgres_offers_the_ledger_an_async_writer() {
+    use missive_store::Store;
+    let store = fixtures::postgres().store;
+    assert!(store.usage_writer().is_some());
 }

@@ -229,6 +229,31 @@ pub fn usage_is_bucketed_grouped_and_filtered(f: &Fixture) {
     assert_eq!(total[0].tokens.output, 7, "count_tokens is not billed");
 }
 
+/// Commits as the server's ledger does: through the store's async writer where it has one.
+fn commit_as_the_ledger_does(store: &dyn Store, records: Vec<UsageRecord>) -> Result<(), Error> {
+    let Some(writer) = store.usage_writer() else {
+        return store.record_usage(&records);
+    };
+    let (done, answer) = std::sync::mpsc::channel();
+    let write = writer.write(records);
+    writer.runtime().spawn(async move {
+        let _ = done.send(write.await);
+    });
+    answer.recv().unwrap()
+}
+
+pub fn usage_committed_as_the_ledger_does_is_durable_for_every_handle(f: &Fixture) {
+    let first: Vec<UsageRecord> = (1..=3).map(|i| record(i, "k", "m", 10, 1)).collect();
+    commit_as_the_ledger_does(&*f.store, first).unwrap();
+    commit_as_the_ledger_does(&*f.store, vec![record(4, "k", "m", 70, 7)]).unwrap();
+    commit_as_the_ledger_does(&*f.store, vec![]).unwrap();
+    let again = f.open_again();
+    let total = again.usage(&everything()).unwrap();
+    assert_eq!(total.len(), 1, "{total:?}");
+    assert_eq!(total[0].tokens.uncached_input, 100);
+    assert_eq!(total[0].tokens.output, 10);
+}
+
 pub fn usage_groups_by_the_registry_versions_a_call_used(f: &Fixture) {
     let store = &f.store;
     let mut first = record(1, "k", "m", 10, 1);
