@@ -501,6 +501,62 @@ mod tests {
         )));
     }
 
+    /// A redirect from an upstream is answered as an error, not followed: reqwest strips only
+    /// `authorization` and cookies across hosts, so following would hand the operator's
+    /// `x-api-key` to wherever the redirect points.
+    #[tokio::test]
+    async fn a_redirecting_upstream_never_passes_the_operators_key_on() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let elsewhere = upstream(Arc::clone(&seen)).await;
+        let target = format!("{elsewhere}/v1/messages");
+        let app = axum::Router::new().route(
+            "/v1/messages",
+            axum::routing::post(move || {
+                let target = target.clone();
+                async move {
+                    (
+                        axum::http::StatusCode::TEMPORARY_REDIRECT,
+                        [("location", target)],
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let descriptor = missive_backend::Backend::descriptor(
+            &missive_backend::scripted::ScriptedBackend::new("m", &["x"]),
+        )
+        .clone();
+        let backend = AnthropicBackend::new(
+            UpstreamConfig {
+                name: "claude".into(),
+                base_url: format!("http://{addr}"),
+                model: "claude-sonnet-4-5".into(),
+                api_key: Some("sk-operator".into()),
+                connect_timeout: Duration::from_secs(1),
+                first_byte_timeout: Some(Duration::from_secs(5)),
+            },
+            descriptor,
+        )
+        .unwrap();
+        let body =
+            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+        let parsed = missive_protocol::parse_messages_request(body.to_string().as_bytes()).unwrap();
+        let answer = backend
+            .generate(GenerateRequest::new("m".into(), parsed))
+            .await;
+        match answer {
+            Err(BackendError::Upstream { status, .. }) => assert_eq!(status, 307),
+            Err(other) => panic!("expected the upstream's 307 as an error, got {other}"),
+            Ok(_) => panic!("a redirect was followed"),
+        }
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "the redirect target was called"
+        );
+    }
+
     #[test]
     fn server_tool_blocks_of_the_upstream_are_relayed_whole() {
         let mut relay = Relay::default();

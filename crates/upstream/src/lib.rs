@@ -36,6 +36,9 @@ impl UpstreamConfig {
     fn client(&self) -> Result<reqwest::Client, BackendError> {
         reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
+            // Across hosts reqwest drops only `authorization` and cookies: a followed redirect
+            // would send the operator's `x-api-key` wherever it pointed.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| BackendError::Generation(e.to_string()))
     }
