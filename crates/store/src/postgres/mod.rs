@@ -141,6 +141,7 @@ fn spawn_runtime() -> Result<(tokio::runtime::Handle, tokio::sync::oneshot::Send
     // One thread: the pool's connections need little CPU, and a second worker only adds
     // wake-ups between the two.
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .thread_name("missive-postgres")
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;

@@ -83,7 +83,6 @@ fn replicas_starting_at_once_migrate_a_postgres_database_once() {
 #[cfg(test)]
 #[test]
 fn postgres_offers_the_ledger_an_async_writer() {
-    use missive_store::Store;
     let store = fixtures::postgres().store;
     assert!(store.usage_writer().is_some());
 }
