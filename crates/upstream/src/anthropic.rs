@@ -456,15 +456,13 @@ mod tests {
         format!("http://{addr}")
     }
 
-    #[tokio::test]
-    async fn the_operators_key_and_the_clients_betas_go_upstream() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let url = upstream(Arc::clone(&seen)).await;
+    /// The Claude API at `url`, with the operator's key `sk-operator`.
+    fn backend_at(url: String) -> AnthropicBackend {
         let descriptor = missive_backend::Backend::descriptor(
             &missive_backend::scripted::ScriptedBackend::new("m", &["x"]),
         )
         .clone();
-        let backend = AnthropicBackend::new(
+        AnthropicBackend::new(
             UpstreamConfig {
                 name: "claude".into(),
                 base_url: url,
@@ -475,11 +473,21 @@ mod tests {
             },
             descriptor,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    fn hello() -> GenerateRequest {
         let body =
             json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
         let parsed = missive_protocol::parse_messages_request(body.to_string().as_bytes()).unwrap();
-        let mut request = GenerateRequest::new("m".into(), parsed);
+        GenerateRequest::new("m".into(), parsed)
+    }
+
+    #[tokio::test]
+    async fn the_operators_key_and_the_clients_betas_go_upstream() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let backend = backend_at(upstream(Arc::clone(&seen)).await);
+        let mut request = hello();
         request.betas = vec![
             "interleaved-thinking-2025-05-14".into(),
             "context-1m-2025-08-07".into(),
@@ -524,28 +532,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let descriptor = missive_backend::Backend::descriptor(
-            &missive_backend::scripted::ScriptedBackend::new("m", &["x"]),
-        )
-        .clone();
-        let backend = AnthropicBackend::new(
-            UpstreamConfig {
-                name: "claude".into(),
-                base_url: format!("http://{addr}"),
-                model: "claude-sonnet-4-5".into(),
-                api_key: Some("sk-operator".into()),
-                connect_timeout: Duration::from_secs(1),
-                first_byte_timeout: Some(Duration::from_secs(5)),
-            },
-            descriptor,
-        )
-        .unwrap();
-        let body =
-            json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
-        let parsed = missive_protocol::parse_messages_request(body.to_string().as_bytes()).unwrap();
-        let answer = backend
-            .generate(GenerateRequest::new("m".into(), parsed))
-            .await;
+        let answer = backend_at(format!("http://{addr}")).generate(hello()).await;
         match answer {
             Err(BackendError::Upstream { status, .. }) => assert_eq!(status, 307),
             Err(other) => panic!("expected the upstream's 307 as an error, got {other}"),
