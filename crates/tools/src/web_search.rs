@@ -136,6 +136,9 @@ async fn search(
 ) -> Result<Vec<Hit>, SearchError> {
     let client = reqwest::Client::builder()
         .timeout(timeout)
+        // A followed redirect would carry the Brave key (a header reqwest keeps across
+        // hosts) wherever it pointed.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| SearchError(e.to_string()))?;
     let country = location
@@ -217,7 +220,58 @@ fn hits(results: &Value, snippet: &str, age: &str) -> Vec<Hit> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
     use super::*;
+
+    /// Answers every request with a 307 to `target`.
+    async fn redirecting_to(target: String) -> Url {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nlocation: {target}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        Url::parse(&format!("http://{addr}/res/v1/web/search")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_redirect_from_the_search_api_is_an_error_and_the_key_stays_here() {
+        let elsewhere = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = format!("http://{}/steal", elsewhere.local_addr().unwrap());
+        let reached = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&reached);
+        tokio::spawn(async move {
+            while elsewhere.accept().await.is_ok() {
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
+        let backend = SearchBackend::Brave {
+            api_key: "brave-secret".into(),
+            url: redirecting_to(target).await,
+        };
+        let err = search(&backend, "otters", None, std::time::Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("307"), "{err}");
+        assert!(!reached.load(Ordering::SeqCst), "the redirect was followed");
+    }
 
     #[test]
     fn searxng_and_brave_results_are_read() {
